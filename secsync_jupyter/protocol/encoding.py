@@ -1,0 +1,95 @@
+"""Encodings: strict URL-safe base64 without padding, and canonical JSON (RFC 8785)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+import rfc8785
+
+from .errors import EncodingError
+
+B64_ALPHABET_RE = re.compile(r"[A-Za-z0-9_-]*")
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def b64encode(data: bytes) -> str:
+    """URL-safe base64 without padding (libsodium ``to_base64`` default variant)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64decode(text: Any, *, field: str = "value", length: int | None = None) -> bytes:
+    """Decode strict URL-safe base64 without padding.
+
+    Rejects padding, characters outside the URL-safe alphabet, impossible lengths and
+    non-canonical trailing bits; with ``length`` also any other decoded length.
+    """
+    if not isinstance(text, str):
+        raise EncodingError("expected a base64url string", field=field)
+    if B64_ALPHABET_RE.fullmatch(text) is None:
+        raise EncodingError("not URL-safe base64 without padding", field=field)
+    if len(text) % 4 == 1:
+        raise EncodingError("impossible base64 length", field=field)
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise EncodingError("not URL-safe base64 without padding", field=field)
+    if b64encode(data) != text:
+        raise EncodingError("non-canonical base64 (trailing bits set)", field=field)
+    if length is not None and len(data) != length:
+        raise EncodingError(f"expected {length} bytes, got {len(data)}", field=field)
+    return data
+
+
+def _check_domain(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise EncodingError("integer outside ±(2^53-1)", field=path)
+        return
+    if isinstance(value, float):
+        raise EncodingError("floats are not allowed in canonical data", field=path)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise EncodingError("object keys must be strings", field=path)
+            _check_domain(v, f"{path}.{k}")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_domain(v, f"{path}[{i}]")
+        return
+    raise EncodingError(f"type {type(value).__name__} cannot be canonicalized", field=path)
+
+
+def canonicalize(value: Any, *, field: str = "value") -> bytes:
+    """RFC 8785 canonical JSON as UTF-8 bytes (same output as npm ``canonicalize``).
+
+    The domain is the protocol's: strings, booleans, null, integers with |n| ≤ 2^53−1,
+    and objects / arrays of those. Anything else raises :class:`EncodingError`.
+    """
+    _check_domain(value, field)
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeError, ValueError, TypeError) as exc:
+        raise EncodingError(f"cannot canonicalize: {exc}", field=field)
+
+
+def canonicalize_b64(value: Any, *, field: str = "publicData") -> str:
+    """``b64(canon(value))`` — the AEAD additional data and signed ``publicData`` string."""
+    return b64encode(canonicalize(value, field=field))
+
+
+def loads(text: str | bytes, *, field: str = "frame") -> Any:
+    """``json.loads`` that raises only :class:`EncodingError` (bad JSON, bad UTF-8, depth)."""
+    import json
+
+    try:
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text)
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+        raise EncodingError(f"not valid JSON: {exc}", field=field)
