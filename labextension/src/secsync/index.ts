@@ -1,0 +1,15 @@
+/**
+ * secsync-jupyter: a TypeScript implementation of the Secsync protocol (version 1,
+ * wire-compatible with the reference `secsync` 0.5 packages) plus a Yjs sync client.
+ * See shared/protocol.md for the wire format and client.ts for the sync engine API.
+ */
+export * from './errors';
+export * from './base64';
+export * from './sodium';
+export * from './canonical';
+export * from './crypto';
+export * from './types';
+export * from './parse';
+export * from './snapshot';
+export * from './update';
+export * from './ephemeral';
