@@ -86,19 +86,27 @@ def encrypt_aead(
     return nonce_b64, b64encode(tag + aead)
 
 
-def decrypt_aead(ciphertext: bytes, additional_data: str, key: bytes, nonce_b64: str) -> bytes:
+def decrypt_aead(
+    ciphertext: bytes,
+    additional_data: str,
+    key: bytes,
+    nonce_b64: str,
+    nonce: bytes | None = None,
+) -> bytes:
     """Check the commitment tag (constant time), then AEAD-decrypt.
 
-    Raises :class:`DecryptionError` on any failure (wrong key, tampering, bad lengths).
+    ``nonce`` may carry the already decoded ``nonce_b64``. Raises :class:`DecryptionError`
+    on any failure (wrong key, tampering, bad lengths).
     """
     if len(key) != KEY_BYTES:
         raise DecryptionError("key must be 32 bytes")
     if len(ciphertext) < TAG_BYTES + 16:
         raise DecryptionError("ciphertext too short")
-    try:
-        nonce = b64decode(nonce_b64, field="nonce", length=NONCE_BYTES)
-    except EncodingError as exc:
-        raise DecryptionError(str(exc))
+    if nonce is None:
+        try:
+            nonce = b64decode(nonce_b64, field="nonce", length=NONCE_BYTES)
+        except EncodingError as exc:
+            raise DecryptionError(str(exc))
     tag, aead = ciphertext[:TAG_BYTES], ciphertext[TAG_BYTES:]
     expected = commitment_tag(key, nonce_b64, b64encode(aead), additional_data)
     if not hmac.compare_digest(tag, expected):
@@ -193,13 +201,35 @@ def verify_message_signature(
     nonce: str,
     ciphertext: str,
     public_data_b64: str,
-    signature_b64: str,
+    signature: str | bytes,
     public_key: bytes,
 ) -> bool:
-    try:
-        signature = b64decode(signature_b64, field="signature", length=SIGNATURE_BYTES)
-    except EncodingError:
-        return False
+    """Check a message signature (``signature`` as base64url text or as the 64 raw bytes)."""
+    if isinstance(signature, str):
+        try:
+            signature = b64decode(signature, field="signature", length=SIGNATURE_BYTES)
+        except EncodingError:
+            return False
     return verify_detached(
         signature, signed_bytes(domain, nonce, ciphertext, public_data_b64), public_key
+    )
+
+
+def verify_message(domain: str, message) -> bool:
+    """Check the signature of a parsed message (its decoded key and signature are reused)."""
+    return verify_detached(
+        message.signature_bytes,
+        signed_bytes(domain, message.nonce, message.ciphertext, message.public_data_b64),
+        message.public_data.pub_key_bytes,
+    )
+
+
+def decrypt_message(message, key: bytes) -> bytes:
+    """Commitment-tag check and AEAD decryption of a parsed message's ciphertext."""
+    try:
+        ciphertext = b64decode(message.ciphertext, field="ciphertext")
+    except EncodingError as exc:
+        raise DecryptionError(str(exc))
+    return decrypt_aead(
+        ciphertext, message.public_data_b64, key, message.nonce, message.nonce_bytes
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from typing import Any
@@ -12,12 +11,31 @@ import rfc8785
 from .errors import EncodingError
 
 B64_ALPHABET_RE = re.compile(r"[A-Za-z0-9_-]*")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def b64encode(data: bytes) -> str:
     """URL-safe base64 without padding (libsodium ``to_base64`` default variant)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+
+
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+#: last characters allowed when the final quantum has 2 or 3 characters (no stray bits set)
+_LAST_OK = {
+    2: frozenset("AQgw"),
+    3: frozenset("AEIMQUYcgkosw048"),
+}
+
+
+def b64_valid(text: str, length: int | None = None) -> bool:
+    """True for canonical URL-safe base64 without padding, of ``length`` bytes if given."""
+    if B64_ALPHABET_RE.fullmatch(text) is None:
+        return False
+    rem = len(text) % 4
+    if rem == 1 or (rem and text[-1] not in _LAST_OK[rem]):
+        return False
+    return length is None or len(text) * 3 // 4 == length
 
 
 def b64decode(text: Any, *, field: str = "value", length: int | None = None) -> bytes:
@@ -28,16 +46,15 @@ def b64decode(text: Any, *, field: str = "value", length: int | None = None) -> 
     """
     if not isinstance(text, str):
         raise EncodingError("expected a base64url string", field=field)
-    if B64_ALPHABET_RE.fullmatch(text) is None:
-        raise EncodingError("not URL-safe base64 without padding", field=field)
-    if len(text) % 4 == 1:
-        raise EncodingError("impossible base64 length", field=field)
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise EncodingError("not URL-safe base64 without padding", field=field)
-    if b64encode(data) != text:
+    if not b64_valid(text):
+        if B64_ALPHABET_RE.fullmatch(text) is None:
+            raise EncodingError("not URL-safe base64 without padding", field=field)
+        if len(text) % 4 == 1:
+            raise EncodingError("impossible base64 length", field=field)
         raise EncodingError("non-canonical base64 (trailing bits set)", field=field)
+    data = binascii.a2b_base64(
+        text.encode("ascii").translate(_TO_STANDARD) + b"=" * (-len(text) % 4)
+    )
     if length is not None and len(data) != length:
         raise EncodingError(f"expected {length} bytes, got {len(data)}", field=field)
     return data

@@ -25,15 +25,15 @@ from .crypto import (
     ID_BYTES,
     SIGNATURE_BYTES,
     SigningKeyPair,
-    decrypt_aead,
+    decrypt_message,
     encrypt_aead,
     generate_id,
     sign_message,
     verify_detached,
-    verify_message_signature,
+    verify_message,
 )
 from .encoding import b64decode, b64encode, canonicalize, canonicalize_b64
-from .errors import CreationError, DecryptionError, EncodingError, EphemeralError, ProtocolError
+from .errors import CreationError, DecryptionError, EphemeralError, ProtocolError
 from .messages import EphemeralMessage
 
 __all__ = [
@@ -135,20 +135,9 @@ def verify_ephemeral_session_proof(
 
 def verify_ephemeral_signature(message: EphemeralMessage) -> bytes:
     """Check the author's signature only (what the relay does); returns the public key (308)."""
-    try:
-        pub = b64decode(message.public_data.pub_key, field="publicData.pubKey", length=32)
-    except EncodingError:
-        raise EphemeralError(code="SECSYNC_ERROR_308", field="publicData.pubKey")
-    if not verify_message_signature(
-        DOMAIN_EPHEMERAL_MESSAGE,
-        message.nonce,
-        message.ciphertext,
-        message.public_data_b64,
-        message.signature,
-        pub,
-    ):
+    if not verify_message(DOMAIN_EPHEMERAL_MESSAGE, message):
         raise EphemeralError(code="SECSYNC_ERROR_308", field="signature")
-    return pub
+    return message.public_data.pub_key_bytes
 
 
 @dataclass(frozen=True)
@@ -163,9 +152,8 @@ def decrypt_ephemeral(message: EphemeralMessage, key: bytes) -> DecodedEphemeral
     """Verify signature (308), decrypt (301) and split the plaintext (307)."""
     verify_ephemeral_signature(message)
     try:
-        ciphertext = b64decode(message.ciphertext, field="ciphertext")
-        plaintext = decrypt_aead(ciphertext, message.public_data_b64, key, message.nonce)
-    except (DecryptionError, EncodingError) as exc:
+        plaintext = decrypt_message(message, key)
+    except DecryptionError as exc:
         raise EphemeralError(exc.detail, code="SECSYNC_ERROR_301", field="ciphertext")
     if len(plaintext) < PREFIX_BYTES:
         raise EphemeralError("plaintext shorter than its prefix", code="SECSYNC_ERROR_307")

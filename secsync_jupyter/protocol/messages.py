@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .crypto import NONCE_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
-from .encoding import MAX_SAFE_INTEGER, b64decode, canonicalize_b64, loads
+from .encoding import MAX_SAFE_INTEGER, b64_valid, b64decode, canonicalize_b64, loads
 from .errors import (
     ChainParseError,
     EncodingError,
@@ -34,10 +34,6 @@ MAX_PROOF_CHARS = 64
 #: Largest ciphertext accepted by the parser, in base64 characters (48 MiB).
 MAX_CIPHERTEXT_CHARS = 48 * 1024 * 1024
 MAX_CLOCK_ENTRIES = 100_000
-
-_NONCE_CHARS = 32  # b64 of 24 bytes
-_SIGNATURE_CHARS = 86  # b64 of 64 bytes
-_PUBKEY_CHARS = 43  # b64 of 32 bytes
 
 
 class _Parser:
@@ -69,13 +65,23 @@ class _Parser:
             raise self.fail(name, "must not be empty")
         return value
 
-    def b64(self, value: Any, name: str, length: int | None, max_chars: int, code=None) -> str:
+    def b64(self, value: Any, name: str, max_chars: int) -> str:
+        """A base64url string, validated without decoding (for large values)."""
         text = self.string(value, name, max_chars)
+        if not b64_valid(text):
+            try:
+                b64decode(text, field=name)
+            except EncodingError as exc:
+                raise self.fail(name, exc.detail)
+        return text
+
+    def b64bytes(self, value: Any, name: str, length: int, code=None) -> tuple[str, bytes]:
+        """A fixed-length base64url value: its text and its decoded bytes."""
+        text = self.string(value, name, (length * 4 + 2) // 3)
         try:
-            b64decode(text, field=name, length=length)
+            return text, b64decode(text, field=name, length=length)
         except EncodingError as exc:
             raise self.fail(name, exc.detail, code)
-        return text
 
     def clock(self, value: Any, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -84,30 +90,31 @@ class _Parser:
             raise self.fail(name, "clock out of range (0 … 2^53-1)")
         return value
 
-    def envelope(self, obj: Any) -> tuple[str, str, Mapping[str, Any], str]:
+    def envelope(self, obj: Any) -> dict[str, Any]:
         obj = self.obj(obj, "message")
-        nonce = self.b64(self.get(obj, "nonce"), "nonce", NONCE_BYTES, _NONCE_CHARS)
-        ciphertext = self.b64(self.get(obj, "ciphertext"), "ciphertext", None, MAX_CIPHERTEXT_CHARS)
-        public_data = self.obj(self.get(obj, "publicData"), "publicData")
-        signature = self.b64(
-            self.get(obj, "signature"),
-            "signature",
-            SIGNATURE_BYTES,
-            _SIGNATURE_CHARS,
-            self.signature_code,
+        nonce, nonce_bytes = self.b64bytes(self.get(obj, "nonce"), "nonce", NONCE_BYTES)
+        ciphertext = self.b64(self.get(obj, "ciphertext"), "ciphertext", MAX_CIPHERTEXT_CHARS)
+        self.obj(self.get(obj, "publicData"), "publicData")
+        signature, signature_bytes = self.b64bytes(
+            self.get(obj, "signature"), "signature", SIGNATURE_BYTES, self.signature_code
         )
-        return nonce, ciphertext, public_data, signature
+        return {
+            "nonce": nonce,
+            "ciphertext": ciphertext,
+            "signature": signature,
+            "nonce_bytes": nonce_bytes,
+            "signature_bytes": signature_bytes,
+        }
 
-    def common_public(self, pd: Mapping[str, Any]) -> tuple[str, str]:
+    def common_public(self, pd: Mapping[str, Any]) -> tuple[str, str, bytes]:
         doc_id = self.string(self.get(pd, "docId", "publicData."), "publicData.docId", MAX_ID_CHARS)
-        pub_key = self.b64(
+        pub_key, pub_key_bytes = self.b64bytes(
             self.get(pd, "pubKey", "publicData."),
             "publicData.pubKey",
             PUBLIC_KEY_BYTES,
-            _PUBKEY_CHARS,
             self.signature_code,
         )
-        return doc_id, pub_key
+        return doc_id, pub_key, pub_key_bytes
 
     def public_b64(self, pd: Mapping[str, Any]) -> str:
         try:
@@ -147,6 +154,7 @@ class SnapshotPublicData:
     parent_snapshot_proof: str
     parent_snapshot_update_clocks: Mapping[str, int]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    pub_key_bytes: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,7 @@ class UpdatePublicData:
     ref_snapshot_id: str
     clock: int
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    pub_key_bytes: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,7 @@ class EphemeralPublicData:
     doc_id: str
     pub_key: str
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    pub_key_bytes: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -172,6 +182,8 @@ class _Message:
     signature: str
     #: ``b64(canon(publicData))``: the AEAD additional data and the signed publicData.
     public_data_b64: str = field(repr=False)
+    nonce_bytes: bytes = field(default=b"", repr=False, compare=False)
+    signature_bytes: bytes = field(default=b"", repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The wire form (a fresh dict; ``publicData`` exactly as received or created)."""
@@ -254,8 +266,9 @@ def parse_snapshot_proof_chain(value: Any) -> tuple[SnapshotProofChainEntry, ...
 
 def _parse_snapshot(obj: Any) -> Snapshot:
     p = _SNAPSHOT
-    nonce, ciphertext, pd, signature = p.envelope(obj)
-    doc_id, pub_key = p.common_public(pd)
+    env = p.envelope(obj)
+    pd = obj["publicData"]
+    doc_id, pub_key, pub_bytes = p.common_public(pd)
     g = p.get
     snapshot_id = p.string(
         g(pd, "snapshotId", "publicData."), "publicData.snapshotId", MAX_ID_CHARS, allow_empty=False
@@ -280,15 +293,16 @@ def _parse_snapshot(obj: Any) -> Snapshot:
         p.string(k, name, MAX_ID_CHARS)
         checked[k] = p.clock(v, name)
     public = SnapshotPublicData(
-        doc_id, pub_key, snapshot_id, parent_id, proof, _frozen(checked), _frozen(pd)
+        doc_id, pub_key, snapshot_id, parent_id, proof, _frozen(checked), _frozen(pd), pub_bytes
     )
-    return Snapshot(nonce, ciphertext, signature, p.public_b64(pd), public)
+    return Snapshot(**env, public_data_b64=p.public_b64(pd), public_data=public)
 
 
 def _parse_update(obj: Any) -> Update:
     p = _UPDATE
-    nonce, ciphertext, pd, signature = p.envelope(obj)
-    doc_id, pub_key = p.common_public(pd)
+    env = p.envelope(obj)
+    pd = obj["publicData"]
+    doc_id, pub_key, pub_bytes = p.common_public(pd)
     ref = p.string(
         p.get(pd, "refSnapshotId", "publicData."),
         "publicData.refSnapshotId",
@@ -296,16 +310,17 @@ def _parse_update(obj: Any) -> Update:
         allow_empty=False,
     )
     clock = p.clock(p.get(pd, "clock", "publicData."), "publicData.clock")
-    public = UpdatePublicData(doc_id, pub_key, ref, clock, _frozen(pd))
-    return Update(nonce, ciphertext, signature, p.public_b64(pd), public)
+    public = UpdatePublicData(doc_id, pub_key, ref, clock, _frozen(pd), pub_bytes)
+    return Update(**env, public_data_b64=p.public_b64(pd), public_data=public)
 
 
 def _parse_ephemeral(obj: Any) -> EphemeralMessage:
     p = _EPHEMERAL
-    nonce, ciphertext, pd, signature = p.envelope(obj)
-    doc_id, pub_key = p.common_public(pd)
-    public = EphemeralPublicData(doc_id, pub_key, _frozen(pd))
-    return EphemeralMessage(nonce, ciphertext, signature, p.public_b64(pd), public)
+    env = p.envelope(obj)
+    pd = obj["publicData"]
+    doc_id, pub_key, pub_bytes = p.common_public(pd)
+    public = EphemeralPublicData(doc_id, pub_key, _frozen(pd), pub_bytes)
+    return EphemeralMessage(**env, public_data_b64=p.public_b64(pd), public_data=public)
 
 
 def _parse_chain_entry(obj: Any) -> SnapshotProofChainEntry:

@@ -9,14 +9,14 @@ from typing import Any
 from .crypto import (
     DOMAIN_SNAPSHOT,
     SigningKeyPair,
-    decrypt_aead,
+    decrypt_message,
     encrypt_aead,
     hash_b64,
     sign_message,
-    verify_message_signature,
+    verify_message,
 )
-from .encoding import b64decode, canonicalize
-from .errors import CreationError, DecryptionError, EncodingError, ProtocolError, SnapshotError
+from .encoding import canonicalize
+from .errors import CreationError, DecryptionError, ProtocolError, SnapshotError
 from .messages import Snapshot, SnapshotProofChainEntry
 
 __all__ = [
@@ -115,15 +115,7 @@ def _seal(content, pd: dict, key: bytes, keypair: SigningKeyPair, nonce) -> Snap
 
 def verify_snapshot_signature(snapshot: Snapshot) -> None:
     """Check the author's signature only (what the relay does). Raises 111."""
-    pub = b64decode(snapshot.public_data.pub_key, field="publicData.pubKey")
-    if not verify_message_signature(
-        DOMAIN_SNAPSHOT,
-        snapshot.nonce,
-        snapshot.ciphertext,
-        snapshot.public_data_b64,
-        snapshot.signature,
-        pub,
-    ):
+    if not verify_message(DOMAIN_SNAPSHOT, snapshot):
         raise SnapshotError(code="SECSYNC_ERROR_111", field="signature")
 
 
@@ -176,9 +168,8 @@ def verify_and_decrypt_snapshot(
                 code="SECSYNC_ERROR_102", field="publicData.parentSnapshotUpdateClocks"
             )
     try:
-        ciphertext = b64decode(snapshot.ciphertext, field="ciphertext")
-        return decrypt_aead(ciphertext, snapshot.public_data_b64, key, snapshot.nonce)
-    except (DecryptionError, EncodingError) as exc:
+        return decrypt_message(snapshot, key)
+    except DecryptionError as exc:
         raise SnapshotError(exc.detail, code="SECSYNC_ERROR_101", field="ciphertext")
 
 

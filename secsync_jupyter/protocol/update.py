@@ -8,13 +8,13 @@ from typing import Any
 from .crypto import (
     DOMAIN_UPDATE,
     SigningKeyPair,
-    decrypt_aead,
+    decrypt_message,
     encrypt_aead,
     sign_message,
-    verify_message_signature,
+    verify_message,
 )
-from .encoding import b64decode, canonicalize_b64
-from .errors import CreationError, DecryptionError, EncodingError, ProtocolError, UpdateError
+from .encoding import canonicalize_b64
+from .errors import CreationError, DecryptionError, ProtocolError, UpdateError
 from .messages import Update
 
 __all__ = ["create_update", "verify_and_decrypt_update", "verify_update_signature"]
@@ -47,15 +47,7 @@ def create_update(
 
 def verify_update_signature(update: Update) -> None:
     """Check the author's signature only (what the relay does). Raises 212."""
-    pub = b64decode(update.public_data.pub_key, field="publicData.pubKey")
-    if not verify_message_signature(
-        DOMAIN_UPDATE,
-        update.nonce,
-        update.ciphertext,
-        update.public_data_b64,
-        update.signature,
-        pub,
-    ):
+    if not verify_message(DOMAIN_UPDATE, update):
         raise UpdateError(code="SECSYNC_ERROR_212", field="signature")
 
 
@@ -87,7 +79,6 @@ def verify_and_decrypt_update(
     if pd.clock != current_clock + 1:
         raise UpdateError(code="SECSYNC_ERROR_202", field="publicData.clock")
     try:
-        ciphertext = b64decode(update.ciphertext, field="ciphertext")
-        return decrypt_aead(ciphertext, update.public_data_b64, key, update.nonce)
-    except (DecryptionError, EncodingError) as exc:
+        return decrypt_message(update, key)
+    except DecryptionError as exc:
         raise UpdateError(exc.detail, code="SECSYNC_ERROR_201", field="ciphertext")
