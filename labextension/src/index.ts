@@ -1,0 +1,605 @@
+/**
+ * secsync-jupyter: end-to-end encrypted notebooks in JupyterLab.
+ *
+ * Plugins:
+ * - `secsync-jupyter:document-provider-factory` (IDocumentProviderFactory): `.secnb` notebooks
+ *   get the encrypted Secsync provider, every other document the stock plaintext provider.
+ * - `secsync-jupyter:awareness-provider-factory` (IAwarenessProviderFactory): the global
+ *   (server-wide) awareness, unchanged from the stock one (user presence only, no content).
+ * - `secsync-jupyter:cell-executor` (INotebookCellExecutor): encrypted notebooks always run
+ *   cells from the browser (outputs are written by the executing browser into the encrypted
+ *   document); other notebooks keep the stock behaviour (server-side execution if enabled).
+ * - `secsync-jupyter:plugin`: file type, commands, menus, status bar, share links, settings.
+ */
+import {
+  ILabShell,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  Clipboard,
+  Dialog,
+  ICommandPalette,
+  InputDialog,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
+import { PageConfig, PathExt, URLExt } from '@jupyterlab/coreutils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import type * as nbformat from '@jupyterlab/nbformat';
+import {
+  INotebookCellExecutor,
+  INotebookTracker,
+  INotebookWidgetFactory,
+  NotebookPanel,
+  NotebookWidgetFactory,
+  runCell
+} from '@jupyterlab/notebook';
+import { Contents } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { ITranslator, TranslationBundle } from '@jupyterlab/translation';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+import { Signal } from '@lumino/signaling';
+
+import {
+  IAwarenessProviderFactory,
+  IDocumentProviderFactory,
+  NotebookCellServerExecutor,
+  WebSocketAwarenessProvider,
+  WebSocketProvider
+} from '@jupyter/docprovider';
+import type { YNotebook } from '@jupyter/ydoc';
+
+import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
+import { IParsedLink, parseLink, shareLinkFor, takeLinkFromLocation } from './links';
+import {
+  POINTER_EXTENSION,
+  POINTER_FILE_TYPE,
+  POINTER_MIME_TYPE,
+  formatPointer,
+  isPointerPath,
+  isValidRelayBase,
+  parsePointer
+} from './pointer';
+import { EncryptedDocumentProvider, serverKey } from './provider';
+import { IEncryptedSession, registry } from './registry';
+import { EncryptedStatusItem, showCollaborators } from './status';
+
+const PLUGIN_ID = 'secsync-jupyter:plugin';
+const FACTORY_NAME = 'Encrypted Notebook';
+const TRANSLATION_DOMAIN = 'secsync_jupyter';
+
+export namespace CommandIDs {
+  export const newNotebook = 'secsync:new-notebook';
+  export const encryptCopy = 'secsync:encrypt-copy';
+  export const copyShareLink = 'secsync:copy-share-link';
+  export const openShareLink = 'secsync:open-share-link';
+  export const downloadDecrypted = 'secsync:download-decrypted';
+  export const showCollaborators = 'secsync:show-collaborators';
+  export const snapshotNow = 'secsync:snapshot-now';
+}
+
+const LOCK_NOTEBOOK_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+  <g class="jp-icon-warn0 jp-icon-selectable" fill="#EF6C00">
+    <path d="M4 2h11l5 5v15H4z" opacity="0.25"/>
+    <path d="M15 2v5h5" fill="none" stroke="#EF6C00" stroke-width="1.2"/>
+    <rect x="7.5" y="12" width="9" height="7" rx="1"/>
+    <path d="M9.5 12V10a2.5 2.5 0 0 1 5 0v2" fill="none" stroke="#EF6C00" stroke-width="1.6"/>
+  </g>
+</svg>`;
+
+export const encryptedNotebookIcon = new LabIcon({
+  name: 'secsync-jupyter:encrypted-notebook',
+  svgstr: LOCK_NOTEBOOK_SVG
+});
+
+function defaultKernelFrom(app: JupyterFrontEnd) {
+  return () => {
+    const specs = app.serviceManager.kernelspecs.specs;
+    if (!specs || !specs.default || !specs.kernelspecs[specs.default]) {
+      return null;
+    }
+    const spec = specs.kernelspecs[specs.default]!;
+    return { name: spec.name, display_name: spec.display_name, language: spec.language };
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Provider factories
+// ---------------------------------------------------------------------------------------
+
+class SecsyncDocumentProviderFactory implements IDocumentProviderFactory {
+  constructor(
+    private _app: JupyterFrontEnd,
+    private _trans: TranslationBundle
+  ) {}
+
+  create(options: IDocumentProviderFactory.IOptions) {
+    if (isPointerPath(options.path) && options.contentType === 'notebook') {
+      return new EncryptedDocumentProvider({
+        path: options.path,
+        contentType: options.contentType,
+        format: options.format,
+        model: options.model,
+        user: options.user,
+        translator: options.translator ?? this._trans,
+        serverSettings: options.serverSettings,
+        drive: options.drive,
+        defaultKernel: defaultKernelFrom(this._app)
+      });
+    }
+    // Everything else: the stock plaintext WebSocket provider (plain RTC unchanged).
+    return new WebSocketProvider({
+      path: options.path,
+      contentType: options.contentType,
+      format: options.format,
+      model: options.model,
+      user: options.user,
+      translator: options.translator,
+      serverSettings: options.serverSettings,
+      onConflictSaveAs: async () => {
+        await this._app.commands.execute('docmanager:save-as');
+      },
+      onConflictRevert: async () => {
+        await this._app.commands.execute('docmanager:reload');
+      }
+    });
+  }
+}
+
+const documentProviderFactoryPlugin: JupyterFrontEndPlugin<IDocumentProviderFactory> = {
+  id: 'secsync-jupyter:document-provider-factory',
+  description:
+    'Document providers: encrypted Secsync provider for .secnb notebooks, stock WebSocket provider otherwise.',
+  requires: [ITranslator],
+  provides: IDocumentProviderFactory,
+  activate: (app: JupyterFrontEnd, translator: ITranslator) =>
+    new SecsyncDocumentProviderFactory(app, translator.load(TRANSLATION_DOMAIN))
+};
+
+class SecsyncAwarenessProviderFactory implements IAwarenessProviderFactory {
+  create(options: IAwarenessProviderFactory.IOptions) {
+    // The global awareness only carries user presence (name, open document paths),
+    // never document content: it stays on the Jupyter server's collaboration room.
+    return new WebSocketAwarenessProvider({
+      url: URLExt.join(options.serverSettings.wsUrl, 'api/collaboration/room'),
+      roomID: options.roomID,
+      awareness: options.awareness,
+      user: options.user
+    });
+  }
+}
+
+const awarenessProviderFactoryPlugin: JupyterFrontEndPlugin<IAwarenessProviderFactory> = {
+  id: 'secsync-jupyter:awareness-provider-factory',
+  description: 'Global awareness provider (user presence; no document content).',
+  provides: IAwarenessProviderFactory,
+  activate: () => new SecsyncAwarenessProviderFactory()
+};
+
+const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = {
+  id: 'secsync-jupyter:cell-executor',
+  description:
+    'Runs cells of encrypted notebooks from the browser; other notebooks as configured (stock).',
+  provides: INotebookCellExecutor,
+  activate: (app: JupyterFrontEnd): INotebookCellExecutor => {
+    const server =
+      PageConfig.getOption('serverSideExecution') === 'true'
+        ? new NotebookCellServerExecutor({ serverSettings: app.serviceManager.serverSettings })
+        : null;
+    return Object.freeze({
+      runCell: (options: INotebookCellExecutor.IRunCellOptions) => {
+        if (!server || registry.isEncrypted(options.notebook.sharedModel)) {
+          // The server cannot read an encrypted notebook: this browser executes the cell
+          // and writes the outputs into the (encrypted) shared model.
+          return runCell(options);
+        }
+        return server.runCell(options);
+      }
+    });
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Main plugin
+// ---------------------------------------------------------------------------------------
+
+/**
+ * A widget factory for `.secnb` files that *is* the notebook widget factory (same widgets,
+ * same tracker, toolbar and commands) under its own name and file type.
+ */
+function encryptedNotebookFactory(
+  notebookFactory: NotebookWidgetFactory.IFactory
+): DocumentRegistry.IWidgetFactory<NotebookPanel, any> {
+  const overrides: Record<string, unknown> = {
+    name: FACTORY_NAME,
+    label: FACTORY_NAME,
+    fileTypes: [POINTER_FILE_TYPE],
+    defaultFor: [POINTER_FILE_TYPE],
+    defaultRendered: []
+  };
+  return new Proxy(notebookFactory as any, {
+    get(target, prop, _receiver) {
+      if (typeof prop === 'string' && prop in overrides) {
+        return overrides[prop];
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    }
+  });
+}
+
+const mainPlugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'End-to-end encrypted notebooks (Secsync): commands, status, share links.',
+  autoStart: true,
+  requires: [ITranslator, IDocumentManager, INotebookWidgetFactory, INotebookTracker],
+  optional: [ISettingRegistry, IStatusBar, ICommandPalette, IDefaultFileBrowser, ILabShell],
+  activate: async (
+    app: JupyterFrontEnd,
+    translator: ITranslator,
+    docManager: IDocumentManager,
+    notebookFactory: NotebookWidgetFactory.IFactory,
+    tracker: INotebookTracker,
+    settingRegistry: ISettingRegistry | null,
+    statusBar: IStatusBar | null,
+    palette: ICommandPalette | null,
+    fileBrowser: IDefaultFileBrowser | null,
+    labShell: ILabShell | null
+  ) => {
+    const trans = translator.load(TRANSLATION_DOMAIN);
+    const contents = app.serviceManager.contents;
+    const serverSettings = app.serviceManager.serverSettings;
+
+    // File type + widget factory for pointer files.
+    app.docRegistry.addFileType({
+      name: POINTER_FILE_TYPE,
+      displayName: trans.__('Encrypted Notebook'),
+      extensions: [POINTER_EXTENSION],
+      mimeTypes: [POINTER_MIME_TYPE],
+      contentType: 'notebook',
+      fileFormat: 'json',
+      icon: encryptedNotebookIcon
+    });
+    app.docRegistry.addWidgetFactory(encryptedNotebookFactory(notebookFactory));
+
+    // Settings.
+    if (settingRegistry) {
+      try {
+        const settings = await settingRegistry.load(PLUGIN_ID);
+        const apply = () => {
+          const relay = String(settings.get('relayUrl').composite ?? '').trim();
+          registry.settings.relayUrl = relay && isValidRelayBase(relay) ? relay : '';
+          if (relay && !registry.settings.relayUrl) {
+            Notification.warning(
+              trans.__('Ignoring relay URL %1: it must start with ws:// or wss://', relay),
+              { autoClose: 8000 }
+            );
+          }
+          registry.settings.snapshotEveryUpdates = Number(
+            settings.get('snapshotEveryUpdates').composite ?? 100
+          );
+        };
+        apply();
+        settings.changed.connect(apply);
+      } catch (e) {
+        console.warn('secsync-jupyter: could not load settings', e);
+      }
+    }
+
+    const currentDocWidget = (): IDocumentWidget | null => {
+      const w = app.shell.currentWidget as any;
+      if (w && w.context && w.context.model) {
+        return w as IDocumentWidget;
+      }
+      return tracker.currentWidget;
+    };
+    const currentSession = (): IEncryptedSession | undefined => {
+      const w = currentDocWidget();
+      return registry.forModel(w?.context.model.sharedModel as any);
+    };
+    const requireSession = (): IEncryptedSession => {
+      const s = currentSession();
+      if (!s) {
+        throw new Error(trans.__('The current document is not an encrypted notebook.'));
+      }
+      return s;
+    };
+    const cwd = () => fileBrowser?.model.path ?? '';
+
+    async function exists(path: string): Promise<boolean> {
+      try {
+        await contents.get(path, { content: false });
+        return true;
+      } catch {
+        return false;
+      }
+    }
+
+    async function uniquePath(dir: string, stem: string): Promise<string> {
+      for (let i = 0; i < 1000; i++) {
+        const name = i === 0 ? `${stem}${POINTER_EXTENSION}` : `${stem} ${i}${POINTER_EXTENSION}`;
+        const path = dir ? PathExt.join(dir, name) : name;
+        if (!(await exists(path))) {
+          return path;
+        }
+      }
+      throw new Error('no free file name');
+    }
+
+    async function writePointer(path: string, docId: string, relay: string | null) {
+      await contents.save(path, {
+        type: 'file',
+        format: 'text',
+        content: formatPointer(docId, relay)
+      });
+    }
+
+    async function openPointer(path: string) {
+      return docManager.openOrReveal(path, FACTORY_NAME);
+    }
+
+    /** Find this server's pointer file for a document (remembered path, then the root folder). */
+    async function findPointer(docId: string): Promise<string | null> {
+      const candidates: string[] = [];
+      const remembered = knownPointerPath(serverKey(serverSettings), docId);
+      if (remembered) {
+        candidates.push(remembered);
+      }
+      for (const dir of new Set(['', cwd()])) {
+        try {
+          const listing = await contents.get(dir, { content: true });
+          for (const item of (listing.content as Contents.IModel[]) ?? []) {
+            if (item.type !== 'directory' && isPointerPath(item.path)) {
+              candidates.push(item.path);
+            }
+          }
+        } catch {
+          // unreadable folder: skip
+        }
+      }
+      for (const path of candidates.slice(0, 200)) {
+        try {
+          const file = await contents.get(path, { type: 'file', format: 'text', content: true });
+          if (parsePointer(String(file.content)).docId === docId) {
+            return path;
+          }
+        } catch {
+          // not a pointer we can read
+        }
+      }
+      return null;
+    }
+
+    async function openLink(link: IParsedLink): Promise<void> {
+      if (link.key.length !== 32) {
+        throw new Error(trans.__('The link carries no key (#key=…).'));
+      }
+      setDocumentKey(link.docId, link.key);
+      let path = await findPointer(link.docId);
+      if (!path) {
+        path = await uniquePath(cwd(), `Shared encrypted notebook ${link.docId.slice(0, 6)}`);
+        await writePointer(path, link.docId, link.relay);
+        Notification.info(
+          trans.__('Created %1 on this server for the shared encrypted notebook (no key in it).', path),
+          { autoClose: 6000 }
+        );
+      }
+      await openPointer(path);
+    }
+
+    app.commands.addCommand(CommandIDs.newNotebook, {
+      label: args => (args.isPalette ? trans.__('New Encrypted Notebook') : trans.__('Encrypted Notebook')),
+      caption: trans.__('Create a notebook whose content is end-to-end encrypted in the browser'),
+      icon: args => (args.isPalette ? undefined : encryptedNotebookIcon),
+      execute: async args => {
+        const dir = typeof args.cwd === 'string' ? args.cwd : cwd();
+        const path = await uniquePath(dir, trans.__('Untitled Encrypted'));
+        const docId = newDocId();
+        setDocumentKey(docId, newDocumentKey());
+        await writePointer(path, docId, registry.settings.relayUrl || null);
+        return openPointer(path);
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.encryptCopy, {
+      label: trans.__('Encrypt a Copy of This Notebook'),
+      caption: trans.__(
+        'Create an encrypted copy (.secnb) in the browser; the original .ipynb is left untouched'
+      ),
+      isEnabled: () => {
+        const w = currentDocWidget();
+        return !!w && w instanceof NotebookPanel && !registry.isEncrypted(w.context.model.sharedModel as any);
+      },
+      execute: async args => {
+        let sourcePath: string;
+        let content: nbformat.INotebookContent;
+        if (typeof args.path === 'string' && args.path) {
+          sourcePath = args.path;
+          const model = await contents.get(sourcePath, { type: 'notebook', content: true });
+          content = model.content as nbformat.INotebookContent;
+        } else {
+          const w = currentDocWidget();
+          if (!w || !(w instanceof NotebookPanel) || registry.isEncrypted(w.context.model.sharedModel as any)) {
+            throw new Error(trans.__('Open a plaintext notebook first.'));
+          }
+          sourcePath = w.context.localPath;
+          content = w.context.model.toJSON() as unknown as nbformat.INotebookContent;
+        }
+        const dir = PathExt.dirname(sourcePath);
+        const stem = PathExt.basename(sourcePath, PathExt.extname(sourcePath));
+        const path = await uniquePath(dir, stem);
+        const docId = newDocId();
+        setDocumentKey(docId, newDocumentKey());
+        registry.setPendingImport(docId, JSON.parse(JSON.stringify(content)));
+        await writePointer(path, docId, registry.settings.relayUrl || null);
+        await openPointer(path);
+        Notification.info(
+          trans.__(
+            'Encrypted copy %1 created. The original %2 is untouched and still stored in plaintext on the server.',
+            path,
+            sourcePath
+          ),
+          { autoClose: 10000 }
+        );
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.copyShareLink, {
+      label: trans.__('Copy Share Link of Encrypted Notebook'),
+      caption: trans.__('Copy a link that carries the key in its #fragment'),
+      isEnabled: () => !!currentSession(),
+      execute: async () => {
+        const s = requireSession();
+        const link = shareLinkFor(s.docId, s.documentKey(), s.relayBase);
+        try {
+          Clipboard.copyToSystem(link);
+        } catch {
+          // clipboard unavailable: the dialog below shows the link
+        }
+        const body = new Widget();
+        const p = document.createElement('p');
+        p.textContent = trans.__(
+          'Anyone with this link can read and edit the notebook. The key is in the part after # and is never sent to the server.'
+        );
+        const input = document.createElement('input');
+        input.className = 'jp-mod-styled jp-secsync-ShareLink';
+        input.readOnly = true;
+        input.value = link;
+        input.addEventListener('focus', () => input.select());
+        body.node.append(p, input);
+        await showDialog({
+          title: trans.__('Share link copied'),
+          body,
+          buttons: [Dialog.okButton({ label: trans.__('Done') })]
+        });
+        return link;
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.openShareLink, {
+      label: trans.__('Open Encrypted Notebook Share Link…'),
+      caption: trans.__('Open an encrypted notebook from its share link'),
+      execute: async args => {
+        let text = typeof args.link === 'string' ? args.link : '';
+        if (!text) {
+          const result = await InputDialog.getText({
+            title: trans.__('Open share link'),
+            label: trans.__('Share link (the key stays in this browser):'),
+            placeholder: 'https://…/secsync/open/…#key=…',
+            okLabel: trans.__('Open')
+          });
+          if (!result.button.accept || !result.value) {
+            return;
+          }
+          text = result.value;
+        }
+        await openLink(parseLink(text));
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.downloadDecrypted, {
+      label: trans.__('Download Decrypted .ipynb'),
+      caption: trans.__('Decrypt in this browser and download as a plain .ipynb file'),
+      isEnabled: () => !!currentSession(),
+      execute: () => {
+        const s = requireSession();
+        const nb = (s.sharedModel as unknown as YNotebook).toJSON();
+        const blob = new Blob([JSON.stringify(nb, null, 1) + '\n'], {
+          type: 'application/x-ipynb+json'
+        });
+        const a = document.createElement('a');
+        a.href = URL.createObjectURL(blob);
+        a.download = PathExt.basename(s.path, POINTER_EXTENSION) + '.ipynb';
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        window.setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.showCollaborators, {
+      label: trans.__('Show Collaborators of Encrypted Notebook'),
+      isEnabled: () => !!currentSession(),
+      execute: () => showCollaborators(requireSession(), trans)
+    });
+
+    app.commands.addCommand(CommandIDs.snapshotNow, {
+      label: trans.__('Save Encrypted Snapshot Now'),
+      caption: trans.__('Encrypt and store the whole notebook as a new snapshot (also Ctrl+S)'),
+      isEnabled: () => !!currentSession(),
+      execute: async () => {
+        await requireSession().snapshotNow();
+        Notification.success(trans.__('Encrypted snapshot saved'), { autoClose: 2000 });
+      }
+    });
+
+    if (palette) {
+      const category = trans.__('Encrypted Notebooks');
+      for (const command of [
+        CommandIDs.newNotebook,
+        CommandIDs.encryptCopy,
+        CommandIDs.copyShareLink,
+        CommandIDs.openShareLink,
+        CommandIDs.downloadDecrypted,
+        CommandIDs.showCollaborators,
+        CommandIDs.snapshotNow
+      ]) {
+        palette.addItem({ command, category, args: { isPalette: true } });
+      }
+    }
+
+    // Status bar.
+    if (statusBar) {
+      const item = new EncryptedStatusItem(trans);
+      const activeChanged = new Signal<any, void>(item);
+      const refresh = () => {
+        item.session = currentSession() ?? null;
+        activeChanged.emit();
+      };
+      statusBar.registerStatusItem('secsync-jupyter:status', {
+        item,
+        align: 'left',
+        rank: 3,
+        isActive: () => !!item.session,
+        activeStateChanged: activeChanged
+      });
+      app.shell.currentChanged?.connect(refresh);
+      labShell?.activeChanged.connect(refresh);
+      registry.sessionsChanged.connect(refresh);
+    }
+
+    // Share links opened in the browser (redirected here by <base_url>secsync/open/<docId>).
+    const fromLocation = (() => {
+      try {
+        return takeLinkFromLocation();
+      } catch (e) {
+        Notification.error(trans.__('Invalid share link: %1', (e as Error).message));
+        return null;
+      }
+    })();
+    if (fromLocation) {
+      void app.restored.then(() =>
+        openLink(fromLocation).catch(e =>
+          Notification.error(trans.__('Could not open the shared notebook: %1', (e as Error).message))
+        )
+      );
+    }
+
+    // Handy from the browser console (and used by the end-to-end test).
+    (window as any).secsyncJupyter = { registry, version: '0.1.0' };
+  }
+};
+
+const plugins: JupyterFrontEndPlugin<any>[] = [
+  documentProviderFactoryPlugin,
+  awarenessProviderFactoryPlugin,
+  cellExecutorPlugin,
+  mainPlugin
+];
+
+export default plugins;

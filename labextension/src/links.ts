@@ -1,0 +1,71 @@
+/**
+ * Share links (docs/share-links.md), through the shared implementation in
+ * `secsync/sharelink.ts`, plus what JupyterLab needs around them.
+ */
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
+
+import { formatShareLink, parseShareLink } from './secsync/sharelink';
+
+export interface IParsedLink {
+  docId: string;
+  key: Uint8Array;
+  /** ws(s) relay base when the link names a remote relay; null = the link's Jupyter server. */
+  relay: string | null;
+}
+
+function jupyterBase(): string {
+  const base = URLExt.join(window.location.origin, PageConfig.getBaseUrl());
+  return base.endsWith('/') ? base : base + '/';
+}
+
+/** The relay base of this Jupyter server (what `relay: null` means). */
+export function ownRelayBase(): string {
+  return jupyterBase().replace(/^http/, 'ws') + 'secsync';
+}
+
+/** The share link of a document served by this JupyterLab's server. */
+export function shareLinkFor(docId: string, key: Uint8Array, relay: string | null): string {
+  return formatShareLink({ docId, key, relayUrl: relay, jupyterBase: jupyterBase() });
+}
+
+/**
+ * Parses any share link. `relay` is null when the document lives on this JupyterLab's
+ * own relay, else the ws(s) relay base (another Jupyter server's relay or a standalone one).
+ */
+export function parseLink(text: string): IParsedLink {
+  const parsed = parseShareLink(text.trim());
+  const relay = parsed.relayUrl === ownRelayBase() ? null : parsed.relayUrl;
+  return { docId: parsed.docId, key: parsed.key, relay };
+}
+
+/**
+ * A share link opened in the browser lands (after the server's redirect) on
+ * `<base_url>lab?secsync-doc=<docId>[&secsync-relay=…]#key=…`. Returns that request, if any,
+ * and removes it from the address bar so the key does not stay in the history entry.
+ */
+export function takeLinkFromLocation(): IParsedLink | null {
+  const url = new URL(window.location.href);
+  const docId = url.searchParams.get('secsync-doc');
+  if (!docId) {
+    return null;
+  }
+  const hash = new URLSearchParams(url.hash.replace(/^#/, ''));
+  const keyText = hash.get('key');
+  const relay = url.searchParams.get('secsync-relay');
+  url.searchParams.delete('secsync-doc');
+  url.searchParams.delete('secsync-relay');
+  url.hash = '';
+  window.history.replaceState(window.history.state, '', url.toString());
+  if (!keyText) {
+    return { docId, key: new Uint8Array(0), relay };
+  }
+  // Re-use the strict parser: rebuild the canonical link form.
+  const link =
+    jupyterBase() +
+    'secsync/open/' +
+    encodeURIComponent(docId) +
+    (relay ? '?relay=' + encodeURIComponent(relay) : '') +
+    '#key=' +
+    keyText;
+  return parseLink(link);
+}

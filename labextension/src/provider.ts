@@ -1,0 +1,430 @@
+/**
+ * The document provider of encrypted notebooks: loads the pointer file, finds the key in
+ * this browser, and syncs the shared model through a Secsync relay (ciphertext only).
+ */
+import { IDocumentProvider } from '@jupyter/collaborative-drive';
+import type { IForkProvider } from '@jupyter/docprovider';
+import type { DocumentChange, YDocument, YNotebook } from '@jupyter/ydoc';
+import { Notification, InputDialog } from '@jupyterlab/apputils';
+import type * as nbformat from '@jupyterlab/nbformat';
+import { Contents, ServerConnection, User } from '@jupyterlab/services';
+import type { TranslationBundle } from '@jupyterlab/translation';
+import { PromiseDelegate } from '@lumino/coreutils';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  getDocumentKey,
+  getSigningKeyPair,
+  rememberPointerPath,
+  setDocumentKey
+} from './keystore';
+import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
+import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
+import { b64encode } from './secsync/base64';
+import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/client';
+import { parseShareLink } from './secsync/sharelink';
+
+/** How long loading may take before a progress notification is shown. */
+const PROGRESS_DELAY_MS = 400;
+
+export function serverKey(serverSettings: ServerConnection.ISettings): string {
+  return serverSettings.baseUrl;
+}
+
+export function defaultNotebookContent(
+  kernelspec: { name: string; display_name: string; language?: string } | null
+): nbformat.INotebookContent {
+  const metadata: nbformat.INotebookMetadata = {} as nbformat.INotebookMetadata;
+  if (kernelspec) {
+    metadata.kernelspec = {
+      name: kernelspec.name,
+      display_name: kernelspec.display_name,
+      ...(kernelspec.language ? { language: kernelspec.language } : {})
+    };
+    if (kernelspec.language) {
+      metadata.language_info = { name: kernelspec.language };
+    }
+  }
+  return {
+    cells: [
+      {
+        cell_type: 'code',
+        source: '',
+        metadata: {},
+        outputs: [],
+        execution_count: null
+      } as nbformat.ICodeCell
+    ],
+    metadata,
+    nbformat: 4,
+    nbformat_minor: 5
+  };
+}
+
+export class EncryptedDocumentProvider
+  implements IDocumentProvider, IForkProvider, IEncryptedSession
+{
+  constructor(options: EncryptedDocumentProvider.IOptions) {
+    this._path = options.path;
+    this._contentType = options.contentType;
+    this._format = options.format;
+    this._sharedModel = options.model;
+    this._user = options.user;
+    this._trans = options.translator;
+    this._serverSettings = options.serverSettings ?? ServerConnection.makeSettings();
+    this._drive = options.drive;
+    this._defaultKernel = options.defaultKernel;
+
+    this._user.userChanged.connect(this._onUserChanged, this);
+    this._start().catch(err => this._failBeforeReady(err));
+  }
+
+  // ---- IDocumentProvider / IForkProvider -------------------------------------------------
+
+  get ready(): Promise<void> {
+    return this._ready.promise;
+  }
+
+  get contentType(): string {
+    return this._contentType;
+  }
+
+  get format(): string {
+    return this._format;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Ctrl+S: wait for pending edits to be acknowledged, then store a snapshot now. */
+  async save(): Promise<void> {
+    await this.snapshotNow();
+  }
+
+  async connectToForkDoc(_forkRoomId: string, _sessionId: string): Promise<void> {
+    throw new Error(this._trans.__('Forks are not available for encrypted notebooks.'));
+  }
+
+  async reconnect(): Promise<void> {
+    // The sync client reconnects on its own; nothing to redo here.
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._dismissProgress();
+    if (this._progressTimer !== null) {
+      window.clearTimeout(this._progressTimer);
+    }
+    this._user.userChanged.disconnect(this._onUserChanged, this);
+    this._unsubscribeStatus?.();
+    this._client?.destroy();
+    this._client = null;
+    registry.remove(this);
+    if (!this._readyDone) {
+      this._ready.reject(new Error('disposed before loading finished'));
+      this._ready.promise.catch(() => undefined);
+    }
+    Signal.clearData(this);
+  }
+
+  // ---- IEncryptedSession ----------------------------------------------------------------
+
+  get docId(): string {
+    return this._pointer?.docId ?? '';
+  }
+
+  get path(): string {
+    return this._path;
+  }
+
+  get relayUrl(): string {
+    return this._relayUrl;
+  }
+
+  get relayBase(): string | null {
+    return this._pointer?.relay ?? null;
+  }
+
+  get sharedModel(): YDocument<DocumentChange> {
+    return this._sharedModel;
+  }
+
+  get status(): IEncryptedStatus {
+    return this._status;
+  }
+
+  get statusChanged(): ISignal<this, IEncryptedStatus> {
+    return this._statusChanged;
+  }
+
+  get ownPublicKey(): string {
+    return this._ownPublicKey;
+  }
+
+  documentKey(): Uint8Array {
+    if (!this._key) {
+      throw new Error('no key loaded');
+    }
+    return this._key;
+  }
+
+  async snapshotNow(): Promise<void> {
+    const client = this._client;
+    if (!client) {
+      throw new Error(this._trans.__('The encrypted notebook is not connected.'));
+    }
+    await client.synced();
+    await client.createSnapshot();
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  private async _start(): Promise<void> {
+    // 1. The pointer file (small JSON, no secret in it).
+    const file = await this._drive.get(this._path, {
+      type: 'file',
+      format: 'text',
+      content: true
+    });
+    let pointer: IPointer;
+    try {
+      pointer = parsePointer(String(file.content ?? ''));
+    } catch (e) {
+      throw new Error(
+        this._trans.__('%1 is not a valid encrypted notebook: %2', this._path, (e as Error).message)
+      );
+    }
+    this._pointer = pointer;
+    rememberPointerPath(serverKey(this._serverSettings), pointer.docId, this._path);
+
+    // 2. The key: only in this browser (or pasted from a share link now).
+    let key = getDocumentKey(pointer.docId);
+    if (!key) {
+      key = await this._askForKey(pointer.docId);
+    }
+    this._key = key;
+
+    // 3. This browser's signing key pair.
+    const signatureKeyPair = await getSigningKeyPair();
+    this._ownPublicKey = b64encode(signatureKeyPair.publicKey);
+    if (this._isDisposed) {
+      return;
+    }
+
+    // 4. Connect.
+    this._relayUrl = relayDocumentUrl(pointer.docId, pointer.relay, this._serverSettings.wsUrl);
+    // Same-origin relay: Jupyter authenticates the WebSocket with the login cookie.
+    const url = this._relayUrl;
+    const awareness = this._sharedModel.awareness;
+    this._onUserChanged(this._user);
+
+    this._progressTimer = window.setTimeout(() => {
+      this._progressTimer = null;
+      if (!this._readyDone && !this._isDisposed) {
+        this._showProgress();
+      }
+    }, PROGRESS_DELAY_MS);
+
+    const client = new SecsyncYjsClient({
+      url,
+      docId: pointer.docId,
+      key,
+      signatureKeyPair,
+      ydoc: this._sharedModel.ydoc,
+      awareness,
+      WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
+      snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
+      onProgress: (loaded: number, total: number) => {
+        this._status = { ...this._status, progress: { loaded, total } };
+        this._statusChanged.emit(this._status);
+        this._updateProgress();
+      }
+    });
+    this._client = client;
+    this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
+    registry.add(this);
+    client.connect();
+    await client.loaded;
+    if (this._isDisposed) {
+      return;
+    }
+
+    // 5. A brand-new document: write its first content (becomes the first snapshot).
+    if (this._contentType === 'notebook') {
+      const nb = this._sharedModel as unknown as YNotebook;
+      if (nb.cells.length === 0) {
+        const imported = registry.takePendingImport(pointer.docId);
+        nb.fromJSON(imported ?? defaultNotebookContent(this._defaultKernel()));
+      }
+    }
+
+    // 6. The state map the plaintext server used to maintain (see docs/labextension.md).
+    this._sharedModel.transact(() => {
+      const state = this._sharedModel;
+      if (!state.getState('path')) {
+        state.setState('path', this._path);
+      }
+      state.setState('document_id', 'secsync:' + pointer.docId);
+      state.setState('dirty', false);
+    }, false);
+
+    this._status = { ...this._status, loaded: true, progress: null };
+    this._statusChanged.emit(this._status);
+    this._readyDone = true;
+    this._dismissProgress();
+    this._ready.resolve();
+  }
+
+  private async _askForKey(docId: string): Promise<Uint8Array> {
+    for (;;) {
+      const result = await InputDialog.getText({
+        title: this._trans.__('Key needed for %1', this._path),
+        label: this._trans.__(
+          'This browser has no key for this encrypted notebook. Paste its share link (the key stays in this browser):'
+        ),
+        placeholder: 'https://…/secsync/open/…#key=…',
+        okLabel: this._trans.__('Open')
+      });
+      if (!result.button.accept || !result.value) {
+        throw new Error(this._trans.__('No key for the encrypted notebook %1 in this browser.', this._path));
+      }
+      try {
+        const link = parseShareLink(result.value.trim());
+        if (link.docId !== docId) {
+          throw new Error(this._trans.__('this link is for another document'));
+        }
+        setDocumentKey(docId, link.key);
+        return link.key;
+      } catch (e) {
+        Notification.error(this._trans.__('Invalid share link: %1', (e as Error).message), {
+          autoClose: 5000
+        });
+      }
+    }
+  }
+
+  private _onClientStatus(s: SecsyncStatus): void {
+    let lastError: string | null = s.lastError ? s.lastError.message : null;
+    if (s.connection === 'failed') {
+      lastError = s.failureReason ?? lastError ?? 'failed';
+    }
+    this._status = {
+      ...this._status,
+      connection: s.connection,
+      documentState: s.documentState,
+      pendingChanges: s.unsyncedChanges,
+      lastError
+    };
+    if (s.connection === 'failed' && !this._readyDone) {
+      this._failBeforeReady(
+        new Error(this._trans.__('Could not open the encrypted notebook: %1', lastError ?? 'failed'))
+      );
+    }
+    // Everything acknowledged by the relay is saved: no dirty marker.
+    if (this._readyDone && s.unsyncedChanges === 0 && this._sharedModel.dirty) {
+      this._sharedModel.dirty = false;
+    }
+    this._statusChanged.emit(this._status);
+  }
+
+  private _failBeforeReady(err: unknown): void {
+    this._dismissProgress();
+    if (this._readyDone || this._isDisposed) {
+      console.error('secsync-jupyter:', err);
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    this._status = { ...this._status, lastError: message };
+    this._statusChanged.emit(this._status);
+    this._ready.reject(message);
+    this._ready.promise.catch(() => undefined);
+  }
+
+  private _showProgress(): void {
+    this._progressId = Notification.emit(this._progressMessage(), 'in-progress', {
+      autoClose: false
+    });
+  }
+
+  private _updateProgress(): void {
+    if (this._progressId) {
+      Notification.update({
+        id: this._progressId,
+        message: this._progressMessage(),
+        type: 'in-progress',
+        autoClose: false
+      });
+    }
+  }
+
+  private _progressMessage(): string {
+    const p = this._status.progress;
+    const name = this._path.split('/').pop();
+    if (p && p.total > 0) {
+      const pct = Math.min(100, Math.round((100 * p.loaded) / p.total));
+      return this._trans.__('Decrypting %1… %2% (%3/%4)', name, pct, p.loaded, p.total);
+    }
+    return this._trans.__('Loading encrypted notebook %1…', name);
+  }
+
+  private _dismissProgress(): void {
+    if (this._progressId) {
+      Notification.dismiss(this._progressId);
+      this._progressId = null;
+    }
+  }
+
+  private _onUserChanged(user: User.IManager): void {
+    if (user.identity) {
+      this._sharedModel.awareness.setLocalStateField('user', user.identity);
+    }
+  }
+
+  private _path: string;
+  private _contentType: string;
+  private _format: string;
+  private _sharedModel: YDocument<DocumentChange>;
+  private _user: User.IManager;
+  private _trans: TranslationBundle;
+  private _serverSettings: ServerConnection.ISettings;
+  private _drive: Contents.IDrive;
+  private _defaultKernel: () => { name: string; display_name: string; language?: string } | null;
+  private _pointer: IPointer | null = null;
+  private _key: Uint8Array | null = null;
+  private _ownPublicKey = '';
+  private _relayUrl = '';
+  private _client: SecsyncYjsClient | null = null;
+  private _unsubscribeStatus: (() => void) | null = null;
+  private _ready = new PromiseDelegate<void>();
+  private _readyDone = false;
+  private _isDisposed = false;
+  private _progressId: string | null = null;
+  private _progressTimer: number | null = null;
+  private _status: IEncryptedStatus = {
+    connection: 'connecting',
+    documentState: 'loading',
+    pendingChanges: 0,
+    lastError: null,
+    progress: null,
+    loaded: false
+  };
+  private _statusChanged = new Signal<this, IEncryptedStatus>(this);
+}
+
+export namespace EncryptedDocumentProvider {
+  export interface IOptions {
+    path: string;
+    contentType: string;
+    format: string;
+    model: YDocument<DocumentChange>;
+    user: User.IManager;
+    translator: TranslationBundle;
+    serverSettings?: ServerConnection.ISettings;
+    drive: Contents.IDrive;
+    defaultKernel: () => { name: string; display_name: string; language?: string } | null;
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * Status bar item of encrypted notebooks (state + collaborator count) and the
+ * collaborators popup (name + key fingerprint).
+ */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import type { TranslationBundle } from '@jupyterlab/translation';
+import { lockIcon, usersIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { fingerprint } from './keystore';
+import { IEncryptedSession, registry } from './registry';
+
+export interface ICollaborator {
+  clientId: number;
+  name: string;
+  color: string;
+  pubKey: string | null;
+  fingerprint: string;
+  isSelf: boolean;
+}
+
+export function collaborators(session: IEncryptedSession): ICollaborator[] {
+  const awareness = session.sharedModel.awareness;
+  const result: ICollaborator[] = [];
+  awareness.getStates().forEach((state: any, clientId: number) => {
+    if (!state || !state.user) {
+      return;
+    }
+    // `pubKey` of remote states is checked by the sync client against the signer of the
+    // ephemeral message that carried it (states claiming another key are dropped).
+    const pubKey: string | null = typeof state.pubKey === 'string' ? state.pubKey : null;
+    result.push({
+      clientId,
+      name: String(state.user.display_name || state.user.name || state.user.username || '?'),
+      color: String(state.user.color || 'var(--jp-ui-font-color2)'),
+      pubKey,
+      fingerprint: pubKey ? fingerprint(pubKey) : '—',
+      isSelf: clientId === awareness.clientID
+    });
+  });
+  result.sort((a, b) => Number(b.isSelf) - Number(a.isSelf) || a.name.localeCompare(b.name));
+  return result;
+}
+
+/** One word for the state of a session: encrypted | connecting | syncing | synced | error. */
+export function stateOf(session: IEncryptedSession): string {
+  const s = session.status;
+  if (s.documentState === 'failed' || s.connection === 'failed' || (s.lastError && !s.loaded)) {
+    return 'error';
+  }
+  if (!s.loaded || s.connection !== 'connected') {
+    return 'connecting';
+  }
+  if (s.pendingChanges > 0) {
+    return 'syncing';
+  }
+  return 'synced';
+}
+
+export class EncryptedStatusItem extends Widget {
+  constructor(trans: TranslationBundle) {
+    super({ node: document.createElement('div') });
+    this._trans = trans;
+    this.addClass('jp-secsync-StatusItem');
+    this.node.title = trans.__('End-to-end encrypted notebook — click for collaborators');
+    this.node.addEventListener('click', () => {
+      if (this._session) {
+        void showCollaborators(this._session, this._trans);
+      }
+    });
+    this._awarenessChanged = () => this.update();
+  }
+
+  get session(): IEncryptedSession | null {
+    return this._session;
+  }
+
+  set session(session: IEncryptedSession | null) {
+    if (session === this._session) {
+      return;
+    }
+    if (this._session) {
+      this._session.statusChanged.disconnect(this._onStatus, this);
+      this._session.sharedModel.awareness.off('change', this._awarenessChanged);
+    }
+    this._session = session;
+    if (session) {
+      session.statusChanged.connect(this._onStatus, this);
+      session.sharedModel.awareness.on('change', this._awarenessChanged);
+    }
+    this.update();
+  }
+
+  protected onUpdateRequest(): void {
+    const session = this._session;
+    this.node.textContent = '';
+    if (!session) {
+      return;
+    }
+    const state = stateOf(session);
+    this.node.dataset.state = state;
+    const others = collaborators(session).filter(c => !c.isSelf).length;
+    const lock = lockIcon.element({
+      className: 'jp-secsync-StatusItem-lock',
+      tag: 'span',
+      height: '14px',
+      width: '14px'
+    });
+    const label = document.createElement('span');
+    label.className = 'jp-secsync-StatusItem-label';
+    let text = this._trans.__('Encrypted · %1', this._trans.__(state));
+    if (state === 'connecting' && session.status.progress && session.status.progress.total > 0) {
+      const p = session.status.progress;
+      text += ` ${Math.round((100 * p.loaded) / p.total)}%`;
+    }
+    if (state === 'syncing') {
+      text += ` (${session.status.pendingChanges})`;
+    }
+    label.textContent = text;
+    const count = document.createElement('span');
+    count.className = 'jp-secsync-StatusItem-count';
+    count.append(
+      usersIcon.element({ tag: 'span', height: '14px', width: '14px' }),
+      document.createTextNode(String(others))
+    );
+    count.dataset.collaborators = String(others);
+    count.title = this._trans._n('%1 collaborator besides you', '%1 collaborators besides you', others);
+    this.node.append(lock, label, count);
+    if (session.status.lastError) {
+      this.node.title = this._trans.__('Last error: %1', session.status.lastError);
+    }
+  }
+
+  private _onStatus(): void {
+    this.update();
+  }
+
+  private _trans: TranslationBundle;
+  private _session: IEncryptedSession | null = null;
+  private _awarenessChanged: () => void;
+}
+
+export async function showCollaborators(
+  session: IEncryptedSession,
+  trans: TranslationBundle
+): Promise<void> {
+  const body = new Widget();
+  body.addClass('jp-secsync-Collaborators');
+  const render = () => {
+    body.node.textContent = '';
+    const intro = document.createElement('p');
+    intro.textContent = trans.__(
+      'People with this notebook open. Compare key fingerprints out of band to be sure who is editing.'
+    );
+    body.node.appendChild(intro);
+    const table = document.createElement('table');
+    const head = table.insertRow();
+    for (const h of [trans.__('Name'), trans.__('Key fingerprint')]) {
+      const th = document.createElement('th');
+      th.textContent = h;
+      head.appendChild(th);
+    }
+    for (const c of collaborators(session)) {
+      const row = table.insertRow();
+      row.className = 'jp-secsync-Collaborator';
+      const name = row.insertCell();
+      const dot = document.createElement('span');
+      dot.className = 'jp-secsync-Collaborator-dot';
+      dot.style.background = c.color;
+      name.append(dot, document.createTextNode(c.name + (c.isSelf ? ' ' + trans.__('(you)') : '')));
+      const fp = row.insertCell();
+      fp.className = 'jp-secsync-Collaborator-fingerprint';
+      fp.textContent = c.fingerprint;
+    }
+    body.node.appendChild(table);
+    const state = document.createElement('p');
+    state.className = 'jp-secsync-Collaborators-state';
+    state.textContent = trans.__(
+      'Document %1 · relay %2 · %3',
+      session.docId,
+      session.relayBase ?? trans.__('this Jupyter server'),
+      stateOf(session)
+    );
+    body.node.appendChild(state);
+  };
+  render();
+  const onChange = () => render();
+  session.sharedModel.awareness.on('change', onChange);
+  try {
+    await showDialog({
+      title: trans.__('Collaborators on %1', session.path.split('/').pop()),
+      body,
+      buttons: [Dialog.okButton({ label: trans.__('Close') })]
+    });
+  } finally {
+    session.sharedModel.awareness.off('change', onChange);
+  }
+}
+
+/** All sessions, for debugging from the browser console / tests. */
+export function sessions(): IEncryptedSession[] {
+  return registry.all();
+}
