@@ -13,3 +13,6 @@ export * from './parse';
 export * from './snapshot';
 export * from './update';
 export * from './ephemeral';
+export * from './yjsContent';
+export * from './sharelink';
+export * from './client';

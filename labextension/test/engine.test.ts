@@ -1,0 +1,411 @@
+/**
+ * SecsyncYjsClient against real relays: the reference relay (secsync-server 0.5.0 via the
+ * shared harness) and, when `.venv/bin/secsync-relay` exists, the Python relay.
+ * Select with SECSYNC_TEST_RELAYS=reference,python (default: both, python when installed).
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import WebSocket from 'ws';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import * as Y from 'yjs';
+import { Awareness } from 'y-protocols/awareness';
+import {
+  b64encode,
+  createSignatureKeyPair,
+  createUpdate,
+  generateId,
+  generateKey,
+  ready,
+  SecsyncYjsClient,
+  SecsyncYjsClientOptions,
+  serializeUpdates,
+  SignatureKeyPair,
+  WebSocketConstructor
+} from '../src/secsync';
+import { HARNESS_HOME } from './helpers/paths';
+import { availableRelayKinds, RelayHandle, startRelay, WsProxy } from './helpers/relays';
+
+const execFileP = promisify(execFile);
+const WS = WebSocket as unknown as WebSocketConstructor;
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+interface Peer {
+  client: SecsyncYjsClient;
+  ydoc: Y.Doc;
+  awareness: Awareness;
+  text: Y.Text;
+  keyPair: SignatureKeyPair;
+}
+
+const peers: Peer[] = [];
+
+function makePeer(
+  base: string,
+  docId: string,
+  key: Uint8Array,
+  extra: Partial<SecsyncYjsClientOptions> = {}
+): Peer {
+  const ydoc = extra.ydoc ?? new Y.Doc();
+  const awareness = extra.awareness ?? new Awareness(ydoc);
+  const keyPair = extra.signatureKeyPair ?? createSignatureKeyPair();
+  const client = new SecsyncYjsClient({
+    url: `${base}/${docId}`,
+    docId,
+    key,
+    signatureKeyPair: keyPair,
+    ydoc,
+    awareness,
+    WebSocketImpl: WS,
+    sessionKey: 'vitest',
+    maxReconnectDelayMs: 500,
+    ...extra
+  });
+  const peer = { client, ydoc, awareness, text: ydoc.getText('content'), keyPair };
+  peers.push(peer);
+  return peer;
+}
+
+afterEach(() => {
+  for (const p of peers.splice(0)) {
+    p.client.destroy();
+    p.awareness.destroy();
+  }
+});
+
+beforeAll(async () => {
+  await ready();
+});
+
+const kinds = availableRelayKinds();
+console.log(`engine tests run against: ${kinds.join(', ')}`);
+
+describe.each(kinds)('sync engine against the %s relay', (kind) => {
+  let relay: RelayHandle;
+
+  beforeAll(async () => {
+    relay = await startRelay(kind);
+  });
+  afterAll(async () => {
+    await relay?.stop();
+  });
+
+  test('two clients converge (text and awareness)', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    expect(a.client.status.documentState).toBe('complete');
+    a.text.insert(0, 'hello from A. ');
+    await a.client.synced();
+    expect(a.client.stats.snapshotsSent).toBe(1); // first change -> initial snapshot
+
+    let progress: Array<[number, number]> = [];
+    const b = makePeer(relay.base, docId, key, { onProgress: (l, t) => progress.push([l, t]) });
+    b.client.connect();
+    await b.client.loaded;
+    expect(b.text.toString()).toBe('hello from A. ');
+    expect(progress[progress.length - 1][0]).toBe(progress[progress.length - 1][1]);
+
+    // concurrent edits on both sides
+    for (let i = 0; i < 5; i++) {
+      a.text.insert(a.text.length, `a${i} `);
+      b.text.insert(0, `b${i} `);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await Promise.all([a.client.synced(), b.client.synced()]);
+    await waitFor(() => a.text.toString() === b.text.toString(), 'convergence');
+    for (let i = 0; i < 5; i++) {
+      expect(a.text.toString()).toContain(`a${i} `);
+      expect(a.text.toString()).toContain(`b${i} `);
+    }
+    // batching: 5 quick edits do not make 5 updates each
+    expect(a.client.stats.updatesSent).toBeLessThan(5);
+    expect(a.client.errors.snapshotAndUpdate).toEqual([]);
+    expect(b.client.errors.snapshotAndUpdate).toEqual([]);
+
+    // awareness travels over ephemeral messages, with the signer's pubKey
+    a.awareness.setLocalStateField('user', { name: 'Alice' });
+    await waitFor(() => {
+      const s = b.awareness.getStates().get(a.awareness.clientID);
+      return !!s && s.user?.name === 'Alice';
+    }, 'A awareness at B');
+    expect(b.awareness.getStates().get(a.awareness.clientID)?.pubKey).toBe(b64encode(a.keyPair.publicKey));
+    b.awareness.setLocalStateField('user', { name: 'Bob' });
+    await waitFor(() => a.awareness.getStates().get(b.awareness.clientID)?.user?.name === 'Bob', 'B awareness at A');
+
+    // a peer that leaves is removed from the others' awareness
+    const aId = a.awareness.clientID;
+    a.client.destroy();
+    await waitFor(() => !b.awareness.getStates().has(aId), 'A removed from B awareness');
+    progress = [];
+  });
+
+  test('a wrong key fails with SECSYNC_ERROR_101', async () => {
+    const docId = generateId();
+    const a = makePeer(relay.base, docId, generateKey());
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, 'secret');
+    await a.client.synced();
+
+    const statuses: string[] = [];
+    const c = makePeer(relay.base, docId, generateKey());
+    c.client.onStatus((s) => statuses.push(`${s.connection}/${s.documentState}`));
+    c.client.connect();
+    await expect(c.client.loaded).rejects.toMatchObject({ code: 'SECSYNC_ERROR_101' });
+    expect(c.client.status.connection).toBe('failed');
+    expect(c.client.status.documentState).toBe('failed');
+    expect(c.client.status.lastError?.code).toBe('SECSYNC_ERROR_101');
+    expect(c.text.toString()).toBe('');
+    expect(statuses).toContain('failed/failed');
+    await expect(c.client.synced()).rejects.toMatchObject({ code: 'SECSYNC_ERROR_101' });
+  });
+
+  test('offline edits are kept and arrive after reconnect (manual and after a network cut)', async () => {
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const docId = generateId();
+      const key = generateKey();
+      const a = makePeer(proxy.base, docId, key);
+      const b = makePeer(relay.base, docId, key);
+      a.client.connect();
+      await a.client.loaded;
+      a.text.insert(0, 'base. ');
+      await a.client.synced();
+      b.client.connect();
+      await b.client.loaded;
+      expect(b.text.toString()).toBe('base. ');
+
+      // 1. manual offline
+      a.client.disconnect();
+      expect(a.client.status.connection).toBe('disconnected');
+      a.text.insert(a.text.length, 'offline-1. ');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(a.client.status.pendingChanges).toBeGreaterThan(0);
+      expect(b.text.toString()).toBe('base. ');
+      a.client.connect();
+      await a.client.synced();
+      await waitFor(() => b.text.toString().includes('offline-1. '), 'offline-1 at B');
+
+      // 2. network cut while the relay stays up; reconnect with backoff, delta mode
+      proxy.setBlocked(true);
+      proxy.cutAll();
+      await waitFor(() => a.client.status.connection !== 'connected', 'A notices the cut');
+      a.text.insert(a.text.length, 'offline-2. ');
+      b.text.insert(0, 'while-A-away. ');
+      await b.client.synced();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(b.text.toString()).not.toContain('offline-2');
+      const urlsBefore = proxy.urls.length;
+      proxy.setBlocked(false);
+      await waitFor(() => a.client.status.connection === 'connected', 'A reconnects', 15000);
+      await a.client.synced();
+      await waitFor(() => b.text.toString().includes('offline-2. '), 'offline-2 at B');
+      await waitFor(() => a.text.toString() === b.text.toString(), 'convergence after cut');
+      expect(a.text.toString()).toContain('while-A-away. ');
+      // the reconnect resumed from the known snapshot in delta mode
+      const resumed = proxy.urls.slice(urlsBefore).pop() as string;
+      const q = new URLSearchParams(resumed.split('?')[1]);
+      expect(q.get('mode')).toBe('delta');
+      expect(q.get('knownSnapshotId')).toBe(a.client.activeSnapshotInfo?.snapshotId);
+      expect(JSON.parse(q.get('knownSnapshotUpdateClocks') as string)).toBeTypeOf('object');
+      expect(a.client.stats.connections).toBeGreaterThanOrEqual(3);
+      expect(a.client.errors.snapshotAndUpdate).toEqual([]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a replayed proof + message is not delivered twice', async () => {
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const docId = generateId();
+      const key = generateKey();
+      const a = makePeer(relay.base, docId, key);
+      a.client.connect();
+      await a.client.loaded;
+      a.text.insert(0, 'x');
+      await a.client.synced();
+      const b = makePeer(proxy.base, docId, key);
+      b.client.connect();
+      await b.client.loaded;
+
+      // A announces itself; B verifies A's session and applies A's awareness messages
+      for (let i = 1; i <= 3; i++) {
+        a.awareness.setLocalStateField('cursor', i);
+        await waitFor(
+          () => b.awareness.getStates().get(a.awareness.clientID)?.cursor === i,
+          `cursor ${i} at B`
+        );
+      }
+      const ephemeralToB = proxy.downstream.filter((d) => JSON.parse(d.frame).type === 'ephemeral-message');
+      expect(ephemeralToB.length).toBeGreaterThanOrEqual(4);
+      const applied = b.client.stats.ephemeralMessagesApplied;
+      const errorsBefore = b.client.errors.ephemeralReceiving.length;
+      const conn = proxy.openConnections()[0];
+
+      // replay everything A sent so far (initialize, proofs, messages) in the original order
+      for (const d of ephemeralToB) {
+        proxy.inject(conn, d.frame);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(b.client.stats.ephemeralMessagesApplied).toBe(applied);
+      expect(b.awareness.getStates().get(a.awareness.clientID)?.cursor).toBe(3);
+      const newErrors = b.client.errors.ephemeralReceiving
+        .slice(0, b.client.errors.ephemeralReceiving.length - errorsBefore)
+        .map((e) => e.code);
+      expect(newErrors).toContain('SECSYNC_ERROR_303');
+      // the live session still works afterwards
+      a.awareness.setLocalStateField('cursor', 4);
+      await waitFor(() => b.awareness.getStates().get(a.awareness.clientID)?.cursor === 4, 'cursor 4 at B');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('an update for another document is rejected with SECSYNC_ERROR_213', async () => {
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const docId = generateId();
+      const key = generateKey();
+      const a = makePeer(proxy.base, docId, key);
+      a.client.connect();
+      await a.client.loaded;
+      a.text.insert(0, 'mine');
+      await a.client.synced();
+      const active = a.client.activeSnapshotInfo;
+      expect(active).not.toBeNull();
+      const mallory = createSignatureKeyPair();
+      const foreign = new Y.Doc();
+      foreign.getText('content').insert(0, 'INJECTED');
+      const update = createUpdate(
+        serializeUpdates([Y.encodeStateAsUpdate(foreign)]),
+        { docId: generateId(), pubKey: b64encode(mallory.publicKey), refSnapshotId: active!.snapshotId },
+        key,
+        mallory,
+        0
+      );
+      proxy.inject(proxy.openConnections()[0], JSON.stringify({ type: 'update', ...update }));
+      await waitFor(() => a.client.errors.snapshotAndUpdate.length > 0, 'error recorded');
+      expect(a.client.errors.snapshotAndUpdate[0].code).toBe('SECSYNC_ERROR_213');
+      expect(a.text.toString()).toBe('mine');
+      expect(a.client.status.connection).toBe('connected');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('snapshot policy and createSnapshot(); a late joiner loads the latest snapshot', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key, { snapshotPolicy: { maxUpdates: 3 } });
+    a.client.connect();
+    await a.client.loaded;
+    for (let i = 0; i < 8; i++) {
+      a.text.insert(a.text.length, `e${i} `);
+      await a.client.synced();
+    }
+    expect(a.client.stats.snapshotsSent).toBeGreaterThanOrEqual(2);
+    const before = a.client.activeSnapshotInfo?.snapshotId;
+    await a.client.createSnapshot();
+    const after = a.client.activeSnapshotInfo?.snapshotId;
+    expect(after).toBeDefined();
+    expect(after).not.toBe(before);
+
+    const b = makePeer(relay.base, docId, key);
+    b.client.connect();
+    await b.client.loaded;
+    expect(b.text.toString()).toBe(a.text.toString());
+    expect(b.client.activeSnapshotInfo?.snapshotId).toBe(after);
+    // B edits on top of A's snapshot; A receives it
+    b.text.insert(0, 'B! ');
+    await b.client.synced();
+    await waitFor(() => a.text.toString().startsWith('B! '), 'B edit at A');
+  });
+
+  test('resume in delta mode from a persisted snapshot', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, 'one ');
+    await a.client.synced();
+    a.text.insert(a.text.length, 'two ');
+    await a.client.synced();
+    // "persist": document state + snapshot info
+    const savedState = Y.encodeStateAsUpdate(a.ydoc);
+    const savedInfo = a.client.activeSnapshotInfo!;
+    const savedKeyPair = a.keyPair;
+    a.client.destroy();
+
+    const b = makePeer(relay.base, docId, key);
+    b.client.connect();
+    await b.client.loaded;
+    b.text.insert(b.text.length, 'three ');
+    await b.client.synced();
+
+    const ydoc = new Y.Doc();
+    Y.applyUpdate(ydoc, savedState);
+    const a2 = makePeer(relay.base, docId, key, {
+      ydoc,
+      knownSnapshot: savedInfo,
+      signatureKeyPair: savedKeyPair
+    });
+    a2.client.connect();
+    await a2.client.loaded;
+    expect(a2.text.toString()).toBe('one two three ');
+    expect(a2.client.stats.snapshotsApplied).toBe(0); // only the missing update came
+    a2.text.insert(a2.text.length, 'four');
+    await a2.client.synced();
+    await waitFor(() => b.text.toString() === 'one two three four', 'four at B');
+  });
+
+  test('reference client (v1) and our client read each other', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const keyHex = Buffer.from(key).toString('hex');
+    const refClient = path.join(HARNESS_HOME, 'ref-client.mjs');
+    // the reference client writes first (initial snapshot + updates)
+    await execFileP('node', [refClient, relay.base, docId, keyHex, '--yjs-v1', '--insert', 'ref-wrote ', '--timeout', '15000']);
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    expect(a.text.toString()).toBe('ref-wrote ');
+    a.text.insert(a.text.length, 'ours ');
+    await a.client.synced();
+    await a.client.createSnapshot();
+    a.text.insert(a.text.length, 'after-snapshot');
+    await a.client.synced();
+    const { stdout } = await execFileP('node', [refClient, relay.base, docId, keyHex, '--yjs-v1', '--read', '--timeout', '15000']);
+    expect(stdout.trim()).toBe('ref-wrote ours after-snapshot');
+    // and the reference client appends after our snapshot; we receive it live
+    await execFileP('node', [refClient, relay.base, docId, keyHex, '--yjs-v1', '--insert', ' +ref', '--timeout', '15000']);
+    await waitFor(() => a.text.toString() === 'ref-wrote ours after-snapshot +ref', 'ref edit live');
+  });
+
+  if (kind === 'reference') {
+    test('unauthorized and document-not-found end in failed', async () => {
+      const a = makePeer(relay.base, generateId(), generateKey(), { sessionKey: 'unauthorized' });
+      a.client.connect();
+      await expect(a.client.loaded).rejects.toBeTruthy();
+      expect(a.client.status.connection).toBe('failed');
+      expect(a.client.status.failureReason).toBe('unauthorized');
+      const b = makePeer(relay.base, `notfound-${generateId()}`, generateKey());
+      b.client.connect();
+      await expect(b.client.loaded).rejects.toBeTruthy();
+      expect(b.client.status.failureReason).toBe('document-not-found');
+    });
+  }
+});
