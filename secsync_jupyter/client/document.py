@@ -1,0 +1,523 @@
+"""asyncio driver: a :class:`SyncEngine` on a WebSocket (``websockets``), around a pycrdt Doc.
+
+Everything runs on the caller's event loop (top-level ``await`` in IPython works: no
+nested loops, no blocking calls). Heavy verification of a large ``document`` frame runs in
+worker threads (signature checks release the GIL); applying it happens on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import websockets
+from pycrdt import Doc
+
+from ..protocol import ProtocolError, SigningKeyPair
+from .awareness import AwarenessBridge, Collaborator
+from .engine import (
+    CLOSED,
+    CONNECTED,
+    FAILED,
+    NO_ACCESS,
+    KnownSnapshot,
+    SnapshotPolicyInfo,
+    SyncEngine,
+)
+from .ydoc import YDocAdapter
+
+__all__ = ["SecsyncDocument", "SyncFailed", "open_document"]
+
+log = logging.getLogger("secsync_jupyter.client")
+
+_VERIFY_POOL: ThreadPoolExecutor | None = None
+#: frames larger than this are decoded and verified off the event loop
+_LARGE_FRAME = 256 * 1024
+
+
+def verify_pool() -> ThreadPoolExecutor:
+    """The shared pool for signature checks (2 workers: PyNaCl releases the GIL)."""
+    global _VERIFY_POOL
+    if _VERIFY_POOL is None:
+        workers = max(2, min(4, os.cpu_count() or 2))
+        _VERIFY_POOL = ThreadPoolExecutor(workers, thread_name_prefix="secsync-verify")
+    return _VERIFY_POOL
+
+
+class SyncFailed(RuntimeError):
+    """The document failed (an error code from the checklist) or access was refused."""
+
+    def __init__(self, message: str, errors: list[ProtocolError] | None = None):
+        super().__init__(message)
+        self.errors = list(errors or [])
+
+    @property
+    def code(self) -> str | None:
+        return self.errors[0].code if self.errors else None
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def backoff_delay(retries: int, cap: float = 30.0) -> float:
+    """Reference backoff: 100 ms · 1.8^n with n capped at 13, and at most ``cap`` seconds."""
+    return min(cap, 0.1 * 1.8 ** min(retries, 13))
+
+
+class SecsyncDocument:
+    """A live, end-to-end encrypted pycrdt ``Doc`` synced through a Secsync relay.
+
+    Use :func:`open_document`; ``doc`` is the pycrdt Doc, :meth:`synced` waits until every
+    local change is acknowledged, :meth:`on_change` registers a callback for remote changes.
+    """
+
+    def __init__(
+        self,
+        relay_url: str,
+        doc_id: str | None = None,
+        key: bytes | str | None = None,
+        *,
+        signing_key: SigningKeyPair | bytes | None = None,
+        session_key: str | None = None,
+        doc: Doc | None = None,
+        snapshot_policy: Callable[[SnapshotPolicyInfo], bool] | None = None,
+        is_valid_client: Callable[[str, Mapping[str, Any]], bool] | None = None,
+        known_snapshot: KnownSnapshot | None = None,
+        batch_window: float = 0.02,
+        max_backoff: float = 30.0,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        awareness: bool = True,
+        user: Mapping[str, Any] | None = None,
+        open_timeout: float = 10.0,
+    ):
+        if doc_id is None or key is None:
+            from ..sharelink import parse_share_link
+
+            link = parse_share_link(relay_url)
+            relay_url = link.relay_url
+            doc_id = doc_id or link.doc_id
+            key = key if key is not None else link.key
+        if isinstance(key, str):
+            from ..protocol import b64decode
+
+            key = b64decode(key, field="key", length=32)
+        if len(key) != 32:
+            raise ValueError("the document key must be 32 bytes")
+        if signing_key is None:
+            signing_key = SigningKeyPair.generate()
+        elif not isinstance(signing_key, SigningKeyPair):
+            signing_key = SigningKeyPair.from_private_key(bytes(signing_key))
+        self.relay_url = relay_url.rstrip("/")
+        self.doc_id = doc_id
+        self.signing_key = signing_key
+        self.session_key = session_key or "secsync-jupyter"
+        self.doc = doc if doc is not None else Doc()
+        self.batch_window = batch_window
+        self.max_backoff = max_backoff
+        self.open_timeout = open_timeout
+        self._headers = dict(headers or {})
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+        self.adapter = YDocAdapter(self.doc, self._on_local_update, self._on_ephemeral)
+        self.engine = SyncEngine(
+            doc_id,
+            bytes(key),
+            self.adapter,
+            signing_key,
+            snapshot_policy=snapshot_policy,
+            is_valid_client=is_valid_client,
+            known_snapshot=known_snapshot,
+            on_event=self._on_engine_event,
+        )
+        self.awareness: AwarenessBridge | None = None
+        if awareness:
+            self.awareness = AwarenessBridge(
+                self.doc, signing_key.public_key_b64, self._send_ephemeral
+            )
+            if user:
+                self.awareness.set_local_state_field("user", dict(user))
+        self._change_callbacks: list[Callable[..., Any]] = []
+        self._snapshot_waiters: list[list[str]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._ticker: asyncio.Task | None = None
+        self._ws: Any = None
+        self._send_queue: asyncio.Queue[str] | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._changed = asyncio.Event()
+        self._closing = False
+        self._wake = asyncio.Event()
+        self.connections = 0
+
+    # ----------------------------------------------------------------- status
+
+    @property
+    def pub_key(self) -> str:
+        return self.signing_key.public_key_b64
+
+    @property
+    def state(self) -> str:
+        """Connection state: connecting, connected, disconnected, failed, no-access, closed."""
+        return self.engine.state
+
+    @property
+    def document_state(self) -> str:
+        """pending, partial, complete or failed (the reference's decryption state)."""
+        return self.engine.document_state
+
+    @property
+    def errors(self) -> list[ProtocolError]:
+        """Snapshot and update errors, newest first (at most 20)."""
+        return list(self.engine.errors)
+
+    @property
+    def ephemeral_errors(self) -> list[ProtocolError]:
+        return list(self.engine.ephemeral_errors)
+
+    @property
+    def collaborators(self) -> list[Collaborator]:
+        """Who is here (awareness states with verified pubKeys), including ourselves."""
+        return self.awareness.collaborators() if self.awareness is not None else []
+
+    @property
+    def known_snapshot(self) -> KnownSnapshot | None:
+        """The active snapshot with its clocks (save it to resume later in delta mode)."""
+        active = self.engine.active
+        return active.copy() if active is not None else None
+
+    def on_change(self, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Call ``callback(kind)`` after remote changes are applied; returns an unsubscribe."""
+        self._change_callbacks.append(callback)
+        return lambda: self._change_callbacks.remove(callback)
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def start(self, wait: bool = True) -> SecsyncDocument:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._send_queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run(), name=f"secsync:{self.doc_id}")
+            if self.awareness is not None:
+                self._ticker = asyncio.create_task(self._tick())
+        if wait:
+            await self.loaded()
+        return self
+
+    async def __aenter__(self) -> SecsyncDocument:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.close(wait_synced=False)
+            raise
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        await self.close(wait_synced=exc_type is None)
+
+    def _check_failed(self) -> None:
+        state = self.engine.state
+        if state == FAILED:
+            raise SyncFailed(
+                f"document {self.doc_id} failed: "
+                + (str(self.engine.errors[0]) if self.engine.errors else "document-error"),
+                self.engine.errors,
+            )
+        if state == NO_ACCESS:
+            raise SyncFailed(f"no access to document {self.doc_id}", self.engine.errors)
+        if state == CLOSED:
+            raise SyncFailed("the document is closed")
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            exc = self._task.exception()
+            if exc is not None:
+                raise SyncFailed(f"connection task crashed: {exc!r}") from exc
+
+    async def _wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> None:
+        async def waiter():
+            while True:
+                if predicate():
+                    return
+                self._check_failed()
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(waiter(), timeout)
+
+    async def loaded(self, timeout: float | None = None) -> None:
+        """Wait until the document is loaded (``complete``); raise :class:`SyncFailed`."""
+        await self._wait_for(
+            lambda: self.engine.state == CONNECTED and self.engine.document_state == "complete",
+            timeout,
+        )
+
+    async def synced(self, timeout: float | None = None) -> None:
+        """Wait until every local change is acknowledged by the relay."""
+        await self._wait_for(lambda: self.engine.is_synced and self._flush_handle is None, timeout)
+
+    async def create_snapshot(self, timeout: float | None = None) -> str:
+        """Send a snapshot of the current state now; returns its id once the relay saved it."""
+        saved: list[str] = []
+        self._snapshot_waiters.append(saved)
+        try:
+            self.engine.request_snapshot()
+            self._flush_now()
+            await self._wait_for(lambda: bool(saved), timeout)
+        finally:
+            self._snapshot_waiters.remove(saved)
+        return saved[0]
+
+    async def close(self, *, wait_synced: bool = True, timeout: float = 10.0) -> None:
+        """Wait (bounded) for unsent changes, leave the awareness, close the connection."""
+        if self._closing:
+            return
+        if wait_synced and self.engine.state not in (FAILED, NO_ACCESS, CLOSED):
+            with contextlib.suppress(Exception):
+                await self.synced(timeout)
+        self._closing = True
+        if self.awareness is not None and self.engine.state == CONNECTED:
+            self.awareness.leave()
+            await self._drain_sends()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self.engine.close()
+        self.adapter.close()
+        self._notify()
+
+    async def _drain_sends(self) -> None:
+        queue = self._send_queue
+        if queue is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(queue.join(), 2.0)
+
+    # ------------------------------------------------------------- internals
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    def _on_engine_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "remote-change":
+            for callback in list(self._change_callbacks):
+                try:
+                    callback(data.get("kind"))
+                except Exception:
+                    log.exception("on_change callback failed")
+        elif kind == "snapshot-saved":
+            for waiter in self._snapshot_waiters:
+                waiter.append(data["snapshot_id"])
+        elif kind == "ephemeral-peer" and self.awareness is not None:
+            self.awareness.resend()
+        elif kind == "error":
+            log.debug("secsync %s: %s", self.doc_id, data["error"])
+        self._notify()
+
+    def _on_local_update(self, update: bytes) -> None:
+        self.engine.add_changes([update])
+        self._notify()
+        loop = self._loop
+        if loop is None or self._closing:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._schedule_flush()
+        else:
+            loop.call_soon_threadsafe(self._schedule_flush)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None and self._loop is not None:
+            self._flush_handle = self._loop.call_later(self.batch_window, self._flush_now)
+
+    def _flush_now(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.engine.flush()
+        self._pump()
+
+    def _on_ephemeral(self, content: bytes, author: str) -> None:
+        if self.awareness is not None:
+            self.awareness.apply(content, author)
+
+    def _send_ephemeral(self, content: bytes) -> None:
+        if self.engine.send_ephemeral(content):
+            self._pump()
+
+    def _pump(self) -> None:
+        """Move the engine's outbox to the connection's send queue."""
+        frames = self.engine.take_outbox()
+        if frames and self._send_queue is not None and self._ws is not None:
+            for frame in frames:
+                self._send_queue.put_nowait(frame)
+        self._notify()
+
+    async def _sender(self, ws: Any, queue: asyncio.Queue[str]) -> None:
+        while True:
+            frame = await queue.get()
+            try:
+                await ws.send(frame)
+            except Exception:
+                queue.task_done()
+                return
+            queue.task_done()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(AwarenessBridge.RENEW_SECONDS / 3)
+            if self.awareness is not None and self.engine.state == CONNECTED:
+                self.awareness.tick()
+
+    def _url(self) -> str:
+        params = {"sessionKey": self.session_key, **self.engine.connection_params()}
+        return f"{self.relay_url}/{self.doc_id}?{urlencode(params)}"
+
+    async def _run(self) -> None:
+        retries = 0
+        loop = asyncio.get_running_loop()
+        pool = verify_pool()
+        while not self._closing:
+            self.engine.connecting()
+            self._notify()
+            url = self._url()
+            try:
+                async with websockets.connect(
+                    url,
+                    max_size=None,
+                    open_timeout=self.open_timeout,
+                    proxy=None if _is_loopback(url) else True,
+                    additional_headers=self._headers or None,
+                    compression=None,
+                ) as ws:
+                    queue: asyncio.Queue[str] = asyncio.Queue()
+                    self._send_queue = queue
+                    self._ws = ws
+                    self.connections += 1
+                    retries = 0
+                    self.engine.connected()
+                    sender = asyncio.create_task(self._sender(ws, queue))
+                    try:
+                        async for frame in ws:
+                            await self._handle_frame(frame, loop, pool)
+                            if self.engine.state in (FAILED, NO_ACCESS, CLOSED):
+                                break
+                            if self.engine.reconnect_requested:
+                                break
+                    finally:
+                        self._ws = None
+                        sender.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection refused, closed, timeout, bad handshake
+                log.debug("secsync %s: connection error %r", self.doc_id, exc)
+            self._ws = None
+            if self.engine.state in (FAILED, NO_ACCESS, CLOSED) or self._closing:
+                self._notify()
+                return
+            self.engine.disconnected()
+            self._notify()
+            delay = backoff_delay(retries, self.max_backoff)
+            retries += 1
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _handle_frame(self, frame: str | bytes, loop, pool) -> None:
+        engine = self.engine
+        if len(frame) > _LARGE_FRAME:
+            obj = await loop.run_in_executor(pool, _loads_or_none, frame)
+            if obj is None:
+                engine.receive(frame)  # records the bad frame
+                self._pump()
+                return
+            precheck = None
+            if obj.get("type") == "document":
+                precheck = await loop.run_in_executor(None, lambda: engine.precheck(obj, pool.map))
+            engine.receive(obj, precheck)
+        else:
+            engine.receive(frame)
+        self._pump()
+
+
+def _loads_or_none(frame: str | bytes) -> Any:
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("type"), str) else None
+
+
+class _Opener:
+    """``open_document(...)``: use with ``async with`` or ``await``."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self._obj: Any = None
+
+    async def __aenter__(self):
+        self._obj = self._factory()
+        return await self._obj.__aenter__()
+
+    async def __aexit__(self, *exc):
+        return await self._obj.__aexit__(*exc)
+
+    def __await__(self):
+        async def run():
+            obj = self._factory()
+            try:
+                await obj.start()
+            except BaseException:
+                await obj.close(wait_synced=False)
+                raise
+            return obj
+
+        return run().__await__()
+
+
+def open_document(
+    relay_url: str,
+    doc_id: str | None = None,
+    key: bytes | str | None = None,
+    *,
+    signing_key: SigningKeyPair | bytes | None = None,
+    session_key: str | None = None,
+    **options: Any,
+) -> _Opener:
+    """Open an encrypted document: ``async with open_document(url, doc_id, key) as d:``.
+
+    ``d.doc`` is the live pycrdt ``Doc``; ``await d.synced()`` waits until the relay
+    acknowledged every local change. A missing ``signing_key`` means a fresh one. Also
+    works as ``d = await open_document(...)`` (then ``await d.close()``). ``relay_url`` may
+    be a share link instead (then leave ``doc_id`` and ``key`` out).
+    """
+    return _Opener(
+        lambda: SecsyncDocument(
+            relay_url,
+            doc_id,
+            key,
+            signing_key=signing_key,
+            session_key=session_key,
+            **options,
+        )
+    )

@@ -1,0 +1,971 @@
+"""The sans-IO Secsync sync engine: frames in, frames and document operations out.
+
+:class:`SyncEngine` mirrors the reference client's sync machine (``createSyncMachine`` of
+``secsync`` 0.5.0) without doing any I/O itself:
+
+* the transport tells it ``connecting()``, ``connected()``, ``receive(frame)`` and
+  ``disconnected()``; it appends the frames to send to :attr:`SyncEngine.outbox` and sets
+  :attr:`SyncEngine.reconnect_requested` when the connection must be re-established;
+* it drives a :class:`DocumentAdapter` (apply a snapshot, apply changes, serialize local
+  changes, produce the snapshot content, deliver ephemeral content);
+* local changes go in with :meth:`SyncEngine.add_changes` and out with
+  :meth:`SyncEngine.flush` (one update in flight at a time, so changes made meanwhile are
+  batched into the next update).
+
+Error handling follows the reference: some errors fail the document (state ``failed``,
+no reconnect), others are recorded and the message is ignored; both kinds are kept in
+:attr:`SyncEngine.errors` (newest first, at most 20). During the initial load every error
+fails the document. Ephemeral errors are kept separately (also at most 20 each).
+
+Stricter than the reference: updates are checked against the document id (213), a
+replayed ephemeral session proof cannot reset a peer's counter (see
+:class:`~secsync_jupyter.protocol.EphemeralSession`), the changes of a snapshot in flight are
+kept across a reconnect, and a frame that is not a JSON object is recorded and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..protocol import (
+    CreationError,
+    EphemeralError,
+    EphemeralMessage,
+    EphemeralSession,
+    ParseError,
+    ProtocolError,
+    SigningKeyPair,
+    Snapshot,
+    SnapshotError,
+    SnapshotProofChainEntry,
+    Update,
+    create_initial_snapshot,
+    create_snapshot,
+    create_update,
+    generate_id,
+    is_valid_ancestor_snapshot,
+    loads,
+    parse_snapshot_proof_chain,
+    snapshot_ciphertext_hash,
+    verify_and_decrypt_snapshot,
+    verify_and_decrypt_update,
+)
+
+__all__ = [
+    "MAX_ERRORS",
+    "DocumentAdapter",
+    "KnownSnapshot",
+    "SnapshotPolicyInfo",
+    "SyncEngine",
+    "default_snapshot_policy",
+]
+
+#: at most this many errors are kept per kind (newest first)
+MAX_ERRORS = 20
+#: a snapshot rejected this many times in a row makes the engine reconnect
+MAX_SNAPSHOT_SAVE_FAILURES = 5
+
+# connection states
+CONNECTING = "connecting"
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+FAILED = "failed"
+NO_ACCESS = "no-access"
+CLOSED = "closed"
+
+# document decryption states (reference names)
+PENDING = "pending"
+PARTIAL = "partial"
+COMPLETE = "complete"
+
+# errors that make the client reconnect when received on a live connection
+_RECONNECT_CODES = ("SECSYNC_ERROR_112", "SECSYNC_ERROR_115")
+# snapshot verification errors that fail the document (others are ignored)
+_SNAPSHOT_FATAL = ("SECSYNC_ERROR_100", "SECSYNC_ERROR_101", "SECSYNC_ERROR_102")
+# update verification errors that are ignored (others fail the document)
+_UPDATE_IGNORED = (
+    "SECSYNC_ERROR_211",
+    "SECSYNC_ERROR_212",
+    "SECSYNC_ERROR_213",
+    "SECSYNC_ERROR_214",
+    "SECSYNC_ERROR_215",
+)
+
+
+class DocumentAdapter(Protocol):
+    """What the engine needs from the document (e.g. a pycrdt ``Doc``).
+
+    ``deserialize_changes`` must be a pure function of its input (it may run off the
+    event-loop thread); every other method is called on the engine's thread.
+    """
+
+    def apply_snapshot(self, content: bytes) -> None: ...
+
+    def apply_changes(self, changes: list[Any]) -> None: ...
+
+    def serialize_changes(self, changes: list[Any]) -> bytes: ...
+
+    def deserialize_changes(self, data: bytes) -> list[Any]: ...
+
+    def snapshot_content(self) -> bytes: ...
+
+    def apply_ephemeral(self, content: bytes, author: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SnapshotPolicyInfo:
+    """What a snapshot policy sees when local changes are about to be sent."""
+
+    active_snapshot_id: str | None
+    #: updates accepted on the active snapshot (own and others')
+    updates_since_snapshot: int
+    #: bytes of update ciphertext (base64 text) accepted on the active snapshot
+    update_bytes_since_snapshot: int
+    #: number of local changes waiting to be sent
+    pending_changes: int
+
+
+def default_snapshot_policy(info: SnapshotPolicyInfo) -> bool:
+    """A snapshot after 300 updates or 1 MB of update ciphertext, whichever comes first."""
+    return info.updates_since_snapshot >= 300 or info.update_bytes_since_snapshot >= 1_000_000
+
+
+@dataclass
+class KnownSnapshot:
+    """A snapshot the client already has (``knownSnapshotInfo`` in the reference)."""
+
+    snapshot_id: str
+    snapshot_ciphertext_hash: str
+    parent_snapshot_proof: str
+    update_clocks: dict[str, int] = field(default_factory=dict)
+    #: updates / bytes accepted on it (for the snapshot policy; not sent anywhere)
+    updates_count: int = 0
+    updates_bytes: int = 0
+
+    @property
+    def proof_entry(self) -> SnapshotProofChainEntry:
+        return SnapshotProofChainEntry(
+            self.snapshot_id, self.snapshot_ciphertext_hash, self.parent_snapshot_proof
+        )
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> KnownSnapshot:
+        return cls(
+            snapshot.public_data.snapshot_id,
+            snapshot_ciphertext_hash(snapshot),
+            snapshot.public_data.parent_snapshot_proof,
+        )
+
+    def copy(self) -> KnownSnapshot:
+        return KnownSnapshot(
+            self.snapshot_id,
+            self.snapshot_ciphertext_hash,
+            self.parent_snapshot_proof,
+            dict(self.update_clocks),
+            self.updates_count,
+            self.updates_bytes,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshotId": self.snapshot_id,
+            "snapshotCiphertextHash": self.snapshot_ciphertext_hash,
+            "parentSnapshotProof": self.parent_snapshot_proof,
+            "updateClocks": dict(self.update_clocks),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> KnownSnapshot:
+        clocks = obj.get("updateClocks") or {}
+        if not all(isinstance(k, str) and type(v) is int for k, v in clocks.items()):
+            raise ValueError("updateClocks must map strings to integers")
+        return cls(
+            str(obj["snapshotId"]),
+            str(obj["snapshotCiphertextHash"]),
+            str(obj["parentSnapshotProof"]),
+            dict(clocks),
+            sum(c + 1 for c in clocks.values()),
+        )
+
+
+@dataclass
+class _UpdateInFlight:
+    snapshot_id: str
+    clock: int
+    changes: list[Any]
+    size: int
+
+
+@dataclass
+class _SnapshotInFlight:
+    info: KnownSnapshot
+    parent_snapshot_id: str
+    changes: list[Any]
+
+
+class _Fail(Exception):
+    """An error that fails the document."""
+
+    def __init__(self, error: ProtocolError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Ignore(Exception):
+    """An error that is recorded; the message is ignored."""
+
+    def __init__(self, error: ProtocolError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _err(code: str, detail: str | None = None) -> ProtocolError:
+    return ProtocolError(detail, code=code)
+
+
+#: below this many updates a frame is verified on the calling thread
+PARALLEL_THRESHOLD = 64
+
+
+@dataclass
+class Precheck:
+    """Updates of one frame parsed and verified ahead of time (possibly in threads).
+
+    ``results[i]`` is ``(parsed update or ParseError, assumed clock, plaintext or error)``;
+    the engine uses a result only when the clock and snapshot it assumed are the ones in
+    force when the update is processed, and otherwise verifies again.
+    """
+
+    snapshot_id: str | None
+    results: list[tuple[Any, int, Any]]
+
+
+class SyncEngine:
+    """Sans-IO Secsync client state machine for one document."""
+
+    def __init__(
+        self,
+        doc_id: str,
+        key: bytes | Callable[[KnownSnapshot | None], bytes],
+        adapter: DocumentAdapter,
+        signing_key: SigningKeyPair,
+        *,
+        snapshot_policy: Callable[[SnapshotPolicyInfo], bool] | None = None,
+        is_valid_client: Callable[[str, Mapping[str, Any]], bool] | None = None,
+        known_snapshot: KnownSnapshot | None = None,
+        load_mode: str = "delta",
+        pending_changes: Iterable[Any] = (),
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
+        self.doc_id = doc_id
+        self._key = key
+        self.adapter = adapter
+        self.signing_key = signing_key
+        self.pub_key = signing_key.public_key_b64
+        self.snapshot_policy = snapshot_policy or default_snapshot_policy
+        self.is_valid_client = is_valid_client or (lambda pub_key, public_data: True)
+        self.on_event = on_event
+
+        self.state = DISCONNECTED
+        self.document_state = PENDING
+        #: snapshot and update errors, newest first (at most 20)
+        self.errors: list[ProtocolError] = []
+        #: errors receiving ephemeral messages, newest first (at most 20)
+        self.ephemeral_errors: list[ProtocolError] = []
+        #: errors creating ephemeral messages (601), newest first (at most 20)
+        self.ephemeral_authoring_errors: list[ProtocolError] = []
+        #: frames to send, in order (the transport drains it)
+        self.outbox: list[str] = []
+        #: set when the transport must close the connection and reconnect
+        self.reconnect_requested = False
+
+        self.load_known: KnownSnapshot | None = known_snapshot
+        self.load_mode = load_mode if known_snapshot is not None else "complete"
+        self.snapshots: list[KnownSnapshot] = []
+        self.pending: list[Any] = list(pending_changes)
+        self.updates_in_flight: list[_UpdateInFlight] = []
+        self.snapshot_in_flight: _SnapshotInFlight | None = None
+        self.local_clock = -1
+        self.snapshot_save_failures = 0
+        self.snapshot_requested = False
+        self.ephemeral: EphemeralSession | None = None
+        self._loaded_once = False
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def active(self) -> KnownSnapshot | None:
+        return self.snapshots[-1] if self.snapshots else None
+
+    @property
+    def is_synced(self) -> bool:
+        """Connected, loaded, and every local change acknowledged by the relay."""
+        return (
+            self.state == CONNECTED
+            and self.document_state == COMPLETE
+            and not self.pending
+            and not self.updates_in_flight
+            and self.snapshot_in_flight is None
+            and not self.snapshot_requested
+        )
+
+    def key_for(self, info: KnownSnapshot | None) -> bytes:
+        return self._key(info) if callable(self._key) else self._key
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
+    @staticmethod
+    def _push(errors: list[ProtocolError], error: ProtocolError) -> None:
+        errors.insert(0, error)
+        del errors[MAX_ERRORS:]
+
+    def _record(self, error: ProtocolError) -> None:
+        self._push(self.errors, error)
+        self._emit("error", error=error, fatal=False)
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._push(self.errors, error)
+        self.state = FAILED
+        self._emit("error", error=error, fatal=True)
+        self._emit("state", state=self.state)
+
+    def _send(self, message: Any, extra: Mapping[str, Any] | None = None) -> None:
+        wire = message.to_json()
+        if extra:
+            wire.update(extra)
+        self.outbox.append(json.dumps(wire, separators=(",", ":"), ensure_ascii=False))
+
+    def take_outbox(self) -> list[str]:
+        frames, self.outbox = self.outbox, []
+        return frames
+
+    # --------------------------------------------------------------- connection
+
+    def connection_params(self) -> dict[str, str]:
+        """Query parameters for the next connection (besides ``sessionKey``)."""
+        if self.load_known is None:
+            return {"mode": "complete"}
+        return {
+            "mode": self.load_mode,
+            "knownSnapshotId": self.load_known.snapshot_id,
+            "knownSnapshotUpdateClocks": json.dumps(
+                self.load_known.update_clocks, separators=(",", ":")
+            ),
+        }
+
+    def connecting(self) -> None:
+        if self.state in (FAILED, NO_ACCESS, CLOSED):
+            return
+        self.state = CONNECTING
+        self._emit("state", state=self.state)
+
+    def connected(self) -> None:
+        """The WebSocket is open: start a fresh ephemeral session and wait for the document."""
+        if self.state in (FAILED, NO_ACCESS, CLOSED):
+            return
+        self.state = CONNECTED
+        self.reconnect_requested = False
+        self.document_state = PENDING
+        self.snapshots = (
+            [self.load_known.copy()]
+            if self.load_known is not None and self.load_mode == "delta"
+            else []
+        )
+        self.ephemeral = EphemeralSession(self.doc_id, self.key_for(self.active), self.signing_key)
+        self._emit("state", state=self.state)
+
+    def disconnected(self) -> None:
+        """The connection is gone: keep every unconfirmed change and resume in delta mode."""
+        if self.state in (FAILED, NO_ACCESS, CLOSED):
+            return
+        unconfirmed: list[Any] = []
+        for upd in self.updates_in_flight:
+            unconfirmed.extend(upd.changes)
+        if self.snapshot_in_flight is not None:
+            unconfirmed.extend(self.snapshot_in_flight.changes)
+        unconfirmed.extend(self.pending)
+        self.pending = unconfirmed
+        self.updates_in_flight = []
+        self.snapshot_in_flight = None
+        self.local_clock = -1
+        self.snapshot_save_failures = 0
+        self.ephemeral = None
+        self.outbox = []
+        self.document_state = PENDING
+        if self.active is not None:
+            self.load_known = self.active.copy()
+            self.load_mode = "delta"
+        self.state = DISCONNECTED
+        self.reconnect_requested = False
+        self._emit("state", state=self.state)
+
+    def close(self) -> None:
+        self.state = CLOSED
+        self.outbox = []
+        self._emit("state", state=self.state)
+
+    def _request_reconnect(self) -> None:
+        self.reconnect_requested = True
+        self._emit("reconnect")
+
+    # ------------------------------------------------------------------ receive
+
+    def parse_frame(self, frame: str | bytes | Mapping[str, Any]) -> Mapping[str, Any] | None:
+        if isinstance(frame, Mapping):
+            return frame
+        try:
+            obj = loads(frame, field="frame")
+        except ProtocolError:
+            obj = None
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+            self._record(ProtocolError("the relay sent a frame that is not a typed JSON object"))
+            return None
+        return obj
+
+    def receive(self, frame: str | bytes | Mapping[str, Any], precheck: Precheck | None = None):
+        """Handle one frame from the relay (text, bytes or an already decoded object)."""
+        if self.state != CONNECTED:
+            return
+        obj = self.parse_frame(frame)
+        if obj is None:
+            return
+        kind = obj["type"]
+        handler = {
+            "document": self._on_document,
+            "snapshot": self._on_snapshot,
+            "snapshot-saved": self._on_snapshot_saved,
+            "snapshot-save-failed": self._on_snapshot_save_failed,
+            "update": self._on_update,
+            "update-saved": self._on_update_saved,
+            "update-save-failed": self._on_update_save_failed,
+            "ephemeral-message": self._on_ephemeral,
+            "document-not-found": self._on_no_access,
+            "unauthorized": self._on_no_access,
+            "document-error": self._on_document_error,
+        }.get(kind)
+        if handler is None:
+            self._emit("custom-message", message=obj)
+            return
+        if kind == "document":
+            self._on_document(obj, precheck)
+        else:
+            handler(obj)
+        if self.state == CONNECTED:
+            self.flush()
+
+    def _on_no_access(self, obj: Mapping[str, Any]) -> None:
+        self.state = NO_ACCESS
+        self._emit("state", state=self.state, reason=obj["type"])
+
+    def _on_document_error(self, obj: Mapping[str, Any]) -> None:
+        self.state = FAILED
+        self._emit("state", state=self.state, reason="document-error")
+
+    def _on_document(self, obj: Mapping[str, Any], precheck: Precheck | None = None) -> None:
+        if self.ephemeral is not None:
+            try:
+                self._send(self.ephemeral.initialize())
+            except ProtocolError as exc:
+                self._push(self.ephemeral_authoring_errors, _err("SECSYNC_ERROR_601", str(exc)))
+        self.document_state = FAILED
+        snapshot = obj.get("snapshot")
+        updates = obj.get("updates")
+        if updates is not None and not isinstance(updates, list):
+            self._fail(_err("SECSYNC_ERROR_211", "updates must be an array"))
+            return
+        updates = updates or []
+        if self.load_mode != "delta" and snapshot is None and updates:
+            self._fail(_err("SECSYNC_ERROR_100", "complete load with updates but no snapshot"))
+            return
+        try:
+            related = self.active
+            if snapshot is not None:
+                related = self._process_snapshot(
+                    snapshot, obj.get("snapshotProofChain") or [], self.load_known
+                )
+            self.document_state = PARTIAL
+            if updates:
+                self._process_updates(updates, related, precheck)
+        except (_Fail, _Ignore) as exc:  # during the initial load every error is fatal
+            self._fail(exc.error)
+            return
+        self.document_state = COMPLETE
+        self._loaded_once = True
+        self._emit("loaded")
+
+    def _on_snapshot(self, obj: Mapping[str, Any]) -> None:
+        try:
+            self._process_snapshot(obj.get("snapshot"), [], self.active)
+        except _Fail as exc:
+            self._fail(exc.error)
+        except _Ignore as exc:
+            self._record(exc.error)
+            if exc.error.code in _RECONNECT_CODES:
+                self._request_reconnect()
+
+    def _on_snapshot_saved(self, obj: Mapping[str, Any]) -> None:
+        flight = self.snapshot_in_flight
+        if flight is None or obj.get("snapshotId") != flight.info.snapshot_id:
+            return
+        active = self.active
+        if active is not None and active.snapshot_id != flight.parent_snapshot_id:
+            # another snapshot won meanwhile: send the changes again on top of it
+            self.pending = flight.changes + self.pending
+            self.snapshot_in_flight = None
+            return
+        self.snapshot_save_failures = 0
+        self.snapshots = [*self.snapshots, flight.info][-3:]
+        self.snapshot_in_flight = None
+        self.local_clock = -1
+        self._emit("snapshot-saved", snapshot_id=flight.info.snapshot_id)
+
+    def _on_snapshot_save_failed(self, obj: Mapping[str, Any]) -> None:
+        self.snapshot_save_failures += 1
+        try:
+            related = self.active
+            if obj.get("snapshot") is not None:
+                related = self._process_snapshot(
+                    obj["snapshot"], obj.get("snapshotProofChain") or [], self.active
+                )
+            updates = obj.get("updates")
+            if updates:
+                if not isinstance(updates, list):
+                    raise _Ignore(_err("SECSYNC_ERROR_211", "updates must be an array"))
+                self._process_updates(updates, related)
+        except _Fail as exc:
+            self._fail(exc.error)
+            return
+        except _Ignore as exc:
+            self._record(exc.error)
+            if exc.error.code in _RECONNECT_CODES:
+                self._request_reconnect()
+                return
+        if self.snapshot_in_flight is not None:
+            self.pending = self.snapshot_in_flight.changes + self.pending
+            self.snapshot_in_flight = None
+        # retry (the flush after this frame sends it), at most 5 times in a row
+        self.snapshot_requested = True
+        if self.snapshot_save_failures >= MAX_SNAPSHOT_SAVE_FAILURES:
+            self._request_reconnect()
+
+    def _on_update(self, obj: Mapping[str, Any]) -> None:
+        try:
+            self._process_updates([obj], self.active)
+        except _Fail as exc:
+            self._fail(exc.error)
+        except _Ignore as exc:
+            self._record(exc.error)
+
+    def _on_update_saved(self, obj: Mapping[str, Any]) -> None:
+        snapshot_id, clock = obj.get("snapshotId"), obj.get("clock")
+        if not isinstance(snapshot_id, str) or type(clock) is not int:
+            return
+        self.snapshot_save_failures = 0
+        for info in self.snapshots:
+            if info.snapshot_id == snapshot_id:
+                if info.update_clocks.get(self.pub_key, -1) < clock:
+                    info.update_clocks[self.pub_key] = clock
+                for upd in self.updates_in_flight:
+                    if upd.snapshot_id == snapshot_id and upd.clock == clock:
+                        info.updates_count += 1
+                        info.updates_bytes += upd.size
+        self.updates_in_flight = [
+            u
+            for u in self.updates_in_flight
+            if not (u.clock == clock and u.snapshot_id == snapshot_id)
+        ]
+        self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
+
+    def _on_update_save_failed(self, obj: Mapping[str, Any]) -> None:
+        snapshot_id, clock = obj.get("snapshotId"), obj.get("clock")
+        if not any(
+            u.snapshot_id == snapshot_id and u.clock == clock for u in self.updates_in_flight
+        ):
+            return  # not ours (any more): nothing to retry
+        if obj.get("requiresNewSnapshot") is True:
+            self.snapshot_requested = True
+        changes = [c for u in self.updates_in_flight for c in u.changes]
+        self.updates_in_flight = []
+        self.pending = changes + self.pending
+        active = self.active
+        self.local_clock = active.update_clocks.get(self.pub_key, -1) if active else -1
+
+    def _on_ephemeral(self, obj: Mapping[str, Any]) -> None:
+        try:
+            message = EphemeralMessage.from_json(obj)
+        except ParseError:
+            self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_307"))
+            return
+        author = message.public_data.pub_key
+        try:
+            valid = self.is_valid_client(author, message.public_data.raw)
+        except Exception:
+            valid = False
+        if not valid:
+            self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_304"))
+            return
+        session = self.ephemeral
+        if session is None:
+            return
+        before = session.peers.get(author)
+        before_id = before.session_id if before is not None else None
+        try:
+            result = session.receive(message)
+        except EphemeralError as exc:
+            self._push(self.ephemeral_errors, exc)
+            return
+        except ProtocolError as exc:  # pragma: no cover - defensive
+            self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_300", str(exc)))
+            return
+        if result.error is not None:
+            self._push(self.ephemeral_errors, result.error)
+        if result.reply is not None:
+            self._send(result.reply)
+        peer = session.peers.get(author)
+        if peer is not None and peer.session_id is not None and peer.session_id != before_id:
+            self._emit("ephemeral-peer", author=author)
+        if result.content is not None:
+            try:
+                self.adapter.apply_ephemeral(result.content, author)
+            except Exception as exc:
+                self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_300", str(exc)))
+
+    # ------------------------------------------------------- snapshot / updates
+
+    def _process_snapshot(
+        self, raw: Any, raw_chain: Any, known: KnownSnapshot | None
+    ) -> KnownSnapshot | None:
+        """Verify and apply a snapshot; returns the snapshot info the updates refer to."""
+        try:
+            snapshot = Snapshot.from_json(raw)
+        except ParseError as exc:
+            raise _Ignore(_err("SECSYNC_ERROR_110", exc.detail))
+        try:
+            chain = parse_snapshot_proof_chain(raw_chain)
+        except ParseError as exc:
+            raise _Ignore(_err("SECSYNC_ERROR_115", exc.detail))
+        pd = snapshot.public_data
+        try:
+            allowed = self.is_valid_client(pd.pub_key, pd.raw)
+        except Exception as exc:
+            raise _Fail(_err("SECSYNC_ERROR_104", str(exc)))
+        if not allowed:
+            raise _Ignore(_err("SECSYNC_ERROR_114"))
+        info = KnownSnapshot.of(snapshot)
+        if known is not None and known.proof_entry == info.proof_entry:
+            # already applied (e.g. a delta load whose snapshot is still the active one)
+            active = self.active
+            if active is None or active.snapshot_id != info.snapshot_id:
+                self.snapshots = [*self.snapshots, known.copy()][-3:]
+            return self.active
+        ancestor = False
+        parent_clock: int | None = None
+        if known is not None and chain:
+            if not is_valid_ancestor_snapshot(known.proof_entry, chain, snapshot):
+                raise _Ignore(_err("SECSYNC_ERROR_115"))
+            ancestor = True
+        elif known is not None:
+            parent_clock = known.update_clocks.get(self.pub_key)
+        try:
+            key = self.key_for(info)
+        except Exception as exc:
+            raise _Fail(_err("SECSYNC_ERROR_103", str(exc)))
+        try:
+            content = verify_and_decrypt_snapshot(
+                snapshot,
+                key,
+                self.doc_id,
+                self.pub_key,
+                None if ancestor else (known.proof_entry if known is not None else None),
+                None if ancestor else parent_clock,
+            )
+        except SnapshotError as exc:
+            if exc.code in _SNAPSHOT_FATAL:
+                raise _Fail(exc)
+            raise _Ignore(exc)
+        except ProtocolError as exc:  # pragma: no cover - defensive
+            raise _Fail(_err("SECSYNC_ERROR_100", str(exc)))
+        try:
+            self.adapter.apply_snapshot(content)
+        except Exception as exc:
+            raise _Fail(_err("SECSYNC_ERROR_105", str(exc)))
+        self.snapshots = [*self.snapshots, info][-3:]
+        self.local_clock = -1
+        self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
+        return info
+
+    def precheck(self, frame: Mapping[str, Any], map_chunks=None) -> Precheck | None:
+        """Parse and verify the updates of a ``document`` frame ahead of processing.
+
+        Pure with respect to the engine (thread-safe): it reads the key, the document id
+        and the known clocks. ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs the
+        verification of chunks in parallel; signature checks release the GIL.
+        """
+        updates = frame.get("updates")
+        if not isinstance(updates, list) or len(updates) < PARALLEL_THRESHOLD:
+            return None
+        snapshot = frame.get("snapshot")
+        known = self.load_known if self.load_mode == "delta" else None
+        if snapshot is not None:
+            try:
+                snap_id = snapshot["publicData"]["snapshotId"]
+            except (KeyError, TypeError):
+                return None
+            clocks = (
+                dict(known.update_clocks)
+                if known is not None and known.snapshot_id == snap_id
+                else {}
+            )
+            info = KnownSnapshot(snap_id, "", "", clocks)
+        else:
+            base = known if known is not None else self.active
+            if base is None:
+                return None
+            snap_id, clocks = base.snapshot_id, dict(base.update_clocks)
+            info = base
+        if not isinstance(snap_id, str):
+            return None
+        try:
+            key = self.key_for(info)
+        except Exception:
+            return None
+        doc_id = self.doc_id
+        n = len(updates)
+        workers = 2
+        size = max(PARALLEL_THRESHOLD, math.ceil(n / (workers * 8)))
+        chunks = [updates[i : i + size] for i in range(0, n, size)]
+
+        def parse_chunk(chunk):
+            out = []
+            for raw in chunk:
+                try:
+                    out.append(Update.from_json(raw))
+                except ParseError as exc:
+                    out.append(exc)
+            return out
+
+        mapper = map_chunks or map
+        parsed = [u for part in mapper(parse_chunk, chunks) for u in part]
+        assumed: list[int] = []
+        for upd in parsed:
+            if isinstance(upd, Update):
+                pub = upd.public_data.pub_key
+                current = clocks.get(pub, -1)
+                assumed.append(current)
+                if upd.public_data.clock == current + 1:
+                    clocks[pub] = current + 1
+            else:
+                assumed.append(-2)
+        items = list(zip(parsed, assumed, strict=True))
+        work = [items[i : i + size] for i in range(0, n, size)]
+
+        def verify_chunk(chunk):
+            out = []
+            for upd, clock in chunk:
+                if not isinstance(upd, Update):
+                    out.append(None)
+                    continue
+                try:
+                    out.append(
+                        verify_and_decrypt_update(upd, key, snap_id, clock, current_doc_id=doc_id)
+                    )
+                except ProtocolError as exc:
+                    out.append(exc)
+            return out
+
+        verified = [r for part in mapper(verify_chunk, work) for r in part]
+        return Precheck(snap_id, [(u, c, r) for (u, c), r in zip(items, verified, strict=True)])
+
+    def _process_updates(
+        self,
+        raw_updates: Sequence[Any],
+        related: KnownSnapshot | None,
+        precheck: Precheck | None = None,
+    ) -> None:
+        try:
+            key = self.key_for(related)
+        except Exception as exc:
+            raise _Fail(_err("SECSYNC_ERROR_206", str(exc)))
+        related_id = related.snapshot_id if related is not None else ""
+        if precheck is not None and (
+            precheck.snapshot_id != related_id or len(precheck.results) != len(raw_updates)
+        ):
+            precheck = None
+        changes: list[Any] = []
+        ignored: ProtocolError | None = None
+        fatal: ProtocolError | None = None
+        deserialize = self.adapter.deserialize_changes
+        for i, raw in enumerate(raw_updates):
+            pre = precheck.results[i] if precheck is not None else None
+            if pre is not None:
+                update = pre[0]
+                if isinstance(update, ParseError):
+                    ignored = _err("SECSYNC_ERROR_211", update.detail)
+                    continue
+            else:
+                try:
+                    update = Update.from_json(raw)
+                except ParseError as exc:
+                    ignored = _err("SECSYNC_ERROR_211", exc.detail)
+                    continue
+            pd = update.public_data
+            try:
+                allowed = self.is_valid_client(pd.pub_key, pd.raw)
+            except Exception as exc:
+                fatal = _err("SECSYNC_ERROR_205", str(exc))
+                break
+            if not allowed:
+                ignored = _err("SECSYNC_ERROR_215")
+                continue
+            active = self.active
+            current = active.update_clocks.get(pd.pub_key, -1) if active is not None else -1
+            if pre is not None and pre[1] == current:
+                content = pre[2]
+            else:
+                try:
+                    content = verify_and_decrypt_update(
+                        update, key, related_id, current, current_doc_id=self.doc_id
+                    )
+                except ProtocolError as exc:
+                    content = exc
+            if isinstance(content, ProtocolError):
+                if content.code in _UPDATE_IGNORED:
+                    ignored = content
+                    continue
+                fatal = content
+                break
+            for info in self.snapshots:
+                if info.snapshot_id == related_id:
+                    if info.update_clocks.get(pd.pub_key, -1) < pd.clock:
+                        info.update_clocks[pd.pub_key] = pd.clock
+                    info.updates_count += 1
+                    info.updates_bytes += len(update.ciphertext)
+            if pd.pub_key == self.pub_key:
+                self.local_clock = pd.clock
+            try:
+                changes.extend(deserialize(content))
+            except Exception as exc:
+                fatal = _err("SECSYNC_ERROR_204", str(exc))
+                break
+        if changes:
+            try:
+                self.adapter.apply_changes(changes)
+            except Exception as exc:
+                fatal = fatal or _err("SECSYNC_ERROR_203", str(exc))
+            else:
+                self._emit("remote-change", kind="updates", count=len(changes))
+        if fatal is not None:
+            raise _Fail(fatal)
+        if ignored is not None:
+            raise _Ignore(ignored)
+
+    # -------------------------------------------------------------------- send
+
+    def add_changes(self, changes: Iterable[Any]) -> None:
+        """Queue local changes; :meth:`flush` sends them."""
+        self.pending.extend(changes)
+
+    def request_snapshot(self) -> None:
+        """Send a snapshot with the next flush (even without pending changes)."""
+        self.snapshot_requested = True
+
+    def policy_info(self) -> SnapshotPolicyInfo:
+        active = self.active
+        return SnapshotPolicyInfo(
+            active.snapshot_id if active else None,
+            active.updates_count if active else 0,
+            active.updates_bytes if active else 0,
+            len(self.pending),
+        )
+
+    def flush(self) -> None:
+        """Send pending changes as one update (or a snapshot), if nothing is in flight."""
+        if (
+            self.state != CONNECTED
+            or self.document_state != COMPLETE
+            or self.snapshot_in_flight is not None
+            or self.updates_in_flight
+        ):
+            return
+        active = self.active
+        if self.snapshot_requested:
+            self._create_and_send_snapshot()
+            return
+        if not self.pending:
+            return
+        if active is None or self.snapshot_policy(self.policy_info()):
+            self._create_and_send_snapshot()
+        else:
+            self._create_and_send_update()
+
+    def _create_and_send_snapshot(self) -> None:
+        active = self.active
+        try:
+            snapshot_id = generate_id()
+            content = self.adapter.snapshot_content()
+            public_data = {"docId": self.doc_id, "pubKey": self.pub_key, "snapshotId": snapshot_id}
+            key = self.key_for(active)
+            if active is None:
+                snapshot = create_initial_snapshot(content, public_data, key, self.signing_key)
+            else:
+                public_data["parentSnapshotId"] = active.snapshot_id
+                public_data["parentSnapshotUpdateClocks"] = dict(active.update_clocks)
+                snapshot = create_snapshot(
+                    content,
+                    public_data,
+                    key,
+                    self.signing_key,
+                    active.snapshot_ciphertext_hash,
+                    active.parent_snapshot_proof,
+                )
+        except Exception as exc:
+            self._fail(_err("SECSYNC_ERROR_401", str(exc)))
+            return
+        self.snapshot_in_flight = _SnapshotInFlight(
+            KnownSnapshot.of(snapshot), snapshot.public_data.parent_snapshot_id, self.pending
+        )
+        self.pending = []
+        self.snapshot_requested = False
+        self._send(snapshot)
+
+    def _create_and_send_update(self) -> None:
+        active = self.active
+        assert active is not None
+        changes = self.pending
+        try:
+            content = self.adapter.serialize_changes(changes)
+            clock = self.local_clock + 1
+            update = create_update(
+                content,
+                {"refSnapshotId": active.snapshot_id, "docId": self.doc_id, "pubKey": self.pub_key},
+                self.key_for(active),
+                self.signing_key,
+                clock,
+            )
+        except Exception as exc:
+            self._fail(_err("SECSYNC_ERROR_501", str(exc)))
+            return
+        self.local_clock = clock
+        self.pending = []
+        self.updates_in_flight.append(
+            _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext))
+        )
+        self._send(update)
+
+    def send_ephemeral(self, content: bytes) -> bool:
+        """Send ephemeral content (e.g. an awareness update) on the current session."""
+        if self.state != CONNECTED or self.ephemeral is None:
+            return False
+        try:
+            message = self.ephemeral.create(bytes(content))
+        except (CreationError, ProtocolError) as exc:
+            self._push(self.ephemeral_authoring_errors, _err("SECSYNC_ERROR_601", str(exc)))
+            return False
+        self._send(message)
+        return True

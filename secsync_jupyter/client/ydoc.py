@@ -1,0 +1,107 @@
+"""The Yjs (v1) content format on a pycrdt ``Doc`` — the same as the browser client's.
+
+* snapshot plaintext: the full v1 state update (``doc.get_update()``);
+* update plaintext: UTF-8 JSON array of base64url (no padding) v1 updates;
+* ephemeral content: y-protocols awareness updates (see :mod:`.awareness`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc
+
+from ..protocol import b64encode
+
+__all__ = ["YDocAdapter", "deserialize_updates", "serialize_updates"]
+
+_EMPTY_UPDATES = (b"\x00\x00", b"")
+
+
+def serialize_updates(updates: list[bytes]) -> bytes:
+    """``[b64(u), …]`` as compact UTF-8 JSON (what ``serializeUint8ArrayUpdates`` makes)."""
+    return ("[" + ",".join(f'"{b64encode(u)}"' for u in updates) + "]").encode("ascii")
+
+
+def deserialize_updates(data: bytes) -> list[bytes]:
+    """Inverse of :func:`serialize_updates`; raises ``ValueError`` for anything else."""
+    items = json.loads(data)
+    if not isinstance(items, list):
+        raise ValueError("update content is not a JSON array")
+    out = []
+    decode = base64.urlsafe_b64decode
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("update content holds a non-string")
+        try:
+            out.append(decode(item + "=" * (-len(item) % 4)))
+        except (binascii.Error, ValueError):
+            raise ValueError("update content holds invalid base64url")
+    return out
+
+
+class YDocAdapter:
+    """Connects a pycrdt ``Doc`` to the sync engine.
+
+    Local transactions are reported to ``on_local_update`` (one v1 update each); updates
+    applied here on behalf of the relay are not reported back.
+    """
+
+    def __init__(
+        self,
+        doc: Doc,
+        on_local_update: Callable[[bytes], None] | None = None,
+        on_ephemeral: Callable[[bytes, str], None] | None = None,
+    ):
+        self.doc = doc
+        self.on_local_update = on_local_update
+        self.on_ephemeral = on_ephemeral
+        self._applying = 0
+        self._subscription = doc.observe(self._on_transaction)
+
+    def close(self) -> None:
+        if self._subscription is not None:
+            try:
+                self.doc.unobserve(self._subscription)
+            except Exception:  # pragma: no cover - already gone
+                pass
+            self._subscription = None
+
+    def _on_transaction(self, event: Any) -> None:
+        if self._applying:
+            return
+        update = event.update
+        if update in _EMPTY_UPDATES or self.on_local_update is None:
+            return
+        self.on_local_update(update)
+
+    # DocumentAdapter
+    def apply_snapshot(self, content: bytes) -> None:
+        self._applying += 1
+        try:
+            self.doc.apply_update(content)
+        finally:
+            self._applying -= 1
+
+    def apply_changes(self, changes: list[bytes]) -> None:
+        self._applying += 1
+        try:
+            with self.doc.transaction():
+                for change in changes:
+                    self.doc.apply_update(change)
+        finally:
+            self._applying -= 1
+
+    serialize_changes = staticmethod(serialize_updates)
+    deserialize_changes = staticmethod(deserialize_updates)
+
+    def snapshot_content(self) -> bytes:
+        return self.doc.get_update()
+
+    def apply_ephemeral(self, content: bytes, author: str) -> None:
+        if self.on_ephemeral is not None:
+            self.on_ephemeral(content, author)
