@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="show keys, a snapshot, updates and tamper detection")
     p.set_defaults(func=_cmd_demo)
+
+    from .client.cli import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 

@@ -5,48 +5,51 @@ encrypted, through a Secsync relay.
   ``await`` in IPython);
 * :class:`SyncEngine` — the sans-IO engine underneath (frames in, frames and document
   operations out).
+
+Names are imported lazily, so ``secsync_jupyter.client.cli`` stays light.
 """
 
-from ..protocol import generate_key
-from .awareness import AwarenessBridge, Collaborator, fingerprint
-from .document import SecsyncDocument, SyncFailed, backoff_delay, open_document
-from .engine import (
-    MAX_ERRORS,
-    DocumentAdapter,
-    KnownSnapshot,
-    SnapshotPolicyInfo,
-    SyncEngine,
-    default_snapshot_policy,
-)
-from .notebook import Cell, Cells, Notebook, open_notebook
-from .ydoc import YDocAdapter, deserialize_updates, serialize_updates
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "AwarenessBridge": "awareness",
+    "Collaborator": "awareness",
+    "fingerprint": "awareness",
+    "SecsyncDocument": "document",
+    "SyncFailed": "document",
+    "backoff_delay": "document",
+    "open_document": "document",
+    "MAX_ERRORS": "engine",
+    "DocumentAdapter": "engine",
+    "KnownSnapshot": "engine",
+    "SnapshotPolicyInfo": "engine",
+    "SyncEngine": "engine",
+    "default_snapshot_policy": "engine",
+    "Cell": "notebook",
+    "Cells": "notebook",
+    "Notebook": "notebook",
+    "open_notebook": "notebook",
+    "YDocAdapter": "ydoc",
+    "deserialize_updates": "ydoc",
+    "serialize_updates": "ydoc",
+}
+
+__all__ = [*sorted(_EXPORTS), "new_document_key"]
 
 
 def new_document_key() -> bytes:
     """A fresh random 32-byte document key."""
+    from ..protocol import generate_key
+
     return generate_key()
 
 
-__all__ = [
-    "MAX_ERRORS",
-    "AwarenessBridge",
-    "Cell",
-    "Cells",
-    "Collaborator",
-    "DocumentAdapter",
-    "KnownSnapshot",
-    "Notebook",
-    "SecsyncDocument",
-    "SnapshotPolicyInfo",
-    "SyncEngine",
-    "SyncFailed",
-    "YDocAdapter",
-    "backoff_delay",
-    "default_snapshot_policy",
-    "deserialize_updates",
-    "fingerprint",
-    "new_document_key",
-    "open_document",
-    "open_notebook",
-    "serialize_updates",
-]
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -232,7 +232,7 @@ class Notebook:
         """The notebook as an nbformat dict (``.ipynb`` JSON)."""
         if "nbformat" not in self.ynotebook._ymeta and not len(self.cells):
             return {**EMPTY_NOTEBOOK, "cells": []}
-        return self.ynotebook.get()
+        return self.ynotebook.get(deduplicate=False)
 
     def set(self, notebook: Mapping[str, Any]) -> None:
         """Replace the content with an nbformat dict (one transaction)."""
