@@ -35,8 +35,11 @@
  * Content format (must match the Python client): Yjs v1 only. Snapshot plaintext =
  * Y.encodeStateAsUpdate(doc); update plaintext = UTF-8 JSON array of b64url v1 updates;
  * ephemeral content = awareness update bytes (encodeAwarenessUpdate). The local awareness
- * state carries `pubKey` (own b64 signing key); remote states whose claimed pubKey differs
- * from the message signer are dropped.
+ * state carries `pubKey` and `secsync: {pubKey, fingerprint}` (own b64 signing key; the
+ * latter is what the Python client reads). Remote entries whose claimed pubKey differs from
+ * the message signer, or that touch a client id first seen with another signer, are dropped;
+ * remote states are removed when the peer leaves (it sends a null state), when they time
+ * out (y-protocols: 30 s without renewal) and when our own connection drops.
  *
  * Sending: local changes are batched — changes made within `batchDelayMs` (20 ms) or while
  * an update is in flight go out as one update; at most one update is in flight. A snapshot
@@ -45,6 +48,7 @@
  */
 import * as Y from 'yjs';
 import * as decoding from 'lib0/decoding';
+import * as encoding from 'lib0/encoding';
 import {
   applyAwarenessUpdate,
   Awareness,
@@ -52,7 +56,7 @@ import {
   removeAwarenessStates
 } from 'y-protocols/awareness';
 import { b64encode } from './base64';
-import { generateId, hash, SignatureKeyPair } from './crypto';
+import { fingerprint, generateId, hash, SignatureKeyPair } from './crypto';
 import {
   createEphemeralMessage,
   createEphemeralSession,
@@ -195,6 +199,42 @@ function pushError(list: SecsyncError[], err: SecsyncError): void {
   }
 }
 
+/**
+ * The fields this client puts into its local awareness state: `pubKey` and
+ * `secsync: {pubKey, fingerprint}` (the field the Python client checks).
+ */
+export function localAwarenessFields(pubKey: string): {
+  pubKey: string;
+  secsync: { pubKey: string; fingerprint: string };
+} {
+  return { pubKey, secsync: { pubKey, fingerprint: fingerprint(pubKey) } };
+}
+
+/**
+ * The pubKey an awareness state claims: `secsync.pubKey` and/or `pubKey` (all present
+ * claims must agree), else the reference client's `user.publicKey`; undefined if none.
+ */
+export function awarenessClaimedPubKey(state: unknown): string | undefined {
+  if (typeof state !== 'object' || state === null) {
+    return undefined;
+  }
+  const s = state as { pubKey?: unknown; secsync?: { pubKey?: unknown }; user?: { publicKey?: unknown } };
+  const claims: unknown[] = [];
+  if (typeof s.secsync === 'object' && s.secsync !== null && 'pubKey' in s.secsync) {
+    claims.push(s.secsync.pubKey);
+  }
+  if ('pubKey' in s) {
+    claims.push(s.pubKey);
+  }
+  if (claims.length === 0 && typeof s.user === 'object' && s.user !== null) {
+    claims.push(s.user.publicKey);
+  }
+  if (claims.length === 0 || claims.some((c) => typeof c !== 'string' || c !== claims[0])) {
+    return undefined;
+  }
+  return claims[0] as string;
+}
+
 export class SecsyncYjsClient {
   readonly docId: string;
   readonly publicKey: string;
@@ -299,7 +339,7 @@ export class SecsyncYjsClient {
       }
     }
     if (this.awareness) {
-      this.awareness.setLocalStateField('pubKey', this.publicKey);
+      this.stampLocalAwareness();
       this.awareness.on('update', this.onAwarenessUpdate);
     }
   }
@@ -1275,13 +1315,26 @@ export class SecsyncYjsClient {
       return;
     }
     const state = awareness.getLocalState();
-    if (state !== null && state.pubKey !== this.publicKey) {
+    if (state !== null && awarenessClaimedPubKey(state) !== this.publicKey) {
       // the application replaced the local state: re-add our pubKey (triggers another update)
-      awareness.setLocalStateField('pubKey', this.publicKey);
+      this.stampLocalAwareness();
       return;
     }
     this.sendOwnAwareness();
   };
+
+  /**
+   * Local awareness state fields identifying this client: `pubKey` and
+   * `secsync: {pubKey, fingerprint}` (the Python client's field).
+   */
+  private stampLocalAwareness(): void {
+    const awareness = this.awareness;
+    const state = awareness?.getLocalState();
+    if (!awareness || state === null || state === undefined) {
+      return;
+    }
+    awareness.setLocalState({ ...state, ...localAwarenessFields(this.publicKey) });
+  }
 
   private removeRemoteAwareness(): void {
     const awareness = this.awareness;
@@ -1351,52 +1404,65 @@ export class SecsyncYjsClient {
     }
   }
 
+  /**
+   * Applies the entries of a remote awareness update signed by `signer`. Entries claiming
+   * another key, touching our own client id, or touching a client id first seen with another
+   * signer are dropped (each such entry is recorded as SECSYNC_ERROR_304).
+   */
   private applyRemoteAwareness(content: Uint8Array, signer: string): void {
     const awareness = this.awareness;
     if (!awareness) {
       return;
     }
-    const entries: Array<{ clientId: number; state: unknown }> = [];
+    const entries: Array<{ clientId: number; clock: number; json: string; state: unknown }> = [];
     try {
       const decoder = decoding.createDecoder(content);
       const len = decoding.readVarUint(decoder);
       for (let i = 0; i < len; i++) {
         const clientId = decoding.readVarUint(decoder);
-        decoding.readVarUint(decoder); // clock
-        const state: unknown = JSON.parse(decoding.readVarString(decoder));
-        entries.push({ clientId, state });
+        const clock = decoding.readVarUint(decoder);
+        const json = decoding.readVarString(decoder);
+        entries.push({ clientId, clock, json, state: JSON.parse(json) as unknown });
       }
     } catch (err) {
       pushError(this.errors.ephemeralReceiving, new SecsyncError('SECSYNC_ERROR_307', `awareness: ${String(err)}`));
       return;
     }
-    for (const { clientId, state } of entries) {
+    const kept = entries.filter(({ clientId, state }) => {
       const owner = this.awarenessOwners.get(clientId);
+      let reason: string | null = null;
       if (clientId === awareness.clientID || (owner !== undefined && owner !== signer)) {
-        pushError(this.errors.ephemeralReceiving, new SecsyncError('SECSYNC_ERROR_304', 'awareness client id of another author'));
-        return;
-      }
-      if (state !== null) {
-        const s = state as { pubKey?: unknown; user?: { publicKey?: unknown } };
-        const claimed =
-          typeof s.pubKey === 'string'
-            ? s.pubKey
-            : typeof s.user === 'object' && s.user !== null && typeof s.user.publicKey === 'string'
-              ? s.user.publicKey
-              : undefined;
-        if (claimed !== signer) {
-          pushError(this.errors.ephemeralReceiving, new SecsyncError('SECSYNC_ERROR_304', 'awareness pubKey differs from signer'));
-          return;
+        reason = 'awareness client id of another author';
+      } else if (state === null) {
+        if (owner !== signer) {
+          reason = 'removal of an unknown awareness client id';
         }
+      } else if (awarenessClaimedPubKey(state) !== signer) {
+        reason = 'awareness pubKey differs from the signer';
       }
+      if (reason) {
+        pushError(this.errors.ephemeralReceiving, new SecsyncError('SECSYNC_ERROR_304', reason));
+        return false;
+      }
+      return true;
+    });
+    if (kept.length === 0) {
+      return;
+    }
+    const encoder = encoding.createEncoder();
+    encoding.writeVarUint(encoder, kept.length);
+    for (const e of kept) {
+      encoding.writeVarUint(encoder, e.clientId);
+      encoding.writeVarUint(encoder, e.clock);
+      encoding.writeVarString(encoder, e.json);
     }
     try {
-      applyAwarenessUpdate(awareness, content, this);
+      applyAwarenessUpdate(awareness, encoding.toUint8Array(encoder), this);
     } catch (err) {
       pushError(this.errors.ephemeralReceiving, new SecsyncError('SECSYNC_ERROR_307', `awareness: ${String(err)}`));
       return;
     }
-    for (const { clientId, state } of entries) {
+    for (const { clientId, state } of kept) {
       if (state === null) {
         this.awarenessOwners.delete(clientId);
       } else {

@@ -169,3 +169,21 @@ export function verifySignature(
     return false;
   }
 }
+
+/**
+ * Short human-comparable fingerprint of a b64 public key: BLAKE2b-64, hex in groups of 4
+ * (same string as the Python client's `fingerprint`). "????" for an undecodable key.
+ */
+export function fingerprint(pubKeyB64: string): string {
+  let digest: Uint8Array;
+  try {
+    digest = sodium().crypto_generichash(8, b64decode(pubKeyB64));
+  } catch {
+    return '????';
+  }
+  let hex = '';
+  for (const b of digest) {
+    hex += b.toString(16).padStart(2, '0');
+  }
+  return [0, 4, 8, 12].map((i) => hex.slice(i, i + 4)).join(' ');
+}
