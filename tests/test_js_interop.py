@@ -524,3 +524,35 @@ def test_awareness_state_format_both_ways(js, world):
     bridge.set_local_state_field("user", {"name": "Bob"})
     read = js("awareness_read", content=b64encode(bridge.encode_local()))
     assert [(s["claimed"], s["state"]["user"]["name"]) for s in read["states"]] == [(pub_b, "Bob")]
+
+
+def test_share_links_both_ways(js):
+    from secsync_jupyter.sharelink import format_share_link, parse_share_link
+
+    key = generate_key()
+    cases = [
+        format_share_link("doc_1-x", key, server_url="https://hub.example.org/user/ada/"),
+        format_share_link(
+            "abc", key, server_url="http://localhost:8888/", relay="ws://relay.example:9000/r"
+        ),
+        format_share_link("D0c", key, relay="ws://127.0.0.1:8765/prefix"),
+        format_share_link("D0c", key, relay="wss://relay.example"),
+    ]
+    for link in cases:
+        py = parse_share_link(link)
+        parsed = js("sharelink_parse", link=link)
+        assert parsed == {
+            "docId": py.doc_id,
+            "key": b64encode(key),
+            "relayUrl": py.relay_url,
+            "jupyterBase": py.server_url,
+        }, link
+        again = js(
+            "sharelink_format",
+            docId=parsed["docId"],
+            key=parsed["key"],
+            relayUrl=parsed["relayUrl"] if (py.server_url is None or py.explicit_relay) else None,
+            jupyterBase=parsed["jupyterBase"],
+        )["link"]
+        assert again == link
+        assert parse_share_link(again) == py

@@ -22,6 +22,8 @@ export interface ShareLink {
   relayUrl: string;
   /** http(s)://host<base_url> (ends with '/') for Jupyter-hosted links */
   jupyterBase?: string;
+  /** true when the link names its relay (standalone links, or `?relay=`) */
+  explicitRelay: boolean;
 }
 
 export function isValidDocId(docId: unknown): docId is string {
@@ -64,14 +66,27 @@ function checkRelayBase(relay: string): string {
   if (u.search || u.hash || u.username || u.password) {
     throw new ProtocolError('share link: relay must not carry a query, fragment or credentials');
   }
-  return `${u.protocol}//${u.host}${u.pathname}`.replace(/\/+$/, '');
+  return relay.replace(/\/+$/, '');
+}
+
+function decodeDocId(segment: string): string {
+  let docId: string;
+  try {
+    docId = decodeURIComponent(segment);
+  } catch {
+    throw new ProtocolError('share link: invalid docId');
+  }
+  if (!isValidDocId(docId)) {
+    throw new ProtocolError('share link: invalid docId');
+  }
+  return docId;
 }
 
 /** Parses a share link. Throws ProtocolError on anything malformed. */
 export function parseShareLink(link: string): ShareLink {
   let u: URL;
   try {
-    u = new URL(link);
+    u = new URL(link.trim());
   } catch {
     throw new ProtocolError('share link: not a URL');
   }
@@ -86,11 +101,13 @@ export function parseShareLink(link: string): ShareLink {
       throw new ProtocolError('share link: path must end with secsync/open/<docId>');
     }
     const baseUrl = u.pathname.slice(0, idx);
-    const docId = u.pathname.slice(idx + marker.length);
-    if (!isValidDocId(docId)) {
-      throw new ProtocolError('share link: invalid docId');
-    }
+    const docId = decodeDocId(u.pathname.slice(idx + marker.length));
     const params = new URLSearchParams(u.search);
+    for (const name of params.keys()) {
+      if (name !== 'relay') {
+        throw new ProtocolError(`share link: unknown query parameter ${name}`);
+      }
+    }
     const relays = params.getAll('relay');
     if (relays.length > 1) {
       throw new ProtocolError('share link: more than one relay');
@@ -98,27 +115,36 @@ export function parseShareLink(link: string): ShareLink {
     const wsScheme = u.protocol === 'https:' ? 'wss:' : 'ws:';
     const relayUrl =
       relays.length === 1 ? checkRelayBase(relays[0]) : `${wsScheme}//${u.host}${baseUrl}secsync`;
-    return { docId, key, relayUrl, jupyterBase: `${u.protocol}//${u.host}${baseUrl}` };
+    return {
+      docId,
+      key,
+      relayUrl,
+      jupyterBase: `${u.protocol}//${u.host}${baseUrl}`,
+      explicitRelay: relays.length === 1
+    };
   }
   if (u.protocol === 'ws:' || u.protocol === 'wss:') {
     if (u.search) {
       throw new ProtocolError('share link: a relay link has no query');
     }
-    const path = u.pathname;
+    const path = u.pathname.endsWith('/') ? u.pathname.slice(0, -1) : u.pathname;
     const cut = path.lastIndexOf('/');
-    const docId = path.slice(cut + 1);
-    if (!isValidDocId(docId)) {
-      throw new ProtocolError('share link: invalid docId');
-    }
-    return { docId, key, relayUrl: `${u.protocol}//${u.host}${path.slice(0, cut)}` };
+    const docId = decodeDocId(path.slice(cut + 1));
+    return {
+      docId,
+      key,
+      relayUrl: `${u.protocol}//${u.host}${path.slice(0, cut)}`,
+      explicitRelay: true
+    };
   }
   throw new ProtocolError('share link: unsupported scheme');
 }
 
 /**
  * Formats a share link. With `jupyterBase` (http(s)://host<base_url>) a Jupyter link is made,
- * carrying `relay` only when it differs from the Jupyter server's own relay; otherwise a
- * standalone-relay link `relayUrl/docId#key=…`.
+ * carrying `?relay=` only when `relayUrl` is given and differs from the Jupyter server's own
+ * relay (`ws(s)://host<base_url>secsync`); otherwise a standalone-relay link
+ * `relayUrl/docId#key=…`. Same strings as the Python `format_share_link`.
  */
 export function formatShareLink(link: {
   docId: string;
