@@ -419,7 +419,16 @@ class SecsyncDocument:
                     sender = asyncio.create_task(self._sender(ws, queue))
                     try:
                         async for frame in ws:
-                            await self._handle_frame(frame, loop, pool)
+                            try:
+                                await self._handle_frame(frame, loop, pool)
+                            except Exception as exc:  # a bug, not a connection problem
+                                log.exception("secsync %s: processing a frame failed", self.doc_id)
+                                self.engine.fail(
+                                    ProtocolError(
+                                        f"internal error: {exc!r}", code="SECSYNC_ERROR_100"
+                                    )
+                                )
+                                self._pump()
                             if self.engine.state in (FAILED, NO_ACCESS, CLOSED):
                                 break
                             if self.engine.reconnect_requested:

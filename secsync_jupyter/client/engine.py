@@ -316,9 +316,9 @@ class SyncEngine:
     def key_for(self, info: KnownSnapshot | None) -> bytes:
         return self._key(info) if callable(self._key) else self._key
 
-    def _emit(self, kind: str, **data: Any) -> None:
+    def _emit(self, event: str, **data: Any) -> None:
         if self.on_event is not None:
-            self.on_event(kind, data)
+            self.on_event(event, data)
 
     @staticmethod
     def _push(errors: list[ProtocolError], error: ProtocolError) -> None:
@@ -328,6 +328,10 @@ class SyncEngine:
     def _record(self, error: ProtocolError) -> None:
         self._push(self.errors, error)
         self._emit("error", error=error, fatal=False)
+
+    def fail(self, error: ProtocolError) -> None:
+        """Fail the document with ``error`` (e.g. an unexpected internal error)."""
+        self._fail(error)
 
     def _fail(self, error: ProtocolError) -> None:
         self._push(self.errors, error)
@@ -377,7 +381,13 @@ class SyncEngine:
             if self.load_known is not None and self.load_mode == "delta"
             else []
         )
-        self.ephemeral = EphemeralSession(self.doc_id, self.key_for(self.active), self.signing_key)
+        try:
+            self.ephemeral = EphemeralSession(
+                self.doc_id, self.key_for(self.active), self.signing_key
+            )
+        except Exception as exc:  # no key yet: no presence on this connection
+            self.ephemeral = None
+            self._push(self.ephemeral_authoring_errors, _err("SECSYNC_ERROR_601", str(exc)))
         self._emit("state", state=self.state)
 
     def disconnected(self) -> None:
