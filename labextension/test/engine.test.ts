@@ -334,6 +334,81 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     await waitFor(() => a.text.toString().startsWith('B! '), 'B edit at A');
   });
 
+  test('concurrent snapshots and updates from two clients (save-failed paths) converge', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, 'start ');
+    await a.client.synced();
+    const b = makePeer(relay.base, docId, key);
+    b.client.connect();
+    await b.client.loaded;
+
+    // both force a snapshot at the same time, with fresh edits: one is rejected and retried
+    a.text.insert(a.text.length, 'A1 ');
+    b.text.insert(0, 'B1 ');
+    await Promise.all([a.client.createSnapshot(), b.client.createSnapshot()]);
+    expect(a.client.stats.snapshotSaveFailed + b.client.stats.snapshotSaveFailed).toBeGreaterThan(0);
+    // B keeps editing while A snapshots: B's updates on the old snapshot fail and are re-sent
+    const edits = (async () => {
+      for (let i = 2; i < 8; i++) {
+        b.text.insert(b.text.length, `B${i} `);
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    })();
+    for (let i = 0; i < 3; i++) {
+      a.text.insert(0, `A-snap${i} `);
+      await a.client.createSnapshot();
+    }
+    await edits;
+    await Promise.all([a.client.synced(), b.client.synced()]);
+    await waitFor(() => a.text.toString() === b.text.toString(), 'convergence');
+    console.log(`[${kind}] save failures: snapshots A=${a.client.stats.snapshotSaveFailed} B=${b.client.stats.snapshotSaveFailed}, updates B=${b.client.stats.updateSaveFailed}`);
+    for (const token of ['start', 'A1', 'B1', 'B2', 'B7', 'A-snap0', 'A-snap2']) {
+      expect(a.text.toString()).toContain(token);
+    }
+    expect(a.client.status.connection).toBe('connected');
+    expect(b.client.status.connection).toBe('connected');
+    // a newcomer sees the same document
+    const c = makePeer(relay.base, docId, key);
+    c.client.connect();
+    await c.client.loaded;
+    expect(c.text.toString()).toBe(a.text.toString());
+  });
+
+  test('an update rejected because of a newer snapshot is re-sent on top of it', async () => {
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const docId = generateId();
+      const key = generateKey();
+      const a = makePeer(relay.base, docId, key);
+      a.client.connect();
+      await a.client.loaded;
+      a.text.insert(0, 'base ');
+      await a.client.synced();
+      const b = makePeer(proxy.base, docId, key);
+      b.client.connect();
+      await b.client.loaded;
+      // B does not hear about A's new snapshot before it sends its own update
+      proxy.hold();
+      a.text.insert(a.text.length, 'A-in-snapshot ');
+      await a.client.createSnapshot();
+      b.text.insert(0, 'B-update ');
+      const frames = () => proxy.downstream.map((d) => JSON.parse(d.frame).type as string);
+      await waitFor(() => frames().includes('update-save-failed'), 'update-save-failed from the relay');
+      proxy.release();
+      await b.client.synced();
+      expect(b.client.stats.updateSaveFailed).toBeGreaterThanOrEqual(1);
+      await waitFor(() => a.text.toString() === b.text.toString(), 'convergence');
+      expect(a.text.toString()).toBe('B-update base A-in-snapshot ');
+      expect(b.client.activeSnapshotInfo?.snapshotId).toBe(a.client.activeSnapshotInfo?.snapshotId);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('resume in delta mode from a persisted snapshot', async () => {
     const docId = generateId();
     const key = generateKey();

@@ -251,6 +251,8 @@ export class SecsyncYjsClient {
     updatesApplied: 0,
     snapshotsApplied: 0,
     ephemeralMessagesApplied: 0,
+    snapshotSaveFailed: 0,
+    updateSaveFailed: 0,
     connections: 0
   };
   /** resolves when the first `document` frame has been applied; rejects if it failed */
@@ -1059,6 +1061,7 @@ export class SecsyncYjsClient {
     gen: number
   ): Promise<void> {
     this.snapshotSaveFailures += 1;
+    this.stats.snapshotSaveFailed += 1;
     let related: SnapshotProofChainEntry | null = this.active();
     if (frame.snapshot) {
       const res = await this.processSnapshot(frame.snapshot, frame.snapshotProofChain, this.active() ?? undefined, gen);
@@ -1102,6 +1105,7 @@ export class SecsyncYjsClient {
 
   private handleUpdateSaveFailed(requiresNewSnapshot: boolean): void {
     this.updateSaveFailures += 1;
+    this.stats.updateSaveFailed += 1;
     const changes: Uint8Array[] = [];
     for (const u of this.updatesInFlight) {
       changes.push(...u.changes);

@@ -3,7 +3,7 @@
  * $HARNESS_HOME) and, when installed, the Python relay (.venv/bin/secsync-relay).
  * Plus a websocket man-in-the-middle proxy to cut connections and replay frames.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,16 +22,33 @@ export interface RelayHandle {
 
 export const PYTHON_RELAY = path.join(REPO_DIR, '.venv', 'bin', 'secsync-relay');
 
+/** True when the Python relay is installed and starts (`secsync-relay --help` exits 0). */
+export function pythonRelayWorks(): boolean {
+  if (!fs.existsSync(PYTHON_RELAY)) {
+    return false;
+  }
+  try {
+    execFileSync(PYTHON_RELAY, ['--help'], { stdio: 'ignore', timeout: 20000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Relays to test against. SECSYNC_TEST_RELAYS=reference,python names them explicitly (a
+ * named relay that cannot start fails the tests); unset, the reference relay always and the
+ * Python relay when it is installed and starts.
+ */
 export function availableRelayKinds(): Array<RelayHandle['kind']> {
-  const want = (process.env.SECSYNC_TEST_RELAYS || 'reference,python').split(',');
-  const kinds: Array<RelayHandle['kind']> = [];
-  if (want.includes('reference')) {
-    kinds.push('reference');
+  const env = process.env.SECSYNC_TEST_RELAYS;
+  if (env) {
+    return env
+      .split(',')
+      .map((k) => k.trim())
+      .filter((k): k is RelayHandle['kind'] => k === 'reference' || k === 'python');
   }
-  if (want.includes('python') && fs.existsSync(PYTHON_RELAY)) {
-    kinds.push('python');
-  }
-  return kinds;
+  return pythonRelayWorks() ? ['reference', 'python'] : ['reference'];
 }
 
 export async function freePort(): Promise<number> {
@@ -130,6 +147,7 @@ export class WsProxy {
   /** frames relay -> client, per client connection, in order */
   readonly downstream: Array<{ conn: number; frame: string }> = [];
   private blocked = false;
+  private held: Array<{ client: WebSocket; frame: string }> | null = null;
   private conns: Array<{ id: number; client: WebSocket; upstream: WebSocket }> = [];
   private nextId = 0;
 
@@ -166,7 +184,9 @@ export class WsProxy {
     upstream.on('message', (data) => {
       const frame = data.toString();
       this.downstream.push({ conn: id, frame });
-      if (client.readyState === WebSocket.OPEN) {
+      if (this.held) {
+        this.held.push({ client, frame });
+      } else if (client.readyState === WebSocket.OPEN) {
         client.send(frame);
       }
     });
@@ -201,6 +221,21 @@ export class WsProxy {
   /** While blocked, new connections are dropped at once. */
   setBlocked(blocked: boolean): void {
     this.blocked = blocked;
+  }
+
+  /** Holds relay -> client frames (hold) and delivers them in order (release). */
+  hold(): void {
+    this.held = this.held ?? [];
+  }
+
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const { client, frame } of held) {
+      if (client.readyState === WebSocket.OPEN) {
+        client.send(frame);
+      }
+    }
   }
 
   openConnections(): number[] {
