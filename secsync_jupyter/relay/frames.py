@@ -1,0 +1,149 @@
+"""Server → client frames, built once as strings (and, for broadcasts, once as WebSocket bytes).
+
+Besides the reference frames (see docs/relay.md and protocol.md "Connection"), the relay sends
+``{"type": "error", "code", "message", "field"?}`` for every rejected client frame. Reference
+clients put unknown types in their custom-message queue and ignore them.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable
+
+from ..protocol import SnapshotProofChainEntry
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+#: every ``code`` of an ``error`` frame, with its meaning (documented in docs/relay.md)
+ERROR_CODES: dict[str, str] = {
+    "invalid-json": "the frame is not JSON",
+    "invalid-utf8": "the text frame is not valid UTF-8",
+    "binary-frame": "binary frames are not part of the protocol",
+    "invalid-message": "the frame is not a well-formed snapshot, update or ephemeral message",
+    "invalid-signature": "the message's signature does not verify with its publicData.pubKey",
+    "wrong-document": "publicData.docId is not this connection's document",
+    "snapshot-parent-not-active": "the snapshot's parent is not the active snapshot",
+    "snapshot-clocks-differ": "parentSnapshotUpdateClocks differ from the relay's clocks",
+    "snapshot-id-exists": "a snapshot with this snapshotId already exists",
+    "update-wrong-snapshot": "the update does not reference the active snapshot",
+    "update-clock-replayed": "the update's clock is not newer than the last one of its pubKey",
+    "update-clock-gap": "the update's clock skips one (expected last + 1, or 0 for a new pubKey)",
+    "frame-too-large": "the frame exceeds the relay's max frame size",
+    "too-many-connections": "the document has the maximum number of connections",
+    "too-many-documents": "the relay stores the maximum number of documents",
+    "invalid-document-id": "the document id is not [A-Za-z0-9_-]{1,128}",
+    "invalid-query": "a query parameter is malformed",
+    "missing-session-key": "the sessionKey query parameter is missing",
+    "unauthorized": "authentication failed or the access policy denied the action",
+    "storage-failed": "the relay could not store the message (not acknowledged; retry)",
+    "shutting-down": "the relay is shutting down; reconnect later",
+    "internal-error": "unexpected relay error",
+}
+
+
+class OutFrame:
+    """A frame sent to many connections: the JSON text, and its unmasked WebSocket encoding
+    computed at most once."""
+
+    __slots__ = ("_wire", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = ws_text_frame(self.text.encode("utf-8"))
+        return wire
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented RFC 6455 text frame (what a server sends)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
+
+
+def error(code: str, message: str | None = None, **extra) -> str:
+    frame = {"type": "error", "code": code, "message": message or ERROR_CODES.get(code, code)}
+    for k, v in extra.items():
+        if v is not None:
+            frame[k] = v
+    return _dumps(frame)
+
+
+def simple(type_: str) -> str:
+    return '{"type":"' + type_ + '"}'
+
+
+def snapshot_saved(snapshot_id: str) -> str:
+    return _dumps({"type": "snapshot-saved", "snapshotId": snapshot_id})
+
+
+def update_saved(snapshot_id: str, clock: int) -> str:
+    return _dumps({"type": "update-saved", "snapshotId": snapshot_id, "clock": clock})
+
+
+def update_save_failed(snapshot_id, clock) -> str:
+    return _dumps(
+        {
+            "type": "update-save-failed",
+            "snapshotId": snapshot_id,
+            "clock": clock,
+            "requiresNewSnapshot": False,
+        }
+    )
+
+
+def _chain(chain: Iterable[SnapshotProofChainEntry]) -> str:
+    # key order as the reference relay sends it (some clients compare entries textually)
+    return _dumps(
+        [
+            {
+                "snapshotId": e.snapshot_id,
+                "parentSnapshotProof": e.parent_snapshot_proof,
+                "snapshotCiphertextHash": e.snapshot_ciphertext_hash,
+            }
+            for e in chain
+        ]
+    )
+
+
+def document(
+    snapshot: str | None,
+    updates: Iterable[str],
+    chain: Iterable[SnapshotProofChainEntry] | None,
+    type_: str = "document",
+) -> str:
+    """``{"type":…, "snapshot"?: …, "updates": […], "snapshotProofChain"?: […]}`` from stored
+    message texts (no re-serialization)."""
+    parts = ['{"type":"', type_, '"']
+    if snapshot is not None:
+        parts += [',"snapshot":', snapshot]
+    parts += [',"updates":[', ",".join(updates), "]"]
+    if chain is not None:
+        parts += [',"snapshotProofChain":', _chain(chain)]
+    parts.append("}")
+    return "".join(parts)
+
+
+def with_type(type_: str, body: str) -> str:
+    """``{"type": type_, ...body}`` for a normalized message body (a JSON object text whose
+    keys are exactly nonce, ciphertext, publicData, signature)."""
+    return '{"type":"' + type_ + '",' + body[1:]
+
+
+def snapshot_broadcast(body: str) -> str:
+    return '{"type":"snapshot","snapshot":' + body + "}"
+
+
+def dumps(obj) -> str:
+    return _dumps(obj)

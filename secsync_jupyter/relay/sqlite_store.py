@@ -1,0 +1,488 @@
+"""SQLite store: stdlib ``sqlite3`` in two dedicated threads, WAL, group commit.
+
+* One **writer thread** owns the only writing connection. It takes every write waiting in its
+  queue (up to ``max_batch``), runs them in one ``BEGIN IMMEDIATE`` transaction, commits once
+  and then resolves all their futures from a single event-loop callback: acknowledgements are
+  only ever sent for committed rows, and many messages share one commit (and one fsync).
+* One **reader thread** serves reads (document frames, proof chains, room state) from its own
+  connection, each read in its own read transaction (a consistent WAL snapshot).
+* The rules are enforced by SQL inside the transaction (conditional inserts and unique
+  constraints), not by Python state, so they hold with several writers on the same file.
+
+The event loop never touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..protocol import SnapshotProofChainEntry
+from .store import (
+    DocumentState,
+    DocumentView,
+    RelayStore,
+    SaveResult,
+    SnapshotInfo,
+    StoreError,
+    position,
+)
+
+log = logging.getLogger("secsync_jupyter.relay.store")
+
+#: schema migrations, applied in order; ``PRAGMA user_version`` = number applied
+MIGRATIONS: tuple[str, ...] = (
+    # 1: documents, snapshots (proof-chain metadata + message), updates
+    """
+    CREATE TABLE documents (
+        doc_id          TEXT PRIMARY KEY,
+        active_snapshot INTEGER REFERENCES snapshots(seq),
+        created_at      INTEGER NOT NULL
+    );
+    CREATE TABLE snapshots (
+        seq                   INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc_id                TEXT NOT NULL REFERENCES documents(doc_id),
+        snapshot_id           TEXT NOT NULL,
+        parent_snapshot_id    TEXT NOT NULL,
+        pub_key               TEXT NOT NULL,
+        ciphertext_hash       TEXT NOT NULL,
+        parent_snapshot_proof TEXT NOT NULL,
+        message               TEXT NOT NULL,
+        created_at            INTEGER NOT NULL,
+        UNIQUE (doc_id, snapshot_id)
+    );
+    CREATE INDEX snapshots_by_doc ON snapshots(doc_id, seq);
+    CREATE TABLE updates (
+        id           INTEGER PRIMARY KEY,
+        snapshot_seq INTEGER NOT NULL REFERENCES snapshots(seq),
+        version      INTEGER NOT NULL,
+        pub_key      TEXT NOT NULL,
+        clock        INTEGER NOT NULL CHECK (clock >= 0),
+        message      TEXT NOT NULL,
+        UNIQUE (snapshot_seq, version),
+        UNIQUE (snapshot_seq, pub_key, clock)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+SYNCHRONOUS_MODES = ("full", "normal", "extra")
+
+_INSERT_UPDATE = """
+INSERT INTO updates (snapshot_seq, version, pub_key, clock, message)
+SELECT s.seq,
+       COALESCE((SELECT MAX(u.version) FROM updates u WHERE u.snapshot_seq = s.seq), 0) + 1,
+       ?3, ?4, ?5
+FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot
+WHERE d.doc_id = ?1 AND s.snapshot_id = ?2
+  AND (?4 = 0 OR EXISTS (SELECT 1 FROM updates p
+                         WHERE p.snapshot_seq = s.seq AND p.pub_key = ?3 AND p.clock = ?4 - 1))
+RETURNING snapshot_seq, version
+"""
+
+_STOP = object()
+
+
+class _Op:
+    __slots__ = ("args", "fn", "future")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, future: asyncio.Future):
+        self.fn = fn
+        self.args = args
+        self.future = future
+
+
+def _fail(code: str, message: str) -> SaveResult:
+    return SaveResult(False, code=code, message=message)
+
+
+class SQLiteStore(RelayStore):
+    """See the module docs. ``synchronous`` is ``"full"`` (default: an acknowledged write
+    survives a power loss) or ``"normal"`` (survives a crash of the relay process, not of
+    the machine; faster on slow disks)."""
+
+    def __init__(self, path: str | os.PathLike, *, synchronous: str = "full", max_batch: int = 512):
+        self.path = os.fspath(path)
+        if synchronous.lower() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        self.synchronous = synchronous.lower()
+        self.max_batch = max_batch
+        self._wq: queue.SimpleQueue = queue.SimpleQueue()
+        self._rq: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._open = False
+        self._closing = False
+        #: counters for tests / benchmarks
+        self.commits = 0
+        self.committed_writes = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        return conn
+
+    def open_sync(self) -> None:
+        """Create / migrate the database and start the threads (blocks briefly).
+
+        Raises :class:`StoreError` with a clear message when the file cannot be opened or
+        written, or its schema is newer than this relay."""
+        if self._open:
+            return
+        try:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(directory):
+                raise StoreError(f"directory {directory} does not exist")
+            conn = self._connect()
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode})")
+                self._migrate(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        writer = threading.Thread(
+            target=self._writer_main, name="secsync-relay-writer", daemon=True
+        )
+        reader = threading.Thread(
+            target=self._reader_main, name="secsync-relay-reader", daemon=True
+        )
+        self._threads = [writer, reader]
+        # connect in the threads; make sure both could open the file before returning
+        self._ready = threading.Barrier(3)
+        self._start_error: Exception | None = None
+        writer.start()
+        reader.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise StoreError(f"cannot open database {self.path}: {self._start_error}")
+        self._open = True
+
+    async def open(self) -> None:
+        self.open_sync()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {self.path} has schema version {current}, newer than this relay "
+                f"({SCHEMA_VERSION}); upgrade secsync-jupyter"
+            )
+        for number in range(current, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("migrated %s to schema version %d", self.path, number + 1)
+
+    async def close(self) -> None:
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        self._wq.put(_STOP)
+        self._rq.put(_STOP)
+        loop = asyncio.get_running_loop()
+        for t in self._threads:
+            await loop.run_in_executor(None, t.join)
+        # the writer resolved its last futures with call_soon_threadsafe: let them run
+        await asyncio.sleep(0)
+        self._open = False
+
+    # ------------------------------------------------------------------ threads
+    def _thread_connect(self) -> sqlite3.Connection | None:
+        try:
+            conn = self._connect()
+        except Exception as exc:  # reported by open_sync
+            self._start_error = exc
+            conn = None
+        self._ready.wait()
+        return conn
+
+    def _writer_main(self) -> None:
+        conn = self._thread_connect()
+        if conn is None:
+            return
+        stop = False
+        while not stop:
+            ops = [self._wq.get()]
+            while len(ops) < self.max_batch:
+                try:
+                    ops.append(self._wq.get_nowait())
+                except queue.Empty:
+                    break
+            if any(op is _STOP for op in ops):
+                stop = True
+                ops = [op for op in ops if op is not _STOP]
+                # take whatever else is queued, so nothing submitted is left unanswered
+                while True:
+                    try:
+                        op = self._wq.get_nowait()
+                    except queue.Empty:
+                        break
+                    if op is not _STOP:
+                        ops.append(op)
+            if ops:
+                results = self._run_batch(conn, ops)
+                self._post(results)
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[_Op, Any]]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [(op, op.fn(conn, *op.args)) for op in ops]
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.committed_writes += len(ops)
+            return results
+        except Exception as exc:
+            log.error("write transaction failed (%d writes not acknowledged): %s", len(ops), exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            failed = _fail("storage-failed", f"the relay could not store the message: {exc}")
+            return [(op, failed) for op in ops]
+
+    def _reader_main(self) -> None:
+        conn = self._thread_connect()
+        if conn is None:
+            return
+        while True:
+            op = self._rq.get()
+            if op is _STOP:
+                break
+            try:
+                conn.execute("BEGIN")
+                try:
+                    result: Any = op.fn(conn, *op.args)
+                finally:
+                    conn.execute("COMMIT")
+            except Exception as exc:
+                result = StoreError(f"read failed: {exc}")
+            self._post([(op, result)])
+        conn.close()
+
+    def _post(self, results: list[tuple[_Op, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any]]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].future.get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # loop closed meanwhile: nobody is waiting any more
+                pass
+
+    def _submit(self, q: queue.SimpleQueue, fn, args) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if not self._open or self._closing:
+            fut.set_exception(StoreError("the store is closed"))
+            return fut
+        q.put(_Op(fn, args, fut))
+        return fut
+
+    # ------------------------------------------------------------------ API
+    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message):
+        return self._submit(self._wq, _save_update, (doc_id, snapshot_id, pub_key, clock, message))
+
+    def save_snapshot(
+        self,
+        doc_id,
+        *,
+        snapshot_id,
+        parent_snapshot_id,
+        parent_clocks,
+        pub_key,
+        ciphertext_hash,
+        parent_snapshot_proof,
+        message,
+    ):
+        args = (
+            doc_id,
+            snapshot_id,
+            parent_snapshot_id,
+            dict(parent_clocks),
+            pub_key,
+            ciphertext_hash,
+            parent_snapshot_proof,
+            message,
+        )
+        return self._submit(self._wq, _save_snapshot, args)
+
+    async def count_documents(self) -> int:
+        return await self._read(_count_documents, ())
+
+    async def load_state(self, doc_id: str) -> DocumentState:
+        return await self._read(_load_state, (doc_id,))
+
+    async def read_document(self, doc_id, known_snapshot_id, known_clocks) -> DocumentView:
+        clocks = dict(known_clocks) if known_clocks is not None else None
+        return await self._read(_read_document, (doc_id, known_snapshot_id or None, clocks))
+
+    async def _read(self, fn, args):
+        result = await self._submit(self._rq, fn, args)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def _resolve(results: list[tuple[_Op, Any]]) -> None:
+    for op, result in results:
+        if not op.future.done():
+            op.future.set_result(result)
+
+
+# ---------------------------------------------------------------------- SQL (thread side)
+def _save_update(conn, doc_id, snapshot_id, pub_key, clock, message) -> SaveResult:
+    try:
+        row = conn.execute(
+            _INSERT_UPDATE, (doc_id, snapshot_id, pub_key, clock, message)
+        ).fetchone()
+    except sqlite3.IntegrityError:
+        return _fail("update-clock-replayed", f"clock {clock} of this pubKey is already stored")
+    if row is not None:
+        return SaveResult(True, position(row[0], row[1]))
+    active = conn.execute(
+        "SELECT s.snapshot_id FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
+        "WHERE d.doc_id = ?",
+        (doc_id,),
+    ).fetchone()
+    if active is None or active[0] != snapshot_id:
+        return _fail("update-wrong-snapshot", "refSnapshotId is not the active snapshot")
+    return _fail("update-clock-gap", f"clock {clock} does not follow this pubKey's last clock")
+
+
+def _save_snapshot(
+    conn, doc_id, snapshot_id, parent_id, parent_clocks, pub_key, chash, proof, message
+) -> SaveResult:
+    conn.execute("SAVEPOINT snapshot")
+    try:
+        row = conn.execute(
+            "SELECT active_snapshot FROM documents WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        created = row is None
+        now = int(time.time())
+        if created:
+            conn.execute(
+                "INSERT INTO documents (doc_id, active_snapshot, created_at) VALUES (?, NULL, ?)",
+                (doc_id, now),
+            )
+        active = None if row is None else row[0]
+        if active is not None:
+            active_id = conn.execute(
+                "SELECT snapshot_id FROM snapshots WHERE seq = ?", (active,)
+            ).fetchone()[0]
+            if active_id != parent_id:
+                conn.execute("ROLLBACK TO snapshot")
+                return _fail("snapshot-parent-not-active", "parentSnapshotId is not active")
+            clocks = dict(
+                conn.execute(
+                    "SELECT pub_key, MAX(clock) FROM updates WHERE snapshot_seq = ? "
+                    "GROUP BY pub_key",
+                    (active,),
+                ).fetchall()
+            )
+            if clocks != parent_clocks:
+                conn.execute("ROLLBACK TO snapshot")
+                return _fail(
+                    "snapshot-clocks-differ", "parentSnapshotUpdateClocks differ from the relay's"
+                )
+        cur = conn.execute(
+            "INSERT INTO snapshots (doc_id, snapshot_id, parent_snapshot_id, pub_key, "
+            "ciphertext_hash, parent_snapshot_proof, message, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, snapshot_id, parent_id, pub_key, chash, proof, message, now),
+        )
+        seq = cur.lastrowid
+        conn.execute("UPDATE documents SET active_snapshot = ? WHERE doc_id = ?", (seq, doc_id))
+        return SaveResult(True, position(seq, 0), created_document=created)
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO snapshot")
+        return _fail("snapshot-id-exists", "a snapshot with this snapshotId already exists")
+    finally:
+        conn.execute("RELEASE snapshot")
+
+
+def _count_documents(conn) -> int:
+    return conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+
+
+def _load_state(conn, doc_id) -> DocumentState:
+    row = conn.execute(
+        "SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof "
+        "FROM documents d LEFT JOIN snapshots s ON s.seq = d.active_snapshot WHERE d.doc_id = ?",
+        (doc_id,),
+    ).fetchone()
+    if row is None:
+        return DocumentState(exists=False)
+    if row[0] is None:
+        return DocumentState(exists=True)
+    clocks = dict(
+        conn.execute(
+            "SELECT pub_key, MAX(clock) FROM updates WHERE snapshot_seq = ? GROUP BY pub_key",
+            (row[0],),
+        ).fetchall()
+    )
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[0]), clocks)
+
+
+def _read_document(conn, doc_id, known_id, known_clocks: Mapping[str, int] | None) -> DocumentView:
+    row = conn.execute(
+        "SELECT s.seq, s.snapshot_id, s.message FROM documents d "
+        "JOIN snapshots s ON s.seq = d.active_snapshot WHERE d.doc_id = ?",
+        (doc_id,),
+    ).fetchone()
+    if row is None:
+        return DocumentView(None, (), (), 0, False, False)
+    seq, active_id, snapshot_message = row
+    if known_id is not None and known_id == active_id:
+        known = known_clocks or {}
+        rows = conn.execute(
+            "SELECT pub_key, clock, version, message FROM updates WHERE snapshot_seq = ? "
+            "ORDER BY version",
+            (seq,),
+        ).fetchall()
+        updates = tuple(r[3] for r in rows if r[1] > known.get(r[0], -1))
+        last = rows[-1][2] if rows else 0
+        return DocumentView(snapshot_message, updates, (), position(seq, last), True, True)
+    rows = conn.execute(
+        "SELECT version, message FROM updates WHERE snapshot_seq = ? ORDER BY version", (seq,)
+    ).fetchall()
+    chain: tuple[SnapshotProofChainEntry, ...] = ()
+    if known_id is not None:
+        known_row = conn.execute(
+            "SELECT seq FROM snapshots WHERE doc_id = ? AND snapshot_id = ?", (doc_id, known_id)
+        ).fetchone()
+        if known_row is not None and known_row[0] < seq:
+            chain = tuple(
+                SnapshotProofChainEntry(*r)
+                for r in conn.execute(
+                    "SELECT snapshot_id, ciphertext_hash, parent_snapshot_proof FROM snapshots "
+                    "WHERE doc_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                    (doc_id, known_row[0], seq),
+                )
+            )
+    last = rows[-1][0] if rows else 0
+    return DocumentView(
+        snapshot_message, tuple(r[1] for r in rows), chain, position(seq, last), False, True
+    )

@@ -1,0 +1,511 @@
+"""``secsync-relay``: the relay without Jupyter.
+
+An asyncio server that speaks WebSocket through the sans-I/O protocol of the ``websockets``
+package (handshake, framing, ping/pong, close) and the shared relay core. Outgoing frames are
+queued per connection and written once per event-loop turn; a broadcast frame is encoded once
+and the same bytes are written to every connection.
+
+URL: ``ws://HOST:PORT[/BASE]/<docId>?sessionKey=…&mode=…&knownSnapshotId=…&knownSnapshotUpdateClocks=…``
+exactly as the reference client builds it. ``GET /health`` answers ``ok``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterable
+
+from websockets.exceptions import PayloadTooBig
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
+from . import frames
+from .core import CLOSE_GOING_AWAY, Limits, Relay, Session, spawn
+from .frames import OutFrame, ws_text_frame
+from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
+from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
+from .store import StoreError
+
+log = logging.getLogger("secsync_jupyter.relay.standalone")
+
+_ws_log = logging.getLogger("secsync_jupyter.relay.websocket")
+_ws_log.setLevel(logging.WARNING)
+
+CLOSE_TIMEOUT = 5.0
+OP_TEXT, OP_BINARY, OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One TCP connection: HTTP upgrade, then WebSocket frames to and from a relay session."""
+
+    def __init__(self, server: StandaloneRelay):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.ws = ServerProtocol(max_size=server.relay.limits.max_frame_bytes, logger=_ws_log)
+        self.session: Session | None = None
+        self._joining = False
+        self._early: list[tuple[str, object]] = []
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._closed = False
+        self._fragments: list[bytes] = []
+        self._fragment_opcode = None
+        self._loop = asyncio.get_running_loop()
+
+    # ---------------------------------------------------------------- asyncio callbacks
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        self._process_events()
+
+    def eof_received(self):
+        self.ws.receive_eof()
+        self._process_events()
+        return None
+
+    def connection_lost(self, exc) -> None:
+        self._closed = True
+        self.server.connections.discard(self)
+        if self.session is not None:
+            self.session.on_close()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # ---------------------------------------------------------------- events
+    def _process_events(self) -> None:
+        ws = self.ws
+        for event in ws.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            elif isinstance(event, Frame):
+                self._frame(event)
+        if isinstance(ws.parser_exc, PayloadTooBig) and not getattr(self, "_told_too_big", False):
+            self._told_too_big = True
+            limit = self.server.relay.limits.max_frame_bytes
+            self._out.append(
+                ws_text_frame(
+                    frames.error("frame-too-large", f"frames are limited to {limit} bytes").encode()
+                )
+            )
+        self._write_protocol_data()
+
+    def _write_protocol_data(self) -> None:
+        data = self.ws.data_to_send()
+        if not data:
+            return
+        self._flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        eof = False
+        for chunk in data:
+            if chunk:
+                transport.write(chunk)
+            else:
+                eof = True
+        if eof:
+            transport.close()
+        elif self.ws.close_expected():
+            self._loop.call_later(CLOSE_TIMEOUT, self._abort)
+
+    def _abort(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def _handshake(self, request: Request) -> None:
+        server = self.server
+        ws = self.ws
+        path, _, query = request.path.partition("?")
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            if path == "/health":
+                response = ws.reject(200, "ok\n")
+            else:
+                response = ws.reject(404, "not found: connect with a WebSocket to /<docId>\n")
+            ws.send_response(response)
+            return
+        if not path.startswith(server.base_path):
+            ws.send_response(ws.reject(404, "not found\n"))
+            return
+        doc_id = path[len(server.base_path) :]
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            return
+        identity = server.authenticate(query)
+        self._joining = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        spawn(self._join(doc_id, query, identity))
+
+    async def _join(self, doc_id: str, query: str, identity: Identity | None) -> None:
+        try:
+            session = await self.server.relay.connect(
+                self, doc_id, query, identity, require_session_key=True
+            )
+        except Exception:
+            log.exception("connect failed")
+            session = None
+            self.close(1011, "internal error")
+        self._joining = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()  # also to read the close handshake when refused
+        if session is None:
+            self._early = []
+            return
+        if self._closed:
+            session.on_close()
+            return
+        self.session = session
+        early, self._early = self._early, []
+        for kind, payload in early:
+            self._deliver(kind, payload)
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is OP_TEXT or opcode is OP_BINARY:
+            if not frame.fin:
+                self._fragment_opcode = opcode
+                self._fragments = [frame.data]
+                return
+            self._message(opcode, frame.data)
+        elif opcode is OP_CONT:
+            self._fragments.append(frame.data)
+            if frame.fin:
+                data = b"".join(self._fragments)
+                self._fragments = []
+                self._message(self._fragment_opcode, data)
+
+    def _message(self, opcode, data: bytes) -> None:
+        if opcode is OP_TEXT:
+            try:
+                payload: object = data.decode("utf-8")
+                kind = "text"
+            except UnicodeDecodeError:
+                kind, payload = "bad-utf8", None
+        else:
+            kind, payload = "binary", data
+        if self.session is None:
+            if self._joining:
+                self._early.append((kind, payload))
+            return
+        self._deliver(kind, payload)
+
+    def _deliver(self, kind: str, payload) -> None:
+        session = self.session
+        assert session is not None
+        if kind == "text":
+            session.on_text(payload)
+        elif kind == "bad-utf8":
+            session.on_bad_utf8()
+        else:
+            session.on_binary(payload)
+
+    # ---------------------------------------------------------------- Transport for the core
+    def send_text(self, text: str) -> None:
+        self._queue(ws_text_frame(text.encode("utf-8")))
+
+    def send_frame(self, frame: OutFrame) -> None:
+        self._queue(frame.wire)
+
+    def _queue(self, data: bytes) -> None:
+        if self._closed or self.ws.state is not OPEN:
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if transport.get_write_buffer_size() > self.server.relay.limits.max_send_buffer_bytes:
+            log.warning("dropping a connection that does not read (send buffer over the limit)")
+            transport.abort()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        if self.ws.state is OPEN:
+            self._flush()
+            self.ws.send_close(code, reason)
+            self._write_protocol_data()
+        elif self.transport is not None:
+            self._flush()
+            self.transport.close()
+
+    def is_closed(self) -> bool:
+        return self._closed or self.ws.state is not OPEN
+
+
+class StandaloneRelay:
+    """The standalone server: a :class:`Relay` behind an asyncio WebSocket listener."""
+
+    def __init__(
+        self,
+        relay: Relay,
+        *,
+        session_keys: Iterable[str] | None = None,
+        open_access: bool = False,
+        base_path: str = "/",
+    ):
+        if session_keys is None and not open_access:
+            raise ValueError("give session_keys or open_access=True")
+        self.relay = relay
+        self.session_keys = None if open_access else frozenset(session_keys or ())
+        self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
+        self.connections: set[WebSocketConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    def authenticate(self, query: str) -> Identity | None:
+        from urllib.parse import parse_qs
+
+        try:
+            key = parse_qs(query, keep_blank_values=True).get("sessionKey", [None])[0]
+        except ValueError:
+            key = None
+        if key is None:
+            return Identity("anonymous")  # the core answers document-error (missing sessionKey)
+        if self.session_keys is not None and key not in self.session_keys:
+            return None
+        return Identity("session", session_key=key)
+
+    async def start(self, host: str, port: int) -> int:
+        """Open the store and listen; returns the bound port."""
+        await self.relay.start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: WebSocketConnection(self), host, port, reuse_address=True
+        )
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop listening, finish in-flight writes, close every connection with 1001."""
+        if self._server is not None:
+            self._server.close()
+        await self.relay.stop(close_store=False)
+        for conn in list(self.connections):
+            conn.close(CLOSE_GOING_AWAY, "relay shutting down")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn._abort()
+        await self.relay.store.close()
+
+
+def load_session_keys(path: str) -> list[str]:
+    """One accepted session key per line; blank lines and lines starting with # are ignored."""
+    with open(path, encoding="utf-8") as f:
+        keys = [line.strip() for line in f]
+    return [k for k in keys if k and not k.startswith("#")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Limits()
+    p = argparse.ArgumentParser(
+        prog="secsync-relay",
+        description=(
+            "Blind Secsync relay: stores and forwards end-to-end encrypted snapshots and "
+            "updates (SQLite), never sees a document key. Clients connect to "
+            "ws://HOST:PORT/<docId>?sessionKey=KEY."
+        ),
+        epilog="See docs/relay.md for the storage schema, limits, policies and backups.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument(
+        "--port", type=int, default=8765, help="TCP port, 0 for any free one (default: %(default)s)"
+    )
+    p.add_argument(
+        "--db",
+        default="relay.sqlite",
+        help="SQLite database file, created if missing (default: %(default)s)",
+    )
+    auth = p.add_mutually_exclusive_group(required=True)
+    auth.add_argument(
+        "--session-keys",
+        metavar="FILE",
+        help="accept only the sessionKey values listed in FILE (one per line)",
+    )
+    auth.add_argument(
+        "--open",
+        action="store_true",
+        help="accept any sessionKey (the query parameter is still required)",
+    )
+    p.add_argument(
+        "--base-path", default="/", help="URL path before /<docId> (default: %(default)s)"
+    )
+    p.add_argument(
+        "--policy",
+        choices=sorted(BUILTIN_POLICIES),
+        default="any-authenticated",
+        help="access policy (default: %(default)s)",
+    )
+    p.add_argument(
+        "--allowed-authors",
+        metavar="FILE",
+        help="JSON {docId: [pubKey, ...]} for --policy allowed-authors",
+    )
+    p.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=d.max_frame_bytes,
+        help="largest accepted frame in bytes (default: %(default)s = 32 MiB)",
+    )
+    p.add_argument(
+        "--max-connections-per-document",
+        type=int,
+        default=d.max_connections_per_document,
+        help="connections per document (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-documents",
+        type=int,
+        default=d.max_documents,
+        help="stored documents plus open new ones (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-send-buffer-bytes",
+        type=int,
+        default=d.max_send_buffer_bytes,
+        help="bytes queued for a connection that does not read before it is dropped "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--synchronous",
+        choices=SYNCHRONOUS_MODES,
+        default="full",
+        help="SQLite synchronous mode: full = an acknowledged write survives power "
+        "loss, normal = it survives a relay crash (default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level on stderr (default: %(default)s)",
+    )
+    return p
+
+
+def _positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    _positive(
+        p,
+        args,
+        "max_frame_bytes",
+        "max_connections_per_document",
+        "max_documents",
+        "max_send_buffer_bytes",
+    )
+    if not 0 <= args.port <= 65535:
+        p.error("--port must be between 0 and 65535")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    keys = None
+    if args.session_keys:
+        try:
+            keys = load_session_keys(args.session_keys)
+        except OSError as exc:
+            p.error(f"cannot read --session-keys {args.session_keys}: {exc.strerror}")
+        if not keys:
+            p.error(f"--session-keys {args.session_keys} lists no key")
+    policy: AccessPolicy
+    if args.policy == "allowed-authors":
+        if not args.allowed_authors:
+            p.error("--policy allowed-authors needs --allowed-authors FILE")
+        try:
+            policy = AllowedAuthorsPolicy.from_file(args.allowed_authors)
+        except (OSError, ValueError) as exc:
+            p.error(f"cannot load --allowed-authors: {exc}")
+    else:
+        if args.allowed_authors:
+            p.error("--allowed-authors needs --policy allowed-authors")
+        policy = BUILTIN_POLICIES[args.policy]()
+    limits = Limits(
+        max_frame_bytes=args.max_frame_bytes,
+        max_connections_per_document=args.max_connections_per_document,
+        max_documents=args.max_documents,
+        max_send_buffer_bytes=args.max_send_buffer_bytes,
+    )
+    store = SQLiteStore(args.db, synchronous=args.synchronous)
+    try:
+        store.open_sync()
+    except StoreError as exc:
+        print(f"secsync-relay: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(_serve(args, store, policy, limits, keys))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(args, store, policy, limits, keys) -> int:
+    relay = Relay(store, policy, limits)
+    server = StandaloneRelay(
+        relay, session_keys=keys, open_access=args.open, base_path=args.base_path
+    )
+    try:
+        port = await server.start(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"secsync-relay: error: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        await store.close()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    log.info(
+        "listening on ws://%s:%d%s<docId> (database %s, pid %d)",
+        host,
+        port,
+        server.base_path,
+        os.path.abspath(args.db),
+        os.getpid(),
+    )
+    print(
+        f"secsync-relay listening on ws://{host}:{port}{server.base_path.rstrip('/')}", flush=True
+    )
+    await stop.wait()
+    log.info("shutting down: finishing in-flight writes")
+    await server.stop()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The relay's storage interface.
+
+The relay keeps ciphertext only. A store persists, per document, the snapshots (the active one
+and its ancestors, for proof chains) and the updates of each snapshot, and enforces the Secsync
+acceptance rules *inside its own transactions* (with unique constraints), so the rules hold even
+when several relay processes write to the same database. The relay additionally pre-checks the
+rules in memory (see :mod:`.core`), which is what lets it answer rule violations at once; the
+store is the final authority.
+
+Every write method returns an awaitable. The SQLite store returns plain :class:`asyncio.Future`
+objects completed by its writer thread (one group commit for many writes); another store (for
+example PostgreSQL with ``asyncpg``) may implement them as coroutines. Each write must be durable
+(committed) before its awaitable resolves with ``ok=True``.
+
+Positions
+    Every accepted message gets a *position* within its document, an integer that grows in commit
+    order: ``(snapshot_seq << 32) | version``, where ``snapshot_seq`` is the store's sequence number
+    of the snapshot (increasing in commit order) and ``version`` is the update's version within
+    that snapshot (0 for the snapshot itself, updates start at 1). A :class:`DocumentView` carries
+    the position it reflects, so the relay can hand a joining connection a document frame and then
+    exactly the broadcasts that came after it, whatever the order in which reads and writes finish.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+
+from ..protocol import SnapshotProofChainEntry
+
+VERSION_BITS = 32
+
+
+def position(snapshot_seq: int, version: int) -> int:
+    return (snapshot_seq << VERSION_BITS) | version
+
+
+class StoreError(Exception):
+    """The store could not complete an operation (I/O error, database locked, closed …)."""
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What the relay needs to know about a document's active snapshot."""
+
+    snapshot_id: str
+    ciphertext_hash: str
+    parent_snapshot_proof: str
+    seq: int | None = None  # None while the snapshot is not committed yet
+
+
+@dataclass
+class DocumentState:
+    """The rule-relevant state of one document (loaded when its room opens)."""
+
+    exists: bool
+    active: SnapshotInfo | None = None
+    #: last clock of every pubKey on the active snapshot
+    clocks: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """A consistent read of a document for a ``document`` / ``snapshot-save-failed`` frame.
+
+    ``snapshot`` (the active snapshot) and ``updates`` are stored message JSON texts. When the
+    reader's known snapshot is the active one, ``known_is_active`` is true and ``updates`` holds
+    only the updates after the known clocks (per pubKey); otherwise ``updates`` are all updates
+    of the active snapshot and ``chain`` the proof chain from the known snapshot to the active
+    one (empty when there is no known snapshot or it is not a stored ancestor).
+    """
+
+    snapshot: str | None
+    updates: tuple[str, ...]
+    chain: tuple[SnapshotProofChainEntry, ...]
+    position: int
+    known_is_active: bool
+    has_snapshot: bool
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    ok: bool
+    #: position of the accepted message (see module docs); 0 when rejected
+    position: int = 0
+    #: a relay error code when rejected (``snapshot-parent-not-active``, ``update-clock-gap`` …)
+    code: str | None = None
+    message: str | None = None
+    #: true when this write created the document
+    created_document: bool = False
+
+
+class RelayStore(abc.ABC):
+    """Async storage of a blind relay. See the module docs for the contract."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect, create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish every write already submitted (resolving its awaitable), then release."""
+
+    @abc.abstractmethod
+    async def count_documents(self) -> int:
+        """Number of stored documents."""
+
+    @abc.abstractmethod
+    async def load_state(self, doc_id: str) -> DocumentState:
+        """The document's active snapshot and clocks (``exists=False`` when unknown)."""
+
+    @abc.abstractmethod
+    async def read_document(
+        self,
+        doc_id: str,
+        known_snapshot_id: str | None,
+        known_clocks: Mapping[str, int] | None,
+    ) -> DocumentView:
+        """A consistent view, see :class:`DocumentView`."""
+
+    @abc.abstractmethod
+    def save_snapshot(
+        self,
+        doc_id: str,
+        *,
+        snapshot_id: str,
+        parent_snapshot_id: str,
+        parent_clocks: Mapping[str, int],
+        pub_key: str,
+        ciphertext_hash: str,
+        parent_snapshot_proof: str,
+        message: str,
+    ) -> Awaitable[SaveResult]:
+        """Store a snapshot and make it active, atomically, only if the document has no
+        snapshot or its active snapshot is ``parent_snapshot_id`` with exactly
+        ``parent_clocks``; snapshot ids are unique per document."""
+
+    @abc.abstractmethod
+    def save_update(
+        self, doc_id: str, *, snapshot_id: str, pub_key: str, clock: int, message: str
+    ) -> Awaitable[SaveResult]:
+        """Store an update with the next version, atomically, only if ``snapshot_id`` is the
+        active snapshot and ``clock`` is 0 for a new pubKey or its last clock + 1
+        (unique (snapshot, pubKey, clock))."""
