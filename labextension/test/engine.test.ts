@@ -409,6 +409,39 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     }
   });
 
+  test('isValidClient: a disallowed author is not applied (114 on load, 215 for updates)', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, 'by A ');
+    await a.client.synced();
+    const pubA = a.client.publicKey;
+
+    // a client that does not accept A cannot load A's snapshot
+    const strict = makePeer(relay.base, docId, key, { isValidClient: (pub) => pub !== pubA });
+    strict.client.connect();
+    await expect(strict.client.loaded).rejects.toMatchObject({ code: 'SECSYNC_ERROR_114' });
+
+    // a client that accepts A but not M: M's updates are dropped with 215
+    const m = makePeer(relay.base, docId, key);
+    const b = makePeer(relay.base, docId, key, {
+      isValidClient: async (pub) => pub !== m.client.publicKey
+    });
+    b.client.connect();
+    await b.client.loaded;
+    m.client.connect();
+    await m.client.loaded;
+    m.text.insert(0, 'by M ');
+    await m.client.synced();
+    a.text.insert(a.text.length, 'more A');
+    await a.client.synced();
+    await waitFor(() => b.text.toString().includes('more A'), 'A update at B');
+    expect(b.text.toString()).not.toContain('by M');
+    expect(b.client.errors.snapshotAndUpdate.map((e) => e.code)).toContain('SECSYNC_ERROR_215');
+  });
+
   test('resume in delta mode from a persisted snapshot', async () => {
     const docId = generateId();
     const key = generateKey();
