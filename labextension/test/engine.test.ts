@@ -4,6 +4,8 @@
  * Select with SECSYNC_TEST_RELAYS=reference,python (default: both, python when installed).
  */
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import WebSocket from 'ws';
@@ -24,7 +26,7 @@ import {
   WebSocketConstructor
 } from '../src/secsync';
 import { HARNESS_HOME } from './helpers/paths';
-import { availableRelayKinds, RelayHandle, startRelay, WsProxy } from './helpers/relays';
+import { availableRelayKinds, freePort, RelayHandle, startRelay, WsProxy } from './helpers/relays';
 
 const execFileP = promisify(execFile);
 const WS = WebSocket as unknown as WebSocketConstructor;
@@ -502,6 +504,54 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     await execFileP('node', [refClient, relay.base, docId, keyHex, '--yjs-v1', '--insert', ' +ref', '--timeout', '15000']);
     await waitFor(() => a.text.toString() === 'ref-wrote ours after-snapshot +ref', 'ref edit live');
   });
+
+  if (kind === 'python') {
+    test('relay restart: the client reconnects and its offline edits are stored durably', async () => {
+      const port = await freePort();
+      const db = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'secsync-restart-')), 'relay.sqlite');
+      let own = await startRelay('python', { port, db });
+      try {
+        const docId = generateId();
+        const key = generateKey();
+        const a = makePeer(own.base, docId, key);
+        a.client.connect();
+        await a.client.loaded;
+        a.text.insert(0, 'before restart. ');
+        await a.client.synced();
+        await own.stop();
+        await waitFor(() => a.client.status.connection !== 'connected', 'A notices the relay is gone');
+        a.text.insert(a.text.length, 'while down. ');
+        own = await startRelay('python', { port, db });
+        await waitFor(() => a.client.status.connection === 'connected', 'A reconnects', 20000);
+        await a.client.synced();
+        const b = makePeer(own.base, docId, key);
+        b.client.connect();
+        await b.client.loaded;
+        expect(b.text.toString()).toBe('before restart. while down. ');
+      } finally {
+        await own.stop();
+      }
+    });
+
+    test('a sessionKey the relay does not know ends in failed/unauthorized', async () => {
+      const own = await startRelay('python', { sessionKeys: ['good-key'] });
+      try {
+        const docId = generateId();
+        const key = generateKey();
+        const bad = makePeer(own.base, docId, key, { sessionKey: 'bad-key' });
+        bad.client.connect();
+        await expect(bad.client.loaded).rejects.toBeTruthy();
+        expect(bad.client.status.connection).toBe('failed');
+        expect(bad.client.status.failureReason).toBe('unauthorized');
+        const good = makePeer(own.base, docId, key, { sessionKey: 'good-key' });
+        good.client.connect();
+        await good.client.loaded;
+        expect(good.client.status.connection).toBe('connected');
+      } finally {
+        await own.stop();
+      }
+    });
+  }
 
   if (kind === 'reference') {
     test('unauthorized and document-not-found end in failed', async () => {

@@ -111,8 +111,19 @@ function stopper(proc: ChildProcess): () => Promise<void> {
     });
 }
 
-export async function startRelay(kind: RelayHandle['kind']): Promise<RelayHandle> {
-  const port = await freePort();
+export interface RelayOptions {
+  port?: number;
+  /** Python relay: SQLite file (default: a fresh temp file) */
+  db?: string;
+  /** Python relay: accept only these session keys (default: --open) */
+  sessionKeys?: string[];
+}
+
+export async function startRelay(
+  kind: RelayHandle['kind'],
+  options: RelayOptions = {}
+): Promise<RelayHandle> {
+  const port = options.port ?? (await freePort());
   let proc: ChildProcess;
   if (kind === 'reference') {
     setupHarness();
@@ -122,9 +133,16 @@ export async function startRelay(kind: RelayHandle['kind']): Promise<RelayHandle
     });
   } else {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'secsync-pyrelay-'));
+    const access = ['--open'];
+    if (options.sessionKeys) {
+      const file = path.join(dir, 'session-keys.txt');
+      fs.writeFileSync(file, options.sessionKeys.join('\n') + '\n');
+      access.splice(0, 1, '--session-keys', file);
+    }
+    const db = options.db ?? path.join(dir, 'relay.sqlite');
     proc = spawn(
       PYTHON_RELAY,
-      ['--host', '127.0.0.1', '--port', String(port), '--db', path.join(dir, 'relay.sqlite'), '--open'],
+      ['--host', '127.0.0.1', '--port', String(port), '--db', db, ...access],
       { stdio: ['ignore', 'pipe', 'pipe'] }
     );
   }
