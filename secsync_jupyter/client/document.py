@@ -146,7 +146,11 @@ class SecsyncDocument:
             )
             if user:
                 self.awareness.set_local_state_field("user", dict(user))
+            self.awareness.on_change(lambda changes: self._notify())
         self._change_callbacks: list[Callable[..., Any]] = []
+        self._listeners: list[Callable[[], Any]] = []
+        #: the URL of the latest connection attempt (without secrets: the key never leaves)
+        self.last_url: str | None = None
         self._snapshot_waiters: list[list[str]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -314,6 +318,24 @@ class SecsyncDocument:
 
     def _notify(self) -> None:
         self._changed.set()
+        for listener in list(self._listeners):
+            listener()
+
+    def add_listener(self, callback: Callable[[], Any]) -> Callable[[], None]:
+        """Call ``callback()`` after anything happened (frames, state, awareness)."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None):
+        """Wait until ``predicate()`` is true (re-checked after every event)."""
+        await self._wait_for(predicate, timeout)
+
+    def reconnect(self) -> None:
+        """Drop the connection (if any) and connect again now, resuming in delta mode."""
+        self._wake.set()
+        if self._ws is not None:
+            self.engine.reconnect_requested = True
+            asyncio.ensure_future(self._ws.close())  # noqa: RUF006
 
     def _on_engine_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "remote-change":
@@ -401,6 +423,7 @@ class SecsyncDocument:
             self.engine.connecting()
             self._notify()
             url = self._url()
+            self.last_url = url
             try:
                 async with websockets.connect(
                     url,

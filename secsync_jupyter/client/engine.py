@@ -294,6 +294,8 @@ class SyncEngine:
         self.snapshot_requested = False
         self.ephemeral: EphemeralSession | None = None
         self._loaded_once = False
+        #: what the latest ``document`` frame held (for diagnostics and tests)
+        self.last_document: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -399,6 +401,7 @@ class SyncEngine:
             unconfirmed.extend(upd.changes)
         if self.snapshot_in_flight is not None:
             unconfirmed.extend(self.snapshot_in_flight.changes)
+            self.snapshot_requested = True  # send it again after reconnecting
         unconfirmed.extend(self.pending)
         self.pending = unconfirmed
         self.updates_in_flight = []
@@ -416,7 +419,9 @@ class SyncEngine:
         self._emit("state", state=self.state)
 
     def close(self) -> None:
-        self.state = CLOSED
+        """Closed by the application (a failed / no-access state is kept for inspection)."""
+        if self.state not in (FAILED, NO_ACCESS):
+            self.state = CLOSED
         self.outbox = []
         self._emit("state", state=self.state)
 
@@ -486,6 +491,11 @@ class SyncEngine:
         self.document_state = FAILED
         snapshot = obj.get("snapshot")
         updates = obj.get("updates")
+        self.last_document = {
+            "snapshot": snapshot is not None,
+            "updates": len(updates) if isinstance(updates, list) else 0,
+            "mode": self.load_mode,
+        }
         if updates is not None and not isinstance(updates, list):
             self._fail(_err("SECSYNC_ERROR_211", "updates must be an array"))
             return
@@ -898,6 +908,7 @@ class SyncEngine:
         """Send pending changes as one update (or a snapshot), if nothing is in flight."""
         if (
             self.state != CONNECTED
+            or self.reconnect_requested
             or self.document_state != COMPLETE
             or self.snapshot_in_flight is not None
             or self.updates_in_flight

@@ -1,0 +1,121 @@
+"""Relays on loopback for the client tests: the reference relay (npm secsync-server 0.5.0,
+through the harness) and — when it is installed — our own ``secsync-relay``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHARED = pathlib.Path(os.environ.get("SECSYNC_SHARED", ROOT.parent / "shared"))
+HARNESS = SHARED / "harness"
+HARNESS_HOME = pathlib.Path(os.environ.get("HARNESS_HOME", "/tmp/secsync-harness"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"relay exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("relay did not start")
+
+
+def _harness_ready() -> pathlib.Path:
+    if shutil.which("node") is None:
+        pytest.fail("node is required for the reference harness")
+    if not (HARNESS_HOME / "node_modules").is_dir():
+        subprocess.run([str(HARNESS / "setup.sh")], check=True, capture_output=True, timeout=600)
+    return HARNESS_HOME
+
+
+def _ours_available() -> bool:
+    try:
+        return importlib.util.find_spec("secsync_jupyter.relay.standalone") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+RELAYS = ["ref", *(["ours"] if _ours_available() else [])]
+
+
+class Relay:
+    def __init__(self, kind: str, tmp: pathlib.Path):
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}"
+        env = {**os.environ, "PORT": str(self.port), "QUIET": "1"}
+        if kind == "ref":
+            home = _harness_ready()
+            cmd = ["node", str(home / "ref-server.mjs")]
+        else:
+            cmd = [
+                sys.executable,
+                "-m",
+                "secsync_jupyter.relay.standalone",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--db",
+                str(tmp / f"relay-{self.port}.db"),
+                "--open",
+            ]
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp)
+        )
+        _wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session", params=RELAYS)
+def relay(request, tmp_path_factory):
+    r = Relay(request.param, tmp_path_factory.mktemp(f"relay-{request.param}"))
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def ref_client():
+    """Run the reference Yjs client (``ref-client.mjs``) with the given arguments."""
+    home = _harness_ready()
+
+    async def run(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(home / "ref-client.mjs"),
+            *map(str, args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        return proc.returncode, out.decode(), err.decode()
+
+    return run
