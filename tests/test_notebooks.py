@@ -29,6 +29,8 @@ def test_there_are_notebooks():
     names = {nb.name for nb in NOTEBOOKS}
     assert {
         "01-protocol-walkthrough.ipynb",
+        "02-relay-sees-only-ciphertext.ipynb",
+        "03-encrypted-notebook-from-a-kernel.ipynb",
         "04-snapshots-and-load-time.ipynb",
     } <= names
 
