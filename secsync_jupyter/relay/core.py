@@ -289,8 +289,7 @@ class Session:
             clock=pd.clock,
             message=body,
         )
-        room.begin_write()
-        asyncio.ensure_future(fut).add_done_callback(
+        room.track(fut).add_done_callback(
             partial(self._update_done, pd.ref_snapshot_id, pd.clock, body)
         )
 
@@ -352,8 +351,7 @@ class Session:
             parent_snapshot_proof=pd.parent_snapshot_proof,
             message=body,
         )
-        room.begin_write()
-        asyncio.ensure_future(fut).add_done_callback(
+        room.track(fut).add_done_callback(
             partial(self._snapshot_done, pd.snapshot_id, pd.parent_snapshot_id, body)
         )
 
@@ -379,9 +377,12 @@ class Session:
         self.send(frames.error(code, message))
         room = self.room
         room.begin_write()  # keeps the room open during the read
+        earlier = list(room.inflight)  # what the client is missing may still be committing
 
         async def answer() -> None:
             try:
+                if earlier:
+                    await asyncio.wait(earlier)
                 view = await self.relay.store.read_document(self.doc_id, known_id, known_clocks)
             except Exception as exc:
                 log.error("read for snapshot-save-failed on %s failed: %s", self.doc_id, exc)
@@ -427,6 +428,7 @@ class Room:
 
     __slots__ = (
         "doc_id",
+        "inflight",
         "joining",
         "load_error",
         "needs_reload",
@@ -444,6 +446,7 @@ class Room:
         self.sessions: list[Session] = []
         self.joining: dict[Session, list[tuple[int, OutFrame]]] = {}
         self.pending = 0
+        self.inflight: set[asyncio.Future] = set()
         self.needs_reload = False
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.load_error: Exception | None = None
@@ -476,6 +479,14 @@ class Room:
             for s, buffered in self.joining.items():
                 if s is not exclude:
                     buffered.append((pos, frame))
+
+    def track(self, write) -> asyncio.Future:
+        """Count a submitted store write as in flight until its result has been handled."""
+        fut = asyncio.ensure_future(write)
+        self.begin_write()
+        self.inflight.add(fut)
+        fut.add_done_callback(self.inflight.discard)
+        return fut
 
     def begin_write(self) -> None:
         self.pending += 1

@@ -1,0 +1,250 @@
+"""The relay inside Jupyter Server: the ``secsync_jupyter`` server extension.
+
+* ``<base_url>secsync/<docId>`` — the relay WebSocket (reference query parameters; ``sessionKey``
+  is optional here, Jupyter's login authenticates). Requires a Jupyter login (cookie + XSRF as
+  JupyterLab sends it, or a token) and Jupyter's authorizer: ``read`` on resource ``secsync`` to
+  connect, ``write`` to send snapshots, updates and ephemeral messages.
+* ``<base_url>secsync/open/<docId>[?relay=…]`` — share-link landing page: redirects to
+  ``<base_url>lab?secsync-doc=<docId>[&secsync-relay=…]`` (the key stays in the URL fragment,
+  which the browser keeps across the redirect and never sends).
+
+Configuration (``jupyter server --SecsyncRelayExtension.db_path=…`` or a config file):
+see docs/relay.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from urllib.parse import urlencode
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from traitlets import Bool, Dict, Enum, Int, List, Unicode, Union, default
+
+from .core import DOC_ID_RE, Limits, Relay, Session
+from .frames import OutFrame
+from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
+from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
+
+AUTH_RESOURCE = "secsync"
+_DOC = r"([A-Za-z0-9_-]{1,128})"
+
+
+class SecsyncRelayExtension(ExtensionApp):
+    """End-to-end encrypted collaboration: the blind Secsync relay inside Jupyter Server."""
+
+    name = "secsync_jupyter"
+    description = "Blind Secsync relay for end-to-end encrypted notebooks"
+    load_other_extensions = True
+
+    db_path = Unicode(
+        "",
+        config=True,
+        help="SQLite database of the relay (created if missing). Default: "
+        "<jupyter data dir>/secsync/relay.sqlite",
+    )
+    synchronous = Enum(
+        list(SYNCHRONOUS_MODES),
+        default_value="full",
+        config=True,
+        help="SQLite synchronous mode: 'full' (an acknowledged write survives power loss) or "
+        "'normal' (it survives a crash of the server process).",
+    )
+    max_frame_bytes = Int(Limits.max_frame_bytes, config=True, help="Largest accepted frame.")
+    max_connections_per_document = Int(
+        Limits.max_connections_per_document, config=True, help="Connections per document."
+    )
+    max_documents = Int(
+        Limits.max_documents,
+        config=True,
+        help="Stored documents plus open documents that have no snapshot yet.",
+    )
+    max_send_buffer_bytes = Int(
+        Limits.max_send_buffer_bytes,
+        config=True,
+        help="Bytes queued for a connection that does not read before it is dropped.",
+    )
+    access_policy = Unicode(
+        "any-authenticated",
+        config=True,
+        help="'any-authenticated', 'allowed-authors', or the import path "
+        "'package.module:ClassName' of an AccessPolicy subclass (constructed without arguments).",
+    )
+    allowed_authors = Dict(
+        key_trait=Unicode(),
+        value_trait=List(Unicode()),
+        config=True,
+        help="For access_policy='allowed-authors': {docId: [author pubKey, ...]}.",
+    )
+    allowed_authors_default = Union(
+        [List(Unicode()), Unicode()],
+        default_value="anyone",
+        config=True,
+        help="For access_policy='allowed-authors': pubKeys allowed to write documents that are "
+        "not listed in allowed_authors, or 'anyone'.",
+    )
+    enabled = Bool(True, config=True, help="Serve the relay endpoints.")
+
+    @default("db_path")
+    def _default_db_path(self) -> str:
+        return os.path.join(jupyter_data_dir(), "secsync", "relay.sqlite")
+
+    def make_policy(self) -> AccessPolicy:
+        name = self.access_policy
+        if name == "allowed-authors":
+            default = self.allowed_authors_default
+            return AllowedAuthorsPolicy(
+                self.allowed_authors, None if default == "anyone" else list(default)
+            )
+        if name in BUILTIN_POLICIES:
+            return BUILTIN_POLICIES[name]()
+        module, _, cls_name = name.partition(":")
+        if not cls_name:
+            raise ValueError(f"unknown access_policy {name!r}")
+        import importlib
+
+        cls = getattr(importlib.import_module(module), cls_name)
+        policy = cls()
+        if not isinstance(policy, AccessPolicy):
+            raise TypeError(f"{name} is not an AccessPolicy")
+        return policy
+
+    def initialize_settings(self) -> None:
+        if not self.enabled:
+            return
+        path = self.db_path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        store = SQLiteStore(path, synchronous=self.synchronous)
+        store.open_sync()  # a bad path fails the server start with a clear StoreError
+        limits = Limits(
+            max_frame_bytes=self.max_frame_bytes,
+            max_connections_per_document=self.max_connections_per_document,
+            max_documents=self.max_documents,
+            max_send_buffer_bytes=self.max_send_buffer_bytes,
+        )
+        self.relay = Relay(store, self.make_policy(), limits)
+        self._relay_started: asyncio.Future | None = None
+        self.settings["secsync_relay_extension"] = self
+        self.log.info("Secsync relay: database %s", os.path.abspath(path))
+
+    def initialize_handlers(self) -> None:
+        if not self.enabled:
+            return
+        self.handlers.extend(
+            [
+                (rf"/secsync/open/{_DOC}", OpenDocumentHandler),
+                (r"/secsync/([^/]+)", RelayWebSocketHandler),
+            ]
+        )
+
+    async def get_relay(self) -> Relay:
+        if self._relay_started is None:
+            self._relay_started = asyncio.ensure_future(self.relay.start())
+        await asyncio.shield(self._relay_started)
+        return self.relay
+
+    async def stop_extension(self) -> None:
+        relay = getattr(self, "relay", None)
+        if relay is not None:
+            await relay.stop()
+
+
+class OpenDocumentHandler(JupyterHandler):
+    """``GET <base_url>secsync/open/<docId>[?relay=ws(s)://…]`` → JupyterLab with the document."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def get(self, doc_id: str) -> None:
+        params = {"secsync-doc": doc_id}
+        relay = self.get_argument("relay", None)
+        if relay:
+            if not relay.startswith(("ws://", "wss://")) or len(relay) > 2048:
+                raise web.HTTPError(400, "relay must be a ws:// or wss:// URL")
+            params["secsync-relay"] = relay
+        self.redirect(url_path_join(self.base_url, "lab") + "?" + urlencode(params))
+
+
+class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """The relay WebSocket; also the core's :class:`~.core.Transport`."""
+
+    auth_resource = AUTH_RESOURCE
+    session: Session | None = None
+    _can_write = False
+
+    def set_default_headers(self) -> None:
+        """No JupyterHandler default headers on a WebSocket upgrade."""
+
+    def get_compression_options(self):
+        return None  # frames are ciphertext: compression would only cost CPU
+
+    @property
+    def extension(self) -> SecsyncRelayExtension:
+        return self.settings["secsync_relay_extension"]
+
+    @property
+    def max_message_size(self) -> int:  # tornado closes with 1009 above this
+        return self.extension.relay.limits.max_frame_bytes
+
+    @ws_authenticated
+    async def get(self, doc_id: str, *args, **kwargs):
+        user = self.current_user
+        if not await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE)):
+            raise web.HTTPError(403)
+        self._can_write = bool(
+            await ensure_async(self.authorizer.is_authorized(self, user, "write", AUTH_RESOURCE))
+        )
+        if not DOC_ID_RE.fullmatch(doc_id):
+            raise web.HTTPError(404, "invalid document id")
+        return await super().get(doc_id, *args, **kwargs)
+
+    async def open(self, doc_id: str, *args, **kwargs) -> None:  # type: ignore[override]
+        super().open()  # WebSocketMixin: keep-alive pings
+        user = self.current_user
+        identity = Identity(
+            getattr(user, "username", None) or str(user),
+            session_key=self.get_argument("sessionKey", None),
+            can_write=self._can_write,
+        )
+        relay = await self.extension.get_relay()
+        self.session = await relay.connect(self, doc_id, self.request.query, identity)
+
+    def on_message(self, message) -> None:
+        session = self.session
+        if session is None:
+            return
+        if isinstance(message, bytes):
+            session.on_binary(message)
+        else:
+            session.on_text(message)
+
+    def on_close(self) -> None:
+        if self.session is not None:
+            self.session.on_close()
+
+    # Transport
+    def send_text(self, text: str) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(text)
+        except WebSocketClosedError:
+            pass
+
+    def send_frame(self, frame: OutFrame) -> None:
+        self.send_text(frame.text)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        WebSocketHandler.close(self, code, reason)
+
+    def is_closed(self) -> bool:
+        return self.ws_connection is None or self.ws_connection.is_closing()

@@ -1,0 +1,274 @@
+"""A protocol-level Secsync client for relay tests, built from the protocol core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from secsync_jupyter.protocol import (
+    EphemeralMessage,
+    SigningKeyPair,
+    Snapshot,
+    Update,
+    create_ephemeral_message,
+    create_initial_snapshot,
+    create_snapshot,
+    create_update,
+    generate_id,
+    generate_key,
+    snapshot_ciphertext_hash,
+)
+
+TIMEOUT = 10.0
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class Author:
+    """A signing identity writing to one document with one document key."""
+
+    def __init__(
+        self, doc_id: str, key: bytes | None = None, keypair: SigningKeyPair | None = None
+    ):
+        self.doc_id = doc_id
+        self.key = key or generate_key()
+        self.keypair = keypair or SigningKeyPair.generate()
+
+    @property
+    def pub(self) -> str:
+        return self.keypair.public_key_b64
+
+    def initial_snapshot(self, content: bytes = b"initial", **extra) -> Snapshot:
+        pd = {"docId": self.doc_id, "pubKey": self.pub, "snapshotId": generate_id(), **extra}
+        return create_initial_snapshot(content, pd, self.key, self.keypair)
+
+    def snapshot(
+        self, parent: Snapshot, clocks: Mapping[str, int], content: bytes = b"snap", **extra
+    ) -> Snapshot:
+        pd = {
+            "docId": self.doc_id,
+            "pubKey": self.pub,
+            "snapshotId": generate_id(),
+            "parentSnapshotId": parent.public_data.snapshot_id,
+            "parentSnapshotUpdateClocks": dict(clocks),
+            **extra,
+        }
+        return create_snapshot(
+            content,
+            pd,
+            self.key,
+            self.keypair,
+            snapshot_ciphertext_hash(parent),
+            parent.public_data.parent_snapshot_proof,
+        )
+
+    def update(
+        self, snapshot: Snapshot | str, clock: int, content: bytes = b"u", **extra
+    ) -> Update:
+        sid = snapshot if isinstance(snapshot, str) else snapshot.public_data.snapshot_id
+        pd = {"docId": self.doc_id, "pubKey": self.pub, "refSnapshotId": sid, **extra}
+        return create_update(content, pd, self.key, self.keypair, clock)
+
+    def ephemeral(self, content: bytes = b"hi") -> EphemeralMessage:
+        return create_ephemeral_message(
+            content,
+            "message",
+            {"docId": self.doc_id, "pubKey": self.pub},
+            self.key,
+            self.keypair,
+            generate_id(),
+            7,
+        )
+
+
+def url_for(
+    base: str,
+    doc_id: str,
+    session_key: str | None = "k",
+    *,
+    mode: str | None = None,
+    known_snapshot_id: str | None = None,
+    known_clocks: Mapping[str, int] | None = None,
+    raw_query: str | None = None,
+) -> str:
+    if raw_query is not None:
+        return f"{base}/{doc_id}?{raw_query}"
+    q = []
+    if session_key is not None:
+        q.append(f"sessionKey={quote(session_key)}")
+    if mode is not None:
+        q.append(f"mode={mode}")
+    if known_snapshot_id is not None:
+        q.append(f"knownSnapshotId={known_snapshot_id}")
+    if known_clocks is not None:
+        q.append(f"knownSnapshotUpdateClocks={quote(dumps(dict(known_clocks)))}")
+    return f"{base}/{doc_id}" + ("?" + "&".join(q) if q else "")
+
+
+class RelayClient:
+    """A raw WebSocket connection that records every frame and lets tests wait for types."""
+
+    def __init__(self, ws: ClientConnection):
+        self.ws = ws
+        self.frames: list[dict] = []
+        self._unclaimed: list[dict] = []
+        self._arrived = asyncio.Condition()
+        self._reader = asyncio.ensure_future(self._read())
+        self.close_code: int | None = None
+
+    @classmethod
+    async def open(cls, url: str, **kw) -> RelayClient:
+        ws = await connect(url, max_size=None, compression=None, open_timeout=TIMEOUT, **kw)
+        return cls(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                frame = json.loads(message)
+                self.frames.append(frame)
+                async with self._arrived:
+                    self._unclaimed.append(frame)
+                    self._arrived.notify_all()
+        except Exception:
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
+
+    async def send(self, message: Any) -> None:
+        if isinstance(message, (Snapshot, Update, EphemeralMessage)):
+            message = dumps(message.to_json())
+        elif not isinstance(message, (str, bytes)):
+            message = dumps(message)
+        await self.ws.send(message)
+
+    async def next(self, type_: str | None = None, timeout: float = TIMEOUT) -> dict:
+        """The next not yet taken frame (of this type)."""
+
+        def take():
+            for i, f in enumerate(self._unclaimed):
+                if type_ is None or f.get("type") == type_:
+                    return self._unclaimed.pop(i)
+            return None
+
+        async def wait():
+            async with self._arrived:
+                while True:
+                    f = take()
+                    if f is not None:
+                        return f
+                    if self._reader.done():
+                        raise ConnectionError(
+                            f"connection closed ({self.close_code}) while waiting for {type_}; "
+                            f"got {[x.get('type') for x in self.frames]}"
+                        )
+                    await self._arrived.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    def pending(self) -> list[dict]:
+        return list(self._unclaimed)
+
+    async def wait_closed(self, timeout: float = TIMEOUT) -> int | None:
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait_for(asyncio.shield(self._reader), TIMEOUT)
+
+    async def roundtrip_ok(self) -> None:
+        """Prove the connection still works: an ephemeral-free no-op — send a frame the relay
+        answers (non-JSON) and wait for the error answer."""
+        await self.send("ping?")
+        frame = await self.next("error")
+        assert frame["code"] == "invalid-json"
+
+
+async def open_doc(base: str, doc_id: str, **kw) -> tuple[RelayClient, dict]:
+    client = await RelayClient.open(url_for(base, doc_id, **kw))
+    return client, await client.next("document")
+
+
+# ---------------------------------------------------------------------------- subprocess relay
+LISTEN_RE = re.compile(r"listening on (ws://\S+)")
+
+
+class RelayProcess:
+    """``secsync-relay`` in a subprocess (port 0; the URL is read from its stdout)."""
+
+    def __init__(self, db: str, *args: str, log_path: str | None = None):
+        self.db = db
+        self.args = args
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 20.0) -> RelayProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "secsync_jupyter.relay.standalone",
+            "--port",
+            "0",
+            "--db",
+            self.db,
+            *self.args,
+        ]
+        if not any(a in ("--open", "--session-keys") for a in self.args):
+            cmd.append("--open")
+        stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr)
+        if self.log_path:
+            stderr.close()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        m = LISTEN_RE.search(line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"relay did not start: {line!r}")
+        self.url = m.group(1)
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def env_without_proxy() -> dict[str, str]:
+    env = dict(os.environ)
+    for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(k, None)
+    return env
