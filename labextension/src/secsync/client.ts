@@ -1488,9 +1488,6 @@ export class SecsyncYjsClient {
   private fail(err: SecsyncError, reason: string): void {
     this.recordError(err);
     this.failureReason = reason;
-    if (reason.startsWith('SECSYNC_ERROR_')) {
-      this.documentState = 'failed';
-    }
     this.wantConnected = false;
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer);

@@ -49,6 +49,18 @@ export interface ValidSession {
   sessionCounter: number;
 }
 
+/** How many (pubKey, sessionId) counters a session remembers (oldest forgotten first). */
+export const MAX_SEEN_SESSIONS = 4096;
+
+function rememberCounter(session: EphemeralSession, seenKey: string, counter: number): void {
+  session.seenCounters.delete(seenKey);
+  session.seenCounters.set(seenKey, counter);
+  while (session.seenCounters.size > MAX_SEEN_SESSIONS) {
+    const oldest = session.seenCounters.keys().next().value as string;
+    session.seenCounters.delete(oldest);
+  }
+}
+
 export interface EphemeralSession {
   /** own session id (b64 of 24 random bytes) */
   id: string;
@@ -248,7 +260,7 @@ export function verifyAndDecryptEphemeralMessage(
         return { error: null, type, pubKey };
       }
       session.validSessions[pubKey] = { sessionId, sessionCounter: counter };
-      session.seenCounters.set(seenKey, counter);
+      rememberCounter(session, seenKey, counter);
       return {
         error: null,
         type,
@@ -277,7 +289,7 @@ export function verifyAndDecryptEphemeralMessage(
       return { error: new SecsyncError('SECSYNC_ERROR_303'), type, pubKey };
     }
     session.validSessions[pubKey] = { sessionId, sessionCounter: counter };
-    session.seenCounters.set(seenKey, counter);
+    rememberCounter(session, seenKey, counter);
     return { error: null, type, pubKey, content: value };
   } catch (err) {
     return { error: new SecsyncError('SECSYNC_ERROR_307', String(err)) };
