@@ -235,7 +235,8 @@ PARALLEL_THRESHOLD = 64
 class Precheck:
     """Updates of one frame parsed and verified ahead of time (possibly in threads).
 
-    ``results[i]`` is ``(parsed update or ParseError, assumed clock, plaintext or error)``;
+    ``results[i]`` is ``(parsed update or ParseError, assumed clock, plaintext or error,
+    decoded changes or error)``;
     the engine uses a result only when the clock and snapshot it assumed are the ones in
     force when the update is processed, and otherwise verifies again.
     """
@@ -721,11 +722,15 @@ class SyncEngine:
         return info
 
     def precheck(self, frame: Mapping[str, Any], map_chunks=None) -> Precheck | None:
-        """Parse and verify the updates of a ``document`` frame ahead of processing.
+        """Parse, verify, decrypt and decode the updates of a ``document`` frame ahead of
+        processing it.
 
         Pure with respect to the engine (thread-safe): it reads the key, the document id
-        and the known clocks. ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs the
-        verification of chunks in parallel; signature checks release the GIL.
+        and the known clocks, and calls the adapter's pure ``deserialize_changes``.
+        ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs chunks in parallel — the
+        signature checks release the GIL. The clock each update is checked against is
+        predicted from the frame (every earlier update accepted); :meth:`receive` uses a
+        result only when that prediction holds and checks again otherwise.
         """
         updates = frame.get("updates")
         if not isinstance(updates, list) or len(updates) < PARALLEL_THRESHOLD:
@@ -755,52 +760,51 @@ class SyncEngine:
             key = self.key_for(info)
         except Exception:
             return None
+        # predict each update's current clock from the raw frame (parsing happens in the chunks)
+        assumed: list[int] = []
+        for raw in updates:
+            try:
+                pd = raw["publicData"]
+                pub, clock = pd["pubKey"], pd["clock"]
+                current = clocks.get(pub, -1)
+                if type(clock) is int and clock == current + 1:
+                    clocks[pub] = clock
+            except (KeyError, TypeError):
+                current = -2
+            assumed.append(current)
         doc_id = self.doc_id
+        deserialize = self.adapter.deserialize_changes
         n = len(updates)
-        workers = 2
-        size = max(PARALLEL_THRESHOLD, math.ceil(n / (workers * 8)))
-        chunks = [updates[i : i + size] for i in range(0, n, size)]
+        size = max(PARALLEL_THRESHOLD, math.ceil(n / 16))
+        starts = range(0, n, size)
 
-        def parse_chunk(chunk):
+        def run(start: int) -> list[tuple[Any, int, Any, Any]]:
             out = []
-            for raw in chunk:
+            for raw, current in zip(
+                updates[start : start + size], assumed[start : start + size], strict=True
+            ):
                 try:
-                    out.append(Update.from_json(raw))
+                    update = Update.from_json(raw)
                 except ParseError as exc:
-                    out.append(exc)
+                    out.append((exc, current, None, None))
+                    continue
+                try:
+                    content = verify_and_decrypt_update(
+                        update, key, snap_id, current, current_doc_id=doc_id
+                    )
+                except ProtocolError as exc:
+                    out.append((update, current, exc, None))
+                    continue
+                try:
+                    changes = deserialize(content)
+                except Exception as exc:
+                    changes = exc
+                out.append((update, current, content, changes))
             return out
 
         mapper = map_chunks or map
-        parsed = [u for part in mapper(parse_chunk, chunks) for u in part]
-        assumed: list[int] = []
-        for upd in parsed:
-            if isinstance(upd, Update):
-                pub = upd.public_data.pub_key
-                current = clocks.get(pub, -1)
-                assumed.append(current)
-                if upd.public_data.clock == current + 1:
-                    clocks[pub] = current + 1
-            else:
-                assumed.append(-2)
-        items = list(zip(parsed, assumed, strict=True))
-        work = [items[i : i + size] for i in range(0, n, size)]
-
-        def verify_chunk(chunk):
-            out = []
-            for upd, clock in chunk:
-                if not isinstance(upd, Update):
-                    out.append(None)
-                    continue
-                try:
-                    out.append(
-                        verify_and_decrypt_update(upd, key, snap_id, clock, current_doc_id=doc_id)
-                    )
-                except ProtocolError as exc:
-                    out.append(exc)
-            return out
-
-        verified = [r for part in mapper(verify_chunk, work) for r in part]
-        return Precheck(snap_id, [(u, c, r) for (u, c), r in zip(items, verified, strict=True)])
+        results = [r for part in mapper(run, starts) for r in part]
+        return Precheck(snap_id, results)
 
     def _process_updates(
         self,
@@ -845,8 +849,9 @@ class SyncEngine:
                 continue
             active = self.active
             current = active.update_clocks.get(pd.pub_key, -1) if active is not None else -1
+            pre_changes = None
             if pre is not None and pre[1] == current:
-                content = pre[2]
+                content, pre_changes = pre[2], pre[3]
             else:
                 try:
                     content = verify_and_decrypt_update(
@@ -869,7 +874,11 @@ class SyncEngine:
             if pd.pub_key == self.pub_key:
                 self.local_clock = pd.clock
             try:
-                changes.extend(deserialize(content))
+                if pre_changes is None:
+                    pre_changes = deserialize(content)
+                elif isinstance(pre_changes, Exception):
+                    raise pre_changes
+                changes.extend(pre_changes)
             except Exception as exc:
                 fatal = _err("SECSYNC_ERROR_204", str(exc))
                 break
