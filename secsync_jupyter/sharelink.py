@@ -69,6 +69,8 @@ def _check_relay(relay: str) -> str:
     parts = urlsplit(relay)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
         raise ShareLinkError("relay must be a ws:// or wss:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ShareLinkError("credentials are not allowed in a relay URL")
     if parts.query or parts.fragment:
         raise ShareLinkError("relay base must not have a query or fragment")
     return relay.rstrip("/")
@@ -89,6 +91,8 @@ def parse_share_link(link: str) -> ShareLink:
     """Parse a share link (either form); raises :class:`ShareLinkError`."""
     link = link.strip()
     parts = urlsplit(link)
+    if parts.username is not None or parts.password is not None:
+        raise ShareLinkError("credentials are not allowed in a share link")
     key = _parse_key(parts.fragment)
     if parts.scheme in ("http", "https"):
         if not parts.netloc:
