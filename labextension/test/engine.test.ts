@@ -25,7 +25,7 @@ import {
   SignatureKeyPair,
   WebSocketConstructor
 } from '../src/secsync';
-import { HARNESS_HOME } from './helpers/paths';
+import { HARNESS_HOME, LABEXT_DIR, REPO_DIR } from './helpers/paths';
 import { availableRelayKinds, freePort, RelayHandle, startRelay, WsProxy } from './helpers/relays';
 
 const execFileP = promisify(execFile);
@@ -442,6 +442,38 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     await waitFor(() => b.text.toString().includes('more A'), 'A update at B');
     expect(b.text.toString()).not.toContain('by M');
     expect(b.client.errors.snapshotAndUpdate.map((e) => e.code)).toContain('SECSYNC_ERROR_215');
+  });
+
+  test('live session with the Python client: text and awareness both ways', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    a.client.connect();
+    await a.client.loaded;
+    a.awareness.setLocalStateField('user', { name: 'js-peer' });
+    a.text.insert(0, 'from-js ');
+    await a.client.synced();
+    const python = path.join(REPO_DIR, '.venv', 'bin', 'python');
+    const peer = execFileP(
+      python,
+      [path.join(LABEXT_DIR, 'test', 'interop', 'py_peer.py'), relay.base, docId, b64encode(key), 'from-js', 'from-py', a.client.publicKey],
+      { timeout: 60000 }
+    );
+    await waitFor(() => a.text.toString().includes('from-py'), 'Python edit at JS', 30000);
+    const pyState = () =>
+      Array.from(a.awareness.getStates().values()).find((s) => s.user?.name === 'py-peer');
+    await waitFor(() => pyState() !== undefined, 'Python awareness at JS', 30000);
+    // the Python client claims its key in `secsync.pubKey`, different from ours
+    expect(pyState()?.secsync?.pubKey).toBeTypeOf('string');
+    expect(pyState()?.secsync?.pubKey).not.toBe(a.client.publicKey);
+    const { stdout } = await peer;
+    const result = JSON.parse(stdout.trim().split('\n').pop() as string);
+    expect(result.text).toBe('from-js from-py');
+    expect(a.text.toString()).toBe('from-js from-py');
+    expect(result.collaborators).toContainEqual({ pubKey: a.client.publicKey, name: 'js-peer', self: false });
+    // the Python client announced its departure when it closed
+    await waitFor(() => pyState() === undefined, 'Python awareness removed after it left');
+    expect(a.client.errors.snapshotAndUpdate).toEqual([]);
   });
 
   test('resume in delta mode from a persisted snapshot', async () => {
