@@ -153,6 +153,24 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     progress = [];
   });
 
+  test('two clients both start a brand-new document at once', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key);
+    const b = makePeer(relay.base, docId, key);
+    a.client.connect();
+    b.client.connect();
+    await Promise.all([a.client.loaded, b.client.loaded]);
+    // both have no snapshot yet: both send an initial snapshot, one of them is rejected
+    a.text.insert(0, 'A-first ');
+    b.text.insert(0, 'B-first ');
+    await Promise.all([a.client.synced(), b.client.synced()]);
+    await waitFor(() => a.text.toString() === b.text.toString(), 'convergence');
+    expect(a.text.toString()).toContain('A-first ');
+    expect(a.text.toString()).toContain('B-first ');
+    expect(a.client.stats.snapshotSaveFailed + b.client.stats.snapshotSaveFailed).toBeGreaterThan(0);
+  });
+
   test('a wrong key fails with SECSYNC_ERROR_101', async () => {
     const docId = generateId();
     const a = makePeer(relay.base, docId, generateKey());
