@@ -143,7 +143,9 @@ class SQLiteStore(RelayStore):
         try:
             directory = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(directory):
-                raise StoreError(f"directory {directory} does not exist")
+                raise StoreError(
+                    f"cannot open database {self.path}: directory {directory} does not exist"
+                )
             conn = self._connect()
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -195,11 +195,18 @@ class RelayClient:
         await asyncio.wait_for(asyncio.shield(self._reader), TIMEOUT)
 
     async def roundtrip_ok(self) -> None:
-        """Prove the connection still works: an ephemeral-free no-op — send a frame the relay
-        answers (non-JSON) and wait for the error answer."""
-        await self.send("ping?")
-        frame = await self.next("error")
-        assert frame["code"] == "invalid-json"
+        """Prove the connection still works and every earlier frame was answered: send a
+        uniquely recognizable non-JSON frame and wait for its error answer."""
+        RelayClient._marker += 1
+        n = 1000 + RelayClient._marker
+        await self.send(" " * n + "?")
+        needle = f"(char {n})"
+        while True:
+            frame = await self.next("error")
+            if frame["code"] == "invalid-json" and needle in frame["message"]:
+                return
+
+    _marker = 0
 
 
 async def open_doc(base: str, doc_id: str, **kw) -> tuple[RelayClient, dict]:
