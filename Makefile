@@ -13,7 +13,7 @@ run: setup
 	$(BIN)/python -m secsync_jupyter demo
 
 ## make test: set everything up and run the whole test suite
-test: setup lint pytest
+test: setup lint pytest js-test
 
 setup: $(STAMP)
 
@@ -29,6 +29,14 @@ lint: setup
 
 pytest: setup
 	$(BIN)/python -m pytest -q
+
+labextension/node_modules/.installed: labextension/package.json labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## JS unit, vector and engine tests of the browser client (vitest)
+js-test: labextension/node_modules/.installed
+	cd labextension && npx tsc -p test/tsconfig.json && npx vitest run
 
 demo: setup
 	$(BIN)/python -m secsync_jupyter demo
