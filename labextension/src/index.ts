@@ -340,6 +340,13 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     }
 
     async function openPointer(path: string) {
+      // A restored layout re-opens notebooks with the stock 'Notebook' factory (the notebook
+      // tracker's restorer): reveal such a view instead of opening a second one.
+      const existing = docManager.findWidget(path, 'Notebook') ?? docManager.findWidget(path, FACTORY_NAME);
+      if (existing) {
+        app.shell.activateById(existing.id);
+        return existing;
+      }
       return docManager.openOrReveal(path, FACTORY_NAME);
     }
 

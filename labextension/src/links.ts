@@ -2,7 +2,7 @@
  * Share links (docs/share-links.md), through the shared implementation in
  * `secsync/sharelink.ts`, plus what JupyterLab needs around them.
  */
-import { PageConfig, URLExt } from '@jupyterlab/coreutils';
+import { PageConfig } from '@jupyterlab/coreutils';
 
 import { formatShareLink, parseShareLink } from './secsync/sharelink';
 
@@ -13,8 +13,9 @@ export interface IParsedLink {
   relay: string | null;
 }
 
+/** http(s)://host<base_url>, ending with a slash (PageConfig's base URL is absolute). */
 function jupyterBase(): string {
-  const base = URLExt.join(window.location.origin, PageConfig.getBaseUrl());
+  const base = new URL(PageConfig.getBaseUrl(), window.location.href).href;
   return base.endsWith('/') ? base : base + '/';
 }
 

@@ -238,6 +238,9 @@ export class EncryptedDocumentProvider
       awareness,
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
+      // Send the first change after idle at once (typing latency); while an update is in
+      // flight the client batches further changes anyway (at most one update in flight).
+      batchDelayMs: 0,
       onProgress: (loaded: number, total: number) => {
         this._status = { ...this._status, progress: { loaded, total } };
         this._statusChanged.emit(this._status);

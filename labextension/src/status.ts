@@ -69,6 +69,22 @@ export class EncryptedStatusItem extends Widget {
       }
     });
     this._awarenessChanged = () => this.update();
+    const lock = lockIcon.element({
+      className: 'jp-secsync-StatusItem-lock',
+      tag: 'span',
+      height: '14px',
+      width: '14px'
+    });
+    this._label = document.createElement('span');
+    this._label.className = 'jp-secsync-StatusItem-label';
+    this._count = document.createElement('span');
+    this._count.className = 'jp-secsync-StatusItem-count';
+    this._countText = document.createTextNode('0');
+    this._count.append(
+      usersIcon.element({ tag: 'span', height: '14px', width: '14px' }),
+      this._countText
+    );
+    this.node.append(lock, this._label, this._count);
   }
 
   get session(): IEncryptedSession | null {
@@ -92,22 +108,15 @@ export class EncryptedStatusItem extends Widget {
   }
 
   protected onUpdateRequest(): void {
+    // Update in place (never rebuild the children: a click must survive awareness changes,
+    // e.g. the editor losing focus on mousedown).
     const session = this._session;
-    this.node.textContent = '';
     if (!session) {
       return;
     }
     const state = stateOf(session);
     this.node.dataset.state = state;
     const others = collaborators(session).filter(c => !c.isSelf).length;
-    const lock = lockIcon.element({
-      className: 'jp-secsync-StatusItem-lock',
-      tag: 'span',
-      height: '14px',
-      width: '14px'
-    });
-    const label = document.createElement('span');
-    label.className = 'jp-secsync-StatusItem-label';
     let text = this._trans.__('Encrypted · %1', this._trans.__(state));
     if (state === 'connecting' && session.status.progress && session.status.progress.total > 0) {
       const p = session.status.progress;
@@ -116,19 +125,21 @@ export class EncryptedStatusItem extends Widget {
     if (state === 'syncing') {
       text += ` (${session.status.pendingChanges})`;
     }
-    label.textContent = text;
-    const count = document.createElement('span');
-    count.className = 'jp-secsync-StatusItem-count';
-    count.append(
-      usersIcon.element({ tag: 'span', height: '14px', width: '14px' }),
-      document.createTextNode(String(others))
-    );
-    count.dataset.collaborators = String(others);
-    count.title = this._trans._n('%1 collaborator besides you', '%1 collaborators besides you', others);
-    this.node.append(lock, label, count);
-    if (session.status.lastError) {
-      this.node.title = this._trans.__('Last error: %1', session.status.lastError);
+    if (this._label.textContent !== text) {
+      this._label.textContent = text;
     }
+    if (this._count.dataset.collaborators !== String(others)) {
+      this._countText.data = String(others);
+      this._count.dataset.collaborators = String(others);
+      this._count.title = this._trans._n(
+        '%1 collaborator besides you',
+        '%1 collaborators besides you',
+        others
+      );
+    }
+    this.node.title = session.status.lastError
+      ? this._trans.__('Last error: %1', session.status.lastError)
+      : this._trans.__('End-to-end encrypted notebook — click for collaborators');
   }
 
   private _onStatus(): void {
@@ -136,6 +147,9 @@ export class EncryptedStatusItem extends Widget {
   }
 
   private _trans: TranslationBundle;
+  private _label: HTMLSpanElement;
+  private _count: HTMLSpanElement;
+  private _countText: Text;
   private _session: IEncryptedSession | null = null;
   private _awarenessChanged: () => void;
 }
