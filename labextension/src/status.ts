@@ -28,7 +28,8 @@ export function collaborators(session: IEncryptedSession): ICollaborator[] {
     }
     // `pubKey` of remote states is checked by the sync client against the signer of the
     // ephemeral message that carried it (states claiming another key are dropped).
-    const pubKey: string | null = typeof state.pubKey === 'string' ? state.pubKey : null;
+    const claimed = typeof state.pubKey === 'string' ? state.pubKey : state.secsync?.pubKey;
+    const pubKey: string | null = typeof claimed === 'string' ? claimed : null;
     result.push({
       clientId,
       name: String(state.user.display_name || state.user.name || state.user.username || '?'),
