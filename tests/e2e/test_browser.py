@@ -11,6 +11,8 @@ Run:  .venv/bin/python -m pytest -m browser tests/e2e -s
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import importlib.util
 import json
@@ -549,6 +551,23 @@ def test_two_browsers_encrypted_notebook(lab):
             _wait_cell_text(b, 0, from_b, timeout=60_000)
             _wait_cell_text(b, 0, canary)
 
+            # --- The Python client (kernel-side library) reads what the browsers wrote and
+            # writes a cell that the browsers decrypt: both implementations, one document.
+            py_text = f"PYCELL-{secrets.token_hex(4)}"
+            # (own thread: sync Playwright keeps an event loop running in this one)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                seen_by_python = pool.submit(
+                    asyncio.run, _python_client_roundtrip(link, py_text)
+                ).result(timeout=60)
+            assert canary in seen_by_python and from_b in seen_by_python, seen_by_python
+            for page in (a, b):
+                page.wait_for_function(
+                    "([s, t]) => [...document.querySelectorAll(s + ' .jp-Cell')]"
+                    ".some(c => c.textContent.includes(t))",
+                    arg=[NB, py_text],
+                    timeout=20_000,
+                )
+
             # --- Latency figures, encrypted.
             b.wait_for_selector(f"{NB} .jp-Cell .cm-content")
             figures["encrypted"] = measure(a, b, "enc")
@@ -625,6 +644,16 @@ def test_two_browsers_encrypted_notebook(lab):
     assert scan_for(from_b.encode(), server_side) == []
     plain_hits = scan_for(plain_canary.encode(), [lab.root])
     print(f"plaintext RTC notebook content found on the server in: {plain_hits}")
+
+
+async def _python_client_roundtrip(link: str, text: str) -> str:
+    from secsync_jupyter import open_notebook
+
+    async with open_notebook(link, token=TOKEN, user={"name": "python-e2e"}) as nb:
+        source = str(nb.cells[0].source)
+        nb.add_markdown_cell(text)
+        await nb.synced(timeout=20)
+    return source
 
 
 def _plain_notebook(text: str) -> dict:
