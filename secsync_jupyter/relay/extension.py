@@ -53,10 +53,11 @@ class SecsyncRelayExtension(ExtensionApp):
     )
     synchronous = Enum(
         list(SYNCHRONOUS_MODES),
-        default_value="full",
+        default_value="normal",
         config=True,
-        help="SQLite synchronous mode: 'full' (an acknowledged write survives power loss) or "
-        "'normal' (it survives a crash of the server process).",
+        help="SQLite synchronous mode: 'normal' (an acknowledged write is committed and survives "
+        "a crash of the server process; the WAL is flushed to disk every 0.5 s) or 'full' (one "
+        "fsync per group commit: it survives power loss).",
     )
     max_frame_bytes = Int(Limits.max_frame_bytes, config=True, help="Largest accepted frame.")
     max_connections_per_document = Int(

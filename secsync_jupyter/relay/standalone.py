@@ -56,6 +56,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._closed = False
         self._fragments: list[bytes] = []
         self._fragment_opcode = None
+        self._told_too_big = False
         self._loop = asyncio.get_running_loop()
 
     # ---------------------------------------------------------------- asyncio callbacks
@@ -93,7 +94,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self._handshake(event)
             elif isinstance(event, Frame):
                 self._frame(event)
-        if isinstance(ws.parser_exc, PayloadTooBig) and not getattr(self, "_told_too_big", False):
+        if isinstance(ws.parser_exc, PayloadTooBig) and not self._told_too_big:
             self._told_too_big = True
             limit = self.server.relay.limits.max_frame_bytes
             self._out.append(
@@ -395,9 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--synchronous",
         choices=SYNCHRONOUS_MODES,
-        default="full",
-        help="SQLite synchronous mode: full = an acknowledged write survives power "
-        "loss, normal = it survives a relay crash (default: %(default)s)",
+        default="normal",
+        help="SQLite synchronous mode: normal = an acknowledged write is committed and "
+        "survives a relay crash, the WAL is flushed to disk every 0.5 s; full = one fsync per "
+        "group commit, it survives power loss (default: %(default)s)",
     )
     p.add_argument(
         "--log-level",

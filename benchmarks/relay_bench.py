@@ -1,0 +1,479 @@
+"""Relay benchmark: our blind relay (standalone, real SQLite file, acks after commit) against
+pycrdt-websocket's plaintext room (what JupyterLab's collaboration uses today), same run.
+
+Workloads (issue 3):
+  A  throughput: W=10 writers each keeping 8 updates in flight, R=10 readers
+  B  latency:    W=50 writers at 10 updates/s each (500/s offered), R=5 readers
+  M  memory per open idle document: N documents, each with a small state and one idle client
+
+Printed per server: accepted updates/s, p50/p99 latency from send to delivery at every other
+client, relay CPU (% of one core, user+system) and RSS; then the ratios. Every server runs as a
+subprocess on 127.0.0.1; every loop is bounded in count and time.
+
+    .venv/bin/python benchmarks/relay_bench.py              # full run (~2 minutes)
+    .venv/bin/python benchmarks/relay_bench.py --quick      # short smoke run
+    .venv/bin/python benchmarks/relay_bench.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import psutil
+from websockets.asyncio.client import connect
+
+HOST = "127.0.0.1"
+MARK_RE = re.compile(rb"<(\d+):(\d+)>")
+
+
+# ----------------------------------------------------------------------------- servers
+def start_ours(tmp: str, synchronous: str) -> tuple[subprocess.Popen, str]:
+    db = os.path.join(tmp, "bench.sqlite")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "secsync_jupyter.relay.standalone",
+            "--open",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--db",
+            db,
+            "--log-level",
+            "warning",
+            "--synchronous",
+            synchronous,
+        ],
+        stdout=subprocess.PIPE,  # warnings (e.g. slow commits) go to our stderr
+    )
+    return proc, _read_url(proc)
+
+
+def start_pycrdt() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve-pycrdt"], stdout=subprocess.PIPE
+    )
+    return proc, _read_url(proc)
+
+
+def _read_url(proc: subprocess.Popen) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    m = re.search(r"(ws://\S+)", line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return m.group(1).rstrip("/")
+
+
+def serve_pycrdt() -> None:
+    """The comparison server: pycrdt-websocket WebsocketServer (plaintext rooms, no store)."""
+    from pycrdt import Channel
+    from pycrdt.websocket import WebsocketServer
+    from websockets.asyncio.server import serve
+
+    class WsChannel(Channel):
+        def __init__(self, ws):
+            self._ws = ws
+            self._path = ws.request.path
+
+        @property
+        def path(self) -> str:
+            return self._path
+
+        async def __anext__(self) -> bytes:
+            try:
+                return await self.recv()
+            except Exception:
+                raise StopAsyncIteration() from None
+
+        async def send(self, message: bytes) -> None:
+            try:
+                await self._ws.send(message)
+            except Exception:  # a closed client must not take the room (and server) down
+                pass
+
+        async def recv(self) -> bytes:
+            return await self._ws.recv(decode=False)
+
+    async def main() -> None:
+        async with WebsocketServer(auto_clean_rooms=False) as server:
+
+            async def handler(ws):
+                await server.serve(WsChannel(ws))
+
+            async with serve(handler, HOST, 0, max_size=None, compression=None) as s:
+                port = s.sockets[0].getsockname()[1]
+                print(f"pycrdt-websocket listening on ws://{HOST}:{port}", flush=True)
+                await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- messages
+class OursMessages:
+    """Pre-generated signed, encrypted updates for each writer (the generator only sends)."""
+
+    def __init__(self, doc_id: str, writers: int, per_writer: int, payload: int):
+        from secsync_jupyter.protocol import (
+            SigningKeyPair,
+            create_initial_snapshot,
+            create_update,
+            generate_id,
+            generate_key,
+        )
+
+        self.doc_id = doc_id
+        self.key = generate_key()
+        owner = SigningKeyPair.generate()
+        self.snapshot = create_initial_snapshot(
+            b"{}",
+            {"docId": doc_id, "pubKey": owner.public_key_b64, "snapshotId": generate_id()},
+            self.key,
+            owner,
+        )
+        sid = self.snapshot.public_data.snapshot_id
+        self.pubkeys: dict[str, int] = {}
+        self.updates: list[list[str]] = []
+        for w in range(writers):
+            kp = SigningKeyPair.generate()
+            self.pubkeys[kp.public_key_b64] = w
+            pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid}
+            msgs = []
+            for clock in range(per_writer):
+                content = f'["<{w}:{clock}>{"x" * payload}"]'.encode()
+                u = create_update(content, pd, self.key, kp, clock)
+                msgs.append(json.dumps(u.to_json(), separators=(",", ":")))
+            self.updates.append(msgs)
+
+    def ident(self, text: str) -> tuple[int, int] | None:
+        """(writer, clock) of an ``update`` frame, without a full JSON parse."""
+        i = text.find('"pubKey":"')
+        j = text.rfind('"clock":')
+        if i < 0 or j < 0:
+            return None
+        pub = text[i + 10 : i + 53]
+        end = j + 8
+        while text[end].isdigit():
+            end += 1
+        return self.pubkeys[pub], int(text[j + 8 : end])
+
+
+class PycrdtMessages:
+    def __init__(self, writers: int, per_writer: int, payload: int):
+        from pycrdt import Doc, Text, create_update_message
+
+        self.updates: list[list[bytes]] = []
+        for w in range(writers):
+            doc = Doc()
+            text = doc.get("t", type=Text)
+            got: list[bytes] = []
+            sub = doc.observe(lambda event, got=got: got.append(event.update))
+            msgs = []
+            for seq in range(per_writer):
+                text += f"<{w}:{seq}>{'x' * payload}"
+                msgs.append(create_update_message(got.pop()))
+            doc.unobserve(sub)
+            self.updates.append(msgs)
+
+
+# ----------------------------------------------------------------------------- load
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    accepted: int = 0
+    sent: int = 0
+    t_start: float = 0.0
+    t_end: float = 0.0
+
+
+async def run_workload(
+    kind: str,
+    url: str,
+    *,
+    writers: int,
+    readers: int,
+    window: int | None,
+    rate: float | None,
+    duration: float,
+    payload: int,
+    proc: psutil.Process,
+) -> dict:
+    """One workload against one server; returns the figures."""
+    per_writer = int((rate or 2500 / writers) * duration * 1.3) + 64
+    if window is not None:
+        per_writer = int(3000 / writers * duration) + 64
+    doc_id = "bench" + os.urandom(6).hex()
+    stats = Stats()
+    sent_at: dict[tuple[int, int], float] = {}
+    stop_sending = asyncio.Event()
+    measuring = False
+    perf = time.perf_counter
+
+    if kind == "ours":
+        msgs = await asyncio.to_thread(OursMessages, doc_id, writers, per_writer, payload)
+        room = f"{url}/{doc_id}?sessionKey=bench"
+        setup = await connect(room, max_size=None, compression=None)
+        await setup.recv()
+        await setup.send(json.dumps(msgs.snapshot.to_json()))
+        assert '"snapshot-saved"' in await setup.recv()
+    else:
+        msgs = await asyncio.to_thread(PycrdtMessages, writers, per_writer, payload)
+        room = f"{url}/{doc_id}"
+        setup = None
+
+    conns = [await connect(room, max_size=None, compression=None) for _ in range(writers + readers)]
+    if kind == "ours":
+        for c in conns:
+            await c.recv()  # document frame
+
+    def record(key, now):
+        t0 = sent_at.get(key)
+        if t0 is not None and measuring:
+            stats.latencies.append(now - t0)
+
+    async def reader_loop(idx: int, ws, on_ack) -> None:
+        try:
+            async for m in ws:
+                now = perf()
+                if kind == "ours":
+                    if m.startswith('{"type":"update",'):
+                        record(msgs.ident(m), now)
+                    elif m.startswith('{"type":"update-saved"'):
+                        on_ack()
+                else:
+                    if m[0] == 0 and m[1] == 2:
+                        for mm in MARK_RE.finditer(m):
+                            key = (int(mm.group(1)), int(mm.group(2)))
+                            if key[0] == idx:
+                                on_ack()
+                            else:
+                                record(key, now)
+        except Exception:
+            pass
+
+    async def writer_loop(w: int, ws) -> None:
+        updates = msgs.updates[w]
+        sem = asyncio.Semaphore(window or 10**9)
+
+        def on_ack():
+            if measuring:
+                stats.accepted += 1
+            sem.release()
+
+        rtask = asyncio.ensure_future(reader_loop(w, ws, on_ack))
+        i = 0
+        next_t = perf() + random.random() / rate if rate else 0
+        while not stop_sending.is_set() and i < len(updates):
+            if window is not None:
+                await sem.acquire()
+            else:
+                delay = next_t - perf()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_t += 1 / rate
+            if stop_sending.is_set():
+                break
+            sent_at[(w, i)] = perf()
+            if measuring:
+                stats.sent += 1
+            await ws.send(updates[i])
+            i += 1
+        await asyncio.sleep(1.0)  # let in-flight ones land
+        rtask.cancel()
+
+    reader_tasks = [
+        asyncio.ensure_future(reader_loop(-1, conns[writers + r], lambda: None))
+        for r in range(readers)
+    ]
+    writer_tasks = [asyncio.ensure_future(writer_loop(w, conns[w])) for w in range(writers)]
+    await asyncio.sleep(min(2.0, duration / 4))  # warm-up
+    measuring = True
+    cpu0 = proc.cpu_times()
+    me0 = psutil.Process().cpu_times()
+    stats.t_start = perf()
+    await asyncio.sleep(duration)
+    measuring = False
+    stats.t_end = perf()
+    cpu1 = proc.cpu_times()
+    me1 = psutil.Process().cpu_times()
+    rss = proc.memory_info().rss
+    stop_sending.set()
+    await asyncio.wait_for(asyncio.gather(*writer_tasks, return_exceptions=True), 60)
+    for t in reader_tasks:
+        t.cancel()
+    for c in conns:
+        await c.close()
+    if setup is not None:
+        await setup.close()
+    elapsed = stats.t_end - stats.t_start
+    lat = sorted(stats.latencies)
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
+    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed * 100
+    gen_cpu = (me1.user + me1.system - me0.user - me0.system) / elapsed * 100
+    return {
+        "accepted_per_s": stats.accepted / elapsed,
+        "offered_per_s": stats.sent / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "deliveries": len(lat),
+        "relay_cpu_pct": cpu,
+        "generator_cpu_pct": gen_cpu,
+        "relay_rss_mb": rss / 2**20,
+    }
+
+
+async def idle_memory(kind: str, url: str, proc: psutil.Process, n: int) -> dict:
+    """Open n documents, each with a small state and one idle client; RSS growth per doc."""
+    import gc
+
+    gc.collect()
+    base = proc.memory_info().rss
+    conns = []
+    for i in range(n):
+        doc_id = f"idle{i}x{os.getpid()}"
+        if kind == "ours":
+            m = OursMessages(doc_id, 1, 2, 32)
+            ws = await connect(f"{url}/{doc_id}?sessionKey=idle", compression=None)
+            await ws.recv()
+            await ws.send(json.dumps(m.snapshot.to_json()))
+            await ws.recv()
+            for u in m.updates[0]:
+                await ws.send(u)
+                await ws.recv()
+        else:
+            if i == 0:
+                template = PycrdtMessages(1, 2, 32)  # the same small state in every room
+            ws = await connect(f"{url}/{doc_id}", compression=None)
+            for u in template.updates[0]:
+                await ws.send(u)
+        conns.append(ws)
+    await asyncio.sleep(1.0)
+    grown = proc.memory_info().rss - base
+    for ws in conns:
+        await ws.close()
+    return {"idle_docs": n, "bytes_per_idle_doc": grown / n}
+
+
+# ----------------------------------------------------------------------------- main
+WORKLOADS = {
+    "A": {"writers": 10, "readers": 10, "window": 8, "rate": None},
+    "B": {"writers": 50, "readers": 5, "window": None, "rate": 10.0},
+}
+
+
+async def bench(args) -> dict:
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        servers = [("ours", args.synchronous if args.synchronous != "both" else "normal")]
+        if args.synchronous == "both":
+            servers.append(("ours-full", "full"))
+        servers.append(("pycrdt", None))
+        for label, sync in servers:
+            kind = "pycrdt" if label == "pycrdt" else "ours"
+            proc, url = start_ours(tmp, sync) if kind == "ours" else start_pycrdt()
+            ps = psutil.Process(proc.pid)
+            try:
+                for name in args.workloads:
+                    w = WORKLOADS[name]
+                    runs = []
+                    for _ in range(args.repeat):
+                        runs.append(
+                            await run_workload(
+                                kind,
+                                url,
+                                duration=args.duration,
+                                payload=args.payload,
+                                proc=ps,
+                                **w,
+                            )
+                        )
+                    runs.sort(key=lambda r: r["accepted_per_s"])
+                    results[(label, name)] = runs[len(runs) // 2]  # median by throughput
+                    print(f"  {label:9s} {name}: " + _fmt(results[(label, name)]), flush=True)
+                if args.idle_docs and label != "ours-full":
+                    results[(label, "M")] = await idle_memory(kind, url, ps, args.idle_docs)
+                    kb = results[(label, "M")]["bytes_per_idle_doc"] / 1024
+                    print(f"  {label:9s} M: {kb:.1f} KB per open idle document", flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(20)
+    return results
+
+
+def _fmt(r: dict) -> str:
+    return (
+        f"{r['accepted_per_s']:7.0f} accepted/s (offered {r['offered_per_s']:.0f}/s), "
+        f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, relay CPU "
+        f"{r['relay_cpu_pct']:3.0f}%, RSS {r['relay_rss_mb']:.0f} MB "
+        f"(generator CPU {r['generator_cpu_pct']:.0f}%)"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--repeat", type=int, default=1, help="runs per workload (median printed)")
+    p.add_argument("--payload", type=int, default=100, help="characters of content per update")
+    p.add_argument("--workloads", default="AB", help="subset of AB")
+    p.add_argument("--idle-docs", type=int, default=300, help="documents for the memory figure")
+    p.add_argument(
+        "--synchronous",
+        default="both",
+        choices=["both", "normal", "full"],
+        help="SQLite synchronous mode of our relay; both = normal (the default) and full",
+    )
+    p.add_argument("--quick", action="store_true", help="2 s runs, 50 idle documents")
+    p.add_argument("--json", help="also write the figures to this file")
+    args = p.parse_args()
+    if args.serve_pycrdt:
+        serve_pycrdt()
+        return
+    if args.quick:
+        args.duration, args.idle_docs = 2.0, 50
+    print(
+        f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
+        f"payload {args.payload} chars, SQLite synchronous={args.synchronous}",
+        flush=True,
+    )
+    results = asyncio.run(bench(args))
+    print("\nratios (ours / pycrdt-websocket plaintext room):")
+    labels = ["ours", "ours-full"] if args.synchronous == "both" else ["ours"]
+    for label, name in [(lb, n) for lb in labels for n in args.workloads]:
+        o, y = results[(label, name)], results[("pycrdt", name)]
+        throughput = o["accepted_per_s"] / max(y["accepted_per_s"], 1e-9)
+        cpu_per_update = (o["relay_cpu_pct"] / o["accepted_per_s"]) / (
+            y["relay_cpu_pct"] / y["accepted_per_s"]
+        )
+        print(
+            f"  {label:9s} {name}: throughput x{throughput:.2f}, "
+            f"p50 x{o['p50_ms'] / y['p50_ms']:.3f}, p99 x{o['p99_ms'] / y['p99_ms']:.3f}, "
+            f"relay CPU per accepted update x{cpu_per_update:.2f}"
+        )
+    if args.idle_docs:
+        o, y = results[("ours", "M")], results[("pycrdt", "M")]
+        ratio = o["bytes_per_idle_doc"] / y["bytes_per_idle_doc"]
+        print(f"  ours      M: memory per open idle document x{ratio:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{k[0]}.{k[1]}": v for k, v in results.items()}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
