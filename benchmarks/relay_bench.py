@@ -389,6 +389,11 @@ async def bench(args) -> dict:
             proc, url = start_ours(tmp, sync) if kind == "ours" else start_pycrdt()
             ps = psutil.Process(proc.pid)
             try:
+                # memory first, on a fresh process (after a workload, freed heap is reused)
+                if args.idle_docs and label != "ours-full":
+                    results[(label, "M")] = await idle_memory(kind, url, ps, args.idle_docs)
+                    kb = results[(label, "M")]["bytes_per_idle_doc"] / 1024
+                    print(f"  {label:9s} M: {kb:.1f} KB per open idle document", flush=True)
                 for name in args.workloads:
                     w = WORKLOADS[name]
                     runs = []
@@ -406,10 +411,6 @@ async def bench(args) -> dict:
                     runs.sort(key=lambda r: r["accepted_per_s"])
                     results[(label, name)] = runs[len(runs) // 2]  # median by throughput
                     print(f"  {label:9s} {name}: " + _fmt(results[(label, name)]), flush=True)
-                if args.idle_docs and label != "ours-full":
-                    results[(label, "M")] = await idle_memory(kind, url, ps, args.idle_docs)
-                    kb = results[(label, "M")]["bytes_per_idle_doc"] / 1024
-                    print(f"  {label:9s} M: {kb:.1f} KB per open idle document", flush=True)
             finally:
                 proc.terminate()
                 proc.wait(20)
