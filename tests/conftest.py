@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("SECSYNC_SHARED", ROOT.parent / "shared"))
 VECTORS = SHARED / "vectors" / "secsync-vectors.json"

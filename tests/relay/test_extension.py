@@ -13,9 +13,9 @@ from secsync_jupyter.protocol import Snapshot, generate_id, verify_and_decrypt_s
 
 from .util import Author, dumps
 
-# pytest-jupyter runs these coroutine tests itself, on the server's event loop (so they carry
-# no pytest.mark.asyncio: pytest-asyncio would run them on another loop).
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+# pytest-jupyter (loaded in tests/conftest.py) runs these coroutine tests itself, on the
+# server's event loop (so they carry no pytest.mark.asyncio: pytest-asyncio would run them on
+# another loop).
 
 
 @pytest.fixture
