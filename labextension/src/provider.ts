@@ -76,6 +76,16 @@ export class EncryptedDocumentProvider
     this._defaultKernel = options.defaultKernel;
 
     this._user.userChanged.connect(this._onUserChanged, this);
+    // An encrypted notebook is never "dirty": every change goes to the relay (encrypted) as it
+    // is made; unacknowledged changes show in the status bar. JupyterLab sets the shared
+    // `dirty` flag with each edit (the plaintext server clears it after saving the file):
+    // for this model it is a constant false, so no dirty marker, no "save your work?" prompt,
+    // and no extra encrypted update per keystroke to clear it.
+    Object.defineProperty(this._sharedModel, 'dirty', {
+      configurable: true,
+      get: () => false,
+      set: () => undefined
+    });
     this._start().catch(err => this._failBeforeReady(err));
   }
 
@@ -327,10 +337,7 @@ export class EncryptedDocumentProvider
         new Error(this._trans.__('Could not open the encrypted notebook: %1', lastError ?? 'failed'))
       );
     }
-    // Everything acknowledged by the relay is saved: no dirty marker.
-    if (this._readyDone && s.unsyncedChanges === 0 && this._sharedModel.dirty) {
-      this._sharedModel.dirty = false;
-    }
+
     this._statusChanged.emit(this._status);
   }
 
