@@ -261,8 +261,10 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       displayName: trans.__('Encrypted Notebook'),
       extensions: [POINTER_EXTENSION],
       mimeTypes: [POINTER_MIME_TYPE],
-      contentType: 'notebook',
-      fileFormat: 'json',
+      // On disk it is a small text file (the server lists it as 'file'); the widget factory
+      // opens it as a notebook model.
+      contentType: 'file',
+      fileFormat: 'text',
       icon: encryptedNotebookIcon
     });
     app.docRegistry.addWidgetFactory(encryptedNotebookFactory(notebookFactory));
