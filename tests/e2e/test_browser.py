@@ -562,6 +562,17 @@ def test_two_browsers_encrypted_notebook(lab):
             a.wait_for_selector(".jp-secsync-StatusItem[data-state='synced']", timeout=20_000)
             assert a.locator(DIRTY_TAB).count() == 0
 
+            # --- A third browser (own storage) pastes the link into "Open … Share Link".
+            ctx_d, d = _new_page(browser, "D", logs)
+            d.goto(f"{lab.url}lab/workspaces/d?token={TOKEN}")
+            _wait_app(d)
+            d.click("#jp-MainMenu >> text=Encryption")
+            d.click(".lm-Menu-content >> text=Open Encrypted Notebook Share Link…")
+            d.locator(".jp-Dialog input").fill(link)
+            d.keyboard.press("Enter")
+            _wait_cell_text(d, 0, from_b, timeout=60_000)
+            ctx_d.close()
+
             # --- Reload B: the content is still there (decrypted from the relay).
             b.reload()
             _wait_app(b)
