@@ -127,6 +127,13 @@ class Session:
         if self._busy:
             self._inbox.append(text)
             return
+        reloading = self.room.reloading
+        if reloading is not None:
+            # the room is re-reading its rule state from the store: hold the frame until then
+            self._inbox.append(text)
+            self._busy = True
+            spawn(self._finish(reloading))
+            return
         try:
             pending = self._handle(text)
         except Exception:  # never let a frame take the connection down
@@ -163,6 +170,10 @@ class Session:
         try:
             await pending
             while self._inbox and not self.closed:
+                reloading = self.room.reloading
+                if reloading is not None:
+                    await reloading
+                    continue
                 text = self._inbox.pop(0)
                 more = self._handle(text)
                 if more is not None:
@@ -303,7 +314,7 @@ class Session:
             else:
                 self.send(frames.error(result.code or "storage-failed", result.message))
                 self.send(frames.update_save_failed(snapshot_id, clock))
-                room.needs_reload = True
+                room.reload()
         finally:
             room.end_write()
 
@@ -352,10 +363,18 @@ class Session:
             message=body,
         )
         room.track(fut).add_done_callback(
-            partial(self._snapshot_done, pd.snapshot_id, pd.parent_snapshot_id, body)
+            partial(
+                self._snapshot_done,
+                pd.snapshot_id,
+                pd.parent_snapshot_id,
+                pd.parent_snapshot_update_clocks,
+                body,
+            )
         )
 
-    def _snapshot_done(self, snapshot_id: str, parent_id: str, body: str, fut) -> None:
+    def _snapshot_done(
+        self, snapshot_id: str, parent_id: str, parent_clocks: Mapping[str, int], body: str, fut
+    ) -> None:
         room = self.room
         result = _result(fut)
         try:
@@ -365,9 +384,16 @@ class Session:
                 self.send(frames.snapshot_saved(snapshot_id))
                 room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
             else:
-                room.needs_reload = True
+                # the store refused what the room's memory accepted (another writer on the
+                # database, or a failed write): re-read the rule state before the next frame,
+                # and answer from the store with what the client is missing relative to its
+                # parent snapshot and clocks
+                room.reload()
                 self._snapshot_failed(
-                    result.code or "storage-failed", result.message, parent_id or None, None
+                    result.code or "storage-failed",
+                    result.message,
+                    parent_id or None,
+                    parent_clocks,
                 )
         finally:
             room.end_write()
@@ -431,10 +457,10 @@ class Room:
         "inflight",
         "joining",
         "load_error",
-        "needs_reload",
         "pending",
         "ready",
         "relay",
+        "reloading",
         "sessions",
         "state",
     )
@@ -447,7 +473,8 @@ class Room:
         self.joining: dict[Session, list[tuple[int, OutFrame]]] = {}
         self.pending = 0
         self.inflight: set[asyncio.Future] = set()
-        self.needs_reload = False
+        #: set while the rule state is re-read from the store (frames wait for it)
+        self.reloading: asyncio.Future | None = None
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.load_error: Exception | None = None
 
@@ -499,27 +526,33 @@ class Room:
         if relay._pending == 0:
             relay._idle.set()
         if self.pending == 0:
-            if self.needs_reload:
-                self.needs_reload = False
-                self.begin_write()
-                spawn(self._reload())
-            else:
-                self._maybe_close()
+            self._maybe_close()
+
+    def reload(self) -> None:
+        """Re-read the rule state from the store after it refused a write the room had
+        accepted. Until the state is fresh, no frame of this room is handled (they wait in
+        their sessions' queues), so nothing is checked against a state known to be wrong."""
+        if self.reloading is None:
+            self.reloading = asyncio.get_running_loop().create_future()
+            self.begin_write()
+            spawn(self._reload())
 
     async def _reload(self) -> None:
-        """Re-read the rule state after the store refused a write the room had accepted."""
         try:
+            # every write accepted before the pause must be committed or refused first
+            while self.inflight:
+                await asyncio.wait(list(self.inflight))
             state = await self.relay.store.load_state(self.doc_id)
-            if self.pending == 1:  # nothing new was accepted meanwhile
-                was_stored = self.state.exists
-                self.state = state
-                if state.exists and not was_stored:
-                    self.relay._unsaved_rooms -= 1
-            else:
-                self.needs_reload = True
-        except Exception as exc:
+            was_stored = self.state.exists
+            self.state = state
+            if state.exists and not was_stored:
+                self.relay._unsaved_rooms -= 1
+        except Exception as exc:  # the store will refuse what the stale state lets through
             log.error("reloading the state of %s failed: %s", self.doc_id, exc)
         finally:
+            fut, self.reloading = self.reloading, None
+            if fut is not None and not fut.done():
+                fut.set_result(None)
             self.end_write()
 
     def mark_stored(self) -> None:
