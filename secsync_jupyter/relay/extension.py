@@ -26,9 +26,10 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
 from traitlets import Bool, Dict, Enum, Int, List, Unicode, Union, default
 
+from . import frames
 from .core import DOC_ID_RE, Limits, Relay, Session
 from .frames import OutFrame
 from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
@@ -175,6 +176,52 @@ class OpenDocumentHandler(JupyterHandler):
         self.redirect(url_path_join(self.base_url, "lab") + "?" + urlencode(params))
 
 
+def _tornado_protocol_hooks_available() -> bool:
+    """Whether this tornado has the (private) protocol internals :class:`RelayProtocol`
+    builds on (tornado 6.x); without them the stock protocol is used."""
+    return all(
+        callable(getattr(WebSocketProtocol13, name, None))
+        for name in ("_handle_message", "_run_callback", "_write_frame", "close")
+    )
+
+
+class RelayProtocol(WebSocketProtocol13):
+    """Tornado's RFC 6455 protocol with the relay's answers to two kinds of bad input.
+
+    * A text frame that is not UTF-8: stock tornado drops the TCP connection without a close
+      frame; here the session answers ``invalid-utf8`` and the connection stays open, as in the
+      standalone relay.
+    * A frame over ``max_message_size``: tornado closes with 1009 before reading the payload;
+      here the ``frame-too-large`` error frame goes out first (then the same 1009 close).
+    """
+
+    def _handle_message(self, opcode: int, data: bytes):
+        if opcode == 0x1 and not getattr(self, "_frame_compressed", True):
+            if self.client_terminated:
+                return None
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                return self._run_callback(self.handler.on_bad_utf8)
+            return self._run_callback(self.handler.on_message, text)
+        return super()._handle_message(opcode, data)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == 1009 and not self.server_terminated and self.stream is not None:
+            limit = self.params.max_message_size
+            try:
+                self._write_frame(
+                    True,
+                    0x1,
+                    frames.error(
+                        "frame-too-large", f"frames are limited to {limit} bytes"
+                    ).encode(),
+                )
+            except Exception:  # the stream is gone: nothing to tell
+                pass
+        super().close(code, reason)
+
+
 class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """The relay WebSocket; also the core's :class:`~.core.Transport`."""
 
@@ -195,6 +242,16 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     @property
     def max_message_size(self) -> int:  # tornado closes with 1009 above this
         return self.extension.relay.limits.max_frame_bytes
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is WebSocketProtocol13 and _tornado_protocol_hooks_available():
+            protocol.__class__ = RelayProtocol
+        return protocol
+
+    def on_bad_utf8(self) -> None:
+        if self.session is not None:
+            self.session.on_bad_utf8()
 
     @ws_authenticated
     async def get(self, doc_id: str, *args, **kwargs):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import sqlite3
 
 import pytest
 import tornado.httpclient
@@ -11,19 +14,46 @@ import tornado.websocket
 
 from secsync_jupyter.protocol import Snapshot, generate_id, verify_and_decrypt_snapshot
 
-from .util import Author, dumps
+from .util import Author, RelayClient, dumps
 
 # pytest-jupyter (loaded in tests/conftest.py) runs these coroutine tests itself, on the
 # server's event loop (so they carry no pytest.mark.asyncio: pytest-asyncio would run them on
 # another loop).
 
 
+MAX_FRAME = 16 * 1024  # the whole oversized frame fits one loopback segment
+PING_MS, PING_TIMEOUT_MS = 100, 500
+
+
 @pytest.fixture
 def jp_server_config(tmp_path):
     return {
-        "ServerApp": {"jpserver_extensions": {"secsync_jupyter": True}},
-        "SecsyncRelayExtension": {"db_path": str(tmp_path / "ext-relay.sqlite")},
+        "ServerApp": {
+            "jpserver_extensions": {"secsync_jupyter": True},
+            # Jupyter's WebSocketMixin keep-alive, short for the dead-peer test
+            "tornado_settings": {
+                "ws_ping_interval": PING_MS,
+                "ws_ping_timeout": PING_TIMEOUT_MS,
+            },
+        },
+        "SecsyncRelayExtension": {
+            "db_path": str(tmp_path / "ext-relay.sqlite"),
+            "max_frame_bytes": MAX_FRAME,
+        },
     }
+
+
+def ws_url(app, doc_id: str, **query) -> str:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"ws://127.0.0.1:{app.port}{app.base_url}secsync/{doc_id}" + (f"?{q}" if q else "")
+
+
+def db_rows(path: str) -> list:
+    with sqlite3.connect(path) as c:
+        return [
+            c.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+            for t in ("documents", "snapshots", "updates")
+        ]
 
 
 async def recv_json(ws, timeout: float = 10.0) -> dict:
@@ -120,3 +150,92 @@ async def test_open_redirect_requires_login(jp_fetch):
     assert r.code in (302, 403)
     if r.code == 302:  # to the login page, not to the document
         assert "login" in r.headers["Location"]
+
+
+async def test_extension_bad_utf8_answered_oversized_closed_others_unaffected(
+    jp_serverapp, http_server_client, jp_auth_header, tmp_path
+):
+    """Invalid UTF-8 in a text frame is answered (``invalid-utf8``) and the connection stays
+    open, as in the standalone relay (stock tornado would drop the TCP connection); a frame over
+    max_frame_bytes gets ``frame-too-large`` then close 1009 (tornado's limit). The stored
+    state and every other connection are unaffected."""
+    a = Author(generate_id())
+    headers = dict(jp_auth_header)
+    c1 = await RelayClient.open(ws_url(jp_serverapp, a.doc_id), additional_headers=headers)
+    c2 = await RelayClient.open(ws_url(jp_serverapp, a.doc_id), additional_headers=headers)
+    other_doc = Author(generate_id())
+    c3 = await RelayClient.open(ws_url(jp_serverapp, other_doc.doc_id), additional_headers=headers)
+    for c in (c1, c2, c3):
+        await c.next("document")
+    snap = a.initial_snapshot()
+    await c1.send(snap)
+    await c1.next("snapshot-saved")
+    await c2.next("snapshot")
+    db = str(tmp_path / "ext-relay.sqlite")
+    before = db_rows(db)
+
+    await c1.ws.send(b"\xc3\x28 not utf-8", text=True)
+    assert (await c1.next("error"))["code"] == "invalid-utf8"
+    await c1.roundtrip_ok()
+    assert db_rows(db) == before
+
+    await c2.send("x" * (MAX_FRAME + 1))
+    err = await c2.next("error")
+    assert err["code"] == "frame-too-large" and str(MAX_FRAME) in err["message"]
+    assert await c2.wait_closed() == 1009
+    assert db_rows(db) == before
+
+    # the others keep working: c1 writes, c3 (another document) answers
+    await c1.send(a.update(snap, 0))
+    assert (await c1.next("update-saved"))["clock"] == 0
+    await c3.roundtrip_ok()
+    c4 = await RelayClient.open(ws_url(jp_serverapp, a.doc_id), additional_headers=headers)
+    assert [u["publicData"]["clock"] for u in (await c4.next("document"))["updates"]] == [0]
+    for c in (c1, c3, c4):
+        await c.close()
+
+
+async def test_extension_keepalive_closes_a_dead_peer(
+    jp_serverapp, http_server_client, jp_auth_header
+):
+    """The handler uses Jupyter's WebSocketMixin keep-alive (``ws_ping_interval`` /
+    ``ws_ping_timeout``): a peer that stops answering pings is closed; a live one is not."""
+    doc = generate_id()
+    live = await RelayClient.open(ws_url(jp_serverapp, doc), additional_headers=jp_auth_header)
+    await live.next("document")
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_serverapp.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = f"{jp_serverapp.base_url}secsync/{doc}"
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: localhost:{jp_serverapp.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: {jp_auth_header['Authorization']}\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    # never answer: read frames until the server's close frame (opcode 8) and EOF
+    opcodes = []
+    while True:
+        hdr = await asyncio.wait_for(reader.read(2), 20)
+        if not hdr:
+            break
+        if len(hdr) == 1:
+            hdr += await reader.readexactly(1)
+        n = hdr[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(await reader.readexactly(2), "big")
+        elif n == 127:
+            n = int.from_bytes(await reader.readexactly(8), "big")
+        await reader.readexactly(n)
+        opcodes.append(hdr[0] & 0x0F)
+        if opcodes[-1] == 8:
+            break
+    writer.close()
+    assert 9 in opcodes and opcodes[-1] == 8, opcodes  # pinged, then closed
+    # the live client answered every ping and is still connected
+    await live.roundtrip_ok()
+    assert not live.closed
+    await live.close()
