@@ -38,7 +38,12 @@ _ws_log = logging.getLogger("secsync_jupyter.relay.websocket")
 _ws_log.setLevel(logging.WARNING)
 
 CLOSE_TIMEOUT = 5.0
-OP_TEXT, OP_BINARY, OP_CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+#: keep-alive defaults (seconds): a ping every PING_INTERVAL to every connection; one whose
+#: pong has not come back PING_TIMEOUT after its ping is closed (1011) and dropped
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+CLOSE_KEEPALIVE = 1011
+OP_TEXT, OP_BINARY, OP_CONT, OP_PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -58,6 +63,9 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragment_opcode = None
         self._told_too_big = False
         self._loop = asyncio.get_running_loop()
+        #: loop time of the unanswered keep-alive ping (None: no ping outstanding)
+        self._ping_sent: float | None = None
+        self._ping_data = b""
 
     # ---------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport) -> None:
@@ -175,8 +183,28 @@ class WebSocketConnection(asyncio.Protocol):
         for kind, payload in early:
             self._deliver(kind, payload)
 
+    def keepalive(self, now: float, timeout: float) -> None:
+        """Called every ping interval: ping, or drop the connection when the last ping went
+        unanswered for ``timeout`` seconds (a dead peer, or a cut TCP path)."""
+        if self._closed or self.ws.state is not OPEN:
+            return
+        if self._ping_sent is not None:
+            if now - self._ping_sent >= timeout:
+                log.info("closing a connection that did not answer a ping for %.0f s", timeout)
+                self.close(CLOSE_KEEPALIVE, "keepalive ping timeout")
+                self._abort()
+            return
+        self._ping_sent = now
+        self._ping_data = os.urandom(4)
+        self.ws.send_ping(self._ping_data)
+        self._write_protocol_data()
+
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
+        if opcode is OP_PONG:
+            if frame.data == self._ping_data:
+                self._ping_sent = None
+            return
         if opcode is OP_TEXT or opcode is OP_BINARY:
             if not frame.fin:
                 self._fragment_opcode = opcode
@@ -269,9 +297,15 @@ class StandaloneRelay:
         session_keys: Iterable[str] | None = None,
         open_access: bool = False,
         base_path: str = "/",
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float = PING_TIMEOUT,
     ):
         if session_keys is None and not open_access:
             raise ValueError("give session_keys or open_access=True")
+        #: seconds between keep-alive pings (None or 0: no pings)
+        self.ping_interval = ping_interval or None
+        self.ping_timeout = ping_timeout
+        self._keepalive: asyncio.TimerHandle | None = None
         self.relay = relay
         self.session_keys = None if open_access else frozenset(session_keys or ())
         self.base_path = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
@@ -298,12 +332,24 @@ class StandaloneRelay:
         self._server = await loop.create_server(
             lambda: WebSocketConnection(self), host, port, reuse_address=True
         )
+        if self.ping_interval:
+            self._keepalive = loop.call_later(self.ping_interval, self._ping_all)
         return self._server.sockets[0].getsockname()[1]
+
+    def _ping_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self.connections):
+            conn.keepalive(now, self.ping_timeout)
+        assert self.ping_interval
+        self._keepalive = loop.call_later(self.ping_interval, self._ping_all)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop listening, finish in-flight writes, close every connection with 1001."""
         if self._server is not None:
             self._server.close()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         await self.relay.stop(close_store=False)
         for conn in list(self.connections):
             conn.close(CLOSE_GOING_AWAY, "relay shutting down")
@@ -402,6 +448,22 @@ def build_parser() -> argparse.ArgumentParser:
         "group commit, it survives power loss (default: %(default)s)",
     )
     p.add_argument(
+        "--ping-interval",
+        type=float,
+        default=PING_INTERVAL,
+        metavar="SECONDS",
+        help="send a WebSocket ping to every connection this often, so that idle connections "
+        "survive proxies and dead peers are noticed; 0 disables (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=PING_TIMEOUT,
+        metavar="SECONDS",
+        help="close (1011) and drop a connection whose pong has not arrived this long after "
+        "the ping (default: %(default)s)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -427,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         "max_documents",
         "max_send_buffer_bytes",
     )
+    if args.ping_interval < 0:
+        p.error("--ping-interval must be 0 (off) or more")
+    if args.ping_timeout <= 0:
+        p.error("--ping-timeout must be more than 0")
     if not 0 <= args.port <= 65535:
         p.error("--port must be between 0 and 65535")
     logging.basicConfig(
@@ -475,7 +541,12 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(args, store, policy, limits, keys) -> int:
     relay = Relay(store, policy, limits)
     server = StandaloneRelay(
-        relay, session_keys=keys, open_access=args.open, base_path=args.base_path
+        relay,
+        session_keys=keys,
+        open_access=args.open,
+        base_path=args.base_path,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
     )
     try:
         port = await server.start(args.host, args.port)

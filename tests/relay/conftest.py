@@ -22,10 +22,13 @@ async def start_relay(
     limits: Limits | None = None,
     policy: AccessPolicy | None = None,
     session_keys=None,
+    **server_kw,
 ) -> RunningRelay:
     store = SQLiteStore(db)
     relay = Relay(store, policy, limits)
-    server = StandaloneRelay(relay, session_keys=session_keys, open_access=session_keys is None)
+    server = StandaloneRelay(
+        relay, session_keys=session_keys, open_access=session_keys is None, **server_kw
+    )
     port = await server.start("127.0.0.1", 0)
     return RunningRelay(server, f"ws://127.0.0.1:{port}", db)
 
