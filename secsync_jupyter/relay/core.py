@@ -484,17 +484,18 @@ class Room:
 
     def broadcast(self, pos: int | None, frame: OutFrame, exclude: Session | None) -> None:
         sessions = self.sessions
-        allowed = (
-            self.relay.policy.broadcast_access(self.doc_id, [s.identity for s in sessions])
-            if self.relay.policy_filters_broadcasts
-            else None
-        )
-        if allowed is not None:
-            for s, ok in zip(list(sessions), allowed, strict=False):
-                if not ok:
-                    s.send(frames.simple("unauthorized"))
-                    s.close(CLOSE_POLICY, "unauthorized")
-            sessions = self.sessions
+        if self.relay.policy_filters_broadcasts:
+            # every receiver, joined or joining, is checked before each broadcast
+            receivers = [*sessions, *self.joining]
+            allowed = self.relay.policy.broadcast_access(
+                self.doc_id, [s.identity for s in receivers]
+            )
+            if allowed is not None:
+                for s, ok in zip(receivers, allowed, strict=False):
+                    if not ok:
+                        s.send(frames.simple("unauthorized"))
+                        s.close(CLOSE_POLICY, "unauthorized")
+                sessions = self.sessions
         if pos is None:
             for s in sessions:
                 if s is not exclude:
