@@ -282,6 +282,9 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
               { autoClose: 8000 }
             );
           }
+          registry.settings.relaySessionKey = String(
+            settings.get('relaySessionKey').composite ?? ''
+          );
           registry.settings.snapshotEveryUpdates = Number(
             settings.get('snapshotEveryUpdates').composite ?? 100
           );

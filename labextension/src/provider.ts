@@ -246,6 +246,8 @@ export class EncryptedDocumentProvider
       signatureKeyPair,
       ydoc: this._sharedModel.ydoc,
       awareness,
+      // remote relays authenticate the connection with a session key (see settings)
+      sessionKey: pointer.relay ? registry.settings.relaySessionKey || undefined : undefined,
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
       // Send the first change after idle at once (typing latency); while an update is in

@@ -41,12 +41,18 @@ export interface IEncryptedSession {
 export interface ISettingsValues {
   /** Remote relay base (ws:// or wss://) for new encrypted notebooks; '' = this Jupyter server. */
   relayUrl: string;
+  /** sessionKey sent to remote relays (relay authentication, not a crypto key). */
+  relaySessionKey: string;
   /** Local edits between automatic snapshots. */
   snapshotEveryUpdates: number;
 }
 
 class Registry {
-  readonly settings: ISettingsValues = { relayUrl: '', snapshotEveryUpdates: 100 };
+  readonly settings: ISettingsValues = {
+    relayUrl: '',
+    relaySessionKey: '',
+    snapshotEveryUpdates: 100
+  };
 
   get sessionsChanged(): ISignal<this, void> {
     return this._sessionsChanged;

@@ -49,7 +49,6 @@ CHROMIUM_ARGS = [
 BUILT_EXTENSION = pathlib.Path(
     os.environ.get("SECSYNC_E2E_EXTENSION_DIR", REPO / "secsync_jupyter" / "labextension")
 )
-HARNESS = pathlib.Path(os.environ.get("SECSYNC_SHARED", REPO.parent / "shared")) / "harness"
 ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOT = REPO / "docs" / "img" / "two-browsers.png"
 TOKEN = secrets.token_hex(16)
@@ -140,6 +139,17 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: pathlib.Pa
     pytest.fail(f"{url} did not come up in {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+def _wait_tcp(port: int, timeout: float, proc: subprocess.Popen, log: pathlib.Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited early ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"port {port} did not open in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -166,7 +176,6 @@ class Lab:
         self.procs: list[subprocess.Popen] = []
         self.relay_mode = ""
         self.relay_url = ""  # '' = the Jupyter server's own relay
-        self.relay_files: list[pathlib.Path] = []
 
     def reset_workspace(self) -> None:
         """Forget the server-side default workspace (so a fresh browser restores no tabs)."""
@@ -185,13 +194,16 @@ class Lab:
             return json.loads(r.read() or b"{}")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+@contextlib.contextmanager
+def _lab_session(base: pathlib.Path, remote_relay: bool = False):
+    """JupyterLab (+ embedded relay) on a temporary root; with `remote_relay`, also a
+    standalone `secsync-relay` (session keys required) set as the relay for new notebooks."""
     if not pathlib.Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium")
     if not (BUILT_EXTENSION / "package.json").exists():
         pytest.fail("labextension not built: cd labextension && npm ci && npm run build")
-    base = tmp_path_factory.mktemp("e2e")
+    if not _embedded_relay_available():
+        pytest.fail("the secsync_jupyter server extension (relay) is not importable")
     lab = Lab(base)
     lab.root.mkdir()
     for d in ("data", "runtime", "config", "ipython", "workspaces", "settings", "ext", "work"):
@@ -213,62 +225,77 @@ def lab(tmp_path_factory):
         JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
-    extra_args: list[str] = []
-    if _embedded_relay_available():
-        lab.relay_mode = "embedded (secsync_jupyter server extension)"
-        relay_db = base / "work" / "relay.sqlite"
-        extra_args.append(f"--SecsyncRelayExtension.db_path={relay_db}")
-    else:
-        # The relay server extension is not in this checkout yet: use the reference relay
-        # (same wire protocol) as a remote relay, and keep its complete wire log as the
-        # "relay storage" to scan for plaintext.
-        lab.relay_mode = "reference relay (harness ref-server.mjs) as remote relay"
-        rport = _free_port()
-        wire_log = base / "work" / "relay-wire.jsonl"
-        rlog = base / "relay.log"
-        rproc = subprocess.Popen(
-            [str(HARNESS / "run.sh"), "ref-server.mjs"],
-            env={**env, "PORT": str(rport), "WIRE_LOG": str(wire_log), "QUIET": "1"},
-            stdout=rlog.open("w"),
-            stderr=subprocess.STDOUT,
-            cwd=base / "work",
-        )
-        lab.procs.append(rproc)
-        _wait_http(f"http://127.0.0.1:{rport}/health", 180, rproc, rlog)
-        lab.relay_url = f"ws://127.0.0.1:{rport}"
-        lab.relay_files.append(wire_log)
-        (settings / "secsync-jupyter").mkdir()
-        (settings / "secsync-jupyter" / "plugin.jupyterlab-settings").write_text(
-            json.dumps({"relayUrl": lab.relay_url})
-        )
-    log = base / "lab.log"
-    cmd = [
-        str(BIN / "jupyter-lab"),
-        "--no-browser",
-        "--allow-root",
-        f"--ServerApp.port={lab.port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={lab.root}",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--LabApp.extra_labextensions_path={base / 'ext'}",
-        "--LabApp.expose_app_in_browser=True",
-        *extra_args,
-        # extra server options, e.g. to compare relay settings
-        *os.environ.get("SECSYNC_E2E_LAB_ARGS", "").split(),
-    ]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=base / "work", stdout=log.open("w"), stderr=subprocess.STDOUT
-    )
-    lab.procs.append(proc)
+    lab.relay_mode = "embedded (secsync_jupyter server extension)"
+    extra_args = [f"--SecsyncRelayExtension.db_path={base / 'work' / 'relay.sqlite'}"]
+    logs = [base / "lab.log"]
     try:
-        _wait_http(f"{lab.url}api/status?token={TOKEN}", 120, proc, log)
+        if remote_relay:
+            rport = _free_port()
+            session_key = secrets.token_hex(8)
+            (base / "work" / "session-keys.txt").write_text(session_key + "\n")
+            rlog = base / "remote-relay.log"
+            logs.append(rlog)
+            rproc = subprocess.Popen(
+                [
+                    str(BIN / "secsync-relay"),
+                    f"--port={rport}",
+                    f"--db={base / 'work' / 'remote-relay.sqlite'}",
+                    f"--session-keys={base / 'work' / 'session-keys.txt'}",
+                ],
+                env=env,
+                stdout=rlog.open("w"),
+                stderr=subprocess.STDOUT,
+                cwd=base / "work",
+            )
+            lab.procs.append(rproc)
+            _wait_tcp(rport, 60, rproc, rlog)
+            lab.relay_mode = "remote (standalone secsync-relay, relayUrl setting)"
+            lab.relay_url = f"ws://127.0.0.1:{rport}"
+            (settings / "secsync-jupyter").mkdir()
+            (settings / "secsync-jupyter" / "plugin.jupyterlab-settings").write_text(
+                json.dumps({"relayUrl": lab.relay_url, "relaySessionKey": session_key})
+            )
+        cmd = [
+            str(BIN / "jupyter-lab"),
+            "--no-browser",
+            "--allow-root",
+            f"--ServerApp.port={lab.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={lab.root}",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--LabApp.extra_labextensions_path={base / 'ext'}",
+            "--LabApp.expose_app_in_browser=True",
+            *extra_args,
+            # extra server options, e.g. to compare relay settings
+            *os.environ.get("SECSYNC_E2E_LAB_ARGS", "").split(),
+        ]
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=base / "work", stdout=logs[0].open("w"), stderr=subprocess.STDOUT
+        )
+        lab.procs.append(proc)
+        _wait_http(f"{lab.url}api/status?token={TOKEN}", 120, proc, logs[0])
         yield lab
     finally:
         for p in reversed(lab.procs):
             _stop(p)
         ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copy(log, ARTIFACTS / "e2e-lab.log")
+        for log in logs:
+            if log.exists():
+                suffix = "-remote" if remote_relay else ""
+                shutil.copy(log, ARTIFACTS / f"e2e{suffix}-{log.name}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with _lab_session(tmp_path_factory.mktemp("e2e")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def lab_remote(tmp_path_factory):
+    with _lab_session(tmp_path_factory.mktemp("e2e-remote"), remote_relay=True) as lab:
+        yield lab
 
 
 # ----------------------------------------------------------------------------------------
@@ -478,14 +505,7 @@ def test_two_browsers_encrypted_notebook(lab):
             parsed = urllib.parse.urlsplit(link)
             assert parsed.path.endswith(f"/secsync/open/{pointer['docId']}"), link
             assert parsed.fragment.startswith("key="), link
-            if lab.relay_url:
-                # what <base_url>secsync/open/<docId> redirects to (docs/share-links.md);
-                # the reference relay does not serve Jupyter's HTTP routes.
-                q = {"secsync-doc": pointer["docId"], "secsync-relay": lab.relay_url}
-                b_url = f"{lab.url}lab?{urllib.parse.urlencode(q)}&token={TOKEN}#{parsed.fragment}"
-            else:
-                sep = "&" if parsed.query else "?"
-                b_url = link.replace("#", f"{sep}token={TOKEN}#", 1)
+            b_url = _with_token(link)
 
             # --- B (separate storage): open the link, see the canary.
             b.goto(b_url)
@@ -665,13 +685,87 @@ def test_two_browsers_encrypted_notebook(lab):
     # relay's storage. The relay storage must exist and hold the document (else this check
     # would prove nothing).
     server_side = [lab.base / d for d in ("root", "data", "runtime", "config", "ipython", "work")]
-    relay_storage = [p for p in (lab.base / "work").rglob("*") if p.is_file()]
+    relay_storage = _relay_storage(lab.base / "work" / "relay.sqlite")
     assert relay_storage, "no relay storage found"
     assert any(pointer["docId"].encode() in p.read_bytes() for p in relay_storage)
     assert scan_for(canary.encode(), server_side) == []
     assert scan_for(from_b.encode(), server_side) == []
     plain_hits = scan_for(plain_canary.encode(), [lab.root])
     print(f"plaintext RTC notebook content found on the server in: {plain_hits}")
+
+
+def test_remote_relay_setting(lab_remote):
+    """New notebooks use the relay of the `relayUrl` setting (a standalone secsync-relay that
+    requires a session key): pointer file and share link name it, a second browser opens the
+    link and edits through it; only that relay stores the document, as ciphertext."""
+    from playwright.sync_api import sync_playwright
+
+    lab = lab_remote
+    canary = f"REMOTECANARY-{secrets.token_hex(6)}"
+    from_b = f"REMOTEB-{secrets.token_hex(4)}"
+    logs: list[str] = []
+    print(f"\nrelay: {lab.relay_mode}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            _, a = _new_page(browser, "A", logs)
+            _, b = _new_page(browser, "B", logs)
+            a.goto(f"{lab.url}lab/workspaces/a?token={TOKEN}")
+            _wait_app(a)
+            a.evaluate(
+                "async () => { await window.jupyterapp.commands.execute('secsync:new-notebook'); }"
+            )
+            a.wait_for_selector(".jp-secsync-StatusItem[data-state='synced']", timeout=30_000)
+            (pointer_file,) = lab.root.glob("*.secnb")
+            pointer = json.loads(pointer_file.read_text())
+            assert pointer["relay"] == lab.relay_url, pointer
+            _focus_end_of_cell(a, 0)
+            a.keyboard.type(f"s = '{canary}'")
+            link = a.evaluate(
+                "async () => { const p = window.jupyterapp.commands.execute("
+                "'secsync:copy-share-link'); "
+                "await new Promise(r => setTimeout(r, 300)); "
+                "return document.querySelector('.jp-secsync-ShareLink').value; }"
+            )
+            a.keyboard.press("Escape")
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+            assert query == {"relay": [lab.relay_url]}, link
+            b.goto(_with_token(link))
+            _wait_app(b)
+            _wait_cell_text(b, 0, canary, timeout=60_000)
+            _focus_end_of_cell(b, 0)
+            b.keyboard.type(f" # {from_b}")
+            _wait_cell_text(a, 0, from_b)
+            a.wait_for_selector(".jp-secsync-StatusItem[data-state='synced']")
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            for name, page in (("A", a), ("B", b)):
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=ARTIFACTS / f"e2e-remote-{name}-failure.png")
+            raise
+        finally:
+            browser.close()
+            ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "e2e-remote-console.log").write_text("\n".join(logs))
+
+    remote = _relay_storage(lab.base / "work" / "remote-relay.sqlite")
+    embedded = _relay_storage(lab.base / "work" / "relay.sqlite")
+    assert any(pointer["docId"].encode() in p.read_bytes() for p in remote)
+    assert not any(pointer["docId"].encode() in p.read_bytes() for p in embedded)
+    server_side = [lab.base / d for d in ("root", "data", "runtime", "config", "ipython", "work")]
+    assert scan_for(canary.encode(), server_side) == []
+    assert scan_for(from_b.encode(), server_side) == []
+
+
+def _relay_storage(db: pathlib.Path) -> list[pathlib.Path]:
+    """The SQLite database and its -wal/-shm companions."""
+    return [p for p in db.parent.glob(db.name + "*") if p.is_file()]
+
+
+def _with_token(link: str) -> str:
+    """The share link, authenticated for a browser without a Jupyter login cookie."""
+    sep = "&" if urllib.parse.urlsplit(link).query else "?"
+    return link.replace("#", f"{sep}token={TOKEN}#", 1)
 
 
 async def _python_client_roundtrip(link: str, text: str) -> str:
