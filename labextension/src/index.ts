@@ -28,6 +28,7 @@ import { PageConfig, PathExt, URLExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
 import type * as nbformat from '@jupyterlab/nbformat';
 import {
   INotebookCellExecutor,
@@ -238,7 +239,14 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
   description: 'End-to-end encrypted notebooks (Secsync): commands, status, share links.',
   autoStart: true,
   requires: [ITranslator, IDocumentManager, INotebookWidgetFactory, INotebookTracker],
-  optional: [ISettingRegistry, IStatusBar, ICommandPalette, IDefaultFileBrowser, ILabShell],
+  optional: [
+    ISettingRegistry,
+    IStatusBar,
+    ICommandPalette,
+    IDefaultFileBrowser,
+    ILabShell,
+    ILauncher
+  ],
   activate: async (
     app: JupyterFrontEnd,
     translator: ITranslator,
@@ -249,7 +257,8 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
     fileBrowser: IDefaultFileBrowser | null,
-    labShell: ILabShell | null
+    labShell: ILabShell | null,
+    launcher: ILauncher | null
   ) => {
     const trans = translator.load(TRANSLATION_DOMAIN);
     const contents = app.serviceManager.contents;
@@ -316,21 +325,15 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     };
     const cwd = () => fileBrowser?.model.path ?? '';
 
-    async function exists(path: string): Promise<boolean> {
-      try {
-        await contents.get(path, { content: false });
-        return true;
-      } catch {
-        return false;
-      }
-    }
-
     async function uniquePath(dir: string, stem: string): Promise<string> {
-      for (let i = 0; i < 1000; i++) {
+      const listing = await contents.get(dir, { content: true });
+      const taken = new Set(
+        ((listing.content as Contents.IModel[]) ?? []).map(item => item.name.toLowerCase())
+      );
+      for (let i = 0; i < 10000; i++) {
         const name = i === 0 ? `${stem}${POINTER_EXTENSION}` : `${stem} ${i}${POINTER_EXTENSION}`;
-        const path = dir ? PathExt.join(dir, name) : name;
-        if (!(await exists(path))) {
-          return path;
+        if (!taken.has(name.toLowerCase())) {
+          return dir ? PathExt.join(dir, name) : name;
         }
       }
       throw new Error('no free file name');
@@ -423,15 +426,23 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       caption: trans.__(
         'Create an encrypted copy (.secnb) in the browser; the original .ipynb is left untouched'
       ),
-      isEnabled: () => {
+      isEnabled: args => {
+        if (args.path || args.fromFileBrowser) {
+          return true;
+        }
         const w = currentDocWidget();
         return !!w && w instanceof NotebookPanel && !registry.isEncrypted(w.context.model.sharedModel as any);
       },
       execute: async args => {
         let sourcePath: string;
         let content: nbformat.INotebookContent;
-        if (typeof args.path === 'string' && args.path) {
-          sourcePath = args.path;
+        let requested = typeof args.path === 'string' ? args.path : '';
+        if (!requested && args.fromFileBrowser && fileBrowser) {
+          const item = fileBrowser.selectedItems().next();
+          requested = item && !item.done ? item.value.path : '';
+        }
+        if (requested) {
+          sourcePath = requested;
           const model = await contents.get(sourcePath, { type: 'notebook', content: true });
           content = model.content as nbformat.INotebookContent;
         } else {
@@ -563,6 +574,10 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       ]) {
         palette.addItem({ command, category, args: { isPalette: true } });
       }
+    }
+
+    if (launcher) {
+      launcher.add({ command: CommandIDs.newNotebook, category: 'Notebook', rank: 100 });
     }
 
     // Status bar.

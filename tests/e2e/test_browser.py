@@ -665,6 +665,18 @@ def test_two_browsers_encrypted_notebook(lab):
             copy = json.loads((lab.root / "plain.secnb").read_text())
             assert copy["format"] == "secsync-notebook" and copy["docId"] != pointer["docId"]
             assert plain_path.read_bytes() == before
+            # ... and from the file browser's context menu on the .ipynb
+            a.click(
+                ".jp-DirListing-item[data-file-type='notebook'] >> text=plain.ipynb", button="right"
+            )
+            a.click(".lm-Menu-content >> text=Encrypt a Copy of This Notebook")
+            a.wait_for_function(
+                "() => window.secsyncJupyter.registry.all().some(s => s.path === 'plain 1.secnb'"
+                " && s.status.loaded)",
+                timeout=30_000,
+            )
+            _wait_cell_text(a, 0, plain_canary)
+            assert plain_path.read_bytes() == before
             ctx_a.close()
             ctx_b.close()
         except Exception:
