@@ -1,19 +1,29 @@
 # secsync-jupyter — everything a fresh machine needs goes through these targets.
+#   make run    set up everything and start JupyterLab with encrypted collaboration
+#   make test   set up everything and run the whole test suite
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8888
+ROOT_DIR ?= $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test setup lint pytest js-test labextension browser demo clean
+.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean
 
 ## make run: set everything up and start JupyterLab with encrypted collaboration
-run: setup
-	$(BIN)/python -m secsync_jupyter demo
+##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default)
+run: setup labextension
+	@echo "Starting JupyterLab with encrypted collaboration on http://127.0.0.1:$(PORT)/lab"
+	@echo "(File > New > Encrypted Notebook; the relay database is .secsync/relay.sqlite)"
+	mkdir -p .secsync
+	$(BIN)/jupyter-lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	  --ServerApp.root_dir="$(ROOT_DIR)" \
+	  --SecsyncRelayExtension.db_path="$(CURDIR)/.secsync/relay.sqlite"
 
 ## make test: set everything up and run the whole test suite
-test: setup lint pytest js-test
+test: setup labextension browser lint pytest js-test
 
 setup: $(STAMP)
 
@@ -23,23 +33,51 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+labextension/node_modules/.installed: labextension/package.json labextension/package-lock.json
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+LABEXT_SRC := $(shell find labextension/src labextension/style labextension/schema -type f 2>/dev/null) \
+	labextension/package.json labextension/tsconfig.json
+
+## the prebuilt JupyterLab extension (secsync_jupyter/labextension), linked into the venv
+secsync_jupyter/labextension/package.json: labextension/node_modules/.installed $(LABEXT_SRC) | setup
+	cd labextension && npm run build
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+
+labextension: secsync_jupyter/labextension/package.json
+
+## Chromium from Debian's packages, for the end-to-end browser tests
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-pytest: setup
+## every Python test, including the Chromium end-to-end tests
+pytest: setup labextension browser
 	$(BIN)/python -m pytest -q
-
-labextension/node_modules/.installed: labextension/package.json labextension/package-lock.json
-	cd labextension && npm ci --no-audit --no-fund --loglevel=error
-	touch $@
 
 ## JS unit, vector and engine tests of the browser client (vitest)
 js-test: labextension/node_modules/.installed
 	cd labextension && npx tsc -p test/tsconfig.json && npx vitest run
 
+e2e: setup labextension browser
+	$(BIN)/python -m pytest -m browser tests/e2e -q -s
+
 demo: setup
 	$(BIN)/python -m secsync_jupyter demo
 
+relay: setup
+	$(BIN)/secsync-relay --host 127.0.0.1 --port 8765 --db .secsync/relay.sqlite --open
+
+bench: setup
+	$(BIN)/python benchmarks/protocol_bench.py
+	$(BIN)/python benchmarks/relay_bench.py
+	$(BIN)/python benchmarks/load_bench.py
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info labextension/node_modules labextension/lib secsync_jupyter/labextension

@@ -153,6 +153,29 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     progress = [];
   });
 
+  test('batchDelayMs 0 sends the edits of one task as one update, without waiting for a timer', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const a = makePeer(relay.base, docId, key, { batchDelayMs: 0 });
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, 'first ');
+    await a.client.synced(); // the initial snapshot
+    const before = a.client.stats.updatesSent;
+    // three edits in the same task: one update, sent from a microtask
+    a.text.insert(a.text.length, 'x');
+    a.text.insert(a.text.length, 'y');
+    a.text.insert(a.text.length, 'z');
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(a.client.stats.updatesSent).toBe(before + 1);
+    await a.client.synced();
+    const b = makePeer(relay.base, docId, key);
+    b.client.connect();
+    await b.client.loaded;
+    expect(b.text.toString()).toBe('first xyz');
+  });
+
   test('two clients both start a brand-new document at once', async () => {
     const docId = generateId();
     const key = generateKey();

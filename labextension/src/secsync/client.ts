@@ -276,6 +276,7 @@ export class SecsyncYjsClient {
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private batchTimer: ReturnType<typeof setTimeout> | null = null;
   private batchReady = false;
+  private batchMicrotask = false;
 
   private incoming: ServerFrame[] = [];
   private pending: Uint8Array[] = [];
@@ -1251,7 +1252,18 @@ export class SecsyncYjsClient {
       return;
     }
     this.pending.push(update);
-    if (!this.batchTimer) {
+    if (this.opts.batchDelayMs === 0) {
+      // no batching window: flush in a microtask, i.e. right after the current task's
+      // synchronous edits (a timer would wait for the editor's per-keystroke work and a frame)
+      if (!this.batchMicrotask) {
+        this.batchMicrotask = true;
+        queueMicrotask(() => {
+          this.batchMicrotask = false;
+          this.batchReady = true;
+          this.schedule();
+        });
+      }
+    } else if (!this.batchTimer) {
       this.batchTimer = setTimeout(() => {
         this.batchTimer = null;
         this.batchReady = true;
