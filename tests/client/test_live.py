@@ -200,7 +200,7 @@ async def test_no_access_and_unauthorized(relay):
 
 async def test_reference_client_reads_and_writes_our_documents(relay, ref_client):
     """Interop: the reference 0.5.0 client (Yjs v1 mode) and ours read each other's edits."""
-    doc_id, key = generate_id(), new_document_key()
+    doc_id, key = f"doc-{generate_id()}", new_document_key()  # no leading "-" for the CLI
     async with open_document(relay.url, doc_id, key) as a:
         t = a.doc.get("content", type=Text)
         t += "from python;"
@@ -219,7 +219,7 @@ async def test_reference_client_reads_and_writes_our_documents(relay, ref_client
 
 
 async def test_we_read_a_document_made_by_the_reference_client(relay, ref_client):
-    doc_id, key = generate_id(), new_document_key()
+    doc_id, key = f"doc-{generate_id()}", new_document_key()  # no leading "-" for the CLI
     code, _, err = await ref_client(relay.url, doc_id, key.hex(), "--yjs-v1", "--edits", "4")
     assert code == 0, err
     async with open_document(relay.url, doc_id, key) as b:
