@@ -54,9 +54,16 @@ def verify_pool() -> ThreadPoolExecutor:
 class SyncFailed(RuntimeError):
     """The document failed (an error code from the checklist) or access was refused."""
 
-    def __init__(self, message: str, errors: list[ProtocolError] | None = None):
+    def __init__(
+        self,
+        message: str,
+        errors: list[ProtocolError] | None = None,
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.errors = list(errors or [])
+        #: the HTTP status when the server refused the WebSocket handshake (401, 403, 404…)
+        self.status = status
 
     @property
     def code(self) -> str | None:
@@ -66,6 +73,24 @@ class SyncFailed(RuntimeError):
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def _is_jupyter_relay(url: str) -> bool:
+    """The relay inside Jupyter Server (``ws(s)://host<base_url>secsync``)."""
+    return urlsplit(url).path.rstrip("/").endswith("/secsync")
+
+
+#: handshake refusals that retrying cannot fix (the document fails with a clear error)
+_REFUSALS = {
+    400: "the server rejected the request (HTTP 400)",
+    401: "the server refused the connection (HTTP 401): missing or wrong Jupyter token"
+    " (pass token=… or set JUPYTER_TOKEN)",
+    403: "the server refused the connection (HTTP 403): missing or wrong Jupyter token, or"
+    " no permission for the secsync relay (pass token=… or set JUPYTER_TOKEN)",
+    404: "no relay at this URL (HTTP 404): check the server URL and its base_url, and that"
+    " the secsync_jupyter server extension is enabled",
+    405: "not a WebSocket endpoint (HTTP 405): check the relay URL",
+}
 
 
 def backoff_delay(retries: int, cap: float = 30.0) -> float:
@@ -126,6 +151,8 @@ class SecsyncDocument:
         self.max_backoff = max_backoff
         self.open_timeout = open_timeout
         self._headers = dict(headers or {})
+        if token is None and _is_jupyter_relay(self.relay_url):
+            token = os.environ.get("JUPYTER_TOKEN") or None
         if token:
             self._headers["Authorization"] = f"token {token}"
         self.adapter = YDocAdapter(self.doc, self._on_local_update, self._on_ephemeral)
@@ -151,6 +178,8 @@ class SecsyncDocument:
         self._listeners: list[Callable[[], Any]] = []
         #: the URL of the latest connection attempt (without secrets: the key never leaves)
         self.last_url: str | None = None
+        #: (HTTP status, message) when the server refused the WebSocket handshake
+        self.refusal: tuple[int, str] | None = None
         self._snapshot_waiters: list[list[str]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -199,6 +228,12 @@ class SecsyncDocument:
         active = self.engine.active
         return active.copy() if active is not None else None
 
+    @property
+    def last_url_redacted(self) -> str:
+        """The latest connection URL without its query (no session key in messages)."""
+        url = self.last_url or f"{self.relay_url}/{self.doc_id}"
+        return url.split("?", 1)[0]
+
     def on_change(self, callback: Callable[..., Any]) -> Callable[[], None]:
         """Call ``callback(kind)`` after remote changes are applied; returns an unsubscribe."""
         self._change_callbacks.append(callback)
@@ -229,6 +264,9 @@ class SecsyncDocument:
 
     def _check_failed(self) -> None:
         state = self.engine.state
+        if state == NO_ACCESS and self.refusal is not None:
+            status, message = self.refusal
+            raise SyncFailed(f"{message}: {self.last_url_redacted}", self.engine.errors, status)
         if state == FAILED:
             raise SyncFailed(
                 f"document {self.doc_id} failed: "
@@ -461,6 +499,16 @@ class SecsyncDocument:
                         sender.cancel()
             except asyncio.CancelledError:
                 raise
+            except websockets.exceptions.InvalidStatus as exc:
+                status = exc.response.status_code
+                message = _REFUSALS.get(status)
+                if message is None and 400 <= status < 500 and status not in (408, 429):
+                    message = f"the server refused the connection (HTTP {status})"
+                if message is not None:  # retrying cannot help: fail with a clear error
+                    log.warning("secsync %s: %s", self.doc_id, message)
+                    self.refusal = (status, message)
+                    self.engine.no_access(f"http-{status}")
+                log.debug("secsync %s: connection error %r", self.doc_id, exc)
             except Exception as exc:  # connection refused, closed, timeout, bad handshake
                 log.debug("secsync %s: connection error %r", self.doc_id, exc)
             self._ws = None

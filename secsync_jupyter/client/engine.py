@@ -476,8 +476,14 @@ class SyncEngine:
             self.flush()
 
     def _on_no_access(self, obj: Mapping[str, Any]) -> None:
+        self.no_access(obj["type"])
+
+    def no_access(self, reason: str) -> None:
+        """Access refused (an ``unauthorized`` frame, or the transport's HTTP 401/403)."""
+        if self.state in (FAILED, CLOSED):
+            return
         self.state = NO_ACCESS
-        self._emit("state", state=self.state, reason=obj["type"])
+        self._emit("state", state=self.state, reason=reason)
 
     def _on_document_error(self, obj: Mapping[str, Any]) -> None:
         self.state = FAILED

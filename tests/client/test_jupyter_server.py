@@ -1,0 +1,100 @@
+"""The kernel use case: the Python client talks to the relay inside Jupyter Server.
+
+A kernel does not know the server's URL or token by itself: the user passes a share link
+(``http(s)://host<base_url>secsync/open/<docId>#key=…``) and the token (``token=`` or the
+``JUPYTER_TOKEN`` environment variable). Here the share link points at the pytest-jupyter
+server, two clients converge through it, and a wrong or missing token is refused quickly
+with a clear error instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pycrdt import Text
+
+from secsync_jupyter import new_document_key, open_document, open_notebook
+from secsync_jupyter.client import SyncFailed
+from secsync_jupyter.protocol import generate_id
+from secsync_jupyter.sharelink import format_share_link, parse_share_link
+
+from .util import until
+
+# pytest-jupyter (loaded in tests/conftest.py) runs these coroutine tests itself, on the
+# server's event loop; the client must run on that loop too (no pytest.mark.asyncio).
+
+
+@pytest.fixture
+def jp_server_config(tmp_path):
+    return {
+        "ServerApp": {"jpserver_extensions": {"secsync_jupyter": True}},
+        "SecsyncRelayExtension": {"db_path": str(tmp_path / "ext-relay.sqlite")},
+    }
+
+
+@pytest.fixture
+def server_url(jp_serverapp, http_server, jp_http_port, jp_base_url):
+    """The server's URL, as a user copies it from the browser (``http_server`` listens)."""
+    return f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+
+
+@pytest.fixture
+def token(jp_serverapp):
+    return jp_serverapp.identity_provider.token
+
+
+async def test_two_kernels_edit_one_notebook_through_jupyter_server(server_url, token):
+    doc_id, key = generate_id(), new_document_key()
+    link = format_share_link(doc_id, key, server_url=server_url)
+    parsed = parse_share_link(link)
+    assert parsed.relay_url == f"ws{server_url[4:]}secsync"
+    async with open_notebook(link, token=token, open_timeout=20) as a:
+        assert a.document.last_url.startswith(f"{parsed.relay_url}/{doc_id}?")
+        assert token not in a.document.last_url  # the token goes in a header, not the URL
+        a.add_markdown_cell("# Hello from a kernel")
+        await a.synced(30)
+        async with open_notebook(parsed.relay_url, doc_id, key, token=token) as b:
+            assert [c.source for c in b.cells] == ["# Hello from a kernel"]
+            for i in range(3):
+                a.add_code_cell(f"a = {i}")
+                b.add_code_cell(f"b = {i}")
+            await asyncio.gather(a.synced(30), b.synced(30))
+            await until(lambda: a.to_dict() == b.to_dict() and len(a.cells) == 7, a, b, timeout=30)
+            assert {pk for c in a.collaborators for pk in [c.pub_key]} >= {a.document.pub_key}
+            assert a.errors == [] and b.errors == []
+
+
+async def test_token_from_the_environment(server_url, token, monkeypatch):
+    monkeypatch.setenv("JUPYTER_TOKEN", token)
+    link = format_share_link(generate_id(), new_document_key(), server_url=server_url)
+    async with open_document(link, open_timeout=20) as d:
+        d.doc.get("content", type=Text).insert(0, "hi")
+        await d.synced(30)
+
+
+@pytest.mark.parametrize("bad", [None, "wrong-token"])
+async def test_missing_or_wrong_token_is_refused(server_url, bad, monkeypatch):
+    monkeypatch.delenv("JUPYTER_TOKEN", raising=False)
+    link = format_share_link(generate_id(), new_document_key(), server_url=server_url)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(SyncFailed) as info:
+        await asyncio.wait_for(open_document(link, token=bad, open_timeout=20), 60)
+    assert loop.time() - t0 < 30  # refused, not retried until a timeout
+    message = str(info.value)
+    assert "403" in message and "token" in message
+    assert info.value.status == 403
+
+
+async def test_the_relay_url_of_another_server_path_is_a_clear_error(server_url, token):
+    # a typo in the base URL: the server answers 404, which must not be retried forever
+    with pytest.raises(SyncFailed) as info:
+        await asyncio.wait_for(
+            open_document(
+                f"ws{server_url[4:]}nope/secsync", generate_id(), new_document_key(), token=token
+            ),
+            60,
+        )
+    assert info.value.status == 404
+    assert "404" in str(info.value)
