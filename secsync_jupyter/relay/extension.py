@@ -56,9 +56,10 @@ class SecsyncRelayExtension(ExtensionApp):
         list(SYNCHRONOUS_MODES),
         default_value="normal",
         config=True,
-        help="SQLite synchronous mode: 'normal' (an acknowledged write is committed and survives "
-        "a crash of the server process; the WAL is flushed to disk every 0.5 s) or 'full' (one "
-        "fsync per group commit: it survives power loss).",
+        help="SQLite synchronous mode (WAL): 'normal' (no fsync on commit: an acknowledged write "
+        "survives a crash of the server process, but an OS crash or power loss may lose the "
+        "commits since the last checkpoint, about every 0.5 s) or 'full' (an fsync per group "
+        "commit before its acknowledgements: it survives power loss). See docs/relay.md.",
     )
     max_frame_bytes = Int(Limits.max_frame_bytes, config=True, help="Largest accepted frame.")
     max_connections_per_document = Int(

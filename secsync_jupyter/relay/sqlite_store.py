@@ -111,11 +111,12 @@ def _fail(code: str, message: str) -> SaveResult:
 
 
 class SQLiteStore(RelayStore):
-    """See the module docs. ``synchronous`` is ``"normal"`` (default: an acknowledged write
-    is committed to the WAL and survives any crash of the relay process; the reader thread's
-    checkpoints flush the WAL to disk every ``CHECKPOINT_INTERVAL``, bounding what an OS crash
-    or power loss can lose) or ``"full"``/``"extra"`` (one fsync per group commit: an
-    acknowledged write survives a power loss; slower tail latency on slow disks)."""
+    """See the module docs. ``synchronous`` is ``"normal"`` (the default: a commit writes the
+    WAL without fsync, so an acknowledged write survives any crash of the relay process, but an
+    OS crash or power loss may lose the commits since the last checkpoint's WAL sync; the reader
+    thread checkpoints every ``CHECKPOINT_INTERVAL``) or ``"full"``/``"extra"`` (the WAL is
+    fsynced on every group commit before its acknowledgements: an acknowledged write survives a
+    power loss). docs/relay.md "Durability" has measurements."""
 
     def __init__(
         self, path: str | os.PathLike, *, synchronous: str = "normal", max_batch: int = 512

@@ -443,9 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--synchronous",
         choices=SYNCHRONOUS_MODES,
         default="normal",
-        help="SQLite synchronous mode: normal = an acknowledged write is committed and "
-        "survives a relay crash, the WAL is flushed to disk every 0.5 s; full = one fsync per "
-        "group commit, it survives power loss (default: %(default)s)",
+        help="SQLite synchronous mode (WAL): normal = no fsync on commit, an acknowledged "
+        "write survives a relay crash but an OS crash or power loss may lose the commits since "
+        "the last checkpoint (about every 0.5 s); full = an fsync per group commit before its "
+        "acknowledgements, it survives power loss; extra = full (default: %(default)s)",
     )
     p.add_argument(
         "--ping-interval",
