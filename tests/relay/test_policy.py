@@ -3,6 +3,7 @@ traitlets, and the extension enabled on install."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -59,13 +60,34 @@ async def test_broadcast_access_consulted_before_each_broadcast(relays):
     await writer.send(a.ephemeral())
     await reader.next("ephemeral-message")
     assert policy.calls == calls + 2
-    # a muted connection that joins is refused at the next broadcast
+    # a muted connection that has joined is refused at the next broadcast
     late = await RelayClient.open(url_for(r.url, a.doc_id, "muted"))
     await late.next("document")
     await writer.send(a.update(snap, 1))
     await late.next("unauthorized")
     assert await late.wait_closed() == 1008
     await reader.next("update")
+    # ... and so is one still joining (its document frame not read yet): it gets nothing
+    store = r.relay.store
+    read_document, reading, release = store.read_document, asyncio.Event(), asyncio.Event()
+
+    async def held_read(*args):
+        reading.set()
+        await release.wait()
+        return await read_document(*args)
+
+    store.read_document = held_read
+    joining = await RelayClient.open(url_for(r.url, a.doc_id, "muted"))
+    await reading.wait()
+    assert len(r.relay.rooms[a.doc_id].joining) == 1
+    await writer.send(a.update(snap, 2))
+    await writer.next("update-saved")
+    await joining.next("unauthorized")
+    release.set()  # (the relay reads the close handshake once the join is over)
+    store.read_document = read_document
+    assert await joining.wait_closed() == 1008
+    assert [f["type"] for f in joining.frames] == ["unauthorized"]
+    assert (await reader.next("update"))["publicData"]["clock"] == 2
 
 
 def test_extension_policy_traitlets(tmp_path):
