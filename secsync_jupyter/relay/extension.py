@@ -54,12 +54,13 @@ class SecsyncRelayExtension(ExtensionApp):
     )
     synchronous = Enum(
         list(SYNCHRONOUS_MODES),
-        default_value="normal",
+        default_value="full",
         config=True,
-        help="SQLite synchronous mode (WAL): 'normal' (no fsync on commit: an acknowledged write "
+        help="SQLite synchronous mode (WAL): 'full' (the default: an fsync per group commit "
+        "before its acknowledgements, an acknowledged write survives power loss) or 'normal' "
+        "(no fsync on commit: an acknowledged write "
         "survives a crash of the server process, but an OS crash or power loss may lose the "
-        "commits since the last checkpoint, about every 0.5 s) or 'full' (an fsync per group "
-        "commit before its acknowledgements: it survives power loss). See docs/relay.md.",
+        "commits since the last checkpoint, about every 0.5 s). See docs/relay.md.",
     )
     max_frame_bytes = Int(Limits.max_frame_bytes, config=True, help="Largest accepted frame.")
     max_connections_per_document = Int(

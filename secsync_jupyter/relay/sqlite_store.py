@@ -111,16 +111,14 @@ def _fail(code: str, message: str) -> SaveResult:
 
 
 class SQLiteStore(RelayStore):
-    """See the module docs. ``synchronous`` is ``"normal"`` (the default: a commit writes the
-    WAL without fsync, so an acknowledged write survives any crash of the relay process, but an
-    OS crash or power loss may lose the commits since the last checkpoint's WAL sync; the reader
-    thread checkpoints every ``CHECKPOINT_INTERVAL``) or ``"full"``/``"extra"`` (the WAL is
-    fsynced on every group commit before its acknowledgements: an acknowledged write survives a
-    power loss). docs/relay.md "Durability" has measurements."""
+    """See the module docs. ``synchronous`` is ``"full"``/``"extra"`` (the default: the WAL is
+    fsynced on every group commit before its acknowledgements, so an acknowledged write
+    survives a power loss) or ``"normal"`` (a commit writes the WAL without fsync: an
+    acknowledged write survives any crash of the relay process, but an OS crash or power loss
+    may lose the commits since the last checkpoint's WAL sync; the reader thread checkpoints
+    every ``CHECKPOINT_INTERVAL``). docs/relay.md "Durability" has measurements."""
 
-    def __init__(
-        self, path: str | os.PathLike, *, synchronous: str = "normal", max_batch: int = 512
-    ):
+    def __init__(self, path: str | os.PathLike, *, synchronous: str = "full", max_batch: int = 512):
         self.path = os.fspath(path)
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")

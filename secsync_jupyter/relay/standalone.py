@@ -442,11 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--synchronous",
         choices=SYNCHRONOUS_MODES,
-        default="normal",
-        help="SQLite synchronous mode (WAL): normal = no fsync on commit, an acknowledged "
-        "write survives a relay crash but an OS crash or power loss may lose the commits since "
-        "the last checkpoint (about every 0.5 s); full = an fsync per group commit before its "
-        "acknowledgements, it survives power loss; extra = full (default: %(default)s)",
+        default="full",
+        help="SQLite synchronous mode (WAL): full = an fsync per group commit before its "
+        "acknowledgements, an acknowledged write survives power loss; normal = no fsync on "
+        "commit, an acknowledged write survives a relay crash but an OS crash or power loss "
+        "may lose the commits since the last checkpoint (about every 0.5 s); extra = full "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--ping-interval",
