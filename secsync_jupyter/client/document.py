@@ -51,6 +51,72 @@ def verify_pool() -> ThreadPoolExecutor:
     return _VERIFY_POOL
 
 
+_PROCESS_POOL: Any = None
+#: ``document`` frames with at least this many updates are checked in worker processes
+#: (no GIL: both cores verify); ``None`` disables the process pool (threads only)
+PROCESS_MIN_UPDATES: int | None = 20_000
+
+
+def process_pool():
+    """The shared process pool for very large frames (``spawn``: safe in a kernel).
+
+    Started on first use and kept: spawning costs about half a second once.
+    """
+    global _PROCESS_POOL
+    if _PROCESS_POOL is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _PROCESS_POOL = ProcessPoolExecutor(
+            max(2, min(4, os.cpu_count() or 2)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_warm_worker,
+        )
+    return _PROCESS_POOL
+
+
+def _warm_worker() -> None:
+    from . import engine, ydoc  # noqa: F401
+
+
+def _picklable(fn: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(fn)
+        return True
+    except Exception:
+        return False
+
+
+def precheck_frame(engine: SyncEngine, obj: Mapping[str, Any]):
+    """Verify a large ``document`` frame's updates ahead of :meth:`SyncEngine.receive`.
+
+    Blocking (run it off the event loop). Very large frames go to worker processes, others
+    to the verify threads; if the process pool is unusable, threads it is.
+    """
+    updates = obj.get("updates")
+    n = len(updates) if isinstance(updates, list) else 0
+    if (
+        PROCESS_MIN_UPDATES is not None
+        and n >= PROCESS_MIN_UPDATES
+        and _picklable(engine.adapter.deserialize_changes)
+    ):
+        try:
+            return engine.precheck_in_processes(obj, process_pool().submit)
+        except Exception:  # e.g. a broken pool (a worker was killed): use threads
+            log.warning("secsync: the process pool failed; verifying in threads", exc_info=True)
+            _reset_process_pool()
+    return engine.precheck(obj, verify_pool().map)
+
+
+def _reset_process_pool() -> None:
+    global _PROCESS_POOL
+    pool, _PROCESS_POOL = _PROCESS_POOL, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 class SyncFailed(RuntimeError):
     """The document failed (an error code from the checklist) or access was refused."""
 
@@ -533,7 +599,7 @@ class SecsyncDocument:
                 return
             precheck = None
             if obj.get("type") == "document":
-                precheck = await loop.run_in_executor(None, lambda: engine.precheck(obj, pool.map))
+                precheck = await loop.run_in_executor(None, precheck_frame, engine, obj)
             engine.receive(obj, precheck)
         else:
             engine.receive(frame)

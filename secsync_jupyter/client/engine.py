@@ -29,6 +29,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..protocol import (
@@ -243,6 +244,49 @@ class Precheck:
 
     snapshot_id: str | None
     results: list[tuple[Any, int, Any]]
+
+
+class _PrecheckedPublicData:
+    """What the engine reads of an update's publicData after another process checked it."""
+
+    __slots__ = ("clock", "pub_key", "raw")
+
+    def __init__(self, pub_key: str, clock: int, raw: Mapping[str, Any]):
+        self.pub_key, self.clock, self.raw = pub_key, clock, raw
+
+
+class _Prechecked:
+    __slots__ = ("ciphertext", "public_data")
+
+    def __init__(self, public_data: _PrecheckedPublicData, ciphertext: str):
+        self.public_data, self.ciphertext = public_data, ciphertext
+
+
+def check_updates_chunk(
+    raws: list[Any],
+    currents: list[int],
+    key: bytes,
+    snapshot_id: str,
+    doc_id: str,
+    deserialize: Callable[[bytes], list[Any]],
+) -> list[list[Any] | None]:
+    """Parse, verify, decrypt and decode updates (run in a worker process).
+
+    Returns the decoded changes of each update, or ``None`` when anything about it is
+    wrong (the engine then checks it again and records the exact error).
+    """
+    out: list[list[Any] | None] = []
+    append = out.append
+    for raw, current in zip(raws, currents, strict=True):
+        try:
+            update = Update.from_json(raw)
+            content = verify_and_decrypt_update(
+                update, key, snapshot_id, current, current_doc_id=doc_id
+            )
+            append(deserialize(content))
+        except Exception:
+            append(None)
+    return out
 
 
 class SyncEngine:
@@ -727,17 +771,8 @@ class SyncEngine:
         self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
         return info
 
-    def precheck(self, frame: Mapping[str, Any], map_chunks=None) -> Precheck | None:
-        """Parse, verify, decrypt and decode the updates of a ``document`` frame ahead of
-        processing it.
-
-        Pure with respect to the engine (thread-safe): it reads the key, the document id
-        and the known clocks, and calls the adapter's pure ``deserialize_changes``.
-        ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs chunks in parallel — the
-        signature checks release the GIL. The clock each update is checked against is
-        predicted from the frame (every earlier update accepted); :meth:`receive` uses a
-        result only when that prediction holds and checks again otherwise.
-        """
+    def _precheck_plan(self, frame: Mapping[str, Any]):
+        """``(updates, snapshot id, key, assumed clocks)`` for a precheck, or None."""
         updates = frame.get("updates")
         if not isinstance(updates, list) or len(updates) < PARALLEL_THRESHOLD:
             return None
@@ -778,6 +813,23 @@ class SyncEngine:
             except (KeyError, TypeError):
                 current = -2
             assumed.append(current)
+        return updates, snap_id, key, assumed
+
+    def precheck(self, frame: Mapping[str, Any], map_chunks=None) -> Precheck | None:
+        """Parse, verify, decrypt and decode the updates of a ``document`` frame ahead of
+        processing it.
+
+        Pure with respect to the engine (thread-safe): it reads the key, the document id
+        and the known clocks, and calls the adapter's pure ``deserialize_changes``.
+        ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs chunks in parallel — the
+        signature checks release the GIL. The clock each update is checked against is
+        predicted from the frame (every earlier update accepted); :meth:`receive` uses a
+        result only when that prediction holds and checks again otherwise.
+        """
+        plan = self._precheck_plan(frame)
+        if plan is None:
+            return None
+        updates, snap_id, key, assumed = plan
         doc_id = self.doc_id
         deserialize = self.adapter.deserialize_changes
         n = len(updates)
@@ -810,6 +862,60 @@ class SyncEngine:
 
         mapper = map_chunks or map
         results = [r for part in mapper(run, starts) for r in part]
+        return Precheck(snap_id, results)
+
+    def precheck_in_processes(
+        self, frame: Mapping[str, Any], submit: Callable[..., Any], chunk: int = 8192
+    ) -> Precheck | None:
+        """Like :meth:`precheck`, with the work in other processes (no GIL at all).
+
+        ``submit(fn, *args)`` returns a future (e.g. a ``ProcessPoolExecutor``'s). Each
+        worker gets the raw update objects of its chunk and returns only the decoded changes
+        (or ``None`` for an update that did not pass: the engine then checks that one again
+        itself, so errors and their codes are exactly those of :meth:`receive`). The
+        adapter's ``deserialize_changes`` must be picklable (a module-level function).
+        """
+        plan = self._precheck_plan(frame)
+        if plan is None:
+            return None
+        updates, snap_id, key, assumed = plan
+        deserialize = self.adapter.deserialize_changes
+        futures = [
+            submit(
+                check_updates_chunk,
+                updates[start : start + chunk],
+                assumed[start : start + chunk],
+                key,
+                snap_id,
+                self.doc_id,
+                deserialize,
+            )
+            for start in range(0, len(updates), chunk)
+        ]
+        results: list[Any] = []
+        append = results.append
+        i = 0
+        for future in futures:
+            for changes in future.result():
+                raw = updates[i]
+                if changes is None:
+                    append(None)
+                else:
+                    pd = raw["publicData"]
+                    append(
+                        (
+                            _Prechecked(
+                                _PrecheckedPublicData(
+                                    pd["pubKey"], pd["clock"], MappingProxyType(pd)
+                                ),
+                                raw["ciphertext"],
+                            ),
+                            assumed[i],
+                            b"",
+                            changes,
+                        )
+                    )
+                i += 1
         return Precheck(snap_id, results)
 
     def _process_updates(
@@ -859,6 +965,12 @@ class SyncEngine:
             if pre is not None and pre[1] == current:
                 content, pre_changes = pre[2], pre[3]
             else:
+                if not isinstance(update, Update):  # checked in another process: parse here
+                    try:
+                        update = Update.from_json(raw)
+                    except ParseError as exc:  # pragma: no cover - it parsed there
+                        ignored = _err("SECSYNC_ERROR_211", exc.detail)
+                        continue
                 try:
                     content = verify_and_decrypt_update(
                         update, key, related_id, current, current_doc_id=self.doc_id

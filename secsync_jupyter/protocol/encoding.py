@@ -28,9 +28,20 @@ _LAST_OK = {
 }
 
 
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _b64_alphabet(text: str) -> bool:
+    """Only URL-safe base64 characters (same answer as ``B64_ALPHABET_RE.fullmatch``)."""
+    if len(text) < 4096:
+        return B64_ALPHABET_RE.fullmatch(text) is not None
+    # long values (snapshots): deleting the alphabet in C is ~3x faster than the regex
+    return text.isascii() and not text.encode("ascii").translate(None, _B64_CHARS)
+
+
 def b64_valid(text: str, length: int | None = None) -> bool:
     """True for canonical URL-safe base64 without padding, of ``length`` bytes if given."""
-    if B64_ALPHABET_RE.fullmatch(text) is None:
+    if not _b64_alphabet(text):
         return False
     rem = len(text) % 4
     if rem == 1 or (rem and text[-1] not in _LAST_OK[rem]):
@@ -58,6 +69,13 @@ def b64decode(text: Any, *, field: str = "value", length: int | None = None) -> 
     if length is not None and len(data) != length:
         raise EncodingError(f"expected {length} bytes, got {len(data)}", field=field)
     return data
+
+
+def b64decode_checked(text: str) -> bytes:
+    """Decode base64url text that the message parser already validated (no second check)."""
+    return binascii.a2b_base64(
+        text.encode("ascii").translate(_TO_STANDARD) + b"=" * (-len(text) % 4)
+    )
 
 
 def _check_domain(value: Any, path: str) -> None:
