@@ -14,6 +14,7 @@ prints the ratios to it and to the reference JavaScript figures (secsync 0.5.0 +
 machine): (a) 79 ms, (b) 916 ms, (c) 59.5 s.
 
     .venv/bin/python benchmarks/load_bench.py [--repeat 3] [--only a,b,c] [--edits N]
+                                              [--no-processes]
 
 The encrypted data is cached in ``$XDG_CACHE_HOME/secsync-jupyter`` (or ``/tmp``).
 """
@@ -221,7 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per case, best is kept")
     ap.add_argument("--only", default="a,b,c", help="cases to run (default a,b,c)")
     ap.add_argument("--edits", type=int, default=None, help="use only the first N edits")
+    ap.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="verify in threads only (the client's path before worker processes)",
+    )
     args = ap.parse_args(argv)
+    if args.no_processes:
+        import secsync_jupyter.client.document as document
+
+        document.PROCESS_MIN_UPDATES = None
     data = build(args.edits)
     print("load average before the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(
