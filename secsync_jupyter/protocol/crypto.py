@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 import nacl.bindings as sodium
 import nacl.exceptions
 
-from .encoding import B64_ALPHABET_RE, b64decode, b64decode_checked, b64encode, canonicalize
+from .encoding import (
+    B64_ALPHABET_RE,
+    b64decode,
+    b64decode_checked,
+    b64encode,
+    b64encode_bytes,
+    canonicalize,
+)
 from .errors import DecryptionError, EncodingError
 
 KEY_BYTES = 32
@@ -66,6 +73,17 @@ def commitment_tag(key: bytes, nonce_b64: str, aead_ciphertext_b64: str, ad: str
     return hmac.digest(key, msg, "sha512")[:TAG_BYTES]
 
 
+def _commitment_tag_of(key: bytes, nonce_b64: str, aead: bytes, ad: str) -> bytes:
+    """:func:`commitment_tag` over the raw AEAD output, fed to the HMAC piecewise (no
+    concatenated copy of the base64 text; same bytes, same tag)."""
+    if len(aead) < 65536:  # small messages: one call is cheaper than the HMAC object
+        return commitment_tag(key, nonce_b64, b64encode(aead), ad)
+    mac = hmac.new(key, nonce_b64.encode("utf-8"), "sha512")
+    mac.update(b64encode_bytes(aead))
+    mac.update(ad.encode("utf-8"))
+    return mac.digest()[:TAG_BYTES]
+
+
 def encrypt_aead(
     plaintext: bytes, additional_data: str, key: bytes, nonce: bytes | None = None
 ) -> tuple[str, str]:
@@ -82,7 +100,7 @@ def encrypt_aead(
     ad = additional_data.encode("utf-8")
     aead = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(bytes(plaintext), ad, nonce, key)
     nonce_b64 = b64encode(nonce)
-    tag = commitment_tag(key, nonce_b64, b64encode(aead), additional_data)
+    tag = _commitment_tag_of(key, nonce_b64, aead, additional_data)
     return nonce_b64, b64encode(tag + aead)
 
 
@@ -108,7 +126,7 @@ def decrypt_aead(
         except EncodingError as exc:
             raise DecryptionError(str(exc))
     tag, aead = ciphertext[:TAG_BYTES], ciphertext[TAG_BYTES:]
-    expected = commitment_tag(key, nonce_b64, b64encode(aead), additional_data)
+    expected = _commitment_tag_of(key, nonce_b64, aead, additional_data)
     if not hmac.compare_digest(tag, expected):
         raise DecryptionError("commitment tag mismatch (wrong key or tampered ciphertext)")
     try:

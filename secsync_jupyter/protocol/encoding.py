@@ -20,6 +20,11 @@ def b64encode(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
+def b64encode_bytes(data: bytes) -> bytes:
+    """:func:`b64encode` as ASCII bytes (no str round trip)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: last characters allowed when the final quantum has 2 or 3 characters (no stray bits set)
 _LAST_OK = {

@@ -180,3 +180,14 @@ def test_adapter_ignores_its_remote_applies_but_reports_local_edits():
     adapter.close()
     text += "?"
     assert len(local) == 1
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 65535, 65536, 300_001])
+def test_commitment_tag_of_raw_aead_equals_the_reference_formula(size):
+    from secsync_jupyter.protocol.crypto import _commitment_tag_of, commitment_tag
+
+    aead = os.urandom(size)
+    for ad in ("eyJkb2NJZCI6ImEifQ", "ünïcode"):
+        assert _commitment_tag_of(KEY, "bm9uY2U", aead, ad) == commitment_tag(
+            KEY, "bm9uY2U", b64encode(aead), ad
+        )
