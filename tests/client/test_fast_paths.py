@@ -191,3 +191,28 @@ def test_commitment_tag_of_raw_aead_equals_the_reference_formula(size):
         assert _commitment_tag_of(KEY, "bm9uY2U", aead, ad) == commitment_tag(
             KEY, "bm9uY2U", b64encode(aead), ad
         )
+
+
+def test_a_broken_process_pool_falls_back_to_threads(monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import secsync_jupyter.client.document as document
+
+    class Broken:
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("a worker died")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(document, "PROCESS_MIN_UPDATES", 100)
+    monkeypatch.setattr(document, "_PROCESS_POOL", Broken())
+    frame = _frame(120)
+    engine = SyncEngine(DOC, KEY, YDocAdapter(Doc()), A)
+    engine.connecting()
+    engine.connected()
+    precheck = precheck_frame(engine, json.loads(frame))
+    assert precheck is not None and len(precheck.results) == 120
+    assert document._PROCESS_POOL is None  # a fresh pool next time
+    engine.receive(json.loads(frame), precheck)
+    assert engine.document_state == "complete"
