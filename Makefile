@@ -23,7 +23,7 @@ run: setup labextension
 	  --SecsyncRelayExtension.db_path="$(CURDIR)/.secsync/relay.sqlite"
 
 ## make test: set everything up and run the whole test suite
-test: setup labextension browser lint pytest js-test
+test: setup labextension browser lint js-test pytest
 
 setup: $(STAMP)
 
