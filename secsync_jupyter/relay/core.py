@@ -726,12 +726,14 @@ class Relay:
             transport.send_text(frame)
             transport.close(code, reason)
 
+        def document_error(code: int, reason: str, err: str, **extra) -> None:
+            refuse(frames.simple("document-error"), code, reason, err, **extra)
+
         if self.closing:
             refuse(frames.error("shutting-down"), CLOSE_GOING_AWAY, "relay shutting down")
             return None
         if not DOC_ID_RE.fullmatch(doc_id):
-            refuse(
-                frames.simple("document-error"),
+            document_error(
                 CLOSE_POLICY,
                 "bad document id",
                 "invalid-document-id",
@@ -740,8 +742,7 @@ class Relay:
         try:
             params = parse_query(query)
         except QueryError as exc:
-            refuse(
-                frames.simple("document-error"),
+            document_error(
                 CLOSE_POLICY,
                 "bad query",
                 exc.code,
@@ -750,8 +751,7 @@ class Relay:
             )
             return None
         if require_session_key and params.session_key is None:
-            refuse(
-                frames.simple("document-error"),
+            document_error(
                 CLOSE_POLICY,
                 "missing sessionKey",
                 "missing-session-key",
@@ -778,8 +778,7 @@ class Relay:
                 del self.rooms[doc_id]
                 room.ready.set_result(None)
                 log.error("loading %s failed: %s", doc_id, exc)
-                refuse(
-                    frames.simple("document-error"),
+                document_error(
                     CLOSE_INTERNAL,
                     "storage error",
                     "storage-failed",
@@ -791,8 +790,7 @@ class Relay:
                     del self.rooms[doc_id]
                     room.load_error = StoreError("too many documents")
                     room.ready.set_result(None)
-                    refuse(
-                        frames.simple("document-error"),
+                    document_error(
                         CLOSE_TRY_AGAIN,
                         "too many documents",
                         "too-many-documents",
@@ -803,8 +801,7 @@ class Relay:
         elif not room.ready.done():
             await room.ready
             if room.load_error is not None:
-                refuse(
-                    frames.simple("document-error"),
+                document_error(
                     CLOSE_TRY_AGAIN,
                     "document unavailable",
                     "storage-failed",
@@ -812,8 +809,7 @@ class Relay:
                 )
                 return None
         if room.connection_count >= self.limits.max_connections_per_document:
-            refuse(
-                frames.simple("document-error"),
+            document_error(
                 CLOSE_TRY_AGAIN,
                 "too many connections",
                 "too-many-connections",
@@ -832,8 +828,7 @@ class Relay:
             log.error("reading %s failed: %s", doc_id, exc)
             room.joining.pop(session, None)
             room._maybe_close()
-            refuse(
-                frames.simple("document-error"),
+            document_error(
                 CLOSE_INTERNAL,
                 "storage error",
                 "storage-failed",
