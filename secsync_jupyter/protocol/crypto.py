@@ -188,14 +188,18 @@ def verify_detached(signature: bytes, message: bytes, public_key: bytes) -> bool
         return False
 
 
-def signed_bytes(domain: str, nonce: str, ciphertext: str, public_data_b64: str) -> bytes:
+def signed_bytes(
+    domain: str, nonce: str, ciphertext: str, public_data_b64: str, *, validated: bool = False
+) -> bytes:
     """``UTF-8(domain + canon({"ciphertext", "nonce", "publicData"}))``.
 
     All three values are base64url strings in valid messages; for those the canonical form
     is the fixed template below (no escaping is possible). Any other value goes through the
     general RFC 8785 canonicalizer, so the result is canonical JSON in every case.
+    ``validated=True`` says the caller (the message parser) already checked the three values,
+    which skips a second pass over the ciphertext.
     """
-    if _is_b64(nonce) and _is_b64(ciphertext) and _is_b64(public_data_b64):
+    if validated or (_is_b64(nonce) and _is_b64(ciphertext) and _is_b64(public_data_b64)):
         return (
             f'{domain}{{"ciphertext":"{ciphertext}","nonce":"{nonce}",'
             f'"publicData":"{public_data_b64}"}}'
@@ -233,24 +237,13 @@ def verify_message_signature(
     )
 
 
-def _signed_bytes_parsed(domain: str, message) -> bytes:
-    """:func:`signed_bytes` of a parsed message: the parser already checked that ``nonce``
-    and ``ciphertext`` are base64url and ``public_data_b64`` is ``b64encode`` output, so the
-    fixed template is the canonical form without a second pass over the ciphertext."""
-    try:
-        return (
-            f'{domain}{{"ciphertext":"{message.ciphertext}","nonce":"{message.nonce}",'
-            f'"publicData":"{message.public_data_b64}"}}'
-        ).encode("ascii")
-    except UnicodeEncodeError:  # pragma: no cover - not from the parser
-        return signed_bytes(domain, message.nonce, message.ciphertext, message.public_data_b64)
-
-
 def verify_message(domain: str, message) -> bool:
     """Check the signature of a parsed message (its decoded key and signature are reused)."""
     return verify_detached(
         message.signature_bytes,
-        _signed_bytes_parsed(domain, message),
+        signed_bytes(
+            domain, message.nonce, message.ciphertext, message.public_data_b64, validated=True
+        ),
         message.public_data.pub_key_bytes,
     )
 

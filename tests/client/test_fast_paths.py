@@ -29,7 +29,6 @@ from secsync_jupyter.protocol import (
 )
 from secsync_jupyter.protocol.crypto import (
     DOMAIN_UPDATE,
-    _signed_bytes_parsed,
     decrypt_message,
     signed_bytes,
 )
@@ -158,7 +157,10 @@ def test_parsed_message_fast_paths_equal_the_general_functions():
         update = Update.from_json(create_update(content, pd, KEY, A, 3).to_json())
         assert b64_valid(update.ciphertext)
         assert b64decode_checked(update.ciphertext) == b64decode(update.ciphertext)
-        assert _signed_bytes_parsed(DOMAIN_UPDATE, update) == signed_bytes(
+        fast = signed_bytes(
+            DOMAIN_UPDATE, update.nonce, update.ciphertext, update.public_data_b64, validated=True
+        )
+        assert fast == signed_bytes(
             DOMAIN_UPDATE, update.nonce, update.ciphertext, update.public_data_b64
         )
         assert decrypt_message(update, KEY) == content
