@@ -451,7 +451,7 @@ def main() -> None:
         "--synchronous",
         default="both",
         choices=["both", "normal", "full"],
-        help="SQLite synchronous mode of our relay; both = normal (the default) and full",
+        help="SQLite synchronous mode of our relay; both = normal and full (the default)",
     )
     p.add_argument(
         "--skip-pycrdt",
