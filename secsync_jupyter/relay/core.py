@@ -39,6 +39,7 @@ from ..protocol import (
 from ..protocol.encoding import MAX_SAFE_INTEGER
 from . import frames
 from .frames import OutFrame
+from .logs import BadInputLog, ConnectionLog
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
 from .store import DocumentState, DocumentView, RelayStore, SaveResult, SnapshotInfo, StoreError
 
@@ -54,6 +55,10 @@ CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
 _MESSAGE_KEYS = frozenset(("nonce", "ciphertext", "publicData", "signature"))
+#: rejections by the Secsync rules (normal in a collaboration, not logged as bad input)
+_RULE_CODES = frozenset(
+    ("update-wrong-snapshot", "update-clock-replayed", "update-clock-gap", "storage-failed")
+)
 
 _background: set[asyncio.Future] = set()
 
@@ -98,6 +103,7 @@ class Session:
     __slots__ = (
         "_busy",
         "_inbox",
+        "_log_budget",
         "closed",
         "doc_id",
         "floor",
@@ -118,6 +124,7 @@ class Session:
         self.floor = 0
         self._busy = False
         self._inbox: list[Any] = []
+        self._log_budget = ConnectionLog()
 
     # ------------------------------------------------------------------ transport side
     def on_text(self, text: str) -> None:
@@ -145,10 +152,15 @@ class Session:
             spawn(self._finish(pending))
 
     def on_bad_utf8(self) -> None:
-        self.send(frames.error("invalid-utf8"))
+        self.bad_input("invalid-utf8")
 
     def on_binary(self, data: bytes) -> None:
-        self.send(frames.error("binary-frame"))
+        self.bad_input("binary-frame")
+
+    def bad_input(self, code: str, message: str | None = None, field: str | None = None) -> None:
+        """Answer a malformed frame (and log it briefly, rate-limited)."""
+        self.send(frames.error(code, message, field=field))
+        self.relay.bad_input_log.note(self._log_budget, self.doc_id, self.identity.user, code)
 
     def on_close(self) -> None:
         if self.closed:
@@ -193,10 +205,10 @@ class Session:
         try:
             obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            self.send(frames.error("invalid-json", f"the frame is not JSON: {exc}"[:300]))
+            self.bad_input("invalid-json", f"the frame is not JSON: {exc}"[:300])
             return None
         if not isinstance(obj, dict):
-            self.send(frames.error("invalid-message", "a message must be a JSON object"))
+            self.bad_input("invalid-message", "a message must be a JSON object")
             return None
         pd = obj.get("publicData")
         if not isinstance(pd, dict):
@@ -244,7 +256,10 @@ class Session:
             self._ephemeral(msg, obj, text)
 
     def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
-        self.send(frames.error(code, message, field=field))
+        if code in _RULE_CODES:
+            self.send(frames.error(code, message, field=field))
+        else:
+            self.bad_input(code, message, field)
         if kind == "snapshot":
             self.send(frames.simple("snapshot-save-failed"))
         elif kind == "update":
@@ -252,7 +267,7 @@ class Session:
             clock = pd.get("clock")
             self.send(
                 frames.update_save_failed(
-                    ref if isinstance(ref, str) else None,
+                    ref if frames.echoable(ref) else None,
                     clock if type(clock) is int and 0 <= clock <= MAX_SAFE_INTEGER else None,
                 )
             )
@@ -432,9 +447,7 @@ class Session:
         try:
             verify_ephemeral_signature(msg)
         except ProtocolError:
-            self.send(
-                frames.error("invalid-signature", "the ephemeral message's signature is invalid")
-            )
+            self.bad_input("invalid-signature", "the ephemeral message's signature is invalid")
             return
         body = self._body(obj, text, msg)
         self.room.broadcast(None, OutFrame(frames.with_type("ephemeral-message", body)), self)
@@ -673,6 +686,7 @@ class Relay:
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = False
+        self.bad_input_log = BadInputLog(log)
 
     async def start(self) -> None:
         """Open the store (if not yet open) and count the stored documents."""

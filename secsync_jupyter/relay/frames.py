@@ -72,11 +72,32 @@ def ws_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+def echoable(value) -> bool:
+    """Whether a client's string may be sent back: only text that is valid Unicode (a JSON
+    escape such as ``"\\ud800"`` decodes to a lone surrogate, which no UTF-8 frame can carry)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: str) -> str:
+    return value if echoable(value) else value.encode("utf-8", "backslashreplace").decode()
+
+
 def error(code: str, message: str | None = None, **extra) -> str:
-    frame = {"type": "error", "code": code, "message": message or ERROR_CODES.get(code, code)}
+    """An ``error`` frame; its texts never carry what UTF-8 cannot encode."""
+    frame = {
+        "type": "error",
+        "code": code,
+        "message": _text(message or ERROR_CODES.get(code, code)),
+    }
     for k, v in extra.items():
         if v is not None:
-            frame[k] = v
+            frame[k] = _text(v) if isinstance(v, str) else v
     return _dumps(frame)
 
 

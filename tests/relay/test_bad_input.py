@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import random
 import sqlite3
 
@@ -212,3 +213,74 @@ async def test_fragmented_and_control_frames(relay):
         pong = await ws.ping(b"p")
         await asyncio.wait_for(pong, 5)
     assert (await observer.next("update"))["publicData"]["clock"] == 1
+
+
+async def test_lone_surrogate_gets_the_parse_error_never_an_echo(relay, caplog):
+    """``"\\ud800"`` is a valid JSON escape but no Unicode text: the answer is the parse error
+    (never the input sent back, which no UTF-8 frame can carry), with no internal error and no
+    traceback in the log."""
+    caplog.set_level(logging.DEBUG)
+    a, snap, writer, observer = await setup_doc(relay)
+    before = db_digest(relay.db)
+    c, _ = await open_doc(relay.url, a.doc_id)
+    update = dumps(a.update(snap, 1).to_json())
+    bad_ref = update.replace('"refSnapshotId":"', '"refSnapshotId":"\\ud800', 1)
+    e, f = await answers(c, bad_ref, "error", "update-save-failed")
+    assert e["code"] == "invalid-message" and f["snapshotId"] is None and f["clock"] == 1
+    bad_field = update.replace('"docId":', '"note":"\\ud800","docId":', 1)
+    e, f = await answers(c, bad_field, "error", "update-save-failed")
+    assert e["code"] == "invalid-message"
+    assert f["snapshotId"] == snap.public_data.snapshot_id
+    bad_key = dumps(a.snapshot(snap, {a.pub: 0}).to_json()).replace(
+        '"docId":', '"\\udc00":[1],"docId":', 1
+    )
+    e, f = await answers(c, bad_key, "error", "snapshot-save-failed")
+    assert e["code"] == "invalid-message" and f == {"type": "snapshot-save-failed"}
+    bad_doc = dumps(a.ephemeral().to_json()).replace('"docId":"', '"docId":"\\ud800', 1)
+    (e,) = await answers(c, bad_doc, "error")
+    assert e["code"] == "invalid-message"
+    await c.roundtrip_ok()
+    assert not [f for f in c.frames if f.get("code") == "internal-error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert db_digest(relay.db) == before
+    await writer.roundtrip_ok()
+    assert [f["type"] for f in observer.frames] == ["document"]
+
+
+async def test_malformed_input_is_logged_briefly_and_rate_limited(relay, caplog):
+    """Every malformed frame is answered, but the log gets a few one-line records per
+    connection (code, document, user; never the frame's content), so a client cannot flood
+    the server's log, not even over several connections."""
+    caplog.set_level(logging.DEBUG, logger="secsync_jupyter")
+    canary = "CANARY-bad-input-content-4d1f"
+    a, _snap, writer, _observer = await setup_doc(relay)
+    clients = [await RelayClient.open(url_for(relay.url, a.doc_id)) for _ in range(3)]
+    for c in clients:
+        await c.next("document")
+    sent = 0
+    for i in range(200):
+        for c in clients:
+            if i % 3 == 0:
+                await c.send(f"not json {canary} {i}")
+            elif i % 3 == 1:
+                await c.send(canary.encode() + b"\x00binary")
+            else:
+                await c.ws.send(canary.encode() + b"\xc3\x28", text=True)
+            sent += 1
+    for c in clients:
+        await c.roundtrip_ok()
+    answered = sum(1 for c in clients for f in c.frames if f["type"] == "error")
+    assert answered == sent + len(clients)  # every bad frame answered (+ the roundtrips)
+    lines = [r for r in caplog.records if r.name.startswith("secsync_jupyter.relay")]
+    malformed = [r for r in lines if "malformed" in r.getMessage()]
+    assert malformed, "malformed input is logged"
+    assert len(malformed) <= 4 * len(clients), [r.getMessage() for r in malformed]
+    for r in lines:
+        text = r.getMessage()
+        assert "\n" not in text and len(text) < 200 and not r.exc_info, text
+        assert canary not in text
+    assert a.doc_id in malformed[0].getMessage()
+    assert {"invalid-json", "binary-frame", "invalid-utf8"} & {
+        code for r in malformed for code in r.getMessage().split() if "-" in code
+    }
+    await writer.roundtrip_ok()
