@@ -27,9 +27,11 @@ from .engine import (
     CONNECTED,
     FAILED,
     NO_ACCESS,
+    RECONNECT_DELAY_CAP,
     KnownSnapshot,
     SnapshotPolicyInfo,
     SyncEngine,
+    backoff_delay,
 )
 from .ydoc import YDocAdapter
 
@@ -159,11 +161,6 @@ _REFUSALS = {
 }
 
 
-def backoff_delay(retries: int, cap: float = 30.0) -> float:
-    """Reference backoff: 100 ms · 1.8^n with n capped at 13, and at most ``cap`` seconds."""
-    return min(cap, 0.1 * 1.8 ** min(retries, 13))
-
-
 class SecsyncDocument:
     """A live, end-to-end encrypted pycrdt ``Doc`` synced through a Secsync relay.
 
@@ -184,7 +181,7 @@ class SecsyncDocument:
         is_valid_client: Callable[[str, Mapping[str, Any]], bool] | None = None,
         known_snapshot: KnownSnapshot | None = None,
         batch_window: float = 0.02,
-        max_backoff: float = 30.0,
+        max_backoff: float = RECONNECT_DELAY_CAP,
         token: str | None = None,
         headers: Mapping[str, str] | None = None,
         awareness: bool = True,

@@ -62,6 +62,7 @@ __all__ = [
     "KnownSnapshot",
     "SnapshotPolicyInfo",
     "SyncEngine",
+    "backoff_delay",
     "default_snapshot_policy",
 ]
 
@@ -69,6 +70,15 @@ __all__ = [
 MAX_ERRORS = 20
 #: a snapshot rejected this many times in a row makes the engine reconnect
 MAX_SNAPSHOT_SAVE_FAILURES = 5
+#: the longest wait between two connection attempts, in seconds (both clients)
+RECONNECT_DELAY_CAP = 10.0
+
+
+def backoff_delay(retries: int, cap: float = RECONNECT_DELAY_CAP) -> float:
+    """Wait before connection attempt ``retries + 1``: 100 ms · 1.8^n (n capped at 13),
+    at most ``cap`` seconds — the same rule as the browser client."""
+    return min(cap, 0.1 * 1.8 ** min(retries, 13))
+
 
 # connection states
 CONNECTING = "connecting"

@@ -70,7 +70,7 @@ def test_fingerprint_format():
 def test_backoff_is_exponential_and_capped():
     assert [round(backoff_delay(n), 4) for n in range(4)] == [0.1, 0.18, 0.324, 0.5832]
     assert backoff_delay(8, cap=2.0) == 2.0
-    assert backoff_delay(1000) == 30.0  # n is capped too: no overflow
+    assert backoff_delay(1000) == 10.0  # n is capped too: no overflow; cap 10 s (issue 10)
 
 
 @pytest.mark.asyncio
