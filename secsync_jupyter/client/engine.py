@@ -70,6 +70,8 @@ __all__ = [
 MAX_ERRORS = 20
 #: a snapshot rejected this many times in a row makes the engine reconnect
 MAX_SNAPSHOT_SAVE_FAILURES = 5
+#: an update rejected this many times in a row makes the engine reconnect (as the browser)
+MAX_UPDATE_SAVE_FAILURES = 5
 #: the longest wait between two connection attempts, in seconds (both clients)
 RECONNECT_DELAY_CAP = 10.0
 
@@ -346,6 +348,7 @@ class SyncEngine:
         self.snapshot_in_flight: _SnapshotInFlight | None = None
         self.local_clock = -1
         self.snapshot_save_failures = 0
+        self.update_save_failures = 0
         self.snapshot_requested = False
         self.ephemeral: EphemeralSession | None = None
         self._loaded_once = False
@@ -463,6 +466,7 @@ class SyncEngine:
         self.snapshot_in_flight = None
         self.local_clock = -1
         self.snapshot_save_failures = 0
+        self.update_save_failures = 0
         self.ephemeral = None
         self.outbox = []
         self.document_state = PENDING
@@ -648,6 +652,7 @@ class SyncEngine:
         if not isinstance(snapshot_id, str) or type(clock) is not int:
             return
         self.snapshot_save_failures = 0
+        self.update_save_failures = 0
         for info in self.snapshots:
             if info.snapshot_id == snapshot_id:
                 if info.update_clocks.get(self.pub_key, -1) < clock:
@@ -669,13 +674,18 @@ class SyncEngine:
             u.snapshot_id == snapshot_id and u.clock == clock for u in self.updates_in_flight
         ):
             return  # not ours (any more): nothing to retry
-        if obj.get("requiresNewSnapshot") is True:
-            self.snapshot_requested = True
+        self.update_save_failures += 1
         changes = [c for u in self.updates_in_flight for c in u.changes]
         self.updates_in_flight = []
         self.pending = changes + self.pending
         active = self.active
         self.local_clock = active.update_clocks.get(self.pub_key, -1) if active else -1
+        if self.update_save_failures >= MAX_UPDATE_SAVE_FAILURES:
+            # give up on this connection (as for snapshots): reload in delta mode, then resend
+            self._request_reconnect()
+            return
+        if obj.get("requiresNewSnapshot") is True:
+            self.snapshot_requested = True
 
     def _on_ephemeral(self, obj: Mapping[str, Any]) -> None:
         try:

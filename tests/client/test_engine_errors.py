@@ -789,3 +789,72 @@ def test_relay_refusals(frame, state):
     assert e.state == state
     e.disconnected()
     assert e.state == state  # no reconnect
+
+
+# ------------------------------------- rules shared with the browser engine (issue 10)
+
+
+def _data_frames(e):
+    """Snapshots and updates the engine sent (not ephemeral messages)."""
+    return [f for f in sent(e) if {"snapshotId", "refSnapshotId"} & set(f["publicData"])]
+
+
+def _saved(s, clock):
+    return {"type": "update-saved", "snapshotId": s.public_data.snapshot_id, "clock": clock}
+
+
+def _save_failed(s, clock, requires_new_snapshot=False):
+    return {
+        "type": "update-save-failed",
+        "snapshotId": s.public_data.snapshot_id,
+        "clock": clock,
+        "requiresNewSnapshot": requires_new_snapshot,
+    }
+
+
+def test_update_save_failed_is_bounded_then_reconnects():
+    events = []
+    e, _ = engine(on_event=lambda kind, data: events.append(kind))
+    s = snap()
+    feed(e, document(s))
+    sent(e)
+    e.add_changes(["a"])
+    e.flush()
+    for i in range(4):
+        (frame,) = sent(e)
+        assert frame["publicData"]["clock"] == 0, i
+        feed(e, _save_failed(s, 0))
+        assert not e.reconnect_requested
+    sent(e)
+    feed(e, _save_failed(s, 0))  # the fifth failure in a row: give up on this connection
+    assert e.reconnect_requested and events[-1] == "reconnect"
+    assert sent(e) == [] and e.pending == ["a"] and e.state == "connected"
+    e.disconnected()
+    e.connecting()
+    e.connected()
+    feed(e, document())
+    (again,) = _data_frames(e)
+    assert again["publicData"]["clock"] == 0 and not e.reconnect_requested
+
+
+def test_only_consecutive_failures_of_our_update_count():
+    e, _ = engine()
+    s = snap()
+    feed(e, document(s))
+    sent(e)
+    e.add_changes(["a"])
+    e.flush()
+    for clock in range(3):  # 4 failures, then saved: the count starts again
+        for _ in range(4):
+            sent(e)
+            feed(e, _save_failed(s, clock))
+        feed(e, _saved(s, clock))
+        e.add_changes(["b"])
+        e.flush()
+    for _ in range(6):  # not about an update of ours in flight: no count
+        feed(e, _save_failed(s, 7))
+    assert not e.reconnect_requested
+    for _ in range(5):
+        sent(e)
+        feed(e, _save_failed(s, 3))
+    assert e.reconnect_requested
