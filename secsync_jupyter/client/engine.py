@@ -608,6 +608,7 @@ class SyncEngine:
         self.snapshots = [*self.snapshots, flight.info][-3:]
         self.snapshot_in_flight = None
         self.local_clock = -1
+        self._requeue_stale_updates()
         self._emit("snapshot-saved", snapshot_id=flight.info.snapshot_id)
 
     def _on_snapshot_save_failed(self, obj: Mapping[str, Any]) -> None:
@@ -788,8 +789,19 @@ class SyncEngine:
             raise _Fail(_err("SECSYNC_ERROR_105", str(exc)))
         self.snapshots = [*self.snapshots, info][-3:]
         self.local_clock = -1
+        self._requeue_stale_updates()
         self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
         return info
+
+    def _requeue_stale_updates(self) -> None:
+        """Updates in flight on a snapshot that is no longer active can never be saved:
+        their changes go back to the front of the pending ones (sent on the new snapshot)."""
+        active_id = self.active.snapshot_id if self.active is not None else None
+        stale = [u for u in self.updates_in_flight if u.snapshot_id != active_id]
+        if not stale:
+            return
+        self.updates_in_flight = [u for u in self.updates_in_flight if u.snapshot_id == active_id]
+        self.pending = [c for u in stale for c in u.changes] + self.pending
 
     def _precheck_plan(self, frame: Mapping[str, Any]):
         """``(updates, snapshot id, key, assumed clocks)`` for a precheck, or None."""

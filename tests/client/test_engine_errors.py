@@ -858,3 +858,24 @@ def test_only_consecutive_failures_of_our_update_count():
         sent(e)
         feed(e, _save_failed(s, 3))
     assert e.reconnect_requested
+
+
+def test_stale_update_in_flight_is_requeued_onto_the_new_snapshot_at_once():
+    e, _ = engine()
+    s = snap()
+    feed(e, document(s))
+    sent(e)
+    e.add_changes(["a"])
+    e.flush()
+    (first,) = sent(e)
+    assert first["publicData"]["refSnapshotId"] == s.public_data.snapshot_id
+    s2 = snap("Hello World from B", parent=s, signer=B)
+    feed(e, {"type": "snapshot", "snapshot": wire(s2)})
+    (again,) = sent(e)  # no waiting for the relay to reject the stale one
+    assert again["publicData"]["refSnapshotId"] == s2.public_data.snapshot_id
+    assert again["publicData"]["clock"] == 0
+    # the relay's late rejection of the stale update changes nothing
+    feed(e, _save_failed(s, 0))
+    assert sent(e) == []
+    feed(e, _saved(s2, 0))
+    assert e.is_synced
