@@ -128,6 +128,9 @@ class DocumentAdapter(Protocol):
 
     def apply_ephemeral(self, content: bytes, author: str) -> None: ...
 
+    # optional: ``merge_changes(changes) -> changes`` combines pending local changes into
+    # fewer (Yjs: one merged update) before they are serialized into an update
+
 
 @dataclass(frozen=True)
 class SnapshotPolicyInfo:
@@ -1119,7 +1122,9 @@ class SyncEngine:
         assert active is not None
         changes = self.pending
         try:
-            content = self.adapter.serialize_changes(changes)
+            merge = getattr(self.adapter, "merge_changes", None)
+            merged = merge(changes) if merge is not None and len(changes) > 1 else changes
+            content = self.adapter.serialize_changes(merged)
             clock = self.local_clock + 1
             update = create_update(
                 content,

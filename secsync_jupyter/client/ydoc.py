@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, merge_updates
 
 from ..protocol import b64encode
 
@@ -124,6 +124,11 @@ class YDocAdapter:
 
     serialize_changes = staticmethod(serialize_updates)
     deserialize_changes = staticmethod(deserialize_updates)
+
+    @staticmethod
+    def merge_changes(changes: list[bytes]) -> list[bytes]:
+        """Pending local updates as one (``Y.mergeUpdates`` in the browser)."""
+        return [merge_updates(*changes)] if len(changes) > 1 else list(changes)
 
     def snapshot_content(self) -> bytes:
         return self.doc.get_update()

@@ -879,3 +879,43 @@ def test_stale_update_in_flight_is_requeued_onto_the_new_snapshot_at_once():
     assert sent(e) == []
     feed(e, _saved(s2, 0))
     assert e.is_synced
+
+
+def test_pending_changes_are_merged_into_one_yjs_update_before_sending():
+    from pycrdt import Doc, Text
+
+    from secsync_jupyter.client.ydoc import YDocAdapter, deserialize_updates
+    from secsync_jupyter.protocol import Update, verify_and_decrypt_update
+
+    doc = Doc()
+    adapter = YDocAdapter(doc)
+    e, _ = engine(adapter=adapter)
+    feed(e, document())
+    sent(e)
+    text = doc.get("content", type=Text)
+    local = []
+    sub = doc.observe(lambda event: local.append(event.update))
+    text += "a"
+    e.add_changes(local[-1:])
+    e.flush()
+    (initial,) = sent(e)
+    snapshot_id = initial["publicData"]["snapshotId"]
+    feed(e, {"type": "snapshot-saved", "snapshotId": snapshot_id})
+    for ch in "bcd":
+        text += ch
+        e.add_changes(local[-1:])
+    doc.unobserve(sub)
+    assert len(e.pending) == 3
+    e.flush()
+    (frame,) = sent(e)
+    plain = verify_and_decrypt_update(
+        Update.from_json(frame), KEY, snapshot_id, -1, current_doc_id=DOC
+    )
+    (merged,) = deserialize_updates(plain)  # one Yjs update, not three
+    reader = Doc()
+    reader.apply_update(doc.get_update())  # 'abcd'
+    fresh = Doc()
+    fresh_text = fresh.get("content", type=Text)
+    fresh.apply_update(local[0])
+    fresh.apply_update(merged)
+    assert str(fresh_text) == "abcd" == str(reader.get("content", type=Text))

@@ -100,6 +100,7 @@ async def test_changes_within_the_batching_window_go_out_as_one_update():
         text = d.doc.get("content", type=Text)
         text += "first"
         await d.wait_for(lambda: d.engine.active is not None, 10)
+        first_state = d.doc.get_update()
         for word in ("a", "b", "c"):  # three transactions inside the window
             text += word
             await asyncio.sleep(0)
@@ -109,7 +110,13 @@ async def test_changes_within_the_batching_window_go_out_as_one_update():
     assert len(updates) == 1
     frame = {k: v for k, v in updates[0].items() if k != "type"}
     changes = deserialize_updates(decrypt_message(Update.from_json(frame), KEY))
-    assert len(changes) == 3
+    # the three transactions, merged into one Yjs update before sending (issue 10)
+    assert len(changes) == 1
+    reader = Doc()
+    reader_text = reader.get("content", type=Text)
+    reader.apply_update(first_state)
+    reader.apply_update(changes[0])
+    assert str(reader_text) == "firstabc"
 
 
 def _notebook(tmp_path):
