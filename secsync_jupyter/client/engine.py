@@ -579,7 +579,7 @@ class SyncEngine:
                 )
             self.document_state = PARTIAL
             if updates:
-                self._process_updates(updates, related, precheck)
+                self._process_updates(updates, related, precheck, loading=True)
         except (_Fail, _Ignore) as exc:  # during the initial load every error is fatal
             self._fail(exc.error)
             return
@@ -958,7 +958,12 @@ class SyncEngine:
         raw_updates: Sequence[Any],
         related: KnownSnapshot | None,
         precheck: Precheck | None = None,
+        *,
+        loading: bool = False,
     ) -> None:
+        """Verify and apply updates on ``related``. A rejected update is recorded and skipped
+        on a live connection; while ``loading`` the first one ends the frame (the verified
+        updates before it are applied, the error fails the load)."""
         try:
             key = self.key_for(related)
         except Exception as exc:
@@ -973,6 +978,8 @@ class SyncEngine:
         fatal: ProtocolError | None = None
         deserialize = self.adapter.deserialize_changes
         for i, raw in enumerate(raw_updates):
+            if loading and ignored is not None:
+                break
             pre = precheck.results[i] if precheck is not None else None
             if pre is not None:
                 update = pre[0]

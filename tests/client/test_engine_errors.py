@@ -919,3 +919,19 @@ def test_pending_changes_are_merged_into_one_yjs_update_before_sending():
     fresh.apply_update(local[0])
     fresh.apply_update(merged)
     assert str(fresh_text) == "abcd" == str(reader.get("content", type=Text))
+
+
+def test_forged_update_in_a_document_frame_keeps_the_verified_part_before_it():
+    e, doc = engine(B)
+    s = snap()
+    forged = wire(upd(["1"], ref=s, clock=1), signature=wire(upd(["x"], ref=s))["signature"])
+    updates = [
+        wire(upd(["0"], ref=s, clock=0)),
+        forged,
+        wire(upd(["c"], ref=s, signer=C)),  # valid, but after the forged one
+        wire(upd(["2"], ref=s, clock=2)),
+    ]
+    feed(e, {"type": "document", "snapshot": wire(s), "updates": updates})
+    assert e.state == "failed" and e.document_state == "partial"
+    assert codes(e) == ["SECSYNC_ERROR_212"]  # the forgery, not a follow-up clock gap
+    assert doc.value == "Hello World0"
