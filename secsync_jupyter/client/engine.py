@@ -786,6 +786,8 @@ class SyncEngine:
             raise _Ignore(exc)
         except ProtocolError as exc:  # pragma: no cover - defensive
             raise _Fail(_err("SECSYNC_ERROR_100", str(exc)))
+        if ancestor and len(chain) == 1:
+            self._check_own_updates_kept(snapshot, known)
         try:
             self.adapter.apply_snapshot(content)
         except Exception as exc:
@@ -795,6 +797,19 @@ class SyncEngine:
         self._requeue_stale_updates()
         self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
         return info
+
+    def _check_own_updates_kept(self, snapshot: Snapshot, parent: KnownSnapshot) -> None:
+        """A snapshot that arrives with a proof chain from ``parent`` (its direct child) must
+        record at least our acknowledged clock on it (102), as one without a chain must: a
+        relay must not drop a saved update of ours by snapshotting around it. (At least, not
+        exactly: an update still in flight when the connection dropped may have been saved.)
+        Behind a longer chain the snapshot that had to record it is not at hand."""
+        own = parent.update_clocks.get(self.pub_key)
+        if own is None:
+            return
+        recorded = snapshot.public_data.parent_snapshot_update_clocks.get(self.pub_key)
+        if type(recorded) is not int or recorded < own:
+            raise _Fail(_err("SECSYNC_ERROR_102", "publicData.parentSnapshotUpdateClocks"))
 
     def _requeue_stale_updates(self) -> None:
         """Updates in flight on a snapshot that is no longer active can never be saved:

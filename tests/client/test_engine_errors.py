@@ -935,3 +935,40 @@ def test_forged_update_in_a_document_frame_keeps_the_verified_part_before_it():
     assert e.state == "failed" and e.document_state == "partial"
     assert codes(e) == ["SECSYNC_ERROR_212"]  # the forgery, not a follow-up clock gap
     assert doc.value == "Hello World0"
+
+
+def _reconnect_with_own_update_acknowledged(clock):
+    """A (the engine) has its updates up to ``clock`` acknowledged on S1, then reconnects."""
+    e, doc = engine()
+    s = snap()
+    feed(e, document(s))
+    sent(e)
+    for c in range(clock + 1):
+        e.add_changes([str(c)])
+        e.flush()
+        sent(e)
+        feed(e, _saved(s, c))
+    e.disconnected()
+    e.connecting()
+    e.connected()
+    return e, doc, s
+
+
+@pytest.mark.parametrize(
+    ("recorded", "code"),
+    [(None, "SECSYNC_ERROR_102"), (0, "SECSYNC_ERROR_102"), (1, None), (2, None)],
+)
+def test_102_snapshot_with_a_proof_chain_must_include_own_acknowledged_updates(recorded, code):
+    """Issue 9 item 5: A's updates up to clock 1 are saved on S1; after a reconnect the relay
+    answers with S2 (a child of S1) and its proof chain. S2 must record A's clock 1 at least
+    (2: an update in flight at the disconnect was saved although its ack was lost)."""
+    e, doc, s = _reconnect_with_own_update_acknowledged(1)
+    clocks = {B.public_key_b64: 3}
+    if recorded is not None:
+        clocks[A.public_key_b64] = recorded
+    s2 = snap("S2", parent=s, clocks=clocks, signer=B)
+    feed(e, document(s2, [], _chain(s2)))
+    if code is None:
+        assert e.document_state == "complete" and e.errors == [] and doc.value == "S2"
+    else:
+        assert e.state == "failed" and codes(e) == [code] and doc.value != "S2"
