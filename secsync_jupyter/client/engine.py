@@ -444,6 +444,9 @@ class SyncEngine:
             if self.load_known is not None and self.load_mode == "delta"
             else []
         )
+        # continue our clock on the known snapshot (its updates up to there are saved)
+        active = self.active
+        self.local_clock = active.update_clocks.get(self.pub_key, -1) if active else -1
         try:
             self.ephemeral = EphemeralSession(
                 self.doc_id, self.key_for(self.active), self.signing_key

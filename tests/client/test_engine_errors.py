@@ -972,3 +972,12 @@ def test_102_snapshot_with_a_proof_chain_must_include_own_acknowledged_updates(r
         assert e.document_state == "complete" and e.errors == [] and doc.value == "S2"
     else:
         assert e.state == "failed" and codes(e) == [code] and doc.value != "S2"
+
+
+def test_reconnect_continues_the_own_clock_of_the_known_snapshot():
+    e, _doc, s = _reconnect_with_own_update_acknowledged(0)
+    e.add_changes(["offline"])
+    feed(e, document())  # delta: the known snapshot is still active, nothing new
+    (frame,) = _data_frames(e)
+    assert frame["publicData"]["refSnapshotId"] == s.public_data.snapshot_id
+    assert frame["publicData"]["clock"] == 1  # not 0 again (the relay would reject it)
