@@ -1,8 +1,8 @@
 """asyncio driver: a :class:`SyncEngine` on a WebSocket (``websockets``), around a pycrdt Doc.
 
 Everything runs on the caller's event loop (top-level ``await`` in IPython works: no
-nested loops, no blocking calls). Heavy verification of a large ``document`` frame runs in
-worker threads (signature checks release the GIL); applying it happens on the loop.
+nested loops, no blocking calls). The updates of a large ``document`` frame are checked
+ahead in threads or worker processes (:mod:`.precheck`); applying them happens on the loop.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import websockets
 from pycrdt import Doc
@@ -33,90 +31,16 @@ from .engine import (
     SyncEngine,
     backoff_delay,
 )
+from .precheck import precheck_frame, verify_pool
+from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
 __all__ = ["SecsyncDocument", "SyncFailed", "open_document"]
 
 log = logging.getLogger("secsync_jupyter.client")
 
-_VERIFY_POOL: ThreadPoolExecutor | None = None
-#: frames larger than this are decoded and verified off the event loop
+#: frames larger than this are decoded off the event loop (and their updates checked ahead)
 _LARGE_FRAME = 256 * 1024
-
-
-def verify_pool() -> ThreadPoolExecutor:
-    """The shared pool for signature checks (2 workers: PyNaCl releases the GIL)."""
-    global _VERIFY_POOL
-    if _VERIFY_POOL is None:
-        workers = max(2, min(4, os.cpu_count() or 2))
-        _VERIFY_POOL = ThreadPoolExecutor(workers, thread_name_prefix="secsync-verify")
-    return _VERIFY_POOL
-
-
-_PROCESS_POOL: Any = None
-#: ``document`` frames with at least this many updates are checked in worker processes
-#: (no GIL: both cores verify); ``None`` disables the process pool (threads only)
-PROCESS_MIN_UPDATES: int | None = 20_000
-
-
-def process_pool():
-    """The shared process pool for very large frames (``spawn``: safe in a kernel).
-
-    Started on first use and kept: spawning costs about half a second once.
-    """
-    global _PROCESS_POOL
-    if _PROCESS_POOL is None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        _PROCESS_POOL = ProcessPoolExecutor(
-            max(2, min(4, os.cpu_count() or 2)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_warm_worker,
-        )
-    return _PROCESS_POOL
-
-
-def _warm_worker() -> None:
-    from . import engine, ydoc  # noqa: F401
-
-
-def _picklable(fn: Any) -> bool:
-    import pickle
-
-    try:
-        pickle.dumps(fn)
-        return True
-    except Exception:
-        return False
-
-
-def precheck_frame(engine: SyncEngine, obj: Mapping[str, Any]):
-    """Verify a large ``document`` frame's updates ahead of :meth:`SyncEngine.receive`.
-
-    Blocking (run it off the event loop). Very large frames go to worker processes, others
-    to the verify threads; if the process pool is unusable, threads it is.
-    """
-    updates = obj.get("updates")
-    n = len(updates) if isinstance(updates, list) else 0
-    if (
-        PROCESS_MIN_UPDATES is not None
-        and n >= PROCESS_MIN_UPDATES
-        and _picklable(engine.adapter.deserialize_changes)
-    ):
-        try:
-            return engine.precheck_in_processes(obj, process_pool().submit)
-        except Exception:  # e.g. a broken pool (a worker was killed): use threads
-            log.warning("secsync: the process pool failed; verifying in threads", exc_info=True)
-            _reset_process_pool()
-    return engine.precheck(obj, verify_pool().map)
-
-
-def _reset_process_pool() -> None:
-    global _PROCESS_POOL
-    pool, _PROCESS_POOL = _PROCESS_POOL, None
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class SyncFailed(RuntimeError):
@@ -138,23 +62,19 @@ class SyncFailed(RuntimeError):
         return self.errors[0].code if self.errors else None
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
-
-
-def _is_jupyter_relay(url: str) -> bool:
-    """The relay inside Jupyter Server (``ws(s)://host<base_url>secsync``)."""
-    return urlsplit(url).path.rstrip("/").endswith("/secsync")
-
+#: the default limit on one frame from the relay (``max_frame_bytes``): the largest frame a
+#: relay of ours sends at its default limits is a ``document`` frame, and the standalone
+#: relay drops a connection whose send buffer exceeds 256 MiB (``max_send_buffer_bytes``)
+DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 #: handshake refusals that retrying cannot fix (the document fails with a clear error)
 _REFUSALS = {
     400: "the server rejected the request (HTTP 400)",
     401: "the server refused the connection (HTTP 401): missing or wrong Jupyter token"
-    " (pass token=… or set JUPYTER_TOKEN)",
+    " (pass token=…, or set JUPYTER_TOKEN for a server on this machine or a trusted origin)",
     403: "the server refused the connection (HTTP 403): missing or wrong Jupyter token, or"
-    " no permission for the secsync relay (pass token=… or set JUPYTER_TOKEN)",
+    " no permission for the secsync relay (pass token=…, or set JUPYTER_TOKEN for a server"
+    " on this machine or a trusted origin)",
     404: "no relay at this URL (HTTP 404): check the server URL and its base_url, and that"
     " the secsync_jupyter server extension is enabled",
     405: "not a WebSocket endpoint (HTTP 405): check the relay URL",
@@ -187,6 +107,9 @@ class SecsyncDocument:
         awareness: bool = True,
         user: Mapping[str, Any] | None = None,
         open_timeout: float = 10.0,
+        trusted_origins: Iterable[str] | str | None = None,
+        allow_insecure_token: bool = False,
+        max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
     ):
         if doc_id is None or key is None:
             from ..sharelink import parse_share_link
@@ -214,10 +137,23 @@ class SecsyncDocument:
         self.max_backoff = max_backoff
         self.open_timeout = open_timeout
         self._headers = dict(headers or {})
-        if token is None and _is_jupyter_relay(self.relay_url):
-            token = os.environ.get("JUPYTER_TOKEN") or None
-        if token:
-            self._headers["Authorization"] = f"token {token}"
+        if max_frame_bytes is not None and (
+            isinstance(max_frame_bytes, bool)
+            or not isinstance(max_frame_bytes, int)
+            or max_frame_bytes <= 0
+        ):
+            raise ValueError("max_frame_bytes must be a positive number of bytes (or None)")
+        #: the largest frame accepted from the relay (``None``: no limit)
+        self.max_frame_bytes = max_frame_bytes
+        self._token = token
+        self._trusted_origins = (
+            trusted_origins if isinstance(trusted_origins, str) else list(trusted_origins or ())
+        )
+        self._allow_insecure_token = allow_insecure_token
+        #: where the token of the latest connection came from: "argument", "environment", None
+        self.token_source: str | None = None
+        self._token_withheld: str | None = None
+        self._token_for(self.relay_url)  # a misplaced token or a bad origin: fail right here
         self.adapter = YDocAdapter(self.doc, self._on_local_update, self._on_ephemeral)
         self.engine = SyncEngine(
             doc_id,
@@ -516,6 +452,30 @@ class SecsyncDocument:
         params = {"sessionKey": self.session_key, **self.engine.connection_params()}
         return f"{self.relay_url}/{self.doc_id}?{urlencode(params)}"
 
+    def _token_for(self, relay_url: str) -> TokenDecision:
+        """The token a connection to the relay base ``relay_url`` may carry (:mod:`.tokens`)."""
+        return choose_token(
+            relay_url,
+            self._token,
+            trusted_origins=self._trusted_origins,
+            allow_insecure_token=self._allow_insecure_token,
+        )
+
+    def _connection_headers(self, relay_url: str) -> dict[str, str]:
+        """Headers of one connection attempt, decided each time (``relay_url`` may change)."""
+        decision = self._token_for(relay_url)
+        self.token_source = decision.source
+        self._token_withheld = decision.withheld
+        headers = dict(self._headers)
+        if decision.token is not None:
+            headers["Authorization"] = f"token {decision.token}"
+        return headers
+
+    def _fail_connection(self, message: str) -> None:
+        """A connection problem that retrying cannot fix: the document fails with ``message``."""
+        log.warning("secsync %s: %s", self.doc_id, message)
+        self.engine.fail(ProtocolError(message))
+
     async def _run(self) -> None:
         retries = 0
         loop = asyncio.get_running_loop()
@@ -526,12 +486,18 @@ class SecsyncDocument:
             url = self._url()
             self.last_url = url
             try:
+                headers = self._connection_headers(self.relay_url)
+            except TokenPolicyError as exc:  # relay_url was changed to an unsafe place
+                self._fail_connection(str(exc))
+                self._notify()
+                return
+            try:
                 async with websockets.connect(
                     url,
-                    max_size=None,
+                    max_size=self.max_frame_bytes,
                     open_timeout=self.open_timeout,
-                    proxy=None if _is_loopback(url) else True,
-                    additional_headers=self._headers or None,
+                    proxy=None if is_loopback(url) else True,
+                    additional_headers=headers or None,
                     compression=None,
                 ) as ws:
                     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -562,11 +528,21 @@ class SecsyncDocument:
                         sender.cancel()
             except asyncio.CancelledError:
                 raise
+            except websockets.exceptions.ConnectionClosedError as exc:
+                if _frame_too_big(exc):  # the same frame would come again: fail clearly
+                    self._fail_connection(
+                        f"the relay sent a frame larger than max_frame_bytes"
+                        f" ({self.max_frame_bytes:,} bytes); if this document is really that"
+                        " large, open it with a larger max_frame_bytes="
+                    )
+                log.debug("secsync %s: connection closed %r", self.doc_id, exc)
             except websockets.exceptions.InvalidStatus as exc:
                 status = exc.response.status_code
                 message = _REFUSALS.get(status)
                 if message is None and 400 <= status < 500 and status not in (408, 429):
                     message = f"the server refused the connection (HTTP {status})"
+                if message is not None and status in (401, 403) and self._token_withheld:
+                    message = f"{message}; {self._token_withheld}"
                 if message is not None:  # retrying cannot help: fail with a clear error
                     log.warning("secsync %s: %s", self.doc_id, message)
                     self.refusal = (status, message)
@@ -601,6 +577,13 @@ class SecsyncDocument:
         else:
             engine.receive(frame)
         self._pump()
+
+
+def _frame_too_big(exc: websockets.exceptions.ConnectionClosedError) -> bool:
+    """This client closed the connection because a frame exceeded ``max_size`` (1009)."""
+    if isinstance(exc.__cause__, websockets.exceptions.PayloadTooBig):
+        return True
+    return exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009
 
 
 def _loads_or_none(frame: str | bytes) -> Any:

@@ -1,8 +1,9 @@
 """The kernel use case: the Python client talks to the relay inside Jupyter Server.
 
 A kernel does not know the server's URL or token by itself: the user passes a share link
-(``http(s)://host<base_url>secsync/open/<docId>#key=…``) and the token (``token=`` or the
-``JUPYTER_TOKEN`` environment variable). Here the share link points at the pytest-jupyter
+(``http(s)://host<base_url>secsync/open/<docId>#key=…``) and the token (``token=``, or the
+``JUPYTER_TOKEN`` environment variable, which only goes to a server on loopback or on a
+trusted origin: ``test_tokens.py``). Here the share link points at the pytest-jupyter
 server, two clients converge through it, and a wrong or missing token is refused quickly
 with a clear error instead of retrying forever.
 """
@@ -10,6 +11,9 @@ with a clear error instead of retrying forever.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 
 import pytest
 from pycrdt import Text
@@ -65,12 +69,29 @@ async def test_two_kernels_edit_one_notebook_through_jupyter_server(server_url, 
             assert a.errors == [] and b.errors == []
 
 
-async def test_token_from_the_environment(server_url, token, monkeypatch):
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_token_from_the_environment_reaches_the_kernels_own_server(
+    server_url, token, monkeypatch, host
+):
+    """On loopback (the kernel's own server) ``JUPYTER_TOKEN`` is used: it opens the door."""
     monkeypatch.setenv("JUPYTER_TOKEN", token)
-    link = format_share_link(generate_id(), new_document_key(), server_url=server_url)
+    monkeypatch.delenv("SECSYNC_TRUSTED_ORIGINS", raising=False)
+    link = format_share_link(
+        generate_id(), new_document_key(), server_url=server_url.replace("127.0.0.1", host)
+    )
     async with open_document(link, open_timeout=20) as d:
+        assert d.token_source == "environment" and d.state == "connected"
         d.doc.get("content", type=Text).insert(0, "hi")
         await d.synced(30)
+    monkeypatch.delenv("JUPYTER_TOKEN")
+    # without it the same link is refused, so the environment's token is what opened it …
+    with pytest.raises(SyncFailed) as info:
+        await asyncio.wait_for(open_document(link, open_timeout=20), 60)
+    assert info.value.status == 403
+    # … and the write reached the server's relay: a client given the token reads it
+    async with open_document(link, token=token, open_timeout=20) as e:
+        assert e.token_source == "argument"
+        assert str(e.doc.get("content", type=Text)) == "hi"
 
 
 @pytest.mark.parametrize("bad", [None, "wrong-token"])
@@ -98,3 +119,61 @@ async def test_the_relay_url_of_another_server_path_is_a_clear_error(server_url,
         )
     assert info.value.status == 404
     assert "404" in str(info.value)
+
+
+async def _cli(*args: str, stdin: str = "", env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "secsync_jupyter",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 120)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_takes_link_and_token_from_files_stdin_and_environment(
+    server_url, token, tmp_path
+):
+    """``secsync-jupyter cat`` with no secret in its argv (which ps and the history show)."""
+    link = format_share_link(generate_id(), new_document_key(), server_url=server_url)
+    async with open_notebook(link, token=token, open_timeout=20) as nb:
+        nb.add_code_cell("x = 'from a kernel'")
+        await nb.synced(30)
+    link_file = tmp_path / "link.txt"
+    link_file.write_text(link + "\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JUPYTER_TOKEN", "SECSYNC_LINK", "SECSYNC_TRUSTED_ORIGINS")
+    }
+
+    def cells(out: str) -> list[str]:
+        return [c["source"] for c in json.loads(out)["cells"]]
+
+    # link from a file, token from stdin
+    code, out, err = await _cli(
+        "cat", "--link-file", str(link_file), "--token-file", "-", stdin=token + "\n", env=env
+    )
+    assert code == 0, err
+    assert cells(out) == ["x = 'from a kernel'"]
+    # link from stdin, token from JUPYTER_TOKEN (the server is on loopback)
+    code, out, err = await _cli("cat", "-", stdin=link, env={**env, "JUPYTER_TOKEN": token})
+    assert code == 0, err
+    assert cells(out) == ["x = 'from a kernel'"]
+    # link from SECSYNC_LINK, token from a file
+    token_file = tmp_path / "token.txt"
+    token_file.write_text(token)
+    code, out, err = await _cli(
+        "cat", "--token-file", str(token_file), env={**env, "SECSYNC_LINK": link}
+    )
+    assert code == 0, err
+    assert cells(out) == ["x = 'from a kernel'"]
+    # no token at all: refused by the server, one clear line
+    code, out, err = await _cli("cat", "--link-file", str(link_file), env=env)
+    assert code == 1
+    assert "403" in err and "token" in err and "Traceback" not in err

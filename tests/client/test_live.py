@@ -229,3 +229,32 @@ async def test_we_read_a_document_made_by_the_reference_client(relay, ref_client
         await b.synced(10)
     code, out, err = await ref_client(relay.url, doc_id, key.hex(), "--yjs-v1", "--read")
     assert code == 0 and out.strip() == "edit-0 edit-1 edit-2 edit-3 py", err
+
+
+async def test_a_frame_over_max_frame_bytes_fails_clearly(relay):
+    doc_id, key = generate_id(), new_document_key()
+    async with open_document(relay.url, doc_id, key) as a:
+        a.doc.get("content", type=Text).insert(0, "x" * 300_000)
+        await a.synced(15)
+    assert a.max_frame_bytes == 256 * 1024 * 1024  # the default
+    # the relay's document frame (> 400 KB of base64 ciphertext) is over a 100 KB limit
+    opener = open_document(relay.url, doc_id, key, max_frame_bytes=100_000)
+    d = opener._factory()
+    await d.start(wait=False)
+    try:
+        with pytest.raises(SyncFailed, match=r"larger than max_frame_bytes \(100,000 bytes\)"):
+            await d.loaded(30)
+        assert d.state == "failed" and d.connections == 1  # failed at once, not retried
+        assert str(d.doc.get("content", type=Text)) == ""
+    finally:
+        await d.close(wait_synced=False)
+    async with open_document(relay.url, doc_id, key, max_frame_bytes=1_000_000) as b:
+        assert str(b.doc.get("content", type=Text)) == "x" * 300_000
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1000"])
+async def test_max_frame_bytes_must_be_a_positive_int(bad):
+    with pytest.raises(ValueError, match="max_frame_bytes"):
+        open_document(
+            "ws://127.0.0.1:1", generate_id(), new_document_key(), max_frame_bytes=bad
+        )._factory()
