@@ -229,6 +229,11 @@ class Session:
                 kind, pd, "wrong-document", "publicData.docId is not this connection's document"
             )
             return None
+        if not self.identity.can_write:
+            # the transport's own permission (Jupyter's authorizer: ``write`` on ``secsync``)
+            # is enforced here, before and whatever the access policy says
+            self._continue(False, kind, msg, obj, text)
+            return None
         allowed = relay.policy.has_access(
             AccessRequest(action, self.doc_id, self.identity, msg.public_data.pub_key)
         )
