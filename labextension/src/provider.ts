@@ -21,7 +21,7 @@ import {
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
 import { b64encode } from './secsync/base64';
-import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/client';
+import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/document';
 import { parseShareLink } from './secsync/sharelink';
 
 /** How long loading may take before a progress notification is shown. */

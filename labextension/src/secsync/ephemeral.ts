@@ -184,13 +184,21 @@ export function verifyAndDecryptEphemeralMessage(
   raw: unknown,
   params: VerifyEphemeralParams
 ): EphemeralVerifyOutcome {
+  let message: EphemeralMessage;
   try {
-    let message: EphemeralMessage;
-    try {
-      message = parseEphemeralMessage(raw);
-    } catch (err) {
-      return { error: new SecsyncError('SECSYNC_ERROR_307', String(err)) };
-    }
+    message = parseEphemeralMessage(raw);
+  } catch (err) {
+    return { error: new SecsyncError('SECSYNC_ERROR_307', String(err)) };
+  }
+  return verifyAndDecryptParsedEphemeralMessage(message, params);
+}
+
+/** {@link verifyAndDecryptEphemeralMessage} for a message already parsed with `parseEphemeralMessage`. */
+export function verifyAndDecryptParsedEphemeralMessage(
+  message: EphemeralMessage,
+  params: VerifyEphemeralParams
+): EphemeralVerifyOutcome {
+  try {
     let publicDataB64: string;
     let publicKey: Uint8Array;
     try {

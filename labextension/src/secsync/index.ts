@@ -1,7 +1,8 @@
 /**
  * secsync-jupyter: a TypeScript implementation of the Secsync protocol (version 1,
  * wire-compatible with the reference `secsync` 0.5 packages) plus a Yjs sync client.
- * See shared/protocol.md for the wire format and client.ts for the sync engine API.
+ * See shared/protocol.md for the wire format, engine.ts for the sans-IO sync engine and
+ * document.ts for its browser driver (SecsyncYjsClient).
  */
 export * from './errors';
 export * from './base64';
@@ -15,4 +16,6 @@ export * from './update';
 export * from './ephemeral';
 export * from './yjsContent';
 export * from './sharelink';
-export * from './client';
+export * from './engine'; // with ./engineCore
+export * from './awareness';
+export * from './document';

@@ -162,13 +162,21 @@ export function verifyAndDecryptSnapshot(
   rawSnapshot: unknown,
   params: VerifySnapshotParams
 ): VerifyResult<{ content: Uint8Array; snapshot: Snapshot }> {
+  let snapshot: Snapshot;
   try {
-    let snapshot: Snapshot;
-    try {
-      snapshot = parseSnapshot(rawSnapshot);
-    } catch (err) {
-      return { error: new SecsyncError('SECSYNC_ERROR_110', String(err)) };
-    }
+    snapshot = parseSnapshot(rawSnapshot);
+  } catch (err) {
+    return { error: new SecsyncError('SECSYNC_ERROR_110', String(err)) };
+  }
+  return verifyAndDecryptParsedSnapshot(snapshot, params);
+}
+
+/** {@link verifyAndDecryptSnapshot} for a snapshot already parsed with `parseSnapshot`. */
+export function verifyAndDecryptParsedSnapshot(
+  snapshot: Snapshot,
+  params: VerifySnapshotParams
+): VerifyResult<{ content: Uint8Array; snapshot: Snapshot }> {
+  try {
     let publicDataB64: string;
     try {
       const publicKey = b64decode(snapshot.publicData.pubKey);

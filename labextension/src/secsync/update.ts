@@ -52,13 +52,21 @@ export function verifyAndDecryptUpdate(
   rawUpdate: unknown,
   params: VerifyUpdateParams
 ): VerifyResult<{ content: Uint8Array; clock: number; update: Update }> {
+  let update: Update;
   try {
-    let update: Update;
-    try {
-      update = parseUpdate(rawUpdate);
-    } catch (err) {
-      return { error: new SecsyncError('SECSYNC_ERROR_211', String(err)) };
-    }
+    update = parseUpdate(rawUpdate);
+  } catch (err) {
+    return { error: new SecsyncError('SECSYNC_ERROR_211', String(err)) };
+  }
+  return verifyAndDecryptParsedUpdate(update, params);
+}
+
+/** {@link verifyAndDecryptUpdate} for an update already parsed with `parseUpdate` (no second parse). */
+export function verifyAndDecryptParsedUpdate(
+  update: Update,
+  params: VerifyUpdateParams
+): VerifyResult<{ content: Uint8Array; clock: number; update: Update }> {
+  try {
     let publicDataB64: string;
     try {
       publicDataB64 = canonicalizeAndToBase64(update.publicData);

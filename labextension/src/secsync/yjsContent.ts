@@ -1,10 +1,12 @@
 /**
- * Content format shared with the Python client (Yjs v1 only):
+ * The Yjs (v1) content format on a Y.Doc — the twin of `secsync_jupyter/client/ydoc.py`:
  *  - snapshot plaintext = Y.encodeStateAsUpdate(doc)
  *  - update plaintext   = UTF-8 JSON array of b64url v1 update strings
- *  - ephemeral content  = y-protocols awareness update bytes
+ *  - ephemeral content  = y-protocols awareness update bytes (see awareness.ts)
  */
+import * as Y from 'yjs';
 import { b64decode, b64encode } from './base64';
+import type { DocumentAdapter } from './engine';
 import { ProtocolError } from './errors';
 import { utf8Decode, utf8Encode } from './sodium';
 
@@ -29,4 +31,69 @@ export function deserializeUpdates(plaintext: Uint8Array): Uint8Array[] {
     }
     return b64decode(item);
   });
+}
+
+/**
+ * Connects a Y.Doc to the sync engine. Local transactions are reported to `onLocalUpdate`
+ * (one v1 update each); updates applied here on behalf of the relay are not reported back.
+ */
+export class YDocAdapter implements DocumentAdapter<Uint8Array> {
+  readonly doc: Y.Doc;
+  private readonly _onLocalUpdate: ((update: Uint8Array) => void) | null;
+  private readonly _onEphemeral: ((content: Uint8Array, author: string) => void) | null;
+
+  constructor(
+    doc: Y.Doc,
+    onLocalUpdate?: (update: Uint8Array) => void,
+    onEphemeral?: (content: Uint8Array, author: string) => void
+  ) {
+    this.doc = doc;
+    this._onLocalUpdate = onLocalUpdate ?? null;
+    this._onEphemeral = onEphemeral ?? null;
+    doc.on('update', this._onTransaction);
+  }
+
+  close(): void {
+    this.doc.off('update', this._onTransaction);
+  }
+
+  private _onTransaction = (update: Uint8Array, origin: unknown): void => {
+    if (origin !== this && this._onLocalUpdate !== null) {
+      this._onLocalUpdate(update);
+    }
+  };
+
+  // DocumentAdapter
+  applySnapshot(content: Uint8Array): void {
+    Y.applyUpdate(this.doc, content, this);
+  }
+
+  applyChanges(changes: Uint8Array[]): void {
+    Y.transact(
+      this.doc,
+      () => {
+        for (const change of changes) {
+          Y.applyUpdate(this.doc, change, this);
+        }
+      },
+      this
+    );
+  }
+
+  /** Pending local updates go out merged into one (Y.mergeUpdates). */
+  serializeChanges(changes: Uint8Array[]): Uint8Array {
+    return serializeUpdates(changes.length > 1 ? [Y.mergeUpdates(changes)] : changes);
+  }
+
+  deserializeChanges(data: Uint8Array): Uint8Array[] {
+    return deserializeUpdates(data);
+  }
+
+  snapshotContent(): Uint8Array {
+    return Y.encodeStateAsUpdate(this.doc);
+  }
+
+  applyEphemeral(content: Uint8Array, author: string): void {
+    this._onEphemeral?.(content, author);
+  }
 }

@@ -1,0 +1,602 @@
+/**
+ * The sans-IO Secsync sync engine: frames in, frames and document operations out.
+ *
+ * The TypeScript twin of `secsync_jupyter/client/engine.py` — same states, events, error
+ * tables, outbox and methods, in camelCase (`add_changes` → `addChanges`, `take_outbox` →
+ * `takeOutbox`, `_on_document` → `_onDocument`; event data keys too: `snapshot_id` →
+ * `snapshotId`). No socket, no timers, no DOM:
+ *
+ * - the transport tells it `connecting()`, `connected()`, `receive(frame)` and
+ *   `disconnected()`; it appends the frames to send to `outbox` and sets
+ *   `reconnectRequested` when the connection must be re-established;
+ * - it drives a {@link DocumentAdapter} (apply a snapshot, apply changes, serialize local
+ *   changes, produce the snapshot content, deliver ephemeral content);
+ * - local changes go in with `addChanges()` and out with `flush()` (one update in flight at a
+ *   time, so changes made meanwhile are batched into the next update).
+ *
+ * Error handling follows the reference: some errors fail the document (state `failed`, no
+ * reconnect), others are recorded and the message is ignored; both kinds are kept in
+ * `errors` (newest first, at most 20). During the initial load every error fails the
+ * document. Ephemeral errors are kept separately (also at most 20 each).
+ *
+ * Stricter than the reference (as engine.py): updates are checked against the document id
+ * (213), a replayed ephemeral session proof cannot reset a peer's counter, the changes of a
+ * snapshot in flight are kept across a reconnect, a frame that is not a JSON object is
+ * recorded and ignored, in-flight updates written against a snapshot that is no longer the
+ * active one are re-queued onto the new one, and repeated `update-save-failed` answers for
+ * our update make the engine reconnect (as repeated `snapshot-save-failed` do).
+ *
+ * The driver is `document.ts` (WebSocket, backoff, batching timer, waiters, status).
+ */
+import { verifyAndDecryptParsedEphemeralMessage } from './ephemeral';
+import { ProtocolError, SecsyncError } from './errors';
+import {
+  isPlainObject,
+  parseEphemeralMessage,
+  parseSnapshot,
+  parseSnapshotProofChain,
+  parseUpdate
+} from './parse';
+import { isValidAncestorSnapshot, verifyAndDecryptParsedSnapshot } from './snapshot';
+import type { EphemeralMessage, Snapshot, SnapshotProofChainEntry, Update } from './types';
+import { verifyAndDecryptParsedUpdate } from './update';
+import {
+  clockOf,
+  CLOSED,
+  COMPLETE,
+  CONNECTED,
+  EngineCore,
+  errorWithCode,
+  FAILED,
+  Frame,
+  KnownSnapshot,
+  MAX_SNAPSHOT_SAVE_FAILURES,
+  MAX_UPDATE_SAVE_FAILURES,
+  NO_ACCESS,
+  PARTIAL,
+  pushError,
+  RECONNECT_CODES,
+  SNAPSHOT_FATAL,
+  UPDATE_IGNORED
+} from './engineCore';
+
+export * from './engineCore';
+
+/** An error that fails the document. */
+class Fail extends Error {
+  constructor(readonly error: SecsyncError) {
+    super(error.message);
+  }
+}
+
+/** An error that is recorded; the message is ignored. */
+class Ignore extends Error {
+  constructor(readonly error: SecsyncError) {
+    super(error.message);
+  }
+}
+
+/** The same snapshot (id, ciphertext hash and parent proof). */
+function sameEntry(a: SnapshotProofChainEntry, b: SnapshotProofChainEntry): boolean {
+  return (
+    a.snapshotId === b.snapshotId &&
+    a.snapshotCiphertextHash === b.snapshotCiphertextHash &&
+    a.parentSnapshotProof === b.parentSnapshotProof
+  );
+}
+
+/** Sans-IO Secsync client state machine for one document (receiving side here). */
+export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
+  // ------------------------------------------------------------------ receive
+
+  /** The frame as an object (text is parsed here); null (recorded) when it is not one. */
+  parseFrame(frame: unknown): Frame | null {
+    let obj: unknown = frame;
+    if (typeof frame === 'string') {
+      try {
+        obj = JSON.parse(frame);
+      } catch {
+        obj = null;
+      }
+    }
+    if (!isPlainObject(obj) || typeof obj.type !== 'string') {
+      this._record(new ProtocolError('the relay sent a frame that is not a typed JSON object'));
+      return null;
+    }
+    return obj as Frame;
+  }
+
+  /** Handle one frame from the relay (text or an already decoded object). */
+  receive(frame: unknown): void {
+    if (this.state !== CONNECTED) {
+      return;
+    }
+    const obj = this.parseFrame(frame);
+    if (obj === null) {
+      return;
+    }
+    switch (obj.type) {
+      case 'document':
+        this._onDocument(obj);
+        break;
+      case 'snapshot':
+        this._onSnapshot(obj);
+        break;
+      case 'snapshot-saved':
+        this._onSnapshotSaved(obj);
+        break;
+      case 'snapshot-save-failed':
+        this._onSnapshotSaveFailed(obj);
+        break;
+      case 'update':
+        this._onUpdate(obj);
+        break;
+      case 'update-saved':
+        this._onUpdateSaved(obj);
+        break;
+      case 'update-save-failed':
+        this._onUpdateSaveFailed(obj);
+        break;
+      case 'ephemeral-message':
+        this._onEphemeral(obj);
+        break;
+      case 'document-not-found':
+      case 'unauthorized':
+        this.noAccess(obj.type);
+        break;
+      case 'document-error':
+        this._onDocumentError();
+        break;
+      default:
+        this._emit('custom-message', { message: obj });
+        return;
+    }
+    if (this.state === CONNECTED) {
+      this.flush();
+    }
+  }
+
+  /** Access refused (an `unauthorized` frame, or the transport's refusal). */
+  noAccess(reason: string): void {
+    if (this.state === FAILED || this.state === CLOSED) {
+      return;
+    }
+    this.state = NO_ACCESS;
+    this._emit('state', { state: this.state, reason });
+  }
+
+  private _onDocumentError(): void {
+    this.state = FAILED;
+    this._emit('state', { state: this.state, reason: 'document-error' });
+  }
+
+  private _onDocument(obj: Frame): void {
+    if (this.ephemeral !== null) {
+      this._sendEphemeralMessage(new Uint8Array(), 'initialize');
+    }
+    this.documentState = FAILED;
+    const snapshot = obj.snapshot;
+    const updates = obj.updates;
+    this.lastDocument = {
+      snapshot: snapshot != null,
+      updates: Array.isArray(updates) ? updates.length : 0,
+      mode: this.loadMode
+    };
+    if (updates != null && !Array.isArray(updates)) {
+      this._fail(errorWithCode('SECSYNC_ERROR_211', 'updates must be an array'));
+      return;
+    }
+    const list: unknown[] = updates ?? [];
+    if (this.loadMode !== 'delta' && snapshot == null && list.length > 0) {
+      this._fail(errorWithCode('SECSYNC_ERROR_100', 'complete load with updates but no snapshot'));
+      return;
+    }
+    try {
+      let related = this.active;
+      if (snapshot != null) {
+        related = this._processSnapshot(snapshot, obj.snapshotProofChain || [], this.loadKnown);
+      }
+      this.documentState = PARTIAL;
+      if (list.length > 0) {
+        this._processUpdates(list, related);
+      }
+    } catch (exc) {
+      // during the initial load every error is fatal
+      this._fail(rethrowUnlessRule(exc).error);
+      return;
+    }
+    this.documentState = COMPLETE;
+    this._emit('loaded');
+  }
+
+  private _onSnapshot(obj: Frame): void {
+    try {
+      this._processSnapshot(obj.snapshot, [], this.active);
+    } catch (exc) {
+      this._failOrRecord(exc);
+    }
+  }
+
+  /** Fail on a `Fail`; record an `Ignore` (and reconnect for 112/115); rethrow bugs. */
+  private _failOrRecord(exc: unknown): boolean {
+    const rule = rethrowUnlessRule(exc);
+    if (rule instanceof Fail) {
+      this._fail(rule.error);
+      return true;
+    }
+    this._record(rule.error);
+    if (RECONNECT_CODES.includes(rule.error.code)) {
+      this._requestReconnect();
+      return true;
+    }
+    return false;
+  }
+
+  private _onSnapshotSaved(obj: Frame): void {
+    const flight = this.snapshotInFlight;
+    if (flight === null || obj.snapshotId !== flight.info.snapshotId) {
+      return;
+    }
+    const active = this.active;
+    if (active !== null && active.snapshotId !== flight.parentSnapshotId) {
+      // another snapshot won meanwhile: send the changes again on top of it
+      this.pending = flight.changes.concat(this.pending);
+      this.snapshotInFlight = null;
+      return;
+    }
+    this.snapshotSaveFailures = 0;
+    this.snapshots = [...this.snapshots, flight.info].slice(-3);
+    this.snapshotInFlight = null;
+    this.localClock = -1;
+    this._requeueStaleUpdates();
+    this._emit('snapshot-saved', { snapshotId: flight.info.snapshotId });
+  }
+
+  private _onSnapshotSaveFailed(obj: Frame): void {
+    this.snapshotSaveFailures += 1;
+    try {
+      let related = this.active;
+      if (obj.snapshot != null) {
+        related = this._processSnapshot(obj.snapshot, obj.snapshotProofChain || [], this.active);
+      }
+      const updates = obj.updates;
+      if (updates) {
+        if (!Array.isArray(updates)) {
+          throw new Ignore(errorWithCode('SECSYNC_ERROR_211', 'updates must be an array'));
+        }
+        if (updates.length > 0) {
+          this._processUpdates(updates, related);
+        }
+      }
+    } catch (exc) {
+      if (this._failOrRecord(exc)) {
+        return;
+      }
+    }
+    if (this.snapshotInFlight !== null) {
+      this.pending = this.snapshotInFlight.changes.concat(this.pending);
+      this.snapshotInFlight = null;
+    }
+    // retry (the flush after this frame sends it), at most 5 times in a row
+    this.snapshotRequested = true;
+    if (this.snapshotSaveFailures >= MAX_SNAPSHOT_SAVE_FAILURES) {
+      this._requestReconnect();
+    }
+  }
+
+  private _onUpdate(obj: Frame): void {
+    try {
+      this._processUpdates([obj], this.active);
+    } catch (exc) {
+      const rule = rethrowUnlessRule(exc);
+      if (rule instanceof Fail) {
+        this._fail(rule.error);
+      } else {
+        this._record(rule.error);
+      }
+    }
+  }
+
+  private _onUpdateSaved(obj: Frame): void {
+    const snapshotId = obj.snapshotId;
+    const clock = obj.clock;
+    if (typeof snapshotId !== 'string' || typeof clock !== 'number' || !Number.isSafeInteger(clock)) {
+      return;
+    }
+    this.snapshotSaveFailures = 0;
+    this.updateSaveFailures = 0;
+    for (const info of this.snapshots) {
+      if (info.snapshotId === snapshotId) {
+        if (clockOf(info.updateClocks, this.pubKey) < clock) {
+          info.updateClocks[this.pubKey] = clock;
+        }
+        for (const upd of this.updatesInFlight) {
+          if (upd.snapshotId === snapshotId && upd.clock === clock) {
+            info.updatesCount += 1;
+            info.updatesBytes += upd.size;
+          }
+        }
+      }
+    }
+    this.updatesInFlight = this.updatesInFlight.filter(
+      (u) => !(u.clock === clock && u.snapshotId === snapshotId)
+    );
+    this._emit('update-saved', { snapshotId, clock });
+  }
+
+  private _onUpdateSaveFailed(obj: Frame): void {
+    const { snapshotId, clock } = obj;
+    if (!this.updatesInFlight.some((u) => u.snapshotId === snapshotId && u.clock === clock)) {
+      return; // not ours (any more): nothing to retry
+    }
+    this.updateSaveFailures += 1;
+    if (obj.requiresNewSnapshot === true) {
+      this.snapshotRequested = true;
+    }
+    const changes: C[] = [];
+    for (const u of this.updatesInFlight) {
+      changes.push(...u.changes);
+    }
+    this.updatesInFlight = [];
+    this.pending = changes.concat(this.pending);
+    const active = this.active;
+    this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
+    if (this.updateSaveFailures >= MAX_UPDATE_SAVE_FAILURES) {
+      this._requestReconnect();
+    }
+  }
+
+  private _onEphemeral(obj: Frame): void {
+    let message: EphemeralMessage;
+    try {
+      message = parseEphemeralMessage(obj);
+    } catch {
+      pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_307'));
+      return;
+    }
+    const author = message.publicData.pubKey;
+    let valid: boolean;
+    try {
+      valid = this.isValidClient(author, message.publicData);
+    } catch {
+      valid = false;
+    }
+    if (!valid) {
+      pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_304'));
+      return;
+    }
+    const session = this.ephemeral;
+    if (session === null) {
+      return;
+    }
+    const sessionOf = () =>
+      Object.prototype.hasOwnProperty.call(session.validSessions, author)
+        ? session.validSessions[author].sessionId
+        : undefined;
+    const beforeId = sessionOf();
+    const result = verifyAndDecryptParsedEphemeralMessage(message, {
+      key: this._ephemeralKey as Uint8Array,
+      currentDocId: this.docId,
+      session,
+      signatureKeyPair: this.signingKey,
+      strictDocId: this.strictEphemeralDocId
+    });
+    if (result.error !== null) {
+      pushError(this.ephemeralErrors, result.error);
+    }
+    if (result.proof !== undefined) {
+      this._sendEphemeralMessage(result.proof, result.requestProof ? 'proofAndRequestProof' : 'proof');
+    }
+    const afterId = sessionOf();
+    if (afterId !== undefined && afterId !== beforeId) {
+      this._emit('ephemeral-peer', { author });
+    }
+    if (result.content !== undefined) {
+      try {
+        this.adapter.applyEphemeral(result.content, author);
+      } catch (exc) {
+        pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_300', exc));
+      }
+    }
+  }
+
+  // ------------------------------------------------------- snapshot / updates
+
+  /** Verify and apply a snapshot; returns the snapshot info the updates refer to. */
+  private _processSnapshot(
+    raw: unknown,
+    rawChain: unknown,
+    known: KnownSnapshot | null
+  ): KnownSnapshot | null {
+    let snapshot: Snapshot;
+    try {
+      snapshot = parseSnapshot(raw);
+    } catch (exc) {
+      throw new Ignore(errorWithCode('SECSYNC_ERROR_110', detailOf(exc)));
+    }
+    let chain: SnapshotProofChainEntry[];
+    try {
+      chain = parseSnapshotProofChain(rawChain);
+    } catch (exc) {
+      throw new Ignore(errorWithCode('SECSYNC_ERROR_115', detailOf(exc)));
+    }
+    const pd = snapshot.publicData;
+    let allowed: boolean;
+    try {
+      allowed = this.isValidClient(pd.pubKey, pd);
+    } catch (exc) {
+      throw new Fail(errorWithCode('SECSYNC_ERROR_104', exc));
+    }
+    if (!allowed) {
+      throw new Ignore(errorWithCode('SECSYNC_ERROR_114'));
+    }
+    const info = KnownSnapshot.of(snapshot);
+    if (known !== null && sameEntry(known.proofEntry, info.proofEntry)) {
+      // already applied (e.g. a delta load whose snapshot is still the active one)
+      const active = this.active;
+      if (active === null || active.snapshotId !== info.snapshotId) {
+        this.snapshots = [...this.snapshots, known.copy()].slice(-3);
+      }
+      return this.active;
+    }
+    let ancestor = false;
+    let parentClock: number | undefined;
+    if (known !== null && chain.length > 0) {
+      if (
+        !isValidAncestorSnapshot({
+          knownSnapshotProofEntry: known.proofEntry,
+          snapshotProofChain: chain,
+          currentSnapshot: snapshot
+        })
+      ) {
+        throw new Ignore(errorWithCode('SECSYNC_ERROR_115'));
+      }
+      ancestor = true;
+    } else if (known !== null) {
+      const own = clockOf(known.updateClocks, this.pubKey);
+      parentClock = own >= 0 ? own : undefined;
+    }
+    let key: Uint8Array;
+    try {
+      key = this.keyFor(info);
+    } catch (exc) {
+      throw new Fail(errorWithCode('SECSYNC_ERROR_103', exc));
+    }
+    const result = verifyAndDecryptParsedSnapshot(snapshot, {
+      key,
+      currentDocId: this.docId,
+      currentClientPublicKey: this.pubKey,
+      parentSnapshotProofInfo: ancestor || known === null ? undefined : known.proofEntry,
+      parentSnapshotUpdateClock: ancestor ? undefined : parentClock
+    });
+    if (result.error !== null) {
+      if (SNAPSHOT_FATAL.includes(result.error.code)) {
+        throw new Fail(result.error);
+      }
+      throw new Ignore(result.error);
+    }
+    try {
+      this.adapter.applySnapshot(result.content);
+    } catch (exc) {
+      throw new Fail(errorWithCode('SECSYNC_ERROR_105', exc));
+    }
+    this.snapshots = [...this.snapshots, info].slice(-3);
+    this.localClock = -1;
+    this._requeueStaleUpdates();
+    this._emit('remote-change', { kind: 'snapshot', snapshotId: info.snapshotId });
+    return info;
+  }
+
+  /** In-flight updates written against a snapshot that is no longer active go out again. */
+  private _requeueStaleUpdates(): void {
+    const activeId = this.active?.snapshotId;
+    const stale = this.updatesInFlight.filter((u) => u.snapshotId !== activeId);
+    if (stale.length === 0) {
+      return;
+    }
+    this.updatesInFlight = this.updatesInFlight.filter((u) => u.snapshotId === activeId);
+    const changes: C[] = [];
+    for (const u of stale) {
+      changes.push(...u.changes);
+    }
+    this.pending = changes.concat(this.pending);
+  }
+
+  private _processUpdates(rawUpdates: unknown[], related: KnownSnapshot | null): void {
+    let key: Uint8Array;
+    try {
+      key = this.keyFor(related);
+    } catch (exc) {
+      throw new Fail(errorWithCode('SECSYNC_ERROR_206', exc));
+    }
+    const relatedId = related !== null ? related.snapshotId : '';
+    const changes: C[] = [];
+    let ignored: SecsyncError | null = null;
+    let fatal: SecsyncError | null = null;
+    for (const raw of rawUpdates) {
+      let update: Update;
+      try {
+        update = parseUpdate(raw);
+      } catch (exc) {
+        ignored = errorWithCode('SECSYNC_ERROR_211', detailOf(exc));
+        continue;
+      }
+      const pd = update.publicData;
+      let allowed: boolean;
+      try {
+        allowed = this.isValidClient(pd.pubKey, pd);
+      } catch (exc) {
+        fatal = errorWithCode('SECSYNC_ERROR_205', exc);
+        break;
+      }
+      if (!allowed) {
+        ignored = errorWithCode('SECSYNC_ERROR_215');
+        continue;
+      }
+      const active = this.active;
+      const current = active !== null ? clockOf(active.updateClocks, pd.pubKey) : -1;
+      const result = verifyAndDecryptParsedUpdate(update, {
+        key,
+        currentDocId: this.docId,
+        currentActiveSnapshotId: relatedId,
+        currentClock: current
+      });
+      if (result.error !== null) {
+        if (UPDATE_IGNORED.includes(result.error.code)) {
+          ignored = result.error;
+          continue;
+        }
+        fatal = result.error;
+        break;
+      }
+      for (const info of this.snapshots) {
+        if (info.snapshotId === relatedId) {
+          if (clockOf(info.updateClocks, pd.pubKey) < pd.clock) {
+            info.updateClocks[pd.pubKey] = pd.clock;
+          }
+          info.updatesCount += 1;
+          info.updatesBytes += update.ciphertext.length;
+        }
+      }
+      if (pd.pubKey === this.pubKey) {
+        this.localClock = pd.clock;
+      }
+      try {
+        for (const change of this.adapter.deserializeChanges(result.content)) {
+          changes.push(change);
+        }
+      } catch (exc) {
+        fatal = errorWithCode('SECSYNC_ERROR_204', exc);
+        break;
+      }
+    }
+    if (changes.length > 0) {
+      try {
+        this.adapter.applyChanges(changes);
+        this._emit('remote-change', { kind: 'updates', count: changes.length });
+      } catch (exc) {
+        fatal = fatal ?? errorWithCode('SECSYNC_ERROR_203', exc);
+      }
+    }
+    if (fatal !== null) {
+      throw new Fail(fatal);
+    }
+    if (ignored !== null) {
+      throw new Ignore(ignored);
+    }
+  }
+}
+
+/** The `Fail` / `Ignore` a rule raised; anything else is a bug and propagates. */
+function rethrowUnlessRule(exc: unknown): Fail | Ignore {
+  if (exc instanceof Fail || exc instanceof Ignore) {
+    return exc;
+  }
+  throw exc;
+}
+
+/** A parse error's detail (its message without the code prefix). */
+function detailOf(exc: unknown): string {
+  const text = exc instanceof Error ? exc.message : String(exc);
+  return text.replace(/^SECSYNC_ERROR_[A-Z0-9]+: /, '');
+}

@@ -1,0 +1,575 @@
+/**
+ * The sync engine's state, tables, connection lifecycle and sending rules: the base class of
+ * `SyncEngine` (engine.ts holds the receiving rules; one object, two files). Mirrors the
+ * module constants, `KnownSnapshot` and the "helpers", "connection" and "send" sections of
+ * `secsync_jupyter/client/engine.py`.
+ */
+import { b64encode } from './base64';
+import { generateId, hash, SignatureKeyPair } from './crypto';
+import { createEphemeralMessage, createEphemeralSession, EphemeralMessageType, EphemeralSession } from './ephemeral';
+import { ProtocolError, SecsyncError, SecsyncErrorCode } from './errors';
+import { isPlainObject } from './parse';
+import { createInitialSnapshot, createSnapshot } from './snapshot';
+import type {
+  EphemeralMessage,
+  Snapshot,
+  SnapshotInfoWithUpdateClocks,
+  SnapshotProofChainEntry,
+  Update,
+  UpdateClocks
+} from './types';
+import { createUpdate } from './update';
+
+/** at most this many errors are kept per kind (newest first) */
+export const MAX_ERRORS = 20;
+/** a snapshot rejected this many times in a row makes the engine reconnect */
+export const MAX_SNAPSHOT_SAVE_FAILURES = 5;
+/** our update rejected this many times in a row makes the engine reconnect */
+export const MAX_UPDATE_SAVE_FAILURES = 5;
+/** default snapshot policy: a snapshot after this many updates on the active snapshot… */
+export const SNAPSHOT_EVERY_UPDATES = 300;
+/** …or this many bytes of update ciphertext, whichever comes first */
+export const SNAPSHOT_EVERY_BYTES = 1_000_000;
+
+// connection states
+export const CONNECTING = 'connecting';
+export const CONNECTED = 'connected';
+export const DISCONNECTED = 'disconnected';
+export const FAILED = 'failed';
+export const NO_ACCESS = 'no-access';
+export const CLOSED = 'closed';
+export type EngineState =
+  | typeof CONNECTING
+  | typeof CONNECTED
+  | typeof DISCONNECTED
+  | typeof FAILED
+  | typeof NO_ACCESS
+  | typeof CLOSED;
+
+// document decryption states (reference names)
+export const PENDING = 'pending';
+export const PARTIAL = 'partial';
+export const COMPLETE = 'complete';
+export type DocumentState = typeof PENDING | typeof PARTIAL | typeof COMPLETE | typeof FAILED;
+
+/** errors that make the client reconnect when received on a live connection */
+export const RECONNECT_CODES: readonly SecsyncErrorCode[] = ['SECSYNC_ERROR_112', 'SECSYNC_ERROR_115'];
+/** snapshot verification errors that fail the document (others are ignored) */
+export const SNAPSHOT_FATAL: readonly SecsyncErrorCode[] = [
+  'SECSYNC_ERROR_100',
+  'SECSYNC_ERROR_101',
+  'SECSYNC_ERROR_102'
+];
+/** update verification errors that are ignored (others fail the document) */
+export const UPDATE_IGNORED: readonly SecsyncErrorCode[] = [
+  'SECSYNC_ERROR_211',
+  'SECSYNC_ERROR_212',
+  'SECSYNC_ERROR_213',
+  'SECSYNC_ERROR_214',
+  'SECSYNC_ERROR_215'
+];
+
+/** What the engine needs from the document (e.g. a Y.Doc, see `YDocAdapter`). */
+export interface DocumentAdapter<C = Uint8Array> {
+  applySnapshot(content: Uint8Array): void;
+  applyChanges(changes: C[]): void;
+  /** one update's content for these local changes (merged where the format allows) */
+  serializeChanges(changes: C[]): Uint8Array;
+  deserializeChanges(data: Uint8Array): C[];
+  snapshotContent(): Uint8Array;
+  applyEphemeral(content: Uint8Array, author: string): void;
+}
+
+/** What a snapshot policy sees when local changes are about to be sent. */
+export interface SnapshotPolicyInfo {
+  activeSnapshotId: string | null;
+  /** updates accepted on the active snapshot (own and others') */
+  updatesSinceSnapshot: number;
+  /** bytes of update ciphertext (base64 text) accepted on the active snapshot */
+  updateBytesSinceSnapshot: number;
+  /** number of local changes waiting to be sent */
+  pendingChanges: number;
+}
+
+/** A snapshot after 300 updates or 1 MB of update ciphertext, whichever comes first. */
+export function defaultSnapshotPolicy(info: SnapshotPolicyInfo): boolean {
+  return (
+    info.updatesSinceSnapshot >= SNAPSHOT_EVERY_UPDATES ||
+    info.updateBytesSinceSnapshot >= SNAPSHOT_EVERY_BYTES
+  );
+}
+
+export type EngineEventHandler = (event: string, data: Record<string, unknown>) => void;
+
+/** `clocks[pubKey]`, or -1 (own properties only: a pubKey is untrusted input). */
+export function clockOf(clocks: UpdateClocks, pubKey: string): number {
+  return Object.prototype.hasOwnProperty.call(clocks, pubKey) ? clocks[pubKey] : -1;
+}
+
+/** A snapshot the client already has (`knownSnapshotInfo` in the reference). */
+export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
+  constructor(
+    public snapshotId: string,
+    public snapshotCiphertextHash: string,
+    public parentSnapshotProof: string,
+    public updateClocks: UpdateClocks = {},
+    /** updates / bytes accepted on it (for the snapshot policy; not sent anywhere) */
+    public updatesCount = 0,
+    public updatesBytes = 0
+  ) {}
+
+  get proofEntry(): SnapshotProofChainEntry {
+    return {
+      snapshotId: this.snapshotId,
+      snapshotCiphertextHash: this.snapshotCiphertextHash,
+      parentSnapshotProof: this.parentSnapshotProof
+    };
+  }
+
+  static of(snapshot: Snapshot): KnownSnapshot {
+    return new KnownSnapshot(
+      snapshot.publicData.snapshotId,
+      hash(snapshot.ciphertext),
+      snapshot.publicData.parentSnapshotProof
+    );
+  }
+
+  copy(): KnownSnapshot {
+    return new KnownSnapshot(
+      this.snapshotId,
+      this.snapshotCiphertextHash,
+      this.parentSnapshotProof,
+      { ...this.updateClocks },
+      this.updatesCount,
+      this.updatesBytes
+    );
+  }
+
+  toJSON(): SnapshotInfoWithUpdateClocks {
+    return { ...this.proofEntry, updateClocks: { ...this.updateClocks } };
+  }
+
+  static fromJSON(obj: SnapshotInfoWithUpdateClocks): KnownSnapshot {
+    const clocks: unknown = obj.updateClocks ?? {};
+    if (
+      !isPlainObject(clocks) ||
+      !Object.values(clocks).every((v) => typeof v === 'number' && Number.isSafeInteger(v))
+    ) {
+      throw new ProtocolError('updateClocks must map strings to integers');
+    }
+    const updateClocks = { ...(clocks as UpdateClocks) };
+    const count = Object.values(updateClocks).reduce((n, c) => n + c + 1, 0);
+    return new KnownSnapshot(
+      String(obj.snapshotId),
+      String(obj.snapshotCiphertextHash),
+      String(obj.parentSnapshotProof),
+      updateClocks,
+      count
+    );
+  }
+}
+
+export interface UpdateInFlight<C> {
+  snapshotId: string;
+  clock: number;
+  changes: C[];
+  size: number;
+}
+
+export interface SnapshotInFlight<C> {
+  info: KnownSnapshot;
+  parentSnapshotId: string;
+  changes: C[];
+}
+
+/** A SecsyncError with `code` and an optional detail. */
+export function errorWithCode(code: SecsyncErrorCode, detail?: unknown): SecsyncError {
+  return new SecsyncError(code, detail === undefined ? undefined : String(detail));
+}
+
+/** Newest first, at most {@link MAX_ERRORS}. */
+export function pushError(errors: SecsyncError[], error: SecsyncError): void {
+  errors.unshift(error);
+  if (errors.length > MAX_ERRORS) {
+    errors.length = MAX_ERRORS;
+  }
+}
+
+/** A frame from the relay: a JSON object with a string `type`. */
+export type Frame = Record<string, unknown> & { type: string };
+
+export interface SyncEngineOptions<C> {
+  snapshotPolicy?: (info: SnapshotPolicyInfo) => boolean;
+  isValidClient?: (pubKey: string, publicData: Record<string, unknown>) => boolean;
+  knownSnapshot?: KnownSnapshot | null;
+  loadMode?: 'delta' | 'complete';
+  pendingChanges?: Iterable<C>;
+  onEvent?: EngineEventHandler;
+  /** ephemeral messages for another docId are recorded as 306 (default) instead of dropped */
+  strictEphemeralDocId?: boolean;
+}
+
+type KeySource = Uint8Array | ((info: KnownSnapshot | null) => Uint8Array);
+
+/** State, connection lifecycle and sending side of {@link SyncEngine} (engine.ts). */
+export abstract class EngineCore<C = Uint8Array> {
+  readonly docId: string;
+  readonly adapter: DocumentAdapter<C>;
+  readonly signingKey: SignatureKeyPair;
+  readonly pubKey: string;
+  snapshotPolicy: (info: SnapshotPolicyInfo) => boolean;
+  isValidClient: (pubKey: string, publicData: Record<string, unknown>) => boolean;
+  onEvent: EngineEventHandler | null;
+  readonly strictEphemeralDocId: boolean;
+
+  state: EngineState = DISCONNECTED;
+  documentState: DocumentState = PENDING;
+  /** snapshot and update errors, newest first (at most 20) */
+  readonly errors: SecsyncError[] = [];
+  /** errors receiving ephemeral messages, newest first (at most 20) */
+  readonly ephemeralErrors: SecsyncError[] = [];
+  /** errors creating ephemeral messages (601), newest first (at most 20) */
+  readonly ephemeralAuthoringErrors: SecsyncError[] = [];
+  /** frames to send, in order (the transport drains it) */
+  outbox: string[] = [];
+  /** set when the transport must close the connection and reconnect */
+  reconnectRequested = false;
+
+  loadKnown: KnownSnapshot | null;
+  loadMode: 'delta' | 'complete';
+  snapshots: KnownSnapshot[] = [];
+  pending: C[];
+  updatesInFlight: UpdateInFlight<C>[] = [];
+  snapshotInFlight: SnapshotInFlight<C> | null = null;
+  localClock = -1;
+  snapshotSaveFailures = 0;
+  updateSaveFailures = 0;
+  snapshotRequested = false;
+  ephemeral: EphemeralSession | null = null;
+  /** what the latest `document` frame held (for diagnostics and tests) */
+  lastDocument: { snapshot: boolean; updates: number; mode: string } | null = null;
+
+  protected readonly _key: KeySource;
+  protected _ephemeralKey: Uint8Array | null = null;
+
+  constructor(
+    docId: string,
+    key: KeySource,
+    adapter: DocumentAdapter<C>,
+    signingKey: SignatureKeyPair,
+    options: SyncEngineOptions<C> = {}
+  ) {
+    this.docId = docId;
+    this._key = key;
+    this.adapter = adapter;
+    this.signingKey = signingKey;
+    this.pubKey = b64encode(signingKey.publicKey);
+    this.snapshotPolicy = options.snapshotPolicy ?? defaultSnapshotPolicy;
+    this.isValidClient = options.isValidClient ?? (() => true);
+    this.onEvent = options.onEvent ?? null;
+    this.strictEphemeralDocId = options.strictEphemeralDocId ?? true;
+    this.loadKnown = options.knownSnapshot ?? null;
+    this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
+    this.pending = Array.from(options.pendingChanges ?? []);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  get active(): KnownSnapshot | null {
+    return this.snapshots.length > 0 ? this.snapshots[this.snapshots.length - 1] : null;
+  }
+
+  /** Connected, loaded, and every local change acknowledged by the relay. */
+  get isSynced(): boolean {
+    return (
+      this.state === CONNECTED &&
+      this.documentState === COMPLETE &&
+      this.pending.length === 0 &&
+      this.updatesInFlight.length === 0 &&
+      this.snapshotInFlight === null &&
+      !this.snapshotRequested
+    );
+  }
+
+  keyFor(info: KnownSnapshot | null): Uint8Array {
+    return typeof this._key === 'function' ? this._key(info) : this._key;
+  }
+
+  protected _emit(event: string, data: Record<string, unknown> = {}): void {
+    this.onEvent?.(event, data);
+  }
+
+  protected _record(error: SecsyncError): void {
+    pushError(this.errors, error);
+    this._emit('error', { error, fatal: false });
+  }
+
+  /** Fail the document with `error` (e.g. an unexpected internal error). */
+  fail(error: SecsyncError): void {
+    this._fail(error);
+  }
+
+  protected _fail(error: SecsyncError): void {
+    pushError(this.errors, error);
+    this.state = FAILED;
+    this._emit('error', { error, fatal: true });
+    this._emit('state', { state: this.state });
+  }
+
+  protected _send(message: unknown): void {
+    this.outbox.push(JSON.stringify(message));
+  }
+
+  takeOutbox(): string[] {
+    const frames = this.outbox;
+    this.outbox = [];
+    return frames;
+  }
+
+  // --------------------------------------------------------------- connection
+
+  /** Query parameters for the next connection (besides `sessionKey`). */
+  connectionParams(): Record<string, string> {
+    if (this.loadKnown === null) {
+      return { mode: 'complete' };
+    }
+    return {
+      mode: this.loadMode,
+      knownSnapshotId: this.loadKnown.snapshotId,
+      knownSnapshotUpdateClocks: JSON.stringify(this.loadKnown.updateClocks)
+    };
+  }
+
+  protected get _terminal(): boolean {
+    return this.state === FAILED || this.state === NO_ACCESS || this.state === CLOSED;
+  }
+
+  connecting(): void {
+    if (this._terminal) {
+      return;
+    }
+    this.state = CONNECTING;
+    this._emit('state', { state: this.state });
+  }
+
+  /** The WebSocket is open: start a fresh ephemeral session and wait for the document. */
+  connected(): void {
+    if (this._terminal) {
+      return;
+    }
+    this.state = CONNECTED;
+    this.reconnectRequested = false;
+    this.documentState = PENDING;
+    const resume = this.loadKnown !== null && this.loadMode === 'delta';
+    this.snapshots = resume ? [(this.loadKnown as KnownSnapshot).copy()] : [];
+    // our next update on the known snapshot follows our last acknowledged one
+    this.localClock = resume ? clockOf((this.loadKnown as KnownSnapshot).updateClocks, this.pubKey) : -1;
+    try {
+      this._ephemeralKey = this.keyFor(this.active);
+      this.ephemeral = createEphemeralSession();
+    } catch (exc) {
+      // no key yet: no presence on this connection
+      this.ephemeral = null;
+      pushError(this.ephemeralAuthoringErrors, errorWithCode('SECSYNC_ERROR_601', exc));
+    }
+    this._emit('state', { state: this.state });
+  }
+
+  /** The connection is gone: keep every unconfirmed change and resume in delta mode. */
+  disconnected(): void {
+    if (this._terminal) {
+      return;
+    }
+    const unconfirmed: C[] = [];
+    for (const upd of this.updatesInFlight) {
+      unconfirmed.push(...upd.changes);
+    }
+    if (this.snapshotInFlight !== null) {
+      unconfirmed.push(...this.snapshotInFlight.changes);
+      this.snapshotRequested = true; // send it again after reconnecting
+    }
+    this.pending = unconfirmed.concat(this.pending);
+    this.updatesInFlight = [];
+    this.snapshotInFlight = null;
+    this.localClock = -1;
+    this.snapshotSaveFailures = 0;
+    this.updateSaveFailures = 0;
+    this.ephemeral = null;
+    this.outbox = [];
+    this.documentState = PENDING;
+    const active = this.active;
+    if (active !== null) {
+      this.loadKnown = active.copy();
+      this.loadMode = 'delta';
+    }
+    this.state = DISCONNECTED;
+    this.reconnectRequested = false;
+    this._emit('state', { state: this.state });
+  }
+
+  /** Closed by the application (a failed / no-access state is kept for inspection). */
+  close(): void {
+    if (this.state !== FAILED && this.state !== NO_ACCESS) {
+      this.state = CLOSED;
+    }
+    this.outbox = [];
+    this._emit('state', { state: this.state });
+  }
+
+  protected _requestReconnect(): void {
+    this.reconnectRequested = true;
+    this._emit('reconnect');
+  }
+
+  // -------------------------------------------------------------------- send
+
+  /** Queue local changes; `flush()` sends them. */
+  addChanges(changes: Iterable<C>): void {
+    for (const change of changes) {
+      this.pending.push(change);
+    }
+  }
+
+  /** Send a snapshot with the next flush (even without pending changes). */
+  requestSnapshot(): void {
+    this.snapshotRequested = true;
+  }
+
+  policyInfo(): SnapshotPolicyInfo {
+    const active = this.active;
+    return {
+      activeSnapshotId: active !== null ? active.snapshotId : null,
+      updatesSinceSnapshot: active !== null ? active.updatesCount : 0,
+      updateBytesSinceSnapshot: active !== null ? active.updatesBytes : 0,
+      pendingChanges: this.pending.length
+    };
+  }
+
+  /** Send pending changes as one update (or a snapshot), if nothing is in flight. */
+  flush(): void {
+    if (
+      this.state !== CONNECTED ||
+      this.reconnectRequested ||
+      this.documentState !== COMPLETE ||
+      this.snapshotInFlight !== null ||
+      this.updatesInFlight.length > 0
+    ) {
+      return;
+    }
+    if (this.snapshotRequested) {
+      this._createAndSendSnapshot();
+      return;
+    }
+    if (this.pending.length === 0) {
+      return;
+    }
+    if (this.active === null || this.snapshotPolicy(this.policyInfo())) {
+      this._createAndSendSnapshot();
+    } else {
+      this._createAndSendUpdate();
+    }
+  }
+
+  protected _createAndSendSnapshot(): void {
+    const active = this.active;
+    let snapshot: Snapshot;
+    try {
+      const snapshotId = generateId();
+      const content = this.adapter.snapshotContent();
+      const base = { docId: this.docId, pubKey: this.pubKey, snapshotId };
+      const key = this.keyFor(active);
+      if (active === null) {
+        snapshot = createInitialSnapshot(
+          content,
+          { ...base, parentSnapshotId: '', parentSnapshotUpdateClocks: {} },
+          key,
+          this.signingKey
+        );
+      } else {
+        snapshot = createSnapshot(
+          content,
+          {
+            ...base,
+            parentSnapshotId: active.snapshotId,
+            parentSnapshotUpdateClocks: { ...active.updateClocks }
+          },
+          key,
+          this.signingKey,
+          active.snapshotCiphertextHash,
+          active.parentSnapshotProof
+        );
+      }
+    } catch (exc) {
+      this._fail(errorWithCode('SECSYNC_ERROR_401', exc));
+      return;
+    }
+    this.snapshotInFlight = {
+      info: KnownSnapshot.of(snapshot),
+      parentSnapshotId: snapshot.publicData.parentSnapshotId,
+      changes: this.pending
+    };
+    this.pending = [];
+    this.snapshotRequested = false;
+    this._send(snapshot);
+  }
+
+  protected _createAndSendUpdate(): void {
+    const active = this.active as KnownSnapshot;
+    const changes = this.pending;
+    let update: Update;
+    let clock: number;
+    try {
+      const content = this.adapter.serializeChanges(changes);
+      clock = this.localClock + 1;
+      update = createUpdate(
+        content,
+        { refSnapshotId: active.snapshotId, docId: this.docId, pubKey: this.pubKey },
+        this.keyFor(active),
+        this.signingKey,
+        clock
+      );
+    } catch (exc) {
+      this._fail(errorWithCode('SECSYNC_ERROR_501', exc));
+      return;
+    }
+    this.localClock = clock;
+    this.pending = [];
+    this.updatesInFlight.push({
+      snapshotId: active.snapshotId,
+      clock,
+      changes,
+      size: update.ciphertext.length
+    });
+    this._send(update);
+  }
+
+  /** Send ephemeral content (e.g. an awareness update) on the current session. */
+  sendEphemeral(content: Uint8Array): boolean {
+    if (this.state !== CONNECTED || this.ephemeral === null) {
+      return false;
+    }
+    return this._sendEphemeralMessage(content, 'message');
+  }
+
+  protected _sendEphemeralMessage(content: Uint8Array, type: EphemeralMessageType): boolean {
+    const session = this.ephemeral as EphemeralSession;
+    let message: EphemeralMessage;
+    try {
+      message = createEphemeralMessage(
+        content,
+        type,
+        { docId: this.docId, pubKey: this.pubKey },
+        this._ephemeralKey as Uint8Array,
+        this.signingKey,
+        session.id,
+        session.counter
+      );
+    } catch (exc) {
+      pushError(this.ephemeralAuthoringErrors, errorWithCode('SECSYNC_ERROR_601', exc));
+      return false;
+    }
+    session.counter += 1;
+    this._send(message);
+    return true;
+  }
+}
