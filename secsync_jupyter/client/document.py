@@ -1,8 +1,8 @@
 """asyncio driver: a :class:`SyncEngine` on a WebSocket (``websockets``), around a pycrdt Doc.
 
 Everything runs on the caller's event loop (top-level ``await`` in IPython works: no
-nested loops, no blocking calls). Heavy verification of a large ``document`` frame runs in
-worker threads (signature checks release the GIL); applying it happens on the loop.
+nested loops, no blocking calls). The updates of a large ``document`` frame are checked
+ahead in threads or worker processes (:mod:`.precheck`); applying them happens on the loop.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +31,11 @@ from .engine import (
     SyncEngine,
     backoff_delay,
 )
+from .precheck import (
+    precheck_frame,
+    process_pool,  # noqa: F401  (benchmarks/load_bench.py imports it here)
+    verify_pool,
+)
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
@@ -40,84 +43,8 @@ __all__ = ["SecsyncDocument", "SyncFailed", "open_document"]
 
 log = logging.getLogger("secsync_jupyter.client")
 
-_VERIFY_POOL: ThreadPoolExecutor | None = None
-#: frames larger than this are decoded and verified off the event loop
+#: frames larger than this are decoded off the event loop (and their updates checked ahead)
 _LARGE_FRAME = 256 * 1024
-
-
-def verify_pool() -> ThreadPoolExecutor:
-    """The shared pool for signature checks (2 workers: PyNaCl releases the GIL)."""
-    global _VERIFY_POOL
-    if _VERIFY_POOL is None:
-        workers = max(2, min(4, os.cpu_count() or 2))
-        _VERIFY_POOL = ThreadPoolExecutor(workers, thread_name_prefix="secsync-verify")
-    return _VERIFY_POOL
-
-
-_PROCESS_POOL: Any = None
-#: ``document`` frames with at least this many updates are checked in worker processes
-#: (no GIL: both cores verify); ``None`` disables the process pool (threads only)
-PROCESS_MIN_UPDATES: int | None = 20_000
-
-
-def process_pool():
-    """The shared process pool for very large frames (``spawn``: safe in a kernel).
-
-    Started on first use and kept: spawning costs about half a second once.
-    """
-    global _PROCESS_POOL
-    if _PROCESS_POOL is None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        _PROCESS_POOL = ProcessPoolExecutor(
-            max(2, min(4, os.cpu_count() or 2)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_warm_worker,
-        )
-    return _PROCESS_POOL
-
-
-def _warm_worker() -> None:
-    from . import engine, ydoc  # noqa: F401
-
-
-def _picklable(fn: Any) -> bool:
-    import pickle
-
-    try:
-        pickle.dumps(fn)
-        return True
-    except Exception:
-        return False
-
-
-def precheck_frame(engine: SyncEngine, obj: Mapping[str, Any]):
-    """Verify a large ``document`` frame's updates ahead of :meth:`SyncEngine.receive`.
-
-    Blocking (run it off the event loop). Very large frames go to worker processes, others
-    to the verify threads; if the process pool is unusable, threads it is.
-    """
-    updates = obj.get("updates")
-    n = len(updates) if isinstance(updates, list) else 0
-    if (
-        PROCESS_MIN_UPDATES is not None
-        and n >= PROCESS_MIN_UPDATES
-        and _picklable(engine.adapter.deserialize_changes)
-    ):
-        try:
-            return engine.precheck_in_processes(obj, process_pool().submit)
-        except Exception:  # e.g. a broken pool (a worker was killed): use threads
-            log.warning("secsync: the process pool failed; verifying in threads", exc_info=True)
-            _reset_process_pool()
-    return engine.precheck(obj, verify_pool().map)
-
-
-def _reset_process_pool() -> None:
-    global _PROCESS_POOL
-    pool, _PROCESS_POOL = _PROCESS_POOL, None
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class SyncFailed(RuntimeError):

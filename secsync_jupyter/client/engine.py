@@ -26,10 +26,8 @@ kept across a reconnect, and a frame that is not a JSON object is recorded and i
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from ..protocol import (
@@ -55,6 +53,7 @@ from ..protocol import (
     verify_and_decrypt_snapshot,
     verify_and_decrypt_update,
 )
+from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unparsable
 
 __all__ = [
     "MAX_ERRORS",
@@ -241,67 +240,6 @@ class _Ignore(Exception):
 
 def _err(code: str, detail: str | None = None) -> ProtocolError:
     return ProtocolError(detail, code=code)
-
-
-#: below this many updates a frame is verified on the calling thread
-PARALLEL_THRESHOLD = 64
-
-
-@dataclass
-class Precheck:
-    """Updates of one frame parsed and verified ahead of time (possibly in threads).
-
-    ``results[i]`` is ``(parsed update or ParseError, assumed clock, plaintext or error,
-    decoded changes or error)``;
-    the engine uses a result only when the clock and snapshot it assumed are the ones in
-    force when the update is processed, and otherwise verifies again.
-    """
-
-    snapshot_id: str | None
-    results: list[tuple[Any, int, Any]]
-
-
-class _PrecheckedPublicData:
-    """What the engine reads of an update's publicData after another process checked it."""
-
-    __slots__ = ("clock", "pub_key", "raw")
-
-    def __init__(self, pub_key: str, clock: int, raw: Mapping[str, Any]):
-        self.pub_key, self.clock, self.raw = pub_key, clock, raw
-
-
-class _Prechecked:
-    __slots__ = ("ciphertext", "public_data")
-
-    def __init__(self, public_data: _PrecheckedPublicData, ciphertext: str):
-        self.public_data, self.ciphertext = public_data, ciphertext
-
-
-def check_updates_chunk(
-    raws: list[Any],
-    currents: list[int],
-    key: bytes,
-    snapshot_id: str,
-    doc_id: str,
-    deserialize: Callable[[bytes], list[Any]],
-) -> list[list[Any] | None]:
-    """Parse, verify, decrypt and decode updates (run in a worker process).
-
-    Returns the decoded changes of each update, or ``None`` when anything about it is
-    wrong (the engine then checks it again and records the exact error).
-    """
-    out: list[list[Any] | None] = []
-    append = out.append
-    for raw, current in zip(raws, currents, strict=True):
-        try:
-            update = Update.from_json(raw)
-            content = verify_and_decrypt_update(
-                update, key, snapshot_id, current, current_doc_id=doc_id
-            )
-            append(deserialize(content))
-        except Exception:
-            append(None)
-    return out
 
 
 class SyncEngine:
@@ -824,8 +762,11 @@ class SyncEngine:
         self.updates_in_flight = [u for u in self.updates_in_flight if u.snapshot_id == active_id]
         self.pending = [c for u in stale for c in u.changes] + self.pending
 
-    def _precheck_plan(self, frame: Mapping[str, Any]):
-        """``(updates, snapshot id, key, assumed clocks)`` for a precheck, or None."""
+    def precheck_basis(self, frame: Mapping[str, Any]) -> PrecheckBasis | None:
+        """What the updates of a ``document`` frame would be checked against if it arrived
+        now — the document id, the snapshot, its key and each author's clock on it — or
+        ``None`` when checking them ahead (see :mod:`.precheck`) is not worth it. Pure: the
+        engine's state does not change."""
         updates = frame.get("updates")
         if not isinstance(updates, list) or len(updates) < PARALLEL_THRESHOLD:
             return None
@@ -854,122 +795,7 @@ class SyncEngine:
             key = self.key_for(info)
         except Exception:
             return None
-        # predict each update's current clock from the raw frame (parsing happens in the chunks)
-        assumed: list[int] = []
-        for raw in updates:
-            try:
-                pd = raw["publicData"]
-                pub, clock = pd["pubKey"], pd["clock"]
-                current = clocks.get(pub, -1)
-                if type(clock) is int and clock == current + 1:
-                    clocks[pub] = clock
-            except (KeyError, TypeError):
-                current = -2
-            assumed.append(current)
-        return updates, snap_id, key, assumed
-
-    def precheck(self, frame: Mapping[str, Any], map_chunks=None) -> Precheck | None:
-        """Parse, verify, decrypt and decode the updates of a ``document`` frame ahead of
-        processing it.
-
-        Pure with respect to the engine (thread-safe): it reads the key, the document id
-        and the known clocks, and calls the adapter's pure ``deserialize_changes``.
-        ``map_chunks(fn, chunks)`` (e.g. ``executor.map``) runs chunks in parallel — the
-        signature checks release the GIL. The clock each update is checked against is
-        predicted from the frame (every earlier update accepted); :meth:`receive` uses a
-        result only when that prediction holds and checks again otherwise.
-        """
-        plan = self._precheck_plan(frame)
-        if plan is None:
-            return None
-        updates, snap_id, key, assumed = plan
-        doc_id = self.doc_id
-        deserialize = self.adapter.deserialize_changes
-        n = len(updates)
-        size = max(PARALLEL_THRESHOLD, math.ceil(n / 16))
-        starts = range(0, n, size)
-
-        def run(start: int) -> list[tuple[Any, int, Any, Any]]:
-            out = []
-            for raw, current in zip(
-                updates[start : start + size], assumed[start : start + size], strict=True
-            ):
-                try:
-                    update = Update.from_json(raw)
-                except ParseError as exc:
-                    out.append((exc, current, None, None))
-                    continue
-                try:
-                    content = verify_and_decrypt_update(
-                        update, key, snap_id, current, current_doc_id=doc_id
-                    )
-                except ProtocolError as exc:
-                    out.append((update, current, exc, None))
-                    continue
-                try:
-                    changes = deserialize(content)
-                except Exception as exc:
-                    changes = exc
-                out.append((update, current, content, changes))
-            return out
-
-        mapper = map_chunks or map
-        results = [r for part in mapper(run, starts) for r in part]
-        return Precheck(snap_id, results)
-
-    def precheck_in_processes(
-        self, frame: Mapping[str, Any], submit: Callable[..., Any], chunk: int = 8192
-    ) -> Precheck | None:
-        """Like :meth:`precheck`, with the work in other processes (no GIL at all).
-
-        ``submit(fn, *args)`` returns a future (e.g. a ``ProcessPoolExecutor``'s). Each
-        worker gets the raw update objects of its chunk and returns only the decoded changes
-        (or ``None`` for an update that did not pass: the engine then checks that one again
-        itself, so errors and their codes are exactly those of :meth:`receive`). The
-        adapter's ``deserialize_changes`` must be picklable (a module-level function).
-        """
-        plan = self._precheck_plan(frame)
-        if plan is None:
-            return None
-        updates, snap_id, key, assumed = plan
-        deserialize = self.adapter.deserialize_changes
-        futures = [
-            submit(
-                check_updates_chunk,
-                updates[start : start + chunk],
-                assumed[start : start + chunk],
-                key,
-                snap_id,
-                self.doc_id,
-                deserialize,
-            )
-            for start in range(0, len(updates), chunk)
-        ]
-        results: list[Any] = []
-        append = results.append
-        i = 0
-        for future in futures:
-            for changes in future.result():
-                raw = updates[i]
-                if changes is None:
-                    append(None)
-                else:
-                    pd = raw["publicData"]
-                    append(
-                        (
-                            _Prechecked(
-                                _PrecheckedPublicData(
-                                    pd["pubKey"], pd["clock"], MappingProxyType(pd)
-                                ),
-                                raw["ciphertext"],
-                            ),
-                            assumed[i],
-                            b"",
-                            changes,
-                        )
-                    )
-                i += 1
-        return Precheck(snap_id, results)
+        return PrecheckBasis(self.doc_id, snap_id, key, clocks)
 
     def _process_updates(
         self,
@@ -999,11 +825,11 @@ class SyncEngine:
             if loading and ignored is not None:
                 break
             pre = precheck.results[i] if precheck is not None else None
+            if isinstance(pre, Unparsable):
+                ignored = _err("SECSYNC_ERROR_211", pre.error.detail)
+                continue
             if pre is not None:
-                update = pre[0]
-                if isinstance(update, ParseError):
-                    ignored = _err("SECSYNC_ERROR_211", update.detail)
-                    continue
+                update = pre.update
             else:
                 try:
                     update = Update.from_json(raw)
@@ -1021,9 +847,14 @@ class SyncEngine:
                 continue
             active = self.active
             current = active.update_clocks.get(pd.pub_key, -1) if active is not None else -1
-            pre_changes = None
-            if pre is not None and pre[1] == current:
-                content, pre_changes = pre[2], pre[3]
+            #: the decoded changes (or why decoding failed) when checked ahead
+            decoded: list[Any] | Exception | None = None
+            if pre is not None and pre.assumed_clock == current:  # checked ahead, and right
+                if isinstance(pre, Rejected):
+                    content: bytes | ProtocolError = pre.error
+                else:
+                    content = b""
+                    decoded = pre.changes if pre.decode_error is None else pre.decode_error
             else:
                 if not isinstance(update, Update):  # checked in another process: parse here
                     try:
@@ -1052,11 +883,11 @@ class SyncEngine:
             if pd.pub_key == self.pub_key:
                 self.local_clock = pd.clock
             try:
-                if pre_changes is None:
-                    pre_changes = deserialize(content)
-                elif isinstance(pre_changes, Exception):
-                    raise pre_changes
-                changes.extend(pre_changes)
+                if decoded is None:
+                    decoded = deserialize(content)
+                elif isinstance(decoded, Exception):
+                    raise decoded
+                changes.extend(decoded)
             except Exception as exc:
                 fatal = _err("SECSYNC_ERROR_204", str(exc))
                 break

@@ -17,8 +17,16 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import pytest
 from pycrdt import Doc, Text
 
-from secsync_jupyter.client.document import precheck_frame
+from secsync_jupyter.client import precheck
 from secsync_jupyter.client.engine import SyncEngine
+from secsync_jupyter.client.precheck import (
+    Accepted,
+    Rejected,
+    Unparsable,
+    check_in_processes,
+    check_in_threads,
+    precheck_frame,
+)
 from secsync_jupyter.client.ydoc import YDocAdapter, serialize_updates
 from secsync_jupyter.protocol import (
     Update,
@@ -83,13 +91,13 @@ def _load(frame: str, mode: str, pool=None):
     engine.connected()
     obj = json.loads(frame)
     if mode == "processes":
-        precheck = engine.precheck_in_processes(obj, pool.submit, chunk=32)
+        checked = check_in_processes(engine, obj, pool.submit, chunk=32)
     elif mode == "threads":
         with ThreadPoolExecutor(2) as threads:
-            precheck = engine.precheck(obj, threads.map)
+            checked = check_in_threads(engine, obj, threads.map)
     else:
-        precheck = None
-    engine.receive(obj, precheck)
+        checked = None
+    engine.receive(obj, checked)
     return (
         engine.document_state,
         engine.state,
@@ -116,18 +124,16 @@ def test_process_and_thread_prechecks_equal_the_plain_path(processes, frame_args
 
 
 def test_precheck_frame_uses_the_process_pool_for_large_frames(monkeypatch):
-    import secsync_jupyter.client.document as document
-
     calls = []
-    monkeypatch.setattr(document, "PROCESS_MIN_UPDATES", 100)
+    monkeypatch.setattr(precheck, "PROCESS_MIN_UPDATES", 100)
     monkeypatch.setattr(
-        SyncEngine, "precheck_in_processes", lambda self, obj, submit: calls.append(len(obj))
+        precheck, "check_in_processes", lambda engine, obj, submit: calls.append(len(obj))
     )
     engine = SyncEngine(DOC, KEY, YDocAdapter(Doc()), A)
     precheck_frame(engine, json.loads(_frame(120)))
     assert calls  # large frame: processes
     calls.clear()
-    monkeypatch.setattr(document, "PROCESS_MIN_UPDATES", None)
+    monkeypatch.setattr(precheck, "PROCESS_MIN_UPDATES", None)
     assert precheck_frame(engine, json.loads(_frame(120))) is not None  # threads
     assert not calls
 
@@ -198,8 +204,6 @@ def test_commitment_tag_of_raw_aead_equals_the_reference_formula(size):
 def test_a_broken_process_pool_falls_back_to_threads(monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    import secsync_jupyter.client.document as document
-
     class Broken:
         def submit(self, *args, **kwargs):
             raise BrokenProcessPool("a worker died")
@@ -207,14 +211,37 @@ def test_a_broken_process_pool_falls_back_to_threads(monkeypatch):
         def shutdown(self, **kwargs):
             pass
 
-    monkeypatch.setattr(document, "PROCESS_MIN_UPDATES", 100)
-    monkeypatch.setattr(document, "_PROCESS_POOL", Broken())
+    monkeypatch.setattr(precheck, "PROCESS_MIN_UPDATES", 100)
+    monkeypatch.setattr(precheck, "_PROCESS_POOL", Broken())
     frame = _frame(120)
     engine = SyncEngine(DOC, KEY, YDocAdapter(Doc()), A)
     engine.connecting()
     engine.connected()
-    precheck = precheck_frame(engine, json.loads(frame))
-    assert precheck is not None and len(precheck.results) == 120
-    assert document._PROCESS_POOL is None  # a fresh pool next time
-    engine.receive(json.loads(frame), precheck)
+    checked = precheck_frame(engine, json.loads(frame))
+    assert checked is not None and len(checked.results) == 120
+    assert precheck._PROCESS_POOL is None  # a fresh pool next time
+    engine.receive(json.loads(frame), checked)
     assert engine.document_state == "complete"
+
+
+def test_precheck_results_are_named(processes):
+    """Each update's result says what happened to it, by type and field (no tuple indexes)."""
+    obj = json.loads(_frame(100, tamper=40))
+    obj["updates"][98] = {"publicData": 1}
+    engine = SyncEngine(DOC, KEY, YDocAdapter(Doc()), A)
+    engine.connecting()
+    engine.connected()
+    threads = check_in_threads(engine, obj)
+    assert isinstance(threads.results[98], Unparsable)
+    assert threads.results[98].error.code == "SECSYNC_ERROR_211"
+    rejected = threads.results[40]
+    assert isinstance(rejected, Rejected) and rejected.error.code == "SECSYNC_ERROR_212"
+    accepted = threads.results[41]
+    assert isinstance(accepted, Accepted) and accepted.decode_error is None
+    assert accepted.assumed_clock == 19 and accepted.update.public_data.clock == 20
+    assert threads.snapshot_id == obj["snapshot"]["publicData"]["snapshotId"]
+    workers = check_in_processes(engine, obj, processes.submit, chunk=32)
+    assert workers.results[98] is None and workers.results[40] is None  # the engine re-checks
+    assert isinstance(workers.results[41], Accepted)
+    assert workers.results[41].changes == accepted.changes
+    assert workers.results[41].update.public_data.pub_key == B.public_key_b64

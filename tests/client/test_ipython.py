@@ -39,17 +39,17 @@ def test_large_frames_are_checked_in_worker_processes_inside_a_kernel():
     code = """
 import json
 from pycrdt import Doc, Text
-from secsync_jupyter.client import document
+from secsync_jupyter.client import precheck
 from secsync_jupyter.client.engine import SyncEngine
 from secsync_jupyter.client.ydoc import YDocAdapter
 from tests.client.test_fast_paths import _frame
 from tests.client.helpers import A, DOC, KEY
-document.PROCESS_MIN_UPDATES = 100
+precheck.PROCESS_MIN_UPDATES = 100
 frame = json.loads(_frame(150))
 doc = Doc()
 engine = SyncEngine(DOC, KEY, YDocAdapter(doc), A)
 engine.connecting(); engine.connected()
-pre = engine.precheck_in_processes(frame, document.process_pool().submit, chunk=64)
+pre = precheck.check_in_processes(engine, frame, precheck.process_pool().submit, chunk=64)
 engine.receive(frame, pre)
 print(engine.document_state, str(doc.get("content", type=Text)).endswith("149;"),
       sum(r is not None for r in pre.results))
