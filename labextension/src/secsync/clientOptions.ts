@@ -1,6 +1,6 @@
 /**
  * The public option and status types of SecsyncYjsClient (document.ts), and its helpers that
- * hold no connection state: the reconnect backoff, the snapshot policy of the options, and
+ * hold no connection state: the snapshot policy of the options, and
  * the answers of an asynchronous `isValidClient` fetched before a frame enters the engine.
  */
 import type * as Y from 'yjs';
@@ -79,11 +79,6 @@ export interface SecsyncYjsClientOptions {
   autoReconnect?: boolean;
   /** record ephemeral messages for another docId as SECSYNC_ERROR_306 (default) or drop them */
   strictEphemeralDocId?: boolean;
-}
-
-/** Reconnect backoff: 100 ms · 1.8^n with n capped at 13, and at most `capMs`. */
-export function backoffDelay(retries: number, capMs = 10000): number {
-  return Math.min(capMs, 100 * Math.pow(1.8, Math.min(retries, 13)));
 }
 
 /** The engine's policy function for the options' `snapshotPolicy`. */

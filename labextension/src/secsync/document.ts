@@ -41,7 +41,6 @@ import { AwarenessBridge } from './awareness';
 import { b64encode } from './base64';
 import {
   Authorizer,
-  backoffDelay,
   ConnectionState,
   SecsyncStatus,
   SecsyncYjsClientOptions,
@@ -50,6 +49,7 @@ import {
   WebSocketLike
 } from './clientOptions';
 import {
+  backoffDelay,
   CLOSED,
   COMPLETE,
   CONNECTED,
@@ -405,7 +405,7 @@ export class SecsyncYjsClient {
     ) {
       return;
     }
-    const delay = backoffDelay(this._retries, this._opts.maxReconnectDelayMs ?? 10000);
+    const delay = backoffDelay(this._retries, this._opts.maxReconnectDelayMs);
     this._retries = Math.min(this._retries + 1, 13);
     this._reconnectTimer = setTimeout(() => {
       this._reconnectTimer = null;

@@ -198,7 +198,7 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       }
       this.documentState = PARTIAL;
       if (list.length > 0) {
-        this._processUpdates(list, related);
+        this._processUpdates(list, related, true);
       }
     } catch (exc) {
       // during the initial load every error is fatal
@@ -330,9 +330,6 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       return; // not ours (any more): nothing to retry
     }
     this.updateSaveFailures += 1;
-    if (obj.requiresNewSnapshot === true) {
-      this.snapshotRequested = true;
-    }
     const changes: C[] = [];
     for (const u of this.updatesInFlight) {
       changes.push(...u.changes);
@@ -342,7 +339,12 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     const active = this.active;
     this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
     if (this.updateSaveFailures >= MAX_UPDATE_SAVE_FAILURES) {
+      // give up on this connection (as for snapshots): reload in delta mode, then resend
       this._requestReconnect();
+      return;
+    }
+    if (obj.requiresNewSnapshot === true) {
+      this.snapshotRequested = true;
     }
   }
 
@@ -475,6 +477,9 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       }
       throw new Ignore(result.error);
     }
+    if (ancestor && chain.length === 1) {
+      this._checkOwnUpdatesKept(snapshot, known as KnownSnapshot);
+    }
     try {
       this.adapter.applySnapshot(result.content);
     } catch (exc) {
@@ -485,6 +490,24 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     this._requeueStaleUpdates();
     this._emit('remote-change', { kind: 'snapshot', snapshotId: info.snapshotId });
     return info;
+  }
+
+  /**
+   * A snapshot that arrives with a proof chain from `parent` (its direct child) must record
+   * at least our acknowledged clock on it (102), as one without a chain must: a relay must
+   * not drop a saved update of ours by snapshotting around it. (At least, not exactly: an
+   * update still in flight when the connection dropped may have been saved.) Behind a
+   * longer chain the snapshot that had to record it is not at hand.
+   */
+  private _checkOwnUpdatesKept(snapshot: Snapshot, parent: KnownSnapshot): void {
+    const own = clockOf(parent.updateClocks, this.pubKey);
+    if (own < 0) {
+      return;
+    }
+    const recorded = clockOf(snapshot.publicData.parentSnapshotUpdateClocks, this.pubKey);
+    if (recorded < own) {
+      throw new Fail(errorWithCode('SECSYNC_ERROR_102', 'publicData.parentSnapshotUpdateClocks'));
+    }
   }
 
   /** In-flight updates written against a snapshot that is no longer active go out again. */
@@ -502,7 +525,12 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     this.pending = changes.concat(this.pending);
   }
 
-  private _processUpdates(rawUpdates: unknown[], related: KnownSnapshot | null): void {
+  /**
+   * Verify and apply updates on `related`. A rejected update is recorded and skipped on a
+   * live connection; while `loading` the first one ends the frame (the verified updates
+   * before it are applied, the error fails the load).
+   */
+  private _processUpdates(rawUpdates: unknown[], related: KnownSnapshot | null, loading = false): void {
     let key: Uint8Array;
     try {
       key = this.keyFor(related);
@@ -514,6 +542,9 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     let ignored: SecsyncError | null = null;
     let fatal: SecsyncError | null = null;
     for (const raw of rawUpdates) {
+      if (loading && ignored !== null) {
+        break;
+      }
       let update: Update;
       try {
         update = parseUpdate(raw);

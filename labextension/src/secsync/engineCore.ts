@@ -26,6 +26,17 @@ export const MAX_ERRORS = 20;
 export const MAX_SNAPSHOT_SAVE_FAILURES = 5;
 /** our update rejected this many times in a row makes the engine reconnect */
 export const MAX_UPDATE_SAVE_FAILURES = 5;
+/** the longest wait between two connection attempts, in ms (both clients) */
+export const RECONNECT_DELAY_CAP_MS = 10_000;
+
+/**
+ * Wait before connection attempt `retries + 1`: 100 ms · 1.8^n (n capped at 13), at most
+ * `capMs` — the same rule as the Python client.
+ */
+export function backoffDelay(retries: number, capMs = RECONNECT_DELAY_CAP_MS): number {
+  return Math.min(capMs, 100 * Math.pow(1.8, Math.min(retries, 13)));
+}
+
 /** default snapshot policy: a snapshot after this many updates on the active snapshot… */
 export const SNAPSHOT_EVERY_UPDATES = 300;
 /** …or this many bytes of update ciphertext, whichever comes first */
@@ -73,11 +84,13 @@ export const UPDATE_IGNORED: readonly SecsyncErrorCode[] = [
 export interface DocumentAdapter<C = Uint8Array> {
   applySnapshot(content: Uint8Array): void;
   applyChanges(changes: C[]): void;
-  /** one update's content for these local changes (merged where the format allows) */
   serializeChanges(changes: C[]): Uint8Array;
   deserializeChanges(data: Uint8Array): C[];
   snapshotContent(): Uint8Array;
   applyEphemeral(content: Uint8Array, author: string): void;
+  /** optional: combines pending local changes into fewer (Yjs: one merged update) before
+   * they are serialized into an update */
+  mergeChanges?(changes: C[]): C[];
 }
 
 /** What a snapshot policy sees when local changes are about to be sent. */
@@ -519,7 +532,11 @@ export abstract class EngineCore<C = Uint8Array> {
     let update: Update;
     let clock: number;
     try {
-      const content = this.adapter.serializeChanges(changes);
+      const merged =
+        this.adapter.mergeChanges !== undefined && changes.length > 1
+          ? this.adapter.mergeChanges(changes)
+          : changes;
+      const content = this.adapter.serializeChanges(merged);
       clock = this.localClock + 1;
       update = createUpdate(
         content,

@@ -80,9 +80,13 @@ export class YDocAdapter implements DocumentAdapter<Uint8Array> {
     );
   }
 
-  /** Pending local updates go out merged into one (Y.mergeUpdates). */
   serializeChanges(changes: Uint8Array[]): Uint8Array {
-    return serializeUpdates(changes.length > 1 ? [Y.mergeUpdates(changes)] : changes);
+    return serializeUpdates(changes);
+  }
+
+  /** Pending local updates go out merged into one. */
+  mergeChanges(changes: Uint8Array[]): Uint8Array[] {
+    return [Y.mergeUpdates(changes)];
   }
 
   deserializeChanges(data: Uint8Array): Uint8Array[] {
