@@ -295,7 +295,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
             settings.get('relaySessionKey').composite ?? ''
           );
           registry.settings.snapshotEveryUpdates = Number(
-            settings.get('snapshotEveryUpdates').composite ?? 100
+            settings.get('snapshotEveryUpdates').composite ?? 300
           );
         };
         apply();

@@ -51,7 +51,7 @@ class Registry {
   readonly settings: ISettingsValues = {
     relayUrl: '',
     relaySessionKey: '',
-    snapshotEveryUpdates: 100
+    snapshotEveryUpdates: 300
   };
 
   get sessionsChanged(): ISignal<this, void> {
