@@ -297,17 +297,45 @@ def _other_vectors(data: dict) -> Iterator[tuple[str, str, Callable]]:
 
         yield "snapshotProofChain", c["name"], run_chain
     for q in data.get("quirks", []):
-        if "snapshotCiphertextHash" in q:
+        yield "quirks", q["name"], lambda q=q: _run_quirk(q, data["keys"])
 
-            def run_quirk(q=q):
-                _eq("hash of base64 text", p.hash_b64(q["ciphertext"]), q["snapshotCiphertextHash"])
-                _eq(
-                    "hash of bytes",
-                    p.hash_b64(p.b64decode(q["ciphertext"])),
-                    q["hashOfDecodedBytes"],
-                )
 
-            yield "quirks", q["name"], run_quirk
+def _run_quirk(q: dict, keys: dict) -> None:
+    """The two documented reference quirks (the labextension's runner checks the same)."""
+    if "snapshotCiphertextHash" in q:
+        # snapshotCiphertextHash hashes the base64url TEXT of the ciphertext, not its bytes
+        _eq("hash of base64 text", p.hash_b64(q["ciphertext"]), q["snapshotCiphertextHash"])
+        _eq("hash of bytes", p.hash_b64(p.b64decode(q["ciphertext"])), q["hashOfDecodedBytes"])
+        return
+    if "expectedByteSafeLength" in q:
+        # the reference turns string content into a non-byte-safe plaintext; we take bytes only
+        inputs, message = q["inputs"], q["message"]
+        key = p.b64decode(inputs["key"])
+        pair = _keypair(keys, inputs["signer"])
+        args = (
+            "message",
+            message["publicData"],
+            key,
+            pair,
+            inputs["authorSessionId"],
+            inputs["authorSessionCounter"],
+        )
+        try:
+            p.create_ephemeral_message(inputs["contentUtf8"], *args)
+        except p.ProtocolError as exc:
+            _eq("string content refused with", exc.code, "SECSYNC_ERROR_601")
+        else:
+            raise _Mismatch("string content was accepted (ephemeral content is bytes only)")
+        ad = p.canonicalize_b64(message["publicData"])
+        byte_safe = p.create_ephemeral_message(inputs["contentUtf8"].encode("utf-8"), *args)
+        plain = p.decrypt_aead(p.b64decode(byte_safe.ciphertext), ad, key, byte_safe.nonce)
+        _eq("byte-safe plaintext length", len(plain), q["expectedByteSafeLength"])
+        _eq("byte-safe content", plain[29:].decode("utf-8"), inputs["contentUtf8"])
+        theirs = p.decrypt_aead(p.b64decode(message["ciphertext"]), ad, key, message["nonce"])
+        _eq("reference plaintext length", len(theirs), q["decryptedPlaintextLength"])
+        _eq("reference plaintext", p.b64encode(theirs), q["decryptedPlaintext"])
+        return
+    raise _Mismatch("unknown quirk (no runner for it: add one to both runners)")
 
 
 def run_vectors(data: dict) -> list[Outcome]:

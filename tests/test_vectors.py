@@ -3,17 +3,50 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 
 from secsync_jupyter.vectors import run_vectors
 
 from .conftest import ROOT, VECTORS
 
+SECTIONS = (
+    "hash",
+    "canonicalize",
+    "parentSnapshotProof",
+    "snapshots",
+    "snapshotProofChain",
+    "updates",
+    "ephemeralMessages",
+    "negative",
+    "quirks",
+)
+
 
 def test_shipped_vectors_all_pass():
-    outcomes = run_vectors(json.loads(VECTORS.read_text()))
+    data = json.loads(VECTORS.read_text())
+    outcomes = run_vectors(data)
     failures = [o for o in outcomes if not o.ok]
-    assert len(outcomes) == 67
     assert failures == []
+    # every vector of the file runs, the quirks included (68 in the shipped file)
+    assert len(outcomes) == sum(len(data[s]) for s in SECTIONS) == 68
+    by_section = Counter(o.section for o in outcomes)
+    assert by_section == {s: len(data[s]) for s in SECTIONS}
+    assert [o.name for o in outcomes if o.section == "quirks"] == [
+        q["name"] for q in data["quirks"]
+    ]
+
+
+def test_each_quirk_vector_checks_what_it_documents():
+    data = json.loads(VECTORS.read_text())
+    # the reference's non-byte-safe plaintext must not be reproduced by a corrupted record
+    data["quirks"][0]["decryptedPlaintextLength"] = data["quirks"][0]["expectedByteSafeLength"]
+    data["quirks"][1]["hashOfDecodedBytes"] = data["quirks"][1]["snapshotCiphertextHash"]
+    data["quirks"].append({"name": "a quirk nobody wrote a runner for"})
+    failed = {o.name: o.detail for o in run_vectors(data) if not o.ok}
+    assert set(failed) == {q["name"] for q in data["quirks"]}
+    assert "reference plaintext length" in failed[data["quirks"][0]["name"]]
+    assert "hash of bytes" in failed[data["quirks"][1]["name"]]
+    assert "unknown quirk" in failed["a quirk nobody wrote a runner for"]
 
 
 def test_cli_prints_summary_and_exit_code(tmp_path):
@@ -24,7 +57,7 @@ def test_cli_prints_summary_and_exit_code(tmp_path):
         cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "67 passed, 0 failed"
+    assert proc.stdout.strip().splitlines()[-1] == "68 passed, 0 failed"
 
 
 def test_cli_reports_a_corrupted_vector(tmp_path):
@@ -41,7 +74,7 @@ def test_cli_reports_a_corrupted_vector(tmp_path):
     )
     assert proc.returncode == 1
     lines = proc.stdout.strip().splitlines()
-    assert lines[-1] == "65 passed, 2 failed"
+    assert lines[-1] == "66 passed, 2 failed"
     assert sum(line.startswith("FAIL") for line in lines) == 2
 
 
@@ -54,4 +87,4 @@ def test_fresh_seed_vectors_from_reference(harness_run, tmp_path):
         assert data["meta"]["seed"] == seed
         outcomes = run_vectors(data)
         assert [o for o in outcomes if not o.ok] == []
-        assert len(outcomes) == 67
+        assert len(outcomes) == sum(len(data[s]) for s in SECTIONS) == 68
