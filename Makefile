@@ -9,8 +9,13 @@ STAMP := $(VENV)/.installed
 PORT ?= 8888
 ROOT_DIR ?= $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+## shared/ (protocol.md, vectors/, the reference harness), beside the clone; may be read-only
+SHARED ?= $(CURDIR)/../shared
+export SECSYNC_SHARED := $(abspath $(SHARED))
+## where the reference harness (npm secsync 0.5.0 …) is installed: never inside shared/
+export HARNESS_HOME ?= /tmp/secsync-harness
 
-.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean
+.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness
 
 ## make run: set everything up and start JupyterLab with encrypted collaboration
 ##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default)
@@ -57,12 +62,24 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+## the reference harness's npm packages, in $(HARNESS_HOME) (setup.sh copies the scripts and
+## runs `npm ci` only when the lockfile changed). shared/ may have no write bits (CI): the
+## copies keep that mode, so they are made writable again before setup.sh copies over them.
+harness:
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { echo "node and npm are needed for the reference harness" >&2; exit 1; }
+	@test -x "$(SECSYNC_SHARED)/harness/setup.sh" || \
+	  { echo "no reference harness at $(SECSYNC_SHARED)/harness (set SHARED=…)" >&2; exit 1; }
+	@if [ -d "$(HARNESS_HOME)" ]; then find "$(HARNESS_HOME)" -maxdepth 2 -path "$(HARNESS_HOME)/node_modules" -prune -o -type f -exec chmod u+w {} +; fi
+	"$(SECSYNC_SHARED)/harness/setup.sh"
+
 ## every Python test, including the Chromium end-to-end tests
-pytest: setup labextension browser
+pytest: setup labextension browser harness
 	$(BIN)/python -m pytest -q
 
-## JS unit, vector and engine tests of the browser client (vitest)
-js-test: labextension/node_modules/.installed
+## JS unit, vector and engine tests of the browser client (vitest): they run the reference
+## relay and vector generator (harness) and the Python relay (setup)
+js-test: setup harness labextension/node_modules/.installed
 	cd labextension && npx tsc -p test/tsconfig.json && npx vitest run
 
 e2e: setup labextension browser

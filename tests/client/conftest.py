@@ -1,5 +1,6 @@
 """Relays on loopback for the client tests: the reference relay (npm secsync-server 0.5.0,
-through the harness) and — when it is installed — our own ``secsync-relay``."""
+through the harness) and our own ``secsync-relay``. Both are required: a relay that is
+missing fails the tests that use it (never silently fewer cases)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,7 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHARED = pathlib.Path(os.environ.get("SECSYNC_SHARED", ROOT.parent / "shared"))
-HARNESS = SHARED / "harness"
-HARNESS_HOME = pathlib.Path(os.environ.get("HARNESS_HOME", "/tmp/secsync-harness"))
+from ..conftest import HARNESS, HARNESS_HOME, make_harness_copies_writable
 
 
 def free_port() -> int:
@@ -44,6 +42,7 @@ def _harness_ready() -> pathlib.Path:
     if shutil.which("node") is None:
         pytest.fail("node is required for the reference harness")
     if not (HARNESS_HOME / "node_modules").is_dir():
+        make_harness_copies_writable()
         subprocess.run([str(HARNESS / "setup.sh")], check=True, capture_output=True, timeout=600)
     return HARNESS_HOME
 
@@ -55,7 +54,8 @@ def _ours_available() -> bool:
         return False
 
 
-RELAYS = ["ref", *(["ours"] if _ours_available() else [])]
+#: every relay-parametrized test runs against both, whatever is installed
+RELAYS = ["ref", "ours"]
 
 
 class Relay:
@@ -68,6 +68,12 @@ class Relay:
             home = _harness_ready()
             cmd = ["node", str(home / "ref-server.mjs")]
         else:
+            if not _ours_available():
+                pytest.fail(
+                    "our relay (secsync_jupyter.relay.standalone) cannot be imported:"
+                    " run `make setup`",
+                    pytrace=False,
+                )
             cmd = [
                 sys.executable,
                 "-m",

@@ -10,16 +10,39 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const LABEXT_DIR = path.resolve(here, '..', '..');
 /** repository root */
 export const REPO_DIR = path.resolve(LABEXT_DIR, '..');
-/** shared/ (protocol.md, vectors/, harness/), next to the repository by default */
-export const SHARED_DIR = process.env.SECSYNC_SHARED_DIR
-  ? path.resolve(process.env.SECSYNC_SHARED_DIR)
-  : path.resolve(REPO_DIR, '..', 'shared');
+/**
+ * shared/ (protocol.md, vectors/, harness/), next to the repository by default;
+ * SECSYNC_SHARED (as for pytest and the Makefile) or SECSYNC_SHARED_DIR name another place.
+ */
+const sharedEnv = process.env.SECSYNC_SHARED_DIR || process.env.SECSYNC_SHARED;
+export const SHARED_DIR = sharedEnv ? path.resolve(sharedEnv) : path.resolve(REPO_DIR, '..', 'shared');
 export const HARNESS_DIR = path.join(SHARED_DIR, 'harness');
 export const HARNESS_HOME = process.env.HARNESS_HOME || path.join(os.tmpdir(), 'secsync-harness');
 export const MAIN_VECTORS = path.join(SHARED_DIR, 'vectors', 'secsync-vectors.json');
 
+/**
+ * shared/ may have no write bits (CI): setup.sh's `cp -p` gives its copies in HARNESS_HOME
+ * the same read-only mode, and copying over them again fails for a non-root user. Our own
+ * copies are made writable before each setup.
+ */
+function makeHarnessCopiesWritable(): void {
+  for (const dir of [HARNESS_HOME, path.join(HARNESS_HOME, 'lib')]) {
+    if (!fs.existsSync(dir)) {
+      continue;
+    }
+    for (const name of fs.readdirSync(dir)) {
+      const file = path.join(dir, name);
+      const st = fs.lstatSync(file);
+      if (st.isFile() && (st.mode & 0o200) === 0) {
+        fs.chmodSync(file, st.mode | 0o200);
+      }
+    }
+  }
+}
+
 /** Installs the reference harness (fast no-op when already installed). */
 export function setupHarness(): void {
+  makeHarnessCopiesWritable();
   execFileSync(path.join(HARNESS_DIR, 'setup.sh'), {
     env: { ...process.env, HARNESS_HOME },
     stdio: ['ignore', 'ignore', 'inherit']

@@ -1,6 +1,6 @@
 /**
  * Relays for the engine tests: the reference relay (shared/harness/ref-server.mjs, run from
- * $HARNESS_HOME) and, when installed, the Python relay (.venv/bin/secsync-relay).
+ * $HARNESS_HOME) and the Python relay (.venv/bin/secsync-relay); both are required.
  * Plus a websocket man-in-the-middle proxy to cut connections and replay frames.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -20,7 +20,9 @@ export interface RelayHandle {
   log(): string;
 }
 
-export const PYTHON_RELAY = path.join(REPO_DIR, '.venv', 'bin', 'secsync-relay');
+/** The Python relay (`make setup` installs it); SECSYNC_PYTHON_RELAY names another binary. */
+export const PYTHON_RELAY =
+  process.env.SECSYNC_PYTHON_RELAY || path.join(REPO_DIR, '.venv', 'bin', 'secsync-relay');
 
 /** True when the Python relay is installed and starts (`secsync-relay --help` exits 0). */
 export function pythonRelayWorks(): boolean {
@@ -35,20 +37,27 @@ export function pythonRelayWorks(): boolean {
   }
 }
 
+const RELAY_KINDS: ReadonlyArray<RelayHandle['kind']> = ['reference', 'python'];
+
 /**
- * Relays to test against. SECSYNC_TEST_RELAYS=reference,python names them explicitly (a
- * named relay that cannot start fails the tests); unset, the reference relay always and the
- * Python relay when it is installed and starts.
+ * Relays to test against: both, always. A relay that cannot start fails the tests that use
+ * it (never silently fewer cases). SECSYNC_TEST_RELAYS=reference or =python narrows the run
+ * on purpose; an unknown name there is an error.
  */
 export function availableRelayKinds(): Array<RelayHandle['kind']> {
   const env = process.env.SECSYNC_TEST_RELAYS;
-  if (env) {
-    return env
-      .split(',')
-      .map((k) => k.trim())
-      .filter((k): k is RelayHandle['kind'] => k === 'reference' || k === 'python');
+  if (env === undefined || env.trim() === '') {
+    return [...RELAY_KINDS];
   }
-  return pythonRelayWorks() ? ['reference', 'python'] : ['reference'];
+  const kinds = env.split(',').map((k) => k.trim());
+  const unknown = kinds.filter((k) => !(RELAY_KINDS as readonly string[]).includes(k));
+  if (unknown.length > 0) {
+    throw new Error(
+      `SECSYNC_TEST_RELAYS: unknown relay ${unknown.map((k) => JSON.stringify(k)).join(', ')}` +
+        ` (known: ${RELAY_KINDS.join(', ')})`
+    );
+  }
+  return kinds as Array<RelayHandle['kind']>;
 }
 
 export async function freePort(): Promise<number> {
@@ -132,6 +141,12 @@ export async function startRelay(
       stdio: ['ignore', 'pipe', 'pipe']
     });
   } else {
+    if (!fs.existsSync(PYTHON_RELAY)) {
+      throw new Error(
+        `the Python relay ${PYTHON_RELAY} is missing: run \`make setup\`` +
+          ' (or set SECSYNC_TEST_RELAYS=reference to leave it out on purpose)'
+      );
+    }
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'secsync-pyrelay-'));
     const access = ['--open'];
     if (options.sessionKeys) {
