@@ -132,7 +132,15 @@ async def test_concurrent_initial_snapshots_resolve(relay):
         b.doc.get("content", type=Text).insert(0, "from b;")
         await asyncio.gather(a.synced(15), b.synced(15))
         ta, tb = a.doc.get("content", type=Text), b.doc.get("content", type=Text)
-        await until(lambda: str(ta) == str(tb) and len(str(ta)) == 14, a, b)
+        await until(lambda: str(ta) == str(tb) and len(str(ta)) == 14, a, b, what="same text")
+        # one initial snapshot won, both clients are on it, and neither edit was lost
+        assert sorted([str(ta)[:7], str(ta)[7:]]) == ["from a;", "from b;"]
+        assert a.engine.active.snapshot_id == b.engine.active.snapshot_id
+        assert a.state == b.state == "connected"
+        assert a.errors == [] and b.errors == []
+    # what the relay stores is that same document: a fresh client loads it
+    async with open_document(relay.url, doc_id, key) as c:
+        assert str(c.doc.get("content", type=Text)) == str(ta)
 
 
 async def test_wrong_key_fails_with_101(relay):
