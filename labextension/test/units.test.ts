@@ -1,6 +1,7 @@
 /** Unit tests: encodings, strict parsing, share links, ephemeral session rules. */
 import crypto from 'node:crypto';
 import { beforeAll, describe, expect, test } from 'vitest';
+import * as Y from 'yjs';
 import {
   awarenessClaimedPubKey,
   b64decode,
@@ -11,7 +12,9 @@ import {
   createEphemeralSessionProof,
   createInitialSnapshot,
   createSignatureKeyPair,
+  createSnapshot,
   createUpdate,
+  defaultSnapshotPolicy,
   decryptAead,
   deserializeUpdates,
   encryptAead,
@@ -20,16 +23,22 @@ import {
   generateId,
   generateKey,
   isB64,
+  KnownSnapshot,
   parseServerFrame,
   parseShareLink,
   ProtocolError,
   ready,
   SecsyncError,
   serializeUpdates,
+  snapshotPolicyFunction,
+  SyncEngineOptions,
+  snapshotProofEntry,
+  SyncEngine,
   utf8Encode,
   verifyAndDecryptEphemeralMessage,
   verifyAndDecryptSnapshot,
-  verifyAndDecryptUpdate
+  verifyAndDecryptUpdate,
+  YDocAdapter
 } from '../src/secsync';
 
 beforeAll(async () => {
@@ -390,5 +399,212 @@ describe('share links', () => {
     ['not a url', 'doc#key=x']
   ])('rejects %s', (_name, link) => {
     expect(() => parseShareLink(link)).toThrow(ProtocolError);
+  });
+});
+
+describe('sync engine (sans-IO, engine.ts)', () => {
+  const key = new Uint8Array(32).fill(3);
+  const docId = 'engine-doc';
+
+  /** An engine on a fresh Y.Doc, connected (no socket: frames in, frames out). */
+  function engine(options: SyncEngineOptions<Uint8Array> = {}) {
+    const doc = new Y.Doc();
+    const kp = createSignatureKeyPair();
+    const events: string[] = [];
+    const e = new SyncEngine<Uint8Array>(docId, key, new YDocAdapter(doc), kp, {
+      ...options,
+      onEvent: (name) => events.push(name)
+    });
+    e.connecting();
+    e.connected();
+    return { e, doc, kp, pub: b64encode(kp.publicKey), events, text: () => doc.getText('t').toString() };
+  }
+
+  /** Another writer: its document, snapshots and updates. */
+  function writer() {
+    const kp = createSignatureKeyPair();
+    const doc = new Y.Doc();
+    let clock = 0;
+    return {
+      kp,
+      pub: b64encode(kp.publicKey),
+      initialSnapshot(text: string) {
+        doc.getText('t').insert(0, text);
+        return createInitialSnapshot(
+          Y.encodeStateAsUpdate(doc),
+          { docId, pubKey: b64encode(kp.publicKey), snapshotId: generateId(), parentSnapshotId: '', parentSnapshotUpdateClocks: {} },
+          key,
+          kp
+        );
+      },
+      childSnapshot(parent: ReturnType<typeof createInitialSnapshot>, clocks: Record<string, number>) {
+        return createSnapshot(
+          Y.encodeStateAsUpdate(doc),
+          {
+            docId,
+            pubKey: b64encode(kp.publicKey),
+            snapshotId: generateId(),
+            parentSnapshotId: parent.publicData.snapshotId,
+            parentSnapshotUpdateClocks: clocks
+          },
+          key,
+          kp,
+          snapshotProofEntry(parent).snapshotCiphertextHash,
+          parent.publicData.parentSnapshotProof
+        );
+      },
+      update(snapshotId: string, text: string, at: Y.Doc = doc) {
+        const sv = Y.encodeStateVector(at);
+        at.getText('t').insert(at.getText('t').length, text);
+        const change = Y.encodeStateAsUpdate(at, sv);
+        return createUpdate(
+          serializeUpdates([change]),
+          { docId, pubKey: b64encode(kp.publicKey), refSnapshotId: snapshotId },
+          key,
+          kp,
+          clock++
+        );
+      },
+      doc
+    };
+  }
+
+  const frames = (e: SyncEngine) => e.takeOutbox().map((f) => JSON.parse(f) as Record<string, any>);
+
+  test('a document frame with a forged update keeps the verified updates before it and fails with its code (212)', () => {
+    const { e, text } = engine();
+    const m = writer();
+    const n = writer();
+    const s = m.initialSnapshot('base');
+    const sid = s.publicData.snapshotId;
+    Y.applyUpdate(n.doc, Y.encodeStateAsUpdate(m.doc));
+    const u0 = m.update(sid, '+a');
+    const u1 = m.update(sid, '+b');
+    const forged = { ...u1, signature: u0.signature };
+    const fromN = n.update(sid, '+n', n.doc);
+    e.receive(JSON.stringify({ type: 'document', snapshot: s, updates: [u0, forged, fromN] }));
+    expect(e.state).toBe('failed');
+    expect(e.errors.map((x) => x.code)).toEqual(['SECSYNC_ERROR_212']);
+    // the update after the forged one is not applied (the relay is not trusted past it)
+    expect(text()).toBe('base+a');
+  });
+
+  test('a snapshot behind a one-entry proof chain must record our acknowledged clock (102)', () => {
+    const m = writer();
+    const base = m.initialSnapshot('base');
+    const known = (ownPub: string, own: number) =>
+      KnownSnapshot.fromJSON({ ...snapshotProofEntry(base), updateClocks: { [ownPub]: own } });
+    for (const [recorded, expected] of [
+      [1, 'failed'],
+      [2, 'connected']
+    ] as const) {
+      const kp = createSignatureKeyPair();
+      const pub = b64encode(kp.publicKey);
+      const doc = new Y.Doc();
+      Y.applyUpdate(doc, Y.encodeStateAsUpdate(m.doc));
+      const e = new SyncEngine(docId, key, new YDocAdapter(doc), kp, { knownSnapshot: known(pub, 2) });
+      expect(e.connectionParams()).toMatchObject({ mode: 'delta', knownSnapshotId: base.publicData.snapshotId });
+      e.connecting();
+      e.connected();
+      const child = m.childSnapshot(base, { [pub]: recorded });
+      e.receive({ type: 'document', snapshot: child, snapshotProofChain: [snapshotProofEntry(child)], updates: [] });
+      expect(e.state).toBe(expected);
+      if (expected === 'failed') {
+        expect(e.errors[0].code).toBe('SECSYNC_ERROR_102');
+      } else {
+        expect(e.documentState).toBe('complete');
+        expect(e.active?.snapshotId).toBe(child.publicData.snapshotId);
+      }
+    }
+  });
+
+  test('our update rejected 5 times in a row makes the engine reconnect; local changes are kept', () => {
+    const { e, doc, events } = engine();
+    const m = writer();
+    const s = m.initialSnapshot('base');
+    e.receive({ type: 'document', snapshot: s, updates: [] });
+    expect(e.documentState).toBe('complete');
+    frames(e); // the ephemeral initialize
+    const sv = Y.encodeStateVector(doc);
+    doc.getText('t').insert(0, 'mine ');
+    e.addChanges([Y.encodeStateAsUpdate(doc, sv)]);
+    e.flush();
+    for (let i = 1; i <= 5; i++) {
+      const [sent] = frames(e);
+      expect(sent.publicData).toMatchObject({ refSnapshotId: s.publicData.snapshotId, clock: 0 });
+      expect(e.reconnectRequested).toBe(false);
+      e.receive({ type: 'update-save-failed', snapshotId: s.publicData.snapshotId, clock: 0 });
+      expect(e.updateSaveFailures).toBe(i);
+    }
+    expect(e.reconnectRequested).toBe(true);
+    expect(events).toContain('reconnect');
+    expect(e.outbox).toEqual([]); // no sixth try on this connection
+    e.disconnected();
+    expect(e.pending.length).toBe(1);
+    expect(e.updateSaveFailures).toBe(0);
+    expect(e.connectionParams().mode).toBe('delta');
+  });
+
+  test('pending local changes go out merged into one update; an acknowledgement sends the next batch', () => {
+    const { e, doc } = engine();
+    const m = writer();
+    const s = m.initialSnapshot('');
+    e.receive({ type: 'document', snapshot: s, updates: [] });
+    frames(e);
+    const edit = (t: string) => {
+      const sv = Y.encodeStateVector(doc);
+      doc.getText('t').insert(doc.getText('t').length, t);
+      e.addChanges([Y.encodeStateAsUpdate(doc, sv)]);
+    };
+    edit('a');
+    e.flush();
+    edit('b');
+    edit('c');
+    e.flush(); // one update in flight: nothing more goes out
+    const first = frames(e);
+    expect(first.length).toBe(1);
+    e.receive({ type: 'update-saved', snapshotId: s.publicData.snapshotId, clock: 0 });
+    const [second] = frames(e);
+    expect(second.publicData.clock).toBe(1);
+    const changesOf = (sent: Record<string, any>, currentClock: number) => {
+      const r = verifyAndDecryptUpdate(sent, {
+        key,
+        currentDocId: docId,
+        currentActiveSnapshotId: s.publicData.snapshotId,
+        currentClock
+      });
+      if (r.error) {
+        throw r.error;
+      }
+      return deserializeUpdates(r.content);
+    };
+    const merged = changesOf(second, 0);
+    expect(merged.length).toBe(1); // b and c in one Yjs update
+    const peer = new Y.Doc();
+    for (const change of [...changesOf(first[0], -1), ...merged]) {
+      Y.applyUpdate(peer, change);
+    }
+    expect(peer.getText('t').toString()).toBe('abc');
+  });
+
+  test('an ephemeral message for another document is recorded as 306 (as the Python engine)', () => {
+    const { e } = engine();
+    const m = writer();
+    e.receive({ type: 'document', snapshot: m.initialSnapshot('x'), updates: [] });
+    const session = createEphemeralSession();
+    const foreign = createEphemeralMessage(new Uint8Array(), 'initialize', { docId: 'other', pubKey: m.pub }, key, m.kp, session.id, 1);
+    e.receive({ type: 'ephemeral-message', ...foreign });
+    expect(e.ephemeralErrors.map((x) => x.code)).toEqual(['SECSYNC_ERROR_306']);
+  });
+
+  test('snapshot policy: 300 updates or 1,000,000 bytes of update ciphertext', () => {
+    const info = { activeSnapshotId: 's', updatesSinceSnapshot: 0, updateBytesSinceSnapshot: 0, pendingChanges: 1 };
+    expect(defaultSnapshotPolicy({ ...info, updatesSinceSnapshot: 299 })).toBe(false);
+    expect(defaultSnapshotPolicy({ ...info, updatesSinceSnapshot: 300 })).toBe(true);
+    expect(defaultSnapshotPolicy({ ...info, updateBytesSinceSnapshot: 999_999 })).toBe(false);
+    expect(defaultSnapshotPolicy({ ...info, updateBytesSinceSnapshot: 1_000_000 })).toBe(true);
+    // the labextension's {maxUpdates} setting keeps the same byte threshold
+    expect(snapshotPolicyFunction({ maxUpdates: 3 })({ ...info, updateBytesSinceSnapshot: 1_000_000 })).toBe(true);
+    expect(snapshotPolicyFunction({ maxUpdates: 3 })({ ...info, updatesSinceSnapshot: 2 })).toBe(false);
   });
 });
