@@ -1,0 +1,1984 @@
+"""Writes the sync-engine conformance scenarios (``tests/scenarios/*.json``; format in README.md).
+
+    .venv/bin/python tests/scenarios/make_scenarios.py [--check]
+
+Every relay-side message is made here with the Python protocol core, from fixed keys and
+deterministic nonces and ids, so the files are identical on every run (``--check`` compares
+instead of writing; ``tests/client/test_scenarios.py`` does the same). The expected outputs are
+written by hand below, from the rules in docs/client.md ("Engine rules") — never recorded from
+an engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc, Text
+
+from secsync_jupyter.client.ydoc import serialize_updates
+from secsync_jupyter.protocol import (
+    SigningKeyPair,
+    Snapshot,
+    Update,
+    b64encode,
+    canonicalize_b64,
+    create_ephemeral_message,
+    create_initial_snapshot,
+    create_snapshot,
+    create_update,
+    encrypt_aead,
+    snapshot_ciphertext_hash,
+)
+from secsync_jupyter.protocol.crypto import DOMAIN_EPHEMERAL_MESSAGE, sign_message
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+DOC_ID = "6e46c006-5541-11ec-bf63-0242ac130002"
+KEY = bytes.fromhex("724b092810ec86d7e35c9d067702b31ef90bc43a7b598626749914d6a3e033ed")
+WRONG_KEY = bytes.fromhex("994b092810ec86d7e35c9d067702b31ef90bc43a7b598626749914d6a3e033ed")
+SEEDS = {"A": bytes(range(32)), "B": bytes(range(1, 33)), "C": bytes(range(2, 34))}
+SIGNERS = {name: SigningKeyPair.from_seed(seed) for name, seed in SEEDS.items()}
+PUB = {name: kp.public_key_b64 for name, kp in SIGNERS.items()}
+#: Yjs client ids: the engine's document and each author's
+ENGINE_CLIENT_ID = 100
+CLIENT_IDS = {"A": 1, "B": 2, "C": 3}
+
+
+def b64(data: bytes) -> str:
+    return b64encode(bytes(data))
+
+
+# ------------------------------------------------------------------ content
+
+
+class Writer:
+    """An author's Yjs document (Y.Text ``content``): its edits are the updates it sends."""
+
+    def __init__(self, name: str = "B", state: bytes | None = None):
+        self.doc = Doc(client_id=CLIENT_IDS[name])
+        self.text = self.doc.get("content", type=Text)
+        if state is not None:
+            self.doc.apply_update(state)
+
+    def insert(self, index: int, value: str) -> bytes:
+        out: list[bytes] = []
+        sub = self.doc.observe(lambda event: out.append(event.update))
+        self.text.insert(index, value)
+        self.doc.unobserve(sub)
+        return out[0]
+
+    def append(self, value: str) -> bytes:
+        return self.insert(len(str(self.text)), value)
+
+    def state(self) -> bytes:
+        return self.doc.get_update()
+
+    def value(self) -> str:
+        return str(self.text)
+
+
+def text_state(value: str, name: str = "B") -> bytes:
+    w = Writer(name)
+    if value:
+        w.append(value)
+    return w.state()
+
+
+# ------------------------------------------------------------------ messages
+
+
+class Snap:
+    def __init__(self, message: Snapshot, state: bytes):
+        self.message = message
+        self.state = state
+        self.id = message.public_data.snapshot_id
+
+    def wire(self) -> dict[str, Any]:
+        return self.message.to_json()
+
+    def entry(self, parent_proof: str | None = None) -> dict[str, str]:
+        return {
+            "snapshotId": self.id,
+            "snapshotCiphertextHash": snapshot_ciphertext_hash(self.message),
+            "parentSnapshotProof": parent_proof or self.message.public_data.parent_snapshot_proof,
+        }
+
+    def known(self, clocks: dict[str, int] | None = None) -> dict[str, Any]:
+        return {**self.entry(), "updateClocks": {PUB[k]: v for k, v in (clocks or {}).items()}}
+
+
+class Upd:
+    def __init__(self, message: Update, changes: list[bytes]):
+        self.message = message
+        self.changes = changes
+
+    def wire(self, **extra: Any) -> dict[str, Any]:
+        return {**self.message.to_json(), **extra}
+
+
+class Scenario:
+    def __init__(self, name: str, description: str, covers: list[str], **client: Any):
+        self.name = name
+        self.description = description
+        self.covers = covers
+        self.client: dict[str, Any] = {"signer": "A", "clientId": ENGINE_CLIENT_ID, **client}
+        self.peers: dict[str, Any] = {}
+        self.steps: list[dict[str, Any]] = []
+        self._n = 0
+
+    # deterministic randomness
+    def _digest(self, label: str, size: int) -> bytes:
+        return hashlib.blake2b(f"{self.name}/{label}".encode(), digest_size=size).digest()
+
+    def nonce(self) -> bytes:
+        self._n += 1
+        return self._digest(f"nonce/{self._n}", 24)
+
+    def sid(self, label: str) -> str:
+        return b64(self._digest(f"id/{label}", 24))
+
+    # relay-side messages
+    def snapshot(
+        self,
+        label: str,
+        state: bytes,
+        *,
+        signer: str = "B",
+        parent: Snap | None = None,
+        clocks: dict[str, int] | None = None,
+        key: bytes = KEY,
+        doc_id: str = DOC_ID,
+        parent_hash: str | None = None,
+    ) -> Snap:
+        pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "snapshotId": self.sid(label)}
+        kp = SIGNERS[signer]
+        if parent is None:
+            return Snap(create_initial_snapshot(state, pd, key, kp, nonce=self.nonce()), state)
+        pd["parentSnapshotId"] = parent.id
+        pd["parentSnapshotUpdateClocks"] = {PUB[k]: v for k, v in (clocks or {}).items()}
+        message = create_snapshot(
+            state,
+            pd,
+            key,
+            kp,
+            parent_hash if parent_hash is not None else snapshot_ciphertext_hash(parent.message),
+            parent.message.public_data.parent_snapshot_proof,
+            nonce=self.nonce(),
+        )
+        return Snap(message, state)
+
+    def update(
+        self,
+        changes: list[bytes],
+        ref: Snap,
+        clock: int,
+        *,
+        signer: str = "B",
+        key: bytes = KEY,
+        doc_id: str = DOC_ID,
+    ) -> Upd:
+        pd = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
+        content = serialize_updates(changes)
+        message = create_update(content, pd, key, SIGNERS[signer], clock, nonce=self.nonce())
+        return Upd(message, changes)
+
+    def raw_ephemeral(
+        self, plaintext: bytes, *, signer: str = "B", key: bytes = KEY, doc_id: str = DOC_ID
+    ) -> dict[str, Any]:
+        """An ephemeral message with any plaintext (e.g. an unknown type)."""
+        pd = {"docId": doc_id, "pubKey": PUB[signer]}
+        ad = canonicalize_b64(pd)
+        nonce, ciphertext = encrypt_aead(plaintext, ad, key, self.nonce())
+        signature = sign_message(DOMAIN_EPHEMERAL_MESSAGE, nonce, ciphertext, ad, SIGNERS[signer])
+        return {
+            "type": "ephemeral-message",
+            "nonce": nonce,
+            "ciphertext": ciphertext,
+            "publicData": pd,
+            "signature": signature,
+        }
+
+    def ephemeral(
+        self, kind: str, *, signer: str = "B", key: bytes = KEY, doc_id: str = DOC_ID
+    ) -> dict[str, Any]:
+        """A well-formed ephemeral message from a fresh session of ``signer``."""
+        message = create_ephemeral_message(
+            b"" if kind == "initialize" else b"hi",
+            kind,
+            {"docId": doc_id, "pubKey": PUB[signer]},
+            key,
+            SIGNERS[signer],
+            self.sid(f"eph/{len(self.steps)}"),
+            8,
+            nonce=self.nonce(),
+        )
+        return {**message.to_json(), "type": "ephemeral-message"}
+
+    def peer(self, name: str, *, signer: str | None = None, **options: Any) -> None:
+        self.peers[name] = {
+            "signer": signer or name,
+            "sessionId": self.sid(f"peer/{name}"),
+            "counter": 1000,
+            **options,
+        }
+
+    # steps
+    def step(self, do: str, expect: dict[str, Any] | None = None, **fields: Any) -> None:
+        entry: dict[str, Any] = {"do": do, **fields}
+        if expect:
+            entry["expect"] = expect
+        self.steps.append(entry)
+
+    def connect(self, **expect: Any) -> None:
+        self.step("connect", expect)
+
+    def disconnect(self, **expect: Any) -> None:
+        self.step("disconnect", expect)
+
+    def receive(self, frame: dict[str, Any], mirror: Any = None, **expect: Any) -> None:
+        fields: dict[str, Any] = {"frame": frame}
+        if mirror is not None:
+            fields["mirror"] = mirror
+        self.step("receive", expect, **fields)
+
+    def document(
+        self,
+        snap: Snap | None = None,
+        updates: list[Upd] = (),
+        chain: list[dict[str, str]] | None = None,
+        *,
+        raw_updates: list[dict[str, Any]] | None = None,
+        mirror: bool = True,
+        **expect: Any,
+    ) -> None:
+        frame: dict[str, Any] = {"type": "document"}
+        if snap is not None:
+            frame["snapshot"] = snap.wire()
+        frame["updates"] = raw_updates if raw_updates is not None else [u.wire() for u in updates]
+        if chain is not None:
+            frame["snapshotProofChain"] = chain
+        m = None
+        if mirror:
+            apply = [b64(c) for u in updates for c in u.changes]
+            m = {"reset": b64(snap.state)} if snap is not None else {}
+            if apply:
+                m["apply"] = apply
+        self.receive(frame, m or None, **expect)
+
+    def edit(self, insert: tuple[int, str] | None = None, delete=None, **expect: Any) -> None:
+        fields = {"insert": list(insert)} if insert is not None else {"delete": list(delete)}
+        self.step("edit", expect, **fields)
+
+    def flush(self, **expect: Any) -> None:
+        self.step("flush", expect)
+
+    def fault(self, hook: str, on: bool = True, **expect: Any) -> None:
+        self.step("fault", expect, hook=hook, on=on)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "covers": self.covers,
+            "docId": DOC_ID,
+            "key": b64(KEY),
+            "keys": {n: {"seed": SEEDS[n].hex(), "pubKey": PUB[n]} for n in SEEDS},
+            "client": self.client,
+            "peers": self.peers,
+            "steps": self.steps,
+        }
+
+
+# ------------------------------------------------------------ expectations
+
+
+def ev(name: str, **fields: Any) -> list[Any]:
+    return [name, fields]
+
+
+def sent_update(ref: str, clock: int, *, text: str | None = None, changes: int = 1) -> dict:
+    out: dict[str, Any] = {
+        "kind": "update",
+        "publicData": {"docId": DOC_ID, "pubKey": "$A", "refSnapshotId": ref, "clock": clock},
+        "changes": changes,
+    }
+    if text is not None:
+        out["text"] = text
+    return out
+
+
+def sent_snapshot(
+    parent: str, clocks: dict[str, int] | None, *, bind: str | None = None, text: str | None = None
+) -> dict:
+    pd: dict[str, Any] = {"docId": DOC_ID, "pubKey": "$A", "parentSnapshotId": parent}
+    if clocks is not None:
+        pd["parentSnapshotUpdateClocks"] = {f"${k}": v for k, v in clocks.items()}
+    out: dict[str, Any] = {"kind": "snapshot", "publicData": pd}
+    if bind is not None:
+        out["bind"] = bind
+    if text is not None:
+        out["text"] = text
+    return out
+
+
+def sent_ephemeral(kind: str, content: bytes | None = None) -> dict:
+    out: dict[str, Any] = {"kind": "ephemeral", "ephemeralType": kind}
+    if content is not None:
+        out["content"] = b64(content)
+    return out
+
+
+INIT = sent_ephemeral("initialize")
+CONNECT_EVENTS = [ev("state", state="connecting"), ev("state", state="connected")]
+
+SCENARIOS: list[Callable[[], Scenario]] = []
+
+
+def scenario(fn: Callable[[], Scenario]) -> Callable[[], Scenario]:
+    SCENARIOS.append(fn)
+    return fn
+
+
+def loaded(sc: Scenario, value: str = "Hello", **expect: Any) -> Snap:
+    """connect + a document frame holding one snapshot (by B) with ``value``."""
+    s1 = sc.snapshot("S1", text_state(value))
+    sc.connect()
+    sc.document(s1, sent=[INIT], documentState="complete", text=value, **expect)
+    return s1
+
+
+def saved(snap_id: str, clock: int) -> dict[str, Any]:
+    return {"type": "update-saved", "snapshotId": snap_id, "clock": clock}
+
+
+def save_failed(snap_id: str, clock: int, requires_new_snapshot: bool = False) -> dict[str, Any]:
+    return {
+        "type": "update-save-failed",
+        "snapshotId": snap_id,
+        "clock": clock,
+        "requiresNewSnapshot": requires_new_snapshot,
+    }
+
+
+def snapshot_frame(snap: Snap) -> dict[str, Any]:
+    return {"type": "snapshot", "snapshot": snap.wire()}
+
+
+CLIENT_IDS["E"] = ENGINE_CLIENT_ID  # the engine's own edits, replayed here to build states
+
+
+# =================================================================== loading
+
+
+@scenario
+def lifecycle() -> Scenario:
+    sc = Scenario(
+        "lifecycle",
+        "Connect, load a snapshot and an update, send a local change, get it saved, close.",
+        ["rule:load", "rule:send-update", "rule:update-saved", "rule:events"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append("!")], s1, 0)
+    sc.connect(
+        events=CONNECT_EVENTS,
+        state="connected",
+        documentState="pending",
+        connectionParams={"mode": "complete"},
+        isSynced=False,
+    )
+    sc.document(
+        s1,
+        [u0],
+        sent=[INIT],
+        events=[
+            ev("remote-change", kind="snapshot", snapshotId=s1.id),
+            ev("remote-change", kind="updates", count=1),
+            ev("loaded"),
+        ],
+        documentState="complete",
+        text="Hello!",
+        activeSnapshot=s1.id,
+        activeClocks={"$B": 0},
+        isSynced=True,
+        errors=[],
+    )
+    sc.edit((6, " A"), sent=[], pending=1, text="Hello! A", isSynced=False)
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello! A")], pending=0, isSynced=False)
+    sc.receive(
+        saved(s1.id, 0),
+        events=[ev("update-saved", snapshotId=s1.id, clock=0)],
+        isSynced=True,
+        activeClocks={"$A": 0, "$B": 0},
+    )
+    sc.step("close", {"events": [ev("state", state="closed")], "state": "closed"})
+    return sc
+
+
+@scenario
+def empty_document_initial_snapshot() -> Scenario:
+    sc = Scenario(
+        "empty-document-initial-snapshot",
+        "A document without a snapshot loads empty; the first change goes out as the initial"
+        " snapshot (no parent), later ones as updates on it.",
+        ["rule:initial-snapshot", "rule:snapshot-saved"],
+    )
+    sc.connect()
+    sc.document(None, [], sent=[INIT], documentState="complete", text="", activeSnapshot=None)
+    sc.edit((0, "abc"), pending=1)
+    sc.flush(sent=[sent_snapshot("", {}, bind="mine", text="abc")], pending=0, isSynced=False)
+    sc.receive(
+        {"type": "snapshot-saved", "snapshotId": "$mine"},
+        events=[ev("snapshot-saved", snapshotId="$mine")],
+        activeSnapshot="$mine",
+        isSynced=True,
+    )
+    sc.edit((3, "d"))
+    sc.flush(sent=[sent_update("$mine", 0, text="abcd")])
+    return sc
+
+
+@scenario
+def error_100() -> Scenario:
+    sc = Scenario(
+        "snapshot-100-complete-load-without-snapshot",
+        "A complete load with updates but no snapshot fails the document (100).",
+        ["SECSYNC_ERROR_100"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    u0 = sc.update([Writer("B", s1.state).append("!")], s1, 0)
+    sc.connect()
+    sc.document(
+        None,
+        [u0],
+        sent=[INIT],
+        events=[ev("error", code="SECSYNC_ERROR_100", fatal=True), ev("state", state="failed")],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_100"],
+    )
+    sc.disconnect(state="failed", events=[])
+    return sc
+
+
+@scenario
+def error_101_load() -> Scenario:
+    sc = Scenario(
+        "snapshot-101-load",
+        "A snapshot that does not decrypt with the key fails the load (101).",
+        ["SECSYNC_ERROR_101"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"), key=WRONG_KEY)
+    sc.connect()
+    sc.document(
+        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_101"]
+    )
+    return sc
+
+
+@scenario
+def error_101_event() -> Scenario:
+    sc = Scenario(
+        "snapshot-101-event",
+        "A snapshot event that does not decrypt fails the (loaded) document (101).",
+        ["SECSYNC_ERROR_101"],
+    )
+    s1 = loaded(sc)
+    s2 = sc.snapshot("S2", text_state("Hello again"), parent=s1, key=WRONG_KEY)
+    sc.receive(
+        snapshot_frame(s2),
+        state="failed",
+        documentState="complete",
+        errors=["SECSYNC_ERROR_101"],
+        text="Hello",
+    )
+    return sc
+
+
+def _own_updates_saved(sc: Scenario) -> tuple[Snap, Writer]:
+    """Load "Hello" (S1 by B); our "!" and "?" are saved as clocks 0 and 1."""
+    s1 = loaded(sc)
+    e = Writer("E", s1.state)
+    e.append("!")
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello!")])
+    sc.receive(saved(s1.id, 0))
+    e.append("?")
+    sc.edit((6, "?"))
+    sc.flush(sent=[sent_update(s1.id, 1, text="Hello!?")])
+    sc.receive(saved(s1.id, 1), activeClocks={"$A": 1}, isSynced=True)
+    return s1, e
+
+
+@scenario
+def error_102_event() -> Scenario:
+    sc = Scenario(
+        "snapshot-102-event",
+        "A snapshot event that does not record our last saved update fails the document (102).",
+        ["SECSYNC_ERROR_102"],
+    )
+    s1, e = _own_updates_saved(sc)
+    s2 = sc.snapshot("S2", e.state(), parent=s1, clocks={"A": 0})
+    sc.receive(snapshot_frame(s2), state="failed", errors=["SECSYNC_ERROR_102"], text="Hello!?")
+    return sc
+
+
+@scenario
+def error_102_chain() -> Scenario:
+    sc = Scenario(
+        "snapshot-102-proof-chain",
+        "After a reconnect the relay answers with a child of the known snapshot and its proof"
+        " chain; it records our clock 0 although clock 1 was saved: 102 (issue 9 item 5 — the"
+        " reference skips this check when a chain comes along).",
+        ["SECSYNC_ERROR_102", "decision:102-with-proof-chain", "rule:reconnect-delta"],
+    )
+    s1, e = _own_updates_saved(sc)
+    sc.disconnect(
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$A": 1},
+        }
+    )
+    sc.connect()
+    s2 = sc.snapshot("S2", e.state(), parent=s1, clocks={"A": 0, "B": 3})
+    sc.document(
+        s2,
+        [],
+        [s2.entry()],
+        sent=[INIT],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_102"],
+        text="Hello!?",
+    )
+    return sc
+
+
+@scenario
+def chain_with_own_updates() -> Scenario:
+    sc = Scenario(
+        "snapshot-proof-chain-with-own-updates",
+        "The same reconnect, but the child records our clock 2: an update in flight when the"
+        " connection dropped was saved (its ack was lost). At least our saved clock: it loads.",
+        ["decision:102-with-proof-chain", "rule:reconnect-delta"],
+    )
+    s1, e = _own_updates_saved(sc)
+    sc.disconnect()
+    sc.connect()
+    e.append("#")
+    s2 = sc.snapshot("S2", e.state(), parent=s1, clocks={"A": 2})
+    sc.document(
+        s2,
+        [],
+        [s2.entry()],
+        sent=[INIT],
+        state="connected",
+        documentState="complete",
+        errors=[],
+        text="Hello!?#",
+        activeSnapshot=s2.id,
+    )
+    return sc
+
+
+@scenario
+def error_103() -> Scenario:
+    sc = Scenario(
+        "snapshot-103-key-lookup",
+        "The key lookup for the snapshot fails: the load fails (103).",
+        ["SECSYNC_ERROR_103"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    sc.connect()
+    sc.fault("key")
+    sc.document(
+        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_103"]
+    )
+    return sc
+
+
+@scenario
+def error_103_event() -> Scenario:
+    sc = Scenario(
+        "snapshot-103-event",
+        "The key lookup for a snapshot event fails: the document fails (103).",
+        ["SECSYNC_ERROR_103"],
+    )
+    s1 = loaded(sc)
+    sc.fault("key")
+    s2 = sc.snapshot("S2", text_state("Hello again"), parent=s1)
+    sc.receive(
+        snapshot_frame(s2), state="failed", documentState="complete", errors=["SECSYNC_ERROR_103"]
+    )
+    return sc
+
+
+@scenario
+def error_104() -> Scenario:
+    sc = Scenario(
+        "snapshot-104-author-check-raises",
+        "The author check raises for a snapshot: the load fails (104).",
+        ["SECSYNC_ERROR_104"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    sc.connect()
+    sc.fault("isValidClient")
+    sc.document(
+        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_104"]
+    )
+    return sc
+
+
+@scenario
+def error_105() -> Scenario:
+    sc = Scenario(
+        "snapshot-105-apply-fails",
+        "Applying the snapshot's content fails: the load fails (105).",
+        ["SECSYNC_ERROR_105"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    sc.connect()
+    sc.fault("applySnapshot")
+    sc.document(
+        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_105"]
+    )
+    return sc
+
+
+@scenario
+def error_110() -> Scenario:
+    sc = Scenario(
+        "snapshot-110-parse",
+        "A snapshot that does not parse fails the load (110); as an event it is recorded and"
+        " ignored (second engine run: see snapshot-errors-ignored-on-events).",
+        ["SECSYNC_ERROR_110"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    bad = s1.wire()
+    del bad["nonce"]
+    sc.connect()
+    sc.receive(
+        {"type": "document", "snapshot": bad, "updates": []},
+        sent=[INIT],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_110"],
+    )
+    return sc
+
+
+def _initial_snapshot_error(name: str, code: str, make: Callable[[Scenario], Snap]) -> None:
+    def build() -> Scenario:
+        sc = Scenario(
+            name,
+            f"A snapshot rejected with {code} on the initial load fails the document.",
+            [code],
+            allowedClients=["A", "B"],
+        )
+        snap = make(sc)
+        sc.connect()
+        sc.document(snap, sent=[INIT], state="failed", documentState="failed", errors=[code])
+        return sc
+
+    SCENARIOS.append(build)
+
+
+def _forged_snapshot(sc: Scenario) -> Snap:
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    other = sc.snapshot("O", text_state("Other"))
+    s1.message = Snapshot.from_json({**s1.wire(), "signature": other.wire()["signature"]})
+    return s1
+
+
+_initial_snapshot_error("snapshot-111-load", "SECSYNC_ERROR_111", _forged_snapshot)
+_initial_snapshot_error(
+    "snapshot-113-load",
+    "SECSYNC_ERROR_113",
+    lambda sc: sc.snapshot("S1", text_state("Hello"), doc_id="another-document"),
+)
+_initial_snapshot_error(
+    "snapshot-114-load",
+    "SECSYNC_ERROR_114",
+    lambda sc: sc.snapshot("S1", text_state("Hello", "C"), signer="C"),
+)
+
+
+@scenario
+def snapshot_errors_ignored_on_events() -> Scenario:
+    sc = Scenario(
+        "snapshot-errors-ignored-on-events",
+        "On a live connection a snapshot that does not parse (110), has a bad signature (111),"
+        " belongs to another document (113) or comes from a client that is not allowed (114)"
+        " is recorded and ignored.",
+        ["SECSYNC_ERROR_110", "SECSYNC_ERROR_111", "SECSYNC_ERROR_113", "SECSYNC_ERROR_114"],
+        allowedClients=["A", "B"],
+    )
+    s1 = loaded(sc)
+    sc.receive(
+        {"type": "snapshot", "snapshot": {"publicData": 1}},
+        events=[ev("error", code="SECSYNC_ERROR_110", fatal=False)],
+        errors=["SECSYNC_ERROR_110"],
+    )
+    forged = sc.snapshot("S2", text_state("Hello 2"), parent=s1).wire()
+    forged["signature"] = sc.snapshot("S2x", text_state("Hello x"), parent=s1).wire()["signature"]
+    sc.receive(
+        {"type": "snapshot", "snapshot": forged}, errors=["SECSYNC_ERROR_111", "SECSYNC_ERROR_110"]
+    )
+    other = sc.snapshot("S3", text_state("Hello 3"), parent=s1, doc_id="another-document")
+    sc.receive(
+        snapshot_frame(other),
+        errors=["SECSYNC_ERROR_113", "SECSYNC_ERROR_111", "SECSYNC_ERROR_110"],
+    )
+    by_c = sc.snapshot("S4", text_state("Hello 4", "C"), parent=s1, signer="C")
+    sc.receive(
+        snapshot_frame(by_c),
+        state="connected",
+        documentState="complete",
+        errors=["SECSYNC_ERROR_114", "SECSYNC_ERROR_113", "SECSYNC_ERROR_111", "SECSYNC_ERROR_110"],
+        text="Hello",
+        reconnectRequested=False,
+        activeSnapshot=s1.id,
+    )
+    return sc
+
+
+@scenario
+def error_112_event() -> Scenario:
+    sc = Scenario(
+        "snapshot-112-event-reconnects",
+        "A snapshot event that is not a child of the active snapshot (112) is recorded and makes"
+        " the engine reconnect; it reloads in delta mode from its active snapshot and clocks.",
+        ["SECSYNC_ERROR_112", "rule:reconnect-delta", "rule:reconnect-on-112-115"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT], text="Hello")
+    u0 = sc.update([b.append("!")], s1, 0)
+    sc.receive(u0.wire(type="update"), text="Hello!", activeClocks={"$B": 0})
+    unrelated = sc.snapshot("X", text_state("Other"))
+    sc.receive(
+        snapshot_frame(unrelated),
+        events=[ev("error", code="SECSYNC_ERROR_112", fatal=False), ev("reconnect")],
+        errors=["SECSYNC_ERROR_112"],
+        reconnectRequested=True,
+        state="connected",
+        text="Hello!",
+    )
+    sc.disconnect(
+        events=[ev("state", state="disconnected")],
+        state="disconnected",
+        reconnectRequested=False,
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$B": 0},
+        },
+    )
+    sc.connect(documentState="pending")
+    b.insert(0, "Oh, ")
+    s2 = sc.snapshot("S2", b.state(), parent=s1, clocks={"B": 0})
+    sc.document(
+        s2,
+        [],
+        [s2.entry()],
+        sent=[INIT],
+        documentState="complete",
+        text="Oh, Hello!",
+        activeSnapshot=s2.id,
+    )
+    return sc
+
+
+@scenario
+def error_112_load() -> Scenario:
+    sc = Scenario(
+        "snapshot-112-load-with-known-snapshot",
+        "Loading in complete mode with a known snapshot: a snapshot whose parent proof does not"
+        " match the known one fails the load (112).",
+        ["SECSYNC_ERROR_112"],
+        loadMode="complete",
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    sc.client["initialState"] = b64(s1.state)
+    sc.client["knownSnapshot"] = s1.known()
+    s2 = sc.snapshot("S2", text_state("Hello!"), parent=s1, parent_hash="WRONG")
+    sc.connect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        }
+    )
+    sc.document(
+        s2, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_112"]
+    )
+    return sc
+
+
+def _reconnected(sc: Scenario) -> tuple[Snap, Writer]:
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT], text="Hello")
+    sc.disconnect()
+    sc.connect()
+    return s1, b
+
+
+@scenario
+def error_115_chain() -> Scenario:
+    sc = Scenario(
+        "snapshot-115-broken-chain",
+        "Reconnecting, the relay sends a snapshot two generations on with a proof chain that"
+        " does not link it to the known snapshot: the load fails (115).",
+        ["SECSYNC_ERROR_115"],
+    )
+    s1, b = _reconnected(sc)
+    b.append(" again")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    b.append(" and again")
+    s3 = sc.snapshot("S3", b.state(), parent=s2)
+    sc.document(
+        s3,
+        [],
+        [s2.entry(), s3.entry("WRONG_PROOF")],
+        sent=[INIT],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_115"],
+        text="Hello",
+    )
+    return sc
+
+
+@scenario
+def chain_of_two() -> Scenario:
+    sc = Scenario(
+        "snapshot-proof-chain-of-two",
+        "Reconnecting, a valid proof chain of two snapshots leads to the new snapshot, with an"
+        " update on it.",
+        ["rule:proof-chain", "rule:reconnect-delta"],
+    )
+    s1, b = _reconnected(sc)
+    b.append(" again")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    b.append(" and again")
+    s3 = sc.snapshot("S3", b.state(), parent=s2)
+    u0 = sc.update([b.append("!")], s3, 0)
+    sc.document(
+        s3,
+        [u0],
+        [s2.entry(), s3.entry()],
+        sent=[INIT],
+        documentState="complete",
+        text="Hello again and again!",
+        activeSnapshot=s3.id,
+        activeClocks={"$B": 0},
+    )
+    return sc
+
+
+@scenario
+def error_115_unparsable() -> Scenario:
+    sc = Scenario(
+        "snapshot-115-unparsable-chain",
+        "A proof chain that does not parse fails the load (115).",
+        ["SECSYNC_ERROR_115"],
+    )
+    s1, b = _reconnected(sc)
+    b.append("!")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    sc.document(
+        s2,
+        [],
+        [{"snapshotId": 1}],
+        mirror=False,
+        sent=[INIT],
+        state="failed",
+        errors=["SECSYNC_ERROR_115"],
+    )
+    return sc
+
+
+# =================================================================== updates
+
+
+def _load_error(
+    name: str, code: str, description: str, bad: Callable[[Scenario, Snap, Writer], list]
+) -> None:
+    """A document frame: a valid update, then a rejected one, then a valid one: the load fails
+    with the rejected one's code and keeps only what came before it."""
+
+    def build() -> Scenario:
+        sc = Scenario(
+            name,
+            description + " The load fails with its code; the verified update before it is"
+            " applied, none after it (issue 10: the first rejected update ends the frame).",
+            [code, "decision:first-rejected-update-ends-the-load"],
+            allowedClients=["A", "B"],
+        )
+        b = Writer("B")
+        b.append("Hello")
+        s1 = sc.snapshot("S1", b.state())
+        u0 = sc.update([b.append("0")], s1, 0)
+        raws = [u0.wire(), *bad(sc, s1, b)]
+        c = Writer("A", s1.state)  # a valid update by A after the bad one
+        raws.append(sc.update([c.insert(0, ">")], s1, 0, signer="A").wire())
+        sc.connect()
+        sc.document(
+            s1,
+            raw_updates=raws,
+            mirror=False,
+            sent=[INIT],
+            state="failed",
+            documentState="partial",
+            errors=[code],
+            text="Hello0",
+        )
+        return sc
+
+    SCENARIOS.append(build)
+
+
+def _unparsable(sc, s1, b):
+    w = sc.update([b.append("1")], s1, 1).wire()
+    w["publicData"]["clock"] = -1
+    return [w]
+
+
+def _forged(sc, s1, b):
+    w = sc.update([b.append("1")], s1, 1).wire()
+    w["signature"] = sc.update([b"x"], s1, 1).wire()["signature"]
+    return [w]
+
+
+_load_error("update-211-load", "SECSYNC_ERROR_211", "An update that does not parse.", _unparsable)
+_load_error(
+    "update-212-forged-in-document",
+    "SECSYNC_ERROR_212",
+    "A forged update (valid ones around it, the next one by the same author): the relay"
+    " misbehaves. 212 is reported, not the clock gap that follows.",
+    lambda sc, s1, b: [*_forged(sc, s1, b), sc.update([b.append("2")], s1, 2).wire()],
+)
+_load_error(
+    "update-213-wrong-snapshot-load",
+    "SECSYNC_ERROR_213",
+    "An update on another snapshot.",
+    lambda sc, s1, b: [sc.update([b.append("1")], sc.snapshot("X", text_state("x")), 1).wire()],
+)
+_load_error(
+    "update-213-wrong-document-load",
+    "SECSYNC_ERROR_213",
+    "An update of another document.",
+    lambda sc, s1, b: [sc.update([b.append("1")], s1, 1, doc_id="another-document").wire()],
+)
+_load_error(
+    "update-214-replay-load",
+    "SECSYNC_ERROR_214",
+    "An update sent twice (replayed clock).",
+    lambda sc, s1, b: [sc.update([b.append("1")], s1, 0).wire()],
+)
+_load_error(
+    "update-215-not-allowed-load",
+    "SECSYNC_ERROR_215",
+    "An update by a client that is not allowed.",
+    lambda sc, s1, b: [sc.update([Writer("C", s1.state).append("c")], s1, 0, signer="C").wire()],
+)
+
+
+@scenario
+def update_errors_ignored_on_events() -> Scenario:
+    sc = Scenario(
+        "update-errors-ignored-on-events",
+        "On a live connection rejected updates (211-215) are recorded and ignored; valid ones"
+        " in between are applied; a replay is applied once.",
+        [
+            "SECSYNC_ERROR_211",
+            "SECSYNC_ERROR_212",
+            "SECSYNC_ERROR_213",
+            "SECSYNC_ERROR_214",
+            "SECSYNC_ERROR_215",
+        ],
+        allowedClients=["A", "B"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT])
+    u0 = sc.update([b.append("0")], s1, 0)
+    sc.receive(u0.wire(type="update"), text="Hello0", errors=[])
+    sc.receive(u0.wire(type="update"), text="Hello0", errors=["SECSYNC_ERROR_214"])
+    bad = _unparsable(sc, s1, Writer("B", b.state()))[0]
+    sc.receive({**bad, "type": "update"}, errors=["SECSYNC_ERROR_211", "SECSYNC_ERROR_214"])
+    forged = _forged(sc, s1, Writer("B", b.state()))[0]
+    sc.receive(
+        {**forged, "type": "update"},
+        errors=["SECSYNC_ERROR_212", "SECSYNC_ERROR_211", "SECSYNC_ERROR_214"],
+    )
+    other = sc.update([Writer("B", b.state()).append("x")], s1, 1, doc_id="another-document")
+    sc.receive(
+        other.wire(type="update"),
+        errors=["SECSYNC_ERROR_213", "SECSYNC_ERROR_212", "SECSYNC_ERROR_211", "SECSYNC_ERROR_214"],
+    )
+    by_c = sc.update([Writer("C", b.state()).append("c")], s1, 0, signer="C")
+    sc.receive(
+        by_c.wire(type="update"),
+        errors=[
+            "SECSYNC_ERROR_215",
+            "SECSYNC_ERROR_213",
+            "SECSYNC_ERROR_212",
+            "SECSYNC_ERROR_211",
+            "SECSYNC_ERROR_214",
+        ],
+    )
+    u1 = sc.update([b.append("1")], s1, 1)
+    sc.receive(
+        u1.wire(type="update"),
+        state="connected",
+        documentState="complete",
+        text="Hello01",
+        activeClocks={"$B": 1},
+    )
+    return sc
+
+
+def _fatal_update(name: str, code: str, description: str, where: str, make, fault=None) -> None:
+    def build() -> Scenario:
+        sc = Scenario(name, description, [code])
+        b = Writer("B")
+        b.append("Hello")
+        s1 = sc.snapshot("S1", b.state())
+        bad = make(sc, s1, b)
+        sc.connect()
+        if where == "load":
+            if fault:
+                sc.fault(fault)
+            sc.document(
+                s1,
+                raw_updates=[bad],
+                mirror=False,
+                sent=[INIT],
+                state="failed",
+                documentState="partial",
+                errors=[code],
+                text="Hello",
+            )
+        else:
+            sc.document(s1, sent=[INIT], text="Hello")
+            if fault:
+                sc.fault(fault)
+            sc.receive(
+                {**bad, "type": "update"},
+                state="failed",
+                documentState="complete",
+                errors=[code],
+                text="Hello",
+            )
+        return sc
+
+    SCENARIOS.append(build)
+
+
+for _where in ("load", "event"):
+    _fatal_update(
+        f"update-201-{_where}",
+        "SECSYNC_ERROR_201",
+        "An update that does not decrypt with the key fails the document (201).",
+        _where,
+        lambda sc, s1, b: sc.update([b.append("!")], s1, 0, key=WRONG_KEY).wire(),
+    )
+    _fatal_update(
+        f"update-202-{_where}",
+        "SECSYNC_ERROR_202",
+        "An update whose clock skips one (an update is missing) fails the document (202).",
+        _where,
+        lambda sc, s1, b: sc.update([b.append("!")], s1, 1).wire(),
+    )
+_fatal_update(
+    "update-203-apply-fails",
+    "SECSYNC_ERROR_203",
+    "Applying an update's changes fails: the document fails (203).",
+    "event",
+    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
+    fault="applyChanges",
+)
+_fatal_update(
+    "update-204-decode-fails",
+    "SECSYNC_ERROR_204",
+    "Decoding an update's changes fails: the document fails (204).",
+    "event",
+    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
+    fault="deserializeChanges",
+)
+_fatal_update(
+    "update-205-author-check-raises",
+    "SECSYNC_ERROR_205",
+    "The author check raises for an update: the document fails (205).",
+    "event",
+    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
+    fault="isValidClient",
+)
+_fatal_update(
+    "update-206-key-lookup",
+    "SECSYNC_ERROR_206",
+    "The key lookup for an update fails: the document fails (206).",
+    "event",
+    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
+    fault="key",
+)
+
+
+@scenario
+def errors_capped() -> Scenario:
+    sc = Scenario(
+        "errors-capped-at-20",
+        "At most the 20 newest errors are kept, newest first.",
+        ["rule:error-list"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT])
+    for _ in range(25):
+        forged = _forged(sc, s1, Writer("B", b.state()))[0]
+        forged["publicData"]["clock"] = 0
+        sc.receive({**forged, "type": "update"})
+    sc.receive(
+        {"type": "snapshot", "snapshot": {"nope": 1}},
+        errors=["SECSYNC_ERROR_110"] + ["SECSYNC_ERROR_212"] * 19,
+        state="connected",
+    )
+    return sc
+
+
+# =================================================================== sending
+
+
+@scenario
+def batching() -> Scenario:
+    sc = Scenario(
+        "batching-one-update-in-flight",
+        "One update in flight at a time: changes made meanwhile wait and go out together, merged"
+        " into one Yjs update, with the next clock.",
+        ["rule:batching", "decision:merge-pending-changes"],
+    )
+    s1 = loaded(sc)
+    sc.edit((5, "a"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Helloa")])
+    sc.edit((6, "b"), pending=1)
+    sc.edit((7, "c"), pending=2)
+    sc.flush(sent=[], pending=2)
+    sc.receive(saved(s1.id, 0), sent=[sent_update(s1.id, 1, text="Helloabc", changes=1)], pending=0)
+    sc.receive(saved(s1.id, 1), isSynced=True, activeClocks={"$A": 1})
+    return sc
+
+
+@scenario
+def update_save_failed_retry() -> Scenario:
+    sc = Scenario(
+        "update-save-failed-retry",
+        "update-save-failed: the changes go out again with the same clock; with"
+        " requiresNewSnapshot they go out in a snapshot instead.",
+        ["rule:update-save-failed", "rule:requires-new-snapshot"],
+    )
+    s1 = loaded(sc)
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello!")])
+    sc.receive(save_failed(s1.id, 0), sent=[sent_update(s1.id, 0, text="Hello!")])
+    sc.receive(save_failed("not-ours", 0), sent=[])
+    sc.receive(
+        save_failed(s1.id, 0, True),
+        sent=[sent_snapshot(s1.id, {}, bind="mine", text="Hello!")],
+        reconnectRequested=False,
+    )
+    sc.receive(
+        {"type": "snapshot-saved", "snapshotId": "$mine"}, isSynced=True, activeSnapshot="$mine"
+    )
+    return sc
+
+
+@scenario
+def update_save_failed_gives_up() -> Scenario:
+    sc = Scenario(
+        "update-save-failed-gives-up",
+        "Our update is rejected 5 times in a row: the engine gives up on this connection"
+        " (reconnect, as for snapshots and as the browser did); after the delta reload it is"
+        " sent again. A save-failed frame for an update not in flight does not count.",
+        ["decision:update-save-failed-bound", "rule:reconnect-delta"],
+    )
+    s1 = loaded(sc)
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello!")])
+    sc.receive(save_failed(s1.id, 7), sent=[])
+    for _ in range(4):
+        sc.receive(save_failed(s1.id, 0), sent=[sent_update(s1.id, 0)], reconnectRequested=False)
+    sc.receive(
+        save_failed(s1.id, 0),
+        sent=[],
+        events=[ev("reconnect")],
+        reconnectRequested=True,
+        pending=1,
+        state="connected",
+    )
+    sc.flush(sent=[])
+    sc.disconnect(
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        }
+    )
+    sc.connect()
+    sc.document(sent=[INIT, sent_update(s1.id, 0, text="Hello!")], documentState="complete")
+    sc.receive(saved(s1.id, 0), isSynced=True)
+    return sc
+
+
+@scenario
+def stale_update_requeued() -> Scenario:
+    sc = Scenario(
+        "stale-update-requeued",
+        "Our update is in flight on S1 when B's snapshot S2 becomes active: it can never be"
+        " saved, so its changes go out again at once on S2 (clock 0); the relay's late"
+        " rejection of the stale one changes nothing.",
+        ["decision:requeue-stale-updates"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT])
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello!")])
+    b.insert(0, "Oh, ")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    sc.receive(
+        snapshot_frame(s2),
+        mirror={"reset": b64(s2.state)},
+        sent=[sent_update(s2.id, 0, text="Oh, Hello!")],
+        activeSnapshot=s2.id,
+        text="Oh, Hello!",
+    )
+    sc.receive(save_failed(s1.id, 0), sent=[])
+    sc.receive(saved(s2.id, 0), isSynced=True, activeClocks={"$A": 0})
+    return sc
+
+
+@scenario
+def snapshot_save_failed_retry() -> Scenario:
+    sc = Scenario(
+        "snapshot-save-failed-applies-and-retries",
+        "Our snapshot is rejected with a newer snapshot and an update: both are applied and the"
+        " snapshot is made again on top of them.",
+        ["rule:snapshot-save-failed"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT])
+    sc.step("requestSnapshot")
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_snapshot(s1.id, {}, bind="first", text="Hello!")])
+    b.insert(0, "Oh, ")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    u0 = sc.update([b.insert(0, "Well, ")], s2, 0)
+    sc.receive(
+        {"type": "snapshot-save-failed", "snapshot": s2.wire(), "updates": [u0.wire()]},
+        mirror={"reset": b64(s2.state), "apply": [b64(u0.changes[0])]},
+        text="Well, Oh, Hello!",
+        sent=[sent_snapshot(s2.id, {"B": 0}, bind="second", text="Well, Oh, Hello!")],
+        reconnectRequested=False,
+    )
+    sc.receive({"type": "snapshot-saved", "snapshotId": "$first"}, sent=[], isSynced=False)
+    sc.receive(
+        {"type": "snapshot-saved", "snapshotId": "$second"},
+        isSynced=True,
+        activeSnapshot="$second",
+        events=[ev("snapshot-saved", snapshotId="$second")],
+    )
+    return sc
+
+
+@scenario
+def snapshot_save_failed_bounded() -> Scenario:
+    sc = Scenario(
+        "snapshot-save-failed-gives-up",
+        "Our snapshot is rejected 5 times in a row: reconnect; after the delta reload the"
+        " snapshot is made again.",
+        ["rule:snapshot-save-failed-bound"],
+    )
+    s1 = loaded(sc)
+    sc.step("requestSnapshot")
+    sc.flush(sent=[sent_snapshot(s1.id, {}, text="Hello")])
+    for _ in range(4):
+        sc.receive({"type": "snapshot-save-failed"}, sent=[sent_snapshot(s1.id, {})])
+    sc.receive(
+        {"type": "snapshot-save-failed"}, sent=[], reconnectRequested=True, events=[ev("reconnect")]
+    )
+    sc.disconnect()
+    sc.connect()
+    sc.document(sent=[INIT, sent_snapshot(s1.id, {}, bind="again", text="Hello")])
+    sc.receive({"type": "snapshot-saved", "snapshotId": "$again"}, isSynced=True)
+    return sc
+
+
+@scenario
+def policy_default_count() -> Scenario:
+    sc = Scenario(
+        "snapshot-policy-default-300-updates",
+        "Default snapshot policy: with 299 updates on the active snapshot our change goes out as"
+        " an update; once it is saved (300) the next change goes out as a snapshot.",
+        ["decision:snapshot-policy-300", "rule:snapshot-policy"],
+    )
+    b = Writer("B")
+    s1 = sc.snapshot("S1", b.state())
+    updates = [sc.update([b.append(chr(97 + i % 26))], s1, i) for i in range(299)]
+    sc.connect()
+    text = b.value()
+    sc.document(s1, updates, sent=[INIT], text=text, activeClocks={"$B": 298})
+    sc.edit((0, "<"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="<" + text)])
+    sc.receive(saved(s1.id, 0), isSynced=True)
+    sc.edit((0, "["))
+    sc.flush(sent=[sent_snapshot(s1.id, {"A": 0, "B": 298}, text="[<" + text)])
+    return sc
+
+
+@scenario
+def policy_configured() -> Scenario:
+    sc = Scenario(
+        "snapshot-policy-configured",
+        "A configured policy (2 updates): the change after two updates goes out as a snapshot"
+        " recording both authors' clocks.",
+        ["rule:snapshot-policy"],
+        snapshotPolicy={"maxUpdates": 2},
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append("1")], s1, 0)
+    sc.connect()
+    sc.document(s1, [u0], sent=[INIT])
+    sc.edit((6, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello1!")])
+    sc.receive(saved(s1.id, 0))
+    sc.edit((7, "?"))
+    sc.flush(sent=[sent_snapshot(s1.id, {"A": 0, "B": 0}, bind="mine", text="Hello1!?")])
+    sc.receive(
+        {"type": "snapshot-saved", "snapshotId": "$mine"}, activeSnapshot="$mine", activeClocks={}
+    )
+    return sc
+
+
+@scenario
+def policy_function() -> Scenario:
+    sc = Scenario(
+        "snapshot-policy-default-thresholds",
+        "The default policy: a snapshot after 300 updates or 1,000,000 bytes of update"
+        " ciphertext since the last snapshot, whichever comes first.",
+        ["decision:snapshot-policy-300", "decision:snapshot-policy-1000000-bytes"],
+    )
+    for count, size, expected in [
+        (299, 999_999, False),
+        (300, 0, True),
+        (0, 1_000_000, True),
+        (1, 999_999, False),
+        (0, 1_048_575, True),
+    ]:
+        sc.step(
+            "policy",
+            {"snapshot": expected},
+            info={"updatesSinceSnapshot": count, "updateBytesSinceSnapshot": size},
+        )
+    return sc
+
+
+@scenario
+def request_snapshot() -> Scenario:
+    sc = Scenario(
+        "snapshot-on-demand",
+        "A snapshot requested without pending changes goes out on the next flush.",
+        ["rule:request-snapshot"],
+    )
+    s1 = loaded(sc)
+    sc.step("requestSnapshot", {"isSynced": False})
+    sc.flush(sent=[sent_snapshot(s1.id, {}, bind="mine", text="Hello")])
+    sc.receive(
+        {"type": "snapshot-saved", "snapshotId": "$mine"}, isSynced=True, activeSnapshot="$mine"
+    )
+    return sc
+
+
+@scenario
+def error_401() -> Scenario:
+    sc = Scenario(
+        "create-401-snapshot",
+        "Making a snapshot fails: the document fails (401).",
+        ["SECSYNC_ERROR_401"],
+    )
+    sc.connect()
+    sc.document(sent=[INIT])
+    sc.fault("snapshotContent")
+    sc.edit((0, "x"))
+    sc.flush(sent=[], state="failed", errors=["SECSYNC_ERROR_401"])
+    return sc
+
+
+@scenario
+def error_501() -> Scenario:
+    sc = Scenario(
+        "create-501-update",
+        "Making an update fails: the document fails (501).",
+        ["SECSYNC_ERROR_501"],
+    )
+    loaded(sc)
+    sc.fault("serializeChanges")
+    sc.edit((0, "x"))
+    sc.flush(sent=[], state="failed", errors=["SECSYNC_ERROR_501"])
+    return sc
+
+
+# ========================================================== reconnect / offline
+
+
+@scenario
+def offline_edits() -> Scenario:
+    sc = Scenario(
+        "reconnect-delta-offline-edits",
+        "The connection drops with an update in flight; edits made offline are kept; the engine"
+        " reconnects in delta mode (known snapshot and clocks) and, once the document is loaded"
+        " again, sends the unconfirmed and the offline changes as one update.",
+        ["rule:reconnect-delta", "rule:offline-edits", "decision:merge-pending-changes"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append(" world")], s1, 0)
+    sc.connect()
+    sc.document(s1, [u0], sent=[INIT], text="Hello world")
+    sc.edit((11, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello world!")])
+    sc.disconnect(
+        state="disconnected",
+        documentState="pending",
+        pending=1,
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$B": 0},
+        },
+    )
+    sc.edit((12, "?"), pending=2, sent=[])
+    sc.flush(sent=[])
+    sc.connect(state="connected", documentState="pending")
+    sc.flush(sent=[])
+    u1 = sc.update([b.insert(0, "Oh ")], s1, 1)
+    sc.document(
+        None,
+        [u1],
+        sent=[INIT, sent_update(s1.id, 0, text="Oh Hello world!?", changes=1)],
+        text="Oh Hello world!?",
+        documentState="complete",
+        pending=0,
+    )
+    sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0, "$B": 1})
+    return sc
+
+
+@scenario
+def own_clock_after_reconnect() -> Scenario:
+    sc = Scenario(
+        "reconnect-continues-own-clock",
+        "After a reconnect in delta mode our next update continues our clock on the known"
+        " snapshot (1), instead of starting at 0 again and being rejected.",
+        ["decision:own-clock-after-reconnect", "rule:reconnect-delta"],
+    )
+    s1 = loaded(sc)
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello!")])
+    sc.receive(saved(s1.id, 0))
+    sc.disconnect(
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$A": 0},
+        }
+    )
+    sc.edit((6, "?"))
+    sc.connect()
+    sc.document(sent=[INIT, sent_update(s1.id, 1, text="Hello!?")])
+    return sc
+
+
+@scenario
+def snapshot_in_flight_kept() -> Scenario:
+    sc = Scenario(
+        "reconnect-keeps-snapshot-in-flight",
+        "The connection drops with our snapshot in flight: its changes are kept and the snapshot"
+        " is made again after the delta reload.",
+        ["rule:offline-edits", "rule:reconnect-delta"],
+    )
+    s1 = loaded(sc)
+    sc.step("requestSnapshot")
+    sc.edit((5, "!"))
+    sc.flush(sent=[sent_snapshot(s1.id, {}, text="Hello!")])
+    sc.disconnect(pending=1)
+    sc.connect()
+    sc.document(sent=[INIT, sent_snapshot(s1.id, {}, bind="again", text="Hello!")], pending=0)
+    sc.receive({"type": "snapshot-saved", "snapshotId": "$again"}, isSynced=True)
+    return sc
+
+
+@scenario
+def backoff() -> Scenario:
+    sc = Scenario(
+        "reconnect-backoff",
+        "Reconnect delay: 100 ms * 1.8^n (n capped at 13), at most 10 s (issue 10: was 30 s in"
+        " Python).",
+        ["decision:backoff-cap-10s"],
+    )
+    for retries, delay in [
+        (0, 100),
+        (1, 180),
+        (2, 324),
+        (3, 583.2),
+        (7, 6122.20032),
+        (8, 10000),
+        (13, 10000),
+        (1000, 10000),
+    ]:
+        sc.step("backoff", {"delayMs": delay}, retries=retries)
+    return sc
+
+
+@scenario
+def refusals() -> Scenario:
+    sc = Scenario(
+        "relay-refusals",
+        "document-not-found and unauthorized end in no-access, document-error in failed; a"
+        " connection lost afterwards changes nothing (no reconnect).",
+        ["rule:no-access", "rule:document-error"],
+    )
+    sc.connect()
+    sc.receive(
+        {"type": "document-not-found"},
+        events=[ev("state", state="no-access", reason="document-not-found")],
+        state="no-access",
+    )
+    sc.disconnect(state="no-access", events=[])
+    sc.connect(state="no-access", events=[])
+    return sc
+
+
+@scenario
+def refusal_unauthorized() -> Scenario:
+    sc = Scenario("relay-unauthorized", "unauthorized: no-access.", ["rule:no-access"])
+    sc.connect()
+    sc.receive({"type": "unauthorized"}, state="no-access")
+    sc.disconnect(state="no-access")
+    return sc
+
+
+@scenario
+def refusal_document_error() -> Scenario:
+    sc = Scenario("relay-document-error", "document-error: failed.", ["rule:document-error"])
+    sc.connect()
+    sc.receive(
+        {"type": "document-error"},
+        events=[ev("state", state="failed", reason="document-error")],
+        state="failed",
+    )
+    sc.disconnect(state="failed")
+    return sc
+
+
+@scenario
+def bad_frames() -> Scenario:
+    sc = Scenario(
+        "bad-frames",
+        "A frame that is not a typed JSON object is recorded (no reference code) and ignored; a"
+        " frame of an unknown type is passed on as a custom message.",
+        ["error:not-a-typed-json-object", "rule:custom-message"],
+    )
+    loaded(sc)
+    sc.step(
+        "receive",
+        {"errors": [None], "events": [ev("error", code=None, fatal=False)], "state": "connected"},
+        text="not json",
+    )
+    sc.step("receive", {"errors": [None, None]}, text="[1, 2]")
+    sc.receive({"type": 7}, errors=[None, None, None])
+    sc.receive(
+        {"type": "hello-from-the-future"},
+        events=[ev("custom-message")],
+        errors=[None, None, None],
+        state="connected",
+        documentState="complete",
+    )
+    return sc
+
+
+# ================================================================== ephemeral
+
+
+def _peer_handshake(sc: Scenario, peer: str = "B") -> None:
+    """The peer says hello, we answer with proofAndRequestProof, the peer proves: verified."""
+    sc.step(
+        "peer",
+        {"sent": [sent_ephemeral("proofAndRequestProof")], "events": []},
+        peer=peer,
+        send="initialize",
+    )
+    sc.step(
+        "peer",
+        {"sent": [], "events": [ev("ephemeral-peer", author=f"${peer}")], "ephemeralErrors": []},
+        peer=peer,
+        answer=True,
+    )
+
+
+@scenario
+def ephemeral_peer_initializes() -> Scenario:
+    sc = Scenario(
+        "ephemeral-handshake-peer-first",
+        "A peer's initialize is answered with proofAndRequestProof; its proof verifies the"
+        " session; its messages are delivered once (a replay is 303); our own message goes out.",
+        ["rule:ephemeral-session", "SECSYNC_ERROR_303"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    _peer_handshake(sc)
+    sc.step(
+        "peer",
+        {"delivered": [[b64(b"hi"), "B"]], "sent": []},
+        peer="B",
+        send="message",
+        content=b64(b"hi"),
+    )
+    sc.step(
+        "peer",
+        {"delivered": [[b64(b"hi"), "B"]], "ephemeralErrors": ["SECSYNC_ERROR_303"]},
+        peer="B",
+        replay=1,
+    )
+    sc.step(
+        "sendEphemeral",
+        {"returns": True, "sent": [sent_ephemeral("message", b"yo")]},
+        content=b64(b"yo"),
+    )
+    return sc
+
+
+@scenario
+def ephemeral_engine_initializes() -> Scenario:
+    sc = Scenario(
+        "ephemeral-handshake-engine-first",
+        "The peer answers our initialize with proofAndRequestProof: we verify it and prove our"
+        " side; its messages are delivered.",
+        ["rule:ephemeral-session"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    sc.step(
+        "peer",
+        {"sent": [sent_ephemeral("proof")], "events": [ev("ephemeral-peer", author="$B")]},
+        peer="B",
+        answer=True,
+    )
+    sc.step("peer", {"sent": [], "delivered": []}, peer="B", answer=True)
+    sc.step(
+        "peer", {"delivered": [[b64(b"hi"), "B"]]}, peer="B", send="message", content=b64(b"hi")
+    )
+    return sc
+
+
+@scenario
+def ephemeral_302() -> Scenario:
+    sc = Scenario(
+        "ephemeral-302-no-session",
+        "A message from a peer without a verified session is not delivered (302); we answer"
+        " with proofAndRequestProof, and once the peer proves its session its messages are.",
+        ["SECSYNC_ERROR_302", "rule:ephemeral-session"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    sc.step(
+        "peer",
+        {
+            "ephemeralErrors": ["SECSYNC_ERROR_302"],
+            "sent": [sent_ephemeral("proofAndRequestProof")],
+            "delivered": [],
+        },
+        peer="B",
+        send="message",
+        content=b64(b"early"),
+    )
+    sc.step(
+        "peer", {"events": [ev("ephemeral-peer", author="$B")], "sent": []}, peer="B", answer=True
+    )
+    sc.step(
+        "peer", {"delivered": [[b64(b"now"), "B"]]}, peer="B", send="message", content=b64(b"now")
+    )
+    return sc
+
+
+@scenario
+def ephemeral_replayed_proof() -> Scenario:
+    sc = Scenario(
+        "ephemeral-303-replayed-proof",
+        "The relay replays the peer's session proof and then its message: the proof cannot"
+        " reset the counter, the message is delivered once (stricter than the reference).",
+        ["SECSYNC_ERROR_303", "rule:ephemeral-session"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    _peer_handshake(sc)
+    sc.step(
+        "peer", {"delivered": [[b64(b"once"), "B"]]}, peer="B", send="message", content=b64(b"once")
+    )
+    sc.step("peer", {"ephemeralErrors": ["SECSYNC_ERROR_303"]}, peer="B", replay=2)
+    sc.step(
+        "peer",
+        {
+            "ephemeralErrors": ["SECSYNC_ERROR_303", "SECSYNC_ERROR_303"],
+            "delivered": [[b64(b"once"), "B"]],
+        },
+        peer="B",
+        replay=1,
+    )
+    return sc
+
+
+@scenario
+def ephemeral_new_session_per_connection() -> Scenario:
+    sc = Scenario(
+        "ephemeral-new-session-per-connection",
+        "Each connection starts a new ephemeral session: after a reconnect the peer's messages"
+        " of its verified session are not delivered (302) until it proves the new session; a"
+        " replayed proof of the old session does not verify (recorded as 307).",
+        ["rule:ephemeral-session", "SECSYNC_ERROR_302", "SECSYNC_ERROR_307"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    _peer_handshake(sc)
+    sc.disconnect()
+    sc.connect()
+    sc.document(sent=[INIT])
+    sc.step(
+        "peer",
+        {"ephemeralErrors": ["SECSYNC_ERROR_307"], "sent": [], "events": []},
+        peer="B",
+        replay=1,
+    )
+    sc.step(
+        "peer",
+        {
+            "ephemeralErrors": ["SECSYNC_ERROR_302", "SECSYNC_ERROR_307"],
+            "sent": [sent_ephemeral("proofAndRequestProof")],
+            "delivered": [],
+        },
+        peer="B",
+        send="message",
+        content=b64(b"x"),
+    )
+    sc.step("peer", {"events": [ev("ephemeral-peer", author="$B")]}, peer="B", answer=True)
+    sc.step("peer", {"delivered": [[b64(b"y"), "B"]]}, peer="B", send="message", content=b64(b"y"))
+    return sc
+
+
+def _ephemeral_error(name: str, code: str, description: str, frame, **client: Any) -> None:
+    def build() -> Scenario:
+        sc = Scenario(name, description, [code], **client)
+        loaded(sc)
+        sc.receive(
+            frame(sc),
+            ephemeralErrors=[code],
+            sent=[],
+            delivered=[],
+            state="connected",
+            errors=[],
+        )
+        return sc
+
+    SCENARIOS.append(build)
+
+
+_ephemeral_error(
+    "ephemeral-301-decryption",
+    "SECSYNC_ERROR_301",
+    "An ephemeral message encrypted with another key is rejected (301).",
+    lambda sc: sc.ephemeral("initialize", key=WRONG_KEY),
+)
+_ephemeral_error(
+    "ephemeral-304-not-allowed",
+    "SECSYNC_ERROR_304",
+    "An ephemeral message from a client that is not allowed is rejected (304).",
+    lambda sc: sc.ephemeral("initialize", signer="C"),
+    allowedClients=["A", "B"],
+)
+_ephemeral_error(
+    "ephemeral-305-unknown-type",
+    "SECSYNC_ERROR_305",
+    "An ephemeral message of an unknown type is rejected (305).",
+    lambda sc: sc.raw_ephemeral(bytes([9]) + bytes(24) + (7).to_bytes(4, "little") + b"x"),
+)
+_ephemeral_error(
+    "ephemeral-306-other-document",
+    "SECSYNC_ERROR_306",
+    "An ephemeral message for another document is rejected (306).",
+    lambda sc: sc.ephemeral("initialize", doc_id="another-document"),
+)
+_ephemeral_error(
+    "ephemeral-307-malformed",
+    "SECSYNC_ERROR_307",
+    "An ephemeral message that does not parse is rejected (307).",
+    lambda sc: {"type": "ephemeral-message", "nonce": 1},
+)
+_ephemeral_error(
+    "ephemeral-307-short-plaintext",
+    "SECSYNC_ERROR_307",
+    "An ephemeral message whose plaintext is shorter than its prefix is rejected (307).",
+    lambda sc: sc.raw_ephemeral(b"\x01short"),
+)
+
+
+def _bad_signature(sc: Scenario) -> dict[str, Any]:
+    frame = sc.ephemeral("initialize")
+    frame["signature"] = sc.ephemeral("message")["signature"]
+    return frame
+
+
+_ephemeral_error(
+    "ephemeral-308-signature",
+    "SECSYNC_ERROR_308",
+    "An ephemeral message with a bad signature is rejected (308).",
+    _bad_signature,
+)
+
+
+@scenario
+def ephemeral_304_raises() -> Scenario:
+    sc = Scenario(
+        "ephemeral-304-author-check-raises",
+        "The author check raising for an ephemeral message counts as not allowed (304); the"
+        " document is not affected.",
+        ["SECSYNC_ERROR_304"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    sc.fault("isValidClient")
+    sc.step(
+        "peer",
+        {"ephemeralErrors": ["SECSYNC_ERROR_304"], "sent": [], "state": "connected", "errors": []},
+        peer="B",
+        send="initialize",
+    )
+    return sc
+
+
+@scenario
+def ephemeral_300() -> Scenario:
+    sc = Scenario(
+        "ephemeral-300-apply-fails",
+        "Delivering ephemeral content fails: recorded as 300; the document is not affected.",
+        ["SECSYNC_ERROR_300"],
+    )
+    sc.peer("B")
+    loaded(sc)
+    _peer_handshake(sc)
+    sc.fault("applyEphemeral")
+    sc.step(
+        "peer",
+        {"ephemeralErrors": ["SECSYNC_ERROR_300"], "state": "connected", "errors": []},
+        peer="B",
+        send="message",
+        content=b64(b"hi"),
+    )
+    return sc
+
+
+@scenario
+def ephemeral_601() -> Scenario:
+    sc = Scenario(
+        "ephemeral-601-no-session",
+        "No key when connecting: no ephemeral session on this connection (601); the document"
+        " loads, no initialize goes out and sending ephemeral content returns false.",
+        ["SECSYNC_ERROR_601"],
+    )
+    s1 = sc.snapshot("S1", text_state("Hello"))
+    sc.fault("key")
+    sc.connect(ephemeralAuthoringErrors=["SECSYNC_ERROR_601"], state="connected")
+    sc.fault("key", on=False)
+    sc.document(s1, sent=[], documentState="complete", text="Hello")
+    sc.step("sendEphemeral", {"returns": False, "sent": []}, content=b64(b"x"))
+    return sc
+
+
+@scenario
+def ephemeral_not_connected() -> Scenario:
+    sc = Scenario(
+        "ephemeral-not-connected",
+        "Sending ephemeral content while disconnected returns false and sends nothing.",
+        ["rule:ephemeral-session"],
+    )
+    sc.step("sendEphemeral", {"returns": False, "sent": []}, content=b64(b"x"))
+    loaded(sc)
+    sc.disconnect()
+    sc.step("sendEphemeral", {"returns": False, "sent": []}, content=b64(b"x"))
+    return sc
+
+
+# ===================================================================== output
+
+
+def build_all() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for make in SCENARIOS:
+        sc = make()
+        assert sc.name not in out, sc.name
+        out[f"{sc.name}.json"] = json.dumps(sc.to_json(), indent=1, ensure_ascii=False) + "\n"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare with the files, write nothing")
+    args = ap.parse_args(argv)
+    files = build_all()
+    existing = {p.name for p in HERE.glob("*.json")}
+    if args.check:
+        stale = sorted(
+            n
+            for n, text in files.items()
+            if not (HERE / n).exists() or (HERE / n).read_text() != text
+        )
+        extra = sorted(existing - set(files))
+        if stale or extra:
+            print("out of date:", *stale, *(f"{n} (not made any more)" for n in extra))
+            return 1
+        print(f"{len(files)} scenarios up to date")
+        return 0
+    for name in existing - set(files):
+        (HERE / name).unlink()
+    for name, text in files.items():
+        (HERE / name).write_text(text)
+    print(f"wrote {len(files)} scenarios to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
