@@ -91,7 +91,7 @@ demo: setup
 relay: setup
 	$(BIN)/secsync-relay --host 127.0.0.1 --port 8765 --db .secsync/relay.sqlite --open
 
-bench: setup
+bench: setup harness
 	$(BIN)/python benchmarks/protocol_bench.py
 	$(BIN)/python benchmarks/relay_bench.py
 	$(BIN)/python benchmarks/load_bench.py

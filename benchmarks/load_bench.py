@@ -9,12 +9,14 @@ does (decode the ``document`` frame, verify in a thread pool, apply in order):
   (b) a snapshot + the last 1,000 edits as updates;
   (c) every edit as its own update (on the document's empty initial snapshot).
 
-The same run measures the no-crypto floor (plain pycrdt applying the same Yjs data) and
-prints the ratios to it and to the reference JavaScript figures (secsync 0.5.0 + yjs on this
-machine): (a) 79 ms, (b) 916 ms, (c) 59.5 s.
+The same run measures, on the same frames, the reference path — npm ``secsync`` 0.5.0's
+sync machine with ``yjs`` on node (``benchmarks/ref_load.mjs`` with the packages of
+``../shared/harness``, installed in ``$HARNESS_HOME`` like the tests do): it parses, verifies,
+decrypts and applies the same encrypted trace — and the no-crypto floor (plain pycrdt applying
+the same Yjs data), and prints the ratios to both. Every ratio is measured side by side.
 
     .venv/bin/python benchmarks/load_bench.py [--repeat 3] [--only a,b,c] [--edits N]
-                                              [--no-processes]
+                                              [--no-processes] [--no-reference]
 
 The encrypted data is cached in ``$XDG_CACHE_HOME/secsync-jupyter`` (or ``/tmp``).
 """
@@ -27,7 +29,10 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,8 +40,8 @@ import nacl.bindings as sodium
 import psutil
 from pycrdt import Doc, Text
 
-from secsync_jupyter.client.document import precheck_frame, process_pool
 from secsync_jupyter.client.engine import SyncEngine
+from secsync_jupyter.client.precheck import precheck_frame, process_pool
 from secsync_jupyter.client.ydoc import YDocAdapter, serialize_updates
 from secsync_jupyter.protocol import (
     SigningKeyPair,
@@ -45,11 +50,13 @@ from secsync_jupyter.protocol import (
 )
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-DATA = pathlib.Path(os.environ.get("SECSYNC_SHARED", ROOT.parent / "shared")) / "data"
+SHARED = pathlib.Path(os.environ.get("SECSYNC_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
 TRACE = DATA / "automerge-paper.json.gz"
-REFERENCE = {"a": 0.079, "b": 0.916, "c": 59.5}
+HARNESS = SHARED / "harness"
+HARNESS_HOME = pathlib.Path(os.environ.get("HARNESS_HOME", "/tmp/secsync-harness"))
+REF_SCRIPT = pathlib.Path(__file__).resolve().with_name("ref_load.mjs")
 GOALS = {"a": 0.012, "b": 0.140, "c": 18.0}
-FLOOR_ISSUE = {"a": 0.006, "b": 0.011, "c": 1.1}
 KEY = hashlib.blake2b(b"secsync-jupyter load bench key", digest_size=32).digest()
 SIGNER = SigningKeyPair.from_seed(hashlib.sha256(b"secsync-jupyter load bench signer").digest())
 DOC_ID = "load-bench-automerge-paper"
@@ -173,6 +180,67 @@ def load(frame_text: str) -> tuple[float, str, SyncEngine, float]:
     return elapsed, str(doc.get("content", type=Text)), engine, cpu
 
 
+class Reference:
+    """The reference load path: ``ref_load.mjs`` on node with the harness's npm packages."""
+
+    def __init__(self) -> None:
+        if shutil.which("node") is None:
+            raise SystemExit("node is needed for the reference path (or pass --no-reference)")
+        if not (HARNESS_HOME / "node_modules" / "secsync").is_dir():
+            print(f"installing the reference harness in {HARNESS_HOME}…", flush=True)
+            env = {**os.environ, "HARNESS_HOME": str(HARNESS_HOME)}
+            subprocess.run([str(HARNESS / "setup.sh")], check=True, env=env)
+        # ESM resolves packages next to the script: a private directory whose node_modules
+        # is the harness's install (nothing is written into shared/ or the harness)
+        self._dir = pathlib.Path(tempfile.mkdtemp(prefix="secsync-ref-load-"))
+        (self._dir / "node_modules").symlink_to(HARNESS_HOME / "node_modules")
+        self.script = self._dir / REF_SCRIPT.name
+        shutil.copyfile(REF_SCRIPT, self.script)
+        lock = json.loads((HARNESS_HOME / "package-lock.json").read_text())["packages"]
+        versions = [f"{n} {lock['node_modules/' + n]['version']}" for n in ("secsync", "yjs")]
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+        self.label = f"{' + '.join(versions)}, node {node.strip()}"
+
+    def load(self, frame_file: pathlib.Path, repeat: int, expected_sha256: str) -> list[dict]:
+        """``repeat`` loads of the frame in one node process (a fresh machine and Y.Doc each)."""
+        proc = subprocess.run(
+            [
+                "node",
+                "--expose-gc",
+                "--max-old-space-size=8192",
+                str(self.script),
+                str(frame_file),
+                "--doc-id",
+                DOC_ID,
+                "--key",
+                KEY.hex(),
+                "--repeat",
+                str(repeat),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=7200,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the reference load failed ({proc.returncode}): {proc.stderr}")
+        runs = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert len(runs) == repeat, proc.stdout
+        for run in runs:
+            assert run["textSha256"] == expected_sha256, "the reference loaded another text"
+        return runs
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def frame_file(edits: int | None, case: str, frame_text: str) -> pathlib.Path:
+    """The case's ``document`` frame as a file (for node), next to the cached data."""
+    path = cache_dir() / f"frame-{edits or 'all'}-{case}.json"
+    if not path.exists() or path.stat().st_size != len(frame_text.encode()):
+        path.write_text(frame_text)
+    return path
+
+
 def cpu_time() -> float:
     """CPU time of this process and its worker processes (user + system)."""
     me = psutil.Process()
@@ -227,12 +295,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="verify in threads only (the client's path before worker processes)",
     )
+    ap.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the reference path (npm secsync 0.5.0 + yjs on node): no ratios to it",
+    )
     args = ap.parse_args(argv)
     if args.no_processes:
-        import secsync_jupyter.client.document as document
+        import secsync_jupyter.client.precheck as precheck
 
-        document.PROCESS_MIN_UPDATES = None
+        precheck.PROCESS_MIN_UPDATES = None
     data = build(args.edits)
+    reference = None if args.no_reference else Reference()
     print("load average before the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(
         f"trace: {data['edits']} edits · cores: {os.cpu_count()} · "
@@ -246,18 +320,28 @@ def main(argv: list[str] | None = None) -> int:
         f"worker processes started in {fmt(time.perf_counter() - t0)} "
         "(once per process; not part of the load times)"
     )
+    expected_sha256 = hashlib.sha256(data["expected"].encode()).hexdigest()
     rows = []
     for case in args.only.split(","):
         frame = data["frames"][case]
-        runs = [load(frame) for _ in range(max(1, args.repeat if case != "c" else 1))]
+        repeat = max(1, args.repeat if case != "c" else 1)
+        runs = [load(frame) for _ in range(repeat)]
         best = min(runs, key=lambda r: r[0])
         assert best[1] == data["expected"], "loaded text differs from the trace"
         floor_s = min(floor(case, data["yjs"]) for _ in range(max(1, args.repeat)))
-        rows.append((case, best[0], floor_s, len(frame), best[3]))
+        ref = None
+        if reference is not None:
+            del runs  # free our documents before node loads the same frame
+            path = frame_file(args.edits, case, frame)
+            ref = min(reference.load(path, repeat, expected_sha256), key=lambda r: r["ms"])
+            print(f"({case}) ours {fmt(best[0])}, reference {fmt(ref['ms'] / 1000)}", flush=True)
+        rows.append((case, best[0], floor_s, len(frame), best[3], ref))
+    if reference is not None:
+        reference.close()
     print()
     print(
         f"{'case':<34}{'ours':>10}{'goal':>10}{'reference':>11}{'vs ref':>8}"
-        f"{'floor':>10}{'vs floor':>9}{'cpu':>10}"
+        f"{'floor':>10}{'vs floor':>9}{'cpu':>10}{'ref cpu':>10}"
     )
     names = {
         "a": "(a) one snapshot",
@@ -265,15 +349,22 @@ def main(argv: list[str] | None = None) -> int:
         "c": "(c) every edit as an update",
     }
     ok = True
-    for case, ours, floor_s, _size, cpu in rows:
-        goal = GOALS[case] if args.edits is None else float("nan")
-        ok = ok and not ours > goal
+    for case, ours, floor_s, _size, cpu, ref in rows:
+        goal = GOALS[case] if args.edits is None else None  # goals are for the whole trace
+        ok = ok and not (goal is not None and ours > goal)
+        ref_s = ref["ms"] / 1000 if ref else None
         print(
-            f"{names[case]:<34}{fmt(ours):>10}{fmt(goal):>10}{fmt(REFERENCE[case]):>11}"
-            f"{REFERENCE[case] / ours:>7.1f}x{fmt(floor_s):>10}{ours / floor_s:>8.1f}x"
-            f"{fmt(cpu):>10}"
+            f"{names[case]:<34}{fmt(ours):>10}{fmt(goal) if goal else '—':>10}"
+            + (f"{fmt(ref_s):>11}{ref_s / ours:>7.1f}x" if ref else f"{'—':>11}{'—':>8}")
+            + f"{fmt(floor_s):>10}{ours / floor_s:>8.1f}x{fmt(cpu):>10}"
+            + (f"{fmt(ref['cpuMs'] / 1000):>10}" if ref else f"{'—':>10}")
         )
     print()
+    if reference is not None:
+        print(
+            f"reference = npm secsync's sync machine + yjs ({reference.label}) loading the same"
+            " frames in this run (benchmarks/ref_load.mjs); best of the same number of runs"
+        )
     print("vs ref = reference time / ours (higher is better); vs floor = ours / no-crypto floor")
     print("cpu = CPU time of the load, worker processes included (both cores together)")
     print("frame sizes: " + ", ".join(f"{r[0]}={r[3] / 1e6:.1f} MB" for r in rows))
