@@ -68,6 +68,7 @@ DECISIONS = [
     "decision:first-rejected-update-ends-the-load",
     "decision:102-with-proof-chain",
     "decision:own-clock-after-reconnect",
+    "decision:invalid-session-proof-ignored",
 ]
 
 
