@@ -825,6 +825,45 @@ def error_112_load() -> Scenario:
     return sc
 
 
+@scenario
+def load_known_snapshot_still_active() -> Scenario:
+    sc = Scenario(
+        "load-known-snapshot-still-active",
+        "Loading in complete mode with a known snapshot that is still the active one: the relay"
+        " sends it again with only the newer updates; it is not applied twice and the updates"
+        " continue from the known clocks.",
+        ["rule:load", "rule:known-snapshot"],
+        loadMode="complete",
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append(" world")], s1, 0)
+    sc.client["initialState"] = b64(b.state())
+    sc.client["knownSnapshot"] = s1.known({"B": 0})
+    u1 = sc.update([b.append("!")], s1, 1)
+    sc.connect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$B": 0},
+        }
+    )
+    sc.document(
+        s1,
+        [u1],
+        mirror=False,
+        sent=[INIT],
+        events=[ev("remote-change", kind="updates", count=1), ev("loaded")],
+        documentState="complete",
+        text="Hello world!",
+        activeSnapshot=s1.id,
+        activeClocks={"$B": 1},
+    )
+    assert u0.message.public_data.clock == 0
+    return sc
+
+
 def _reconnected(sc: Scenario) -> tuple[Snap, Writer]:
     b = Writer("B")
     b.append("Hello")
@@ -1381,6 +1420,33 @@ def policy_configured() -> Scenario:
     sc.receive(
         {"type": "snapshot-saved", "snapshotId": "$mine"}, activeSnapshot="$mine", activeClocks={}
     )
+    return sc
+
+
+@scenario
+def policy_bytes() -> Scenario:
+    sc = Scenario(
+        "snapshot-policy-update-bytes",
+        "A configured byte threshold (1,000 bytes of update ciphertext, base64 text, on the"
+        " active snapshot): below it our change goes out as an update, at or above it as a"
+        " snapshot.",
+        ["rule:snapshot-policy", "rule:snapshot-policy-bytes"],
+        snapshotPolicy={"maxUpdateBytes": 1000},
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append("x" * 400)], s1, 0)
+    u1 = sc.update([b.append("y" * 400)], s1, 1)
+    assert 500 < len(u0.message.ciphertext) < 1000 <= len(u0.message.ciphertext) * 2 - 300
+    sc.connect()
+    sc.document(s1, [u0], sent=[INIT])
+    sc.edit((0, "<"))
+    sc.flush(sent=[sent_update(s1.id, 0)])
+    sc.receive(saved(s1.id, 0))
+    sc.receive(u1.wire(type="update"), mirror={"apply": [b64(u1.changes[0])]})
+    sc.edit((0, "["))
+    sc.flush(sent=[sent_snapshot(s1.id, {"A": 0, "B": 1}, text="[<Hello" + "x" * 400 + "y" * 400)])
     return sc
 
 
