@@ -24,7 +24,7 @@ import {
   verifySignatureRaw
 } from './crypto';
 import { ProtocolError, SecsyncError } from './errors';
-import { parseEphemeralMessage } from './parse';
+import { parseEphemeralMessage, parseThen } from './parse';
 import { concatBytes, sodium } from './sodium';
 import type { EphemeralMessage, EphemeralMessagePublicData } from './types';
 
@@ -184,13 +184,9 @@ export function verifyAndDecryptEphemeralMessage(
   raw: unknown,
   params: VerifyEphemeralParams
 ): EphemeralVerifyOutcome {
-  let message: EphemeralMessage;
-  try {
-    message = parseEphemeralMessage(raw);
-  } catch (err) {
-    return { error: new SecsyncError('SECSYNC_ERROR_307', String(err)) };
-  }
-  return verifyAndDecryptParsedEphemeralMessage(message, params);
+  return parseThen(raw, parseEphemeralMessage, 'SECSYNC_ERROR_307', (message) =>
+    verifyAndDecryptParsedEphemeralMessage(message, params)
+  );
 }
 
 /** {@link verifyAndDecryptEphemeralMessage} for a message already parsed with `parseEphemeralMessage`. */

@@ -7,7 +7,7 @@
  * unknown `publicData` fields are kept verbatim since they are authenticated.
  */
 import { assertCanonicalDomain } from './canonical';
-import { ProtocolError } from './errors';
+import { ProtocolError, SecsyncError, SecsyncErrorCode } from './errors';
 import type {
   EphemeralMessage,
   Snapshot,
@@ -99,6 +99,25 @@ export function parseEphemeralMessage(x: unknown): EphemeralMessage {
     signature,
     publicData: publicData as EphemeralMessage['publicData']
   };
+}
+
+/**
+ * `verify(parse(raw))`, or `{error}` with the family's parse code (110 / 211 / 307) when
+ * `raw` does not parse: the verify functions for raw input; the engine parses once itself.
+ */
+export function parseThen<M, R>(
+  raw: unknown,
+  parse: (x: unknown) => M,
+  code: SecsyncErrorCode,
+  verify: (message: M) => R
+): R | { error: SecsyncError } {
+  let message: M;
+  try {
+    message = parse(raw);
+  } catch (err) {
+    return { error: new SecsyncError(code, String(err)) };
+  }
+  return verify(message);
 }
 
 export function parseSnapshotProofChainEntry(x: unknown): SnapshotProofChainEntry {

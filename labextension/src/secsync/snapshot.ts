@@ -6,7 +6,7 @@ import { b64decode, b64encode } from './base64';
 import { canonicalizeAndToBase64, canonicalizeStrict } from './canonical';
 import { decryptAead, encryptAead, hash, sign, SignatureKeyPair, verifySignature } from './crypto';
 import { ProtocolError, SecsyncError } from './errors';
-import { parseSnapshot } from './parse';
+import { parseSnapshot, parseThen } from './parse';
 import { utf8Encode } from './sodium';
 import type {
   Snapshot,
@@ -162,13 +162,9 @@ export function verifyAndDecryptSnapshot(
   rawSnapshot: unknown,
   params: VerifySnapshotParams
 ): VerifyResult<{ content: Uint8Array; snapshot: Snapshot }> {
-  let snapshot: Snapshot;
-  try {
-    snapshot = parseSnapshot(rawSnapshot);
-  } catch (err) {
-    return { error: new SecsyncError('SECSYNC_ERROR_110', String(err)) };
-  }
-  return verifyAndDecryptParsedSnapshot(snapshot, params);
+  return parseThen(rawSnapshot, parseSnapshot, 'SECSYNC_ERROR_110', (snapshot) =>
+    verifyAndDecryptParsedSnapshot(snapshot, params)
+  );
 }
 
 /** {@link verifyAndDecryptSnapshot} for a snapshot already parsed with `parseSnapshot`. */

@@ -3,7 +3,7 @@ import { b64decode } from './base64';
 import { canonicalizeAndToBase64 } from './canonical';
 import { decryptAead, encryptAead, sign, SignatureKeyPair, verifySignature } from './crypto';
 import { ProtocolError, SecsyncError } from './errors';
-import { parseUpdate } from './parse';
+import { parseThen, parseUpdate } from './parse';
 import type { VerifyResult } from './snapshot';
 import { utf8Encode } from './sodium';
 import type { Update, UpdatePublicData, UpdatePublicDataInput } from './types';
@@ -52,13 +52,9 @@ export function verifyAndDecryptUpdate(
   rawUpdate: unknown,
   params: VerifyUpdateParams
 ): VerifyResult<{ content: Uint8Array; clock: number; update: Update }> {
-  let update: Update;
-  try {
-    update = parseUpdate(rawUpdate);
-  } catch (err) {
-    return { error: new SecsyncError('SECSYNC_ERROR_211', String(err)) };
-  }
-  return verifyAndDecryptParsedUpdate(update, params);
+  return parseThen(rawUpdate, parseUpdate, 'SECSYNC_ERROR_211', (update) =>
+    verifyAndDecryptParsedUpdate(update, params)
+  );
 }
 
 /** {@link verifyAndDecryptUpdate} for an update already parsed with `parseUpdate` (no second parse). */
