@@ -43,8 +43,6 @@ from .logs import BadInputLog, ConnectionLog
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
 from .store import DocumentState, DocumentView, RelayStore, SaveResult, SnapshotInfo, StoreError
 
-log = logging.getLogger("secsync_jupyter.relay")
-
 DOC_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 # close codes
@@ -91,6 +89,10 @@ class Transport(Protocol):
     def send_text(self, text: str) -> None: ...
 
     def send_frame(self, frame: OutFrame) -> None: ...
+
+    def send_message(self, parts: list[str]) -> None:
+        """One text message given as parts (large ones are streamed, see :mod:`.outbox`)."""
+        ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -144,7 +146,7 @@ class Session:
         try:
             pending = self._handle(text)
         except Exception:  # never let a frame take the connection down
-            log.exception("internal error while handling a frame on %s", self.doc_id)
+            self.relay.log.exception("internal error while handling a frame on %s", self.doc_id)
             self.send(frames.error("internal-error"))
             return
         if pending is not None:
@@ -172,6 +174,10 @@ class Session:
         if not self.closed:
             self.transport.send_text(text)
 
+    def send_message(self, parts: list[str]) -> None:
+        if not self.closed:
+            self.transport.send_message(parts)
+
     def close(self, code: int, reason: str) -> None:
         if not self.closed:
             self.transport.close(code, reason)
@@ -191,7 +197,7 @@ class Session:
                 if more is not None:
                     await more
         except Exception:
-            log.exception("internal error while handling a frame on %s", self.doc_id)
+            self.relay.log.exception("internal error while handling a frame on %s", self.doc_id)
             self.send(frames.error("internal-error"))
         finally:
             self._busy = False
@@ -431,7 +437,9 @@ class Session:
                     await asyncio.wait(earlier)
                 view = await self.relay.store.read_document(self.doc_id, known_id, known_clocks)
             except Exception as exc:
-                log.error("read for snapshot-save-failed on %s failed: %s", self.doc_id, exc)
+                self.relay.log.error(
+                    "read for snapshot-save-failed on %s failed: %s", self.doc_id, exc
+                )
                 self.send(frames.simple("snapshot-save-failed"))
                 return
             finally:
@@ -439,10 +447,14 @@ class Session:
             if not view.has_snapshot:
                 self.send(frames.simple("snapshot-save-failed"))
             elif view.known_is_active:
-                self.send(frames.document(None, view.updates, None, "snapshot-save-failed"))
+                self.send_message(
+                    frames.document_parts(None, view.updates, None, "snapshot-save-failed")
+                )
             else:
-                self.send(
-                    frames.document(view.snapshot, view.updates, view.chain, "snapshot-save-failed")
+                self.send_message(
+                    frames.document_parts(
+                        view.snapshot, view.updates, view.chain, "snapshot-save-failed"
+                    )
                 )
 
         spawn(answer())
@@ -567,7 +579,7 @@ class Room:
             if state.exists and not was_stored:
                 self.relay._unsaved_rooms -= 1
         except Exception as exc:  # the store will refuse what the stale state lets through
-            log.error("reloading the state of %s failed: %s", self.doc_id, exc)
+            self.relay.log.error("reloading the state of %s failed: %s", self.doc_id, exc)
         finally:
             fut, self.reloading = self.reloading, None
             if fut is not None and not fut.done():
@@ -676,7 +688,11 @@ class Relay:
         store: RelayStore,
         policy: AccessPolicy | None = None,
         limits: Limits | None = None,
+        *,
+        log: logging.Logger | None = None,
     ):
+        #: where the relay logs (inside Jupyter Server: a child of the server app's log)
+        self.log = log or logging.getLogger("secsync_jupyter.relay")
         self.store = store
         self.policy = policy or AnyAuthenticatedPolicy()
         self.policy_filters_broadcasts = (
@@ -691,7 +707,7 @@ class Relay:
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = False
-        self.bad_input_log = BadInputLog(log)
+        self.bad_input_log = BadInputLog(self.log)
 
     async def start(self) -> None:
         """Open the store (if not yet open) and count the stored documents."""
@@ -796,7 +812,7 @@ class Relay:
                 room.load_error = exc
                 del self.rooms[doc_id]
                 room.ready.set_result(None)
-                log.error("loading %s failed: %s", doc_id, exc)
+                self.log.error("loading %s failed: %s", doc_id, exc)
                 document_error(
                     CLOSE_INTERNAL,
                     "storage error",
@@ -844,7 +860,7 @@ class Relay:
                 doc_id, params.known_snapshot_id, params.known_clocks
             )
         except Exception as exc:
-            log.error("reading %s failed: %s", doc_id, exc)
+            self.log.error("reading %s failed: %s", doc_id, exc)
             room.joining.pop(session, None)
             room._maybe_close()
             document_error(
@@ -859,7 +875,7 @@ class Relay:
             session.closed = True
             room._maybe_close()
             return None
-        transport.send_text(document_frame(view, params.mode))
+        transport.send_message(document_frame(view, params.mode))
         floor = view.position
         for pos, frame in buffered:
             if pos > floor:
@@ -870,12 +886,13 @@ class Relay:
         return session
 
 
-def document_frame(view: DocumentView, mode: str) -> str:
+def document_frame(view: DocumentView, mode: str) -> list[str]:
+    """The parts of the ``document`` frame for a joining connection."""
     if not view.has_snapshot:
-        return frames.document(None, (), ())
+        return frames.document_parts(None, (), ())
     if view.known_is_active and mode == "delta":
-        return frames.document(None, view.updates, None)
+        return frames.document_parts(None, view.updates, None)
     if view.known_is_active:
         # complete mode with the active snapshot known: the snapshot, only the newer updates
-        return frames.document(view.snapshot, view.updates, ())
-    return frames.document(view.snapshot, view.updates, view.chain)
+        return frames.document_parts(view.snapshot, view.updates, ())
+    return frames.document_parts(view.snapshot, view.updates, view.chain)

@@ -15,7 +15,9 @@ see docs/relay.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from functools import partial
 from urllib.parse import urlencode
 
 from jupyter_core.paths import jupyter_data_dir
@@ -26,12 +28,22 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketHandler, WebSocketProtocol13
 from traitlets import Bool, Dict, Enum, Int, List, Unicode, Union, default
 
 from . import frames
 from .core import DOC_ID_RE, Limits, Relay, Session
 from .frames import OutFrame
+from .outbox import (
+    CLOSE_SLOW_CONSUMER,
+    HIGH_WATER,
+    LOW_WATER,
+    SLOW_CONSUMER_CLOSE_TIMEOUT,
+    SLOW_CONSUMER_REASON,
+    Outbox,
+    ws_text_frame,
+)
 from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
 from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
 
@@ -126,7 +138,8 @@ class SecsyncRelayExtension(ExtensionApp):
             return
         path = self.db_path
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        store = SQLiteStore(path, synchronous=self.synchronous)
+        log = relay_log(self.serverapp.log)
+        store = SQLiteStore(path, synchronous=self.synchronous, log=log)
         store.open_sync()  # a bad path fails the server start with a clear StoreError
         limits = Limits(
             max_frame_bytes=self.max_frame_bytes,
@@ -134,7 +147,7 @@ class SecsyncRelayExtension(ExtensionApp):
             max_documents=self.max_documents,
             max_send_buffer_bytes=self.max_send_buffer_bytes,
         )
-        self.relay = Relay(store, self.make_policy(), limits)
+        self.relay = Relay(store, self.make_policy(), limits, log=log)
         self._relay_started: asyncio.Future | None = None
         self.settings["secsync_relay_extension"] = self
         self.log.info("Secsync relay: database %s", os.path.abspath(path))
@@ -159,6 +172,13 @@ class SecsyncRelayExtension(ExtensionApp):
         relay = getattr(self, "relay", None)
         if relay is not None:
             await relay.stop()
+
+
+def relay_log(server_log: logging.Logger | logging.LoggerAdapter) -> logging.Logger:
+    """The relay's logger inside Jupyter Server: a child of the server app's log, so that its
+    records get Jupyter's handlers and format (level, timestamp, name)."""
+    parent = getattr(server_log, "logger", server_log)
+    return logging.getLogger(f"{parent.name}.secsync_relay")
 
 
 class OpenDocumentHandler(JupyterHandler):
@@ -209,6 +229,16 @@ class RelayProtocol(WebSocketProtocol13):
         return super()._handle_message(opcode, data)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code == CLOSE_SLOW_CONSUMER:
+            super().close(code, reason)
+            # a slow consumer gets longer than tornado's 5 s to read up to the close frame
+            if self._waiting is not None:
+                loop = self.stream.io_loop
+                loop.remove_timeout(self._waiting)
+                self._waiting = loop.add_timeout(
+                    loop.time() + SLOW_CONSUMER_CLOSE_TIMEOUT, self._abort
+                )
+            return
         if code == 1009 and not self.server_terminated and self.stream is not None:
             limit = self.params.max_message_size
             try:
@@ -229,7 +259,10 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     auth_resource = AUTH_RESOURCE
     session: Session | None = None
+    outbox: Outbox | None = None
     _can_write = False
+    #: bytes handed to tornado's stream and not yet written to the socket
+    _in_stream = 0
 
     def set_default_headers(self) -> None:
         """No JupyterHandler default headers on a WebSocket upgrade."""
@@ -276,6 +309,12 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             can_write=self._can_write,
         )
         relay = await self.extension.get_relay()
+        self.outbox = Outbox(
+            self._write,
+            relay.limits.max_send_buffer_bytes,
+            self._slow_consumer,
+            asyncio.get_running_loop().call_soon,
+        )
         self.session = await relay.connect(self, doc_id, self.request.query, identity)
 
     def on_message(self, message) -> None:
@@ -288,22 +327,64 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             session.on_text(message)
 
     def on_close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.discard()
         if self.session is not None:
             self.session.on_close()
 
-    # Transport
+    # Transport: frames go through the outbox (bounded) and are written to tornado's stream as
+    # whole frames, so tornado's own control frames (pings, close) fall between them
     def send_text(self, text: str) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
-        try:
-            self.write_message(text)
-        except WebSocketClosedError:
-            pass
+        if self.outbox is not None and not self.is_closed():
+            self.outbox.send(ws_text_frame(text.encode("utf-8")))
 
     def send_frame(self, frame: OutFrame) -> None:
-        self.send_text(frame.text)
+        if self.outbox is not None and not self.is_closed():
+            self.outbox.send(frame.wire)
+
+    def send_message(self, parts: list[str]) -> None:
+        if self.outbox is not None and not self.is_closed():
+            self.outbox.send_message(parts)
+
+    def _write(self, data: bytes) -> None:
+        ws = self.ws_connection
+        if ws is None or ws.is_closing():
+            return
+        try:
+            written = ws.stream.write(data)
+        except StreamClosedError:
+            return
+        self._in_stream += len(data)
+        if self._in_stream > HIGH_WATER and self.outbox is not None:
+            self.outbox.pause()
+        written.add_done_callback(partial(self._written, len(data)))
+
+    def _written(self, size: int, future) -> None:
+        if not future.cancelled():
+            future.exception()  # a peer that left is not an error (nothing to log)
+        self._in_stream -= size
+        outbox = self.outbox
+        if outbox is not None and outbox.paused and self._in_stream <= LOW_WATER:
+            outbox.resume()
+
+    def _slow_consumer(self, mid_message: bool) -> None:
+        """The outbox passed the send-buffer limit and dropped its queue: tell the client and
+        close with 1013; a client that reads on gets the close frame."""
+        self.extension.relay.log.warning(
+            "closing a connection that does not read fast enough (send buffer over %d bytes)",
+            self.outbox.limit if self.outbox is not None else 0,
+        )
+        ws = self.ws_connection
+        if ws is not None and not ws.is_closing():
+            if not mid_message:
+                self._write(ws_text_frame(frames.error("send-buffer-full").encode()))
+            WebSocketHandler.close(self, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+        if self.session is not None:
+            self.session.on_close()
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.outbox is not None:
+            self.outbox.finish()  # what is queued goes before the close frame
         WebSocketHandler.close(self, code, reason)
 
     def is_closed(self) -> bool:

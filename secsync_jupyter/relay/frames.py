@@ -8,10 +8,10 @@ clients put unknown types in their custom-message queue and ignore them.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterable
 
 from ..protocol import SnapshotProofChainEntry
+from .outbox import ws_frame
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -30,6 +30,8 @@ ERROR_CODES: dict[str, str] = {
     "update-clock-replayed": "the update's clock is not newer than the last one of its pubKey",
     "update-clock-gap": "the update's clock skips one (expected last + 1, or 0 for a new pubKey)",
     "frame-too-large": "the frame exceeds the relay's max frame size",
+    "send-buffer-full": "the connection did not read fast enough: more than the relay's send "
+    "buffer limit was waiting for it; it is closed (1013), reconnect in delta mode",
     "too-many-connections": "the document has the maximum number of connections",
     "too-many-documents": "the relay stores the maximum number of documents",
     "invalid-document-id": "the document id is not [A-Za-z0-9_-]{1,128}",
@@ -56,20 +58,8 @@ class OutFrame:
     def wire(self) -> bytes:
         wire = self._wire
         if wire is None:
-            wire = self._wire = ws_text_frame(self.text.encode("utf-8"))
+            wire = self._wire = ws_frame(self.text.encode("utf-8"))
         return wire
-
-
-def ws_text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented RFC 6455 text frame (what a server sends)."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 65536:
-        header = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, n)
-    return header + payload
 
 
 def echoable(value) -> bool:
@@ -138,22 +128,38 @@ def _chain(chain: Iterable[SnapshotProofChainEntry]) -> str:
     )
 
 
+def document_parts(
+    snapshot: str | None,
+    updates: Iterable[str],
+    chain: Iterable[SnapshotProofChainEntry] | None,
+    type_: str = "document",
+) -> list[str]:
+    """``{"type":…, "snapshot"?: …, "updates": […], "snapshotProofChain"?: […]}`` from stored
+    message texts (no re-serialization), as the parts of its text (never joined here: a large
+    document is streamed, see :mod:`.outbox`)."""
+    parts = ['{"type":"', type_, '"']
+    if snapshot is not None:
+        parts += [',"snapshot":', snapshot]
+    parts.append(',"updates":[')
+    for i, update in enumerate(updates):
+        if i:
+            parts.append(",")
+        parts.append(update)
+    parts.append("]")
+    if chain is not None:
+        parts += [',"snapshotProofChain":', _chain(chain)]
+    parts.append("}")
+    return parts
+
+
 def document(
     snapshot: str | None,
     updates: Iterable[str],
     chain: Iterable[SnapshotProofChainEntry] | None,
     type_: str = "document",
 ) -> str:
-    """``{"type":…, "snapshot"?: …, "updates": […], "snapshotProofChain"?: […]}`` from stored
-    message texts (no re-serialization)."""
-    parts = ['{"type":"', type_, '"']
-    if snapshot is not None:
-        parts += [',"snapshot":', snapshot]
-    parts += [',"updates":[', ",".join(updates), "]"]
-    if chain is not None:
-        parts += [',"snapshotProofChain":', _chain(chain)]
-    parts.append("}")
-    return "".join(parts)
+    """:func:`document_parts` as one text."""
+    return "".join(document_parts(snapshot, updates, chain, type_))
 
 
 def with_type(type_: str, body: str) -> str:

@@ -35,8 +35,6 @@ from .store import (
     position,
 )
 
-log = logging.getLogger("secsync_jupyter.relay.store")
-
 #: schema migrations, applied in order; ``PRAGMA user_version`` = number applied
 MIGRATIONS: tuple[str, ...] = (
     # 1: documents, snapshots (proof-chain metadata + message), updates
@@ -118,8 +116,16 @@ class SQLiteStore(RelayStore):
     may lose the commits since the last checkpoint's WAL sync; the reader thread checkpoints
     every ``CHECKPOINT_INTERVAL``). docs/relay.md "Durability" has measurements."""
 
-    def __init__(self, path: str | os.PathLike, *, synchronous: str = "full", max_batch: int = 512):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        synchronous: str = "full",
+        max_batch: int = 512,
+        log: logging.Logger | None = None,
+    ):
         self.path = os.fspath(path)
+        self.log = log or logging.getLogger("secsync_jupyter.relay.store")
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.synchronous = synchronous.lower()
@@ -206,7 +212,7 @@ class SQLiteStore(RelayStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            log.info("migrated %s to schema version %d", self.path, number + 1)
+            self.log.info("migrated %s to schema version %d", self.path, number + 1)
 
     async def close(self) -> None:
         if not self._open or self._closing:
@@ -269,7 +275,7 @@ class SQLiteStore(RelayStore):
             conn.execute("COMMIT")
             t2 = time.monotonic()
             if t2 - t0 > SLOW_COMMIT:
-                log.warning(
+                self.log.warning(
                     "slow write transaction: %d writes, %.0f ms statements, %.0f ms commit",
                     len(ops),
                     (t1 - t0) * 1000,
@@ -279,7 +285,9 @@ class SQLiteStore(RelayStore):
             self.committed_writes += len(ops)
             return results
         except Exception as exc:
-            log.error("write transaction failed (%d writes not acknowledged): %s", len(ops), exc)
+            self.log.error(
+                "write transaction failed (%d writes not acknowledged): %s", len(ops), exc
+            )
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
@@ -304,9 +312,9 @@ class SQLiteStore(RelayStore):
                     t0 = time.monotonic()
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     if time.monotonic() - t0 > SLOW_COMMIT:
-                        log.warning("slow checkpoint: %.0f ms", (time.monotonic() - t0) * 1000)
+                        self.log.warning("slow checkpoint: %.0f ms", (time.monotonic() - t0) * 1000)
                 except sqlite3.Error as exc:
-                    log.warning("checkpoint failed: %s", exc)
+                    self.log.warning("checkpoint failed: %s", exc)
                 last_checkpoint = time.monotonic()
                 if op is None:
                     continue

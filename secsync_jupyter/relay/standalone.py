@@ -27,7 +27,16 @@ from websockets.server import ServerProtocol
 
 from . import frames
 from .core import CLOSE_GOING_AWAY, Limits, Relay, Session, spawn
-from .frames import OutFrame, ws_text_frame
+from .frames import OutFrame
+from .outbox import (
+    CLOSE_SLOW_CONSUMER,
+    HIGH_WATER,
+    LOW_WATER,
+    SLOW_CONSUMER_CLOSE_TIMEOUT,
+    SLOW_CONSUMER_REASON,
+    Outbox,
+    ws_text_frame,
+)
 from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
 from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
 from .store import StoreError
@@ -56,13 +65,17 @@ class WebSocketConnection(asyncio.Protocol):
         self.session: Session | None = None
         self._joining = False
         self._early: list[tuple[str, object]] = []
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self.outbox = Outbox(
+            self._write,
+            server.relay.limits.max_send_buffer_bytes,
+            self._slow_consumer,
+            self._loop.call_soon,
+        )
         self._closed = False
         self._fragments: list[bytes] = []
         self._fragment_opcode = None
         self._told_too_big = False
-        self._loop = asyncio.get_running_loop()
         #: loop time of the unanswered keep-alive ping (None: no ping outstanding)
         self._ping_sent: float | None = None
         self._ping_data = b""
@@ -70,6 +83,7 @@ class WebSocketConnection(asyncio.Protocol):
     # ---------------------------------------------------------------- asyncio callbacks
     def connection_made(self, transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -84,15 +98,16 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self._closed = True
+        self.outbox.discard()
         self.server.connections.discard(self)
         if self.session is not None:
             self.session.on_close()
 
     def pause_writing(self) -> None:
-        pass
+        self.outbox.pause()
 
     def resume_writing(self) -> None:
-        pass
+        self.outbox.resume()
 
     # ---------------------------------------------------------------- events
     def _process_events(self) -> None:
@@ -105,18 +120,22 @@ class WebSocketConnection(asyncio.Protocol):
         if isinstance(ws.parser_exc, PayloadTooBig) and not self._told_too_big:
             self._told_too_big = True
             limit = self.server.relay.limits.max_frame_bytes
-            self._out.append(
+            self.outbox.send(
                 ws_text_frame(
                     frames.error("frame-too-large", f"frames are limited to {limit} bytes").encode()
                 )
             )
         self._write_protocol_data()
 
-    def _write_protocol_data(self) -> None:
+    def _write_protocol_data(self, close_timeout: float = CLOSE_TIMEOUT) -> None:
+        """Write what the WebSocket protocol has to send (pongs, pings, the close frame).
+        Control frames go between whole frames, so the outbox keeps its queue, except before
+        the close frame: everything queued goes first, nothing after."""
         data = self.ws.data_to_send()
         if not data:
             return
-        self._flush()
+        if self.ws.state is not OPEN:
+            self.outbox.finish()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -129,7 +148,7 @@ class WebSocketConnection(asyncio.Protocol):
         if eof:
             transport.close()
         elif self.ws.close_expected():
-            self._loop.call_later(CLOSE_TIMEOUT, self._abort)
+            self._loop.call_later(close_timeout, self._abort)
 
     def _abort(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -245,42 +264,46 @@ class WebSocketConnection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- Transport for the core
     def send_text(self, text: str) -> None:
-        self._queue(ws_text_frame(text.encode("utf-8")))
+        if not self.is_closed():
+            self.outbox.send(ws_text_frame(text.encode("utf-8")))
 
     def send_frame(self, frame: OutFrame) -> None:
-        self._queue(frame.wire)
+        if not self.is_closed():
+            self.outbox.send(frame.wire)
 
-    def _queue(self, data: bytes) -> None:
-        if self._closed or self.ws.state is not OPEN:
-            return
-        self._out.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+    def send_message(self, parts: list[str]) -> None:
+        if not self.is_closed():
+            self.outbox.send_message(parts)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        out = self._out
-        if not out:
-            return
-        self._out = []
+    def _write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if transport.get_write_buffer_size() > self.server.relay.limits.max_send_buffer_bytes:
-            log.warning("dropping a connection that does not read (send buffer over the limit)")
-            transport.abort()
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _slow_consumer(self, mid_message: bool) -> None:
+        """The outbox passed the send-buffer limit (and dropped its queue): tell the client
+        and close; a client that reads on gets the close frame, one that does not is dropped
+        after SLOW_CONSUMER_CLOSE_TIMEOUT."""
+        log.warning(
+            "closing a connection that does not read fast enough (send buffer over %d bytes)",
+            self.outbox.limit,
+        )
+        if self.ws.state is OPEN:
+            if not mid_message:
+                self._write(ws_text_frame(frames.error("send-buffer-full").encode()))
+            self.ws.send_close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+            self._write_protocol_data(SLOW_CONSUMER_CLOSE_TIMEOUT)
+        if self.session is not None:
+            self.session.on_close()
 
     def close(self, code: int, reason: str) -> None:
         if self._closed:
             return
         if self.ws.state is OPEN:
-            self._flush()
             self.ws.send_close(code, reason)
             self._write_protocol_data()
         elif self.transport is not None:
-            self._flush()
+            self.outbox.finish()
             self.transport.close()
 
     def is_closed(self) -> bool:

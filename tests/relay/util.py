@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from secsync_jupyter.protocol import (
@@ -279,3 +284,171 @@ def env_without_proxy() -> dict[str, str]:
     for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         env.pop(k, None)
     return env
+
+
+# ---------------------------------------------------------------------------- raw WebSocket
+class RawWebSocket:
+    """A WebSocket over a bare TCP socket with a small receive buffer: it reads only when the
+    test says so (a client that stops reading), and answers nothing (no pongs)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(
+        cls, url: str, headers: Mapping[str, str] | None = None, rcvbuf: int = 64 * 1024
+    ) -> RawWebSocket:
+        hostport, _, path = url.removeprefix("ws://").partition("/")
+        host, port = hostport.rsplit(":", 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        # a small stream limit: the reader stops taking data from the socket when it has 128 KiB
+        reader, writer = await asyncio.open_connection(sock=sock, limit=rcvbuf)
+        key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        writer.write(
+            (
+                f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def read_frame(self, timeout: float = TIMEOUT) -> tuple[int, bool, bytes] | None:
+        """(opcode, fin, payload) of the next frame, or None at EOF."""
+        try:
+            hdr = await asyncio.wait_for(self.reader.readexactly(2), timeout)
+            n = hdr[1] & 0x7F
+            if n == 126:
+                n = int.from_bytes(await self.reader.readexactly(2), "big")
+            elif n == 127:
+                n = int.from_bytes(await self.reader.readexactly(8), "big")
+            payload = await asyncio.wait_for(self.reader.readexactly(n), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        return hdr[0] & 0x0F, bool(hdr[0] & 0x80), payload
+
+    async def read_until_close(self, timeout: float = TIMEOUT) -> tuple[list[dict], int | None]:
+        """Every text message (JSON, fragments joined) up to the close frame, and the close
+        code (None when the connection ended without a close frame)."""
+        messages: list[dict] = []
+        fragments: list[bytes] = []
+        while True:
+            frame = await self.read_frame(timeout)
+            if frame is None:
+                return messages, None
+            opcode, fin, payload = frame
+            if opcode == 8:
+                return messages, int.from_bytes(payload[:2], "big") if payload else 1005
+            if opcode in (1, 0):
+                fragments.append(payload)
+                if fin:
+                    messages.append(json.loads(b"".join(fragments)))
+                    fragments = []
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ---------------------------------------------------------------------------- memory
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (psutil)."""
+    return psutil.Process(pid).memory_info().rss
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start a new peak (Linux: ``VmHWM`` is reset by writing 5 to ``clear_refs``)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident set size since start or the last :func:`reset_peak_rss`."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+# ---------------------------------------------------------------------------- Jupyter server
+class JupyterProcess:
+    """``jupyter server`` with the relay extension in a subprocess (own config/data dirs)."""
+
+    def __init__(self, tmp: str, *args: str):
+        self.tmp = tmp
+        self.args = args
+        self.token = "relay-test-" + os.urandom(8).hex()
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/secsync"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def start(self, timeout: float = 60.0) -> JupyterProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = {
+            **env_without_proxy(),
+            "JUPYTER_CONFIG_DIR": os.path.join(self.tmp, "config"),
+            "JUPYTER_DATA_DIR": os.path.join(self.tmp, "data"),
+            "JUPYTER_RUNTIME_DIR": os.path.join(self.tmp, "runtime"),
+        }
+        self.log_path = os.path.join(self.tmp, "jupyter.log")
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={self.port}",
+                "--ServerApp.port_retries=0",
+                f"--ServerApp.token={self.token}",
+                f"--ServerApp.root_dir={self.tmp}",
+                "--ServerApp.jpserver_extensions=secsync_jupyter=True",
+                f"--SecsyncRelayExtension.db_path={os.path.join(self.tmp, 'relay.sqlite')}",
+                *self.args,
+            ],
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=self.tmp,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                tail = Path(self.log_path).read_text()[-2000:]
+                raise RuntimeError(f"jupyter server exited: {tail}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("jupyter server did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
