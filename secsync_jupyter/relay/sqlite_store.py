@@ -15,6 +15,7 @@ The event loop never touches the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
@@ -83,6 +84,13 @@ WHERE d.doc_id = ?1 AND s.snapshot_id = ?2
   AND (?4 = 0 OR EXISTS (SELECT 1 FROM updates p
                          WHERE p.snapshot_seq = s.seq AND p.pub_key = ?3 AND p.clock = ?4 - 1))
 RETURNING snapshot_seq, version
+"""
+
+#: the updates of a snapshot after the reader's known clock of each author (none known: all)
+_MISSING_UPDATES = """
+SELECT u.message FROM updates u LEFT JOIN json_each(?2) k ON k.key = u.pub_key
+WHERE u.snapshot_seq = ?1 AND u.clock > COALESCE(k.value, -1)
+ORDER BY u.version
 """
 
 _STOP = object()
@@ -504,14 +512,13 @@ def _read_document(conn, doc_id, known_id, known_clocks: Mapping[str, int] | Non
         return DocumentView(None, (), (), 0, False, False)
     seq, active_id, snapshot_message = row
     if known_id is not None and known_id == active_id:
-        known = known_clocks or {}
-        rows = conn.execute(
-            "SELECT pub_key, clock, version, message FROM updates WHERE snapshot_seq = ? "
-            "ORDER BY version",
-            (seq,),
-        ).fetchall()
-        updates = tuple(r[3] for r in rows if r[1] > known.get(r[0], -1))
-        last = rows[-1][2] if rows else 0
+        # only what the reader misses is read (the messages of the other rows stay on disk)
+        updates = tuple(
+            r[0] for r in conn.execute(_MISSING_UPDATES, (seq, json.dumps(known_clocks or {})))
+        )
+        last = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM updates WHERE snapshot_seq = ?", (seq,)
+        ).fetchone()[0]
         return DocumentView(snapshot_message, updates, (), position(seq, last), True, True)
     rows = conn.execute(
         "SELECT version, message FROM updates WHERE snapshot_seq = ? ORDER BY version", (seq,)
