@@ -81,6 +81,11 @@ class Limits:
     max_documents: int = 100_000
     #: bytes queued for one slow connection before it is dropped (it reconnects with delta)
     max_send_buffer_bytes: int = 256 * 1024 * 1024
+    #: open TCP connections of the standalone relay (joined, joining or still in the
+    #: WebSocket handshake); one more is refused (``too-many-connections``, close 1013)
+    max_connections: int = 10_000
+    #: seconds a standalone connection may take to complete its WebSocket handshake
+    handshake_timeout: float = 10.0
 
 
 class Transport(Protocol):
@@ -756,10 +761,7 @@ class Relay:
         connection was refused (the transport has been told to close)."""
 
         def refuse(frame: str, code: int, reason: str, err: str | None = None, **extra) -> None:
-            if err is not None:
-                transport.send_text(frames.error(err, **extra))
-            transport.send_text(frame)
-            transport.close(code, reason)
+            refuse_connection(transport, frame, code, reason, err, **extra)
 
         def document_error(code: int, reason: str, err: str, **extra) -> None:
             refuse(frames.simple("document-error"), code, reason, err, **extra)
@@ -884,6 +886,16 @@ class Relay:
         session.floor = floor
         room.sessions.append(session)
         return session
+
+
+def refuse_connection(
+    transport: Transport, frame: str, code: int, reason: str, err: str | None = None, **extra
+) -> None:
+    """Refuse a connection: the ``error`` frame (when ``err``), the reference frame, close."""
+    if err is not None:
+        transport.send_text(frames.error(err, **extra))
+    transport.send_text(frame)
+    transport.close(code, reason)
 
 
 def document_frame(view: DocumentView, mode: str) -> list[str]:

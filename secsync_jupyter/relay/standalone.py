@@ -26,7 +26,15 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from . import frames
-from .core import CLOSE_GOING_AWAY, Limits, Relay, Session, spawn
+from .core import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TRY_AGAIN,
+    Limits,
+    Relay,
+    Session,
+    refuse_connection,
+    spawn,
+)
 from .frames import OutFrame
 from .outbox import (
     CLOSE_SLOW_CONSUMER,
@@ -84,7 +92,20 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
-        self.server.connections.add(self)
+        server = self.server
+        limits = server.relay.limits
+        #: over the relay's connection cap: answered with a refusal, then closed
+        self._over_cap = len(server.connections) >= limits.max_connections
+        server.connections.add(self)
+        #: a connection that does not complete its handshake in time is dropped
+        self._handshake_timer: asyncio.TimerHandle | None = self._loop.call_later(
+            limits.handshake_timeout, self._handshake_expired
+        )
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        log.debug("dropping a connection that did not complete its WebSocket handshake in time")
+        self._abort()
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
@@ -99,6 +120,9 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self._closed = True
         self.outbox.discard()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         self.server.connections.discard(self)
         if self.session is not None:
             self.session.on_close()
@@ -155,11 +179,16 @@ class WebSocketConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _handshake(self, request: Request) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         server = self.server
         ws = self.ws
         path, _, query = request.path.partition("?")
         if "upgrade" not in request.headers.get("Connection", "").lower():
-            if path == "/health":
+            if self._over_cap:
+                response = ws.reject(503, "too many connections\n")
+            elif path == "/health":
                 response = ws.reject(200, "ok\n")
             else:
                 response = ws.reject(404, "not found: connect with a WebSocket to /<docId>\n")
@@ -172,6 +201,18 @@ class WebSocketConnection(asyncio.Protocol):
         response = ws.accept(request)
         ws.send_response(response)
         if response.status_code != 101:
+            return
+        self._write_protocol_data()  # the 101 response goes before any frame
+        if self._over_cap:
+            limit = server.relay.limits.max_connections
+            refuse_connection(
+                self,
+                frames.simple("document-error"),
+                CLOSE_TRY_AGAIN,
+                "too many connections",
+                "too-many-connections",
+                message=f"the relay has the maximum number of connections ({limit})",
+            )
             return
         identity = server.authenticate(query)
         self._joining = True
@@ -463,6 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help="open connections in all (joined, joining or in the WebSocket handshake); one "
+        "more is refused with too-many-connections and close 1013 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=d.handshake_timeout,
+        metavar="SECONDS",
+        help="drop a connection that has not completed its WebSocket handshake after this "
+        "long (default: %(default)s)",
+    )
+    p.add_argument(
         "--synchronous",
         choices=SYNCHRONOUS_MODES,
         default="full",
@@ -513,7 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         "max_connections_per_document",
         "max_documents",
         "max_send_buffer_bytes",
+        "max_connections",
     )
+    if args.handshake_timeout <= 0:
+        p.error("--handshake-timeout must be more than 0")
     if args.ping_interval < 0:
         p.error("--ping-interval must be 0 (off) or more")
     if args.ping_timeout <= 0:
@@ -550,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         max_connections_per_document=args.max_connections_per_document,
         max_documents=args.max_documents,
         max_send_buffer_bytes=args.max_send_buffer_bytes,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
     )
     store = SQLiteStore(args.db, synchronous=args.synchronous)
     try:
