@@ -148,6 +148,40 @@ def assume_clocks(updates: Sequence[Any], clocks: Mapping[str, int]) -> list[int
     return assumed
 
 
+def _plan(engine: Any, frame: Mapping[str, Any]):
+    """``(basis, updates, assumed clocks, deserialize)`` for checking ``frame``, or None."""
+    basis = engine.precheck_basis(frame)
+    if basis is None:
+        return None
+    updates = frame["updates"]
+    return basis, updates, assume_clocks(updates, basis.clocks), engine.adapter.deserialize_changes
+
+
+def check_update(
+    raw: Any,
+    current: int,
+    key: bytes,
+    snapshot_id: str,
+    doc_id: str,
+    deserialize: Callable[[bytes], list[Any]],
+) -> Unparsable | Rejected | Accepted:
+    """Parse, verify (against ``current``, the author's clock), decrypt and decode one update."""
+    try:
+        update = Update.from_json(raw)
+    except ParseError as exc:
+        return Unparsable(exc)
+    try:
+        content = verify_and_decrypt_update(
+            update, key, snapshot_id, current, current_doc_id=doc_id
+        )
+    except ProtocolError as exc:
+        return Rejected(update, current, exc)
+    try:
+        return Accepted(update, current, deserialize(content))
+    except Exception as exc:
+        return Accepted(update, current, None, exc)
+
+
 def check_in_threads(
     engine: Any, frame: Mapping[str, Any], map_chunks: Callable[..., Iterable[Any]] | None = None
 ) -> Precheck | None:
@@ -157,39 +191,21 @@ def check_in_threads(
     plain ``map`` by default. Returns ``None`` when the frame is not worth it or the engine
     cannot say what the updates would be checked against.
     """
-    basis = engine.precheck_basis(frame)
-    if basis is None:
+    plan = _plan(engine, frame)
+    if plan is None:
         return None
-    updates = frame["updates"]
-    assumed = assume_clocks(updates, basis.clocks)
-    deserialize = engine.adapter.deserialize_changes
+    basis, updates, assumed, deserialize = plan
     key, snapshot_id, doc_id = basis.key, basis.snapshot_id, basis.doc_id
     n = len(updates)
     size = max(PARALLEL_THRESHOLD, math.ceil(n / 16))
 
     def run(start: int) -> list[Result]:
-        out: list[Result] = []
-        append = out.append
-        for raw, current in zip(
-            updates[start : start + size], assumed[start : start + size], strict=True
-        ):
-            try:
-                update = Update.from_json(raw)
-            except ParseError as exc:
-                append(Unparsable(exc))
-                continue
-            try:
-                content = verify_and_decrypt_update(
-                    update, key, snapshot_id, current, current_doc_id=doc_id
-                )
-            except ProtocolError as exc:
-                append(Rejected(update, current, exc))
-                continue
-            try:
-                append(Accepted(update, current, deserialize(content)))
-            except Exception as exc:
-                append(Accepted(update, current, None, exc))
-        return out
+        return [
+            check_update(raw, current, key, snapshot_id, doc_id, deserialize)
+            for raw, current in zip(
+                updates[start : start + size], assumed[start : start + size], strict=True
+            )
+        ]
 
     mapper = map_chunks or map
     results = [r for part in mapper(run, range(0, n, size)) for r in part]
@@ -213,13 +229,11 @@ def check_updates_chunk(
     append = out.append
     for raw, current in zip(raws, currents, strict=True):
         try:
-            update = Update.from_json(raw)
-            content = verify_and_decrypt_update(
-                update, key, snapshot_id, current, current_doc_id=doc_id
-            )
-            append(deserialize(content))
-        except Exception:
-            append(None)
+            result = check_update(raw, current, key, snapshot_id, doc_id, deserialize)
+        except Exception:  # anything unexpected: the engine checks this one itself
+            result = None
+        ok = isinstance(result, Accepted) and result.decode_error is None
+        append(result.changes if ok else None)
     return out
 
 
@@ -236,12 +250,10 @@ def check_in_processes(
     a worker did not accept gets ``None`` (the engine checks it again itself). The adapter's
     ``deserialize_changes`` must be picklable (a module-level function).
     """
-    basis = engine.precheck_basis(frame)
-    if basis is None:
+    plan = _plan(engine, frame)
+    if plan is None:
         return None
-    updates = frame["updates"]
-    assumed = assume_clocks(updates, basis.clocks)
-    deserialize = engine.adapter.deserialize_changes
+    basis, updates, assumed, deserialize = plan
     futures = [
         submit(
             check_updates_chunk,

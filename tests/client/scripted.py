@@ -31,11 +31,12 @@ class Conn:
         skip frames of other kinds."""
         while True:
             frame = await asyncio.wait_for(self.received.get(), timeout)
-            if kind is None or _kind(frame) == kind:
+            if kind is None or frame_kind(frame) == kind:
                 return frame
 
 
-def _kind(frame: dict[str, Any]) -> str:
+def frame_kind(frame: dict[str, Any]) -> str:
+    """What a client sent: "snapshot", "update" or "ephemeral"."""
     pd = frame.get("publicData", {})
     if "snapshotId" in pd:
         return "snapshot"

@@ -812,14 +812,20 @@ def _save_failed(s, clock, requires_new_snapshot=False):
     }
 
 
-def test_update_save_failed_is_bounded_then_reconnects():
-    events = []
-    e, _ = engine(on_event=lambda kind, data: events.append(kind))
+def _update_in_flight(**kw):
+    """A loaded engine whose change "a" is in flight as update 0 on ``s`` (not yet drained)."""
+    e, doc = engine(**kw)
     s = snap()
     feed(e, document(s))
     sent(e)
     e.add_changes(["a"])
     e.flush()
+    return e, doc, s
+
+
+def test_update_save_failed_is_bounded_then_reconnects():
+    events = []
+    e, _, s = _update_in_flight(on_event=lambda kind, data: events.append(kind))
     for i in range(4):
         (frame,) = sent(e)
         assert frame["publicData"]["clock"] == 0, i
@@ -838,12 +844,7 @@ def test_update_save_failed_is_bounded_then_reconnects():
 
 
 def test_only_consecutive_failures_of_our_update_count():
-    e, _ = engine()
-    s = snap()
-    feed(e, document(s))
-    sent(e)
-    e.add_changes(["a"])
-    e.flush()
+    e, _, s = _update_in_flight()
     for clock in range(3):  # 4 failures, then saved: the count starts again
         for _ in range(4):
             sent(e)
@@ -861,12 +862,7 @@ def test_only_consecutive_failures_of_our_update_count():
 
 
 def test_stale_update_in_flight_is_requeued_onto_the_new_snapshot_at_once():
-    e, _ = engine()
-    s = snap()
-    feed(e, document(s))
-    sent(e)
-    e.add_changes(["a"])
-    e.flush()
+    e, _, s = _update_in_flight()
     (first,) = sent(e)
     assert first["publicData"]["refSnapshotId"] == s.public_data.snapshot_id
     s2 = snap("Hello World from B", parent=s, signer=B)

@@ -40,6 +40,8 @@ from secsync_jupyter.protocol import (
 )
 from secsync_jupyter.protocol.ephemeral import decrypt_ephemeral
 
+from .scripted import frame_kind
+
 SCENARIOS = pathlib.Path(__file__).resolve().parent.parent / "scenarios"
 FILES = sorted(SCENARIOS.glob("*.json"))
 EPHEMERAL_TYPES = {
@@ -359,7 +361,7 @@ class Runner:
                 assert fields.get(k) == v, f"event {kind}.{k}: {fields.get(k)!r} != {v!r}"
 
     def check_sent(self, expected: list[dict[str, Any]], frames: list[dict[str, Any]]) -> None:
-        kinds = [self._kind(f) for f in frames]
+        kinds = [frame_kind(f) for f in frames]
         assert kinds == [x["kind"] for x in expected], f"sent {kinds}, expected {expected}"
         for want, frame in zip(expected, frames, strict=True):
             if want["kind"] == "ephemeral":
@@ -396,15 +398,6 @@ class Runner:
                 assert str(self.mirror_text) == want["text"], (
                     f"{want['kind']} content: {str(self.mirror_text)!r} != {want['text']!r}"
                 )
-
-    @staticmethod
-    def _kind(frame: dict[str, Any]) -> str:
-        pd = frame.get("publicData", {})
-        if "snapshotId" in pd:
-            return "snapshot"
-        if "refSnapshotId" in pd:
-            return "update"
-        return "ephemeral"
 
 
 def _load(path: pathlib.Path) -> dict[str, Any]:

@@ -337,6 +337,12 @@ def sent_ephemeral(kind: str, content: bytes | None = None) -> dict:
 INIT = sent_ephemeral("initialize")
 CONNECT_EVENTS = [ev("state", state="connecting"), ev("state", state="connected")]
 
+
+def load_fails(code: str | None, document_state: str = "failed") -> dict[str, Any]:
+    """What a load that fails with ``code`` leaves (after the ephemeral initialize went out)."""
+    return {"sent": [INIT], "state": "failed", "documentState": document_state, "errors": [code]}
+
+
 SCENARIOS: list[Callable[[], Scenario]] = []
 
 
@@ -364,6 +370,11 @@ def save_failed(snap_id: str, clock: int, requires_new_snapshot: bool = False) -
         "clock": clock,
         "requiresNewSnapshot": requires_new_snapshot,
     }
+
+
+def snapshot_saved(bound: str) -> dict[str, Any]:
+    """The relay saved the snapshot we sent whose id was bound to ``bound``."""
+    return {"type": "snapshot-saved", "snapshotId": f"${bound}"}
 
 
 def snapshot_frame(snap: Snap) -> dict[str, Any]:
@@ -435,7 +446,7 @@ def empty_document_initial_snapshot() -> Scenario:
     sc.edit((0, "abc"), pending=1)
     sc.flush(sent=[sent_snapshot("", {}, bind="mine", text="abc")], pending=0, isSynced=False)
     sc.receive(
-        {"type": "snapshot-saved", "snapshotId": "$mine"},
+        snapshot_saved("mine"),
         events=[ev("snapshot-saved", snapshotId="$mine")],
         activeSnapshot="$mine",
         isSynced=True,
@@ -477,9 +488,7 @@ def error_101_load() -> Scenario:
     )
     s1 = sc.snapshot("S1", text_state("Hello"), key=WRONG_KEY)
     sc.connect()
-    sc.document(
-        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_101"]
-    )
+    sc.document(s1, **load_fails("SECSYNC_ERROR_101"))
     return sc
 
 
@@ -553,10 +562,7 @@ def error_102_chain() -> Scenario:
         s2,
         [],
         [s2.entry()],
-        sent=[INIT],
-        state="failed",
-        documentState="failed",
-        errors=["SECSYNC_ERROR_102"],
+        **load_fails("SECSYNC_ERROR_102"),
         text="Hello!?",
     )
     return sc
@@ -589,20 +595,31 @@ def chain_with_own_updates() -> Scenario:
     return sc
 
 
-@scenario
-def error_103() -> Scenario:
-    sc = Scenario(
-        "snapshot-103-key-lookup",
-        "The key lookup for the snapshot fails: the load fails (103).",
-        ["SECSYNC_ERROR_103"],
-    )
-    s1 = sc.snapshot("S1", text_state("Hello"))
-    sc.connect()
-    sc.fault("key")
-    sc.document(
-        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_103"]
-    )
-    return sc
+def _snapshot_fault(name: str, code: str, what: str, hook: str) -> None:
+    def build() -> Scenario:
+        sc = Scenario(name, f"{what}: the load fails ({code}).", [f"SECSYNC_ERROR_{code}"])
+        s1 = sc.snapshot("S1", text_state("Hello"))
+        sc.connect()
+        sc.fault(hook)
+        sc.document(
+            s1,
+            **load_fails(f"SECSYNC_ERROR_{code}"),
+        )
+        return sc
+
+    SCENARIOS.append(build)
+
+
+_snapshot_fault("snapshot-103-key-lookup", "103", "The key lookup for the snapshot fails", "key")
+_snapshot_fault(
+    "snapshot-104-author-check-raises",
+    "104",
+    "The author check raises for a snapshot",
+    "isValidClient",
+)
+_snapshot_fault(
+    "snapshot-105-apply-fails", "105", "Applying the snapshot's content fails", "applySnapshot"
+)
 
 
 @scenario
@@ -622,38 +639,6 @@ def error_103_event() -> Scenario:
 
 
 @scenario
-def error_104() -> Scenario:
-    sc = Scenario(
-        "snapshot-104-author-check-raises",
-        "The author check raises for a snapshot: the load fails (104).",
-        ["SECSYNC_ERROR_104"],
-    )
-    s1 = sc.snapshot("S1", text_state("Hello"))
-    sc.connect()
-    sc.fault("isValidClient")
-    sc.document(
-        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_104"]
-    )
-    return sc
-
-
-@scenario
-def error_105() -> Scenario:
-    sc = Scenario(
-        "snapshot-105-apply-fails",
-        "Applying the snapshot's content fails: the load fails (105).",
-        ["SECSYNC_ERROR_105"],
-    )
-    s1 = sc.snapshot("S1", text_state("Hello"))
-    sc.connect()
-    sc.fault("applySnapshot")
-    sc.document(
-        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_105"]
-    )
-    return sc
-
-
-@scenario
 def error_110() -> Scenario:
     sc = Scenario(
         "snapshot-110-parse",
@@ -667,10 +652,7 @@ def error_110() -> Scenario:
     sc.connect()
     sc.receive(
         {"type": "document", "snapshot": bad, "updates": []},
-        sent=[INIT],
-        state="failed",
-        documentState="failed",
-        errors=["SECSYNC_ERROR_110"],
+        **load_fails("SECSYNC_ERROR_110"),
     )
     return sc
 
@@ -685,7 +667,7 @@ def _initial_snapshot_error(name: str, code: str, make: Callable[[Scenario], Sna
         )
         snap = make(sc)
         sc.connect()
-        sc.document(snap, sent=[INIT], state="failed", documentState="failed", errors=[code])
+        sc.document(snap, **load_fails(code))
         return sc
 
     SCENARIOS.append(build)
@@ -819,9 +801,7 @@ def error_112_load() -> Scenario:
             "knownSnapshotUpdateClocks": {},
         }
     )
-    sc.document(
-        s2, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_112"]
-    )
+    sc.document(s2, **load_fails("SECSYNC_ERROR_112"))
     return sc
 
 
@@ -892,10 +872,7 @@ def error_115_chain() -> Scenario:
         s3,
         [],
         [s2.entry(), s3.entry("WRONG_PROOF")],
-        sent=[INIT],
-        state="failed",
-        documentState="failed",
-        errors=["SECSYNC_ERROR_115"],
+        **load_fails("SECSYNC_ERROR_115"),
         text="Hello",
     )
     return sc
@@ -979,10 +956,7 @@ def _load_error(
             s1,
             raw_updates=raws,
             mirror=False,
-            sent=[INIT],
-            state="failed",
-            documentState="partial",
-            errors=[code],
+            **load_fails(code, "partial"),
             text="Hello0",
         )
         return sc
@@ -1108,10 +1082,7 @@ def _fatal_update(name: str, code: str, description: str, where: str, make, faul
                 s1,
                 raw_updates=[bad],
                 mirror=False,
-                sent=[INIT],
-                state="failed",
-                documentState="partial",
-                errors=[code],
+                **load_fails(code, "partial"),
                 text="Hello",
             )
         else:
@@ -1145,38 +1116,25 @@ for _where in ("load", "event"):
         _where,
         lambda sc, s1, b: sc.update([b.append("!")], s1, 1).wire(),
     )
-_fatal_update(
-    "update-203-apply-fails",
-    "SECSYNC_ERROR_203",
-    "Applying an update's changes fails: the document fails (203).",
-    "event",
-    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
-    fault="applyChanges",
-)
-_fatal_update(
-    "update-204-decode-fails",
-    "SECSYNC_ERROR_204",
-    "Decoding an update's changes fails: the document fails (204).",
-    "event",
-    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
-    fault="deserializeChanges",
-)
-_fatal_update(
-    "update-205-author-check-raises",
-    "SECSYNC_ERROR_205",
-    "The author check raises for an update: the document fails (205).",
-    "event",
-    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
-    fault="isValidClient",
-)
-_fatal_update(
-    "update-206-key-lookup",
-    "SECSYNC_ERROR_206",
-    "The key lookup for an update fails: the document fails (206).",
-    "event",
-    lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
-    fault="key",
-)
+for _name, _code, _what, _hook in [
+    ("update-203-apply-fails", "203", "Applying an update's changes fails", "applyChanges"),
+    ("update-204-decode-fails", "204", "Decoding an update's changes fails", "deserializeChanges"),
+    (
+        "update-205-author-check-raises",
+        "205",
+        "The author check raises for an update",
+        "isValidClient",
+    ),
+    ("update-206-key-lookup", "206", "The key lookup for an update fails", "key"),
+]:
+    _fatal_update(
+        _name,
+        f"SECSYNC_ERROR_{_code}",
+        f"{_what}: the document fails ({_code}).",
+        "event",
+        lambda sc, s1, b: sc.update([b.append("!")], s1, 0).wire(),
+        fault=_hook,
+    )
 
 
 @scenario
@@ -1243,9 +1201,7 @@ def update_save_failed_retry() -> Scenario:
         sent=[sent_snapshot(s1.id, {}, bind="mine", text="Hello!")],
         reconnectRequested=False,
     )
-    sc.receive(
-        {"type": "snapshot-saved", "snapshotId": "$mine"}, isSynced=True, activeSnapshot="$mine"
-    )
+    sc.receive(snapshot_saved("mine"), isSynced=True, activeSnapshot="$mine")
     return sc
 
 
@@ -1342,9 +1298,9 @@ def snapshot_save_failed_retry() -> Scenario:
         sent=[sent_snapshot(s2.id, {"B": 0}, bind="second", text="Well, Oh, Hello!")],
         reconnectRequested=False,
     )
-    sc.receive({"type": "snapshot-saved", "snapshotId": "$first"}, sent=[], isSynced=False)
+    sc.receive(snapshot_saved("first"), sent=[], isSynced=False)
     sc.receive(
-        {"type": "snapshot-saved", "snapshotId": "$second"},
+        snapshot_saved("second"),
         isSynced=True,
         activeSnapshot="$second",
         events=[ev("snapshot-saved", snapshotId="$second")],
@@ -1371,7 +1327,7 @@ def snapshot_save_failed_bounded() -> Scenario:
     sc.disconnect()
     sc.connect()
     sc.document(sent=[INIT, sent_snapshot(s1.id, {}, bind="again", text="Hello")])
-    sc.receive({"type": "snapshot-saved", "snapshotId": "$again"}, isSynced=True)
+    sc.receive(snapshot_saved("again"), isSynced=True)
     return sc
 
 
@@ -1417,9 +1373,7 @@ def policy_configured() -> Scenario:
     sc.receive(saved(s1.id, 0))
     sc.edit((7, "?"))
     sc.flush(sent=[sent_snapshot(s1.id, {"A": 0, "B": 0}, bind="mine", text="Hello1!?")])
-    sc.receive(
-        {"type": "snapshot-saved", "snapshotId": "$mine"}, activeSnapshot="$mine", activeClocks={}
-    )
+    sc.receive(snapshot_saved("mine"), activeSnapshot="$mine", activeClocks={})
     return sc
 
 
@@ -1483,9 +1437,7 @@ def request_snapshot() -> Scenario:
     s1 = loaded(sc)
     sc.step("requestSnapshot", {"isSynced": False})
     sc.flush(sent=[sent_snapshot(s1.id, {}, bind="mine", text="Hello")])
-    sc.receive(
-        {"type": "snapshot-saved", "snapshotId": "$mine"}, isSynced=True, activeSnapshot="$mine"
-    )
+    sc.receive(snapshot_saved("mine"), isSynced=True, activeSnapshot="$mine")
     return sc
 
 
@@ -1605,7 +1557,7 @@ def snapshot_in_flight_kept() -> Scenario:
     sc.disconnect(pending=1)
     sc.connect()
     sc.document(sent=[INIT, sent_snapshot(s1.id, {}, bind="again", text="Hello!")], pending=0)
-    sc.receive({"type": "snapshot-saved", "snapshotId": "$again"}, isSynced=True)
+    sc.receive(snapshot_saved("again"), isSynced=True)
     return sc
 
 
