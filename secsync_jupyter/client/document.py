@@ -31,11 +31,7 @@ from .engine import (
     SyncEngine,
     backoff_delay,
 )
-from .precheck import (
-    precheck_frame,
-    process_pool,  # noqa: F401  (benchmarks/load_bench.py imports it here)
-    verify_pool,
-)
+from .precheck import precheck_frame, verify_pool
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
