@@ -41,7 +41,15 @@ from . import frames
 from .frames import OutFrame
 from .logs import BadInputLog, ConnectionLog
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
-from .store import DocumentState, DocumentView, RelayStore, SaveResult, SnapshotInfo, StoreError
+from .store import (
+    DocumentState,
+    DocumentView,
+    RelayStore,
+    SaveResult,
+    SnapshotInfo,
+    StoreError,
+    utf8_length,
+)
 
 DOC_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -86,6 +94,9 @@ class Limits:
     max_connections: int = 10_000
     #: seconds a standalone connection may take to complete its WebSocket handshake
     handshake_timeout: float = 10.0
+    #: bytes of stored messages on a document's active snapshot (its own and its updates');
+    #: a write past it is refused (``document-too-large``) until a new snapshot frees the space
+    max_document_bytes: int = 1024 * 1024 * 1024
 
 
 class Transport(Protocol):
@@ -322,8 +333,15 @@ class Session:
                 "update", pd.raw, code, f"clock {pd.clock}, last stored clock of this pubKey {last}"
             )
             return
-        state.clocks[pd.pub_key] = pd.clock
         body = self._body(obj, text, msg)
+        size = utf8_length(body)
+        quota = self.relay.limits.max_document_bytes
+        if state.stored_bytes + size > quota:
+            self.send(frames.error("document-too-large", _quota_message(state.stored_bytes, quota)))
+            self.send(frames.update_save_failed(pd.ref_snapshot_id, pd.clock, True))
+            return
+        state.clocks[pd.pub_key] = pd.clock
+        state.stored_bytes += size
         fut = self.relay.store.save_update(
             self.doc_id,
             snapshot_id=pd.ref_snapshot_id,
@@ -379,10 +397,17 @@ class Session:
                     pd.parent_snapshot_update_clocks,
                 )
                 return
+        body = self._body(obj, text, msg)
+        size = utf8_length(body)
+        quota = self.relay.limits.max_document_bytes
+        if size > quota:
+            self.send(frames.error("document-too-large", _quota_message(0, quota, size)))
+            self.send(frames.simple("snapshot-save-failed"))
+            return
         chash = snapshot_ciphertext_hash(msg)
         state.active = SnapshotInfo(pd.snapshot_id, chash, pd.parent_snapshot_proof)
         state.clocks = {}
-        body = self._body(obj, text, msg)
+        state.stored_bytes = size
         fut = self.relay.store.save_snapshot(
             self.doc_id,
             snapshot_id=pd.snapshot_id,
@@ -473,6 +498,17 @@ class Session:
             return
         body = self._body(obj, text, msg)
         self.room.broadcast(None, OutFrame(frames.with_type("ephemeral-message", body)), self)
+
+
+def _quota_message(stored: int, quota: int, snapshot: int | None = None) -> str:
+    if snapshot is not None:
+        return (
+            f"the snapshot has {snapshot} bytes, more than this relay stores per document ({quota})"
+        )
+    return (
+        f"the active snapshot and its updates hold {stored} bytes; this relay stores at most "
+        f"{quota} bytes per document: write a new snapshot to free the space"
+    )
 
 
 def _result(fut: asyncio.Future) -> SaveResult:

@@ -88,6 +88,12 @@ class SecsyncRelayExtension(ExtensionApp):
         config=True,
         help="Bytes queued for a connection that does not read before it is dropped.",
     )
+    max_document_bytes = Int(
+        Limits.max_document_bytes,
+        config=True,
+        help="Bytes stored on a document's active snapshot (its message and its updates'); a "
+        "write past it is refused until a new snapshot frees the space.",
+    )
     access_policy = Unicode(
         "any-authenticated",
         config=True,
@@ -146,6 +152,7 @@ class SecsyncRelayExtension(ExtensionApp):
             max_connections_per_document=self.max_connections_per_document,
             max_documents=self.max_documents,
             max_send_buffer_bytes=self.max_send_buffer_bytes,
+            max_document_bytes=self.max_document_bytes,
         )
         self.relay = Relay(store, self.make_policy(), limits, log=log)
         self._relay_started: asyncio.Future | None = None

@@ -30,6 +30,8 @@ ERROR_CODES: dict[str, str] = {
     "update-clock-replayed": "the update's clock is not newer than the last one of its pubKey",
     "update-clock-gap": "the update's clock skips one (expected last + 1, or 0 for a new pubKey)",
     "frame-too-large": "the frame exceeds the relay's max frame size",
+    "document-too-large": "the write would exceed the bytes the relay stores per document on "
+    "its active snapshot; a new (smaller) snapshot frees the space",
     "send-buffer-full": "the connection did not read fast enough: more than the relay's send "
     "buffer limit was waiting for it; it is closed (1013), reconnect in delta mode",
     "too-many-connections": "the document has the maximum number of connections",
@@ -103,13 +105,13 @@ def update_saved(snapshot_id: str, clock: int) -> str:
     return _dumps({"type": "update-saved", "snapshotId": snapshot_id, "clock": clock})
 
 
-def update_save_failed(snapshot_id, clock) -> str:
+def update_save_failed(snapshot_id, clock, requires_new_snapshot: bool = False) -> str:
     return _dumps(
         {
             "type": "update-save-failed",
             "snapshotId": snapshot_id,
             "clock": clock,
-            "requiresNewSnapshot": False,
+            "requiresNewSnapshot": requires_new_snapshot,
         }
     )
 

@@ -34,6 +34,7 @@ from .store import (
     SnapshotInfo,
     StoreError,
     position,
+    utf8_length,
 )
 
 #: schema migrations, applied in order; ``PRAGMA user_version`` = number applied
@@ -68,6 +69,16 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (snapshot_seq, version),
         UNIQUE (snapshot_seq, pub_key, clock)
     );
+    """,
+    # 2: bytes stored on each document's active snapshot (its message and its updates'), kept
+    # on the small documents row so that a room reads it without touching the messages
+    """
+    ALTER TABLE documents ADD COLUMN active_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE documents SET active_bytes =
+        COALESCE((SELECT length(CAST(s.message AS BLOB)) FROM snapshots s
+                  WHERE s.seq = documents.active_snapshot), 0)
+      + COALESCE((SELECT SUM(length(CAST(u.message AS BLOB))) FROM updates u
+                  WHERE u.snapshot_seq = documents.active_snapshot), 0);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -417,6 +428,10 @@ def _save_update(conn, doc_id, snapshot_id, pub_key, clock, message) -> SaveResu
     except sqlite3.IntegrityError:
         return _fail("update-clock-replayed", f"clock {clock} of this pubKey is already stored")
     if row is not None:
+        conn.execute(
+            "UPDATE documents SET active_bytes = active_bytes + ? WHERE doc_id = ?",
+            (utf8_length(message), doc_id),
+        )
         return SaveResult(True, position(row[0], row[1]))
     active = conn.execute(
         "SELECT s.snapshot_id FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
@@ -470,7 +485,10 @@ def _save_snapshot(
             (doc_id, snapshot_id, parent_id, pub_key, chash, proof, message, now),
         )
         seq = cur.lastrowid
-        conn.execute("UPDATE documents SET active_snapshot = ? WHERE doc_id = ?", (seq, doc_id))
+        conn.execute(
+            "UPDATE documents SET active_snapshot = ?, active_bytes = ? WHERE doc_id = ?",
+            (seq, utf8_length(message), doc_id),
+        )
         return SaveResult(True, position(seq, 0), created_document=created)
     except sqlite3.IntegrityError:
         conn.execute("ROLLBACK TO snapshot")
@@ -485,7 +503,8 @@ def _count_documents(conn) -> int:
 
 def _load_state(conn, doc_id) -> DocumentState:
     row = conn.execute(
-        "SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof "
+        "SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof, "
+        "d.active_bytes "
         "FROM documents d LEFT JOIN snapshots s ON s.seq = d.active_snapshot WHERE d.doc_id = ?",
         (doc_id,),
     ).fetchone()
@@ -499,7 +518,7 @@ def _load_state(conn, doc_id) -> DocumentState:
             (row[0],),
         ).fetchall()
     )
-    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[0]), clocks)
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[0]), clocks, row[4])
 
 
 def _read_document(conn, doc_id, known_id, known_clocks: Mapping[str, int] | None) -> DocumentView:

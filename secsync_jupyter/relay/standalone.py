@@ -504,6 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     p.add_argument(
+        "--max-document-bytes",
+        type=int,
+        default=d.max_document_bytes,
+        help="bytes stored on a document's active snapshot (its message and its updates'); a "
+        "write past it is refused until a new snapshot frees the space (default: %(default)s "
+        "= 1 GiB)",
+    )
+    p.add_argument(
         "--max-connections",
         type=int,
         default=d.max_connections,
@@ -570,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_documents",
         "max_send_buffer_bytes",
         "max_connections",
+        "max_document_bytes",
     )
     if args.handshake_timeout <= 0:
         p.error("--handshake-timeout must be more than 0")
@@ -610,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         max_documents=args.max_documents,
         max_send_buffer_bytes=args.max_send_buffer_bytes,
         max_connections=args.max_connections,
+        max_document_bytes=args.max_document_bytes,
         handshake_timeout=args.handshake_timeout,
     )
     store = SQLiteStore(args.db, synchronous=args.synchronous)

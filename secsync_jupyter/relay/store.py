@@ -36,6 +36,11 @@ def position(snapshot_seq: int, version: int) -> int:
     return (snapshot_seq << VERSION_BITS) | version
 
 
+def utf8_length(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (stored messages are ASCII but for unknown publicData)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 class StoreError(Exception):
     """The store could not complete an operation (I/O error, database locked, closed …)."""
 
@@ -58,6 +63,8 @@ class DocumentState:
     active: SnapshotInfo | None = None
     #: last clock of every pubKey on the active snapshot
     clocks: dict[str, int] = field(default_factory=dict)
+    #: bytes of the stored messages on the active snapshot (its own and its updates', UTF-8)
+    stored_bytes: int = 0
 
 
 @dataclass(frozen=True)

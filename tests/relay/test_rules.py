@@ -467,3 +467,73 @@ async def test_sigterm_style_stop_finishes_writes_and_closes_1001(relays):
     acked = [f["clock"] for f in client.frames if f["type"] == "update-saved"]
     assert acked == list(range(len(acked)))
     assert db_counts(r.db)[2] >= len(acked)
+
+
+def active_bytes(db: str, doc_id: str) -> int:
+    """Bytes of the stored messages on the document's active snapshot, from the rows."""
+    with sqlite3.connect(db) as c:
+        (seq,) = c.execute("SELECT active_snapshot FROM documents WHERE doc_id = ?", (doc_id,))
+        rows = c.execute(
+            "SELECT message FROM snapshots WHERE seq = ?1 "
+            "UNION ALL SELECT message FROM updates WHERE snapshot_seq = ?1",
+            (seq[0],),
+        ).fetchall()
+    return sum(len(m.encode()) for (m,) in rows)
+
+
+async def test_document_quota_refuses_writes_past_it_until_a_new_snapshot(relays, tmp_path):
+    """A write that would take the bytes stored on the active snapshot past
+    ``max_document_bytes`` is refused with a clear error (an update also asks for a new
+    snapshot), nothing is stored, others keep working; a new snapshot frees the space; the
+    count survives a restart (it is kept in the database)."""
+    db = str(tmp_path / "quota.sqlite")
+    quota = 20_000
+    r = await relays(db, limits=Limits(max_document_bytes=quota))
+    a = Author(generate_id())
+    client, snap = await seed(r.url, a)
+    reader, _ = await open_doc(r.url, a.doc_id)
+    clock = 0
+    while True:
+        await client.send(a.update(snap, clock, b"x" * 4000))
+        answer = await client.next()
+        if answer["type"] != "update-saved":
+            break
+        assert (await reader.next("update"))["publicData"]["clock"] == clock
+        clock += 1
+    assert clock == 3  # a snapshot of ≈ 0.6 KB and three updates of ≈ 5.7 KB fit, a fourth not
+    assert answer["type"] == "error" and answer["code"] == "document-too-large"
+    assert str(quota) in answer["message"] and "snapshot" in answer["message"]
+    failed = await client.next("update-save-failed")
+    assert failed == {
+        "type": "update-save-failed",
+        "snapshotId": snap.public_data.snapshot_id,
+        "clock": clock,
+        "requiresNewSnapshot": True,
+    }
+    before = db_counts(db)
+    stored = active_bytes(db, a.doc_id)
+    assert stored <= quota < stored + 5000
+    # a snapshot larger than the quota is refused too
+    await client.send(a.snapshot(snap, {a.pub: clock - 1}, b"y" * quota))
+    assert (await client.next("error"))["code"] == "document-too-large"
+    assert await client.next("snapshot-save-failed") == {"type": "snapshot-save-failed"}
+    assert db_counts(db) == before
+    await reader.roundtrip_ok()
+    # after a restart the relay knows what is stored: still refused
+    await r.server.stop(timeout=2)
+    r = await relays(db, limits=Limits(max_document_bytes=quota))
+    client, _ = await open_doc(r.url, a.doc_id)
+    await client.send(a.update(snap, clock, b"x" * 4000))
+    assert (await client.next("error"))["code"] == "document-too-large"
+    await client.next("update-save-failed")
+    # a new snapshot frees the space
+    s2 = a.snapshot(snap, {a.pub: clock - 1}, b"compacted")
+    await client.send(s2)
+    await client.next("snapshot-saved")
+    assert active_bytes(db, a.doc_id) < 1000
+    for c in range(3):
+        await client.send(a.update(s2, c, b"x" * 4000))
+        assert (await client.next("update-saved"))["clock"] == c
+    with sqlite3.connect(db) as c:
+        (kept,) = c.execute("SELECT active_bytes FROM documents WHERE doc_id = ?", (a.doc_id,))
+    assert kept[0] == active_bytes(db, a.doc_id)

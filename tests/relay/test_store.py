@@ -156,3 +156,40 @@ async def test_failed_transaction_is_never_acknowledged(tmp_path, monkeypatch):
             ]
     finally:
         await store.close()
+
+
+async def test_migration_2_counts_the_bytes_of_existing_documents(tmp_path):
+    """A schema-1 database (before the per-document byte count) migrates: every document's
+    count is computed from its stored messages; new writes keep it up to date."""
+    from secsync_jupyter.relay.sqlite_store import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite"
+    with sqlite3.connect(path) as c:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                c.execute(statement)
+        c.execute("PRAGMA user_version = 1")
+        c.execute("INSERT INTO documents VALUES ('d', NULL, 0)")
+        for seq, sid in ((1, "old"), (2, "s1")):
+            c.execute(
+                "INSERT INTO snapshots VALUES (?, 'd', ?, '', 'pk', 'h', 'p', ?, 0)",
+                (seq, sid, "S" * 100 * seq + "é"),
+            )
+        c.execute("UPDATE documents SET active_snapshot = 2")
+        c.execute("INSERT INTO updates VALUES (1, 1, 1, 'pk', 0, 'not counted')")
+        c.execute("INSERT INTO updates VALUES (2, 2, 1, 'pk', 0, 'u0')")
+        c.execute("INSERT INTO updates VALUES (3, 2, 2, 'pk', 1, 'u1-ü')")
+    store = await open_store(path)
+    try:
+        expected = len(("S" * 200 + "é").encode()) + len(b"u0") + len("u1-ü".encode())
+        assert (await store.load_state("d")).stored_bytes == expected
+        assert (
+            await store.save_update("d", snapshot_id="s1", pub_key="pk", clock=2, message="u2")
+        ).ok
+        assert (await store.load_state("d")).stored_bytes == expected + 2
+        assert (await store.save_snapshot("d", **snap_kw("s2", "s1", {"pk": 2}))).ok
+        assert (await store.load_state("d")).stored_bytes == len(snap_kw("s2")["message"])
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
