@@ -21,24 +21,17 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from ..protocol import (
-    EphemeralMessage,
-    ProtocolError,
-    Snapshot,
-    Update,
-    snapshot_ciphertext_hash,
-    verify_ephemeral_signature,
-    verify_snapshot_signature,
-    verify_update_signature,
-)
+from ..protocol import Snapshot, Update
 from ..protocol.encoding import MAX_SAFE_INTEGER
 from . import frames
 from .frames import OutFrame
+from .inbound import VERIFY_IN_THREAD_BYTES, Inbound, analyze
 from .logs import BadInputLog, ConnectionLog
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
 from .store import (
@@ -60,7 +53,6 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
 
-_MESSAGE_KEYS = frozenset(("nonce", "ciphertext", "publicData", "signature"))
 #: rejections by the Secsync rules (normal in a collaboration, not logged as bad input)
 _RULE_CODES = frozenset(
     ("update-wrong-snapshot", "update-clock-replayed", "update-clock-gap", "storage-failed")
@@ -219,68 +211,77 @@ class Session:
             self._busy = False
 
     def _handle(self, text: str):
-        """Handle one frame; returns an awaitable when the access policy is asynchronous."""
-        relay = self.relay
-        if relay.closing:
+        """Handle one frame; returns an awaitable when it is analyzed in a worker thread (a
+        large frame) or the access policy is asynchronous."""
+        if self.relay.closing:
             self.send(frames.error("shutting-down"))
             return None
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            self.bad_input("invalid-json", f"the frame is not JSON: {exc}"[:300])
+        if len(text) >= VERIFY_IN_THREAD_BYTES:
+            return self._decide_later(text)
+        return self._decide(analyze(text))
+
+    async def _decide_later(self, text: str) -> None:
+        inbound = await self.relay.analyze_in_thread(text)
+        if not self.closed:
+            more = self._decide(inbound)
+            if more is not None:
+                await more
+
+    def _decide(self, inbound: Inbound):
+        """The answers to an analyzed frame, in their order: malformed, wrong document,
+        permission and access policy, signature, then the acceptance rules."""
+        if self.relay.closing:
+            self.send(frames.error("shutting-down"))
             return None
-        if not isinstance(obj, dict):
-            self.bad_input("invalid-message", "a message must be a JSON object")
+        kind = inbound.kind
+        if inbound.error is not None:
+            code, message, field = inbound.error
+            if kind:
+                self._reject(kind, inbound.public_data, code, message, field=field)
+            else:
+                self.bad_input(code, message, field)
             return None
-        pd = obj.get("publicData")
-        if not isinstance(pd, dict):
-            pd = {}
-        if pd.get("snapshotId"):
-            kind, action, parse = "snapshot", "write-snapshot", Snapshot.from_json
-        elif pd.get("refSnapshotId"):
-            kind, action, parse = "update", "write-update", Update.from_json
-        else:
-            kind, action, parse = "ephemeral", "send-ephemeral-message", EphemeralMessage.from_json
-        try:
-            msg = parse(obj)
-        except ProtocolError as exc:
-            self._reject(kind, pd, "invalid-message", str(exc), field=exc.field)
-            return None
+        msg = inbound.msg
+        assert msg is not None
         if msg.public_data.doc_id != self.doc_id:
             self._reject(
-                kind, pd, "wrong-document", "publicData.docId is not this connection's document"
+                kind,
+                inbound.public_data,
+                "wrong-document",
+                "publicData.docId is not this connection's document",
             )
             return None
         if not self.identity.can_write:
             # the transport's own permission (Jupyter's authorizer: ``write`` on ``secsync``)
             # is enforced here, before and whatever the access policy says
-            self._continue(False, kind, msg, obj, text)
+            self._continue(False, inbound)
             return None
-        allowed = relay.policy.has_access(
-            AccessRequest(action, self.doc_id, self.identity, msg.public_data.pub_key)
+        allowed = self.relay.policy.has_access(
+            AccessRequest(inbound.action, self.doc_id, self.identity, msg.public_data.pub_key)
         )
         if inspect.isawaitable(allowed):
-            return self._after_access(allowed, kind, msg, obj, text)
-        self._continue(bool(allowed), kind, msg, obj, text)
+            return self._after_access(allowed, inbound)
+        self._continue(bool(allowed), inbound)
         return None
 
-    async def _after_access(self, allowed, kind, msg, obj, text) -> None:
+    async def _after_access(self, allowed, inbound: Inbound) -> None:
         granted = bool(await allowed)
         if not self.closed:
-            self._continue(granted, kind, msg, obj, text)
+            self._continue(granted, inbound)
 
-    def _continue(self, allowed: bool, kind: str, msg, obj: dict, text: str) -> None:
+    def _continue(self, allowed: bool, inbound: Inbound) -> None:
+        kind = inbound.kind
         if not allowed:
             self.send(frames.error("unauthorized", f"the access policy denied {kind}"))
             self.send(frames.simple("unauthorized"))
             self.close(CLOSE_POLICY, "unauthorized")
             return
         if kind == "update":
-            self._update(msg, obj, text)
+            self._update(inbound)
         elif kind == "snapshot":
-            self._snapshot(msg, obj, text)
+            self._snapshot(inbound)
         else:
-            self._ephemeral(msg, obj, text)
+            self._ephemeral(inbound)
 
     def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
         if code in _RULE_CODES:
@@ -299,20 +300,12 @@ class Session:
                 )
             )
 
-    @staticmethod
-    def _body(obj: dict, text: str, msg) -> str:
-        """The message as stored and forwarded: the received text when it has exactly the
-        four message fields, otherwise the four fields re-serialized."""
-        if len(obj) == 4 and obj.keys() == _MESSAGE_KEYS:
-            return text.strip()
-        return frames.dumps(msg.to_json())
-
     # -- updates
-    def _update(self, msg: Update, obj: dict, text: str) -> None:
+    def _update(self, inbound: Inbound) -> None:
+        msg = inbound.msg
+        assert isinstance(msg, Update)
         pd = msg.public_data
-        try:
-            verify_update_signature(msg)
-        except ProtocolError:
+        if not inbound.signature_ok:
             self._reject("update", pd.raw, "invalid-signature", "the update's signature is invalid")
             return
         room = self.room
@@ -333,7 +326,7 @@ class Session:
                 "update", pd.raw, code, f"clock {pd.clock}, last stored clock of this pubKey {last}"
             )
             return
-        body = self._body(obj, text, msg)
+        body = inbound.body
         size = utf8_length(body)
         quota = self.relay.limits.max_document_bytes
         if state.stored_bytes + size > quota:
@@ -368,11 +361,11 @@ class Session:
             room.end_write()
 
     # -- snapshots
-    def _snapshot(self, msg: Snapshot, obj: dict, text: str) -> None:
+    def _snapshot(self, inbound: Inbound) -> None:
+        msg = inbound.msg
+        assert isinstance(msg, Snapshot)
         pd = msg.public_data
-        try:
-            verify_snapshot_signature(msg)
-        except ProtocolError:
+        if not inbound.signature_ok:
             self._reject(
                 "snapshot", pd.raw, "invalid-signature", "the snapshot's signature is invalid"
             )
@@ -397,14 +390,14 @@ class Session:
                     pd.parent_snapshot_update_clocks,
                 )
                 return
-        body = self._body(obj, text, msg)
+        body = inbound.body
         size = utf8_length(body)
         quota = self.relay.limits.max_document_bytes
         if size > quota:
             self.send(frames.error("document-too-large", _quota_message(0, quota, size)))
             self.send(frames.simple("snapshot-save-failed"))
             return
-        chash = snapshot_ciphertext_hash(msg)
+        chash = inbound.ciphertext_hash
         state.active = SnapshotInfo(pd.snapshot_id, chash, pd.parent_snapshot_proof)
         state.clocks = {}
         state.stored_bytes = size
@@ -490,14 +483,12 @@ class Session:
         spawn(answer())
 
     # -- ephemeral messages
-    def _ephemeral(self, msg: EphemeralMessage, obj: dict, text: str) -> None:
-        try:
-            verify_ephemeral_signature(msg)
-        except ProtocolError:
+    def _ephemeral(self, inbound: Inbound) -> None:
+        if not inbound.signature_ok:
             self.bad_input("invalid-signature", "the ephemeral message's signature is invalid")
             return
-        body = self._body(obj, text, msg)
-        self.room.broadcast(None, OutFrame(frames.with_type("ephemeral-message", body)), self)
+        frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
+        self.room.broadcast(None, frame, self)
 
 
 def _quota_message(stored: int, quota: int, snapshot: int | None = None) -> str:
@@ -749,6 +740,13 @@ class Relay:
         self._idle.set()
         self._started = False
         self.bad_input_log = BadInputLog(self.log)
+        #: analyzes large frames off the event loop (see :mod:`.inbound`)
+        self._analysis_pool: ThreadPoolExecutor | None = None
+
+    def analyze_in_thread(self, text: str) -> asyncio.Future:
+        if self._analysis_pool is None:
+            self._analysis_pool = ThreadPoolExecutor(2, thread_name_prefix="secsync-relay-verify")
+        return asyncio.get_running_loop().run_in_executor(self._analysis_pool, analyze, text)
 
     async def start(self) -> None:
         """Open the store (if not yet open) and count the stored documents."""
@@ -779,6 +777,9 @@ class Relay:
             s.close(CLOSE_GOING_AWAY, "relay shutting down")
         if close_store:
             await self.store.close()
+        if self._analysis_pool is not None:
+            self._analysis_pool.shutdown(wait=False)
+            self._analysis_pool = None
 
     # ------------------------------------------------------------------ connect
     async def connect(
