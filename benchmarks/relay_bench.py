@@ -5,6 +5,9 @@ Workloads (issue 3):
   A  throughput: W=10 writers each keeping 8 updates in flight, R=10 readers
   B  latency:    W=50 writers at 10 updates/s each (500/s offered), R=5 readers
   M  memory per open idle document: N documents, each with a small state and one idle client
+  L  (--large-doc MIB) a large document: the time and the relay's peak RSS growth to serve
+     a delta reconnect that misses 2 updates, then a complete read, on the standalone relay
+     and/or inside Jupyter Server (--transport)
 
 Printed per server: accepted updates/s, p50/p99 latency from send to delivery at every other
 client, relay CPU (% of one core, user+system) and RSS; then the ratios. Every server runs as a
@@ -13,6 +16,7 @@ subprocess on 127.0.0.1; every loop is bounded in count and time.
     .venv/bin/python benchmarks/relay_bench.py              # full run (~2 minutes)
     .venv/bin/python benchmarks/relay_bench.py --quick      # short smoke run
     .venv/bin/python benchmarks/relay_bench.py --json out.json
+    .venv/bin/python benchmarks/relay_bench.py --large-doc 360 --transport both
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ MARK_RE = re.compile(rb"<(\d+):(\d+)>")
 
 # ----------------------------------------------------------------------------- servers
 def start_ours(tmp: str, synchronous: str) -> tuple[subprocess.Popen, str]:
-    db = os.path.join(tmp, "bench.sqlite")
+    return start_ours_on(os.path.join(tmp, "bench.sqlite"), synchronous)
+
+
+def start_ours_on(db: str, synchronous: str = "normal") -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -439,6 +446,191 @@ def _fmt(r: dict) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- large document
+def peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def reset_peak_rss(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+async def build_large_document(db: str, mib: int) -> tuple[str, str, str, int, int]:
+    """A document of about ``mib`` MiB of stored messages, written straight into the database:
+    one small snapshot and updates of ≈ 1 MiB each. Returns (docId, snapshotId, pubKey, number
+    of updates, bytes)."""
+    from secsync_jupyter.protocol import (
+        SigningKeyPair,
+        create_initial_snapshot,
+        create_update,
+        generate_id,
+        generate_key,
+        snapshot_ciphertext_hash,
+    )
+    from secsync_jupyter.relay.sqlite_store import SQLiteStore
+
+    doc_id, key, kp = generate_id(), generate_key(), SigningKeyPair.generate()
+    snap = create_initial_snapshot(
+        b"{}", {"docId": doc_id, "pubKey": kp.public_key_b64, "snapshotId": generate_id()}, key, kp
+    )
+    sid = snap.public_data.snapshot_id
+    store = SQLiteStore(db, synchronous="normal")
+    await store.open()
+    text = json.dumps(snap.to_json(), separators=(",", ":"))
+    size = len(text)
+    ok = await store.save_snapshot(
+        doc_id,
+        snapshot_id=sid,
+        parent_snapshot_id="",
+        parent_clocks={},
+        pub_key=kp.public_key_b64,
+        ciphertext_hash=snapshot_ciphertext_hash(snap),
+        parent_snapshot_proof=snap.public_data.parent_snapshot_proof,
+        message=text,
+    )
+    assert ok.ok
+    content = os.urandom(3 * 2**20 // 4)
+    pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid}
+    n = 0
+    while size < mib * 2**20:
+        text = json.dumps(create_update(content, pd, key, kp, n).to_json(), separators=(",", ":"))
+        size += len(text)
+        ok = await store.save_update(
+            doc_id, snapshot_id=sid, pub_key=kp.public_key_b64, clock=n, message=text
+        )
+        assert ok.ok
+        n += 1
+    await store.close()
+    return doc_id, sid, kp.public_key_b64, n, size
+
+
+def start_jupyter(tmp: str, db: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """Jupyter Server with the relay extension on ``db`` (own config and data dirs)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    token = os.urandom(12).hex()
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": os.path.join(tmp, "jp-config"),
+        "JUPYTER_DATA_DIR": os.path.join(tmp, "jp-data"),
+        "JUPYTER_RUNTIME_DIR": os.path.join(tmp, "jp-runtime"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--ServerApp.ip={HOST}",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={tmp}",
+            "--ServerApp.jpserver_extensions=secsync_jupyter=True",
+            f"--SecsyncRelayExtension.db_path={db}",
+            "--SecsyncRelayExtension.synchronous=normal",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp,
+    )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with socket.create_connection((HOST, port), 0.5):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("jupyter server did not start") from None
+            time.sleep(0.2)
+    return proc, f"ws://{HOST}:{port}/secsync", {"Authorization": f"token {token}"}
+
+
+async def read_document(relay, doc: str, query: str = "") -> tuple[float, float, int]:
+    """Open ``doc``: seconds to the whole document frame, relay peak RSS growth (MiB), length."""
+    proc, base, headers = relay
+    reset_peak_rss(proc.pid)
+    rss0 = psutil.Process(proc.pid).memory_info().rss
+    t = time.perf_counter()
+    ws = await connect(
+        f"{base}/{doc}?sessionKey=bench{query}",
+        max_size=None,
+        compression=None,
+        additional_headers=headers,
+        open_timeout=60,
+    )
+    frame = await asyncio.wait_for(ws.recv(), 600)
+    elapsed = time.perf_counter() - t
+    await ws.close()
+    assert frame.startswith('{"type":"document"'), frame[:100]
+    return elapsed, (peak_rss(proc.pid) - rss0) / 2**20, len(frame)
+
+
+async def large_document(args) -> dict:
+    """Workload L: serve a large document (a delta reconnect first, on a fresh process, then a
+    complete read); the time to the whole ``document`` frame and the relay's peak RSS growth."""
+    from urllib.parse import quote
+
+    results: dict = {}
+    transports = ["standalone", "jupyter"] if args.transport == "both" else [args.transport]
+    for transport in transports:
+        with tempfile.TemporaryDirectory(prefix="relay-bench-large-") as tmp:
+            db = os.path.join(tmp, "bench.sqlite")
+            t0 = time.perf_counter()
+            doc_id, sid, pub, n, size = await build_large_document(db, args.large_doc)
+            print(
+                f"  L {transport}: document of {size / 2**20:.0f} MiB ({n} updates) built in "
+                f"{time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
+            if transport == "standalone":
+                proc, base = start_ours_on(db)
+                headers: dict[str, str] = {}
+            else:
+                proc, base, headers = start_jupyter(tmp, db)
+            try:
+                relay = (proc, base, headers)
+                # first-use costs of the process first (imports, caches), on another document
+                await read_document(relay, "warmup" + os.urandom(4).hex())
+                clocks = quote(json.dumps({pub: n - 3}))
+                d_t, d_mib, _ = await read_document(
+                    relay,
+                    doc_id,
+                    f"&mode=delta&knownSnapshotId={sid}&knownSnapshotUpdateClocks={clocks}",
+                )
+                c_t, c_mib, c_len = await read_document(relay, doc_id)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            r = {
+                "document_mib": size / 2**20,
+                "delta_ms": d_t * 1000,
+                "delta_peak_rss_growth_mib": d_mib,
+                "complete_s": c_t,
+                "complete_peak_rss_growth_mib": c_mib,
+                "complete_frame_mib": c_len / 2**20,
+            }
+            results[(transport, "L")] = r
+            print(
+                f"  L {transport}: delta reconnect (2 updates missed) {r['delta_ms']:.0f} ms, "
+                f"relay peak RSS +{d_mib:.0f} MiB; complete read {c_t:.2f} s, relay peak RSS "
+                f"+{c_mib:.0f} MiB (load average {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
@@ -460,9 +652,28 @@ def main() -> None:
     )
     p.add_argument("--quick", action="store_true", help="2 s runs, 50 idle documents")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument(
+        "--large-doc",
+        type=int,
+        metavar="MIB",
+        help="only workload L: a document of this many MiB (see above)",
+    )
+    p.add_argument(
+        "--transport",
+        default="standalone",
+        choices=["standalone", "jupyter", "both"],
+        help="for --large-doc: which relay (default: %(default)s)",
+    )
     args = p.parse_args()
     if args.serve_pycrdt:
         serve_pycrdt()
+        return
+    if args.large_doc:
+        print(f"relay benchmark L: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+        results = asyncio.run(large_document(args))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({f"{k[0]}.{k[1]}": v for k, v in results.items()}, f, indent=1)
         return
     if args.quick:
         args.duration, args.idle_docs = 2.0, 50
