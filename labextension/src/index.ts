@@ -56,7 +56,13 @@ import {
 import type { YNotebook } from '@jupyter/ydoc';
 
 import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
-import { IParsedLink, parseLink, shareLinkFor, takeLinkFromLocation } from './links';
+import {
+  IParsedLink,
+  parseLink,
+  relayContext,
+  shareLinkFor,
+  takeLinkFromLocation
+} from './links';
 import {
   POINTER_EXTENSION,
   POINTER_FILE_TYPE,
@@ -66,9 +72,12 @@ import {
   isValidRelayBase,
   parsePointer
 } from './pointer';
+import { confirmRelay, storeKeyFromLink } from './prompts';
 import { EncryptedDocumentProvider, serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
+import { relayRefusal } from './relaypolicy';
 import { EncryptedStatusItem, showCollaborators } from './status';
+import { renderEncryptedNotebooksUntrusted, trustOwnOutputs } from './trust';
 
 const PLUGIN_ID = 'secsync-jupyter:plugin';
 const FACTORY_NAME = 'Encrypted Notebook';
@@ -194,9 +203,16 @@ const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = {
         : null;
     return Object.freeze({
       runCell: (options: INotebookCellExecutor.IRunCellOptions) => {
-        if (!server || registry.isEncrypted(options.notebook.sharedModel)) {
+        if (registry.isEncrypted(options.notebook.sharedModel)) {
           // The server cannot read an encrypted notebook: this browser executes the cell
-          // and writes the outputs into the (encrypted) shared model.
+          // and writes the outputs into the (encrypted) shared model. The outputs of this
+          // run render as fresh outputs here (trust.ts); everywhere else they are untrusted.
+          if (options.cell.model.type === 'code') {
+            trustOwnOutputs((options.cell as any).outputArea);
+          }
+          return runCell(options);
+        }
+        if (!server) {
           return runCell(options);
         }
         return server.runCell(options);
@@ -264,6 +280,16 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     const contents = app.serviceManager.contents;
     const serverSettings = app.serviceManager.serverSettings;
 
+    // Trust is local for encrypted notebooks: every notebook panel of a .secnb (whichever
+    // factory makes it, restored tabs included) renders untrusted (trust.ts). Installed
+    // before anything can open a notebook.
+    renderEncryptedNotebooksUntrusted(
+      notebookFactory,
+      context =>
+        isPointerPath(context.localPath || context.path) ||
+        registry.isEncrypted(context.model?.sharedModel as any)
+    );
+
     // File type + widget factory for pointer files.
     app.docRegistry.addFileType({
       name: POINTER_FILE_TYPE,
@@ -294,6 +320,13 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
           registry.settings.relaySessionKey = String(
             settings.get('relaySessionKey').composite ?? ''
           );
+          registry.settings.allowInsecureRelay = !!settings.get('allowInsecureRelay').composite;
+          const refusal = relayRefusal(registry.settings.relayUrl || null, relayContext());
+          if (refusal) {
+            Notification.warning(trans.__('Relay URL refused: %1 (use wss://)', refusal), {
+              autoClose: 10000
+            });
+          }
           registry.settings.snapshotEveryUpdates = Number(
             settings.get('snapshotEveryUpdates').composite ?? 300
           );
@@ -390,12 +423,22 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       return null;
     }
 
+    /**
+     * Opens a share link. Links are untrusted input: the link's relay is used only for a
+     * document that has no pointer file here yet, after the relay policy allows it (a
+     * foreign relay is confirmed by its host, plain ws:// to another host refused); the
+     * link's key never silently replaces a different stored key.
+     */
     async function openLink(link: IParsedLink): Promise<void> {
       if (link.key.length !== 32) {
         throw new Error(trans.__('The link carries no key (#key=…).'));
       }
-      setDocumentKey(link.docId, link.key);
       let path = await findPointer(link.docId);
+      if (!path && !(await confirmRelay(link.relay, trans.__('This share link'), trans))) {
+        Notification.info(trans.__('The shared notebook was not opened.'), { autoClose: 6000 });
+        return;
+      }
+      await storeKeyFromLink(link.docId, link.key, trans);
       if (!path) {
         path = await uniquePath(cwd(), `Shared encrypted notebook ${link.docId.slice(0, 6)}`);
         await writePointer(path, link.docId, link.relay);
@@ -532,6 +575,10 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         const s = requireSession();
         const nb = (s.sharedModel as unknown as YNotebook).toJSON();
+        // `trusted` is never part of a saved notebook (Jupyter strips it when saving).
+        for (const cell of nb.cells ?? []) {
+          delete (cell.metadata as Record<string, unknown> | undefined)?.trusted;
+        }
         const blob = new Blob([JSON.stringify(nb, null, 1) + '\n'], {
           type: 'application/x-ipynb+json'
         });
@@ -616,9 +663,6 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         )
       );
     }
-
-    // Handy from the browser console (and used by the end-to-end test).
-    (window as any).secsyncJupyter = { registry, version: '0.1.0' };
   }
 };
 

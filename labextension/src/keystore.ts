@@ -10,6 +10,7 @@ import { ready as sodiumReady, sodium } from './secsync/sodium';
 const PREFIX = 'secsync-jupyter:';
 const KEY_PREFIX = PREFIX + 'doc-key:';
 const POINTER_PREFIX = PREFIX + 'pointer:';
+const RELAY_PREFIX = PREFIX + 'approved-relay:';
 const SIGNING_KEY = PREFIX + 'signing-key-pair';
 
 export interface ISigningKeyPair {
@@ -43,6 +44,22 @@ export function setDocumentKey(docId: string, key: Uint8Array): void {
 
 export function forgetDocumentKey(docId: string): void {
   storage().removeItem(KEY_PREFIX + docId);
+}
+
+export function keysEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * Remembers that the user confirmed a foreign relay (normalized base, see relaypolicy.ts);
+ * this browser then connects to it without asking again.
+ */
+export function approveRelay(normalizedRelay: string): void {
+  storage().setItem(RELAY_PREFIX + normalizedRelay, '1');
+}
+
+export function isRelayApproved(normalizedRelay: string): boolean {
+  return storage().getItem(RELAY_PREFIX + normalizedRelay) === '1';
 }
 
 /** Remembers where this browser last saw the pointer file of a document (per server). */
@@ -103,14 +120,32 @@ export async function getSigningKeyPair(): Promise<ISigningKeyPair> {
   return cachedKeyPair;
 }
 
+function hexGroups(digest: Uint8Array): string {
+  const hex = Array.from(digest, b => b.toString(16).padStart(2, '0')).join('');
+  return hex.match(/.{4}/g)!.join(' ');
+}
+
 /** A short human-comparable fingerprint of a b64url public key: BLAKE2b-64, hex groups. */
 export function fingerprint(pubKeyB64: string): string {
   try {
-    const bytes = b64decode(pubKeyB64);
-    const digest: Uint8Array = sodium().crypto_generichash(8, bytes);
-    const hex = Array.from(digest, b => b.toString(16).padStart(2, '0')).join('');
-    return hex.match(/.{4}/g)!.join(' ');
+    return hexGroups(sodium().crypto_generichash(8, b64decode(pubKeyB64)));
   } catch {
     return '????';
   }
 }
+
+const KEY_FINGERPRINT_LABEL = new TextEncoder().encode('secsync document key\n');
+
+/**
+ * Fingerprint of a document key, to compare two keys without showing them:
+ * BLAKE2b-64 of `"secsync document key\n" || key`, hex in groups of 4 (reveals nothing
+ * usable about the key).
+ */
+export async function keyFingerprint(key: Uint8Array): Promise<string> {
+  await sodiumReady();
+  const input = new Uint8Array(KEY_FINGERPRINT_LABEL.length + key.length);
+  input.set(KEY_FINGERPRINT_LABEL);
+  input.set(key, KEY_FINGERPRINT_LABEL.length);
+  return hexGroups(sodium().crypto_generichash(8, input));
+}
+

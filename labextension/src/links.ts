@@ -4,6 +4,8 @@
  */
 import { PageConfig } from '@jupyterlab/coreutils';
 
+import { registry } from './registry';
+import { IRelayContext } from './relaypolicy';
 import { formatShareLink, parseShareLink } from './secsync/sharelink';
 
 export interface IParsedLink {
@@ -22,6 +24,15 @@ function jupyterBase(): string {
 /** The relay base of this Jupyter server (what `relay: null` means). */
 export function ownRelayBase(): string {
   return jupyterBase().replace(/^http/, 'ws') + 'secsync';
+}
+
+/** What the relay policy (relaypolicy.ts) needs to know, from this page and the settings. */
+export function relayContext(): IRelayContext {
+  return {
+    own: ownRelayBase(),
+    configured: registry.settings.relayUrl,
+    allowInsecure: registry.settings.allowInsecureRelay
+  };
 }
 
 /** The share link of a document served by this JupyterLab's server. */

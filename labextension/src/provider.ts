@@ -18,8 +18,11 @@ import {
   rememberPointerPath,
   setDocumentKey
 } from './keystore';
+import { relayContext } from './links';
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
+import { confirmRelay } from './prompts';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
+import { sessionKeyFor } from './relaypolicy';
 import { b64encode } from './secsync/base64';
 import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/document';
 import { parseShareLink } from './secsync/sharelink';
@@ -211,6 +214,15 @@ export class EncryptedDocumentProvider
     this._pointer = pointer;
     rememberPointerPath(serverKey(this._serverSettings), pointer.docId, this._path);
 
+    // A relay other than this server's and the configured one: refused (plain ws:// to
+    // another host) or confirmed by the user once (relaypolicy.ts).
+    const origin = this._trans.__('The encrypted notebook %1', this._path);
+    if (!(await confirmRelay(pointer.relay, origin, this._trans))) {
+      throw new Error(
+        this._trans.__('Not connected: the relay of %1 was not confirmed.', this._path)
+      );
+    }
+
     // 2. The key: only in this browser (or pasted from a share link now).
     let key = getDocumentKey(pointer.docId);
     if (!key) {
@@ -246,8 +258,9 @@ export class EncryptedDocumentProvider
       signatureKeyPair,
       ydoc: this._sharedModel.ydoc,
       awareness,
-      // remote relays authenticate the connection with a session key (see settings)
-      sessionKey: pointer.relay ? registry.settings.relaySessionKey || undefined : undefined,
+      // the relay of the relayUrl setting authenticates connections with the session key
+      // setting; no other relay (named by a link or a pointer file) ever receives it
+      sessionKey: sessionKeyFor(pointer.relay, relayContext(), registry.settings.relaySessionKey),
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
       // Send the first change after idle at once (typing latency); while an update is in

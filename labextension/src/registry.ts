@@ -41,8 +41,10 @@ export interface IEncryptedSession {
 export interface ISettingsValues {
   /** Remote relay base (ws:// or wss://) for new encrypted notebooks; '' = this Jupyter server. */
   relayUrl: string;
-  /** sessionKey sent to remote relays (relay authentication, not a crypto key). */
+  /** sessionKey sent to the relay of `relayUrl` only (relay authentication, not a crypto key). */
   relaySessionKey: string;
+  /** Allow plain ws:// to relays that are not on a loopback address. */
+  allowInsecureRelay: boolean;
   /** Local edits between automatic snapshots. */
   snapshotEveryUpdates: number;
 }
@@ -51,6 +53,7 @@ class Registry {
   readonly settings: ISettingsValues = {
     relayUrl: '',
     relaySessionKey: '',
+    allowInsecureRelay: false,
     snapshotEveryUpdates: 300
   };
 

@@ -212,7 +212,7 @@ export async function showCollaborators(
   }
 }
 
-/** All sessions, for debugging from the browser console / tests. */
+/** All open encrypted sessions. */
 export function sessions(): IEncryptedSession[] {
   return registry.all();
 }
