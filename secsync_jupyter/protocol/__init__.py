@@ -45,6 +45,7 @@ from .errors import (
     UpdateError,
     UpdateParseError,
 )
+from .ids import DOC_ID_PATTERN, DOC_ID_RE, is_doc_id
 from .messages import (
     EphemeralMessage,
     Snapshot,
@@ -66,6 +67,8 @@ from .snapshot import (
 from .update import create_update, verify_and_decrypt_update, verify_update_signature
 
 __all__ = [
+    "DOC_ID_PATTERN",
+    "DOC_ID_RE",
     "DOMAIN_EPHEMERAL_MESSAGE",
     "DOMAIN_EPHEMERAL_SESSION_PROOF",
     "DOMAIN_SNAPSHOT",
@@ -108,6 +111,7 @@ __all__ = [
     "generate_id",
     "generate_key",
     "hash_b64",
+    "is_doc_id",
     "is_valid_ancestor_snapshot",
     "is_valid_parent_snapshot",
     "loads",

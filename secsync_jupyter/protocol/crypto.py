@@ -46,10 +46,6 @@ SIGNATURE_DOMAINS = (
 )
 
 
-def random_bytes(n: int) -> bytes:
-    return os.urandom(n)
-
-
 def generate_key() -> bytes:
     """A fresh 32-byte document key."""
     return os.urandom(KEY_BYTES)
@@ -216,25 +212,6 @@ def sign_message(
     domain: str, nonce: str, ciphertext: str, public_data_b64: str, keypair: SigningKeyPair
 ) -> str:
     return b64encode(keypair.sign(signed_bytes(domain, nonce, ciphertext, public_data_b64)))
-
-
-def verify_message_signature(
-    domain: str,
-    nonce: str,
-    ciphertext: str,
-    public_data_b64: str,
-    signature: str | bytes,
-    public_key: bytes,
-) -> bool:
-    """Check a message signature (``signature`` as base64url text or as the 64 raw bytes)."""
-    if isinstance(signature, str):
-        try:
-            signature = b64decode(signature, field="signature", length=SIGNATURE_BYTES)
-        except EncodingError:
-            return False
-    return verify_detached(
-        signature, signed_bytes(domain, nonce, ciphertext, public_data_b64), public_key
-    )
 
 
 def verify_message(domain: str, message) -> bool:
