@@ -1,13 +1,20 @@
 """The blind Secsync relay: stores and forwards ciphertext, enforces the Secsync rules.
 
-* :mod:`.core` — transport-independent rooms / connections / rules (:class:`Relay`)
-* :mod:`.store` — the async store interface; :mod:`.sqlite_store` — the SQLite default
+* :mod:`.core` — :class:`Relay`: connections in, rooms, lifecycle (the module map is in its
+  docstring and in docs/architecture.md)
+* :mod:`.session`, :mod:`.inbound`, :mod:`.rules`, :mod:`.room`, :mod:`.admission` — frame
+  handling, frame analysis, acceptance rules, fan-out, admission and limits
+* :mod:`.config` — the one configuration table (limits, policy, store, durability)
+* :mod:`.store` — the async store interface and its choice by URL; :mod:`.sqlite_store` (the
+  default), :mod:`.memory_store`
 * :mod:`.policy` — access policies
 * :mod:`.standalone` — ``secsync-relay`` (asyncio WebSocket server)
 * :mod:`.extension` — the Jupyter server extension (tornado handler)
 """
 
-from .core import Limits, Relay, Session
+from .config import Limits, RelayOptions
+from .core import Relay
+from .memory_store import MemoryStore
 from .policy import (
     AccessPolicy,
     AccessRequest,
@@ -15,8 +22,16 @@ from .policy import (
     AnyAuthenticatedPolicy,
     Identity,
 )
+from .session import Session
 from .sqlite_store import SQLiteStore
-from .store import DocumentState, DocumentView, RelayStore, SaveResult, StoreError
+from .store import (
+    DocumentState,
+    DocumentView,
+    RelayStore,
+    SaveResult,
+    StoreError,
+    store_from_url,
+)
 
 __all__ = [
     "AccessPolicy",
@@ -27,10 +42,13 @@ __all__ = [
     "DocumentView",
     "Identity",
     "Limits",
+    "MemoryStore",
     "Relay",
+    "RelayOptions",
     "RelayStore",
     "SQLiteStore",
     "SaveResult",
     "Session",
     "StoreError",
+    "store_from_url",
 ]

@@ -30,25 +30,22 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13
-from traitlets import Bool, Dict, Enum, Int, List, Unicode, Union, default
+from traitlets import Bool, default
 
-from . import frames
-from .core import DOC_ID_RE, Limits, Relay, Session
-from .frames import OutFrame
+from ..protocol import DOC_ID_PATTERN, is_doc_id
+from . import config, query
+from .core import Relay
 from .outbox import (
     CLOSE_SLOW_CONSUMER,
     HIGH_WATER,
     LOW_WATER,
     SLOW_CONSUMER_CLOSE_TIMEOUT,
     SLOW_CONSUMER_REASON,
-    Outbox,
-    ws_text_frame,
 )
-from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
-from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
+from .policy import AccessPolicy, Identity
+from .transport import RelayConnection
 
 AUTH_RESOURCE = "secsync"
-_DOC = r"([A-Za-z0-9_-]{1,128})"
 
 
 class SecsyncRelayExtension(ExtensionApp):
@@ -58,61 +55,8 @@ class SecsyncRelayExtension(ExtensionApp):
     description = "Blind Secsync relay for end-to-end encrypted notebooks"
     load_other_extensions = True
 
-    db_path = Unicode(
-        "",
-        config=True,
-        help="SQLite database of the relay (created if missing). Default: "
-        "<jupyter data dir>/secsync/relay.sqlite",
-    )
-    synchronous = Enum(
-        list(SYNCHRONOUS_MODES),
-        default_value="full",
-        config=True,
-        help="SQLite synchronous mode (WAL): 'full' (the default: an fsync per group commit "
-        "before its acknowledgements, an acknowledged write survives power loss) or 'normal' "
-        "(no fsync on commit: an acknowledged write "
-        "survives a crash of the server process, but an OS crash or power loss may lose the "
-        "commits since the last checkpoint, about every 0.5 s). See docs/relay.md.",
-    )
-    max_frame_bytes = Int(Limits.max_frame_bytes, config=True, help="Largest accepted frame.")
-    max_connections_per_document = Int(
-        Limits.max_connections_per_document, config=True, help="Connections per document."
-    )
-    max_documents = Int(
-        Limits.max_documents,
-        config=True,
-        help="Stored documents plus open documents that have no snapshot yet.",
-    )
-    max_send_buffer_bytes = Int(
-        Limits.max_send_buffer_bytes,
-        config=True,
-        help="Bytes queued for a connection that does not read before it is dropped.",
-    )
-    max_document_bytes = Int(
-        Limits.max_document_bytes,
-        config=True,
-        help="Bytes stored on a document's active snapshot (its message and its updates'); a "
-        "write past it is refused until a new snapshot frees the space.",
-    )
-    access_policy = Unicode(
-        "any-authenticated",
-        config=True,
-        help="'any-authenticated', 'allowed-authors', or the import path "
-        "'package.module:ClassName' of an AccessPolicy subclass (constructed without arguments).",
-    )
-    allowed_authors = Dict(
-        key_trait=Unicode(),
-        value_trait=List(Unicode()),
-        config=True,
-        help="For access_policy='allowed-authors': {docId: [author pubKey, ...]}.",
-    )
-    allowed_authors_default = Union(
-        [List(Unicode()), Unicode()],
-        default_value="anyone",
-        config=True,
-        help="For access_policy='allowed-authors': pubKeys allowed to write documents that are "
-        "not listed in allowed_authors, or 'anyone'.",
-    )
+    # limits, store, durability and access policy: the one table of config.py
+    locals().update(config.jupyter_traits())
     enabled = Bool(True, config=True, help="Serve the relay endpoints.")
 
     @default("db_path")
@@ -120,51 +64,28 @@ class SecsyncRelayExtension(ExtensionApp):
         return os.path.join(jupyter_data_dir(), "secsync", "relay.sqlite")
 
     def make_policy(self) -> AccessPolicy:
-        name = self.access_policy
-        if name == "allowed-authors":
-            default = self.allowed_authors_default
-            return AllowedAuthorsPolicy(
-                self.allowed_authors, None if default == "anyone" else list(default)
-            )
-        if name in BUILTIN_POLICIES:
-            return BUILTIN_POLICIES[name]()
-        module, _, cls_name = name.partition(":")
-        if not cls_name:
-            raise ValueError(f"unknown access_policy {name!r}")
-        import importlib
-
-        cls = getattr(importlib.import_module(module), cls_name)
-        policy = cls()
-        if not isinstance(policy, AccessPolicy):
-            raise TypeError(f"{name} is not an AccessPolicy")
-        return policy
+        return config.build_policy(config.from_traits(self)[1])
 
     def initialize_settings(self) -> None:
         if not self.enabled:
             return
-        path = self.db_path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        limits, options = config.from_traits(self)
         log = relay_log(self.serverapp.log)
-        store = SQLiteStore(path, synchronous=self.synchronous, log=log)
+        if not options.store:
+            os.makedirs(os.path.dirname(os.path.abspath(options.db)), exist_ok=True)
+        store = config.open_store(options, log=log)
         store.open_sync()  # a bad path fails the server start with a clear StoreError
-        limits = Limits(
-            max_frame_bytes=self.max_frame_bytes,
-            max_connections_per_document=self.max_connections_per_document,
-            max_documents=self.max_documents,
-            max_send_buffer_bytes=self.max_send_buffer_bytes,
-            max_document_bytes=self.max_document_bytes,
-        )
-        self.relay = Relay(store, self.make_policy(), limits, log=log)
+        self.relay = Relay(store, config.build_policy(options), limits, log=log)
         self._relay_started: asyncio.Future | None = None
         self.settings["secsync_relay_extension"] = self
-        self.log.info("Secsync relay: database %s", os.path.abspath(path))
+        self.log.info("Secsync relay: store %s", config.store_url(options))
 
     def initialize_handlers(self) -> None:
         if not self.enabled:
             return
         self.handlers.extend(
             [
-                (rf"/secsync/open/{_DOC}", OpenDocumentHandler),
+                (rf"/secsync/open/({DOC_ID_PATTERN})", OpenDocumentHandler),
                 (r"/secsync/([^/]+)", RelayWebSocketHandler),
             ]
         )
@@ -225,48 +146,35 @@ class RelayProtocol(WebSocketProtocol13):
     """
 
     def _handle_message(self, opcode: int, data: bytes):
-        if opcode == 0x1 and not getattr(self, "_frame_compressed", True):
+        if opcode in (0x1, 0x2) and not getattr(self, "_frame_compressed", True):
             if self.client_terminated:
                 return None
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                return self._run_callback(self.handler.on_bad_utf8)
-            return self._run_callback(self.handler.on_message, text)
+            return self._run_callback(self.handler.deliver, opcode == 0x1, data)
         return super()._handle_message(opcode, data)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if code == CLOSE_SLOW_CONSUMER:
-            super().close(code, reason)
-            # a slow consumer gets longer than tornado's 5 s to read up to the close frame
-            if self._waiting is not None:
-                loop = self.stream.io_loop
-                loop.remove_timeout(self._waiting)
-                self._waiting = loop.add_timeout(
-                    loop.time() + SLOW_CONSUMER_CLOSE_TIMEOUT, self._abort
-                )
-            return
         if code == 1009 and not self.server_terminated and self.stream is not None:
-            limit = self.params.max_message_size
+            handler = self.handler
+            if handler.outbox is not None:
+                handler.outbox.finish()  # what is queued goes before the answer and the close
             try:
-                self._write_frame(
-                    True,
-                    0x1,
-                    frames.error(
-                        "frame-too-large", f"frames are limited to {limit} bytes"
-                    ).encode(),
-                )
+                self.stream.write(handler.frame_too_large(self.params.max_message_size))
             except Exception:  # the stream is gone: nothing to tell
                 pass
         super().close(code, reason)
+        if code == CLOSE_SLOW_CONSUMER and self._waiting is not None:
+            # a slow consumer gets longer than tornado's 5 s to read up to the close frame
+            loop = self.stream.io_loop
+            loop.remove_timeout(self._waiting)
+            self._waiting = loop.add_timeout(loop.time() + SLOW_CONSUMER_CLOSE_TIMEOUT, self._abort)
 
 
-class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
-    """The relay WebSocket; also the core's :class:`~.core.Transport`."""
+class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler, RelayConnection):
+    """The relay WebSocket; also the core's :class:`~.core.Transport` (see
+    :class:`~.transport.RelayConnection`). Frames are written to tornado's stream as whole
+    frames, so tornado's own control frames (pings, close) fall between them."""
 
     auth_resource = AUTH_RESOURCE
-    session: Session | None = None
-    outbox: Outbox | None = None
     _can_write = False
     #: bytes handed to tornado's stream and not yet written to the socket
     _in_stream = 0
@@ -282,6 +190,10 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         return self.settings["secsync_relay_extension"]
 
     @property
+    def relay_log(self) -> logging.Logger:  # type: ignore[override]
+        return self.extension.relay.log
+
+    @property
     def max_message_size(self) -> int:  # tornado closes with 1009 above this
         return self.extension.relay.limits.max_frame_bytes
 
@@ -291,10 +203,6 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             protocol.__class__ = RelayProtocol
         return protocol
 
-    def on_bad_utf8(self) -> None:
-        if self.session is not None:
-            self.session.on_bad_utf8()
-
     @ws_authenticated
     async def get(self, doc_id: str, *args, **kwargs):
         user = self.current_user
@@ -303,7 +211,7 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self._can_write = bool(
             await ensure_async(self.authorizer.is_authorized(self, user, "write", AUTH_RESOURCE))
         )
-        if not DOC_ID_RE.fullmatch(doc_id):
+        if not is_doc_id(doc_id):
             raise web.HTTPError(404, "invalid document id")
         return await super().get(doc_id, *args, **kwargs)
 
@@ -312,19 +220,15 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         user = self.current_user
         identity = Identity(
             getattr(user, "username", None) or str(user),
-            session_key=self.get_argument("sessionKey", None),
+            session_key=query.session_key(self.request.query),
             can_write=self._can_write,
         )
         relay = await self.extension.get_relay()
-        self.outbox = Outbox(
-            self._write,
-            relay.limits.max_send_buffer_bytes,
-            self._slow_consumer,
-            asyncio.get_running_loop().call_soon,
-        )
+        self.start_outbox(relay.limits.max_send_buffer_bytes)
         self.session = await relay.connect(self, doc_id, self.request.query, identity)
 
     def on_message(self, message) -> None:
+        """Messages tornado decoded itself (when :class:`RelayProtocol` is not in use)."""
         session = self.session
         if session is None:
             return
@@ -339,21 +243,16 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if self.session is not None:
             self.session.on_close()
 
-    # Transport: frames go through the outbox (bounded) and are written to tornado's stream as
-    # whole frames, so tornado's own control frames (pings, close) fall between them
-    def send_text(self, text: str) -> None:
-        if self.outbox is not None and not self.is_closed():
-            self.outbox.send(ws_text_frame(text.encode("utf-8")))
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.outbox is not None:
+            self.outbox.finish()  # what is queued goes before the close frame
+        WebSocketHandler.close(self, code, reason)
 
-    def send_frame(self, frame: OutFrame) -> None:
-        if self.outbox is not None and not self.is_closed():
-            self.outbox.send(frame.wire)
+    def is_closed(self) -> bool:
+        return self.ws_connection is None or self.ws_connection.is_closing()
 
-    def send_message(self, parts: list[str]) -> None:
-        if self.outbox is not None and not self.is_closed():
-            self.outbox.send_message(parts)
-
-    def _write(self, data: bytes) -> None:
+    # -- RelayConnection
+    def _ws_write(self, data: bytes) -> None:
         ws = self.ws_connection
         if ws is None or ws.is_closing():
             return
@@ -374,25 +273,8 @@ class RelayWebSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if outbox is not None and outbox.paused and self._in_stream <= LOW_WATER:
             outbox.resume()
 
-    def _slow_consumer(self, mid_message: bool) -> None:
-        """The outbox passed the send-buffer limit and dropped its queue: tell the client and
-        close with 1013; a client that reads on gets the close frame."""
-        self.extension.relay.log.warning(
-            "closing a connection that does not read fast enough (send buffer over %d bytes)",
-            self.outbox.limit if self.outbox is not None else 0,
-        )
-        ws = self.ws_connection
-        if ws is not None and not ws.is_closing():
-            if not mid_message:
-                self._write(ws_text_frame(frames.error("send-buffer-full").encode()))
-            WebSocketHandler.close(self, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
-        if self.session is not None:
-            self.session.on_close()
+    def _ws_open(self) -> bool:
+        return not self.is_closed()
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        if self.outbox is not None:
-            self.outbox.finish()  # what is queued goes before the close frame
-        WebSocketHandler.close(self, code, reason)
-
-    def is_closed(self) -> bool:
-        return self.ws_connection is None or self.ws_connection.is_closing()
+    def _ws_close_slow_consumer(self) -> None:
+        WebSocketHandler.close(self, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from ..protocol import SnapshotProofChainEntry
+from ..protocol import DOC_ID_PATTERN, SnapshotProofChainEntry
 from .outbox import ws_frame
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -36,7 +36,7 @@ ERROR_CODES: dict[str, str] = {
     "buffer limit was waiting for it; it is closed (1013), reconnect in delta mode",
     "too-many-connections": "the document has the maximum number of connections",
     "too-many-documents": "the relay stores the maximum number of documents",
-    "invalid-document-id": "the document id is not [A-Za-z0-9_-]{1,128}",
+    "invalid-document-id": f"the document id is not {DOC_ID_PATTERN}",
     "invalid-query": "a query parameter is malformed",
     "missing-session-key": "the sessionKey query parameter is missing",
     "unauthorized": "authentication failed or the access policy denied the action",
@@ -91,6 +91,10 @@ def error(code: str, message: str | None = None, **extra) -> str:
         if v is not None:
             frame[k] = _text(v) if isinstance(v, str) else v
     return _dumps(frame)
+
+
+def frame_too_large(limit: int) -> str:
+    return error("frame-too-large", f"frames are limited to {limit} bytes")
 
 
 def simple(type_: str) -> str:

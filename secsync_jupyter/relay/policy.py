@@ -18,9 +18,6 @@ import os
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-ACTIONS = ("read", "write-snapshot", "write-update", "send-ephemeral-message")
-WRITE_ACTIONS = ("write-snapshot", "write-update", "send-ephemeral-message")
-
 
 @dataclass(frozen=True)
 class Identity:

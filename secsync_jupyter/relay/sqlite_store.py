@@ -154,9 +154,17 @@ class SQLiteStore(RelayStore):
         self._threads: list[threading.Thread] = []
         self._open = False
         self._closing = False
-        #: counters for tests / benchmarks
+        #: group commits so far (tests and benchmarks)
         self.commits = 0
-        self.committed_writes = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
+        """``sqlite:///relative/path`` or ``sqlite:////absolute/path``."""
+        prefix = "sqlite:///"
+        path = url[len(prefix) :].partition("?")[0] if url.startswith(prefix) else ""
+        if not path:
+            raise ValueError(f"a SQLite store URL is sqlite:///PATH, not {url!r}")
+        return cls(path, synchronous=options.get("synchronous", "full"), log=options.get("log"))
 
     # ------------------------------------------------------------------ lifecycle
     def _connect(self) -> sqlite3.Connection:
@@ -301,7 +309,6 @@ class SQLiteStore(RelayStore):
                     (t2 - t1) * 1000,
                 )
             self.commits += 1
-            self.committed_writes += len(ops)
             return results
         except Exception as exc:
             self.log.error(
@@ -518,7 +525,7 @@ def _load_state(conn, doc_id) -> DocumentState:
             (row[0],),
         ).fetchall()
     )
-    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[0]), clocks, row[4])
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3]), clocks, row[4])
 
 
 def _read_document(conn, doc_id, known_id, known_clocks: Mapping[str, int] | None) -> DocumentView:

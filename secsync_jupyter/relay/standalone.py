@@ -25,29 +25,21 @@ from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from . import frames
-from .core import (
-    CLOSE_GOING_AWAY,
-    CLOSE_TRY_AGAIN,
-    Limits,
-    Relay,
-    Session,
-    refuse_connection,
-    spawn,
-)
-from .frames import OutFrame
+from . import config, query
+from .admission import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, document_error
+from .core import Relay
 from .outbox import (
     CLOSE_SLOW_CONSUMER,
     HIGH_WATER,
     LOW_WATER,
     SLOW_CONSUMER_CLOSE_TIMEOUT,
     SLOW_CONSUMER_REASON,
-    Outbox,
-    ws_text_frame,
 )
-from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy, Identity
-from .sqlite_store import SYNCHRONOUS_MODES, SQLiteStore
+from .policy import AllowedAuthorsPolicy, Identity
+from .room import spawn
+from .session import Session
 from .store import StoreError
+from .transport import RelayConnection
 
 log = logging.getLogger("secsync_jupyter.relay.standalone")
 
@@ -63,23 +55,21 @@ CLOSE_KEEPALIVE = 1011
 OP_TEXT, OP_BINARY, OP_CONT, OP_PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(RelayConnection, asyncio.Protocol):
     """One TCP connection: HTTP upgrade, then WebSocket frames to and from a relay session."""
+
+    relay_log = log
 
     def __init__(self, server: StandaloneRelay):
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.ws = ServerProtocol(max_size=server.relay.limits.max_frame_bytes, logger=_ws_log)
+        limits = server.relay.limits
+        self.ws = ServerProtocol(max_size=limits.max_frame_bytes, logger=_ws_log)
         self.session: Session | None = None
         self._joining = False
-        self._early: list[tuple[str, object]] = []
+        self._early: list[tuple[bool, bytes]] = []
         self._loop = asyncio.get_running_loop()
-        self.outbox = Outbox(
-            self._write,
-            server.relay.limits.max_send_buffer_bytes,
-            self._slow_consumer,
-            self._loop.call_soon,
-        )
+        self.start_outbox(limits.max_send_buffer_bytes)
         self._closed = False
         self._fragments: list[bytes] = []
         self._fragment_opcode = None
@@ -93,13 +83,12 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         server = self.server
-        limits = server.relay.limits
         #: over the relay's connection cap: answered with a refusal, then closed
-        self._over_cap = len(server.connections) >= limits.max_connections
+        self._over_cap = not server.relay.admission.connection_allowed(len(server.connections))
         server.connections.add(self)
         #: a connection that does not complete its handshake in time is dropped
         self._handshake_timer: asyncio.TimerHandle | None = self._loop.call_later(
-            limits.handshake_timeout, self._handshake_expired
+            server.relay.limits.handshake_timeout, self._handshake_expired
         )
 
     def _handshake_expired(self) -> None:
@@ -108,8 +97,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._abort()
 
     def data_received(self, data: bytes) -> None:
-        ws = self.ws
-        ws.receive_data(data)
+        self.ws.receive_data(data)
         self._process_events()
 
     def eof_received(self):
@@ -143,12 +131,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self._frame(event)
         if isinstance(ws.parser_exc, PayloadTooBig) and not self._told_too_big:
             self._told_too_big = True
-            limit = self.server.relay.limits.max_frame_bytes
-            self.outbox.send(
-                ws_text_frame(
-                    frames.error("frame-too-large", f"frames are limited to {limit} bytes").encode()
-                )
-            )
+            self.outbox.send(self.frame_too_large(self.server.relay.limits.max_frame_bytes))
         self._write_protocol_data()
 
     def _write_protocol_data(self, close_timeout: float = CLOSE_TIMEOUT) -> None:
@@ -205,9 +188,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._write_protocol_data()  # the 101 response goes before any frame
         if self._over_cap:
             limit = server.relay.limits.max_connections
-            refuse_connection(
+            document_error(
                 self,
-                frames.simple("document-error"),
                 CLOSE_TRY_AGAIN,
                 "too many connections",
                 "too-many-connections",
@@ -240,8 +222,8 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self.session = session
         early, self._early = self._early, []
-        for kind, payload in early:
-            self._deliver(kind, payload)
+        for text, data in early:
+            self.deliver(text, data)
 
     def keepalive(self, now: float, timeout: float) -> None:
         """Called every ping interval: ping, or drop the connection when the last ping went
@@ -270,72 +252,33 @@ class WebSocketConnection(asyncio.Protocol):
                 self._fragment_opcode = opcode
                 self._fragments = [frame.data]
                 return
-            self._message(opcode, frame.data)
+            self._message(opcode is OP_TEXT, frame.data)
         elif opcode is OP_CONT:
             self._fragments.append(frame.data)
             if frame.fin:
                 data = b"".join(self._fragments)
                 self._fragments = []
-                self._message(self._fragment_opcode, data)
+                self._message(self._fragment_opcode is OP_TEXT, data)
 
-    def _message(self, opcode, data: bytes) -> None:
-        if opcode is OP_TEXT:
-            try:
-                payload: object = data.decode("utf-8")
-                kind = "text"
-            except UnicodeDecodeError:
-                kind, payload = "bad-utf8", None
-        else:
-            kind, payload = "binary", data
+    def _message(self, text: bool, data: bytes) -> None:
         if self.session is None:
             if self._joining:
-                self._early.append((kind, payload))
+                self._early.append((text, data))
             return
-        self._deliver(kind, payload)
+        self.deliver(text, data)
 
-    def _deliver(self, kind: str, payload) -> None:
-        session = self.session
-        assert session is not None
-        if kind == "text":
-            session.on_text(payload)
-        elif kind == "bad-utf8":
-            session.on_bad_utf8()
-        else:
-            session.on_binary(payload)
-
-    # ---------------------------------------------------------------- Transport for the core
-    def send_text(self, text: str) -> None:
-        if not self.is_closed():
-            self.outbox.send(ws_text_frame(text.encode("utf-8")))
-
-    def send_frame(self, frame: OutFrame) -> None:
-        if not self.is_closed():
-            self.outbox.send(frame.wire)
-
-    def send_message(self, parts: list[str]) -> None:
-        if not self.is_closed():
-            self.outbox.send_message(parts)
-
-    def _write(self, data: bytes) -> None:
+    # ---------------------------------------------------------------- transport
+    def _ws_write(self, data: bytes) -> None:
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
-    def _slow_consumer(self, mid_message: bool) -> None:
-        """The outbox passed the send-buffer limit (and dropped its queue): tell the client
-        and close; a client that reads on gets the close frame, one that does not is dropped
-        after SLOW_CONSUMER_CLOSE_TIMEOUT."""
-        log.warning(
-            "closing a connection that does not read fast enough (send buffer over %d bytes)",
-            self.outbox.limit,
-        )
-        if self.ws.state is OPEN:
-            if not mid_message:
-                self._write(ws_text_frame(frames.error("send-buffer-full").encode()))
-            self.ws.send_close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
-            self._write_protocol_data(SLOW_CONSUMER_CLOSE_TIMEOUT)
-        if self.session is not None:
-            self.session.on_close()
+    def _ws_open(self) -> bool:
+        return self.ws.state is OPEN
+
+    def _ws_close_slow_consumer(self) -> None:
+        self.ws.send_close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+        self._write_protocol_data(SLOW_CONSUMER_CLOSE_TIMEOUT)
 
     def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -376,13 +319,8 @@ class StandaloneRelay:
         self.connections: set[WebSocketConnection] = set()
         self._server: asyncio.base_events.Server | None = None
 
-    def authenticate(self, query: str) -> Identity | None:
-        from urllib.parse import parse_qs
-
-        try:
-            key = parse_qs(query, keep_blank_values=True).get("sessionKey", [None])[0]
-        except ValueError:
-            key = None
+    def authenticate(self, query_string: str) -> Identity | None:
+        key = query.session_key(query_string)
         if key is None:
             return Identity("anonymous")  # the core answers document-error (missing sessionKey)
         if self.session_keys is not None and key not in self.session_keys:
@@ -434,7 +372,6 @@ def load_session_keys(path: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = Limits()
     p = argparse.ArgumentParser(
         prog="secsync-relay",
         description=(
@@ -447,11 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument(
         "--port", type=int, default=8765, help="TCP port, 0 for any free one (default: %(default)s)"
-    )
-    p.add_argument(
-        "--db",
-        default="relay.sqlite",
-        help="SQLite database file, created if missing (default: %(default)s)",
     )
     auth = p.add_mutually_exclusive_group(required=True)
     auth.add_argument(
@@ -467,75 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base-path", default="/", help="URL path before /<docId> (default: %(default)s)"
     )
-    p.add_argument(
-        "--policy",
-        choices=sorted(BUILTIN_POLICIES),
-        default="any-authenticated",
-        help="access policy (default: %(default)s)",
-    )
-    p.add_argument(
-        "--allowed-authors",
-        metavar="FILE",
-        help="JSON {docId: [pubKey, ...]} for --policy allowed-authors",
-    )
-    p.add_argument(
-        "--max-frame-bytes",
-        type=int,
-        default=d.max_frame_bytes,
-        help="largest accepted frame in bytes (default: %(default)s = 32 MiB)",
-    )
-    p.add_argument(
-        "--max-connections-per-document",
-        type=int,
-        default=d.max_connections_per_document,
-        help="connections per document (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-documents",
-        type=int,
-        default=d.max_documents,
-        help="stored documents plus open new ones (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-send-buffer-bytes",
-        type=int,
-        default=d.max_send_buffer_bytes,
-        help="bytes queued for a connection that does not read before it is dropped "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-document-bytes",
-        type=int,
-        default=d.max_document_bytes,
-        help="bytes stored on a document's active snapshot (its message and its updates'); a "
-        "write past it is refused until a new snapshot frees the space (default: %(default)s "
-        "= 1 GiB)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=d.max_connections,
-        help="open connections in all (joined, joining or in the WebSocket handshake); one "
-        "more is refused with too-many-connections and close 1013 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=d.handshake_timeout,
-        metavar="SECONDS",
-        help="drop a connection that has not completed its WebSocket handshake after this "
-        "long (default: %(default)s)",
-    )
-    p.add_argument(
-        "--synchronous",
-        choices=SYNCHRONOUS_MODES,
-        default="full",
-        help="SQLite synchronous mode (WAL): full = an fsync per group commit before its "
-        "acknowledgements, an acknowledged write survives power loss; normal = no fsync on "
-        "commit, an acknowledged write survives a relay crash but an OS crash or power loss "
-        "may lose the commits since the last checkpoint (about every 0.5 s); extra = full "
-        "(default: %(default)s)",
-    )
+    config.add_arguments(p)  # limits, store, durability, access policy: config.py
     p.add_argument(
         "--ping-interval",
         type=float,
@@ -561,27 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
-    for name in names:
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    _positive(
-        p,
-        args,
-        "max_frame_bytes",
-        "max_connections_per_document",
-        "max_documents",
-        "max_send_buffer_bytes",
-        "max_connections",
-        "max_document_bytes",
-    )
-    if args.handshake_timeout <= 0:
-        p.error("--handshake-timeout must be more than 0")
+    limits, options = config.from_args(p, args)
     if args.ping_interval < 0:
         p.error("--ping-interval must be 0 (off) or more")
     if args.ping_timeout <= 0:
@@ -601,28 +448,16 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"cannot read --session-keys {args.session_keys}: {exc.strerror}")
         if not keys:
             p.error(f"--session-keys {args.session_keys} lists no key")
-    policy: AccessPolicy
-    if args.policy == "allowed-authors":
-        if not args.allowed_authors:
-            p.error("--policy allowed-authors needs --allowed-authors FILE")
-        try:
-            policy = AllowedAuthorsPolicy.from_file(args.allowed_authors)
-        except (OSError, ValueError) as exc:
-            p.error(f"cannot load --allowed-authors: {exc}")
-    else:
-        if args.allowed_authors:
-            p.error("--allowed-authors needs --policy allowed-authors")
-        policy = BUILTIN_POLICIES[args.policy]()
-    limits = Limits(
-        max_frame_bytes=args.max_frame_bytes,
-        max_connections_per_document=args.max_connections_per_document,
-        max_documents=args.max_documents,
-        max_send_buffer_bytes=args.max_send_buffer_bytes,
-        max_connections=args.max_connections,
-        max_document_bytes=args.max_document_bytes,
-        handshake_timeout=args.handshake_timeout,
-    )
-    store = SQLiteStore(args.db, synchronous=args.synchronous)
+    if options.access_policy == AllowedAuthorsPolicy.name and not options.allowed_authors_file:
+        p.error("--policy allowed-authors needs --allowed-authors FILE")
+    try:
+        policy = config.build_policy(options)
+    except (OSError, ValueError, TypeError, ImportError, AttributeError) as exc:
+        p.error(f"cannot build the access policy: {exc}")
+    try:
+        store = config.open_store(options)
+    except ValueError as exc:
+        p.error(f"--store: {exc}")
     try:
         store.open_sync()
     except StoreError as exc:
@@ -659,11 +494,11 @@ async def _serve(args, store, policy, limits, keys) -> int:
         loop.add_signal_handler(sig, stop.set)
     host = f"[{args.host}]" if ":" in args.host else args.host
     log.info(
-        "listening on ws://%s:%d%s<docId> (database %s, pid %d)",
+        "listening on ws://%s:%d%s<docId> (store %s, pid %d)",
         host,
         port,
         server.base_path,
-        os.path.abspath(args.db),
+        config.store_url(config.RelayOptions(store=args.store, db=args.db)),
         os.getpid(),
     )
     print(

@@ -24,8 +24,10 @@ Positions
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..protocol import SnapshotProofChainEntry
 
@@ -52,7 +54,6 @@ class SnapshotInfo:
     snapshot_id: str
     ciphertext_hash: str
     parent_snapshot_proof: str
-    seq: int | None = None  # None while the snapshot is not committed yet
 
 
 @dataclass
@@ -99,7 +100,21 @@ class SaveResult:
 
 
 class RelayStore(abc.ABC):
-    """Async storage of a blind relay. See the module docs for the contract."""
+    """Async storage of a blind relay. See the module docs for the contract.
+
+    A store is chosen by URL (:func:`store_from_url`): its class makes an instance from the
+    URL with :meth:`from_url`."""
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RelayStore:
+        """An instance for ``url``; ``options``: ``synchronous`` (durability) and ``log``,
+        which a store may ignore."""
+        raise NotImplementedError(f"{cls.__name__} cannot be made from a URL")
+
+    def open_sync(self) -> None:
+        """Open before the event loop runs, to report an unusable store at start-up
+        (:class:`StoreError`). By default nothing: :meth:`open` opens."""
+        return None
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -150,3 +165,34 @@ class RelayStore(abc.ABC):
         """Store an update with the next version, atomically, only if ``snapshot_id`` is the
         active snapshot and ``clock`` is 0 for a new pubKey or its last clock + 1
         (unique (snapshot, pubKey, clock))."""
+
+
+#: store classes by URL scheme (``scheme:…``); a new store registers here
+STORE_SCHEMES: dict[str, str] = {
+    "sqlite": "secsync_jupyter.relay.sqlite_store:SQLiteStore",
+    "memory": "secsync_jupyter.relay.memory_store:MemoryStore",
+}
+
+
+def store_from_url(url: str, **options: Any) -> RelayStore:
+    """The store for ``url``: ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (or
+    a plain file path), ``memory:``, or ``package.module:Class`` (``package.module:Class?…``)
+    naming a :class:`RelayStore` subclass, which gets the whole URL."""
+    scheme, sep, _ = url.partition(":")
+    if not sep or "/" in scheme:
+        target, url = STORE_SCHEMES["sqlite"], "sqlite:///" + url
+    elif scheme in STORE_SCHEMES:
+        target = STORE_SCHEMES[scheme]
+    elif "." in scheme:
+        target = url.partition("?")[0]
+    else:
+        known = ", ".join(f"{s}:" for s in sorted(STORE_SCHEMES))
+        raise ValueError(f"unknown store {url!r} (known: {known} or package.module:Class)")
+    module, _, name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"unknown store {url!r}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, RelayStore)):
+        raise ValueError(f"{target} is not a RelayStore")
+    return cls.from_url(url, **options)

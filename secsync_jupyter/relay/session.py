@@ -1,0 +1,395 @@
+"""A session: one connection to one document, and the handling of the frames it sends.
+
+Per frame: :func:`.inbound.analyze` (parse and verify, in a worker thread for a large frame),
+then, in order, the answers to a malformed frame, the wrong document, the write permission
+and the access policy, the signature, and the acceptance rules (:mod:`.rules`) against the
+room's state; an accepted message goes to the store and, once committed, is acknowledged to
+the sender and broadcast by the room. The frames of one connection are handled one after the
+other (a frame waits while an earlier one is in a worker thread, an asynchronous policy, or
+while the room re-reads its state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import Snapshot, Update
+from ..protocol.encoding import MAX_SAFE_INTEGER
+from . import frames, rules
+from .admission import CLOSE_POLICY
+from .frames import OutFrame
+from .inbound import VERIFY_IN_THREAD_BYTES, Inbound, analyze
+from .logs import ConnectionLog
+from .policy import AccessRequest, Identity
+from .room import Room, spawn
+from .store import SaveResult, utf8_length
+
+if TYPE_CHECKING:
+    from .core import Relay, Transport
+
+
+class Session:
+    """One connection to one document."""
+
+    __slots__ = (
+        "_busy",
+        "_inbox",
+        "_log_budget",
+        "closed",
+        "doc_id",
+        "floor",
+        "identity",
+        "relay",
+        "room",
+        "transport",
+    )
+
+    def __init__(self, relay: Relay, room: Room, transport: Transport, identity: Identity):
+        self.relay = relay
+        self.room = room
+        self.doc_id = room.doc_id
+        self.transport = transport
+        self.identity = identity
+        self.closed = False
+        #: broadcasts at or below this position were already in the document frame
+        self.floor = 0
+        self._busy = False
+        self._inbox: list[Any] = []
+        self._log_budget = ConnectionLog()
+
+    # ------------------------------------------------------------------ transport side
+    def on_text(self, text: str) -> None:
+        """A complete text frame (already UTF-8 decoded)."""
+        if self.closed:
+            return
+        if self._busy:
+            self._inbox.append(text)
+            return
+        reloading = self.room.reloading
+        if reloading is not None:
+            # the room is re-reading its rule state from the store: hold the frame until then
+            self._inbox.append(text)
+            self._busy = True
+            spawn(self._finish(reloading))
+            return
+        try:
+            pending = self._handle(text)
+        except Exception:  # never let a frame take the connection down
+            self.relay.log.exception("internal error while handling a frame on %s", self.doc_id)
+            self.send(frames.error("internal-error"))
+            return
+        if pending is not None:
+            self._busy = True
+            spawn(self._finish(pending))
+
+    def on_bad_utf8(self) -> None:
+        self.bad_input("invalid-utf8")
+
+    def on_binary(self, data: bytes) -> None:
+        self.bad_input("binary-frame")
+
+    def bad_input(self, code: str, message: str | None = None, field: str | None = None) -> None:
+        """Answer a malformed frame (and log it briefly, rate-limited)."""
+        self.send(frames.error(code, message, field=field))
+        self.note_bad_input(code)
+
+    def note_bad_input(self, code: str) -> None:
+        """Log a malformed frame (rate-limited; the transport may have answered it)."""
+        self.relay.bad_input_log.note(self._log_budget, self.doc_id, self.identity.user, code)
+
+    def on_close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.room.remove(self)
+
+    def send(self, text: str) -> None:
+        if not self.closed:
+            self.transport.send_text(text)
+
+    def send_message(self, parts: list[str]) -> None:
+        if not self.closed:
+            self.transport.send_message(parts)
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.transport.close(code, reason)
+            self.on_close()
+
+    # ------------------------------------------------------------------ processing
+    async def _finish(self, pending) -> None:
+        try:
+            await pending
+            while self._inbox and not self.closed:
+                reloading = self.room.reloading
+                if reloading is not None:
+                    await reloading
+                    continue
+                text = self._inbox.pop(0)
+                more = self._handle(text)
+                if more is not None:
+                    await more
+        except Exception:
+            self.relay.log.exception("internal error while handling a frame on %s", self.doc_id)
+            self.send(frames.error("internal-error"))
+        finally:
+            self._busy = False
+
+    def _handle(self, text: str):
+        """Handle one frame; returns an awaitable when it is analyzed in a worker thread (a
+        large frame) or the access policy is asynchronous."""
+        if self.relay.closing:
+            self.send(frames.error("shutting-down"))
+            return None
+        if len(text) >= VERIFY_IN_THREAD_BYTES:
+            return self._decide_later(text)
+        return self._decide(analyze(text))
+
+    async def _decide_later(self, text: str) -> None:
+        inbound = await self.relay.analyze_in_thread(text)
+        if not self.closed:
+            more = self._decide(inbound)
+            if more is not None:
+                await more
+
+    def _decide(self, inbound: Inbound):
+        """The answers to an analyzed frame, in their order: malformed, wrong document,
+        permission and access policy, signature, then the acceptance rules."""
+        if self.relay.closing:
+            self.send(frames.error("shutting-down"))
+            return None
+        kind = inbound.kind
+        if inbound.error is not None:
+            code, message, field = inbound.error
+            if kind:
+                self._reject(kind, inbound.public_data, code, message, field=field)
+            else:
+                self.bad_input(code, message, field)
+            return None
+        msg = inbound.msg
+        assert msg is not None
+        if msg.public_data.doc_id != self.doc_id:
+            self._reject(
+                kind,
+                inbound.public_data,
+                "wrong-document",
+                "publicData.docId is not this connection's document",
+            )
+            return None
+        if not self.identity.can_write:
+            # the transport's own permission (Jupyter's authorizer: ``write`` on ``secsync``)
+            # is enforced here, before and whatever the access policy says
+            self._continue(False, inbound)
+            return None
+        allowed = self.relay.policy.has_access(
+            AccessRequest(inbound.action, self.doc_id, self.identity, msg.public_data.pub_key)
+        )
+        if inspect.isawaitable(allowed):
+            return self._after_access(allowed, inbound)
+        self._continue(bool(allowed), inbound)
+        return None
+
+    async def _after_access(self, allowed, inbound: Inbound) -> None:
+        granted = bool(await allowed)
+        if not self.closed:
+            self._continue(granted, inbound)
+
+    def _continue(self, allowed: bool, inbound: Inbound) -> None:
+        kind = inbound.kind
+        if not allowed:
+            self.send(frames.error("unauthorized", f"the access policy denied {kind}"))
+            self.send(frames.simple("unauthorized"))
+            self.close(CLOSE_POLICY, "unauthorized")
+            return
+        if kind == "update":
+            self._update(inbound)
+        elif kind == "snapshot":
+            self._snapshot(inbound)
+        else:
+            self._ephemeral(inbound)
+
+    def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
+        """A malformed message: the error, then the reference answer of its kind (with the
+        ids it carried only when they can be sent back)."""
+        self.bad_input(code, message, field)
+        if kind == "snapshot":
+            self.send(frames.simple("snapshot-save-failed"))
+        elif kind == "update":
+            ref = pd.get("refSnapshotId")
+            clock = pd.get("clock")
+            self.send(
+                frames.update_save_failed(
+                    ref if frames.echoable(ref) else None,
+                    clock if type(clock) is int and 0 <= clock <= MAX_SAFE_INTEGER else None,
+                )
+            )
+
+    # -- updates
+    def _update(self, inbound: Inbound) -> None:
+        msg = inbound.msg
+        assert isinstance(msg, Update)
+        pd = msg.public_data
+        if not inbound.signature_ok:
+            self._reject("update", pd.raw, "invalid-signature", "the update's signature is invalid")
+            return
+        room = self.room
+        body = inbound.body
+        size = utf8_length(body)
+        refusal = rules.check_update(room.state, pd, size, self.relay.limits.max_document_bytes)
+        if refusal is not None:
+            self.send(frames.error(refusal.code, refusal.message))
+            self.send(
+                frames.update_save_failed(
+                    pd.ref_snapshot_id, pd.clock, refusal.requires_new_snapshot
+                )
+            )
+            return
+        rules.accept_update(room.state, pd, size)
+        fut = self.relay.store.save_update(
+            self.doc_id,
+            snapshot_id=pd.ref_snapshot_id,
+            pub_key=pd.pub_key,
+            clock=pd.clock,
+            message=body,
+        )
+        room.track(fut).add_done_callback(
+            partial(self._update_done, pd.ref_snapshot_id, pd.clock, body)
+        )
+
+    def _update_done(self, snapshot_id: str, clock: int, body: str, fut: asyncio.Future) -> None:
+        room = self.room
+        result = _result(fut)
+        try:
+            if result.ok:
+                self.send(frames.update_saved(snapshot_id, clock))
+                room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
+            else:
+                self.send(frames.error(result.code or "storage-failed", result.message))
+                self.send(frames.update_save_failed(snapshot_id, clock))
+                room.reload()
+        finally:
+            room.end_write()
+
+    # -- snapshots
+    def _snapshot(self, inbound: Inbound) -> None:
+        msg = inbound.msg
+        assert isinstance(msg, Snapshot)
+        pd = msg.public_data
+        if not inbound.signature_ok:
+            self._reject(
+                "snapshot", pd.raw, "invalid-signature", "the snapshot's signature is invalid"
+            )
+            return
+        room = self.room
+        body = inbound.body
+        size = utf8_length(body)
+        refusal = rules.check_snapshot(room.state, pd, size, self.relay.limits.max_document_bytes)
+        if refusal is not None:
+            if refusal.missing_since is None:
+                self.send(frames.error(refusal.code, refusal.message))
+                self.send(frames.simple("snapshot-save-failed"))
+            else:
+                self._snapshot_failed(refusal.code, refusal.message, *refusal.missing_since)
+            return
+        rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size)
+        fut = self.relay.store.save_snapshot(
+            self.doc_id,
+            snapshot_id=pd.snapshot_id,
+            parent_snapshot_id=pd.parent_snapshot_id,
+            parent_clocks=pd.parent_snapshot_update_clocks,
+            pub_key=pd.pub_key,
+            ciphertext_hash=inbound.ciphertext_hash,
+            parent_snapshot_proof=pd.parent_snapshot_proof,
+            message=body,
+        )
+        room.track(fut).add_done_callback(
+            partial(
+                self._snapshot_done,
+                pd.snapshot_id,
+                pd.parent_snapshot_id,
+                pd.parent_snapshot_update_clocks,
+                body,
+            )
+        )
+
+    def _snapshot_done(
+        self, snapshot_id: str, parent_id: str, parent_clocks: Mapping[str, int], body: str, fut
+    ) -> None:
+        room = self.room
+        result = _result(fut)
+        try:
+            if result.ok:
+                if result.created_document:
+                    room.mark_stored()
+                self.send(frames.snapshot_saved(snapshot_id))
+                room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
+            else:
+                # the store refused what the room's memory accepted (another writer on the
+                # database, or a failed write): re-read the rule state before the next frame,
+                # and answer from the store with what the client is missing relative to its
+                # parent snapshot and clocks
+                room.reload()
+                self._snapshot_failed(
+                    result.code or "storage-failed",
+                    result.message,
+                    parent_id or None,
+                    parent_clocks,
+                )
+        finally:
+            room.end_write()
+
+    def _snapshot_failed(self, code: str, message, known_id, known_clocks) -> None:
+        """Answer with what the client is missing, read after the pending writes."""
+        self.send(frames.error(code, message))
+        room = self.room
+        room.begin_write()  # keeps the room open during the read
+        earlier = list(room.inflight)  # what the client is missing may still be committing
+
+        async def answer() -> None:
+            try:
+                if earlier:
+                    await asyncio.wait(earlier)
+                view = await self.relay.store.read_document(self.doc_id, known_id, known_clocks)
+            except Exception as exc:
+                self.relay.log.error(
+                    "read for snapshot-save-failed on %s failed: %s", self.doc_id, exc
+                )
+                self.send(frames.simple("snapshot-save-failed"))
+                return
+            finally:
+                room.end_write()
+            if not view.has_snapshot:
+                self.send(frames.simple("snapshot-save-failed"))
+            elif view.known_is_active:
+                self.send_message(
+                    frames.document_parts(None, view.updates, None, "snapshot-save-failed")
+                )
+            else:
+                self.send_message(
+                    frames.document_parts(
+                        view.snapshot, view.updates, view.chain, "snapshot-save-failed"
+                    )
+                )
+
+        spawn(answer())
+
+    # -- ephemeral messages
+    def _ephemeral(self, inbound: Inbound) -> None:
+        if not inbound.signature_ok:
+            self.bad_input("invalid-signature", "the ephemeral message's signature is invalid")
+            return
+        frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
+        self.room.broadcast(None, frame, self)
+
+
+def _result(fut: asyncio.Future) -> SaveResult:
+    if fut.cancelled():
+        return SaveResult(False, code="storage-failed", message="write cancelled")
+    exc = fut.exception()
+    if exc is not None:
+        return SaveResult(False, code="storage-failed", message=str(exc))
+    return fut.result()
