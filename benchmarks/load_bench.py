@@ -201,8 +201,11 @@ class Reference:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
         self.label = f"{' + '.join(versions)}, node {node.strip()}"
 
-    def load(self, frame_file: pathlib.Path, repeat: int, expected_sha256: str) -> list[dict]:
-        """``repeat`` loads of the frame in one node process (a fresh machine and Y.Doc each)."""
+    def load(
+        self, frame_file: pathlib.Path, repeat: int, expected_sha256: str, mode: str
+    ) -> list[dict]:
+        """``repeat`` loads of the frame in one node process (a fresh Y.Doc each), ``mode``
+        ``client`` (the sync machine) or ``core`` (the same steps in a plain loop)."""
         proc = subprocess.run(
             [
                 "node",
@@ -216,6 +219,8 @@ class Reference:
                 KEY.hex(),
                 "--repeat",
                 str(repeat),
+                "--mode",
+                mode,
             ],
             capture_output=True,
             text=True,
@@ -285,6 +290,12 @@ def fmt(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+MODES = {
+    "client": "reference client: the sync machine (createSyncMachine), as a reference app opens it",
+    "core": "reference core: the same verify + decrypt + apply steps in a plain loop, no machine",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="runs per case, best is kept")
@@ -296,17 +307,26 @@ def main(argv: list[str] | None = None) -> int:
         help="verify in threads only (the client's path before worker processes)",
     )
     ap.add_argument(
+        "--reference",
+        default="client,core",
+        help="reference paths to run on node: client (the sync machine), core (the same steps"
+        " in a plain loop); default both",
+    )
+    ap.add_argument(
         "--no-reference",
         action="store_true",
-        help="skip the reference path (npm secsync 0.5.0 + yjs on node): no ratios to it",
+        help="skip the reference paths (npm secsync 0.5.0 + yjs on node): no ratios to them",
     )
     args = ap.parse_args(argv)
+    modes = [] if args.no_reference else [m for m in args.reference.split(",") if m]
+    if unknown := set(modes) - set(MODES):
+        ap.error(f"--reference: unknown path(s) {', '.join(sorted(unknown))} (client, core)")
     if args.no_processes:
         import secsync_jupyter.client.precheck as precheck
 
         precheck.PROCESS_MIN_UPDATES = None
     data = build(args.edits)
-    reference = None if args.no_reference else Reference()
+    reference = Reference() if modes else None
     print("load average before the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(
         f"trace: {data['edits']} edits · cores: {os.cpu_count()} · "
@@ -328,20 +348,27 @@ def main(argv: list[str] | None = None) -> int:
         runs = [load(frame) for _ in range(repeat)]
         best = min(runs, key=lambda r: r[0])
         assert best[1] == data["expected"], "loaded text differs from the trace"
+        del runs  # free our documents before node loads the same frame
         floor_s = min(floor(case, data["yjs"]) for _ in range(max(1, args.repeat)))
-        ref = None
-        if reference is not None:
-            del runs  # free our documents before node loads the same frame
+        refs = {}
+        for mode in modes:
             path = frame_file(args.edits, case, frame)
-            ref = min(reference.load(path, repeat, expected_sha256), key=lambda r: r["ms"])
-            print(f"({case}) ours {fmt(best[0])}, reference {fmt(ref['ms'] / 1000)}", flush=True)
-        rows.append((case, best[0], floor_s, len(frame), best[3], ref))
+            runs = reference.load(path, repeat, expected_sha256, mode)
+            refs[mode] = min(runs, key=lambda r: r["ms"])
+        print(
+            f"({case}) ours {fmt(best[0])}"
+            + "".join(f", reference {m} {fmt(r['ms'] / 1000)}" for m, r in refs.items()),
+            flush=True,
+        )
+        rows.append((case, best[0], floor_s, len(frame), best[3], refs))
     if reference is not None:
         reference.close()
     print()
     print(
-        f"{'case':<34}{'ours':>10}{'goal':>10}{'reference':>11}{'vs ref':>8}"
-        f"{'floor':>10}{'vs floor':>9}{'cpu':>10}{'ref cpu':>10}"
+        f"{'case':<34}{'ours':>10}{'goal':>10}"
+        + "".join(f"{'ref ' + m:>12}{'vs':>7}" for m in modes)
+        + f"{'floor':>10}{'vs floor':>9}{'cpu':>10}"
+        + "".join(f"{m + ' cpu':>12}" for m in modes)
     )
     names = {
         "a": "(a) one snapshot",
@@ -349,23 +376,27 @@ def main(argv: list[str] | None = None) -> int:
         "c": "(c) every edit as an update",
     }
     ok = True
-    for case, ours, floor_s, _size, cpu, ref in rows:
+    for case, ours, floor_s, _size, cpu, refs in rows:
         goal = GOALS[case] if args.edits is None else None  # goals are for the whole trace
         ok = ok and not (goal is not None and ours > goal)
-        ref_s = ref["ms"] / 1000 if ref else None
         print(
             f"{names[case]:<34}{fmt(ours):>10}{fmt(goal) if goal else '—':>10}"
-            + (f"{fmt(ref_s):>11}{ref_s / ours:>7.1f}x" if ref else f"{'—':>11}{'—':>8}")
+            + "".join(
+                f"{fmt(refs[m]['ms'] / 1000):>12}{refs[m]['ms'] / 1000 / ours:>6.1f}x"
+                for m in modes
+            )
             + f"{fmt(floor_s):>10}{ours / floor_s:>8.1f}x{fmt(cpu):>10}"
-            + (f"{fmt(ref['cpuMs'] / 1000):>10}" if ref else f"{'—':>10}")
+            + "".join(f"{fmt(refs[m]['cpuMs'] / 1000):>12}" for m in modes)
         )
     print()
     if reference is not None:
         print(
-            f"reference = npm secsync's sync machine + yjs ({reference.label}) loading the same"
-            " frames in this run (benchmarks/ref_load.mjs); best of the same number of runs"
+            f"reference = npm secsync + yjs ({reference.label}) on the same frames in this run"
+            " (benchmarks/ref_load.mjs), best of as many runs as ours:"
         )
-    print("vs ref = reference time / ours (higher is better); vs floor = ours / no-crypto floor")
+        for m in modes:
+            print(f"  {MODES[m]}")
+    print("vs = reference time / ours (higher is better); vs floor = ours / no-crypto floor")
     print("cpu = CPU time of the load, worker processes included (both cores together)")
     print("frame sizes: " + ", ".join(f"{r[0]}={r[3] / 1e6:.1f} MB" for r in rows))
     print("load average after the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
