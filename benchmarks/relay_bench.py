@@ -42,10 +42,7 @@ MARK_RE = re.compile(rb"<(\d+):(\d+)>")
 
 # ----------------------------------------------------------------------------- servers
 def start_ours(tmp: str, synchronous: str) -> tuple[subprocess.Popen, str]:
-    return start_ours_on(os.path.join(tmp, "bench.sqlite"), synchronous)
-
-
-def start_ours_on(db: str, synchronous: str = "normal") -> tuple[subprocess.Popen, str]:
+    db = os.path.join(tmp, "bench.sqlite")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -447,121 +444,24 @@ def _fmt(r: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- large document
-def peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
+def _test_utilities():
+    """The relay test suite's helpers (relay processes, peak RSS, documents written straight
+    into a database): the repository root goes last on the path, so that a relay given by
+    PYTHONPATH (e.g. an older checkout, for a before/after run) is the one measured."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.append(root)
+    from tests.relay import util
 
-
-def reset_peak_rss(pid: int) -> None:
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
-
-
-async def build_large_document(db: str, mib: int) -> tuple[str, str, str, int, int]:
-    """A document of about ``mib`` MiB of stored messages, written straight into the database:
-    one small snapshot and updates of ≈ 1 MiB each. Returns (docId, snapshotId, pubKey, number
-    of updates, bytes)."""
-    from secsync_jupyter.protocol import (
-        SigningKeyPair,
-        create_initial_snapshot,
-        create_update,
-        generate_id,
-        generate_key,
-        snapshot_ciphertext_hash,
-    )
-    from secsync_jupyter.relay.sqlite_store import SQLiteStore
-
-    doc_id, key, kp = generate_id(), generate_key(), SigningKeyPair.generate()
-    snap = create_initial_snapshot(
-        b"{}", {"docId": doc_id, "pubKey": kp.public_key_b64, "snapshotId": generate_id()}, key, kp
-    )
-    sid = snap.public_data.snapshot_id
-    store = SQLiteStore(db, synchronous="normal")
-    await store.open()
-    text = json.dumps(snap.to_json(), separators=(",", ":"))
-    size = len(text)
-    ok = await store.save_snapshot(
-        doc_id,
-        snapshot_id=sid,
-        parent_snapshot_id="",
-        parent_clocks={},
-        pub_key=kp.public_key_b64,
-        ciphertext_hash=snapshot_ciphertext_hash(snap),
-        parent_snapshot_proof=snap.public_data.parent_snapshot_proof,
-        message=text,
-    )
-    assert ok.ok
-    content = os.urandom(3 * 2**20 // 4)
-    pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid}
-    n = 0
-    while size < mib * 2**20:
-        text = json.dumps(create_update(content, pd, key, kp, n).to_json(), separators=(",", ":"))
-        size += len(text)
-        ok = await store.save_update(
-            doc_id, snapshot_id=sid, pub_key=kp.public_key_b64, clock=n, message=text
-        )
-        assert ok.ok
-        n += 1
-    await store.close()
-    return doc_id, sid, kp.public_key_b64, n, size
-
-
-def start_jupyter(tmp: str, db: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    """Jupyter Server with the relay extension on ``db`` (own config and data dirs)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    token = os.urandom(12).hex()
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": os.path.join(tmp, "jp-config"),
-        "JUPYTER_DATA_DIR": os.path.join(tmp, "jp-data"),
-        "JUPYTER_RUNTIME_DIR": os.path.join(tmp, "jp-runtime"),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            f"--ServerApp.ip={HOST}",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.token={token}",
-            f"--ServerApp.root_dir={tmp}",
-            "--ServerApp.jpserver_extensions=secsync_jupyter=True",
-            f"--SecsyncRelayExtension.db_path={db}",
-            "--SecsyncRelayExtension.synchronous=normal",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=tmp,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with socket.create_connection((HOST, port), 0.5):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("jupyter server did not start") from None
-            time.sleep(0.2)
-    return proc, f"ws://{HOST}:{port}/secsync", {"Authorization": f"token {token}"}
+    return util
 
 
 async def read_document(relay, doc: str, query: str = "") -> tuple[float, float, int]:
     """Open ``doc``: seconds to the whole document frame, relay peak RSS growth (MiB), length."""
-    proc, base, headers = relay
-    reset_peak_rss(proc.pid)
-    rss0 = psutil.Process(proc.pid).memory_info().rss
+    util = _test_utilities()
+    pid, base, headers = relay
+    util.reset_peak_rss(pid)
+    rss0 = util.rss_bytes(pid)
     t = time.perf_counter()
     ws = await connect(
         f"{base}/{doc}?sessionKey=bench{query}",
@@ -574,7 +474,7 @@ async def read_document(relay, doc: str, query: str = "") -> tuple[float, float,
     elapsed = time.perf_counter() - t
     await ws.close()
     assert frame.startswith('{"type":"document"'), frame[:100]
-    return elapsed, (peak_rss(proc.pid) - rss0) / 2**20, len(frame)
+    return elapsed, (util.peak_rss_bytes(pid) - rss0) / 2**20, len(frame)
 
 
 async def large_document(args) -> dict:
@@ -582,37 +482,42 @@ async def large_document(args) -> dict:
     complete read); the time to the whole ``document`` frame and the relay's peak RSS growth."""
     from urllib.parse import quote
 
+    util = _test_utilities()
     results: dict = {}
     transports = ["standalone", "jupyter"] if args.transport == "both" else [args.transport]
     for transport in transports:
         with tempfile.TemporaryDirectory(prefix="relay-bench-large-") as tmp:
-            db = os.path.join(tmp, "bench.sqlite")
+            db = os.path.join(tmp, "relay.sqlite")
             t0 = time.perf_counter()
-            doc_id, sid, pub, n, size = await build_large_document(db, args.large_doc)
+            # updates of 3/4 MiB of content: ≈ 1 MiB of stored message each
+            author, snap, size = await util.write_document(db, args.large_doc, 3 * 2**20 // 4)
+            n = args.large_doc
             print(
                 f"  L {transport}: document of {size / 2**20:.0f} MiB ({n} updates) built in "
                 f"{time.perf_counter() - t0:.1f} s",
                 flush=True,
             )
             if transport == "standalone":
-                proc, base = start_ours_on(db)
-                headers: dict[str, str] = {}
+                server = util.RelayProcess(db, "--synchronous=normal", "--log-level=warning")
+                server.start()
+                relay = (server.proc.pid, server.url, {})
             else:
-                proc, base, headers = start_jupyter(tmp, db)
+                server = util.JupyterProcess(tmp, "--SecsyncRelayExtension.synchronous=normal")
+                server.start()
+                relay = (server.proc.pid, server.base, server.headers)
             try:
-                relay = (proc, base, headers)
                 # first-use costs of the process first (imports, caches), on another document
                 await read_document(relay, "warmup" + os.urandom(4).hex())
-                clocks = quote(json.dumps({pub: n - 3}))
+                sid = snap.public_data.snapshot_id
+                clocks = quote(json.dumps({author.pub: n - 3}))
                 d_t, d_mib, _ = await read_document(
                     relay,
-                    doc_id,
+                    author.doc_id,
                     f"&mode=delta&knownSnapshotId={sid}&knownSnapshotUpdateClocks={clocks}",
                 )
-                c_t, c_mib, c_len = await read_document(relay, doc_id)
+                c_t, c_mib, c_len = await read_document(relay, author.doc_id)
             finally:
-                proc.terminate()
-                proc.wait(30)
+                server.stop()
             r = {
                 "document_mib": size / 2**20,
                 "delta_ms": d_t * 1000,

@@ -5,7 +5,6 @@ example of a second store plugged in by URL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,12 +95,7 @@ class MemoryStore(RelayStore):
             active.stored_bytes,
         )
 
-    async def read_document(
-        self,
-        doc_id: str,
-        known_snapshot_id: str | None,
-        known_clocks: Mapping[str, int] | None,
-    ) -> DocumentView:
+    async def read_document(self, doc_id, known_snapshot_id, known_clocks) -> DocumentView:
         doc = self.documents.get(doc_id)
         active = doc.active if doc is not None else None
         if active is None:
@@ -123,18 +117,9 @@ class MemoryStore(RelayStore):
         updates = tuple(m for *_, m in active.updates)
         return DocumentView(active.message, updates, chain, pos, False, True)
 
-    def save_snapshot(
-        self,
-        doc_id,
-        *,
-        snapshot_id,
-        parent_snapshot_id,
-        parent_clocks,
-        pub_key,
-        ciphertext_hash,
-        parent_snapshot_proof,
-        message,
-    ):
+    def save_snapshot(self, doc_id, **fields):  # the fields of RelayStore.save_snapshot
+        snapshot_id, parent_snapshot_id = fields["snapshot_id"], fields["parent_snapshot_id"]
+        message = fields["message"]
         doc = self.documents.get(doc_id)
         created = doc is None
         active = doc.active if doc is not None else None
@@ -143,7 +128,7 @@ class MemoryStore(RelayStore):
                 return self._done(
                     _fail("snapshot-parent-not-active", "parentSnapshotId is not active")
                 )
-            if active.clocks != dict(parent_clocks):
+            if active.clocks != dict(fields["parent_clocks"]):
                 return self._done(
                     _fail(
                         "snapshot-clocks-differ",
@@ -161,8 +146,8 @@ class MemoryStore(RelayStore):
             self._seq,
             snapshot_id,
             parent_snapshot_id,
-            ciphertext_hash,
-            parent_snapshot_proof,
+            fields["ciphertext_hash"],
+            fields["parent_snapshot_proof"],
             message,
             stored_bytes=utf8_length(message),
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import Snapshot, Update
 from ..protocol.encoding import MAX_SAFE_INTEGER
+from ..protocol.messages import SnapshotPublicData, UpdatePublicData
 from . import frames, rules
 from .admission import CLOSE_POLICY
 from .frames import OutFrame
@@ -205,12 +206,26 @@ class Session:
             self.send(frames.simple("unauthorized"))
             self.close(CLOSE_POLICY, "unauthorized")
             return
-        if kind == "update":
-            self._update(inbound)
-        elif kind == "snapshot":
-            self._snapshot(inbound)
+        if not self._signed(inbound):
+            return
+        if kind == "ephemeral":
+            frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
+            self.room.broadcast(None, frame, self)
+            return
+        msg = inbound.msg
+        assert isinstance(msg, (Update, Snapshot))
+        size = utf8_length(inbound.body)
+        check = rules.check_update if kind == "update" else rules.check_snapshot
+        refusal = check(
+            self.room.state,
+            msg.public_data,  # type: ignore[arg-type]
+            size,
+            self.relay.limits.max_document_bytes,
+        )
+        if isinstance(msg, Update):
+            self._update(msg.public_data, inbound.body, size, refusal)
         else:
-            self._ephemeral(inbound)
+            self._snapshot(msg.public_data, inbound, size, refusal)
 
     def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
         """A malformed message: the error, then the reference answer of its kind (with the
@@ -228,18 +243,24 @@ class Session:
                 )
             )
 
+    def _signed(self, inbound: Inbound) -> bool:
+        """Whether the message's signature verified (answered ``invalid-signature`` if not)."""
+        if inbound.signature_ok:
+            return True
+        noun = "ephemeral message" if inbound.kind == "ephemeral" else inbound.kind
+        self._reject(
+            inbound.kind,
+            inbound.public_data,
+            "invalid-signature",
+            f"the {noun}'s signature is invalid",
+        )
+        return False
+
     # -- updates
-    def _update(self, inbound: Inbound) -> None:
-        msg = inbound.msg
-        assert isinstance(msg, Update)
-        pd = msg.public_data
-        if not inbound.signature_ok:
-            self._reject("update", pd.raw, "invalid-signature", "the update's signature is invalid")
-            return
+    def _update(
+        self, pd: UpdatePublicData, body: str, size: int, refusal: rules.Refusal | None
+    ) -> None:
         room = self.room
-        body = inbound.body
-        size = utf8_length(body)
-        refusal = rules.check_update(room.state, pd, size, self.relay.limits.max_document_bytes)
         if refusal is not None:
             self.send(frames.error(refusal.code, refusal.message))
             self.send(
@@ -249,45 +270,43 @@ class Session:
             )
             return
         rules.accept_update(room.state, pd, size)
-        fut = self.relay.store.save_update(
+        write = self.relay.store.save_update(
             self.doc_id,
             snapshot_id=pd.ref_snapshot_id,
             pub_key=pd.pub_key,
             clock=pd.clock,
             message=body,
         )
-        room.track(fut).add_done_callback(
-            partial(self._update_done, pd.ref_snapshot_id, pd.clock, body)
-        )
+        self._commit(write, partial(self._update_done, pd.ref_snapshot_id, pd.clock, body))
 
-    def _update_done(self, snapshot_id: str, clock: int, body: str, fut: asyncio.Future) -> None:
+    def _commit(self, write, done) -> None:
+        """Hand a write to the store; ``done(result)`` once the store has answered (the room
+        counts the write as in flight until then)."""
         room = self.room
-        result = _result(fut)
-        try:
-            if result.ok:
-                self.send(frames.update_saved(snapshot_id, clock))
-                room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
-            else:
-                self.send(frames.error(result.code or "storage-failed", result.message))
-                self.send(frames.update_save_failed(snapshot_id, clock))
-                room.reload()
-        finally:
-            room.end_write()
+
+        def answered(fut: asyncio.Future) -> None:
+            try:
+                done(_result(fut))
+            finally:
+                room.end_write()
+
+        room.track(write).add_done_callback(answered)
+
+    def _update_done(self, snapshot_id: str, clock: int, body: str, result: SaveResult) -> None:
+        if result.ok:
+            self.send(frames.update_saved(snapshot_id, clock))
+            self.room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
+        else:
+            self.send(frames.error(result.code or "storage-failed", result.message))
+            self.send(frames.update_save_failed(snapshot_id, clock))
+            self.room.reload()
 
     # -- snapshots
-    def _snapshot(self, inbound: Inbound) -> None:
-        msg = inbound.msg
-        assert isinstance(msg, Snapshot)
-        pd = msg.public_data
-        if not inbound.signature_ok:
-            self._reject(
-                "snapshot", pd.raw, "invalid-signature", "the snapshot's signature is invalid"
-            )
-            return
+    def _snapshot(
+        self, pd: SnapshotPublicData, inbound: Inbound, size: int, refusal: rules.Refusal | None
+    ) -> None:
         room = self.room
         body = inbound.body
-        size = utf8_length(body)
-        refusal = rules.check_snapshot(room.state, pd, size, self.relay.limits.max_document_bytes)
         if refusal is not None:
             if refusal.missing_since is None:
                 self.send(frames.error(refusal.code, refusal.message))
@@ -296,7 +315,7 @@ class Session:
                 self._snapshot_failed(refusal.code, refusal.message, *refusal.missing_since)
             return
         rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size)
-        fut = self.relay.store.save_snapshot(
+        write = self.relay.store.save_snapshot(
             self.doc_id,
             snapshot_id=pd.snapshot_id,
             parent_snapshot_id=pd.parent_snapshot_id,
@@ -306,41 +325,38 @@ class Session:
             parent_snapshot_proof=pd.parent_snapshot_proof,
             message=body,
         )
-        room.track(fut).add_done_callback(
-            partial(
-                self._snapshot_done,
-                pd.snapshot_id,
-                pd.parent_snapshot_id,
-                pd.parent_snapshot_update_clocks,
-                body,
-            )
+        done = partial(
+            self._snapshot_done,
+            pd.snapshot_id,
+            pd.parent_snapshot_id,
+            pd.parent_snapshot_update_clocks,
+            body,
         )
+        self._commit(write, done)
 
     def _snapshot_done(
-        self, snapshot_id: str, parent_id: str, parent_clocks: Mapping[str, int], body: str, fut
+        self,
+        snapshot_id: str,
+        parent_id: str,
+        parent_clocks: Mapping[str, int],
+        body: str,
+        result: SaveResult,
     ) -> None:
         room = self.room
-        result = _result(fut)
-        try:
-            if result.ok:
-                if result.created_document:
-                    room.mark_stored()
-                self.send(frames.snapshot_saved(snapshot_id))
-                room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
-            else:
-                # the store refused what the room's memory accepted (another writer on the
-                # database, or a failed write): re-read the rule state before the next frame,
-                # and answer from the store with what the client is missing relative to its
-                # parent snapshot and clocks
-                room.reload()
-                self._snapshot_failed(
-                    result.code or "storage-failed",
-                    result.message,
-                    parent_id or None,
-                    parent_clocks,
-                )
-        finally:
-            room.end_write()
+        if result.ok:
+            if result.created_document:
+                room.mark_stored()
+            self.send(frames.snapshot_saved(snapshot_id))
+            room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
+        else:
+            # the store refused what the room's memory accepted (another writer on the
+            # database, or a failed write): re-read the rule state before the next frame,
+            # and answer from the store with what the client is missing relative to its
+            # parent snapshot and clocks
+            room.reload()
+            self._snapshot_failed(
+                result.code or "storage-failed", result.message, parent_id or None, parent_clocks
+            )
 
     def _snapshot_failed(self, code: str, message, known_id, known_clocks) -> None:
         """Answer with what the client is missing, read after the pending writes."""
@@ -376,14 +392,6 @@ class Session:
                 )
 
         spawn(answer())
-
-    # -- ephemeral messages
-    def _ephemeral(self, inbound: Inbound) -> None:
-        if not inbound.signature_ok:
-            self.bad_input("invalid-signature", "the ephemeral message's signature is invalid")
-            return
-        frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
-        self.room.broadcast(None, frame, self)
 
 
 def _result(fut: asyncio.Future) -> SaveResult:

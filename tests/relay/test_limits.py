@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from secsync_jupyter.protocol import Snapshot, generate_id, snapshot_ciphertext_hash
-from secsync_jupyter.relay import SQLiteStore
+from secsync_jupyter.protocol import generate_id
 
 from .util import (
     Author,
@@ -20,11 +19,11 @@ from .util import (
     RawWebSocket,
     RelayClient,
     RelayProcess,
-    dumps,
     peak_rss_bytes,
     reset_peak_rss,
     rss_bytes,
     url_for,
+    write_document,
 )
 
 pytestmark = pytest.mark.asyncio
@@ -180,44 +179,6 @@ DOC_UPDATES = 48
 DOC_UPDATE_BYTES = 3 * MiB // 4  # ≈ 1 MiB of stored text each: a ≈ 48 MiB document
 
 
-async def build_document(db: str) -> tuple[Author, Snapshot, int]:
-    """A large document written straight into the database (real messages, no relay)."""
-    a = Author(generate_id())
-    snap = a.initial_snapshot(os.urandom(DOC_UPDATE_BYTES))
-    store = SQLiteStore(db, synchronous="normal")
-    await store.open()
-    try:
-        size = 0
-        text = dumps(snap.to_json())
-        size += len(text)
-        result = await store.save_snapshot(
-            a.doc_id,
-            snapshot_id=snap.public_data.snapshot_id,
-            parent_snapshot_id="",
-            parent_clocks={},
-            pub_key=a.pub,
-            ciphertext_hash=snapshot_ciphertext_hash(snap),
-            parent_snapshot_proof=snap.public_data.parent_snapshot_proof,
-            message=text,
-        )
-        assert result.ok
-        content = os.urandom(DOC_UPDATE_BYTES)
-        for clock in range(DOC_UPDATES):
-            text = dumps(a.update(snap, clock, content).to_json())
-            size += len(text)
-            result = await store.save_update(
-                a.doc_id,
-                snapshot_id=snap.public_data.snapshot_id,
-                pub_key=a.pub,
-                clock=clock,
-                message=text,
-            )
-            assert result.ok
-    finally:
-        await store.close()
-    return a, snap, size
-
-
 async def test_large_document_read_holds_one_copy_and_delta_reads_only_the_missing(
     launch, tmp_path
 ):
@@ -226,7 +187,9 @@ async def test_large_document_read_holds_one_copy_and_delta_reads_only_the_missi
     (measured first, in a fresh process). Opening the whole document raises it by less than
     twice its size (the stored texts, streamed in fragments; not the joined frame, its
     encoding and a socket-buffer copy of it)."""
-    a, snap, size = await build_document(str(tmp_path / "relay.sqlite"))
+    a, snap, size = await write_document(
+        str(tmp_path / "relay.sqlite"), DOC_UPDATES, DOC_UPDATE_BYTES
+    )
     server = await launch()
     sid = snap.public_data.snapshot_id
     warm = await server.client(generate_id())  # first-use costs (imports, caches) go first

@@ -377,6 +377,44 @@ def peak_rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
+async def write_document(db: str, updates: int, update_bytes: int) -> tuple[Author, Snapshot, int]:
+    """A large document written straight into a relay database (real messages, no relay):
+    a snapshot and ``updates`` updates of ``update_bytes`` of content each. Returns the author,
+    the snapshot and the bytes of stored messages."""
+    from secsync_jupyter.relay.sqlite_store import SQLiteStore
+
+    a = Author(generate_id())
+    content = os.urandom(update_bytes)
+    snap = a.initial_snapshot(content)
+    store = SQLiteStore(db, synchronous="normal")
+    await store.open()
+    try:
+        text = dumps(snap.to_json())
+        size = len(text)
+        pd = snap.public_data
+        saved = await store.save_snapshot(
+            a.doc_id,
+            snapshot_id=pd.snapshot_id,
+            parent_snapshot_id="",
+            parent_clocks={},
+            pub_key=a.pub,
+            ciphertext_hash=snapshot_ciphertext_hash(snap),
+            parent_snapshot_proof=pd.parent_snapshot_proof,
+            message=text,
+        )
+        assert saved.ok
+        for clock in range(updates):
+            text = dumps(a.update(snap, clock, content).to_json())
+            size += len(text)
+            saved = await store.save_update(
+                a.doc_id, snapshot_id=pd.snapshot_id, pub_key=a.pub, clock=clock, message=text
+            )
+            assert saved.ok
+    finally:
+        await store.close()
+    return a, snap, size
+
+
 # ---------------------------------------------------------------------------- Jupyter server
 class JupyterProcess:
     """``jupyter server`` with the relay extension in a subprocess (own config/data dirs)."""
