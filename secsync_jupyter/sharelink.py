@@ -12,15 +12,13 @@ produces the canonical form.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from .protocol import EncodingError, b64decode, b64encode
+from .protocol import DOC_ID_PATTERN, DOC_ID_RE, EncodingError, b64decode, b64encode
 
 __all__ = ["DOC_ID_RE", "ShareLink", "ShareLinkError", "format_share_link", "parse_share_link"]
 
-DOC_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _OPEN = "secsync/open/"
 
 
@@ -61,7 +59,7 @@ class ShareLink:
 
 def _check_doc_id(doc_id: str) -> str:
     if not DOC_ID_RE.fullmatch(doc_id or ""):
-        raise ShareLinkError("document id must match [A-Za-z0-9_-]{1,128}")
+        raise ShareLinkError(f"document id must match {DOC_ID_PATTERN}")
     return doc_id
 
 
