@@ -14,44 +14,38 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import importlib.util
 import json
-import os
 import pathlib
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import pytest
 
+from .helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CLOSE_ALL,
+    DIRTY_TAB,
+    NB,
+    REPO,
+    TOKEN,
+    _cell_editor,
+    _focus_end_of_cell,
+    _relay_storage,
+    _wait_app,
+    _wait_cell_text,
+    _with_token,
+    notebook_json,
+    scan_for,
+)
+from .helpers import _new_page as new_page
+
 pytestmark = pytest.mark.browser
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
-CHROMIUM = os.environ.get("SECSYNC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# the built extension to test (override to compare builds)
-BUILT_EXTENSION = pathlib.Path(
-    os.environ.get("SECSYNC_E2E_EXTENSION_DIR", REPO / "secsync_jupyter" / "labextension")
-)
-ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOT = REPO / "docs" / "img" / "two-browsers.png"
-TOKEN = secrets.token_hex(16)
 TYPING_SAMPLES = 25
 CURSOR_SAMPLES = 12
 OUTPUT_SAMPLES = 6
@@ -114,235 +108,12 @@ INIT_SCRIPT = r"""
 
 
 # ----------------------------------------------------------------------------------------
-# processes
+# latency probes
 # ----------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: pathlib.Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"process exited early ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"{url} did not come up in {timeout}s:\n{log.read_text()[-4000:]}")
-
-
-def _wait_tcp(port: int, timeout: float, proc: subprocess.Popen, log: pathlib.Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"process exited early ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"port {port} did not open in {timeout}s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _embedded_relay_available() -> bool:
-    try:
-        return importlib.util.find_spec("secsync_jupyter.relay.extension") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-class Lab:
-    def __init__(self, base: pathlib.Path):
-        self.base = base
-        self.root = base / "root"
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.procs: list[subprocess.Popen] = []
-        self.relay_mode = ""
-        self.relay_url = ""  # '' = the Jupyter server's own relay
-
-    def reset_workspace(self) -> None:
-        """Forget the server-side default workspace (so a fresh browser restores no tabs)."""
-        with contextlib.suppress(urllib.error.HTTPError):
-            self.api("DELETE", "lab/api/workspaces/default")
-
-    def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=20) as r:
-            return json.loads(r.read() or b"{}")
-
-
-@contextlib.contextmanager
-def _lab_session(base: pathlib.Path, remote_relay: bool = False):
-    """JupyterLab (+ embedded relay) on a temporary root; with `remote_relay`, also a
-    standalone `secsync-relay` (session keys required) set as the relay for new notebooks."""
-    if not pathlib.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium")
-    if not (BUILT_EXTENSION / "package.json").exists():
-        pytest.fail("labextension not built: cd labextension && npm ci && npm run build")
-    if not _embedded_relay_available():
-        pytest.fail("the secsync_jupyter server extension (relay) is not importable")
-    lab = Lab(base)
-    lab.root.mkdir()
-    for d in ("data", "runtime", "config", "ipython", "workspaces", "settings", "ext", "work"):
-        (base / d).mkdir()
-    # The freshly built extension (takes precedence over an installed copy).
-    (base / "ext" / "secsync-jupyter").symlink_to(BUILT_EXTENSION)
-    settings = base / "settings"
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_DATA_DIR=str(base / "data"),
-        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-        JUPYTER_CONFIG_DIR=str(base / "config"),
-        IPYTHONDIR=str(base / "ipython"),
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    lab.relay_mode = "embedded (secsync_jupyter server extension)"
-    extra_args = [f"--SecsyncRelayExtension.db_path={base / 'work' / 'relay.sqlite'}"]
-    logs = [base / "lab.log"]
-    try:
-        if remote_relay:
-            rport = _free_port()
-            session_key = secrets.token_hex(8)
-            (base / "work" / "session-keys.txt").write_text(session_key + "\n")
-            rlog = base / "remote-relay.log"
-            logs.append(rlog)
-            rproc = subprocess.Popen(
-                [
-                    str(BIN / "secsync-relay"),
-                    f"--port={rport}",
-                    f"--db={base / 'work' / 'remote-relay.sqlite'}",
-                    f"--session-keys={base / 'work' / 'session-keys.txt'}",
-                ],
-                env=env,
-                stdout=rlog.open("w"),
-                stderr=subprocess.STDOUT,
-                cwd=base / "work",
-            )
-            lab.procs.append(rproc)
-            _wait_tcp(rport, 60, rproc, rlog)
-            lab.relay_mode = "remote (standalone secsync-relay, relayUrl setting)"
-            lab.relay_url = f"ws://127.0.0.1:{rport}"
-            (settings / "secsync-jupyter").mkdir()
-            (settings / "secsync-jupyter" / "plugin.jupyterlab-settings").write_text(
-                json.dumps({"relayUrl": lab.relay_url, "relaySessionKey": session_key})
-            )
-        cmd = [
-            str(BIN / "jupyter-lab"),
-            "--no-browser",
-            "--allow-root",
-            f"--ServerApp.port={lab.port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.root_dir={lab.root}",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--LabApp.extra_labextensions_path={base / 'ext'}",
-            "--LabApp.expose_app_in_browser=True",
-            *extra_args,
-            # extra server options, e.g. to compare relay settings
-            *os.environ.get("SECSYNC_E2E_LAB_ARGS", "").split(),
-        ]
-        proc = subprocess.Popen(
-            cmd, env=env, cwd=base / "work", stdout=logs[0].open("w"), stderr=subprocess.STDOUT
-        )
-        lab.procs.append(proc)
-        _wait_http(f"{lab.url}api/status?token={TOKEN}", 120, proc, logs[0])
-        yield lab
-    finally:
-        for p in reversed(lab.procs):
-            _stop(p)
-        ARTIFACTS.mkdir(exist_ok=True)
-        for log in logs:
-            if log.exists():
-                suffix = "-remote" if remote_relay else ""
-                shutil.copy(log, ARTIFACTS / f"e2e{suffix}-{log.name}")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    with _lab_session(tmp_path_factory.mktemp("e2e")) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-def lab_remote(tmp_path_factory):
-    with _lab_session(tmp_path_factory.mktemp("e2e-remote"), remote_relay=True) as lab:
-        yield lab
-
-
-# ----------------------------------------------------------------------------------------
-# page helpers
-# ----------------------------------------------------------------------------------------
-
-NB = "#jp-main-dock-panel .jp-NotebookPanel:not(.lm-mod-hidden)"
-DIRTY_TAB = "#jp-main-dock-panel .lm-TabBar-tab.jp-mod-dirty"
-CLOSE_ALL = "async () => { await window.jupyterapp.commands.execute('application:close-all'); }"
 
 
 def _new_page(browser, name: str, logs: list[str]):
-    ctx = browser.new_context(viewport={"width": 900, "height": 640})
-    ctx.add_init_script(INIT_SCRIPT)
-    page = ctx.new_page()
-    page.on("console", lambda m: logs.append(f"[{name}] {m.type}: {m.text}"))
-    page.on("pageerror", lambda e: logs.append(f"[{name}] pageerror: {e}"))
-    return ctx, page
-
-
-def _wait_app(page) -> None:
-    page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
-    page.wait_for_function(
-        "() => window.jupyterapp && window.jupyterapp.commands.hasCommand('secsync:new-notebook')",
-        timeout=90_000,
-    )
-
-
-def _cell_editor(page, index: int):
-    return page.locator(f"{NB} .jp-Cell").nth(index).locator(".cm-content")
-
-
-def _focus_end_of_cell(page, index: int) -> None:
-    _cell_editor(page, index).click()
-    page.keyboard.press("Control+End")
-
-
-def _wait_cell_text(page, index: int, text: str, timeout: float = 20_000) -> None:
-    page.wait_for_function(
-        """([sel, i, text]) => {
-          const cells = document.querySelectorAll(sel + ' .jp-Cell');
-          return cells[i] && cells[i].querySelector('.cm-content')
-            && cells[i].querySelector('.cm-content').textContent.includes(text);
-        }""",
-        arg=[NB, index, text],
-        timeout=timeout,
-    )
+    return new_page(browser, name, logs, init_script=INIT_SCRIPT)
 
 
 def _last_key_time(page, key: str) -> float:
@@ -442,17 +213,6 @@ def fresh_load(lab, browser, url: str, text: str, logs: list[str], name: str) ->
         raise
     finally:
         ctx.close()
-
-
-def scan_for(needle: bytes, roots: list[pathlib.Path]) -> list[str]:
-    hits = []
-    for root in roots:
-        paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-        for p in paths:
-            with contextlib.suppress(OSError):
-                if needle in p.read_bytes():
-                    hits.append(str(p))
-    return hits
 
 
 # ----------------------------------------------------------------------------------------
@@ -624,7 +384,11 @@ def test_two_browsers_encrypted_notebook(lab):
             lab.api(
                 "PUT",
                 "api/contents/plain.ipynb",
-                {"type": "notebook", "format": "json", "content": _plain_notebook(plain_canary)},
+                {
+                    "type": "notebook",
+                    "format": "json",
+                    "content": notebook_json(f"x = '{plain_canary}'", ""),
+                },
             )
             for page in (a, b):
                 page.evaluate(CLOSE_ALL)
@@ -670,10 +434,20 @@ def test_two_browsers_encrypted_notebook(lab):
                 ".jp-DirListing-item[data-file-type='notebook'] >> text=plain.ipynb", button="right"
             )
             a.click(".lm-Menu-content >> text=Encrypt a Copy of This Notebook")
+            # the copy is open in the current tab and synced (its status bar item)
             a.wait_for_function(
-                "() => window.secsyncJupyter.registry.all().some(s => s.path === 'plain 1.secnb'"
-                " && s.status.loaded)",
+                """() => {
+                  const tab = document.querySelector(
+                    '#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel');
+                  const status = document.querySelector('.jp-secsync-StatusItem');
+                  return tab && tab.textContent === 'plain 1.secnb'
+                    && status && status.dataset.state === 'synced';
+                }""",
                 timeout=30_000,
+            )
+            assert json.loads((lab.root / "plain 1.secnb").read_text())["docId"] not in (
+                pointer["docId"],
+                copy["docId"],
             )
             _wait_cell_text(a, 0, plain_canary)
             assert plain_path.read_bytes() == before
@@ -769,17 +543,6 @@ def test_remote_relay_setting(lab_remote):
     assert scan_for(from_b.encode(), server_side) == []
 
 
-def _relay_storage(db: pathlib.Path) -> list[pathlib.Path]:
-    """The SQLite database and its -wal/-shm companions."""
-    return [p for p in db.parent.glob(db.name + "*") if p.is_file()]
-
-
-def _with_token(link: str) -> str:
-    """The share link, authenticated for a browser without a Jupyter login cookie."""
-    sep = "&" if urllib.parse.urlsplit(link).query else "?"
-    return link.replace("#", f"{sep}token={TOKEN}#", 1)
-
-
 async def _python_client_roundtrip(link: str, text: str) -> str:
     from secsync_jupyter import open_notebook
 
@@ -788,34 +551,6 @@ async def _python_client_roundtrip(link: str, text: str) -> str:
         nb.add_markdown_cell(text)
         await nb.synced(timeout=20)
     return source
-
-
-def _plain_notebook(text: str) -> dict:
-    return {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": "c0",
-                "metadata": {},
-                "outputs": [],
-                "execution_count": None,
-                "source": f"x = '{text}'",
-            },
-            {
-                "cell_type": "code",
-                "id": "c1",
-                "metadata": {},
-                "outputs": [],
-                "execution_count": None,
-                "source": "",
-            },
-        ],
-    }
 
 
 def _side_by_side(left: pathlib.Path, right: pathlib.Path, out: pathlib.Path) -> None:

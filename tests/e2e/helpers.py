@@ -1,0 +1,352 @@
+"""Shared parts of the Chromium end-to-end tests: JupyterLab (with the freshly built
+labextension and the embedded relay) on a temporary root, standalone relays, page helpers.
+
+Fixtures using these live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+CHROMIUM = os.environ.get("SECSYNC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# the built extension to test (override to compare builds)
+BUILT_EXTENSION = pathlib.Path(
+    os.environ.get("SECSYNC_E2E_EXTENSION_DIR", REPO / "secsync_jupyter" / "labextension")
+)
+ARTIFACTS = REPO / "test-artifacts"
+TOKEN = secrets.token_hex(16)
+PLUGIN_ID = "secsync-jupyter:plugin"
+
+# ----------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen, log: pathlib.Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited early ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not come up in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def _wait_tcp(port: int, timeout: float, proc: subprocess.Popen, log: pathlib.Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited early ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"port {port} did not open in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _embedded_relay_available() -> bool:
+    try:
+        return importlib.util.find_spec("secsync_jupyter.relay.extension") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class Lab:
+    def __init__(self, base: pathlib.Path):
+        self.base = base
+        self.root = base / "root"
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[pathlib.Path] = []
+        self.relay_mode = ""
+        self.relay_url = ""  # '' = the Jupyter server's own relay
+        self.session_key = ""  # the relaySessionKey setting ('' = none)
+        self.env: dict[str, str] = {}
+
+    def reset_workspace(self) -> None:
+        """Forget the server-side default workspace (so a fresh browser restores no tabs)."""
+        with contextlib.suppress(urllib.error.HTTPError):
+            self.api("DELETE", "lab/api/workspaces/default")
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return json.loads(r.read() or b"{}")
+
+    def set_settings(self, values: dict) -> None:
+        """Replaces the extension's user settings (takes effect in pages loaded afterwards)."""
+        self.api("PUT", f"lab/api/settings/{PLUGIN_ID}", {"raw": json.dumps(values)})
+
+    def start_relay(self, name: str, session_keys: list[str] | None = None) -> str:
+        """A standalone `secsync-relay` on a free loopback port (stopped with the lab);
+        returns its ws:// base URL."""
+        port = _free_port()
+        work = self.base / "work"
+        args = [str(BIN / "secsync-relay"), f"--port={port}", f"--db={work / (name + '.sqlite')}"]
+        if session_keys is not None:
+            keys = work / f"{name}-session-keys.txt"
+            keys.write_text("".join(k + "\n" for k in session_keys))
+            args.append(f"--session-keys={keys}")
+        else:
+            args.append("--open")  # accepts any client (a relay someone else runs)
+        log = self.base / f"{name}.log"
+        self.logs.append(log)
+        proc = subprocess.Popen(
+            args, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=work
+        )
+        self.procs.append(proc)
+        _wait_tcp(port, 60, proc, log)
+        return f"ws://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def _lab_session(base: pathlib.Path, remote_relay: bool = False, artifact_prefix: str = "e2e"):
+    """JupyterLab (+ embedded relay) on a temporary root; with `remote_relay`, also a
+    standalone `secsync-relay` (session keys required) set as the relay for new notebooks
+    (`relayUrl` + `relaySessionKey` settings)."""
+    if not pathlib.Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium")
+    if not (BUILT_EXTENSION / "package.json").exists():
+        pytest.fail("labextension not built: cd labextension && npm ci && npm run build")
+    if not _embedded_relay_available():
+        pytest.fail("the secsync_jupyter server extension (relay) is not importable")
+    lab = Lab(base)
+    lab.root.mkdir()
+    for d in ("data", "runtime", "config", "ipython", "workspaces", "settings", "ext", "work"):
+        (base / d).mkdir()
+    # The freshly built extension (takes precedence over an installed copy).
+    (base / "ext" / "secsync-jupyter").symlink_to(BUILT_EXTENSION)
+    settings = base / "settings"
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        IPYTHONDIR=str(base / "ipython"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    lab.env = env
+    lab.relay_mode = "embedded (secsync_jupyter server extension)"
+    extra_args = [f"--SecsyncRelayExtension.db_path={base / 'work' / 'relay.sqlite'}"]
+    lab.logs.append(base / "lab.log")
+    try:
+        if remote_relay:
+            lab.session_key = secrets.token_hex(8)
+            lab.relay_url = lab.start_relay("remote-relay", session_keys=[lab.session_key])
+            lab.relay_mode = "remote (standalone secsync-relay, relayUrl setting)"
+            (settings / "secsync-jupyter").mkdir()
+            (settings / "secsync-jupyter" / "plugin.jupyterlab-settings").write_text(
+                json.dumps({"relayUrl": lab.relay_url, "relaySessionKey": lab.session_key})
+            )
+        cmd = [
+            str(BIN / "jupyter-lab"),
+            "--no-browser",
+            "--allow-root",
+            f"--ServerApp.port={lab.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={lab.root}",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--LabApp.extra_labextensions_path={base / 'ext'}",
+            "--LabApp.expose_app_in_browser=True",
+            *extra_args,
+            # extra server options, e.g. to compare relay settings
+            *os.environ.get("SECSYNC_E2E_LAB_ARGS", "").split(),
+        ]
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=base / "work", stdout=lab.logs[0].open("w"), stderr=subprocess.STDOUT
+        )
+        lab.procs.append(proc)
+        _wait_http(f"{lab.url}api/status?token={TOKEN}", 120, proc, lab.logs[0])
+        yield lab
+    finally:
+        for p in reversed(lab.procs):
+            _stop(p)
+        ARTIFACTS.mkdir(exist_ok=True)
+        for log in lab.logs:
+            if log.exists():
+                shutil.copy(log, ARTIFACTS / f"{artifact_prefix}-{log.name}")
+
+
+# ----------------------------------------------------------------------------------------
+# page helpers
+# ----------------------------------------------------------------------------------------
+
+NB = "#jp-main-dock-panel .jp-NotebookPanel:not(.lm-mod-hidden)"
+DIRTY_TAB = "#jp-main-dock-panel .lm-TabBar-tab.jp-mod-dirty"
+CLOSE_ALL = "async () => { await window.jupyterapp.commands.execute('application:close-all'); }"
+
+
+def _new_page(browser, name: str, logs: list[str], init_script: str | None = None):
+    ctx = browser.new_context(viewport={"width": 900, "height": 640})
+    if init_script:
+        ctx.add_init_script(init_script)
+    page = ctx.new_page()
+    page.on("console", lambda m: logs.append(f"[{name}] {m.type}: {m.text}"))
+    page.on("pageerror", lambda e: logs.append(f"[{name}] pageerror: {e}"))
+    return ctx, page
+
+
+def _wait_app(page) -> None:
+    page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.commands.hasCommand('secsync:new-notebook')",
+        timeout=90_000,
+    )
+
+
+def _cell_editor(page, index: int):
+    return page.locator(f"{NB} .jp-Cell").nth(index).locator(".cm-content")
+
+
+def _focus_end_of_cell(page, index: int) -> None:
+    _cell_editor(page, index).click()
+    page.keyboard.press("Control+End")
+
+
+def _wait_cell_text(page, index: int, text: str, timeout: float = 20_000) -> None:
+    page.wait_for_function(
+        """([sel, i, text]) => {
+          const cells = document.querySelectorAll(sel + ' .jp-Cell');
+          return cells[i] && cells[i].querySelector('.cm-content')
+            && cells[i].querySelector('.cm-content').textContent.includes(text);
+        }""",
+        arg=[NB, index, text],
+        timeout=timeout,
+    )
+
+
+def _wait_kernel_ready(page, timeout: float = 120_000) -> None:
+    """Waits until the current notebook's kernel is started, connected and idle."""
+    page.wait_for_function(
+        """async () => {
+          const sc = window.jupyterapp.shell.currentWidget?.sessionContext;
+          const kernel = sc?.session?.kernel;
+          if (!sc || !sc.isReady || !kernel) { return false; }
+          await kernel.info;
+          return kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+        }""",
+        timeout=timeout,
+        polling=250,
+    )
+
+
+def _execute(page, command: str, args: dict | None = None) -> None:
+    """Starts a JupyterLab command (does not wait for it: it may open a dialog)."""
+    page.evaluate(
+        "([c, a]) => { void window.jupyterapp.commands.execute(c, a); }", [command, args or {}]
+    )
+
+
+def _share_link(page) -> str:
+    """The share link of the current encrypted notebook (from the Copy Share Link dialog)."""
+    _execute(page, "secsync:copy-share-link")
+    field = page.locator(".jp-secsync-ShareLink")
+    field.wait_for(timeout=20_000)
+    link = field.input_value()
+    page.keyboard.press("Escape")
+    field.wait_for(state="detached", timeout=20_000)
+    return link
+
+
+def notebook_json(*sources: str) -> dict:
+    """An nbformat 4 notebook (Python 3 kernel) with one code cell per source."""
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"c{i}",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+                "source": source,
+            }
+            for i, source in enumerate(sources)
+        ],
+    }
+
+
+def _relay_storage(db: pathlib.Path) -> list[pathlib.Path]:
+    """The SQLite database and its -wal/-shm companions."""
+    return [p for p in db.parent.glob(db.name + "*") if p.is_file()]
+
+
+def _with_token(link: str) -> str:
+    """The share link, authenticated for a browser without a Jupyter login cookie."""
+    sep = "&" if urllib.parse.urlsplit(link).query else "?"
+    return link.replace("#", f"{sep}token={TOKEN}#", 1)
+
+
+def scan_for(needle: bytes, roots: list[pathlib.Path]) -> list[str]:
+    hits = []
+    for root in roots:
+        paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        for p in paths:
+            with contextlib.suppress(OSError):
+                if needle in p.read_bytes():
+                    hits.append(str(p))
+    return hits
