@@ -19,6 +19,8 @@ A message that cannot be parsed raises the family's parse error
 
 from __future__ import annotations
 
+from .membership_codes import MEMBERSHIP_ERROR_MESSAGES
+
 ERROR_MESSAGES: dict[str, str] = {
     "SECSYNC_ERROR_100": "unknown error while processing a snapshot",
     "SECSYNC_ERROR_101": "snapshot decryption failed",
@@ -55,6 +57,7 @@ ERROR_MESSAGES: dict[str, str] = {
     "SECSYNC_ERROR_401": "creating a snapshot failed",
     "SECSYNC_ERROR_501": "creating an update failed",
     "SECSYNC_ERROR_601": "creating an ephemeral message failed",
+    **MEMBERSHIP_ERROR_MESSAGES,  # 700-749: membership log (membership_codes.py)
 }
 
 

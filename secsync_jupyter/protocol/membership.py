@@ -1,0 +1,771 @@
+"""The membership log of a document: signed, hash-chained entries saying who may read and write.
+
+Sans-IO, like the rest of :mod:`secsync_jupyter.protocol`. The wire format is defined in
+docs/protocol.md, section "Membership log"; the TypeScript twin is
+``labextension/src/secsync/membership.ts`` and both pass ``tests/vectors/membership-vectors.json``.
+
+In short: every entry is a flat JSON object, signed with Ed25519 over
+``"secsync_jupyter_membership_entry" + canon(entry without "signature")``; its hash is
+``b64(BLAKE2b-256(canon(entry)))``. The first entry (``create``) makes its signer the first
+admin, and the document id of a document with a log is ``"m1_" + hash(root entry)``, so
+every share link, pointer file and relay URL commits to the root. Each later entry names the
+document, the previous entry's hash and the next sequence number, and must be allowed by the
+signer's role at that point (:func:`verify_entry`).
+
+Errors are :class:`MembershipError` (codes 700–749, ``.field`` names the field, ``.index``
+the position in the log when a whole log was verified).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from .crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKeyPair, verify_detached
+from .encoding import MAX_SAFE_INTEGER, b64decode_checked, b64encode, canonicalize
+from .errors import ParseError, ProtocolError
+from .identity import Identity, IdentityError, check_display_name
+from .identity import _check_point as _check_identity_point
+from .ids import is_doc_id
+
+__all__ = [
+    "DOMAIN_MEMBERSHIP_ENTRY",
+    "DOMAIN_READER_PROOF",
+    "KINDS",
+    "LOG_DOC_ID_PREFIX",
+    "LOG_FORMAT_VERSION",
+    "ROLES",
+    "Entry",
+    "LogHead",
+    "Member",
+    "MembershipError",
+    "MembershipParseError",
+    "MembershipState",
+    "create_entry",
+    "create_log",
+    "create_reader_proof",
+    "doc_id_of_root",
+    "extend_log",
+    "is_log_doc_id",
+    "new_reader_challenge",
+    "parse_entry",
+    "parse_log_head",
+    "reader_proof_bytes",
+    "verify_entry",
+    "verify_log",
+    "verify_reader_proof",
+]
+
+LOG_FORMAT_VERSION = 1
+DOMAIN_MEMBERSHIP_ENTRY = "secsync_jupyter_membership_entry"
+DOMAIN_READER_PROOF = "secsync_jupyter_reader_proof"
+LOG_DOC_ID_PREFIX = "m1_"
+#: ``m1_`` + canonical base64url of 32 bytes
+LOG_DOC_ID_RE = re.compile(r"m1_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+ROLES = ("viewer", "editor", "admin")
+_RANK = {role: i for i, role in enumerate(ROLES)}
+KINDS = ("create", "add-member", "set-role", "remove-member")
+MAX_LOG_ENTRIES = 100_000
+ROOT_NONCE_BYTES = 24
+CHALLENGE_NONCE_BYTES = 32
+HASH_CHARS = 43
+
+_COMMON = ("v", "kind", "seq", "prev", "signer", "at", "signature")
+_REQUIRED = {
+    "create": (*_COMMON, "nonce"),
+    "add-member": (*_COMMON, "docId", "target", "role"),
+    "set-role": (*_COMMON, "docId", "target", "role"),
+    "remove-member": (*_COMMON, "docId", "target"),
+}
+_OPTIONAL = {"create": ("name",), "add-member": ("name",)}
+#: per kind: (required fields, allowed fields)
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    kind: (frozenset(req), frozenset((*req, *_OPTIONAL.get(kind, ()))))
+    for kind, req in _REQUIRED.items()
+}
+_DOMAIN_BYTES = DOMAIN_MEMBERSHIP_ENTRY.encode()
+#: the order in which fields are checked (so both languages name the same field first)
+
+
+class MembershipError(ProtocolError):
+    """A membership entry, log or reader proof was rejected (codes 700–749).
+
+    ``.field`` names the offending field; ``.index`` is the entry's position when a whole
+    log (or a delta of entries) was being verified, else ``None``."""
+
+    code = "SECSYNC_ERROR_700"
+
+    def __init__(self, message=None, *, code=None, field=None, index=None):
+        super().__init__(message, code=code, field=field)
+        self.index = index
+
+
+class MembershipParseError(MembershipError, ParseError):
+    """An entry does not have the required shape (701)."""
+
+    code = "SECSYNC_ERROR_701"
+
+
+def _err(code: int, field: str | None = None, message: str | None = None) -> MembershipError:
+    cls = MembershipParseError if code == 701 else MembershipError
+    return cls(message, code=f"SECSYNC_ERROR_{code}", field=field)
+
+
+def _utf16_key(text: str) -> bytes:
+    return text.encode("utf-16-be", "surrogatepass")
+
+
+# ---------------------------------------------------------------------------------------
+# entries
+# ---------------------------------------------------------------------------------------
+
+_B64_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_B64_24 = re.compile(r"[A-Za-z0-9_-]{32}")
+_B64_64 = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
+_B64_RE = {32: _B64_32, 24: _B64_24, 64: _B64_64}
+
+
+class Entry(NamedTuple):
+    """A parsed, strictly validated membership entry (not yet checked against a log)."""
+
+    kind: str
+    seq: int
+    prev: str
+    signer: str
+    at: int
+    signature: str
+    doc_id: str | None = None
+    target: str | None = None
+    role: str | None = None
+    name: str | None = None
+    nonce: str | None = None
+    v: int = LOG_FORMAT_VERSION
+    #: ``b64(BLAKE2b-256(canon(entry)))``, what the next entry's ``prev`` names
+    hash: str = ""
+    #: the exact bytes the signature covers (domain + canonical entry without signature)
+    signed_bytes: bytes = b""
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form (a fresh dict)."""
+        out: dict[str, Any] = {"v": self.v, "kind": self.kind}
+        if self.doc_id is not None:
+            out["docId"] = self.doc_id
+        out.update(seq=self.seq, prev=self.prev, signer=self.signer)
+        for key, value in (("target", self.target), ("role", self.role), ("name", self.name)):
+            if value is not None:
+                out[key] = value
+        if self.nonce is not None:
+            out["nonce"] = self.nonce
+        out["at"] = self.at
+        out["signature"] = self.signature
+        return out
+
+    def verify_signature(self) -> bool:
+        return verify_detached(
+            b64decode_checked(self.signature), self.signed_bytes, b64decode_checked(self.signer)
+        )
+
+
+def _canonical(
+    kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature=None
+) -> bytes:
+    """RFC 8785 of an entry (without ``signature`` when it is ``None``), by template: keys
+    in sorted order; every string except ``name`` was validated to be plain ASCII without
+    characters to escape, and ``json.dumps`` escapes a name as RFC 8785 does (control
+    characters cannot occur). tests/test_membership.py checks it against ``rfc8785``."""
+    parts = [f'{{"at":{at},']
+    if doc_id is not None:
+        parts.append(f'"docId":"{doc_id}",')
+    parts.append(f'"kind":"{kind}",')
+    if name is not None:
+        parts.append(f'"name":{json.dumps(name, ensure_ascii=False)},')
+    if nonce is not None:
+        parts.append(f'"nonce":"{nonce}",')
+    parts.append(f'"prev":"{prev}",')
+    if role is not None:
+        parts.append(f'"role":"{role}",')
+    parts.append(f'"seq":{seq},')
+    if signature is not None:
+        parts.append(f'"signature":"{signature}",')
+    parts.append(f'"signer":"{signer}",')
+    if target is not None:
+        parts.append(f'"target":"{target}",')
+    parts.append(f'"v":{LOG_FORMAT_VERSION}}}')
+    return "".join(parts).encode()
+
+
+def _int(value: Any, name: str, minimum: int = 0) -> int:
+    """A JSON integer (compared by value, as in JavaScript: 1.0 is 1) in the safe range."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _err(701, name, "expected an integer")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise _err(701, name, "expected an integer")
+            value = int(value)
+    if value < minimum or value > MAX_SAFE_INTEGER:
+        raise _err(701, name, f"out of range ({minimum} … 2^53-1)")
+    return value
+
+
+def _b64(value: Any, name: str, length: int) -> str:
+    if type(value) is not str or _B64_RE[length].fullmatch(value) is None:
+        raise _err(701, name, f"expected base64url of {length} bytes")
+    return value
+
+
+def _get(obj: dict, name: str, required: frozenset[str]) -> Any:
+    value = obj.get(name)
+    if value is None and name in required:
+        raise _err(701, name, "missing field" if name not in obj else "must not be null")
+    return value
+
+
+def parse_entry(obj: Any) -> Entry:
+    """Parse one entry strictly: 701 (naming the field) for anything malformed, 702 for
+    another format version, 703 for an unknown kind. Does not check the signature.
+
+    Fields are checked in one fixed order (v, kind, unknown fields, docId, seq, prev,
+    signer, target, role, name, nonce, at, signature) so both languages name the same one."""
+    if isinstance(obj, Entry):
+        return obj
+    if type(obj) is not dict:
+        raise _err(701, "entry", "expected a JSON object")
+    if "v" not in obj:
+        raise _err(701, "v", "missing field")
+    if _int(obj["v"], "v") != LOG_FORMAT_VERSION:
+        raise _err(702, "v")
+    kind = obj.get("kind")
+    if type(kind) is not str:
+        raise _err(701, "kind", "missing field" if kind is None else "expected a string")
+    spec = _FIELDS.get(kind)
+    if spec is None:
+        raise _err(703, "kind")
+    required, allowed = spec
+    if len(obj) > len(allowed) or not allowed.issuperset(obj):
+        unknown = [k for k in obj if k not in allowed]
+        if unknown:
+            raise _err(701, min(unknown, key=_utf16_key)[:64], "unknown field")
+    create = kind == "create"
+    doc_id = _get(obj, "docId", required)
+    if doc_id is not None and not is_doc_id(doc_id):
+        raise _err(701, "docId", "expected a document id")
+    seq = _int(_get(obj, "seq", required), "seq")
+    if (seq == 0) != create:
+        raise _err(701, "seq", "0 for create, at least 1 for any other kind")
+    prev = _get(obj, "prev", required)
+    if create:
+        if prev != "":
+            raise _err(701, "prev", 'must be "" for create')
+    else:
+        _b64(prev, "prev", 32)
+    signer = _b64(_get(obj, "signer", required), "signer", PUBLIC_KEY_BYTES)
+    target = _get(obj, "target", required)
+    if target is not None:
+        _b64(target, "target", PUBLIC_KEY_BYTES)
+    role = _get(obj, "role", required)
+    if role is not None and role not in _RANK:
+        raise _err(701, "role", "expected one of " + ", ".join(ROLES))
+    name = obj.get("name")
+    if name is not None or "name" in obj:
+        reason = check_display_name(name)
+        if reason:
+            raise _err(701, "name", reason)
+    nonce = _get(obj, "nonce", required)
+    if nonce is not None:
+        _b64(nonce, "nonce", ROOT_NONCE_BYTES)
+    at = _int(_get(obj, "at", required), "at")
+    signature = _b64(_get(obj, "signature", required), "signature", SIGNATURE_BYTES)
+    fields = (kind, seq, prev, signer, at, doc_id, target, role, name, nonce)
+    signed = _DOMAIN_BYTES + _canonical(*fields)
+    digest = hashlib.blake2b(_canonical(*fields, signature), digest_size=32).digest()
+    return Entry(*fields[:5], signature, *fields[5:], LOG_FORMAT_VERSION, b64encode(digest), signed)
+
+
+def doc_id_of_root(root: Entry | Mapping[str, Any]) -> str:
+    """The document id a root (``create``) entry binds: ``"m1_" + hash(root)``."""
+    return LOG_DOC_ID_PREFIX + parse_entry(root).hash
+
+
+def is_log_doc_id(doc_id: object) -> bool:
+    """Whether ``doc_id`` names a document with a membership log (``m1_`` + 43 characters)."""
+    return isinstance(doc_id, str) and LOG_DOC_ID_RE.fullmatch(doc_id) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# state
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogHead:
+    """The last entry of a log: its sequence number and hash (``{"seq", "hash"}`` on the wire,
+    e.g. in the public data of messages written under it)."""
+
+    seq: int
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "hash": self.hash}
+
+
+def parse_log_head(value: Any) -> LogHead:
+    """Parse a ``{"seq", "hash"}`` object strictly (701 naming the field)."""
+    if not isinstance(value, dict):
+        raise _err(701, "logHead", "expected a JSON object")
+    if set(value) != {"seq", "hash"}:
+        raise _err(701, "logHead", 'expected exactly "seq" and "hash"')
+    return LogHead(_int(value["seq"], "logHead.seq"), _b64(value["hash"], "logHead.hash", 32))
+
+
+class Member(NamedTuple):
+    pub_key: str
+    role: str
+    #: who added this member (the member itself for the creator)
+    added_by: str
+    #: when (the adding entry's timestamp, ms since the Unix epoch)
+    at: int
+    #: the adding entry's sequence number
+    seq: int
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"role": self.role, "addedBy": self.added_by, "at": self.at, "seq": self.seq}
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass(frozen=True)
+class MembershipState:
+    """Who is a member with which role at the head of a verified log."""
+
+    doc_id: str
+    root_hash: str
+    head: LogHead
+    head_at: int
+    members: Mapping[str, Member]
+    #: the hash of every entry, by sequence number
+    hashes: tuple[str, ...] = field(repr=False)
+    #: per public key, ``(seq, role or None)`` for every change of that key's role
+    history: Mapping[str, tuple[tuple[int, str | None], ...]] = field(repr=False)
+
+    def role(self, pub_key: str) -> str | None:
+        member = self.members.get(pub_key)
+        return member.role if member else None
+
+    def is_member(self, pub_key: str) -> bool:
+        return pub_key in self.members
+
+    def can_write(self, pub_key: str) -> bool:
+        """Editors and admins write snapshots and updates."""
+        return self.role(pub_key) in ("editor", "admin")
+
+    def can_manage(self, pub_key: str) -> bool:
+        return self.role(pub_key) == "admin"
+
+    def role_at(self, pub_key: str, seq: int) -> str | None:
+        """The role ``pub_key`` had right after entry ``seq`` (``None``: not a member then)."""
+        if seq < 0 or seq > self.head.seq:
+            raise ValueError(f"seq {seq} is not in the log (head {self.head.seq})")
+        role = None
+        for at_seq, value in self.history.get(pub_key, ()):
+            if at_seq > seq:
+                break
+            role = value
+        return role
+
+    def head_of(self, seq: int) -> LogHead:
+        return LogHead(seq, self.hashes[seq])
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain summary (what the vectors compare)."""
+        return {
+            "docId": self.doc_id,
+            "root": self.root_hash,
+            "head": self.head.to_json(),
+            "members": {k: m.to_json() for k, m in sorted(self.members.items())},
+        }
+
+
+class _Builder:
+    """Mutable state while entries are applied; frozen into a MembershipState at the end."""
+
+    __slots__ = (
+        "admins",
+        "doc_id",
+        "hashes",
+        "head_at",
+        "head_hash",
+        "history",
+        "members",
+        "root_hash",
+        "seq",
+    )
+
+    def __init__(self, root: Entry, doc_id: str):
+        self.doc_id = doc_id
+        self.root_hash = root.hash
+        self.seq = 0
+        self.head_hash = root.hash
+        self.head_at = root.at
+        self.members = {
+            root.signer: Member(root.signer, "admin", root.signer, root.at, 0, root.name)
+        }
+        self.hashes = [root.hash]
+        self.history: dict[str, list[tuple[int, str | None]]] = {root.signer: [(0, "admin")]}
+        self.admins = 1
+
+    @classmethod
+    def of(cls, state: MembershipState) -> _Builder:
+        b = cls.__new__(cls)
+        b.doc_id, b.root_hash = state.doc_id, state.root_hash
+        b.seq, b.head_hash, b.head_at = state.head.seq, state.head.hash, state.head_at
+        b.members = dict(state.members)
+        b.hashes = list(state.hashes)
+        b.history = {k: list(v) for k, v in state.history.items()}
+        b.admins = sum(1 for m in state.members.values() if m.role == "admin")
+        return b
+
+    def freeze(self) -> MembershipState:
+        return MembershipState(
+            self.doc_id,
+            self.root_hash,
+            LogHead(self.seq, self.head_hash),
+            self.head_at,
+            MappingProxyType(dict(self.members)),
+            tuple(self.hashes),
+            MappingProxyType({k: tuple(v) for k, v in self.history.items()}),
+        )
+
+    def _set(self, e: Entry, pub_key: str, member: Member | None) -> None:
+        old = self.members.get(pub_key)
+        if old is not None and old.role == "admin":
+            self.admins -= 1
+        if member is None:
+            del self.members[pub_key]
+        else:
+            self.members[pub_key] = member
+            if member.role == "admin":
+                self.admins += 1
+        self.history.setdefault(pub_key, []).append((e.seq, member.role if member else None))
+
+    def apply(self, e: Entry) -> None:
+        """Check ``e`` against the state (signature already checked) and apply it."""
+        if e.kind == "create":  # a root again: the same one (replay) or another (fork)
+            raise _err(708 if e.hash == self.hashes[0] else 707, "seq")
+        if e.doc_id != self.doc_id:
+            raise _err(705, "docId")
+        if e.seq <= self.seq:
+            if self.hashes[e.seq] == e.hash:
+                raise _err(708, "seq")
+            raise _err(707, "seq", f"the log already has entry {e.seq}")
+        if e.seq > self.seq + 1:
+            raise _err(709, "seq", f"expected {self.seq + 1}, got {e.seq}")
+        if e.prev != self.head_hash:
+            raise _err(707, "prev")
+        if e.at < self.head_at:
+            raise _err(710, "at")
+        signer = self.members.get(e.signer)
+        if signer is None:
+            raise _err(711, "signer")
+        own = e.target == e.signer
+        if own and e.role is not None and _RANK[e.role] > _RANK[signer.role]:
+            raise _err(713, "role")
+        target = self.members.get(e.target)  # type: ignore[arg-type]
+        if e.kind == "add-member":
+            if signer.role != "admin":
+                raise _err(712, "signer")
+            if target is not None:
+                raise _err(715, "target")
+            member = Member(e.target, e.role, e.signer, e.at, e.seq, e.name)  # type: ignore[arg-type]
+            self._set(e, e.target, member)  # type: ignore[arg-type]
+        elif e.kind == "set-role":
+            self_demotion = own and _RANK[e.role] < _RANK[signer.role]  # type: ignore[index]
+            if not self_demotion and signer.role != "admin":
+                raise _err(712, "signer")
+            if target is None:
+                raise _err(716, "target")
+            if target.role == e.role:
+                raise _err(717, "role")
+            if target.role == "admin" and self.admins == 1:
+                raise _err(714, "role")
+            self._set(
+                e,
+                e.target,
+                Member(
+                    target.pub_key,
+                    e.role,
+                    target.added_by,
+                    target.at,  # type: ignore[arg-type]
+                    target.seq,
+                    target.name,
+                ),
+            )
+        else:  # remove-member
+            if not own and signer.role != "admin":
+                raise _err(712, "signer")
+            if target is None:
+                raise _err(716, "target")
+            if target.role == "admin" and self.admins == 1:
+                raise _err(714, "target")
+            self._set(e, e.target, None)  # type: ignore[arg-type]
+        self.seq = e.seq
+        self.head_hash = e.hash
+        self.head_at = e.at
+        self.hashes.append(e.hash)
+
+
+def _checked(obj: Any) -> Entry:
+    entry = parse_entry(obj)
+    if not entry.verify_signature():
+        raise _err(704, "signature")
+    return entry
+
+
+def _at_index(exc: MembershipError, index: int) -> MembershipError:
+    exc.index = index
+    return exc
+
+
+def _root(obj: Any, doc_id: str | None) -> _Builder:
+    root = _checked(obj)
+    if root.kind != "create":
+        raise _err(706, "kind", "the first entry must be a create entry")
+    bound = LOG_DOC_ID_PREFIX + root.hash
+    if doc_id is not None and bound != doc_id:
+        raise _err(706, "root", f"the root binds {bound}, not {doc_id}")
+    return _Builder(root, bound)
+
+
+def verify_log(
+    entries: Sequence[Any], doc_id: str | None, *, known_head: LogHead | None = None
+) -> MembershipState:
+    """Verify a whole log (entries as parsed JSON objects or :class:`Entry`) and return the
+    membership at its head.
+
+    ``doc_id`` is the document id this party already holds (from the share link, the
+    pointer file, the URL it serves): the root must bind exactly that id (706). Pass
+    ``None`` only to learn the id of a root you made yourself. ``known_head`` is a head this
+    party verified before: the log must contain it (718 otherwise: rollback or fork).
+    Raises :class:`MembershipError` with ``.index`` set to the offending entry.
+    """
+    if not isinstance(entries, (list, tuple)):
+        raise _err(701, "log", "expected an array")
+    if not entries:
+        raise _err(706, "log", "the log is empty")
+    if len(entries) > MAX_LOG_ENTRIES:
+        raise _err(701, "log", f"more than {MAX_LOG_ENTRIES} entries")
+    try:
+        builder = _root(entries[0], doc_id)
+    except MembershipError as exc:
+        raise _at_index(exc, 0)
+    _apply_all(builder, entries, 1, 1)
+    state = builder.freeze()
+    if known_head is not None:
+        check_known_head(state, known_head)
+    return state
+
+
+def check_known_head(state: MembershipState, known: LogHead) -> None:
+    """718 unless ``known`` (a head verified earlier) is an entry of ``state``'s log."""
+    if known.seq > state.head.seq or state.hashes[known.seq] != known.hash:
+        raise _err(718, "log", f"entry {known.seq} is not the one seen before")
+
+
+def _apply_all(builder: _Builder, entries: Iterable[Any], start: int, offset: int) -> None:
+    for index, obj in enumerate(
+        entries[start:] if isinstance(entries, (list, tuple)) else entries, offset
+    ):
+        try:
+            builder.apply(_checked(obj))
+        except MembershipError as exc:
+            raise _at_index(exc, index)
+
+
+def verify_entry(state: MembershipState, entry: Any) -> MembershipState:
+    """Verify one appended entry against ``state`` (parse, signature, document, chain,
+    authority) and return the new state. ``state`` is not changed."""
+    builder = _Builder.of(state)
+    builder.apply(_checked(entry))
+    return builder.freeze()
+
+
+def extend_log(state: MembershipState, entries: Sequence[Any]) -> MembershipState:
+    """Verify entries that continue ``state``'s log (a delta from the relay); ``.index`` of
+    an error counts from 0 in ``entries``."""
+    if not isinstance(entries, (list, tuple)):
+        raise _err(701, "log", "expected an array")
+    if state.head.seq + 1 + len(entries) > MAX_LOG_ENTRIES:
+        raise _err(701, "log", f"more than {MAX_LOG_ENTRIES} entries")
+    if not entries:
+        return state
+    builder = _Builder.of(state)
+    _apply_all(builder, entries, 0, 0)
+    return builder.freeze()
+
+
+# ---------------------------------------------------------------------------------------
+# creating entries
+# ---------------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sign(fields: dict[str, Any], keypair: SigningKeyPair) -> Entry:
+    unsigned = parse_entry({**fields, "signature": _NO_SIGNATURE})
+    signature = b64encode(keypair.sign(unsigned.signed_bytes))
+    return parse_entry({**fields, "signature": signature})
+
+
+_NO_SIGNATURE = "A" * 86
+
+
+def _pub_key(value: str | bytes | Identity, field: str) -> str:
+    if isinstance(value, Identity):
+        value = value.pub_key
+    if isinstance(value, bytes):
+        value = b64encode(value)
+    try:
+        _check_identity_point(b64decode_checked(_b64(value, field, PUBLIC_KEY_BYTES)))
+    except (MembershipError, IdentityError) as exc:
+        raise _err(741, field, exc.detail)
+    return value
+
+
+def create_log(
+    keypair: SigningKeyPair,
+    *,
+    name: str | None = None,
+    at: int | None = None,
+    nonce: bytes | None = None,
+) -> tuple[Entry, MembershipState]:
+    """A new log: its root entry (the signer becomes the first admin) and the state.
+
+    The document id is ``state.doc_id`` (``"m1_" + hash(root)``). ``at`` (ms since the Unix
+    epoch) and ``nonce`` (24 bytes) are for deterministic tests; normally now and random."""
+    fields: dict[str, Any] = {
+        "v": LOG_FORMAT_VERSION,
+        "kind": "create",
+        "seq": 0,
+        "prev": "",
+        "signer": keypair.public_key_b64,
+        "nonce": b64encode(os.urandom(ROOT_NONCE_BYTES) if nonce is None else nonce),
+        "at": _now_ms() if at is None else at,
+    }
+    if name is not None:
+        fields["name"] = name
+    try:
+        root = _sign(fields, keypair)
+    except MembershipParseError as exc:
+        raise _err(741, exc.field, exc.detail)
+    return root, verify_log([root], None)
+
+
+def create_entry(
+    state: MembershipState,
+    keypair: SigningKeyPair,
+    kind: str,
+    target: str | bytes | Identity,
+    role: str | None = None,
+    *,
+    name: str | None = None,
+    at: int | None = None,
+) -> tuple[Entry, MembershipState]:
+    """Sign the next entry on ``state``'s head and check it: returns the entry (to send to
+    the relay) and the state after it.
+
+    ``kind`` is ``add-member`` (with ``role``; ``name`` defaults to the identity's display
+    name), ``set-role`` (with ``role``) or ``remove-member``. ``at`` defaults to now, but
+    never earlier than the head's timestamp. Raises 741 for bad arguments (including a key
+    that is not a usable Ed25519 point) and the rule's own code (711–717) when the signer
+    may not make this change."""
+    if kind not in KINDS or kind == "create":
+        raise _err(741, "kind", "expected add-member, set-role or remove-member")
+    if kind == "add-member" and name is None and isinstance(target, Identity):
+        name = target.name
+    fields: dict[str, Any] = {
+        "v": LOG_FORMAT_VERSION,
+        "kind": kind,
+        "docId": state.doc_id,
+        "seq": state.head.seq + 1,
+        "prev": state.head.hash,
+        "signer": keypair.public_key_b64,
+        "target": _pub_key(target, "target"),
+        "at": max(_now_ms(), state.head_at) if at is None else at,
+    }
+    if kind != "remove-member":
+        fields["role"] = role
+    elif role is not None:
+        raise _err(741, "role", "remove-member takes no role")
+    if name is not None:
+        if kind != "add-member":
+            raise _err(741, "name", "only add-member carries a name")
+        fields["name"] = name
+    try:
+        entry = _sign(fields, keypair)
+    except MembershipParseError as exc:
+        raise _err(741, exc.field, exc.detail)
+    return entry, verify_entry(state, entry)
+
+
+# ---------------------------------------------------------------------------------------
+# reader proofs (authenticated readers)
+# ---------------------------------------------------------------------------------------
+
+
+def new_reader_challenge() -> str:
+    """A fresh challenge nonce for one connection: b64 of 32 random bytes."""
+    return b64encode(os.urandom(CHALLENGE_NONCE_BYTES))
+
+
+def reader_proof_bytes(doc_id: str, nonce: str, pub_key: str) -> bytes:
+    """``"secsync_jupyter_reader_proof" + canon({"docId", "nonce", "pubKey"})``."""
+    return DOMAIN_READER_PROOF.encode() + canonicalize(
+        {"docId": doc_id, "nonce": nonce, "pubKey": pub_key}
+    )
+
+
+def create_reader_proof(keypair: SigningKeyPair, doc_id: str, nonce: str) -> dict[str, str]:
+    """The client's answer to a ``reader-challenge`` frame."""
+    signature = keypair.sign(reader_proof_bytes(doc_id, nonce, keypair.public_key_b64))
+    return {
+        "type": "reader-proof",
+        "pubKey": keypair.public_key_b64,
+        "signature": b64encode(signature),
+    }
+
+
+def verify_reader_proof(
+    proof: Any, doc_id: str, nonce: str, state: MembershipState | None = None
+) -> str:
+    """Check a ``reader-proof`` frame against the challenge this relay sent (``doc_id`` and
+    ``nonce`` are the relay's own values) and return the proven public key.
+
+    720 malformed, 721 bad signature, 722 not a member of ``state`` (when given)."""
+    if not isinstance(proof, dict):
+        raise _err(720, "proof", "expected a JSON object")
+    try:
+        pub_key = _b64(proof.get("pubKey"), "pubKey", PUBLIC_KEY_BYTES)
+        signature = _b64(proof.get("signature"), "signature", SIGNATURE_BYTES)
+    except MembershipError as exc:
+        raise _err(720, exc.field, exc.detail)
+    ok = verify_detached(
+        b64decode_checked(signature),
+        reader_proof_bytes(doc_id, nonce, pub_key),
+        b64decode_checked(pub_key),
+    )
+    if not ok:
+        raise _err(721, "signature")
+    if state is not None and not state.is_member(pub_key):
+        raise _err(722, "pubKey")
+    return pub_key
