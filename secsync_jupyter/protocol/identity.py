@@ -185,7 +185,7 @@ def parse_identity(text: object) -> Identity:
     if not isinstance(text, str):
         raise IdentityError("expected a string", field="identity")
     text = text.strip(" \t\r\n")
-    if len(text) > MAX_IDENTITY_CHARS:
+    if len(text.encode("utf-16-le", "surrogatepass")) > 2 * MAX_IDENTITY_CHARS:  # JS length
         raise IdentityError(f"longer than {MAX_IDENTITY_CHARS} characters", field="identity")
     if not text.startswith(IDENTITY_PREFIX):
         raise IdentityError(f"does not start with {IDENTITY_PREFIX!r}", field="identity")

@@ -119,7 +119,13 @@ def _err(code: int, field: str | None = None, message: str | None = None) -> Mem
 
 
 def _utf16_key(text: str) -> bytes:
+    """Sort key: UTF-16 code units (JavaScript's string order)."""
     return text.encode("utf-16-be", "surrogatepass")
+
+
+def _utf16_prefix(text: str, units: int) -> str:
+    """The first ``units`` UTF-16 code units of ``text`` (JavaScript's ``slice``)."""
+    return _utf16_key(text)[: 2 * units].decode("utf-16-be", "surrogatepass")
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,7 +258,7 @@ def parse_entry(obj: Any) -> Entry:
     if len(obj) > len(allowed) or not allowed.issuperset(obj):
         unknown = [k for k in obj if k not in allowed]
         if unknown:
-            raise _err(701, min(unknown, key=_utf16_key)[:64], "unknown field")
+            raise _err(701, _utf16_prefix(min(unknown, key=_utf16_key), 64), "unknown field")
     create = kind == "create"
     doc_id = _get(obj, "docId", required)
     if doc_id is not None and not is_doc_id(doc_id):
@@ -271,7 +277,7 @@ def parse_entry(obj: Any) -> Entry:
     if target is not None:
         _b64(target, "target", PUBLIC_KEY_BYTES)
     role = _get(obj, "role", required)
-    if role is not None and role not in _RANK:
+    if role is not None and (type(role) is not str or role not in _RANK):
         raise _err(701, "role", "expected one of " + ", ".join(ROLES))
     name = obj.get("name")
     if name is not None or "name" in obj:

@@ -41,6 +41,7 @@ from secsync_jupyter.protocol.membership import (  # noqa: E402
     create_reader_proof,
     parse_entry,
 )
+from secsync_jupyter.protocol.membership_codes import MEMBERSHIP_ERROR_MESSAGES  # noqa: E402
 
 OUT = pathlib.Path(__file__).with_name("membership-vectors.json")
 NAMES = "ABCDEFGH"
@@ -722,6 +723,7 @@ def invalid_logs() -> list[dict]:
     )
     malformed("target-number", 1, setter("target", 7), 701, "target", "target is a number")
     malformed("role-owner", 1, setter("role", "owner"), 701, "role", "not a role name")
+    malformed("role-array", 1, setter("role", ["admin"]), 701, "role", "role is an array")
     malformed("role-upper", 1, setter("role", "Editor"), 701, "role", "roles are lower case")
     malformed("name-empty", 1, setter("name", ""), 701, "name", "empty display name")
     malformed("name-null", 1, setter("name", None), 701, "name", "null display name")
@@ -942,6 +944,7 @@ def build() -> dict:
         "version": 1,
         "generator": "tests/vectors/make_membership_vectors.py",
         "domains": {"entry": DOMAIN_MEMBERSHIP_ENTRY, "readerProof": DOMAIN_READER_PROOF},
+        "errorCodes": MEMBERSHIP_ERROR_MESSAGES,
         "keys": keys,
         "validLogs": valid_logs(),
         "invalidLogs": invalid_logs(),

@@ -4,6 +4,8 @@
  * Every failure of a verify function or of strict frame parsing is reported as a
  * `SecsyncError` carrying one of these codes; nothing else is ever thrown for bad input.
  */
+import { MEMBERSHIP_ERROR_DESCRIPTIONS, MembershipErrorCode } from './membershipCodes';
+
 export type SecsyncErrorCode =
   | 'SECSYNC_ERROR_100'
   | 'SECSYNC_ERROR_101'
@@ -41,6 +43,7 @@ export type SecsyncErrorCode =
   | 'SECSYNC_ERROR_401'
   | 'SECSYNC_ERROR_501'
   | 'SECSYNC_ERROR_601'
+  | MembershipErrorCode // 700-749: membership log (membershipCodes.ts)
   // not part of the reference numbering: a malformed frame from the relay / bad local input
   | 'SECSYNC_ERROR_PROTOCOL';
 
@@ -81,6 +84,7 @@ export const ERROR_DESCRIPTIONS: Record<SecsyncErrorCode, string> = {
   SECSYNC_ERROR_401: 'creating a snapshot failed',
   SECSYNC_ERROR_501: 'creating an update failed',
   SECSYNC_ERROR_601: 'creating an ephemeral message failed',
+  ...MEMBERSHIP_ERROR_DESCRIPTIONS,
   SECSYNC_ERROR_PROTOCOL: 'protocol error'
 };
 

@@ -1,0 +1,1024 @@
+/**
+ * The membership log of a document, identities and reader proofs: the TypeScript twin of
+ * secsync_jupyter/protocol/membership.py and identity.py (same functions, same checks in the
+ * same order, same error codes and fields). Both pass tests/vectors/membership-vectors.json.
+ * The wire format is in docs/protocol.md, section "Membership log".
+ *
+ * In short: an entry is a flat JSON object, signed with Ed25519 over
+ * `"secsync_jupyter_membership_entry" + canon(entry without "signature")`; its hash is
+ * `b64(BLAKE2b-256(canon(entry)))`. The `create` entry makes its signer the first admin, and
+ * the document id of a document with a log is `"m1_" + hash(root)`.
+ *
+ * Every function throws `MembershipError` (a `SecsyncError` with code 700–749, `field` and,
+ * for whole logs, `index`) for bad input; nothing else.
+ */
+import { b64decode, b64encode } from './base64';
+import { canonicalizeStrict, hasLoneSurrogate } from './canonical';
+import { SignatureKeyPair } from './crypto';
+import { SecsyncError } from './errors';
+import { MembershipErrorCode } from './membershipCodes';
+import { sodium, utf8Decode, utf8Encode } from './sodium';
+
+export const LOG_FORMAT_VERSION = 1;
+export const DOMAIN_MEMBERSHIP_ENTRY = 'secsync_jupyter_membership_entry';
+export const DOMAIN_READER_PROOF = 'secsync_jupyter_reader_proof';
+export const LOG_DOC_ID_PREFIX = 'm1_';
+export const IDENTITY_PREFIX = 'secsync-id:1:';
+export const ROLES = ['viewer', 'editor', 'admin'] as const;
+export const KINDS = ['create', 'add-member', 'set-role', 'remove-member'] as const;
+export const MAX_LOG_ENTRIES = 100000;
+export const MAX_NAME_BYTES = 100;
+export const MAX_IDENTITY_CHARS = 512;
+const ROOT_NONCE_BYTES = 24;
+const CHALLENGE_NONCE_BYTES = 32;
+
+export type Role = (typeof ROLES)[number];
+export type EntryKind = (typeof KINDS)[number];
+
+const RANK: Record<Role, number> = { viewer: 0, editor: 1, admin: 2 };
+const LOG_DOC_ID_RE = /^m1_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
+const DOC_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
+const B64_RE: Record<number, RegExp> = {
+  32: /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/,
+  24: /^[A-Za-z0-9_-]{32}$/,
+  64: /^[A-Za-z0-9_-]{85}[AQgw]$/
+};
+
+const COMMON = ['v', 'kind', 'seq', 'prev', 'signer', 'at', 'signature'];
+const REQUIRED: Record<EntryKind, string[]> = {
+  create: [...COMMON, 'nonce'],
+  'add-member': [...COMMON, 'docId', 'target', 'role'],
+  'set-role': [...COMMON, 'docId', 'target', 'role'],
+  'remove-member': [...COMMON, 'docId', 'target']
+};
+const OPTIONAL: Partial<Record<EntryKind, string[]>> = { create: ['name'], 'add-member': ['name'] };
+
+export class MembershipError extends SecsyncError {
+  readonly field: string | null;
+  /** position of the offending entry when a whole log (or a delta) was verified */
+  index: number | null = null;
+  readonly detail: string | undefined;
+  constructor(code: MembershipErrorCode, field: string | null, detail?: string) {
+    const text = detail ?? undefined;
+    super(code, field === null ? text : text ? `${field}: ${text}` : field);
+    this.name = 'MembershipError';
+    this.field = field;
+    this.detail = detail;
+  }
+}
+
+function err(code: number, field: string | null, detail?: string): MembershipError {
+  return new MembershipError(`SECSYNC_ERROR_${code}` as MembershipErrorCode, field, detail);
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) {
+    return false;
+  }
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+function has(obj: Record<string, unknown>, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(obj, key);
+}
+
+// ---------------------------------------------------------------------------------------
+// identities
+// ---------------------------------------------------------------------------------------
+
+/** control, soft hyphen, invisible and bidirectional formatting characters, separators, BOM */
+const FORBIDDEN_NAME_CHARS = new RegExp(
+  '[\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e' +
+    '\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb]'
+);
+const NAME_SPACE = new Set(
+  ' \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a' +
+    '\u202f\u205f\u3000'
+);
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+const FINGERPRINT_RE = /^[0-9a-f]{16}$/;
+
+/** The reason `name` is not an acceptable display name, or null if it is. */
+export function checkDisplayName(name: unknown): string | null {
+  if (typeof name !== 'string') {
+    return 'expected a string';
+  }
+  if (name.length === 0) {
+    return 'must not be empty';
+  }
+  if (FORBIDDEN_NAME_CHARS.test(name) || hasLoneSurrogate(name)) {
+    return 'contains a control, invisible or bidirectional formatting character';
+  }
+  if (utf8Encode(name).length > MAX_NAME_BYTES) {
+    return `longer than ${MAX_NAME_BYTES} bytes of UTF-8`;
+  }
+  if (NAME_SPACE.has(name[0]) || NAME_SPACE.has(name[name.length - 1])) {
+    return 'begins or ends with white space';
+  }
+  return null;
+}
+
+/** BLAKE2b-64 of the 32 key bytes as 16 lowercase hex digits. */
+export function fingerprintHex(pubKey: Uint8Array): string {
+  let hex = '';
+  for (const b of sodium().crypto_generichash(8, pubKey)) {
+    hex += b.toString(16).padStart(2, '0');
+  }
+  return hex;
+}
+
+export interface Identity {
+  pubKey: string;
+  name: string | null;
+}
+
+function identityError(field: string, detail?: string, code = 730): MembershipError {
+  return err(code, field, detail);
+}
+
+function keyBytes(pubKey: string | Uint8Array, field = 'pubKey'): Uint8Array {
+  if (pubKey instanceof Uint8Array) {
+    if (pubKey.length !== 32) {
+      throw identityError(field, 'expected 32 bytes');
+    }
+    return pubKey;
+  }
+  if (typeof pubKey !== 'string' || !B64_RE[32].test(pubKey)) {
+    throw identityError(field, 'expected base64url of 32 bytes');
+  }
+  return b64decode(pubKey);
+}
+
+function checkPoint(key: Uint8Array): void {
+  try {
+    sodium().crypto_sign_ed25519_pk_to_curve25519(key);
+  } catch {
+    throw identityError('pubKey', 'not a valid Ed25519 public key');
+  }
+}
+
+function pctEncode(name: string): string {
+  let out = '';
+  for (const b of utf8Encode(name)) {
+    const c = String.fromCharCode(b);
+    out += b < 128 && UNRESERVED.test(c) ? c : '%' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+function pctDecode(text: string): string {
+  const raw: number[] = [];
+  for (let i = 0; i < text.length; ) {
+    const c = text[i];
+    if (c === '%') {
+      const hex = text.slice(i + 1, i + 3);
+      if (!/^[0-9A-F]{2}$/.test(hex)) {
+        throw identityError('name', "'%' not followed by two upper-case hex digits");
+      }
+      raw.push(parseInt(hex, 16));
+      i += 3;
+      continue;
+    }
+    if (!UNRESERVED.test(c)) {
+      throw identityError('name', `character ${JSON.stringify(c)} must be percent-encoded`);
+    }
+    raw.push(c.charCodeAt(0));
+    i += 1;
+  }
+  let name: string;
+  try {
+    name = utf8Decode(new Uint8Array(raw));
+  } catch {
+    throw identityError('name', 'not valid UTF-8');
+  }
+  if (pctEncode(name) !== text) {
+    throw identityError('name', 'not in canonical percent-encoding');
+  }
+  return name;
+}
+
+/** The identity string of a public key (bytes or base64url) and optional display name. */
+export function formatIdentity(pubKey: string | Uint8Array, name: string | null = null): string {
+  const key = keyBytes(pubKey);
+  checkPoint(key);
+  let text = `${IDENTITY_PREFIX}${b64encode(key)}:${fingerprintHex(key)}`;
+  if (name !== null) {
+    const reason = checkDisplayName(name);
+    if (reason) {
+      throw identityError('name', reason);
+    }
+    text += ':' + pctEncode(name);
+  }
+  return text;
+}
+
+function stripAsciiSpace(text: string): string {
+  const ws = ' \t\r\n';
+  let a = 0;
+  let b = text.length;
+  while (a < b && ws.includes(text[a])) {
+    a++;
+  }
+  while (b > a && ws.includes(text[b - 1])) {
+    b--;
+  }
+  return text.slice(a, b);
+}
+
+/** Parse an identity string strictly: 730 malformed, 731 fingerprint does not match. */
+export function parseIdentity(input: unknown): Identity {
+  if (typeof input !== 'string') {
+    throw identityError('identity', 'expected a string');
+  }
+  const text = stripAsciiSpace(input);
+  if (text.length > MAX_IDENTITY_CHARS) {
+    throw identityError('identity', `longer than ${MAX_IDENTITY_CHARS} characters`);
+  }
+  if (!text.startsWith(IDENTITY_PREFIX)) {
+    throw identityError('identity', `does not start with '${IDENTITY_PREFIX}'`);
+  }
+  const parts = text.slice(IDENTITY_PREFIX.length).split(':');
+  if (parts.length !== 2 && parts.length !== 3) {
+    throw identityError('identity', 'expected pubKey:fingerprint[:name]');
+  }
+  const key = keyBytes(parts[0]);
+  if (!FINGERPRINT_RE.test(parts[1])) {
+    throw identityError('fingerprint', 'expected 16 lowercase hex digits');
+  }
+  if (parts[1] !== fingerprintHex(key)) {
+    throw identityError('fingerprint', undefined, 731);
+  }
+  checkPoint(key);
+  let name: string | null = null;
+  if (parts.length === 3) {
+    name = pctDecode(parts[2]);
+    const reason = checkDisplayName(name);
+    if (reason) {
+      throw identityError('name', reason);
+    }
+  }
+  return { pubKey: b64encode(key), name };
+}
+
+/** The X25519 box public key of a member (`crypto_sign_ed25519_pk_to_curve25519`). */
+export function boxPublicKey(pubKey: string | Uint8Array): Uint8Array {
+  const key = keyBytes(pubKey);
+  try {
+    return sodium().crypto_sign_ed25519_pk_to_curve25519(key);
+  } catch {
+    throw identityError('pubKey', 'not a valid Ed25519 public key');
+  }
+}
+
+/** The X25519 box secret key matching `boxPublicKey` of `keyPair`. */
+export function boxSecretKey(keyPair: SignatureKeyPair): Uint8Array {
+  return sodium().crypto_sign_ed25519_sk_to_curve25519(keyPair.privateKey);
+}
+
+// ---------------------------------------------------------------------------------------
+// entries
+// ---------------------------------------------------------------------------------------
+
+export interface MembershipEntry {
+  v: number;
+  kind: EntryKind;
+  seq: number;
+  prev: string;
+  signer: string;
+  at: number;
+  signature: string;
+  docId?: string;
+  target?: string;
+  role?: Role;
+  name?: string;
+  nonce?: string;
+  /** b64(BLAKE2b-256(canon(entry))): what the next entry's `prev` names */
+  hash: string;
+  /** the exact bytes the signature covers */
+  signedBytes: Uint8Array;
+}
+
+const PARSED = new WeakSet<object>();
+
+/** The wire form of an entry (a fresh object). */
+export function entryToJson(e: MembershipEntry): Record<string, unknown> {
+  const out: Record<string, unknown> = { v: e.v, kind: e.kind };
+  if (e.docId !== undefined) {
+    out.docId = e.docId;
+  }
+  out.seq = e.seq;
+  out.prev = e.prev;
+  out.signer = e.signer;
+  for (const key of ['target', 'role', 'name', 'nonce'] as const) {
+    if (e[key] !== undefined) {
+      out[key] = e[key];
+    }
+  }
+  out.at = e.at;
+  out.signature = e.signature;
+  return out;
+}
+
+function intValue(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw err(701, field, 'expected an integer');
+  }
+  if (value < 0 || value > Number.MAX_SAFE_INTEGER) {
+    throw err(701, field, 'out of range (0 … 2^53-1)');
+  }
+  return value === 0 ? 0 : value; // -0 is 0
+}
+
+function b64Field(value: unknown, field: string, length: 24 | 32 | 64): string {
+  if (typeof value !== 'string' || !B64_RE[length].test(value)) {
+    throw err(701, field, `expected base64url of ${length} bytes`);
+  }
+  return value;
+}
+
+function getField(obj: Record<string, unknown>, name: string, required: Set<string>): unknown {
+  const value = has(obj, name) ? obj[name] : undefined;
+  if ((value === undefined || value === null) && required.has(name)) {
+    throw err(701, name, has(obj, name) ? 'must not be null' : 'missing field');
+  }
+  return value === null ? undefined : value;
+}
+
+function unsignedFields(e: Omit<MembershipEntry, 'signature' | 'hash' | 'signedBytes'>) {
+  const out = entryToJson({ ...e, signature: '', hash: '', signedBytes: new Uint8Array() });
+  delete out.signature;
+  return out;
+}
+
+/**
+ * Parse one entry strictly: 701 (naming the field) for anything malformed, 702 for another
+ * format version, 703 for an unknown kind. Does not check the signature. Fields are checked
+ * in the order of the Python twin (v, kind, unknown fields, docId, seq, prev, signer, target,
+ * role, name, nonce, at, signature).
+ */
+export function parseEntry(obj: unknown): MembershipEntry {
+  if (typeof obj === 'object' && obj !== null && PARSED.has(obj)) {
+    return obj as MembershipEntry;
+  }
+  if (!isPlainObject(obj)) {
+    throw err(701, 'entry', 'expected a JSON object');
+  }
+  if (!has(obj, 'v')) {
+    throw err(701, 'v', 'missing field');
+  }
+  if (intValue(obj.v, 'v') !== LOG_FORMAT_VERSION) {
+    throw err(702, 'v');
+  }
+  const kind = has(obj, 'kind') ? obj.kind : undefined;
+  if (typeof kind !== 'string') {
+    const missing = kind === undefined || kind === null;
+    throw err(701, 'kind', missing ? 'missing field' : 'expected a string');
+  }
+  if (!(KINDS as readonly string[]).includes(kind)) {
+    throw err(703, 'kind');
+  }
+  const k = kind as EntryKind;
+  const required = new Set(REQUIRED[k]);
+  const allowed = new Set([...REQUIRED[k], ...(OPTIONAL[k] ?? [])]);
+  const unknown = Object.keys(obj).filter((key) => !allowed.has(key));
+  if (unknown.length) {
+    throw err(701, unknown.sort()[0].slice(0, 64), 'unknown field');
+  }
+  const create = k === 'create';
+  const docId = getField(obj, 'docId', required);
+  if (docId !== undefined && (typeof docId !== 'string' || !DOC_ID_RE.test(docId))) {
+    throw err(701, 'docId', 'expected a document id');
+  }
+  const seq = intValue(getField(obj, 'seq', required), 'seq');
+  if ((seq === 0) !== create) {
+    throw err(701, 'seq', '0 for create, at least 1 for any other kind');
+  }
+  const prev = getField(obj, 'prev', required);
+  if (create) {
+    if (prev !== '') {
+      throw err(701, 'prev', 'must be "" for create');
+    }
+  } else {
+    b64Field(prev, 'prev', 32);
+  }
+  const signer = b64Field(getField(obj, 'signer', required), 'signer', 32);
+  const target = getField(obj, 'target', required);
+  if (target !== undefined) {
+    b64Field(target, 'target', 32);
+  }
+  const role = getField(obj, 'role', required);
+  if (role !== undefined && !(typeof role === 'string' && has(RANK, role))) {
+    throw err(701, 'role', 'expected one of ' + ROLES.join(', '));
+  }
+  if (has(obj, 'name')) {
+    const reason = checkDisplayName(obj.name);
+    if (reason) {
+      throw err(701, 'name', reason);
+    }
+  }
+  const nonce = getField(obj, 'nonce', required);
+  if (nonce !== undefined) {
+    b64Field(nonce, 'nonce', ROOT_NONCE_BYTES);
+  }
+  const at = intValue(getField(obj, 'at', required), 'at');
+  const signature = b64Field(getField(obj, 'signature', required), 'signature', 64);
+  const base = {
+    v: LOG_FORMAT_VERSION,
+    kind: k,
+    seq,
+    prev: prev as string,
+    signer,
+    at,
+    ...(docId !== undefined ? { docId: docId as string } : {}),
+    ...(target !== undefined ? { target: target as string } : {}),
+    ...(role !== undefined ? { role: role as Role } : {}),
+    ...(has(obj, 'name') ? { name: obj.name as string } : {}),
+    ...(nonce !== undefined ? { nonce: nonce as string } : {})
+  };
+  const unsigned = unsignedFields(base);
+  const signedBytes = utf8Encode(DOMAIN_MEMBERSHIP_ENTRY + canonicalizeStrict(unsigned));
+  const full = utf8Encode(canonicalizeStrict({ ...unsigned, signature }));
+  const entry: MembershipEntry = {
+    ...base,
+    signature,
+    hash: b64encode(sodium().crypto_generichash(32, full)),
+    signedBytes
+  };
+  Object.freeze(entry);
+  PARSED.add(entry);
+  return entry;
+}
+
+export function verifyEntrySignature(e: MembershipEntry): boolean {
+  try {
+    return sodium().crypto_sign_verify_detached(
+      b64decode(e.signature),
+      e.signedBytes,
+      b64decode(e.signer)
+    );
+  } catch {
+    return false;
+  }
+}
+
+/** The document id a root (`create`) entry binds: `"m1_" + hash(root)`. */
+export function docIdOfRoot(root: unknown): string {
+  return LOG_DOC_ID_PREFIX + parseEntry(root).hash;
+}
+
+/** Whether `docId` names a document with a membership log. */
+export function isLogDocId(docId: unknown): boolean {
+  return typeof docId === 'string' && LOG_DOC_ID_RE.test(docId);
+}
+
+// ---------------------------------------------------------------------------------------
+// state
+// ---------------------------------------------------------------------------------------
+
+export interface LogHead {
+  seq: number;
+  hash: string;
+}
+
+/** Parse a `{"seq", "hash"}` object strictly (701 naming the field). */
+export function parseLogHead(value: unknown): LogHead {
+  if (!isPlainObject(value)) {
+    throw err(701, 'logHead', 'expected a JSON object');
+  }
+  const keys = Object.keys(value).sort();
+  if (keys.length !== 2 || keys[0] !== 'hash' || keys[1] !== 'seq') {
+    throw err(701, 'logHead', 'expected exactly "seq" and "hash"');
+  }
+  return {
+    seq: intValue(value.seq, 'logHead.seq'),
+    hash: b64Field(value.hash, 'logHead.hash', 32)
+  };
+}
+
+export interface Member {
+  pubKey: string;
+  role: Role;
+  /** who added this member (the member itself for the creator) */
+  addedBy: string;
+  /** when (the adding entry's timestamp, ms since the Unix epoch) */
+  at: number;
+  /** the adding entry's sequence number */
+  seq: number;
+  name?: string;
+}
+
+export class MembershipState {
+  constructor(
+    readonly docId: string,
+    readonly rootHash: string,
+    readonly head: Readonly<LogHead>,
+    readonly headAt: number,
+    readonly members: ReadonlyMap<string, Readonly<Member>>,
+    /** the hash of every entry, by sequence number */
+    readonly hashes: readonly string[],
+    /** per public key, [seq, role or null] for every change of that key's role */
+    readonly history: ReadonlyMap<string, ReadonlyArray<readonly [number, Role | null]>>
+  ) {
+    Object.freeze(this);
+  }
+
+  role(pubKey: string): Role | null {
+    return this.members.get(pubKey)?.role ?? null;
+  }
+
+  isMember(pubKey: string): boolean {
+    return this.members.has(pubKey);
+  }
+
+  /** Editors and admins write snapshots and updates. */
+  canWrite(pubKey: string): boolean {
+    const role = this.role(pubKey);
+    return role === 'editor' || role === 'admin';
+  }
+
+  canManage(pubKey: string): boolean {
+    return this.role(pubKey) === 'admin';
+  }
+
+  /** The role `pubKey` had right after entry `seq` (null: not a member then). */
+  roleAt(pubKey: string, seq: number): Role | null {
+    if (seq < 0 || seq > this.head.seq) {
+      throw new RangeError(`seq ${seq} is not in the log (head ${this.head.seq})`);
+    }
+    let role: Role | null = null;
+    for (const [atSeq, value] of this.history.get(pubKey) ?? []) {
+      if (atSeq > seq) {
+        break;
+      }
+      role = value;
+    }
+    return role;
+  }
+
+  headOf(seq: number): LogHead {
+    return { seq, hash: this.hashes[seq] };
+  }
+
+  /** A plain summary (what the vectors compare). */
+  toJson(): Record<string, unknown> {
+    const members: Record<string, unknown> = {};
+    for (const key of [...this.members.keys()].sort()) {
+      const m = this.members.get(key) as Member;
+      members[key] = {
+        role: m.role,
+        addedBy: m.addedBy,
+        at: m.at,
+        seq: m.seq,
+        ...(m.name !== undefined ? { name: m.name } : {})
+      };
+    }
+    return {
+      docId: this.docId,
+      root: this.rootHash,
+      head: { seq: this.head.seq, hash: this.head.hash },
+      members
+    };
+  }
+}
+
+/** Mutable state while entries are applied; frozen into a MembershipState at the end. */
+class Builder {
+  docId = '';
+  rootHash = '';
+  seq = 0;
+  headHash = '';
+  headAt = 0;
+  members = new Map<string, Member>();
+  hashes: string[] = [];
+  history = new Map<string, Array<readonly [number, Role | null]>>();
+  admins = 0;
+
+  static root(root: MembershipEntry, docId: string): Builder {
+    const b = new Builder();
+    b.docId = docId;
+    b.rootHash = root.hash;
+    b.headHash = root.hash;
+    b.headAt = root.at;
+    b.members.set(root.signer, freezeMember({
+      pubKey: root.signer,
+      role: 'admin',
+      addedBy: root.signer,
+      at: root.at,
+      seq: 0,
+      ...(root.name !== undefined ? { name: root.name } : {})
+    }));
+    b.hashes.push(root.hash);
+    b.history.set(root.signer, [[0, 'admin']]);
+    b.admins = 1;
+    return b;
+  }
+
+  static of(state: MembershipState): Builder {
+    const b = new Builder();
+    b.docId = state.docId;
+    b.rootHash = state.rootHash;
+    b.seq = state.head.seq;
+    b.headHash = state.head.hash;
+    b.headAt = state.headAt;
+    b.members = new Map(state.members);
+    b.hashes = [...state.hashes];
+    for (const [k, v] of state.history) {
+      b.history.set(k, [...v]);
+    }
+    for (const m of state.members.values()) {
+      b.admins += m.role === 'admin' ? 1 : 0;
+    }
+    return b;
+  }
+
+  freeze(): MembershipState {
+    const history = new Map<string, ReadonlyArray<readonly [number, Role | null]>>();
+    for (const [k, v] of this.history) {
+      history.set(k, Object.freeze([...v]));
+    }
+    return new MembershipState(
+      this.docId,
+      this.rootHash,
+      Object.freeze({ seq: this.seq, hash: this.headHash }),
+      this.headAt,
+      new Map(this.members),
+      Object.freeze([...this.hashes]),
+      history
+    );
+  }
+
+  private set(e: MembershipEntry, pubKey: string, member: Member | null): void {
+    const old = this.members.get(pubKey);
+    if (old && old.role === 'admin') {
+      this.admins -= 1;
+    }
+    if (member === null) {
+      this.members.delete(pubKey);
+    } else {
+      this.members.set(pubKey, freezeMember(member));
+      this.admins += member.role === 'admin' ? 1 : 0;
+    }
+    let list = this.history.get(pubKey);
+    if (!list) {
+      list = [];
+      this.history.set(pubKey, list);
+    }
+    list.push([e.seq, member ? member.role : null]);
+  }
+
+  /** Check `e` against the state (signature already checked) and apply it. */
+  apply(e: MembershipEntry): void {
+    if (e.kind === 'create') {
+      throw err(e.hash === this.hashes[0] ? 708 : 707, 'seq');
+    }
+    if (e.docId !== this.docId) {
+      throw err(705, 'docId');
+    }
+    if (e.seq <= this.seq) {
+      if (this.hashes[e.seq] === e.hash) {
+        throw err(708, 'seq');
+      }
+      throw err(707, 'seq', `the log already has entry ${e.seq}`);
+    }
+    if (e.seq > this.seq + 1) {
+      throw err(709, 'seq', `expected ${this.seq + 1}, got ${e.seq}`);
+    }
+    if (e.prev !== this.headHash) {
+      throw err(707, 'prev');
+    }
+    if (e.at < this.headAt) {
+      throw err(710, 'at');
+    }
+    const signer = this.members.get(e.signer);
+    if (!signer) {
+      throw err(711, 'signer');
+    }
+    const own = e.target === e.signer;
+    if (own && e.role !== undefined && RANK[e.role] > RANK[signer.role]) {
+      throw err(713, 'role');
+    }
+    const targetKey = e.target as string;
+    const target = this.members.get(targetKey);
+    if (e.kind === 'add-member') {
+      if (signer.role !== 'admin') {
+        throw err(712, 'signer');
+      }
+      if (target) {
+        throw err(715, 'target');
+      }
+      this.set(e, targetKey, {
+        pubKey: targetKey,
+        role: e.role as Role,
+        addedBy: e.signer,
+        at: e.at,
+        seq: e.seq,
+        ...(e.name !== undefined ? { name: e.name } : {})
+      });
+    } else if (e.kind === 'set-role') {
+      const role = e.role as Role;
+      const selfDemotion = own && RANK[role] < RANK[signer.role];
+      if (!selfDemotion && signer.role !== 'admin') {
+        throw err(712, 'signer');
+      }
+      if (!target) {
+        throw err(716, 'target');
+      }
+      if (target.role === role) {
+        throw err(717, 'role');
+      }
+      if (target.role === 'admin' && this.admins === 1) {
+        throw err(714, 'role');
+      }
+      this.set(e, targetKey, { ...target, role });
+    } else {
+      if (!own && signer.role !== 'admin') {
+        throw err(712, 'signer');
+      }
+      if (!target) {
+        throw err(716, 'target');
+      }
+      if (target.role === 'admin' && this.admins === 1) {
+        throw err(714, 'target');
+      }
+      this.set(e, targetKey, null);
+    }
+    this.seq = e.seq;
+    this.headHash = e.hash;
+    this.headAt = e.at;
+    this.hashes.push(e.hash);
+  }
+}
+
+function freezeMember(m: Member): Member {
+  return Object.freeze(m);
+}
+
+function checked(obj: unknown): MembershipEntry {
+  const entry = parseEntry(obj);
+  if (!verifyEntrySignature(entry)) {
+    throw err(704, 'signature');
+  }
+  return entry;
+}
+
+function atIndex<T>(index: number, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof MembershipError) {
+      e.index = index;
+    }
+    throw e;
+  }
+}
+
+function rootBuilder(obj: unknown, docId: string | null): Builder {
+  const root = checked(obj);
+  if (root.kind !== 'create') {
+    throw err(706, 'kind', 'the first entry must be a create entry');
+  }
+  const bound = LOG_DOC_ID_PREFIX + root.hash;
+  if (docId !== null && bound !== docId) {
+    throw err(706, 'root', `the root binds ${bound}, not ${docId}`);
+  }
+  return Builder.root(root, bound);
+}
+
+/** 718 unless `known` (a head verified earlier) is an entry of `state`'s log. */
+export function checkKnownHead(state: MembershipState, known: LogHead): void {
+  if (known.seq > state.head.seq || state.hashes[known.seq] !== known.hash) {
+    throw err(718, 'log', `entry ${known.seq} is not the one seen before`);
+  }
+}
+
+/**
+ * Verify a whole log and return the membership at its head. `docId` is the document id this
+ * party already holds (share link, pointer, URL): the root must bind exactly that id (706);
+ * `null` only to learn the id of a root you made. `knownHead`: a head verified before, which
+ * the log must contain (718). Errors carry `.index`.
+ */
+export function verifyLog(
+  entries: unknown,
+  docId: string | null,
+  options: { knownHead?: LogHead } = {}
+): MembershipState {
+  if (!Array.isArray(entries)) {
+    throw err(701, 'log', 'expected an array');
+  }
+  if (entries.length === 0) {
+    throw err(706, 'log', 'the log is empty');
+  }
+  if (entries.length > MAX_LOG_ENTRIES) {
+    throw err(701, 'log', `more than ${MAX_LOG_ENTRIES} entries`);
+  }
+  const builder = atIndex(0, () => rootBuilder(entries[0], docId));
+  for (let i = 1; i < entries.length; i++) {
+    atIndex(i, () => builder.apply(checked(entries[i])));
+  }
+  const state = builder.freeze();
+  if (options.knownHead) {
+    checkKnownHead(state, options.knownHead);
+  }
+  return state;
+}
+
+/** Verify one appended entry against `state`; returns the new state (`state` is unchanged). */
+export function verifyEntry(state: MembershipState, entry: unknown): MembershipState {
+  const builder = Builder.of(state);
+  builder.apply(checked(entry));
+  return builder.freeze();
+}
+
+/** Verify entries that continue `state`'s log; `.index` counts from 0 in `entries`. */
+export function extendLog(state: MembershipState, entries: unknown): MembershipState {
+  if (!Array.isArray(entries)) {
+    throw err(701, 'log', 'expected an array');
+  }
+  if (state.head.seq + 1 + entries.length > MAX_LOG_ENTRIES) {
+    throw err(701, 'log', `more than ${MAX_LOG_ENTRIES} entries`);
+  }
+  if (entries.length === 0) {
+    return state;
+  }
+  const builder = Builder.of(state);
+  entries.forEach((entry, i) => atIndex(i, () => builder.apply(checked(entry))));
+  return builder.freeze();
+}
+
+// ---------------------------------------------------------------------------------------
+// creating entries
+// ---------------------------------------------------------------------------------------
+
+const NO_SIGNATURE = 'A'.repeat(86);
+
+function signFields(fields: Record<string, unknown>, keyPair: SignatureKeyPair): MembershipEntry {
+  let unsigned: MembershipEntry;
+  try {
+    unsigned = parseEntry({ ...fields, signature: NO_SIGNATURE });
+  } catch (e) {
+    if (e instanceof MembershipError && e.code === 'SECSYNC_ERROR_701') {
+      throw err(741, e.field, e.detail);
+    }
+    throw e;
+  }
+  const signature = sodium().crypto_sign_detached(unsigned.signedBytes, keyPair.privateKey);
+  return parseEntry({ ...fields, signature: b64encode(signature) });
+}
+
+function targetKey(value: string | Uint8Array | Identity): string {
+  const raw = typeof value === 'object' && !(value instanceof Uint8Array) ? value.pubKey : value;
+  try {
+    const key = keyBytes(raw, 'target');
+    checkPoint(key);
+    return b64encode(key);
+  } catch (e) {
+    throw err(741, 'target', e instanceof MembershipError ? e.detail : String(e));
+  }
+}
+
+/**
+ * A new log: its root entry (the signer becomes the first admin) and the state; the document
+ * id is `state.docId`. `at` and `nonce` are for deterministic tests (default: now, random).
+ */
+export function createLog(
+  keyPair: SignatureKeyPair,
+  options: { name?: string | null; at?: number; nonce?: Uint8Array } = {}
+): { entry: MembershipEntry; state: MembershipState } {
+  const fields: Record<string, unknown> = {
+    v: LOG_FORMAT_VERSION,
+    kind: 'create',
+    seq: 0,
+    prev: '',
+    signer: b64encode(keyPair.publicKey),
+    nonce: b64encode(options.nonce ?? sodium().randombytes_buf(ROOT_NONCE_BYTES)),
+    at: options.at ?? Date.now()
+  };
+  if (options.name !== undefined && options.name !== null) {
+    fields.name = options.name;
+  }
+  const entry = signFields(fields, keyPair);
+  return { entry, state: verifyLog([entry], null) };
+}
+
+/**
+ * Sign the next entry on `state`'s head and check it: the entry (to send to the relay) and
+ * the state after it. `kind`: add-member (with `role`; `name` defaults to the identity's),
+ * set-role (with `role`) or remove-member. `at` defaults to now, never earlier than the head.
+ * 741 for bad arguments; the rule's own code (711–717) when the signer may not do this.
+ */
+export function createEntry(
+  state: MembershipState,
+  keyPair: SignatureKeyPair,
+  kind: Exclude<EntryKind, 'create'>,
+  target: string | Uint8Array | Identity,
+  role: Role | null = null,
+  options: { name?: string | null; at?: number } = {}
+): { entry: MembershipEntry; state: MembershipState } {
+  if (!(KINDS as readonly string[]).includes(kind) || (kind as string) === 'create') {
+    throw err(741, 'kind', 'expected add-member, set-role or remove-member');
+  }
+  let name = options.name ?? null;
+  const isIdentity = typeof target === 'object' && !(target instanceof Uint8Array);
+  if (kind === 'add-member' && name === null && isIdentity) {
+    name = (target as Identity).name;
+  }
+  const fields: Record<string, unknown> = {
+    v: LOG_FORMAT_VERSION,
+    kind,
+    docId: state.docId,
+    seq: state.head.seq + 1,
+    prev: state.head.hash,
+    signer: b64encode(keyPair.publicKey),
+    target: targetKey(target),
+    at: options.at ?? Math.max(Date.now(), state.headAt)
+  };
+  if (kind !== 'remove-member') {
+    fields.role = role;
+  } else if (role !== null) {
+    throw err(741, 'role', 'remove-member takes no role');
+  }
+  if (name !== null) {
+    if (kind !== 'add-member') {
+      throw err(741, 'name', 'only add-member carries a name');
+    }
+    fields.name = name;
+  }
+  const entry = signFields(fields, keyPair);
+  return { entry, state: verifyEntry(state, entry) };
+}
+
+// ---------------------------------------------------------------------------------------
+// reader proofs (authenticated readers)
+// ---------------------------------------------------------------------------------------
+
+/** A fresh challenge nonce for one connection: b64 of 32 random bytes. */
+export function newReaderChallenge(): string {
+  return b64encode(sodium().randombytes_buf(CHALLENGE_NONCE_BYTES));
+}
+
+/** `"secsync_jupyter_reader_proof" + canon({docId, nonce, pubKey})`. */
+export function readerProofBytes(docId: string, nonce: string, pubKey: string): Uint8Array {
+  return utf8Encode(DOMAIN_READER_PROOF + canonicalizeStrict({ docId, nonce, pubKey }));
+}
+
+export interface ReaderProof {
+  type: 'reader-proof';
+  pubKey: string;
+  signature: string;
+}
+
+/** The client's answer to a `reader-challenge` frame. */
+export function createReaderProof(
+  keyPair: SignatureKeyPair,
+  docId: string,
+  nonce: string
+): ReaderProof {
+  const pubKey = b64encode(keyPair.publicKey);
+  const signature = sodium().crypto_sign_detached(
+    readerProofBytes(docId, nonce, pubKey),
+    keyPair.privateKey
+  );
+  return { type: 'reader-proof', pubKey, signature: b64encode(signature) };
+}
+
+/**
+ * Check a `reader-proof` frame against the challenge this relay sent and return the proven
+ * public key: 720 malformed, 721 bad signature, 722 not a member of `state` (when given).
+ */
+export function verifyReaderProof(
+  proof: unknown,
+  docId: string,
+  nonce: string,
+  state: MembershipState | null = null
+): string {
+  if (!isPlainObject(proof)) {
+    throw err(720, 'proof', 'expected a JSON object');
+  }
+  let pubKey: string;
+  let signature: string;
+  try {
+    pubKey = b64Field(proof.pubKey, 'pubKey', 32);
+    signature = b64Field(proof.signature, 'signature', 64);
+  } catch (e) {
+    const m = e as MembershipError;
+    throw err(720, m.field, m.detail);
+  }
+  let ok = false;
+  try {
+    ok = sodium().crypto_sign_verify_detached(
+      b64decode(signature),
+      readerProofBytes(docId, nonce, pubKey),
+      b64decode(pubKey)
+    );
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw err(721, 'signature');
+  }
+  if (state !== null && !state.isMember(pubKey)) {
+    throw err(722, 'pubKey');
+  }
+  return pubKey;
+}
