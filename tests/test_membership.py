@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secsync_jupyter.protocol import ERROR_MESSAGES
-from secsync_jupyter.protocol.crypto import SigningKeyPair
+from secsync_jupyter.protocol.crypto import SigningKeyPair, verify_detached
 from secsync_jupyter.protocol.encoding import b64decode, b64encode
 from secsync_jupyter.protocol.identity import (
     Identity,
@@ -132,6 +132,8 @@ def test_valid_log_incrementally(case):
     half = len(log) // 2
     extended = extend_log(verify_log(log[:half], case["docId"]), log[half:])
     assert extended.to_json() == state.to_json()
+    bulk = extend_log(verify_log(log[:half], case["docId"]), log[half:], check_signatures=_bulk)
+    assert bulk.to_json() == state.to_json()
     assert extend_log(state, []) is state
 
 
@@ -142,14 +144,27 @@ def _known(case):
     return LogHead(**case["knownHead"]) if "knownHead" in case else None
 
 
+def _bulk(items):
+    """A check_signatures function (what a driver would spread over threads)."""
+    return [verify_detached(*item) for item in items]
+
+
 @_by_name(V["invalidLogs"])
-def test_invalid_log(case):
+@pytest.mark.parametrize("check", [None, _bulk], ids=["one-by-one", "bulk-signatures"])
+def test_invalid_log(case, check):
     with pytest.raises(MembershipError) as info:
-        verify_log(case["log"], case["docId"], known_head=_known(case))
+        verify_log(case["log"], case["docId"], known_head=_known(case), check_signatures=check)
     exc = info.value
     assert {"code": exc.code, "index": exc.index, "field": exc.field} == case["error"]
     assert exc.code in ERROR_MESSAGES
     assert isinstance(exc, MembershipParseError) == (exc.code == "SECSYNC_ERROR_701")
+
+
+def test_bulk_signature_check_must_answer_every_entry():
+    case = V["validLogs"][0]
+    assert verify_log(case["log"], case["docId"], check_signatures=_bulk).head.seq == 7
+    with pytest.raises(ValueError):
+        verify_log(case["log"], case["docId"], check_signatures=lambda items: [True])
 
 
 @_by_name([c for c in V["invalidLogs"] if (c["error"]["index"] or 0) > 0])

@@ -29,6 +29,7 @@ import {
   parseEntry,
   parseIdentity,
   parseLogHead,
+  SignatureCheck,
   verifyEntry,
   verifyLog,
   verifyReaderProof
@@ -124,9 +125,25 @@ describe('valid logs', () => {
 describe('rejected logs', () => {
   const known = (c: any): { knownHead?: LogHead } => (c.knownHead ? { knownHead: c.knownHead } : {});
 
+  const bulk: SignatureCheck = (items) =>
+    items.map(([sig, msg, pk]) => sodium().crypto_sign_verify_detached(sig, msg, pk));
+
   test.each(named(V.invalidLogs))('%s', (_name, c) => {
     const e = caught(() => verifyLog(c.log, c.docId, known(c)));
     expect({ code: e.code, index: e.index, field: e.field }).toEqual(c.error);
+    const e2 = caught(() => verifyLog(c.log, c.docId, { ...known(c), checkSignatures: bulk }));
+    expect({ code: e2.code, index: e2.index, field: e2.field }).toEqual(c.error);
+  });
+
+  test('a bulk signature check gives the same state and must answer every entry', () => {
+    const c = V.validLogs[0];
+    expect(verifyLog(c.log, c.docId, { checkSignatures: bulk }).toJson()).toEqual(
+      verifyLog(c.log, c.docId).toJson()
+    );
+    const half = c.log.length >> 1;
+    const base = verifyLog(c.log.slice(0, half), c.docId);
+    expect(extendLog(base, c.log.slice(half), { checkSignatures: bulk }).head).toEqual(c.expect.head);
+    expect(() => verifyLog(c.log, c.docId, { checkSignatures: () => [true] })).toThrow(RangeError);
   });
 
   test.each(named(V.invalidLogs.filter((c: any) => (c.error.index ?? 0) > 0)))(

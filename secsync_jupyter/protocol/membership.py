@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -48,6 +48,7 @@ __all__ = [
     "MembershipError",
     "MembershipParseError",
     "MembershipState",
+    "SignatureCheck",
     "create_entry",
     "create_log",
     "create_reader_proof",
@@ -536,13 +537,50 @@ def _checked(obj: Any) -> Entry:
     return entry
 
 
+#: Checks Ed25519 signatures in bulk: ``[(signature, message, public key), …] -> [ok, …]``
+#: (e.g. spread over worker threads by a driver; the core itself stays single-threaded).
+SignatureCheck = Callable[[Sequence[tuple[bytes, bytes, bytes]]], Sequence[bool]]
+
+
 def _at_index(exc: MembershipError, index: int) -> MembershipError:
     exc.index = index
     return exc
 
 
-def _root(obj: Any, doc_id: str | None) -> _Builder:
-    root = _checked(obj)
+def _verified(entries: Sequence[Any], offset: int, check: SignatureCheck | None):
+    """Yield ``(index, entry)`` for parsed entries with valid signatures, in order; parse and
+    signature errors are raised at their index exactly as one-by-one checking would."""
+    if check is None:
+        for index, obj in enumerate(entries, offset):
+            try:
+                yield index, _checked(obj)
+            except MembershipError as exc:
+                raise _at_index(exc, index)
+        return
+    parsed: list[Entry | MembershipError] = []
+    for obj in entries:
+        try:
+            parsed.append(parse_entry(obj))
+        except MembershipError as exc:
+            parsed.append(exc)
+    todo = [
+        (b64decode_checked(e.signature), e.signed_bytes, b64decode_checked(e.signer))
+        for e in parsed
+        if isinstance(e, Entry)
+    ]
+    results = list(check(todo))
+    if len(results) != len(todo):
+        raise ValueError("the signature check returned a wrong number of results")
+    ok = iter(results)
+    for index, entry in enumerate(parsed, offset):
+        if isinstance(entry, MembershipError):
+            raise _at_index(entry, index)
+        if next(ok) is not True:
+            raise _at_index(_err(704, "signature"), index)
+        yield index, entry
+
+
+def _root(root: Entry, doc_id: str | None) -> _Builder:
     if root.kind != "create":
         raise _err(706, "kind", "the first entry must be a create entry")
     bound = LOG_DOC_ID_PREFIX + root.hash
@@ -551,8 +589,20 @@ def _root(obj: Any, doc_id: str | None) -> _Builder:
     return _Builder(root, bound)
 
 
+def _apply_all(builder: _Builder, verified) -> None:
+    for index, entry in verified:
+        try:
+            builder.apply(entry)
+        except MembershipError as exc:
+            raise _at_index(exc, index)
+
+
 def verify_log(
-    entries: Sequence[Any], doc_id: str | None, *, known_head: LogHead | None = None
+    entries: Sequence[Any],
+    doc_id: str | None,
+    *,
+    known_head: LogHead | None = None,
+    check_signatures: SignatureCheck | None = None,
 ) -> MembershipState:
     """Verify a whole log (entries as parsed JSON objects or :class:`Entry`) and return the
     membership at its head.
@@ -561,6 +611,7 @@ def verify_log(
     pointer file, the URL it serves): the root must bind exactly that id (706). Pass
     ``None`` only to learn the id of a root you made yourself. ``known_head`` is a head this
     party verified before: the log must contain it (718 otherwise: rollback or fork).
+    ``check_signatures`` lets a driver check all signatures at once (same results).
     Raises :class:`MembershipError` with ``.index`` set to the offending entry.
     """
     if not isinstance(entries, (list, tuple)):
@@ -569,11 +620,13 @@ def verify_log(
         raise _err(706, "log", "the log is empty")
     if len(entries) > MAX_LOG_ENTRIES:
         raise _err(701, "log", f"more than {MAX_LOG_ENTRIES} entries")
+    verified = _verified(entries, 0, check_signatures)
+    _, root = next(verified)
     try:
-        builder = _root(entries[0], doc_id)
+        builder = _root(root, doc_id)
     except MembershipError as exc:
         raise _at_index(exc, 0)
-    _apply_all(builder, entries, 1, 1)
+    _apply_all(builder, verified)
     state = builder.freeze()
     if known_head is not None:
         check_known_head(state, known_head)
@@ -586,16 +639,6 @@ def check_known_head(state: MembershipState, known: LogHead) -> None:
         raise _err(718, "log", f"entry {known.seq} is not the one seen before")
 
 
-def _apply_all(builder: _Builder, entries: Iterable[Any], start: int, offset: int) -> None:
-    for index, obj in enumerate(
-        entries[start:] if isinstance(entries, (list, tuple)) else entries, offset
-    ):
-        try:
-            builder.apply(_checked(obj))
-        except MembershipError as exc:
-            raise _at_index(exc, index)
-
-
 def verify_entry(state: MembershipState, entry: Any) -> MembershipState:
     """Verify one appended entry against ``state`` (parse, signature, document, chain,
     authority) and return the new state. ``state`` is not changed."""
@@ -604,7 +647,12 @@ def verify_entry(state: MembershipState, entry: Any) -> MembershipState:
     return builder.freeze()
 
 
-def extend_log(state: MembershipState, entries: Sequence[Any]) -> MembershipState:
+def extend_log(
+    state: MembershipState,
+    entries: Sequence[Any],
+    *,
+    check_signatures: SignatureCheck | None = None,
+) -> MembershipState:
     """Verify entries that continue ``state``'s log (a delta from the relay); ``.index`` of
     an error counts from 0 in ``entries``."""
     if not isinstance(entries, (list, tuple)):
@@ -614,7 +662,7 @@ def extend_log(state: MembershipState, entries: Sequence[Any]) -> MembershipStat
     if not entries:
         return state
     builder = _Builder.of(state)
-    _apply_all(builder, entries, 0, 0)
+    _apply_all(builder, _verified(entries, 0, check_signatures))
     return builder.freeze()
 
 
