@@ -1,0 +1,205 @@
+"""Membership log speed: verifying a whole log of N entries (Python, and TypeScript on node),
+next to the Ed25519-verify-alone floor measured in the same run.
+
+    .venv/bin/python benchmarks/membership_bench.py [--entries 1000] [--members 50] [--runs 15]
+                                                    [--no-node]
+
+Rows (median and best of --runs):
+* verify_log, one by one: what a client does on load (parse, signature, chain, rules);
+* verify_log with the signatures checked in bulk by 2 threads (``check_signatures``);
+* verify_entry, one entry on a 50-member state: what the relay does per append;
+* the floor: N Ed25519 verifications alone (libsodium through PyNaCl), and parsing alone.
+The TypeScript row runs src/secsync/membership.ts (libsodium-wrappers, WebAssembly) through
+vite-node. Goal (issue 11): a 1,000-entry log verifies in ≤ 50 ms in Python. Prints `uptime`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from secsync_jupyter.protocol.crypto import SigningKeyPair, verify_detached
+from secsync_jupyter.protocol.membership import (
+    create_entry,
+    create_log,
+    parse_entry,
+    verify_entry,
+    verify_log,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LABEXT = REPO / "labextension"
+
+TS_SCRIPT = """
+import fs from 'node:fs';
+import { ready } from './src/secsync/sodium';
+import { verifyLog } from './src/secsync/membership';
+const { log, docId, runs } = JSON.parse(fs.readFileSync(process.argv[2], 'utf-8'));
+await ready();
+const times: number[] = [];
+for (let i = 0; i < runs; i++) {
+  const entries = JSON.parse(JSON.stringify(log));
+  const t = performance.now();
+  verifyLog(entries, docId);
+  times.push(performance.now() - t);
+}
+console.log(JSON.stringify(times));
+"""
+
+
+def build_log(n: int, members: int) -> tuple[list[dict], str, object]:
+    """A log of ``n`` entries: one admin adds ``members`` people, then changes roles, removes
+    and re-adds them (every kind of entry, signed by two admins)."""
+    admin = SigningKeyPair.from_seed(b"a" * 32)
+    people = [SigningKeyPair.from_seed(i.to_bytes(32, "big")) for i in range(1, members + 1)]
+    root, state = create_log(admin, name="Admin", at=1_000)
+    log = [root.to_json()]
+    second_admin = people[0]
+    entry, state = create_entry(
+        state, admin, "add-member", second_admin.public_key, "admin", at=1_500
+    )
+    log.append(entry.to_json())
+    i = 0
+    while len(log) < n:
+        person = people[1 + i % (members - 1)]
+        signer = admin if i % 2 else second_admin
+        key = person.public_key_b64
+        at = 2_000 + i
+        if not state.is_member(key):
+            entry, state = create_entry(
+                state, signer, "add-member", key, "editor", at=at, name=f"Person {i % members}"
+            )
+        elif i % 7 == 0:
+            entry, state = create_entry(state, signer, "remove-member", key, at=at)
+        else:
+            role = "viewer" if state.role(key) == "editor" else "editor"
+            entry, state = create_entry(state, signer, "set-role", key, role, at=at)
+        log.append(entry.to_json())
+        i += 1
+    return json.loads(json.dumps(log)), state.doc_id, state
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def row(label: str, times: list[float], unit: str = "ms") -> None:
+    median = statistics.median(times)
+    print(f"{label:<58} median {median:8.2f} {unit}   best {min(times):8.2f} {unit}", flush=True)
+
+
+def node_times(log: list[dict], doc_id: str, runs: int) -> list[float] | None:
+    vite_node = LABEXT / "node_modules" / ".bin" / "vite-node"
+    if not vite_node.exists():
+        print("(TypeScript row skipped: labextension/node_modules is not installed)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        data = pathlib.Path(tmp) / "log.json"
+        data.write_text(json.dumps({"log": log, "docId": doc_id, "runs": runs}))
+        script = LABEXT / f".membership-bench-{os.getpid()}.ts"
+        script.write_text(TS_SCRIPT)
+        try:
+            out = subprocess.run(
+                [str(vite_node), str(script), str(data)],
+                cwd=LABEXT,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+            )
+        finally:
+            script.unlink()
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=1000)
+    ap.add_argument("--members", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--no-node", action="store_true", help="skip the TypeScript row")
+    args = ap.parse_args()
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    log, doc_id, final = build_log(args.entries, args.members)
+    kinds = {}
+    for e in log:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    print(
+        f"log: {len(log)} entries {kinds}, {len(final.members)} members at the head, "
+        f"{len(json.dumps(log)) / 1024:.0f} KiB of JSON"
+    )
+    n = len(log)
+
+    def fresh():  # verify from JSON as received (nothing cached in the dicts)
+        return json.loads(json.dumps(log))
+
+    copies = [fresh() for _ in range(args.runs)]
+    it = iter(copies)
+    seq = timed(lambda: verify_log(next(it), doc_id), args.runs)
+    row(f"Python verify_log, {n} entries, one by one", seq)
+
+    with ThreadPoolExecutor(2) as pool:
+
+        def bulk(items):
+            half = len(items) // 2
+            parts = pool.map(
+                lambda part: [verify_detached(*x) for x in part], (items[:half], items[half:])
+            )
+            return [ok for part in parts for ok in part]
+
+        copies = [fresh() for _ in range(args.runs)]
+        it = iter(copies)
+        par = timed(lambda: verify_log(next(it), doc_id, check_signatures=bulk), args.runs)
+    row(f"Python verify_log, {n} entries, signatures on 2 threads", par)
+
+    parsed = [parse_entry(e) for e in log]
+    sigs = [(p.signature, p.signed_bytes, p.signer) for p in parsed]
+    from secsync_jupyter.protocol.encoding import b64decode_checked
+
+    raw = [(b64decode_checked(s), m, b64decode_checked(k)) for s, m, k in sigs]
+    floor = timed(lambda: [verify_detached(*x) for x in raw], args.runs)
+    row(f"floor: {n} x Ed25519 verify alone (libsodium)", floor)
+    copies = [fresh() for _ in range(args.runs)]
+    it = iter(copies)
+    parse = timed(lambda: [parse_entry(e) for e in next(it)], args.runs)
+    row(f"parse alone, {n} entries (strict checks, canonical form, hash)", parse)
+
+    # the relay's path: one appended entry checked against a state with many members
+    state = verify_log(log[:-1], doc_id)
+    last = log[-1]
+    per = timed(lambda: [verify_entry(state, last) for _ in range(20)], args.runs)
+    row(
+        f"verify_entry on a {len(state.members)}-member state (relay, per append)",
+        [t / 20 * 1000 for t in per],
+        "µs",
+    )
+
+    if not args.no_node:
+        ts = node_times(log, doc_id, args.runs)
+        if ts:
+            row(f"TypeScript verifyLog on node, {n} entries (libsodium.js WebAssembly)", ts)
+    goal = statistics.median(seq)
+    print(
+        f"goal: {n} entries in <= 50 ms (Python): median {goal:.1f} ms one by one, "
+        f"{statistics.median(par):.1f} ms with 2 threads; the signatures alone take "
+        f"{statistics.median(floor):.1f} ms"
+    )
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
