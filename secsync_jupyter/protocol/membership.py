@@ -181,31 +181,25 @@ class Entry(NamedTuple):
 
 
 def _canonical(
-    kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature=None
-) -> bytes:
-    """RFC 8785 of an entry (without ``signature`` when it is ``None``), by template: keys
-    in sorted order; every string except ``name`` was validated to be plain ASCII without
-    characters to escape, and ``json.dumps`` escapes a name as RFC 8785 does (control
-    characters cannot occur). tests/test_membership.py checks it against ``rfc8785``."""
-    parts = [f'{{"at":{at},']
-    if doc_id is not None:
-        parts.append(f'"docId":"{doc_id}",')
-    parts.append(f'"kind":"{kind}",')
-    if name is not None:
-        parts.append(f'"name":{json.dumps(name, ensure_ascii=False)},')
-    if nonce is not None:
-        parts.append(f'"nonce":"{nonce}",')
-    parts.append(f'"prev":"{prev}",')
-    if role is not None:
-        parts.append(f'"role":"{role}",')
-    parts.append(f'"seq":{seq},')
-    if signature is not None:
-        parts.append(f'"signature":"{signature}",')
-    parts.append(f'"signer":"{signer}",')
-    if target is not None:
-        parts.append(f'"target":"{target}",')
-    parts.append(f'"v":{LOG_FORMAT_VERSION}}}')
-    return "".join(parts).encode()
+    kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature
+) -> tuple[bytes, bytes]:
+    """RFC 8785 of an entry without and with its ``signature``, by template: keys in sorted
+    order; every string except ``name`` was validated to be plain ASCII without characters
+    to escape, and ``json.dumps`` escapes a name as RFC 8785 does (control characters cannot
+    occur). tests/test_membership.py checks both against ``rfc8785``."""
+    head = (
+        f'{{"at":{at},'
+        + (f'"docId":"{doc_id}",' if doc_id is not None else "")
+        + f'"kind":"{kind}",'
+        + (f'"name":{json.dumps(name, ensure_ascii=False)},' if name is not None else "")
+        + (f'"nonce":"{nonce}",' if nonce is not None else "")
+        + f'"prev":"{prev}",'
+        + (f'"role":"{role}",' if role is not None else "")
+        + f'"seq":{seq},'
+    )
+    tail = f'"signer":"{signer}",' + (f'"target":"{target}",' if target is not None else "")
+    tail += f'"v":{LOG_FORMAT_VERSION}}}'
+    return (head + tail).encode(), f'{head}"signature":"{signature}",{tail}'.encode()
 
 
 def _int(value: Any, name: str, minimum: int = 0) -> int:
@@ -291,8 +285,9 @@ def parse_entry(obj: Any) -> Entry:
     at = _int(_get(obj, "at", required), "at")
     signature = _b64(_get(obj, "signature", required), "signature", SIGNATURE_BYTES)
     fields = (kind, seq, prev, signer, at, doc_id, target, role, name, nonce)
-    signed = _DOMAIN_BYTES + _canonical(*fields)
-    digest = hashlib.blake2b(_canonical(*fields, signature), digest_size=32).digest()
+    unsigned, full = _canonical(*fields, signature)
+    digest = hashlib.blake2b(full, digest_size=32).digest()
+    signed = _DOMAIN_BYTES + unsigned
     return Entry(*fields[:5], signature, *fields[5:], LOG_FORMAT_VERSION, b64encode(digest), signed)
 
 
