@@ -422,7 +422,7 @@ class _Builder:
             root.signer: Member(root.signer, "admin", root.signer, root.at, 0, root.name)
         }
         self.hashes = [root.hash]
-        self.history: dict[str, list[tuple[int, str | None]]] = {root.signer: [(0, "admin")]}
+        self.history: dict[str, tuple[tuple[int, str | None], ...]] = {root.signer: ((0, "admin"),)}
         self.admins = 1
 
     @classmethod
@@ -432,7 +432,7 @@ class _Builder:
         b.seq, b.head_hash, b.head_at = state.head.seq, state.head.hash, state.head_at
         b.members = dict(state.members)
         b.hashes = list(state.hashes)
-        b.history = {k: list(v) for k, v in state.history.items()}
+        b.history = dict(state.history)  # values are tuples: shared, never changed
         b.admins = sum(1 for m in state.members.values() if m.role == "admin")
         return b
 
@@ -444,7 +444,7 @@ class _Builder:
             self.head_at,
             MappingProxyType(dict(self.members)),
             tuple(self.hashes),
-            MappingProxyType({k: tuple(v) for k, v in self.history.items()}),
+            MappingProxyType(dict(self.history)),
         )
 
     def _set(self, e: Entry, pub_key: str, member: Member | None) -> None:
@@ -457,7 +457,8 @@ class _Builder:
             self.members[pub_key] = member
             if member.role == "admin":
                 self.admins += 1
-        self.history.setdefault(pub_key, []).append((e.seq, member.role if member else None))
+        change = (e.seq, member.role if member else None)
+        self.history[pub_key] = (*self.history.get(pub_key, ()), change)
 
     def apply(self, e: Entry) -> None:
         """Check ``e`` against the state (signature already checked) and apply it."""
