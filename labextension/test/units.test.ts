@@ -24,6 +24,7 @@ import {
   generateKey,
   isB64,
   KnownSnapshot,
+  MAX_UPDATES_IN_FLIGHT,
   parseServerFrame,
   parseShareLink,
   ProtocolError,
@@ -556,16 +557,18 @@ describe('sync engine (sans-IO, engine.ts)', () => {
       doc.getText('t').insert(doc.getText('t').length, t);
       e.addChanges([Y.encodeStateAsUpdate(doc, sv)]);
     };
-    edit('a');
-    e.flush();
+    for (let i = 0; i < MAX_UPDATES_IN_FLIGHT; i++) {
+      edit('a'); // each goes out without waiting for an acknowledgement
+      e.flush();
+    }
     edit('b');
     edit('c');
-    e.flush(); // one update in flight: nothing more goes out
+    e.flush(); // as many updates in flight as allowed: nothing more goes out
     const first = frames(e);
-    expect(first.length).toBe(1);
+    expect(first.map((f) => f.publicData.clock)).toEqual([...Array(MAX_UPDATES_IN_FLIGHT).keys()]);
     e.receive({ type: 'update-saved', snapshotId: s.publicData.snapshotId, clock: 0 });
     const [second] = frames(e);
-    expect(second.publicData.clock).toBe(1);
+    expect(second.publicData.clock).toBe(MAX_UPDATES_IN_FLIGHT);
     const changesOf = (sent: Record<string, any>, currentClock: number) => {
       const r = verifyAndDecryptUpdate(sent, {
         key,
@@ -578,13 +581,14 @@ describe('sync engine (sans-IO, engine.ts)', () => {
       }
       return deserializeUpdates(r.content);
     };
-    const merged = changesOf(second, 0);
+    const merged = changesOf(second, MAX_UPDATES_IN_FLIGHT - 1);
     expect(merged.length).toBe(1); // b and c in one Yjs update
     const peer = new Y.Doc();
-    for (const change of [...changesOf(first[0], -1), ...merged]) {
+    const earlier = first.flatMap((f, i) => changesOf(f, i - 1));
+    for (const change of [...earlier, ...merged]) {
       Y.applyUpdate(peer, change);
     }
-    expect(peer.getText('t').toString()).toBe('abc');
+    expect(peer.getText('t').toString()).toBe('a'.repeat(MAX_UPDATES_IN_FLIGHT) + 'bc');
   });
 
   test('an ephemeral message for another document is recorded as 306 (as the Python engine)', () => {

@@ -9,8 +9,9 @@
 * it drives a :class:`DocumentAdapter` (apply a snapshot, apply changes, serialize local
   changes, produce the snapshot content, deliver ephemeral content);
 * local changes go in with :meth:`SyncEngine.add_changes` and out with
-  :meth:`SyncEngine.flush` (one update in flight at a time, so changes made meanwhile are
-  batched into the next update).
+  :meth:`SyncEngine.flush` (up to :data:`MAX_UPDATES_IN_FLIGHT` updates in flight; the relay
+  saves and acknowledges one connection's updates in clock order, so changes made while that
+  many are unacknowledged are batched into the next update).
 
 Error handling follows the reference: some errors fail the document (state ``failed``,
 no reconnect), others are recorded and the message is ignored; both kinds are kept in
@@ -57,6 +58,7 @@ from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unp
 
 __all__ = [
     "MAX_ERRORS",
+    "MAX_UPDATES_IN_FLIGHT",
     "DocumentAdapter",
     "KnownSnapshot",
     "SnapshotPolicyInfo",
@@ -71,6 +73,8 @@ MAX_ERRORS = 20
 MAX_SNAPSHOT_SAVE_FAILURES = 5
 #: an update rejected this many times in a row makes the engine reconnect (as the browser)
 MAX_UPDATE_SAVE_FAILURES = 5
+#: at most this many of our updates are sent and not yet acknowledged (both clients)
+MAX_UPDATES_IN_FLIGHT = 16
 #: the longest wait between two connection attempts, in seconds (both clients)
 RECONNECT_DELAY_CAP = 10.0
 
@@ -286,6 +290,9 @@ class SyncEngine:
         self.snapshots: list[KnownSnapshot] = []
         self.pending: list[Any] = list(pending_changes)
         self.updates_in_flight: list[_UpdateInFlight] = []
+        #: (snapshot id, clock) of updates given up after an earlier one failed, whose answers
+        #: (save-failed: their clock no longer follows a saved one) are still to come
+        self.updates_discarded: list[tuple[str, int]] = []
         self.snapshot_in_flight: _SnapshotInFlight | None = None
         self.local_clock = -1
         self.snapshot_save_failures = 0
@@ -407,6 +414,7 @@ class SyncEngine:
         unconfirmed.extend(self.pending)
         self.pending = unconfirmed
         self.updates_in_flight = []
+        self.updates_discarded = []
         self.snapshot_in_flight = None
         self.local_clock = -1
         self.snapshot_save_failures = 0
@@ -596,31 +604,55 @@ class SyncEngine:
         snapshot_id, clock = obj.get("snapshotId"), obj.get("clock")
         if not isinstance(snapshot_id, str) or type(clock) is not int:
             return
+        if (snapshot_id, clock) in self.updates_discarded:
+            # saved after all (not expected: an earlier clock failed); its changes were
+            # queued again, which Yjs applies idempotently; our clock moves past it
+            self.updates_discarded.remove((snapshot_id, clock))
+            self._acknowledge_clock(snapshot_id, clock)
+            active = self.active
+            if active is not None and active.snapshot_id == snapshot_id:
+                self.local_clock = max(self.local_clock, clock)
+            return
         self.snapshot_save_failures = 0
         self.update_save_failures = 0
+        # the relay saves one author's updates in clock order: this acknowledges every update
+        # of ours in flight on that snapshot up to ``clock``
+        done = [
+            u for u in self.updates_in_flight if u.snapshot_id == snapshot_id and u.clock <= clock
+        ]
+        self._acknowledge_clock(snapshot_id, clock, done)
+        self.updates_in_flight = [u for u in self.updates_in_flight if u not in done]
+        self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
+
+    def _acknowledge_clock(
+        self, snapshot_id: str, clock: int, done: Sequence[_UpdateInFlight] = ()
+    ) -> None:
         for info in self.snapshots:
             if info.snapshot_id == snapshot_id:
                 if info.update_clocks.get(self.pub_key, -1) < clock:
                     info.update_clocks[self.pub_key] = clock
-                for upd in self.updates_in_flight:
-                    if upd.snapshot_id == snapshot_id and upd.clock == clock:
-                        info.updates_count += 1
-                        info.updates_bytes += upd.size
-        self.updates_in_flight = [
-            u
-            for u in self.updates_in_flight
-            if not (u.clock == clock and u.snapshot_id == snapshot_id)
-        ]
-        self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
+                info.updates_count += len(done)
+                info.updates_bytes += sum(u.size for u in done)
 
     def _on_update_save_failed(self, obj: Mapping[str, Any]) -> None:
         snapshot_id, clock = obj.get("snapshotId"), obj.get("clock")
+        if (snapshot_id, clock) in self.updates_discarded:
+            self.updates_discarded.remove((snapshot_id, clock))  # expected: already re-queued
+            return
         if not any(
             u.snapshot_id == snapshot_id and u.clock == clock for u in self.updates_in_flight
         ):
             return  # not ours (any more): nothing to retry
         self.update_save_failures += 1
+        # the later updates in flight cannot be saved either (their clocks follow this one):
+        # all their changes go back to the front of the pending ones, in order, and nothing is
+        # sent until the relay has answered each of them (so no clock is reused meanwhile)
         changes = [c for u in self.updates_in_flight for c in u.changes]
+        self.updates_discarded.extend(
+            (u.snapshot_id, u.clock)
+            for u in self.updates_in_flight
+            if not (u.snapshot_id == snapshot_id and u.clock == clock)
+        )
         self.updates_in_flight = []
         self.pending = changes + self.pending
         active = self.active
@@ -756,6 +788,8 @@ class SyncEngine:
         """Updates in flight on a snapshot that is no longer active can never be saved:
         their changes go back to the front of the pending ones (sent on the new snapshot)."""
         active_id = self.active.snapshot_id if self.active is not None else None
+        # answers still due for updates on an older snapshot no longer hold anything back
+        self.updates_discarded = [d for d in self.updates_discarded if d[0] == active_id]
         stale = [u for u in self.updates_in_flight if u.snapshot_id != active_id]
         if not stale:
             return
@@ -923,25 +957,26 @@ class SyncEngine:
         )
 
     def flush(self) -> None:
-        """Send pending changes as one update (or a snapshot), if nothing is in flight."""
+        """Send pending changes as one update, or a snapshot. An update goes out while fewer
+        than :data:`MAX_UPDATES_IN_FLIGHT` are unacknowledged; a snapshot (it records every
+        author's saved clock) only once none is."""
         if (
             self.state != CONNECTED
             or self.reconnect_requested
             or self.document_state != COMPLETE
             or self.snapshot_in_flight is not None
-            or self.updates_in_flight
+            or self.updates_discarded
+            or len(self.updates_in_flight) >= MAX_UPDATES_IN_FLIGHT
         ):
             return
-        active = self.active
-        if self.snapshot_requested:
+        if not self.snapshot_requested:
+            if not self.pending:
+                return
+            if self.active is not None and not self.snapshot_policy(self.policy_info()):
+                self._create_and_send_update()
+                return
+        if not self.updates_in_flight:
             self._create_and_send_snapshot()
-            return
-        if not self.pending:
-            return
-        if active is None or self.snapshot_policy(self.policy_info()):
-            self._create_and_send_snapshot()
-        else:
-            self._create_and_send_update()
 
     def _create_and_send_snapshot(self) -> None:
         active = self.active

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from secsync_jupyter.client.engine import MAX_ERRORS, KnownSnapshot
+from secsync_jupyter.client.engine import MAX_ERRORS, MAX_UPDATES_IN_FLIGHT, KnownSnapshot
 from secsync_jupyter.protocol import (
     EphemeralSession,
     snapshot_ciphertext_hash,
@@ -612,26 +612,28 @@ def test_601_creating_an_ephemeral_message_fails():
 def test_update_clock_batching_and_update_saved():
     e, _doc = engine()
     s = snap()
+    sid = s.public_data.snapshot_id
     feed(e, document(s))
     sent(e)
-    e.add_changes(["a"])
-    e.flush()
-    (u0,) = sent(e)
-    assert u0["publicData"]["clock"] == 0
+    for i in range(MAX_UPDATES_IN_FLIGHT):  # each goes out without waiting for an ack
+        e.add_changes([f"x{i}"])
+        e.flush()
+        (u,) = sent(e)
+        assert u["publicData"]["clock"] == i
     e.add_changes(["b"])
     e.add_changes(["c"])
     e.flush()
-    assert sent(e) == []  # one update in flight at a time: b and c wait
-    feed(e, {"type": "update-saved", "snapshotId": s.public_data.snapshot_id, "clock": 0})
+    assert sent(e) == []  # as many in flight as allowed: b and c wait
+    feed(e, {"type": "update-saved", "snapshotId": sid, "clock": 0})
     (u1,) = sent(e)
-    assert u1["publicData"]["clock"] == 1
+    assert u1["publicData"]["clock"] == MAX_UPDATES_IN_FLIGHT
     from secsync_jupyter.protocol import Update, verify_and_decrypt_update
 
     plain = verify_and_decrypt_update(
-        Update.from_json(u1), KEY, s.public_data.snapshot_id, 0, current_doc_id=DOC
+        Update.from_json(u1), KEY, sid, MAX_UPDATES_IN_FLIGHT - 1, current_doc_id=DOC
     )
     assert json.loads(plain) == ["b", "c"]
-    feed(e, {"type": "update-saved", "snapshotId": s.public_data.snapshot_id, "clock": 1})
+    feed(e, {"type": "update-saved", "snapshotId": sid, "clock": MAX_UPDATES_IN_FLIGHT})
     assert e.is_synced
 
 

@@ -1164,22 +1164,213 @@ def errors_capped() -> Scenario:
 # =================================================================== sending
 
 
+#: updates of ours in flight at most (MAX_UPDATES_IN_FLIGHT in both engines)
+IN_FLIGHT = 16
+
+
+def _in_flight(sc: Scenario, snap: Snap, text: str, chars: str, first: int = 0) -> str:
+    """Type ``chars`` at the end of ``text``, one flushed edit each: one update each, with the
+    next clocks from ``first``, all in flight at once. Returns the new text."""
+    for i, ch in enumerate(chars):
+        sc.edit((len(text), ch))
+        text += ch
+        sc.flush(sent=[sent_update(snap.id, first + i, text=text)])
+    return text
+
+
 @scenario
 def batching() -> Scenario:
     sc = Scenario(
-        "batching-one-update-in-flight",
-        "One update in flight at a time: changes made meanwhile wait and go out together, merged"
-        " into one Yjs update, with the next clock.",
-        ["rule:batching", "decision:merge-pending-changes"],
+        "batching-updates-in-flight",
+        f"Up to {IN_FLIGHT} updates in flight: each flushed edit goes out at once with the next"
+        " clock, without waiting for the previous acknowledgement; once that many are"
+        " unacknowledged, changes wait and go out together, merged into one Yjs update, when"
+        " the first acknowledgement frees a place.",
+        ["rule:batching", "rule:updates-in-flight", "decision:merge-pending-changes"],
     )
     s1 = loaded(sc)
-    sc.edit((5, "a"))
-    sc.flush(sent=[sent_update(s1.id, 0, text="Helloa")])
-    sc.edit((6, "b"), pending=1)
-    sc.edit((7, "c"), pending=2)
+    text = _in_flight(sc, s1, "Hello", "abcdefghijklmnop")
+    sc.edit((len(text), "q"), pending=1)
+    sc.edit((len(text) + 1, "r"), pending=2)
     sc.flush(sent=[], pending=2)
-    sc.receive(saved(s1.id, 0), sent=[sent_update(s1.id, 1, text="Helloabc", changes=1)], pending=0)
-    sc.receive(saved(s1.id, 1), isSynced=True, activeClocks={"$A": 1})
+    sc.receive(
+        saved(s1.id, 0),
+        sent=[sent_update(s1.id, IN_FLIGHT, text=text + "qr", changes=1)],
+        pending=0,
+    )
+    for clock in range(1, IN_FLIGHT):
+        sc.receive(saved(s1.id, clock), sent=[], isSynced=False)
+    sc.receive(saved(s1.id, IN_FLIGHT), isSynced=True, activeClocks={"$A": IN_FLIGHT})
+    return sc
+
+
+@scenario
+def in_flight_acked_in_order() -> Scenario:
+    sc = Scenario(
+        "in-flight-acked-in-order",
+        "Three updates in flight are acknowledged in clock order, each counted once for the"
+        " snapshot policy; the relay saves one author's updates in order, so an"
+        " acknowledgement of clock n also acknowledges the earlier ones still in flight on that"
+        " snapshot; an acknowledgement for another snapshot or an unknown clock changes nothing"
+        " we have in flight.",
+        ["rule:updates-in-flight", "rule:update-saved"],
+        snapshotPolicy={"maxUpdates": 3, "maxUpdateBytes": 1000000},
+    )
+    s1 = loaded(sc)
+    text = _in_flight(sc, s1, "Hello", "abc")
+    sc.receive(
+        saved(s1.id, 0),
+        events=[ev("update-saved", snapshotId=s1.id, clock=0)],
+        activeClocks={"$A": 0},
+        isSynced=False,
+    )
+    sc.receive(saved("not-ours", 1), sent=[], activeClocks={"$A": 0}, isSynced=False)
+    sc.receive(saved(s1.id, 2), activeClocks={"$A": 2}, isSynced=True)
+    # three updates saved: with maxUpdates 3 the next change goes out as a snapshot
+    sc.edit((len(text), "!"))
+    sc.flush(sent=[sent_snapshot(s1.id, {"A": 2}, text=text + "!")])
+    return sc
+
+
+@scenario
+def in_flight_first_fails() -> Scenario:
+    sc = Scenario(
+        "in-flight-first-fails",
+        "The first of three updates in flight is rejected (update-save-failed): the later two"
+        " cannot be saved either (their clocks follow it); the changes of all three go back in"
+        " front of the pending ones and nothing is sent until the relay has answered the later"
+        " two; then everything goes out as one update with the first clock. An answer for an"
+        " update not in flight is ignored.",
+        ["rule:updates-in-flight", "rule:update-save-failed"],
+    )
+    s1 = loaded(sc)
+    text = _in_flight(sc, s1, "Hello", "abc")
+    sc.receive(save_failed(s1.id, 0), sent=[], pending=3)
+    sc.edit((len(text), "!"), pending=4)
+    sc.flush(sent=[], pending=4)
+    sc.receive(save_failed(s1.id, 1), sent=[], pending=4)
+    sc.receive(save_failed(s1.id, 7), sent=[], pending=4)
+    sc.receive(
+        save_failed(s1.id, 2),
+        sent=[sent_update(s1.id, 0, text=text + "!", changes=1)],
+        pending=0,
+        reconnectRequested=False,
+    )
+    sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0})
+    return sc
+
+
+@scenario
+def in_flight_fails_new_snapshot() -> Scenario:
+    sc = Scenario(
+        "in-flight-fails-requires-new-snapshot",
+        "The second of three updates in flight is rejected with requiresNewSnapshot after the"
+        " first was saved: once the third's rejection has come, the changes of the second and"
+        " the third go out in a snapshot that records our saved clock 0.",
+        ["rule:updates-in-flight", "rule:requires-new-snapshot"],
+    )
+    s1 = loaded(sc)
+    text = _in_flight(sc, s1, "Hello", "abc")
+    sc.receive(saved(s1.id, 0), activeClocks={"$A": 0})
+    sc.receive(save_failed(s1.id, 1, True), sent=[], pending=2)
+    sc.receive(
+        save_failed(s1.id, 2, True),
+        sent=[sent_snapshot(s1.id, {"A": 0}, bind="mine", text=text)],
+        pending=0,
+    )
+    sc.receive(snapshot_saved("mine"), isSynced=True, activeSnapshot="$mine")
+    return sc
+
+
+@scenario
+def in_flight_snapshot_change() -> Scenario:
+    sc = Scenario(
+        "in-flight-snapshot-change",
+        "Three updates of ours are in flight on S1 when B's snapshot S2 becomes active: none can"
+        " be saved any more; their changes go out at once on S2 as one update (clock 0); the"
+        " relay's late answers for the stale ones change nothing.",
+        ["rule:updates-in-flight", "decision:requeue-stale-updates"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT])
+    _in_flight(sc, s1, "Hello", "abc")
+    b.insert(0, "Oh, ")
+    s2 = sc.snapshot("S2", b.state(), parent=s1)
+    sc.receive(
+        snapshot_frame(s2),
+        mirror={"reset": b64(s2.state)},
+        sent=[sent_update(s2.id, 0, text="Oh, Helloabc", changes=1)],
+        activeSnapshot=s2.id,
+        text="Oh, Helloabc",
+        pending=0,
+    )
+    sc.receive(save_failed(s1.id, 0), sent=[])
+    sc.receive(save_failed(s1.id, 1), sent=[])
+    sc.receive(saved(s1.id, 2), sent=[], isSynced=False, activeClocks={})
+    sc.receive(saved(s2.id, 0), isSynced=True, activeClocks={"$A": 0})
+    return sc
+
+
+@scenario
+def snapshot_waits_for_updates_in_flight() -> Scenario:
+    sc = Scenario(
+        "snapshot-waits-for-updates-in-flight",
+        "A snapshot records every author's saved clock, so it waits until none of our updates"
+        " is in flight: requested with two in flight, it goes out after the second"
+        " acknowledgement, recording our clock 1; changes made meanwhile go in it.",
+        ["rule:updates-in-flight", "rule:snapshot-policy"],
+    )
+    s1 = loaded(sc)
+    text = _in_flight(sc, s1, "Hello", "ab")
+    sc.step("requestSnapshot")
+    sc.edit((len(text), "!"), pending=1)
+    sc.flush(sent=[], pending=1)
+    sc.receive(saved(s1.id, 0), sent=[], pending=1)
+    sc.receive(
+        saved(s1.id, 1),
+        sent=[sent_snapshot(s1.id, {"A": 1}, bind="mine", text=text + "!")],
+        pending=0,
+    )
+    sc.receive(snapshot_saved("mine"), isSynced=True, activeSnapshot="$mine")
+    return sc
+
+
+@scenario
+def reconnect_updates_in_flight() -> Scenario:
+    sc = Scenario(
+        "reconnect-updates-in-flight",
+        "The connection drops with three updates in flight, of which the relay had saved the"
+        " first two (their acknowledgements were lost): after the delta reload, which brings"
+        " them back, our clock continues after them and the changes of all three (plus an"
+        " offline edit) go out as one update with clock 2.",
+        ["rule:updates-in-flight", "rule:reconnect-delta", "rule:offline-edits"],
+    )
+    s1 = loaded(sc)
+    e = Writer("E", s1.state)
+    u0 = sc.update([e.append("a")], s1, 0, signer="A")
+    u1 = sc.update([e.append("b")], s1, 1, signer="A")
+    text = _in_flight(sc, s1, "Hello", "abc")
+    sc.disconnect(
+        pending=3,
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        },
+    )
+    sc.edit((len(text), "?"), pending=4)
+    sc.connect()
+    sc.document(
+        None,
+        [u0, u1],
+        sent=[INIT, sent_update(s1.id, 2, text=text + "?", changes=1)],
+        activeClocks={"$A": 1},
+        pending=0,
+    )
+    sc.receive(saved(s1.id, 2), isSynced=True, activeClocks={"$A": 2})
     return sc
 
 

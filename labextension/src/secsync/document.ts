@@ -33,7 +33,8 @@
  * (what to persist for `knownSnapshot`), `publicKey` (own b64 pubKey), `stats`, `engine`.
  *
  * Sending: local changes are batched — changes made within `batchDelayMs` (20 ms; 0 = the
- * end of the current task) or while an update is in flight go out as one update.
+ * end of the current task), or while the engine has as many updates in flight as it allows
+ * (`MAX_UPDATES_IN_FLIGHT`), go out as one update.
  */
 import * as Y from 'yjs';
 import type { Awareness } from 'y-protocols/awareness';

@@ -11,8 +11,10 @@
  *   `reconnectRequested` when the connection must be re-established;
  * - it drives a {@link DocumentAdapter} (apply a snapshot, apply changes, serialize local
  *   changes, produce the snapshot content, deliver ephemeral content);
- * - local changes go in with `addChanges()` and out with `flush()` (one update in flight at a
- *   time, so changes made meanwhile are batched into the next update).
+ * - local changes go in with `addChanges()` and out with `flush()` (up to
+ *   `MAX_UPDATES_IN_FLIGHT` updates in flight; the relay saves and acknowledges one
+ *   connection's updates in clock order, so changes made while that many are unacknowledged
+ *   are batched into the next update).
  *
  * Error handling follows the reference: some errors fail the document (state `failed`, no
  * reconnect), others are recorded and the message is ignored; both kinds are kept in
@@ -57,7 +59,8 @@ import {
   pushError,
   RECONNECT_CODES,
   SNAPSHOT_FATAL,
-  UPDATE_IGNORED
+  UPDATE_IGNORED,
+  UpdateInFlight
 } from './engineCore';
 
 export * from './engineCore';
@@ -303,36 +306,71 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     if (typeof snapshotId !== 'string' || typeof clock !== 'number' || !Number.isSafeInteger(clock)) {
       return;
     }
+    if (this._takeDiscarded(snapshotId, clock)) {
+      // saved after all (not expected: an earlier clock failed); its changes were queued
+      // again, which Yjs applies idempotently; our clock moves past it
+      this._acknowledgeClock(snapshotId, clock, []);
+      if (this.active !== null && this.active.snapshotId === snapshotId) {
+        this.localClock = Math.max(this.localClock, clock);
+      }
+      return;
+    }
     this.snapshotSaveFailures = 0;
     this.updateSaveFailures = 0;
+    // the relay saves one author's updates in clock order: this acknowledges every update of
+    // ours in flight on that snapshot up to `clock`
+    const done = this.updatesInFlight.filter(
+      (u) => u.snapshotId === snapshotId && u.clock <= clock
+    );
+    this._acknowledgeClock(snapshotId, clock, done);
+    this.updatesInFlight = this.updatesInFlight.filter((u) => !done.includes(u));
+    this._emit('update-saved', { snapshotId, clock });
+  }
+
+  private _acknowledgeClock(snapshotId: string, clock: number, done: UpdateInFlight<C>[]): void {
     for (const info of this.snapshots) {
       if (info.snapshotId === snapshotId) {
         if (clockOf(info.updateClocks, this.pubKey) < clock) {
           info.updateClocks[this.pubKey] = clock;
         }
-        for (const upd of this.updatesInFlight) {
-          if (upd.snapshotId === snapshotId && upd.clock === clock) {
-            info.updatesCount += 1;
-            info.updatesBytes += upd.size;
-          }
+        for (const upd of done) {
+          info.updatesCount += 1;
+          info.updatesBytes += upd.size;
         }
       }
     }
-    this.updatesInFlight = this.updatesInFlight.filter(
-      (u) => !(u.clock === clock && u.snapshotId === snapshotId)
+  }
+
+  /** Whether (`snapshotId`, `clock`) was a discarded update (then it no longer is). */
+  private _takeDiscarded(snapshotId: unknown, clock: unknown): boolean {
+    const i = this.updatesDiscarded.findIndex(
+      (d) => d.snapshotId === snapshotId && d.clock === clock
     );
-    this._emit('update-saved', { snapshotId, clock });
+    if (i < 0) {
+      return false;
+    }
+    this.updatesDiscarded.splice(i, 1);
+    return true;
   }
 
   private _onUpdateSaveFailed(obj: Frame): void {
     const { snapshotId, clock } = obj;
+    if (this._takeDiscarded(snapshotId, clock)) {
+      return; // expected: already re-queued
+    }
     if (!this.updatesInFlight.some((u) => u.snapshotId === snapshotId && u.clock === clock)) {
       return; // not ours (any more): nothing to retry
     }
     this.updateSaveFailures += 1;
+    // the later updates in flight cannot be saved either (their clocks follow this one): all
+    // their changes go back to the front of the pending ones, in order, and nothing is sent
+    // until the relay has answered each of them (so no clock is reused meanwhile)
     const changes: C[] = [];
     for (const u of this.updatesInFlight) {
       changes.push(...u.changes);
+      if (!(u.snapshotId === snapshotId && u.clock === clock)) {
+        this.updatesDiscarded.push({ snapshotId: u.snapshotId, clock: u.clock });
+      }
     }
     this.updatesInFlight = [];
     this.pending = changes.concat(this.pending);
@@ -513,6 +551,8 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
   /** In-flight updates written against a snapshot that is no longer active go out again. */
   private _requeueStaleUpdates(): void {
     const activeId = this.active?.snapshotId;
+    // answers still due for updates on an older snapshot no longer hold anything back
+    this.updatesDiscarded = this.updatesDiscarded.filter((d) => d.snapshotId === activeId);
     const stale = this.updatesInFlight.filter((u) => u.snapshotId !== activeId);
     if (stale.length === 0) {
       return;

@@ -26,6 +26,8 @@ export const MAX_ERRORS = 20;
 export const MAX_SNAPSHOT_SAVE_FAILURES = 5;
 /** our update rejected this many times in a row makes the engine reconnect */
 export const MAX_UPDATE_SAVE_FAILURES = 5;
+/** at most this many of our updates are sent and not yet acknowledged (both clients) */
+export const MAX_UPDATES_IN_FLIGHT = 16;
 /** the longest wait between two connection attempts, in ms (both clients) */
 export const RECONNECT_DELAY_CAP_MS = 10_000;
 
@@ -253,6 +255,11 @@ export abstract class EngineCore<C = Uint8Array> {
   snapshots: KnownSnapshot[] = [];
   pending: C[];
   updatesInFlight: UpdateInFlight<C>[] = [];
+  /**
+   * updates given up after an earlier one failed, whose answers (save-failed: their clock no
+   * longer follows a saved one) are still to come
+   */
+  updatesDiscarded: { snapshotId: string; clock: number }[] = [];
   snapshotInFlight: SnapshotInFlight<C> | null = null;
   localClock = -1;
   snapshotSaveFailures = 0;
@@ -403,6 +410,7 @@ export abstract class EngineCore<C = Uint8Array> {
     }
     this.pending = unconfirmed.concat(this.pending);
     this.updatesInFlight = [];
+    this.updatesDiscarded = [];
     this.snapshotInFlight = null;
     this.localClock = -1;
     this.snapshotSaveFailures = 0;
@@ -458,28 +466,33 @@ export abstract class EngineCore<C = Uint8Array> {
     };
   }
 
-  /** Send pending changes as one update (or a snapshot), if nothing is in flight. */
+  /**
+   * Send pending changes as one update, or a snapshot. An update goes out while fewer than
+   * `MAX_UPDATES_IN_FLIGHT` are unacknowledged; a snapshot (it records every author's saved
+   * clock) only once none is.
+   */
   flush(): void {
     if (
       this.state !== CONNECTED ||
       this.reconnectRequested ||
       this.documentState !== COMPLETE ||
       this.snapshotInFlight !== null ||
-      this.updatesInFlight.length > 0
+      this.updatesDiscarded.length > 0 ||
+      this.updatesInFlight.length >= MAX_UPDATES_IN_FLIGHT
     ) {
       return;
     }
-    if (this.snapshotRequested) {
-      this._createAndSendSnapshot();
-      return;
+    if (!this.snapshotRequested) {
+      if (this.pending.length === 0) {
+        return;
+      }
+      if (this.active !== null && !this.snapshotPolicy(this.policyInfo())) {
+        this._createAndSendUpdate();
+        return;
+      }
     }
-    if (this.pending.length === 0) {
-      return;
-    }
-    if (this.active === null || this.snapshotPolicy(this.policyInfo())) {
+    if (this.updatesInFlight.length === 0) {
       this._createAndSendSnapshot();
-    } else {
-      this._createAndSendUpdate();
     }
   }
 
