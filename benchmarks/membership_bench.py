@@ -193,7 +193,7 @@ def main() -> None:
     last = log[-1]
     per = timed(lambda: [verify_entry(state, last) for _ in range(20)], args.runs)
     row(
-        f"verify_entry on a {len(state.members)}-member state (relay, per append)",
+        f"verify_entry, {len(state.members)} members (relay, per append)",
         [t / 20 * 1000 for t in per],
         "µs",
     )
