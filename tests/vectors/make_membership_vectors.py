@@ -633,171 +633,175 @@ def invalid_logs() -> list[dict]:
     def deleter(key):
         return lambda d: d.pop(key)
 
-    malformed("missing-signer", 1, deleter("signer"), 701, "signer", "no signer")
-    malformed("missing-signature", 1, deleter("signature"), 701, "signature", "no signature")
-    malformed("missing-target", 1, deleter("target"), 701, "target", "add-member without target")
-    malformed("missing-role", 1, deleter("role"), 701, "role", "add-member without role")
-    malformed("missing-docId", 1, deleter("docId"), 701, "docId", "no docId")
-    malformed("missing-v", 1, deleter("v"), 701, "v", "no format version")
-    malformed("missing-kind", 1, deleter("kind"), 701, "kind", "no kind")
-    malformed("unknown-field", 1, setter("extra", 1), 701, "extra", "an unknown field")
-    malformed(
-        "unknown-fields-first-sorted",
-        1,
-        lambda d: d.update(zz=1, Zz=2, epoch=3),
-        701,
-        "Zz",
-        "several unknown fields: the first in UTF-16 order is named",
-    )
-    malformed(
-        "docId-in-create",
-        0,
-        setter("docId", log.doc_id),
-        701,
-        "docId",
-        "the root cannot name the document (its id is its hash)",
-    )
-    malformed(
-        "name-in-set-role",
-        2,
-        lambda d: d.update(kind="set-role", name="x"),
-        701,
-        "name",
-        "set-role carries no name",
-    )
-    malformed(
-        "role-in-remove",
-        2,
-        setter("kind", "remove-member"),
-        701,
-        "role",
-        "remove-member carries no role",
-    )
-    malformed("seq-string", 1, setter("seq", "1"), 701, "seq", "seq is a string")
-    malformed("seq-bool", 1, setter("seq", True), 701, "seq", "seq is a boolean")
-    malformed("seq-negative", 1, setter("seq", -1), 701, "seq", "seq is negative")
-    malformed("seq-fraction", 1, setter("seq", 1.5), 701, "seq", "seq is not an integer")
-    malformed("seq-too-large", 1, setter("seq", 2**53), 701, "seq", "seq beyond 2^53-1")
-    malformed("seq-zero-not-create", 1, setter("seq", 0), 701, "seq", "seq 0 is the root's")
-    malformed("root-seq-not-zero", 0, setter("seq", 1), 701, "seq", "the root has seq 0")
-    malformed(
-        "root-prev-not-empty",
-        0,
-        setter("prev", log.parsed[1].hash),
-        701,
-        "prev",
-        "the root has no previous entry",
-    )
-    malformed("prev-empty", 1, setter("prev", ""), 701, "prev", "a non-root entry without prev")
-    malformed(
-        "prev-padded",
-        1,
-        lambda d: d.update(prev=d["prev"] + "="),
-        701,
-        "prev",
-        "base64 with padding",
-    )
-    malformed(
-        "prev-standard-alphabet",
-        1,
-        setter("prev", "+" * 42 + "A"),
-        701,
-        "prev",
-        "'+' is not URL-safe base64",
-    )
-    malformed(
-        "prev-trailing-bits",
-        1,
-        lambda d: d.update(prev=d["prev"][:42] + "B"),
-        701,
-        "prev",
-        "non-canonical trailing bits",
-    )
-    malformed(
-        "signer-short",
-        1,
-        lambda d: d.update(signer=d["signer"][:42]),
-        701,
-        "signer",
-        "a public key of the wrong length",
-    )
-    malformed("target-number", 1, setter("target", 7), 701, "target", "target is a number")
-    malformed("role-owner", 1, setter("role", "owner"), 701, "role", "not a role name")
-    malformed("role-array", 1, setter("role", ["admin"]), 701, "role", "role is an array")
-    malformed("role-upper", 1, setter("role", "Editor"), 701, "role", "roles are lower case")
-    malformed("name-empty", 1, setter("name", ""), 701, "name", "empty display name")
-    malformed("name-null", 1, setter("name", None), 701, "name", "null display name")
-    malformed(
-        "name-control", 1, setter("name", "Bob\nAdmin"), 701, "name", "a line break in a name"
-    )
-    malformed(
-        "name-bidi",
-        1,
-        setter("name", "Bob\u202eredro"),
-        701,
-        "name",
-        "a right-to-left override in a name",
-    )
-    malformed(
-        "name-zero-width",
-        1,
-        setter("name", "B\u200bob"),
-        701,
-        "name",
-        "a zero-width space in a name",
-    )
-    malformed("name-leading-space", 1, setter("name", " Bob"), 701, "name", "leading white space")
-    malformed(
-        "name-trailing-nbsp", 1, setter("name", "Bob\u00a0"), 701, "name", "trailing no-break space"
-    )
-    malformed(
-        "name-too-long",
-        1,
-        setter("name", "é" * 51),
-        701,
-        "name",
-        "102 bytes of UTF-8 (the limit is 100)",
-    )
-    malformed(
-        "name-lone-surrogate", 1, setter("name", "Bob\ud800"), 701, "name", "a lone surrogate"
-    )
-    malformed(
-        "nonce-short",
-        0,
-        lambda d: d.update(nonce=d["nonce"][:31]),
-        701,
-        "nonce",
-        "a root nonce of the wrong length",
-    )
-    malformed("at-float", 1, setter("at", T0 + 0.5), 701, "at", "a fractional timestamp")
-    malformed("at-negative", 1, setter("at", -1), 701, "at", "a negative timestamp")
-    malformed(
-        "docId-bad-chars",
-        1,
-        setter("docId", "m1_ not an id"),
-        701,
-        "docId",
-        "a document id with spaces",
-    )
-    malformed(
-        "signature-short",
-        1,
-        lambda d: d.update(signature=d["signature"][:85]),
-        701,
-        "signature",
-        "a signature of the wrong length",
-    )
-    malformed("version-2", 1, setter("v", 2), 702, "v", "another format version")
-    malformed("version-string", 1, setter("v", "1"), 701, "v", "version as a string")
-    malformed(
-        "kind-unknown",
-        1,
-        setter("kind", "rotate-key"),
-        703,
-        "kind",
-        "a kind this version does not know (fail closed)",
-    )
-    malformed("kind-number", 1, setter("kind", 3), 701, "kind", "kind is a number")
+    for args in (
+        ("missing-signer", 1, deleter("signer"), 701, "signer", "no signer"),
+        ("missing-signature", 1, deleter("signature"), 701, "signature", "no signature"),
+        ("missing-target", 1, deleter("target"), 701, "target", "add-member without target"),
+        ("missing-role", 1, deleter("role"), 701, "role", "add-member without role"),
+        ("missing-docId", 1, deleter("docId"), 701, "docId", "no docId"),
+        ("missing-v", 1, deleter("v"), 701, "v", "no format version"),
+        ("missing-kind", 1, deleter("kind"), 701, "kind", "no kind"),
+        ("unknown-field", 1, setter("extra", 1), 701, "extra", "an unknown field"),
+        (
+            "unknown-fields-first-sorted",
+            1,
+            lambda d: d.update(zz=1, Zz=2, epoch=3),
+            701,
+            "Zz",
+            "several unknown fields: the first in UTF-16 order is named",
+        ),
+        (
+            "docId-in-create",
+            0,
+            setter("docId", log.doc_id),
+            701,
+            "docId",
+            "the root cannot name the document (its id is its hash)",
+        ),
+        (
+            "name-in-set-role",
+            2,
+            lambda d: d.update(kind="set-role", name="x"),
+            701,
+            "name",
+            "set-role carries no name",
+        ),
+        (
+            "role-in-remove",
+            2,
+            setter("kind", "remove-member"),
+            701,
+            "role",
+            "remove-member carries no role",
+        ),
+        ("seq-string", 1, setter("seq", "1"), 701, "seq", "seq is a string"),
+        ("seq-bool", 1, setter("seq", True), 701, "seq", "seq is a boolean"),
+        ("seq-negative", 1, setter("seq", -1), 701, "seq", "seq is negative"),
+        ("seq-fraction", 1, setter("seq", 1.5), 701, "seq", "seq is not an integer"),
+        ("seq-too-large", 1, setter("seq", 2**53), 701, "seq", "seq beyond 2^53-1"),
+        ("seq-zero-not-create", 1, setter("seq", 0), 701, "seq", "seq 0 is the root's"),
+        ("root-seq-not-zero", 0, setter("seq", 1), 701, "seq", "the root has seq 0"),
+        (
+            "root-prev-not-empty",
+            0,
+            setter("prev", log.parsed[1].hash),
+            701,
+            "prev",
+            "the root has no previous entry",
+        ),
+        ("prev-empty", 1, setter("prev", ""), 701, "prev", "a non-root entry without prev"),
+        (
+            "prev-padded",
+            1,
+            lambda d: d.update(prev=d["prev"] + "="),
+            701,
+            "prev",
+            "base64 with padding",
+        ),
+        (
+            "prev-standard-alphabet",
+            1,
+            setter("prev", "+" * 42 + "A"),
+            701,
+            "prev",
+            "'+' is not URL-safe base64",
+        ),
+        (
+            "prev-trailing-bits",
+            1,
+            lambda d: d.update(prev=d["prev"][:42] + "B"),
+            701,
+            "prev",
+            "non-canonical trailing bits",
+        ),
+        (
+            "signer-short",
+            1,
+            lambda d: d.update(signer=d["signer"][:42]),
+            701,
+            "signer",
+            "a public key of the wrong length",
+        ),
+        ("target-number", 1, setter("target", 7), 701, "target", "target is a number"),
+        ("role-owner", 1, setter("role", "owner"), 701, "role", "not a role name"),
+        ("role-array", 1, setter("role", ["admin"]), 701, "role", "role is an array"),
+        ("role-upper", 1, setter("role", "Editor"), 701, "role", "roles are lower case"),
+        ("name-empty", 1, setter("name", ""), 701, "name", "empty display name"),
+        ("name-null", 1, setter("name", None), 701, "name", "null display name"),
+        ("name-control", 1, setter("name", "Bob\nAdmin"), 701, "name", "a line break in a name"),
+        (
+            "name-bidi",
+            1,
+            setter("name", "Bob\u202eredro"),
+            701,
+            "name",
+            "a right-to-left override in a name",
+        ),
+        (
+            "name-zero-width",
+            1,
+            setter("name", "B\u200bob"),
+            701,
+            "name",
+            "a zero-width space in a name",
+        ),
+        ("name-leading-space", 1, setter("name", " Bob"), 701, "name", "leading white space"),
+        (
+            "name-trailing-nbsp",
+            1,
+            setter("name", "Bob\xa0"),
+            701,
+            "name",
+            "trailing no-break space",
+        ),
+        (
+            "name-too-long",
+            1,
+            setter("name", "é" * 51),
+            701,
+            "name",
+            "102 bytes of UTF-8 (the limit is 100)",
+        ),
+        ("name-lone-surrogate", 1, setter("name", "Bob\ud800"), 701, "name", "a lone surrogate"),
+        (
+            "nonce-short",
+            0,
+            lambda d: d.update(nonce=d["nonce"][:31]),
+            701,
+            "nonce",
+            "a root nonce of the wrong length",
+        ),
+        ("at-float", 1, setter("at", T0 + 0.5), 701, "at", "a fractional timestamp"),
+        ("at-negative", 1, setter("at", -1), 701, "at", "a negative timestamp"),
+        (
+            "docId-bad-chars",
+            1,
+            setter("docId", "m1_ not an id"),
+            701,
+            "docId",
+            "a document id with spaces",
+        ),
+        (
+            "signature-short",
+            1,
+            lambda d: d.update(signature=d["signature"][:85]),
+            701,
+            "signature",
+            "a signature of the wrong length",
+        ),
+        ("version-2", 1, setter("v", 2), 702, "v", "another format version"),
+        ("version-string", 1, setter("v", "1"), 701, "v", "version as a string"),
+        (
+            "kind-unknown",
+            1,
+            setter("kind", "rotate-key"),
+            703,
+            "kind",
+            "a kind this version does not know (fail closed)",
+        ),
+        ("kind-number", 1, setter("kind", 3), 701, "kind", "kind is a number"),
+    ):
+        malformed(*args)
     bad = copy.deepcopy(e)
     bad[1] = ["not", "an", "object"]
     case("entry-not-object", bad, log.doc_id, 701, 1, "entry", "an entry that is an array")
