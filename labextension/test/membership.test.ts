@@ -78,7 +78,8 @@ describe('valid logs', () => {
     expect(isLogDocId(c.docId)).toBe(true);
   });
 
-  test.each(named(V.validLogs.filter((c: any) => c.entries)))('%s: hashes and signed bytes', (_n, c) => {
+  const withEntries = named(V.validLogs.filter((c: any) => c.entries));
+  test.each(withEntries)('%s: hashes and signed bytes', (_n, c) => {
     c.log.forEach((raw: any, i: number) => {
       const entry = parseEntry(raw);
       expect(entry.hash).toBe(c.entries[i].hash);
@@ -87,7 +88,8 @@ describe('valid logs', () => {
     });
   });
 
-  test.each(named(V.validLogs.filter((c: any) => c.steps)))('%s: re-created byte for byte', (_n, c) => {
+  const withSteps = named(V.validLogs.filter((c: any) => c.steps));
+  test.each(withSteps)('%s: re-created byte for byte', (_n, c) => {
     const entries: unknown[] = [];
     let state: MembershipState | null = null;
     for (const step of c.steps) {
@@ -108,7 +110,8 @@ describe('valid logs', () => {
     expect(entries).toEqual(c.log);
   });
 
-  test.each(named(V.validLogs.filter((c: any) => c.log.length > 1)))('%s: incrementally', (_n, c) => {
+  const longer = named(V.validLogs.filter((c: any) => c.log.length > 1));
+  test.each(longer)('%s: incrementally', (_n, c) => {
     let state = verifyLog(c.log.slice(0, 1), c.docId);
     for (const raw of c.log.slice(1)) {
       state = verifyEntry(state, raw);
@@ -123,7 +126,8 @@ describe('valid logs', () => {
 });
 
 describe('rejected logs', () => {
-  const known = (c: any): { knownHead?: LogHead } => (c.knownHead ? { knownHead: c.knownHead } : {});
+  const known = (c: any): { knownHead?: LogHead } =>
+    c.knownHead ? { knownHead: c.knownHead } : {};
 
   const bulk: SignatureCheck = (items) =>
     items.map(([sig, msg, pk]) => sodium().crypto_sign_verify_detached(sig, msg, pk));
@@ -142,7 +146,8 @@ describe('rejected logs', () => {
     );
     const half = c.log.length >> 1;
     const base = verifyLog(c.log.slice(0, half), c.docId);
-    expect(extendLog(base, c.log.slice(half), { checkSignatures: bulk }).head).toEqual(c.expect.head);
+    const extended = extendLog(base, c.log.slice(half), { checkSignatures: bulk });
+    expect(extended.head).toEqual(c.expect.head);
     expect(() => verifyLog(c.log, c.docId, { checkSignatures: () => [true] })).toThrow(RangeError);
   });
 
@@ -153,7 +158,8 @@ describe('rejected logs', () => {
       const state = verifyLog(c.log.slice(0, index), c.docId);
       const before = state.toJson();
       const e = caught(() => verifyEntry(state, c.log[index]));
-      expect({ code: e.code, field: e.field }).toEqual({ code: c.error.code, field: c.error.field });
+      const { code, field } = c.error;
+      expect({ code: e.code, field: e.field }).toEqual({ code, field });
       expect(e.index).toBe(null);
       expect(state.toJson()).toEqual(before);
       const rootOnly = verifyLog(c.log.slice(0, 1), c.docId);
@@ -175,7 +181,9 @@ describe('rejected logs', () => {
 });
 
 describe('identities and box keys', () => {
-  const validIdentities = (V.identities.valid as any[]).map((c) => [c.text.slice(-20), c] as [string, any]);
+  const validIdentities = (V.identities.valid as any[]).map(
+    (c) => [c.text.slice(-20), c] as [string, any]
+  );
   test.each(validIdentities)('%s', (_n, c) => {
     expect(parseIdentity(c.text)).toEqual({ pubKey: c.pubKey, name: c.name });
     expect(formatIdentity(c.pubKey, c.name)).toBe(c.text);
@@ -207,8 +215,9 @@ describe('identities and box keys', () => {
     expect(b64encode(kp.publicKey)).toBe(V.keys[name].pubKey);
     expect(b64encode(boxPublicKey(kp.publicKey))).toBe(V.keys[name].boxPublicKey);
     expect(b64encode(boxSecretKey(kp))).toBe(V.keys[name].boxSecretKey);
-    const sealed = sodium().crypto_box_seal(utf8Encode('epoch key'), boxPublicKey(V.keys[name].pubKey));
-    const opened = sodium().crypto_box_seal_open(sealed, boxPublicKey(kp.publicKey), boxSecretKey(kp));
+    const s = sodium();
+    const sealed = s.crypto_box_seal(utf8Encode('epoch key'), boxPublicKey(V.keys[name].pubKey));
+    const opened = s.crypto_box_seal_open(sealed, boxPublicKey(kp.publicKey), boxSecretKey(kp));
     expect(Array.from(opened)).toEqual(Array.from(utf8Encode('epoch key')));
   });
 });
@@ -231,7 +240,11 @@ describe('reader proofs', () => {
     const proof = createReaderProof(b, rp.docId, rp.nonce);
     expect(proof).toEqual(rp.cases[0].proof);
     expect(
-      sodium().crypto_sign_verify_detached(b64decode(proof.signature), utf8Encode(rp.signed), b.publicKey)
+      sodium().crypto_sign_verify_detached(
+        b64decode(proof.signature),
+        utf8Encode(rp.signed),
+        b.publicKey
+      )
     ).toBe(true);
     const challenges = new Set(Array.from({ length: 8 }, () => newReaderChallenge()));
     expect(challenges.size).toBe(8);
@@ -253,7 +266,7 @@ describe('log heads, creation, state', () => {
   });
 
   test('creation checks its arguments and the rules', () => {
-    const [a, b, c] = [keyPair('A'), keyPair('B'), keyPair('C')];
+    const [a, b, c, d] = [keyPair('A'), keyPair('B'), keyPair('C'), keyPair('D')];
     const s0 = createLog(a, { name: 'Ada', at: 10 });
     expect(s0.state.docId).toBe('m1_' + s0.entry.hash);
     const ident = parseIdentity(formatIdentity(b.publicKey, 'Bob'));
@@ -261,13 +274,12 @@ describe('log heads, creation, state', () => {
     expect([e1.entry.name, e1.entry.at]).toEqual(['Bob', 15]);
     expect(verifyEntry(s0.state, entryToJson(e1.entry)).toJson()).toEqual(e1.state.toJson());
     expect(caught(() => verifyEntry(e1.state, e1.entry)).code).toBe('SECSYNC_ERROR_708');
-    expect(caught(() => createEntry(e1.state, a, 'add-member', c.publicKey, 'viewer', { at: 14 })).code).toBe(
-      'SECSYNC_ERROR_710'
-    );
+    const late = () => createEntry(e1.state, a, 'add-member', c.publicKey, 'viewer', { at: 14 });
+    expect(caught(late).code).toBe('SECSYNC_ERROR_710');
     const s2 = createEntry(e1.state, a, 'add-member', b64encode(c.publicKey), 'viewer').state;
     expect(s2.head.seq).toBe(2);
     const cases: Array<[() => unknown, string]> = [
-      [() => createEntry(s2, b, 'add-member', keyPair('D').publicKey, 'viewer'), 'SECSYNC_ERROR_712'],
+      [() => createEntry(s2, b, 'add-member', d.publicKey, 'viewer'), 'SECSYNC_ERROR_712'],
       [() => createEntry(s2, c, 'set-role', c.publicKey, 'editor'), 'SECSYNC_ERROR_713'],
       [() => createEntry(s2, a, 'remove-member', a.publicKey), 'SECSYNC_ERROR_714'],
       [() => createEntry(s2, a, 'set-role', b.publicKey, 'editor'), 'SECSYNC_ERROR_717'],

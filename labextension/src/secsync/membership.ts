@@ -762,7 +762,7 @@ function checked(obj: unknown): MembershipEntry {
   return entry;
 }
 
-/** Checks Ed25519 signatures in bulk: [signature, message, public key][] -> ok[] (e.g. in workers). */
+/** Checks Ed25519 signatures in bulk: [signature, message, public key][] -> ok[] (workers…). */
 export type SignatureCheck = (items: Array<[Uint8Array, Uint8Array, Uint8Array]>) => boolean[];
 
 function atIndex<T>(index: number, fn: () => T): T {
