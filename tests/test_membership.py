@@ -356,9 +356,18 @@ def test_state_history_and_immutability():
 
 def test_entry_is_immutable_and_round_trips():
     entry = parse_entry(V["validLogs"][0]["log"][7])
-    assert isinstance(entry, Entry) and parse_entry(entry) is entry
+    assert isinstance(entry, Entry) and parse_entry(entry) == entry
     with pytest.raises(AttributeError):
         entry.role = "admin"  # type: ignore[misc]
+    # an Entry changed by hand is checked as what it says, not trusted
+    forged = entry._replace(role="admin")
+    assert parse_entry(forged).signed_bytes != entry.signed_bytes
+    case = V["validLogs"][0]
+    log = [parse_entry(x) for x in case["log"]]
+    log[7] = forged
+    with pytest.raises(MembershipError) as info:
+        verify_log(log, case["docId"])
+    assert (info.value.code, info.value.index) == ("SECSYNC_ERROR_704", 7)
     assert json.loads(json.dumps(entry.to_json())) == entry.to_json()
 
 

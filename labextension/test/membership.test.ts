@@ -315,6 +315,12 @@ describe('log heads, creation, state', () => {
     expect(Object.isFrozen(state) && Object.isFrozen(state.hashes)).toBe(true);
     const entry = parseEntry(c.log[7]);
     expect(Object.isFrozen(entry) && parseEntry(entry) === entry).toBe(true);
+    // a copy changed by hand is not a parsed entry: checked again, and refused
+    const forged = { ...entryToJson(entry), role: 'admin' };
+    const tampered = [...c.log.slice(0, 7).map(parseEntry), forged];
+    const e = caught(() => verifyLog(tampered, c.docId));
+    expect([e.code, e.index]).toEqual(['SECSYNC_ERROR_704', 7]);
+    expect(caught(() => verifyLog([...c.log.slice(0, 7), { ...entry }], c.docId)).index).toBe(7);
     const copy = JSON.parse(JSON.stringify(c.log));
     expect(verifyLog(copy.map(parseEntry), c.docId).toJson()).toEqual(state.toJson());
     expect(copy).toEqual(c.log);

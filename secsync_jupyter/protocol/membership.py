@@ -49,6 +49,7 @@ __all__ = [
     "MembershipParseError",
     "MembershipState",
     "SignatureCheck",
+    "check_known_head",
     "create_entry",
     "create_log",
     "create_reader_proof",
@@ -235,8 +236,8 @@ def parse_entry(obj: Any) -> Entry:
 
     Fields are checked in one fixed order (v, kind, unknown fields, docId, seq, prev,
     signer, target, role, name, nonce, at, signature) so both languages name the same one."""
-    if isinstance(obj, Entry):
-        return obj
+    if isinstance(obj, Entry):  # checked again: an Entry can be made or _replace()d by hand
+        obj = obj.to_json()
     if type(obj) is not dict:
         raise _err(701, "entry", "expected a JSON object")
     if "v" not in obj:
