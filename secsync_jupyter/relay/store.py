@@ -171,13 +171,16 @@ class RelayStore(abc.ABC):
 STORE_SCHEMES: dict[str, str] = {
     "sqlite": "secsync_jupyter.relay.sqlite_store:SQLiteStore",
     "memory": "secsync_jupyter.relay.memory_store:MemoryStore",
+    "postgresql": "secsync_jupyter.relay.pg_store:PostgresStore",
+    "postgres": "secsync_jupyter.relay.pg_store:PostgresStore",
 }
 
 
 def store_from_url(url: str, **options: Any) -> RelayStore:
     """The store for ``url``: ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (or
-    a plain file path), ``memory:``, or ``package.module:Class`` (``package.module:Class?…``)
-    naming a :class:`RelayStore` subclass, which gets the whole URL."""
+    a plain file path), ``memory:``, ``postgresql://…`` (:mod:`.pg_store`), or
+    ``package.module:Class`` (``package.module:Class?…``) naming a :class:`RelayStore`
+    subclass, which gets the whole URL."""
     scheme, sep, _ = url.partition(":")
     if not sep or "/" in scheme:
         target, url = STORE_SCHEMES["sqlite"], "sqlite:///" + url

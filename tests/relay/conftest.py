@@ -7,6 +7,8 @@ from secsync_jupyter.relay import Limits, Relay, SQLiteStore
 from secsync_jupyter.relay.policy import AccessPolicy
 from secsync_jupyter.relay.standalone import StandaloneRelay
 
+from .pg import new_store, pg_cluster, pg_url, store_url  # noqa: F401 (fixtures)
+
 
 class RunningRelay:
     def __init__(self, server: StandaloneRelay, url: str, db: str):

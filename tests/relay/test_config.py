@@ -96,8 +96,8 @@ def test_store_chosen_by_url(tmp_path):
     custom = store_from_url(f"{__name__}:CustomStore?dsn=x", synchronous="full")
     assert isinstance(custom, CustomStore) and custom.url == f"{__name__}:CustomStore?dsn=x"
     assert custom.options["synchronous"] == "full"
-    with pytest.raises(ValueError, match="unknown store 'postgresql://db/x'"):
-        store_from_url("postgresql://db/x")
+    with pytest.raises(ValueError, match="unknown store 'mysql://db/x'"):
+        store_from_url("mysql://db/x")
     with pytest.raises(ValueError, match="not a RelayStore"):
         store_from_url("json.decoder:JSONDecoder")
     with pytest.raises(ValueError, match="sqlite:///PATH"):

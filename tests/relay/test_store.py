@@ -1,5 +1,7 @@
-"""The SQLite store on its own: rules inside transactions (two stores = two writers on one file),
-migrations, group commit, clear errors."""
+"""The stores on their own: rules inside transactions (two stores = two writers on one
+database), migrations, group commit, clear errors. The tests taking ``new_store`` run against
+every store kind (SQLite and PostgreSQL, tests/relay/pg.py); PostgreSQL's own ones are in
+test_pg_store.py."""
 
 from __future__ import annotations
 
@@ -32,11 +34,10 @@ async def open_store(path) -> SQLiteStore:
     return store
 
 
-async def test_two_writers_on_one_file_rules_hold(tmp_path):
+async def test_two_writers_on_one_file_rules_hold(new_store):
     """Two stores (two writer threads, two connections) race on the same document: the
     database constraints decide, exactly one of each conflicting pair wins."""
-    path = tmp_path / "shared.sqlite"
-    s1, s2 = await open_store(path), await open_store(path)
+    s1, s2 = await new_store(), await new_store()
     try:
         assert (await s1.save_snapshot("d", **snap_kw("s1"))).ok
         # the same clock from both writers, many times over
@@ -78,8 +79,8 @@ async def test_two_writers_on_one_file_rules_hold(tmp_path):
         await s2.close()
 
 
-async def test_group_commit_and_positions(tmp_path):
-    store = await open_store(tmp_path / "g.sqlite")
+async def test_group_commit_and_positions(new_store):
+    store = await new_store()
     try:
         first = await store.save_snapshot("d", **snap_kw("s1"))
         commits_before = store.commits
@@ -116,8 +117,8 @@ async def test_migrations_and_reopen(tmp_path):
         SQLiteStore(path).open_sync()
 
 
-async def test_closed_store_refuses_writes(tmp_path):
-    store = await open_store(tmp_path / "c.sqlite")
+async def test_closed_store_refuses_writes(new_store):
+    store = await new_store()
     await store.close()
     with pytest.raises(StoreError):
         await store.save_update("d", snapshot_id="s", pub_key="k", clock=0, message="m")

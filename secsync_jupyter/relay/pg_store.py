@@ -1,0 +1,657 @@
+"""PostgreSQL store (``postgresql://…``): asyncpg, a connection pool, group commit, the
+acceptance rules enforced by the database.
+
+* **Writes** go to one of ``writers`` *lanes* chosen by the document (so a document's writes
+  are committed in the order they were submitted). A lane takes every write waiting for it (up
+  to ``max_batch``), runs them in one transaction on a pooled connection and commits once; only
+  then are their awaitables resolved: acknowledgements follow the ``COMMIT``, and many messages
+  share one commit. Lanes of one process, and the lanes of other relay processes on the same
+  database, run concurrently.
+* **The rules hold across processes** because they are checked inside the transaction, under a
+  transaction-scoped advisory lock per document (``pg_advisory_xact_lock``, taken for every
+  document of a batch in one sorted order, so two batches never deadlock), and backed by
+  constraints: ``documents.active_snapshot`` (one active snapshot per document, a snapshot of
+  that document), ``UNIQUE (doc_id, snapshot_id)``, ``UNIQUE (snapshot_seq, pub_key, clock)``,
+  ``PRIMARY KEY (snapshot_seq, version)`` and a foreign key from each update with a clock > 0 to
+  the same author's previous clock (contiguous clocks). A document's writers take turns on its
+  lock until they commit, so versions (and positions) follow commit order. The checks are the
+  SQL functions ``save_update`` / ``save_snapshot`` of the schema (one round trip per run of
+  writes of a kind, pipelined).
+* **Reads** run on pooled connections; a ``document`` view is read in one ``REPEATABLE READ``
+  read-only transaction (a consistent snapshot), the delta read selects only the updates after
+  the reader's clocks in SQL.
+* **Schema**: in its own PostgreSQL schema (``?schema=``, default ``secsync``), versioned by
+  ``MIGRATIONS``; every relay process migrates at open under an advisory lock (a concurrent
+  start waits), a newer schema is refused.
+
+URL: ``postgresql://[user[:password]@][host][:port]/dbname[?options]`` as libpq/asyncpg read it
+(``host=/run/postgresql`` for a unix socket), plus this store's options ``schema``,
+``pool_size`` (connections per process, default 10) and ``writers`` (lanes, default 2).
+docs/relay.md "PostgreSQL store" documents the choices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import asyncpg
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "the PostgreSQL store needs asyncpg: pip install 'secsync-jupyter[postgres]'"
+    ) from exc
+
+from ..protocol import SnapshotProofChainEntry
+from .store import (
+    DocumentState,
+    DocumentView,
+    RelayStore,
+    SaveResult,
+    SnapshotInfo,
+    StoreError,
+    position,
+)
+
+#: advisory lock namespaces (``pg_advisory_xact_lock(namespace, key)``): documents, migrations
+LOCK_DOCUMENT = 0x5EC5
+LOCK_MIGRATION = 0x5EC6
+
+#: schema migrations, applied in order; ``schema_version.version`` = number applied
+MIGRATIONS: tuple[str, ...] = (
+    # 1: documents, snapshots (proof-chain metadata + message), updates; the write functions
+    f"""
+    CREATE TABLE documents (
+        doc_id          text PRIMARY KEY,
+        active_snapshot bigint,
+        created_at      bigint NOT NULL,
+        -- bytes of the messages on the active snapshot (UTF-8), for the per-document quota
+        active_bytes    bigint NOT NULL DEFAULT 0
+    );
+    CREATE TABLE snapshots (
+        seq                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        doc_id                text NOT NULL REFERENCES documents (doc_id),
+        snapshot_id           text NOT NULL,
+        parent_snapshot_id    text NOT NULL,
+        pub_key               text NOT NULL,
+        ciphertext_hash       text NOT NULL,
+        parent_snapshot_proof text NOT NULL,
+        message               text NOT NULL,
+        created_at            bigint NOT NULL,
+        UNIQUE (doc_id, snapshot_id),
+        UNIQUE (doc_id, seq)
+    );
+    -- the active snapshot is one of the document's own snapshots
+    ALTER TABLE documents ADD CONSTRAINT documents_active_snapshot_fkey
+        FOREIGN KEY (doc_id, active_snapshot) REFERENCES snapshots (doc_id, seq);
+    CREATE TABLE updates (
+        snapshot_seq bigint NOT NULL REFERENCES snapshots (seq),
+        version      integer NOT NULL CHECK (version > 0),
+        pub_key      text NOT NULL,
+        clock        bigint NOT NULL CHECK (clock >= 0),
+        prev_clock   bigint GENERATED ALWAYS AS (NULLIF(clock, 0) - 1) STORED,
+        message      text NOT NULL,
+        PRIMARY KEY (snapshot_seq, version),
+        UNIQUE (snapshot_seq, pub_key, clock),
+        -- contiguous clocks: clock n > 0 of an author needs its clock n - 1 on the snapshot
+        CONSTRAINT updates_previous_clock_fkey FOREIGN KEY (snapshot_seq, pub_key, prev_clock)
+            REFERENCES updates (snapshot_seq, pub_key, clock)
+    );
+
+    -- the advisory locks of every document of a write batch, in one order (no deadlocks)
+    CREATE FUNCTION lock_documents(ids text[]) RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE
+        k integer;
+    BEGIN
+        FOR k IN SELECT DISTINCT hashtext(i) FROM unnest(ids) AS i ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, k);
+        END LOOP;
+    END $$;
+
+    CREATE FUNCTION save_update(
+        p_doc text, p_snapshot text, p_pub text, p_clock bigint, p_message text,
+        OUT out_code text, OUT out_seq bigint, OUT out_version integer
+    ) LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        SELECT s.seq INTO out_seq FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot
+         WHERE d.doc_id = p_doc AND s.snapshot_id = p_snapshot;
+        IF out_seq IS NULL THEN
+            out_code := 'update-wrong-snapshot';
+        ELSIF EXISTS (SELECT 1 FROM updates u WHERE u.snapshot_seq = out_seq
+                      AND u.pub_key = p_pub AND u.clock = p_clock) THEN
+            out_code := 'update-clock-replayed';
+        ELSIF p_clock <> 0 AND NOT EXISTS (SELECT 1 FROM updates u WHERE u.snapshot_seq = out_seq
+                                           AND u.pub_key = p_pub AND u.clock = p_clock - 1) THEN
+            out_code := 'update-clock-gap';
+        ELSE
+            SELECT COALESCE(MAX(u.version), 0) + 1 INTO out_version
+              FROM updates u WHERE u.snapshot_seq = out_seq;
+            INSERT INTO updates (snapshot_seq, version, pub_key, clock, message)
+                 VALUES (out_seq, out_version, p_pub, p_clock, p_message);
+            UPDATE documents SET active_bytes = active_bytes + octet_length(p_message)
+             WHERE doc_id = p_doc;
+        END IF;
+    END $$;
+
+    CREATE FUNCTION save_snapshot(
+        p_doc text, p_id text, p_parent text, p_clocks jsonb, p_pub text, p_hash text,
+        p_proof text, p_message text,
+        OUT out_code text, OUT out_seq bigint, OUT out_created boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_active bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        SELECT d.active_snapshot INTO v_active FROM documents d WHERE d.doc_id = p_doc;
+        out_created := NOT FOUND;
+        IF v_active IS NOT NULL THEN
+            IF (SELECT s.snapshot_id FROM snapshots s WHERE s.seq = v_active) <> p_parent THEN
+                out_code := 'snapshot-parent-not-active';
+            ELSIF (SELECT COALESCE(jsonb_object_agg(m.pub_key, m.clock), '{{}}'::jsonb)
+                     FROM (SELECT u.pub_key, MAX(u.clock) AS clock FROM updates u
+                            WHERE u.snapshot_seq = v_active GROUP BY u.pub_key) m) <> p_clocks THEN
+                out_code := 'snapshot-clocks-differ';
+            END IF;
+        END IF;
+        IF out_code IS NULL AND EXISTS (SELECT 1 FROM snapshots s
+                                        WHERE s.doc_id = p_doc AND s.snapshot_id = p_id) THEN
+            out_code := 'snapshot-id-exists';
+        END IF;
+        IF out_code IS NOT NULL THEN
+            out_created := false;
+            RETURN;
+        END IF;
+        IF out_created THEN
+            INSERT INTO documents (doc_id, active_snapshot, created_at)
+                 VALUES (p_doc, NULL, extract(epoch FROM now())::bigint);
+        END IF;
+        INSERT INTO snapshots (doc_id, snapshot_id, parent_snapshot_id, pub_key, ciphertext_hash,
+                               parent_snapshot_proof, message, created_at)
+             VALUES (p_doc, p_id, p_parent, p_pub, p_hash, p_proof, p_message,
+                     extract(epoch FROM now())::bigint)
+          RETURNING seq INTO out_seq;
+        UPDATE documents SET active_snapshot = out_seq, active_bytes = octet_length(p_message)
+         WHERE doc_id = p_doc;
+    END $$;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_LOCK = "SELECT lock_documents($1::text[])"
+_SAVE_UPDATE = "SELECT * FROM save_update($1, $2, $3, $4, $5)"
+_SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7, $8)"
+
+#: a document's active snapshot, stored bytes and last clock of each author, in one statement
+_LOAD_STATE = """
+SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof,
+       d.active_bytes, c.pub_keys, c.clocks
+FROM documents d
+LEFT JOIN snapshots s ON s.seq = d.active_snapshot
+LEFT JOIN LATERAL (
+    SELECT array_agg(m.pub_key) AS pub_keys, array_agg(m.clock) AS clocks
+    FROM (SELECT u.pub_key, max(u.clock) AS clock FROM updates u
+          WHERE u.snapshot_seq = d.active_snapshot GROUP BY u.pub_key) m
+) c ON true
+WHERE d.doc_id = $1
+"""
+
+#: the updates of a snapshot after the reader's known clock of each author (none known: all)
+_MISSING_UPDATES = """
+SELECT u.message FROM updates u
+LEFT JOIN unnest($2::text[], $3::bigint[]) AS k(pub_key, clock) ON k.pub_key = u.pub_key
+WHERE u.snapshot_seq = $1 AND u.clock > COALESCE(k.clock, -1)
+ORDER BY u.version
+"""
+
+#: the answers of a refused write (the same texts as the other stores)
+_REFUSALS = {
+    "update-wrong-snapshot": "refSnapshotId is not the active snapshot",
+    "update-clock-replayed": "clock {clock} of this pubKey is already stored",
+    "update-clock-gap": "clock {clock} does not follow this pubKey's last clock",
+    "snapshot-parent-not-active": "parentSnapshotId is not active",
+    "snapshot-clocks-differ": "parentSnapshotUpdateClocks differ from the relay's",
+    "snapshot-id-exists": "a snapshot with this snapshotId already exists",
+}
+
+#: write transactions slower than this (seconds) are logged as warnings
+SLOW_COMMIT = 0.1
+SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: this store's URL options (the others go to asyncpg)
+OPTIONS = ("schema", "pool_size", "writers")
+SYNCHRONOUS_MODES = ("full", "normal", "extra")
+
+#: errors after which a write transaction that did not reach COMMIT is retried once on another
+#: connection (the database dropped the connection, or asks to try again)
+_RETRYABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InterfaceError,
+    # a connection that received the server's termination notice while idle in the pool
+    asyncpg.exceptions.InternalClientError,
+)
+_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _Op:
+    __slots__ = ("args", "doc_id", "future", "kind")
+
+    def __init__(self, kind: str, doc_id: str, args: tuple, future: asyncio.Future):
+        self.kind = kind
+        self.doc_id = doc_id
+        self.args = args
+        self.future = future
+
+
+class _Lane:
+    """A queue of writes committed in order by one task."""
+
+    def __init__(self) -> None:
+        self.ops: deque[_Op] = deque()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+
+def _fail(code: str, message: str) -> SaveResult:
+    return SaveResult(False, code=code, message=message)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (for logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore(RelayStore):
+    """See the module docs. ``synchronous``: ``"full"``/``"extra"`` (the default) keep the
+    server's ``synchronous_commit`` (``on`` unless the database says otherwise: a commit is
+    flushed to the WAL on disk before it returns, so an acknowledged write survives a power
+    loss); ``"normal"`` sets ``synchronous_commit = off`` for the relay's connections (a commit
+    returns before its WAL flush: an acknowledged write survives a crash of the relay, but a
+    crash of the database server or the machine may lose the last ~0.6 s of commits)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "secsync",
+        pool_size: int = 10,
+        writers: int = 2,
+        synchronous: str = "full",
+        max_batch: int = 512,
+        log: logging.Logger | None = None,
+    ):
+        if not SCHEMA_NAME_RE.fullmatch(schema):
+            raise ValueError(f"schema must match {SCHEMA_NAME_RE.pattern}, not {schema!r}")
+        if synchronous.lower() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if writers < 1 or pool_size <= writers:
+            raise ValueError("need writers >= 1 and pool_size > writers (reads need a connection)")
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.synchronous = synchronous.lower()
+        self.max_batch = max_batch
+        self.log = log or logging.getLogger("secsync_jupyter.relay.store")
+        self._settings = {"search_path": schema, "application_name": "secsync-relay"}
+        if self.synchronous == "normal":
+            self._settings["synchronous_commit"] = "off"
+        self._lanes = [_Lane() for _ in range(writers)]
+        self._pool: asyncpg.Pool | None = None
+        self._open = False
+        self._closing = False
+        #: committed write transactions so far (tests and benchmarks)
+        self.commits = 0
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        """``postgresql://…`` or ``postgres://…`` (see the module docs for the options)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"a PostgreSQL store URL is postgresql://…, not {redact(url)!r}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = {k: v for k, v in query if k in OPTIONS}
+        rest = [(k, v) for k, v in query if k not in OPTIONS]
+        kw: dict[str, Any] = {}
+        if "schema" in ours:
+            kw["schema"] = ours["schema"]
+        for name in ("pool_size", "writers"):
+            if name in ours:
+                try:
+                    kw[name] = int(ours[name])
+                except ValueError:
+                    raise ValueError(f"{name} must be an integer, not {ours[name]!r}") from None
+        dsn = urlunsplit(parts._replace(query=urlencode(rest)))
+        return cls(
+            dsn,
+            synchronous=options.get("synchronous", "full"),
+            log=options.get("log"),
+            **kw,
+        )
+
+    @property
+    def name(self) -> str:
+        return redact(self.dsn)
+
+    # ------------------------------------------------------------------ lifecycle
+    def open_sync(self) -> None:
+        """Connect and create / migrate the schema once, before the event loop runs (in a
+        thread with its own loop), so that an unusable database stops the start-up with a
+        clear :class:`StoreError`; :meth:`open` makes the pool."""
+        error: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                asyncio.run(self._migrate())
+            except BaseException as exc:
+                error.append(exc)
+
+        t = threading.Thread(target=check, name="secsync-relay-pg-open")
+        t.start()
+        t.join()
+        if error:
+            raise error[0]
+
+    async def open(self) -> None:
+        if self._open:
+            return
+        await self._migrate()
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=min(2, self.pool_size),
+                max_size=self.pool_size,
+                server_settings=self._settings,
+                reset=_no_reset,
+            )
+        except _DB_ERRORS as exc:
+            raise StoreError(f"cannot open database {self.name}: {exc}") from exc
+        for lane in self._lanes:
+            lane.task = asyncio.get_running_loop().create_task(self._lane_main(lane))
+        self._open = True
+
+    async def _migrate(self) -> None:
+        """Create the schema or bring it to :data:`SCHEMA_VERSION`, each migration in its own
+        transaction under the migration lock (relay processes starting together take turns)."""
+        try:
+            conn = await asyncpg.connect(self.dsn, server_settings=self._settings)
+        except _DB_ERRORS as exc:
+            raise StoreError(f"cannot open database {self.name}: {exc}") from exc
+        try:
+            encoding = await conn.fetchval("SHOW server_encoding")
+            if encoding.upper() not in ("UTF8", "UTF-8"):
+                raise StoreError(
+                    f"database {self.name} has encoding {encoding}; the relay needs UTF8 "
+                    "(CREATE DATABASE … ENCODING 'UTF8')"
+                )
+            while True:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", LOCK_MIGRATION)
+                    await conn.execute(
+                        f"CREATE SCHEMA IF NOT EXISTS {self.schema}; CREATE TABLE IF NOT EXISTS "
+                        f"{self.schema}.schema_version (version integer NOT NULL)"
+                    )
+                    current = await conn.fetchval("SELECT max(version) FROM schema_version")
+                    current = current or 0
+                    if current > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"database {self.name} (schema {self.schema}) has schema version "
+                            f"{current}, newer than this relay ({SCHEMA_VERSION}); upgrade "
+                            "secsync-jupyter"
+                        )
+                    if current == SCHEMA_VERSION:
+                        return
+                    await conn.execute(MIGRATIONS[current])
+                    await conn.execute("DELETE FROM schema_version")
+                    await conn.execute(
+                        "INSERT INTO schema_version (version) VALUES ($1)", current + 1
+                    )
+                self.log.info(
+                    "migrated %s (schema %s) to schema version %d",
+                    self.name,
+                    self.schema,
+                    current + 1,
+                )
+        except StoreError:
+            raise
+        except _DB_ERRORS as exc:
+            raise StoreError(f"cannot open database {self.name}: {exc}") from exc
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        if not self._open or self._closing:
+            return
+        self._closing = True
+        for lane in self._lanes:
+            lane.wake.set()
+        # every write already submitted is committed (or refused) and answered
+        await asyncio.gather(*(lane.task for lane in self._lanes if lane.task is not None))
+        assert self._pool is not None
+        try:
+            await asyncio.wait_for(self._pool.close(), 10)
+        except asyncio.TimeoutError:
+            self._pool.terminate()
+        self._open = False
+
+    # ------------------------------------------------------------------ writes
+    def _submit(self, kind: str, doc_id: str, args: tuple) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if not self._open or self._closing:
+            fut.set_exception(StoreError("the store is closed"))
+            return fut
+        lane = self._lanes[zlib.crc32(doc_id.encode()) % len(self._lanes)]
+        lane.ops.append(_Op(kind, doc_id, args, fut))
+        lane.wake.set()
+        return fut
+
+    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message):
+        return self._submit("update", doc_id, (doc_id, snapshot_id, pub_key, clock, message))
+
+    def save_snapshot(self, doc_id, **fields):  # the fields of RelayStore.save_snapshot
+        clocks = json.dumps(dict(fields["parent_clocks"]))
+        args = (doc_id, fields["snapshot_id"], fields["parent_snapshot_id"], clocks)
+        args += tuple(fields[k] for k in ("pub_key", "ciphertext_hash", "parent_snapshot_proof"))
+        args += (fields["message"],)
+        return self._submit("snapshot", doc_id, args)
+
+    async def _lane_main(self, lane: _Lane) -> None:
+        while True:
+            if not lane.ops:
+                if self._closing:
+                    return
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            batch = [lane.ops.popleft() for _ in range(min(len(lane.ops), self.max_batch))]
+            results = await self._write(batch)
+            for op, result in zip(batch, results, strict=True):
+                if not op.future.done():
+                    op.future.set_result(result)
+
+    async def _write(self, batch: list[_Op]) -> list[SaveResult]:
+        """Run ``batch`` in one transaction; the results once it has committed (every write
+        ``storage-failed`` when it did not). A transaction that failed before its COMMIT was
+        sent, because the connection was lost or the server asked to retry, runs once more on a
+        new connection."""
+        assert self._pool is not None
+        for attempt in (1, 2):
+            committing = False
+            try:
+                async with self._pool.acquire() as conn:
+                    t0 = time.monotonic()
+                    tr = conn.transaction()
+                    await tr.start()
+                    try:
+                        rows = await _statements(conn, batch)
+                    except BaseException:
+                        try:
+                            await tr.rollback()
+                        except Exception:
+                            pass  # the connection is gone: the pool replaces it
+                        raise
+                    t1 = time.monotonic()
+                    committing = True
+                    await tr.commit()
+                    t2 = time.monotonic()
+            except Exception as exc:
+                if attempt == 1 and not committing and isinstance(exc, _RETRYABLE):
+                    self.log.warning(
+                        "write transaction interrupted before commit (%s); retrying", exc
+                    )
+                    await self._pool.expire_connections()
+                    continue
+                self.log.error(
+                    "write transaction failed (%d writes not acknowledged): %s", len(batch), exc
+                )
+                failed = _fail("storage-failed", f"the relay could not store the message: {exc}")
+                return [failed] * len(batch)
+            if t2 - t0 > SLOW_COMMIT:
+                self.log.warning(
+                    "slow write transaction: %d writes, %.0f ms statements, %.0f ms commit",
+                    len(batch),
+                    (t1 - t0) * 1000,
+                    (t2 - t1) * 1000,
+                )
+            self.commits += 1
+            return [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ reads
+    async def count_documents(self) -> int:
+        return await self._read(_count_documents)
+
+    async def load_state(self, doc_id: str) -> DocumentState:
+        return await self._read(_load_state, doc_id)
+
+    async def read_document(self, doc_id, known_snapshot_id, known_clocks) -> DocumentView:
+        return await self._read(_read_document, doc_id, known_snapshot_id or None, known_clocks)
+
+    async def _read(self, fn, *args):
+        """``fn(conn, *args)`` on a pooled connection; once more on a new connection when the
+        connection was lost (a read changes nothing)."""
+        if not self._open or self._closing or self._pool is None:
+            raise StoreError("the store is closed")
+        for attempt in (1, 2):
+            try:
+                async with self._pool.acquire() as conn:
+                    return await fn(conn, *args)
+            except _DB_ERRORS + _RETRYABLE as exc:
+                if attempt == 1 and isinstance(exc, _RETRYABLE):
+                    await self._pool.expire_connections()
+                    continue
+                raise StoreError(f"read failed: {exc}") from exc
+        raise AssertionError("unreachable")
+
+
+async def _no_reset(conn) -> None:
+    """The pool's reset between uses: nothing (the store leaves no session state behind: its
+    locks end with their transactions), which saves a round trip per use."""
+
+
+async def _statements(conn, batch: list[_Op]) -> list[Any]:
+    """The writes of ``batch`` in order (each a row of its function), after locking every
+    document of the batch in one order."""
+    await conn.execute(_LOCK, sorted({op.doc_id for op in batch}))
+    rows: list[Any] = []
+    for kind, group in itertools.groupby(batch, key=lambda op: op.kind):
+        sql = _SAVE_UPDATE if kind == "update" else _SAVE_SNAPSHOT
+        args = [op.args for op in group]
+        if len(args) == 1:
+            rows.append(await conn.fetchrow(sql, *args[0]))
+        else:
+            rows.extend(await conn.fetchmany(sql, args))
+    return rows
+
+
+def _result(op: _Op, row) -> SaveResult:
+    code, seq, third = row
+    if code is not None:
+        clock = op.args[3] if op.kind == "update" else None
+        return _fail(code, _REFUSALS[code].format(clock=clock))
+    if op.kind == "update":
+        return SaveResult(True, position(seq, third))
+    return SaveResult(True, position(seq, 0), created_document=bool(third))
+
+
+async def _count_documents(conn) -> int:
+    return await conn.fetchval("SELECT count(*) FROM documents")
+
+
+async def _load_state(conn, doc_id: str) -> DocumentState:
+    row = await conn.fetchrow(_LOAD_STATE, doc_id)
+    if row is None:
+        return DocumentState(exists=False)
+    if row[0] is None:
+        return DocumentState(exists=True)
+    clocks = dict(zip(row[5], row[6], strict=True)) if row[5] else {}
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3]), clocks, row[4])
+
+
+async def _read_document(
+    conn, doc_id: str, known_id: str | None, known_clocks: Mapping[str, int] | None
+) -> DocumentView:
+    """A consistent view: every statement in one REPEATABLE READ read-only transaction."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _read_view(conn, doc_id, known_id, known_clocks)
+
+
+async def _read_view(
+    conn, doc_id: str, known_id: str | None, known_clocks: Mapping[str, int] | None
+) -> DocumentView:
+    row = await conn.fetchrow(
+        "SELECT s.seq, s.snapshot_id, s.message FROM documents d "
+        "JOIN snapshots s ON s.seq = d.active_snapshot WHERE d.doc_id = $1",
+        doc_id,
+    )
+    if row is None:
+        return DocumentView(None, (), (), 0, False, False)
+    seq, active_id, snapshot_message = row
+    if known_id is not None and known_id == active_id:
+        # only what the reader misses is read
+        known = dict(known_clocks or {})
+        rows = await conn.fetch(_MISSING_UPDATES, seq, list(known), list(known.values()))
+        last = await conn.fetchval(
+            "SELECT COALESCE(max(version), 0) FROM updates WHERE snapshot_seq = $1", seq
+        )
+        updates = tuple(r[0] for r in rows)
+        return DocumentView(snapshot_message, updates, (), position(seq, last), True, True)
+    rows = await conn.fetch(
+        "SELECT version, message FROM updates WHERE snapshot_seq = $1 ORDER BY version", seq
+    )
+    chain: tuple[SnapshotProofChainEntry, ...] = ()
+    if known_id is not None:
+        known_seq = await conn.fetchval(
+            "SELECT seq FROM snapshots WHERE doc_id = $1 AND snapshot_id = $2", doc_id, known_id
+        )
+        if known_seq is not None and known_seq < seq:
+            chain = tuple(
+                SnapshotProofChainEntry(*r)
+                for r in await conn.fetch(
+                    "SELECT snapshot_id, ciphertext_hash, parent_snapshot_proof FROM snapshots "
+                    "WHERE doc_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                    doc_id,
+                    known_seq,
+                    seq,
+                )
+            )
+    last = rows[-1][0] if rows else 0
+    return DocumentView(
+        snapshot_message, tuple(r[1] for r in rows), chain, position(seq, last), False, True
+    )

@@ -1,0 +1,95 @@
+"""A PostgreSQL store in its own process, for the cross-process tests (test_pg_store.py).
+
+    python -m tests.relay.pg_worker URL
+
+Opens the store, prints ``{"ready": pid}``, then runs one JSON command per stdin line and
+prints one JSON answer per command, until stdin closes. Each command starts as soon as it is
+read, so a test that sends one to two workers has them write at the same time.
+
+Commands:
+  {"op": "race-snapshots", "doc": D, "tag": T, "n": N}
+      N times: read the document's state, then save a snapshot on its active snapshot with
+      its clocks (ids T0, T1 …). Answer: [[id, parent, ok, code], …]
+  {"op": "updates", "doc": D, "snapshot": S, "authors": [A, …], "clocks": M}
+      every author's clocks 0 … M-1, all submitted at once (each author's in order).
+      Answer: [[author, clock, ok, code, position], …] in submission order
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+from secsync_jupyter.relay.store import store_from_url
+
+
+async def race_snapshots(store, doc: str, tag: str, n: int) -> list:
+    out = []
+    for i in range(n):
+        state = await store.load_state(doc)
+        parent = state.active.snapshot_id if state.active else ""
+        sid = f"{tag}{i}"
+        r = await store.save_snapshot(
+            doc,
+            snapshot_id=sid,
+            parent_snapshot_id=parent,
+            parent_clocks=state.clocks,
+            pub_key="pk-" + tag,
+            ciphertext_hash="h-" + sid,
+            parent_snapshot_proof="p-" + sid,
+            message=json.dumps({"snapshot": sid}),
+        )
+        out.append([sid, parent, r.ok, r.code])
+    return out
+
+
+async def updates(store, doc: str, snapshot: str, authors: list[str], clocks: int) -> list:
+    submitted = [
+        (
+            a,
+            c,
+            store.save_update(
+                doc,
+                snapshot_id=snapshot,
+                pub_key=a,
+                clock=c,
+                message=json.dumps({"author": a, "clock": c}),
+            ),
+        )
+        for c in range(clocks)
+        for a in authors
+    ]
+    results = await asyncio.gather(*(w for *_, w in submitted))
+    return [
+        [a, c, r.ok, r.code, r.position] for (a, c, _), r in zip(submitted, results, strict=True)
+    ]
+
+
+async def main(url: str) -> None:
+    store = store_from_url(url)
+    await store.open()
+    loop = asyncio.get_running_loop()
+    print(json.dumps({"ready": os.getpid()}), flush=True)
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            cmd = json.loads(line)
+            if cmd["op"] == "race-snapshots":
+                answer = await race_snapshots(store, cmd["doc"], cmd["tag"], cmd["n"])
+            elif cmd["op"] == "updates":
+                answer = await updates(
+                    store, cmd["doc"], cmd["snapshot"], cmd["authors"], cmd["clocks"]
+                )
+            else:
+                answer = {"error": f"unknown op {cmd['op']!r}"}
+            print(json.dumps(answer), flush=True)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
