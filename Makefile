@@ -15,7 +15,7 @@ export SECSYNC_SHARED := $(abspath $(SHARED))
 ## where the reference harness (npm secsync 0.5.0 …) is installed: never inside shared/
 export HARNESS_HOME ?= /tmp/secsync-harness
 
-.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness
+.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness postgres
 
 ## make run: set everything up and start JupyterLab with encrypted collaboration
 ##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default)
@@ -58,6 +58,13 @@ browser:
 	  if [ "$$(id -u)" != 0 ]; then echo "chromium missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+## PostgreSQL from Debian's packages, for the relay's PostgreSQL store: the tests start their
+## own throw-away cluster (tests/relay/pg.py); no server is configured here
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "PostgreSQL missing: run 'sudo apt-get install -y postgresql'" >&2; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -74,7 +81,7 @@ harness:
 	"$(SECSYNC_SHARED)/harness/setup.sh"
 
 ## every Python test, including the Chromium end-to-end tests
-pytest: setup labextension browser harness
+pytest: setup labextension browser harness postgres
 	$(BIN)/python -m pytest -q
 
 ## JS unit, vector and engine tests of the browser client (vitest): they run the reference
