@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import random
@@ -41,8 +42,8 @@ MARK_RE = re.compile(rb"<(\d+):(\d+)>")
 
 
 # ----------------------------------------------------------------------------- servers
-def start_ours(tmp: str, synchronous: str) -> tuple[subprocess.Popen, str]:
-    db = os.path.join(tmp, "bench.sqlite")
+def start_ours(tmp: str, synchronous: str, store: str = "") -> tuple[subprocess.Popen, str]:
+    db = os.path.join(tmp, "bench.sqlite")  # store: a --store URL instead (PostgreSQL)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -59,6 +60,7 @@ def start_ours(tmp: str, synchronous: str) -> tuple[subprocess.Popen, str]:
             "warning",
             "--synchronous",
             synchronous,
+            *(["--store", store] if store else []),
         ],
         stdout=subprocess.PIPE,  # warnings (e.g. slow commits) go to our stderr
     )
@@ -214,8 +216,10 @@ async def run_workload(
     duration: float,
     payload: int,
     proc: psutil.Process,
+    db: psutil.Process | None = None,
 ) -> dict:
-    """One workload against one server; returns the figures."""
+    """One workload against one server (and its database server ``db``, whose CPU is reported
+    apart); returns the figures."""
     per_writer = int((rate or 2500 / writers) * duration * 1.3) + 64
     if window is not None:
         per_writer = int(3000 / writers * duration) + 64
@@ -307,12 +311,14 @@ async def run_workload(
     measuring = True
     cpu0 = proc.cpu_times()
     me0 = psutil.Process().cpu_times()
+    db0 = db_cpu_seconds(db)
     stats.t_start = perf()
     await asyncio.sleep(duration)
     measuring = False
     stats.t_end = perf()
     cpu1 = proc.cpu_times()
     me1 = psutil.Process().cpu_times()
+    db1 = db_cpu_seconds(db)
     rss = proc.memory_info().rss
     stop_sending.set()
     await asyncio.wait_for(asyncio.gather(*writer_tasks, return_exceptions=True), 60)
@@ -337,9 +343,22 @@ async def run_workload(
         "p99_ms": pct(0.99),
         "deliveries": len(lat),
         "relay_cpu_pct": cpu,
+        "db_cpu_pct": (db1 - db0) / elapsed * 100,
         "generator_cpu_pct": gen_cpu,
         "relay_rss_mb": rss / 2**20,
     }
+
+
+def db_cpu_seconds(db: psutil.Process | None) -> float:
+    """CPU seconds (user + system) of a PostgreSQL server and its processes so far."""
+    total = 0.0
+    for p in [db, *db.children(recursive=True)] if db is not None else []:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 async def idle_memory(kind: str, url: str, proc: psutil.Process, n: int) -> dict:
@@ -387,15 +406,23 @@ async def bench(args) -> dict:
         servers = [("ours", args.synchronous if args.synchronous != "both" else "normal")]
         if args.synchronous == "both":
             servers.append(("ours-full", "full"))
+        if args.store != "sqlite":  # the same relay on PostgreSQL (labels ours-pg…)
+            pg_servers = [(lb.replace("ours", "ours-pg"), sync) for lb, sync in servers]
+            servers = pg_servers if args.store == "postgres" else servers + pg_servers
+            pg = _test_utilities("pg").PgCluster(fsync=True).start()
+            atexit.register(pg.stop)
+            db = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
         if not args.skip_pycrdt:
             servers.append(("pycrdt", None))
         for label, sync in servers:
             kind = "pycrdt" if label == "pycrdt" else "ours"
-            proc, url = start_ours(tmp, sync) if kind == "ours" else start_pycrdt()
+            on_pg = label.startswith("ours-pg")
+            store = pg.url(pg.create_database("bench")) if on_pg else ""
+            proc, url = start_ours(tmp, sync, store) if kind == "ours" else start_pycrdt()
             ps = psutil.Process(proc.pid)
             try:
                 # memory first, on a fresh process (after a workload, freed heap is reused)
-                if args.idle_docs and label != "ours-full":
+                if args.idle_docs and not label.endswith("-full"):
                     results[(label, "M")] = await idle_memory(kind, url, ps, args.idle_docs)
                     kb = results[(label, "M")]["bytes_per_idle_doc"] / 1024
                     print(f"  {label:9s} M: {kb:.1f} KB per open idle document", flush=True)
@@ -410,6 +437,7 @@ async def bench(args) -> dict:
                                 duration=args.duration,
                                 payload=args.payload,
                                 proc=ps,
+                                db=db if on_pg else None,
                                 **w,
                             )
                         )
@@ -440,20 +468,21 @@ def _fmt(r: dict) -> str:
         f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, relay CPU "
         f"{r['relay_cpu_pct']:3.0f}%, RSS {r['relay_rss_mb']:.0f} MB "
         f"(generator CPU {r['generator_cpu_pct']:.0f}%)"
+        + (f", PostgreSQL CPU {r['db_cpu_pct']:.0f}%" if r.get("db_cpu_pct") else "")
     )
 
 
 # ----------------------------------------------------------------------------- large document
-def _test_utilities():
+def _test_utilities(module: str = "util"):
     """The relay test suite's helpers (relay processes, peak RSS, documents written straight
     into a database): the repository root goes last on the path, so that a relay given by
     PYTHONPATH (e.g. an older checkout, for a before/after run) is the one measured."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if root not in sys.path:
         sys.path.append(root)
-    from tests.relay import util
+    import importlib
 
-    return util
+    return importlib.import_module(f"tests.relay.{module}")
 
 
 async def read_document(relay, doc: str, query: str = "") -> tuple[float, float, int]:
@@ -548,6 +577,20 @@ async def large_document(args) -> dict:
     return results
 
 
+def print_store_ratios(results: dict, workloads: str) -> None:
+    """PostgreSQL relay / SQLite relay (same synchronous mode), CPU per accepted update."""
+    print("\nPostgreSQL / SQLite, CPU per accepted update (relay; relay + PostgreSQL):")
+    for label, name in sorted(k for k in results if "-pg" in k[0] and k[1] in workloads):
+        p, q = results[(label, name)], results[(label.replace("-pg", ""), name)]
+        relay = (p["relay_cpu_pct"] / p["accepted_per_s"]) / (
+            q["relay_cpu_pct"] / q["accepted_per_s"]
+        )
+        total = ((p["relay_cpu_pct"] + p["db_cpu_pct"]) / p["accepted_per_s"]) / (
+            q["relay_cpu_pct"] / q["accepted_per_s"]
+        )
+        print(f"  {label:12s} {name}: x{relay:.2f}; x{total:.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--serve-pycrdt", action="store_true", help=argparse.SUPPRESS)
@@ -566,6 +609,13 @@ def main() -> None:
         "--skip-pycrdt",
         action="store_true",
         help="only our relay (e.g. to compare --synchronous both); no ratios",
+    )
+    p.add_argument(
+        "--store",
+        default="sqlite",
+        choices=["sqlite", "postgres", "both"],
+        help="our relay's store; postgres: a throw-away PostgreSQL cluster (tests/relay/pg.py, "
+        "fsync on) started by the benchmark (default: %(default)s)",
     )
     p.add_argument("--quick", action="store_true", help="2 s runs, 50 idle documents")
     p.add_argument("--json", help="also write the figures to this file")
@@ -596,17 +646,19 @@ def main() -> None:
         args.duration, args.idle_docs = 2.0, 50
     print(
         f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
-        f"payload {args.payload} chars, SQLite synchronous={args.synchronous}",
+        f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}",
         flush=True,
     )
     results = asyncio.run(bench(args))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{k[0]}.{k[1]}": v for k, v in results.items()}, f, indent=1)
+    if args.store == "both":
+        print_store_ratios(results, args.workloads)
     if args.skip_pycrdt:
         return
     print("\nratios (ours / pycrdt-websocket plaintext room):")
-    labels = ["ours", "ours-full"] if args.synchronous == "both" else ["ours"]
+    labels = sorted({k[0] for k in results if k[0] != "pycrdt" and not k[1].endswith("-runs")})
     for label, name in [(lb, n) for lb in labels for n in args.workloads]:
         o, y = results[(label, name)], results[("pycrdt", name)]
         throughput = o["accepted_per_s"] / max(y["accepted_per_s"], 1e-9)
@@ -619,9 +671,10 @@ def main() -> None:
             f"relay CPU per accepted update x{cpu_per_update:.2f}"
         )
     if args.idle_docs:
-        o, y = results[("ours", "M")], results[("pycrdt", "M")]
-        ratio = o["bytes_per_idle_doc"] / y["bytes_per_idle_doc"]
-        print(f"  ours      M: memory per open idle document x{ratio:.2f}")
+        for label in (lb for lb in labels if (lb, "M") in results):
+            o, y = results[(label, "M")], results[("pycrdt", "M")]
+            ratio = o["bytes_per_idle_doc"] / y["bytes_per_idle_doc"]
+            print(f"  {label:9s} M: memory per open idle document x{ratio:.2f}")
 
 
 if __name__ == "__main__":
