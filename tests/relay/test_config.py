@@ -13,7 +13,7 @@ from secsync_jupyter.relay import MemoryStore, RelayStore, SQLiteStore, config, 
 from secsync_jupyter.relay.extension import SecsyncRelayExtension
 from secsync_jupyter.relay.standalone import build_parser
 
-from .util import Author, RelayProcess, open_doc
+from .util import Author, RelayProcess, open_doc, seed
 
 
 def test_every_setting_is_a_flag_and_a_traitlet_with_the_same_default():
@@ -112,12 +112,7 @@ async def test_standalone_relay_on_the_memory_store(tmp_path):
     await asyncio.to_thread(relay.start)
     try:
         a = Author(generate_id())
-        writer, _ = await open_doc(relay.url, a.doc_id)
-        snap = a.initial_snapshot()
-        await writer.send(snap)
-        await writer.next("snapshot-saved")
-        await writer.send(a.update(snap, 0))
-        await writer.next("update-saved")
+        await seed(relay.url, a, 1)
         _, doc = await open_doc(relay.url, a.doc_id)
         assert [u["publicData"]["clock"] for u in doc["updates"]] == [0]
     finally:

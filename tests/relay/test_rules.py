@@ -20,7 +20,7 @@ from secsync_jupyter.protocol import (
 )
 from secsync_jupyter.relay import AllowedAuthorsPolicy, Limits
 
-from .util import Author, RelayClient, dumps, open_doc, url_for
+from .util import Author, RelayClient, dumps, open_doc, seed, url_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,19 +31,6 @@ def db_counts(db: str) -> tuple[int, int, int]:
             c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
             for t in ("documents", "snapshots", "updates")
         )
-
-
-async def seed(base: str, author: Author, n_updates: int = 0):
-    """A client with an accepted initial snapshot and n updates."""
-    client, doc = await open_doc(base, author.doc_id)
-    assert doc == {"type": "document", "updates": [], "snapshotProofChain": []}
-    snap = author.initial_snapshot()
-    await client.send(snap)
-    assert (await client.next("snapshot-saved"))["snapshotId"] == snap.public_data.snapshot_id
-    for clock in range(n_updates):
-        await client.send(author.update(snap, clock))
-        assert (await client.next("update-saved"))["clock"] == clock
-    return client, snap
 
 
 async def test_initial_snapshot_update_and_broadcast(relay):

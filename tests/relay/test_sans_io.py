@@ -63,6 +63,16 @@ class Bench:
         session = await self.relay.connect(t, doc_id, query, Identity("user", **identity))
         return session, t
 
+    async def seeded(self):
+        """A new document with an accepted snapshot: (author, snapshot, session, recorder)."""
+        a = Author(generate_id())
+        s, t = await self.connect(a.doc_id)
+        snap = a.initial_snapshot()
+        send(s, snap)
+        await self.settle()
+        t.take()
+        return a, snap, s, t
+
     async def settle(self) -> None:
         """Every write committed and answered, every callback run."""
         await self.relay.drain()
@@ -119,12 +129,7 @@ async def test_snapshot_update_broadcast_and_acks(bench):
 
 @pytest.mark.asyncio
 async def test_update_rules(bench):
-    a = Author(generate_id())
-    s, t = await bench.connect(a.doc_id)
-    snap = a.initial_snapshot()
-    send(s, snap)
-    await bench.settle()
-    t.take()
+    a, snap, s, t = await bench.seeded()
     sid = snap.public_data.snapshot_id
     cases = [
         (a.update(snap, 1), "update-clock-gap"),
@@ -232,12 +237,7 @@ async def test_write_permission_and_policy(bench):
 
 @pytest.mark.asyncio
 async def test_document_quota(bench):
-    a = Author(generate_id())
-    s, t = await bench.connect(a.doc_id)
-    snap = a.initial_snapshot()
-    send(s, snap)
-    await bench.settle()
-    t.take()
+    a, snap, s, t = await bench.seeded()
     clock = 0
     while True:
         send(s, a.update(snap, clock, b"x" * 8000))

@@ -219,6 +219,19 @@ async def open_doc(base: str, doc_id: str, **kw) -> tuple[RelayClient, dict]:
     return client, await client.next("document")
 
 
+async def seed(base: str, author: Author, n_updates: int = 0):
+    """A client with an accepted initial snapshot and n updates."""
+    client, doc = await open_doc(base, author.doc_id)
+    assert doc == {"type": "document", "updates": [], "snapshotProofChain": []}
+    snap = author.initial_snapshot()
+    await client.send(snap)
+    assert (await client.next("snapshot-saved"))["snapshotId"] == snap.public_data.snapshot_id
+    for clock in range(n_updates):
+        await client.send(author.update(snap, clock))
+        assert (await client.next("update-saved"))["clock"] == clock
+    return client, snap
+
+
 # ---------------------------------------------------------------------------- subprocess relay
 LISTEN_RE = re.compile(r"listening on (ws://\S+)")
 
