@@ -28,6 +28,7 @@ from websockets.server import ServerProtocol
 from . import config, query
 from .admission import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, document_error
 from .core import Relay
+from .hub import HubConfigError, HubServiceAuth, service_address
 from .outbox import (
     CLOSE_SLOW_CONSUMER,
     HIGH_WATER,
@@ -173,6 +174,9 @@ class WebSocketConnection(RelayConnection, asyncio.Protocol):
                 response = ws.reject(503, "too many connections\n")
             elif path == "/health":
                 response = ws.reject(200, "ok\n")
+            elif server.hub is not None and server.hub.handles(path):
+                spawn(self._http(request))  # the Hub's OAuth routes (hub.py)
+                return
             else:
                 response = ws.reject(404, "not found: connect with a WebSocket to /<docId>\n")
             ws.send_response(response)
@@ -181,6 +185,40 @@ class WebSocketConnection(RelayConnection, asyncio.Protocol):
             ws.send_response(ws.reject(404, "not found\n"))
             return
         doc_id = path[len(server.base_path) :]
+        if server.hub is not None:  # ask the Hub first (hub.py), then go on in _accept
+            self._joining = True
+            if self.transport is not None:
+                self.transport.pause_reading()
+            spawn(self._hub_handshake(request, doc_id, query))
+            return
+        self._accept(request, doc_id, query, server.authenticate(query))
+
+    async def _hub_handshake(self, request: Request, doc_id: str, query_string: str) -> None:
+        decision = await self.server.hub.authenticate(request, query_string)
+        self._joining = False
+        if self._closed:
+            return
+        if self.transport is not None:
+            self.transport.resume_reading()
+        if decision.status:
+            log.info("refused a Hub connection to %s: %s", doc_id, decision.reason.strip())
+            self.ws.send_response(self.ws.reject(decision.status, decision.reason))
+            self._write_protocol_data()
+            return
+        log.info("Hub user %s connected to %s (%s)", decision.user, doc_id, decision.via)
+        identity = Identity(decision.user, session_key=query.session_key(query_string))
+        self._accept(request, doc_id, query_string, identity)
+
+    async def _http(self, request: Request) -> None:
+        response = await self.server.hub.respond(self.ws, request)
+        if self._closed:
+            return
+        self.ws.send_response(response)
+        self._write_protocol_data()
+
+    def _accept(self, request: Request, doc_id: str, query: str, identity) -> None:
+        server = self.server
+        ws = self.ws
         response = ws.accept(request)
         ws.send_response(response)
         if response.status_code != 101:
@@ -196,7 +234,6 @@ class WebSocketConnection(RelayConnection, asyncio.Protocol):
                 message=f"the relay has the maximum number of connections ({limit})",
             )
             return
-        identity = server.authenticate(query)
         self._joining = True
         if self.transport is not None:
             self.transport.pause_reading()
@@ -306,9 +343,14 @@ class StandaloneRelay:
         base_path: str = "/",
         ping_interval: float | None = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
+        hub: HubServiceAuth | None = None,
     ):
-        if session_keys is None and not open_access:
-            raise ValueError("give session_keys or open_access=True")
+        if session_keys is None and not open_access and hub is None:
+            raise ValueError("give session_keys, open_access=True or hub")
+        #: JupyterHub service authentication (hub.py); then the base path is the service prefix
+        self.hub = hub
+        if hub is not None:
+            base_path = hub.prefix
         #: seconds between keep-alive pings (None or 0: no pings)
         self.ping_interval = ping_interval or None
         self.ping_timeout = ping_timeout
@@ -383,9 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument(
-        "--port", type=int, default=8765, help="TCP port, 0 for any free one (default: %(default)s)"
+        "--port",
+        type=int,
+        default=None,
+        help="TCP port, 0 for any free one (default: 8765; --auth hub: JUPYTERHUB_SERVICE_URL's)",
     )
-    auth = p.add_mutually_exclusive_group(required=True)
+    auth = p.add_mutually_exclusive_group()
     auth.add_argument(
         "--session-keys",
         metavar="FILE",
@@ -395,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--open",
         action="store_true",
         help="accept any sessionKey (the query parameter is still required)",
+    )
+    p.add_argument(
+        "--auth",
+        choices=["hub"],
+        help="hub: run as a JupyterHub service; every WebSocket is authenticated with the Hub "
+        "(token or the service's OAuth cookie, access scope access:services!service=NAME); "
+        "address and URL prefix come from the Hub's environment (docs/deployment.md)",
     )
     p.add_argument(
         "--base-path", default="/", help="URL path before /<docId> (default: %(default)s)"
@@ -433,6 +485,23 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--ping-interval must be 0 (off) or more")
     if args.ping_timeout <= 0:
         p.error("--ping-timeout must be more than 0")
+    if args.auth is None and not (args.open or args.session_keys):
+        p.error("one of the arguments --session-keys --open is required (or --auth hub)")
+    if args.auth is not None and (args.open or args.session_keys):
+        p.error("--auth hub authenticates with the Hub: no --open or --session-keys with it")
+    hub = None
+    if args.auth == "hub":
+        try:
+            hub = HubServiceAuth()
+        except (HubConfigError, ImportError) as exc:
+            p.error(str(exc))
+        host, port = service_address()
+        if args.port is None and port is not None:
+            args.port = port
+        if host is not None and args.host == p.get_default("host"):
+            args.host = host
+    if args.port is None:
+        args.port = 8765
     if not 0 <= args.port <= 65535:
         p.error("--port must be between 0 and 65535")
     logging.basicConfig(
@@ -464,12 +533,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"secsync-relay: error: {exc}", file=sys.stderr)
         return 1
     try:
-        return asyncio.run(_serve(args, store, policy, limits, keys))
+        return asyncio.run(_serve(args, store, policy, limits, keys, hub))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(args, store, policy, limits, keys) -> int:
+async def _serve(args, store, policy, limits, keys, hub=None) -> int:
     relay = Relay(store, policy, limits)
     server = StandaloneRelay(
         relay,
@@ -478,6 +547,7 @@ async def _serve(args, store, policy, limits, keys) -> int:
         base_path=args.base_path,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        hub=hub,
     )
     try:
         port = await server.start(args.host, args.port)
