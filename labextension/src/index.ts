@@ -42,7 +42,6 @@ import { Contents } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, TranslationBundle } from '@jupyterlab/translation';
-import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import { Signal } from '@lumino/signaling';
 
@@ -73,6 +72,7 @@ import {
   parsePointer
 } from './pointer';
 import { confirmRelay, storeKeyFromLink } from './prompts';
+import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
 import { EncryptedDocumentProvider, serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
 import { relayRefusal } from './relaypolicy';
@@ -93,19 +93,7 @@ export namespace CommandIDs {
   export const snapshotNow = 'secsync:snapshot-now';
 }
 
-const LOCK_NOTEBOOK_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
-  <g class="jp-icon-warn0 jp-icon-selectable" fill="#EF6C00">
-    <path d="M4 2h11l5 5v15H4z" opacity="0.25"/>
-    <path d="M15 2v5h5" fill="none" stroke="#EF6C00" stroke-width="1.2"/>
-    <rect x="7.5" y="12" width="9" height="7" rx="1"/>
-    <path d="M9.5 12V10a2.5 2.5 0 0 1 5 0v2" fill="none" stroke="#EF6C00" stroke-width="1.6"/>
-  </g>
-</svg>`;
-
-export const encryptedNotebookIcon = new LabIcon({
-  name: 'secsync-jupyter:encrypted-notebook',
-  svgstr: LOCK_NOTEBOOK_SVG
-});
+export { encryptedNotebookIcon };
 
 function defaultKernelFrom(app: JupyterFrontEnd) {
   return () => {
@@ -303,6 +291,14 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       icon: encryptedNotebookIcon
     });
     app.docRegistry.addWidgetFactory(encryptedNotebookFactory(notebookFactory));
+    // The tab of an encrypted notebook shows the lock icon (the notebook extension sets the
+    // notebook icon on every notebook panel just before this runs).
+    notebookFactory.widgetCreated.connect((_, panel) => {
+      if (isPointerPath(panel.context.localPath)) {
+        panel.title.icon = encryptedNotebookIcon;
+        panel.addClass('jp-secsync-EncryptedNotebookPanel');
+      }
+    });
 
     // Settings.
     if (settingRegistry) {
@@ -460,7 +456,12 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         const docId = newDocId();
         setDocumentKey(docId, newDocumentKey());
         await writePointer(path, docId, registry.settings.relayUrl || null);
-        return openPointer(path);
+        const widget = await openPointer(path);
+        if (widget) {
+          // as for stock untitled files: the first save (Ctrl+S) asks for a name
+          widget.isUntitled = true;
+        }
+        return widget;
       }
     });
 
@@ -624,7 +625,13 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     }
 
     if (launcher) {
-      launcher.add({ command: CommandIDs.newNotebook, category: 'Notebook', rank: 100 });
+      // (cards of the Notebook category show `kernelIconUrl` or the label's first letter)
+      launcher.add({
+        command: CommandIDs.newNotebook,
+        category: 'Notebook',
+        rank: 100,
+        kernelIconUrl: 'data:image/svg+xml,' + encodeURIComponent(LOCK_NOTEBOOK_SVG)
+      });
     }
 
     // Status bar.

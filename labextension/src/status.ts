@@ -4,9 +4,10 @@
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import { lockIcon, usersIcon } from '@jupyterlab/ui-components';
+import { usersIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
+import { encryptedNotebookIcon } from './icons';
 import { fingerprint } from './keystore';
 import { IEncryptedSession, registry } from './registry';
 
@@ -70,7 +71,7 @@ export class EncryptedStatusItem extends Widget {
       }
     });
     this._awarenessChanged = () => this.update();
-    const lock = lockIcon.element({
+    const lock = encryptedNotebookIcon.element({
       className: 'jp-secsync-StatusItem-lock',
       tag: 'span',
       height: '14px',

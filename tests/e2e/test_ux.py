@@ -1,0 +1,162 @@
+"""What a newcomer hits with encrypted notebooks, in real Chromium (issue 15, labextension).
+
+8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
+   encrypted notebook asks for a name, as for stock untitled files.
+
+Run:  .venv/bin/python -m pytest -m browser tests/e2e/test_ux.py -s
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import secrets
+import time
+
+import pytest
+
+from secsync_jupyter.sharelink import parse_share_link
+
+from .helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NB,
+    TOKEN,
+    _cell_editor,
+    _execute,
+    _new_page,
+    _share_link,
+    _wait_app,
+    _wait_cell_text,
+    notebook_json,
+)
+
+pytestmark = pytest.mark.browser
+
+ICON = "secsync-jupyter:encrypted-notebook"
+SYNCED = ".jp-secsync-StatusItem[data-state='synced']"
+CURRENT_TAB = "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current"
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def _session(browser, name: str):
+    logs: list[str] = []
+    ctx, page = _new_page(browser, name, logs)
+    try:
+        yield page
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with contextlib.suppress(Exception):
+            page.screenshot(path=ARTIFACTS / f"e2e-ux-{name}-failure.png")
+        raise
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"e2e-ux-{name}-console.log").write_text("\n".join(logs))
+        ctx.close()
+
+
+def _new_notebook(lab, page, text: str) -> str:
+    """A new encrypted notebook with `text` in its first cell; returns its share link."""
+    before = {p.name for p in lab.root.glob("*.secnb")}
+    _execute(page, "secsync:new-notebook")
+    deadline = time.monotonic() + 30
+    while not (created := {p.name for p in lab.root.glob("*.secnb")} - before):
+        assert time.monotonic() < deadline, "no new .secnb file"
+        page.wait_for_timeout(100)
+    (name,) = created
+    page.locator(CURRENT_TAB, has_text=name).wait_for(timeout=30_000)
+    page.wait_for_selector(SYNCED, timeout=30_000)
+    _cell_editor(page, 0).click()
+    page.keyboard.type(f"x = '{text}'")
+    page.wait_for_selector(SYNCED, timeout=30_000)
+    return _share_link(page)
+
+
+def _pointer_of(lab, link: str) -> str:
+    doc_id = parse_share_link(link).doc_id
+    (name,) = [
+        p.name for p in lab.root.glob("*.secnb") if json.loads(p.read_text())["docId"] == doc_id
+    ]
+    return name
+
+
+
+def _activate_tab(page, label: str) -> None:
+    page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=label).click()
+    page.locator(CURRENT_TAB, has_text=label).wait_for(timeout=20_000)
+
+
+# ----------------------------------------------------------------------------------------
+# 8. one lock icon; a name on first save
+# ----------------------------------------------------------------------------------------
+
+
+def test_one_lock_icon_and_a_name_on_first_save(lab, browser):
+    with _session(browser, "icons") as a:
+        a.goto(f"{lab.url}lab/workspaces/i?token={TOKEN}")
+        _wait_app(a)
+        _execute(a, "launcher:create")
+        # (JupyterLab may have opened a launcher of its own: the visible one)
+        card = a.locator(".jp-LauncherCard:visible", has_text="Encrypted Notebook").first
+        card.wait_for(timeout=20_000)
+        src = card.locator("img.jp-Launcher-kernelIcon").get_attribute("src")
+        assert src.startswith("data:image/svg+xml,"), src
+        before = {p.name for p in lab.root.glob("*.secnb")}
+        card.click()
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        (name,) = {p.name for p in lab.root.glob("*.secnb")} - before
+        assert a.locator(f'{CURRENT_TAB} [data-icon="{ICON}"]').count() == 1
+        assert (
+            a.locator(".jp-DirListing-item", has_text=name).locator(f'[data-icon="{ICON}"]').count()
+            == 1
+        )
+        assert a.locator(f'.jp-secsync-StatusItem [data-icon="{ICON}"]').count() == 1
+        # a plain notebook's tab keeps the notebook icon
+        lab.api(
+            "PUT",
+            "api/contents/icon-plain.ipynb",
+            {"type": "notebook", "format": "json", "content": notebook_json("x = 1")},
+        )
+        _execute(a, "docmanager:open", {"path": "icon-plain.ipynb"})
+        a.locator(CURRENT_TAB, has_text="icon-plain.ipynb").wait_for(timeout=30_000)
+        assert a.locator(f'{CURRENT_TAB} [data-icon="{ICON}"]').count() == 0
+        assert a.locator(f'#jp-main-dock-panel .lm-TabBar-tab [data-icon="{ICON}"]').count() == 1
+        _activate_tab(a, name)
+
+        # First Ctrl+S: a name is asked for, as for a stock untitled notebook.
+        _cell_editor(a, 0).click()
+        a.keyboard.type("x = 1")
+        a.keyboard.press("Control+s")
+        a.locator(".jp-Dialog-header", has_text="Rename file").wait_for(timeout=20_000)
+        field = a.locator(".jp-Dialog input[type='text']").first
+        field.fill("My secret notes.secnb")
+        field.press("Enter")
+        a.locator(CURRENT_TAB, has_text="My secret notes.secnb").wait_for(timeout=20_000)
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        assert (lab.root / "My secret notes.secnb").exists()
+        assert not (lab.root / name).exists()
+        # the second save just saves (no name asked; the file keeps its name)
+        # (the save command finishes without a dialog; bounded by 60 s)
+        a.evaluate(
+            """() => Promise.race([
+              window.jupyterapp.commands.execute('docmanager:save'),
+              new Promise((_, reject) =>
+                setTimeout(() => reject(new Error('the save did not finish')), 60000)),
+            ])"""
+        )
+        assert a.locator(".jp-Dialog-header", has_text="Rename file").count() == 0
+        assert (lab.root / "My secret notes.secnb").exists()
