@@ -354,6 +354,22 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     };
     const cwd = () => fileBrowser?.model.path ?? '';
 
+    /** The encrypted session of the `.secnb` selected in the file browser (opened, loaded). */
+    async function sessionOfSelection(): Promise<IEncryptedSession> {
+      const item = fileBrowser?.selectedItems().next();
+      const path = item && !item.done ? item.value.path : '';
+      if (!isPointerPath(path)) {
+        throw new Error(trans.__('Select an encrypted notebook (.secnb) in the file browser.'));
+      }
+      const widget = await openPointer(path);
+      await widget?.context.ready;
+      const session = registry.forModel(widget?.context.model.sharedModel as any);
+      if (!session || !session.status.loaded) {
+        throw new Error(trans.__('%1 could not be opened.', path));
+      }
+      return session;
+    }
+
     async function uniquePath(dir: string, stem: string): Promise<string> {
       const listing = await contents.get(dir, { content: true });
       const taken = new Set(
@@ -519,9 +535,9 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.copyShareLink, {
       label: trans.__('Copy Share Link of Encrypted Notebook'),
       caption: trans.__('Copy a link that carries the key in its #fragment'),
-      isEnabled: () => !!currentSession(),
-      execute: async () => {
-        const s = requireSession();
+      isEnabled: args => !!args.fromFileBrowser || !!currentSession()?.status.loaded,
+      execute: async args => {
+        const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
         const link = shareLinkFor(s.docId, s.documentKey(), s.relayBase);
         try {
           Clipboard.copyToSystem(link);
@@ -572,9 +588,10 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.downloadDecrypted, {
       label: trans.__('Download Decrypted .ipynb'),
       caption: trans.__('Decrypt in this browser and download as a plain .ipynb file'),
-      isEnabled: () => !!currentSession(),
-      execute: () => {
-        const s = requireSession();
+      isEnabled: args => !!args.fromFileBrowser || !!currentSession()?.status.loaded,
+      execute: async args => {
+        const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
+        const name = PathExt.basename(s.path, POINTER_EXTENSION) + '.ipynb';
         const nb = (s.sharedModel as unknown as YNotebook).toJSON();
         // `trusted` is never part of a saved notebook (Jupyter strips it when saving).
         for (const cell of nb.cells ?? []) {
@@ -585,11 +602,18 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         });
         const a = document.createElement('a');
         a.href = URL.createObjectURL(blob);
-        a.download = PathExt.basename(s.path, POINTER_EXTENSION) + '.ipynb';
+        a.download = name;
         document.body.appendChild(a);
         a.click();
         a.remove();
         window.setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+        Notification.success(
+          trans.__(
+            'Downloaded %1, decrypted in this browser (nothing was sent to the server). Keep it safe: it is not encrypted.',
+            name
+          ),
+          { autoClose: 8000 }
+        );
       }
     });
 
@@ -653,6 +677,21 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       labShell?.activeChanged.connect(refresh);
       registry.sessionsChanged.connect(refresh);
     }
+
+    // The file browser's context menu on a .secnb: the stock "Download", "Copy Download
+    // Link" and "Copy Shareable Link" would hand out the pointer file (no key, no content);
+    // they are hidden there (ours, from the schema, do the right thing).
+    document.addEventListener(
+      'contextmenu',
+      event => {
+        const item = (event.target as Element | null)?.closest?.('.jp-DirListing-item');
+        document.body.classList.toggle(
+          'jp-secsync-mod-pointerContextMenu',
+          item?.getAttribute('data-file-type') === POINTER_FILE_TYPE
+        );
+      },
+      true
+    );
 
     // Share links opened in the browser (redirected here by <base_url>secsync/open/<docId>).
     const fromLocation = (() => {

@@ -1,7 +1,11 @@
 """What a newcomer hits with encrypted notebooks, in real Chromium (issue 15, labextension).
 
+5. The file browser's context menu of a `.secnb` offers Copy Share Link and Download
+   Decrypted (working on a closed notebook), and not the stock entries that hand out the
+   pointer file.
 8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
    encrypted notebook asks for a name, as for stock untitled files.
+10. Download Decrypted says what it did.
 
 Run:  .venv/bin/python -m pytest -m browser tests/e2e/test_ux.py -s
 """
@@ -98,6 +102,80 @@ def _pointer_of(lab, link: str) -> str:
 def _activate_tab(page, label: str) -> None:
     page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=label).click()
     page.locator(CURRENT_TAB, has_text=label).wait_for(timeout=20_000)
+
+
+# ----------------------------------------------------------------------------------------
+# 5. the .secnb context menu; 10. download feedback
+# ----------------------------------------------------------------------------------------
+
+
+def _menu_labels(page) -> list[str]:
+    page.locator(".lm-Menu").first.wait_for(timeout=20_000)
+    return [
+        label.strip()
+        for label in page.locator(".lm-Menu-item:visible .lm-Menu-itemLabel").all_inner_texts()
+    ]
+
+
+def test_secnb_context_menu_offers_our_entries_not_the_pointer_file(lab, browser):
+    canary = f"MENU-{secrets.token_hex(4)}"
+    lab.api(
+        "PUT",
+        "api/contents/menu-plain.ipynb",
+        {"type": "notebook", "format": "json", "content": notebook_json("x = 1")},
+    )
+    with _session(browser, "menu") as a:
+        a.goto(f"{lab.url}lab/workspaces/m?token={TOKEN}")
+        _wait_app(a)
+        link = _new_notebook(lab, a, canary)
+        name = _pointer_of(lab, link)
+        a.evaluate(
+            "async () => { await window.jupyterapp.commands.execute('application:close-all'); }"
+        )
+        a.locator(f"{NB}").wait_for(state="detached", timeout=20_000)
+        item = a.locator(".jp-DirListing-item", has_text=name)
+
+        item.click(button="right")
+        labels = _menu_labels(a)
+        assert "Copy Share Link of Encrypted Notebook" in labels, labels
+        assert "Download Decrypted .ipynb" in labels, labels
+        for stock in ("Download", "Copy Download Link", "Copy Shareable Link"):
+            assert stock not in labels, labels
+
+        # Download Decrypted works on the closed notebook (opens and decrypts it first).
+        with a.expect_download(timeout=60_000) as download:
+            a.locator(".lm-Menu-item:visible", has_text="Download Decrypted .ipynb").click()
+        assert download.value.suggested_filename == pathlib.Path(name).stem + ".ipynb"
+        content = json.loads(pathlib.Path(download.value.path()).read_text())
+        assert canary in "".join(content["cells"][0]["source"])
+
+        # Copy Share Link from the menu gives the document's link.
+        item.click(button="right")
+        a.locator(".lm-Menu-item:visible", has_text="Copy Share Link of Encrypted Notebook").click()
+        assert a.locator(".jp-secsync-ShareLink").input_value() == link
+        a.keyboard.press("Escape")
+
+        # A plain notebook keeps the stock entries.
+        a.locator(".jp-DirListing-item", has_text="menu-plain.ipynb").click(button="right")
+        labels = _menu_labels(a)
+        assert "Download" in labels and "Copy Shareable Link" in labels, labels
+        assert "Download Decrypted .ipynb" not in labels, labels
+        a.keyboard.press("Escape")
+
+
+def test_download_decrypted_says_what_it_did(lab, browser):
+    canary = f"DOWNLOAD-{secrets.token_hex(4)}"
+    with _session(browser, "download") as a:
+        a.goto(f"{lab.url}lab/workspaces/d?token={TOKEN}")
+        _wait_app(a)
+        name = _pointer_of(lab, _new_notebook(lab, a, canary))
+        with a.expect_download(timeout=60_000) as download:
+            _execute(a, "secsync:download-decrypted")
+        filename = pathlib.Path(name).stem + ".ipynb"
+        assert download.value.suggested_filename == filename
+        a.get_by_text(f"Downloaded {filename}, decrypted in this browser").first.wait_for(
+            timeout=20_000
+        )
 
 
 # ----------------------------------------------------------------------------------------
