@@ -16,14 +16,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  Clipboard,
-  Dialog,
-  ICommandPalette,
-  InputDialog,
-  Notification,
-  showDialog
-} from '@jupyterlab/apputils';
+import { Clipboard, Dialog, ICommandPalette, Notification, showDialog } from '@jupyterlab/apputils';
 import { PageConfig, PathExt, URLExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
@@ -57,6 +50,7 @@ import type { YNotebook } from '@jupyter/ydoc';
 import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
 import {
   IParsedLink,
+  describeLinkError,
   parseLink,
   relayContext,
   shareLinkFor,
@@ -71,7 +65,8 @@ import {
   isValidRelayBase,
   parsePointer
 } from './pointer';
-import { confirmRelay, storeKeyFromLink } from './prompts';
+import { showLockedState } from './locked';
+import { askForShareLink, confirmRelay, storeKeyFromLink } from './prompts';
 import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
 import { EncryptedDocumentProvider, serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
@@ -297,6 +292,8 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       if (isPointerPath(panel.context.localPath)) {
         panel.title.icon = encryptedNotebookIcon;
         panel.addClass('jp-secsync-EncryptedNotebookPanel');
+        // no key in this browser: the panel asks for the share link (no modal)
+        showLockedState(panel, trans);
       }
     });
 
@@ -451,6 +448,12 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         return;
       }
       await storeKeyFromLink(link.docId, link.key, trans);
+      // an open tab of this document waiting for its key continues
+      for (const session of registry.all()) {
+        if (session.docId === link.docId) {
+          session.retryStoredKey();
+        }
+      }
       if (!path) {
         path = await uniquePath(cwd(), `Shared encrypted notebook ${link.docId.slice(0, 6)}`);
         await writePointer(path, link.docId, link.relay);
@@ -568,20 +571,34 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       label: trans.__('Open Encrypted Notebook Share Link…'),
       caption: trans.__('Open an encrypted notebook from its share link'),
       execute: async args => {
+        const check = (text: string): string | null => {
+          try {
+            return parseLink(text).key.length === 32
+              ? null
+              : trans.__('The link has no key (the part from #key= on is missing).');
+          } catch (e) {
+            return describeLinkError(e, trans);
+          }
+        };
         let text = typeof args.link === 'string' ? args.link : '';
         if (!text) {
-          const result = await InputDialog.getText({
-            title: trans.__('Open share link'),
-            label: trans.__('Share link (the key stays in this browser):'),
-            placeholder: 'https://…/secsync/open/…#key=…',
-            okLabel: trans.__('Open')
-          });
-          if (!result.button.accept || !result.value) {
+          text = (await askForShareLink(trans, check)) ?? '';
+          if (!text) {
             return;
           }
-          text = result.value;
         }
-        await openLink(parseLink(text));
+        const problem = check(text);
+        try {
+          if (problem) {
+            throw new Error(problem);
+          }
+          await openLink(parseLink(text));
+        } catch (e) {
+          Notification.error(
+            trans.__('Could not open the shared notebook: %1', (e as Error).message),
+            { autoClose: 10000 }
+          );
+        }
       }
     });
 
@@ -698,7 +715,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       try {
         return takeLinkFromLocation();
       } catch (e) {
-        Notification.error(trans.__('Invalid share link: %1', (e as Error).message));
+        Notification.error(describeLinkError(e, trans), { autoClose: 10000 });
         return null;
       }
     })();

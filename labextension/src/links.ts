@@ -3,6 +3,7 @@
  * `secsync/sharelink.ts`, plus what JupyterLab needs around them.
  */
 import { PageConfig } from '@jupyterlab/coreutils';
+import type { TranslationBundle } from '@jupyterlab/translation';
 
 import { registry } from './registry';
 import { IRelayContext } from './relaypolicy';
@@ -80,4 +81,40 @@ export function takeLinkFromLocation(): IParsedLink | null {
     '#key=' +
     keyText;
   return parseLink(link);
+}
+
+/** What the user is told about a share link that does not parse (no internal error codes). */
+export function describeLinkError(error: unknown, trans: TranslationBundle): string {
+  const raw = error instanceof Error ? error.message : String(error);
+  const detail = raw.replace(/^SECSYNC_ERROR_\w+: /, '').replace(/^share link: /, '');
+  const whole = trans.__('Copy the whole link, exactly as it was shared.');
+  if (detail === 'not a URL' || detail === 'unsupported scheme') {
+    return trans.__(
+      'This is not a share link. A share link looks like https://…/secsync/open/…#key=…'
+    );
+  }
+  if (detail.startsWith('path must end with')) {
+    return trans.__(
+      'This web address is not a share link of an encrypted notebook (it should contain /secsync/open/ and #key=).'
+    );
+  }
+  if (detail.startsWith('fragment must carry')) {
+    return trans.__('The link has no key (the part from #key= on is missing). %1', whole);
+  }
+  if (detail.startsWith('key ')) {
+    return trans.__('The key in the link is damaged or cut off. %1', whole);
+  }
+  if (detail === 'invalid docId') {
+    return trans.__('The document id in the link is damaged. %1', whole);
+  }
+  if (detail.startsWith('relay') || detail === 'more than one relay') {
+    return trans.__('The relay named in the link (relay=…) is not a valid ws:// or wss:// address.');
+  }
+  if (detail.startsWith('credentials')) {
+    return trans.__('Links with a user name or password in them are not accepted.');
+  }
+  if (detail.startsWith('unknown query parameter') || detail.startsWith('a relay link has no query')) {
+    return trans.__('The link has parts that do not belong to a share link. %1', whole);
+  }
+  return trans.__('This share link is not valid (%1).', detail);
 }

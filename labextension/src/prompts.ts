@@ -154,3 +154,71 @@ export async function confirmRelay(
   approveRelay(normalized);
   return true;
 }
+
+/** The body of the share-link prompt: a message, a field as wide as a link, an error line. */
+class LinkPromptBody extends Widget {
+  constructor(message: string, text: string, error: string) {
+    super();
+    this.addClass('jp-secsync-LinkPrompt');
+    this._input = document.createElement('input');
+    this._input.className = 'jp-mod-styled jp-secsync-LinkInput';
+    this._input.placeholder = 'https://…/secsync/open/…#key=…';
+    this._input.value = text;
+    this._input.spellcheck = false;
+    const label = paragraph(message);
+    this.node.append(label, this._input);
+    if (error) {
+      this.node.append(paragraph(error, 'jp-secsync-LinkPrompt-error'));
+    }
+  }
+
+  getValue(): string {
+    return this._input.value;
+  }
+
+  private _input: HTMLInputElement;
+}
+
+let linkPromptOpen = false;
+
+/**
+ * Asks for a share link until `check` accepts it (check returns an error message for the
+ * user, or null). One prompt at a time: while one is open, another request returns null.
+ */
+export async function askForShareLink(
+  trans: TranslationBundle,
+  check: (text: string) => string | null
+): Promise<string | null> {
+  if (linkPromptOpen) {
+    (document.querySelector('.jp-secsync-LinkInput') as HTMLInputElement | null)?.focus();
+    return null;
+  }
+  linkPromptOpen = true;
+  try {
+    let text = '';
+    let error = '';
+    for (;;) {
+      const result = await showDialog({
+        title: trans.__('Open a shared encrypted notebook'),
+        body: new LinkPromptBody(
+          trans.__('Paste the share link you received (the key stays in this browser):'),
+          text,
+          error
+        ),
+        focusNodeSelector: '.jp-secsync-LinkInput',
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: trans.__('Open') })]
+      });
+      if (!result.button.accept) {
+        return null;
+      }
+      text = String(result.value ?? '').trim();
+      const problem = text ? check(text) : trans.__('Paste a share link first.');
+      if (!problem) {
+        return text;
+      }
+      error = problem;
+    }
+  } finally {
+    linkPromptOpen = false;
+  }
+}

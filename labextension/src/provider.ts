@@ -5,22 +5,17 @@
 import { IDocumentProvider } from '@jupyter/collaborative-drive';
 import type { IForkProvider } from '@jupyter/docprovider';
 import type { DocumentChange, YDocument, YNotebook } from '@jupyter/ydoc';
-import { Notification, InputDialog } from '@jupyterlab/apputils';
+import { Notification } from '@jupyterlab/apputils';
 import type * as nbformat from '@jupyterlab/nbformat';
 import { Contents, ServerConnection, User } from '@jupyterlab/services';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import { PromiseDelegate } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import {
-  getDocumentKey,
-  getSigningKeyPair,
-  rememberPointerPath,
-  setDocumentKey
-} from './keystore';
-import { relayContext } from './links';
+import { getDocumentKey, getSigningKeyPair, rememberPointerPath } from './keystore';
+import { describeLinkError, relayContext } from './links';
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
-import { confirmRelay } from './prompts';
+import { confirmRelay, storeKeyFromLink } from './prompts';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
 import { sessionKeyFor } from './relaypolicy';
 import { b64encode } from './secsync/base64';
@@ -133,14 +128,16 @@ export class EncryptedDocumentProvider
       window.clearTimeout(this._progressTimer);
     }
     this._user.userChanged.disconnect(this._onUserChanged, this);
+    if (this._unlocked) {
+      this._unlocked.reject(new Error('disposed while locked'));
+      this._unlocked = null;
+    }
     this._unsubscribeStatus?.();
     this._client?.destroy();
     this._client = null;
     registry.remove(this);
-    if (!this._readyDone) {
-      this._ready.reject(new Error('disposed before loading finished'));
-      this._ready.promise.catch(() => undefined);
-    }
+    // (`ready` stays pending if loading had not finished, as with the stock provider: a
+    // tab closed while loading or locked is not a "File Load Error")
     Signal.clearData(this);
   }
 
@@ -214,7 +211,19 @@ export class EncryptedDocumentProvider
     this._pointer = pointer;
     rememberPointerPath(serverKey(this._serverSettings), pointer.docId, this._path);
 
-    // A relay other than this server's and the configured one: refused (plain ws:// to
+    // Known from here on (status bar, the locked view of the notebook panel).
+    registry.add(this);
+
+    // 2. The key: only in this browser. Without it the session is "locked": the notebook
+    // panel shows a field for the share link (index.ts, locked.ts) — no modal, so that tabs
+    // restored from a shared workspace do not block anyone.
+    let key = getDocumentKey(pointer.docId);
+    if (!key) {
+      key = await this._waitForKey();
+    }
+    this._key = key;
+
+    // 3. A relay other than this server's and the configured one: refused (plain ws:// to
     // another host) or confirmed by the user once (relaypolicy.ts).
     const origin = this._trans.__('The encrypted notebook %1', this._path);
     if (!(await confirmRelay(pointer.relay, origin, this._trans))) {
@@ -223,21 +232,14 @@ export class EncryptedDocumentProvider
       );
     }
 
-    // 2. The key: only in this browser (or pasted from a share link now).
-    let key = getDocumentKey(pointer.docId);
-    if (!key) {
-      key = await this._askForKey(pointer.docId);
-    }
-    this._key = key;
-
-    // 3. This browser's signing key pair.
+    // 4. This browser's signing key pair.
     const signatureKeyPair = await getSigningKeyPair();
     this._ownPublicKey = b64encode(signatureKeyPair.publicKey);
     if (this._isDisposed) {
       return;
     }
 
-    // 4. Connect.
+    // 5. Connect.
     this._relayUrl = relayDocumentUrl(pointer.docId, pointer.relay, this._serverSettings.wsUrl);
     // Same-origin relay: Jupyter authenticates the WebSocket with the login cookie.
     const url = this._relayUrl;
@@ -274,14 +276,13 @@ export class EncryptedDocumentProvider
     });
     this._client = client;
     this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
-    registry.add(this);
     client.connect();
     await client.loaded;
     if (this._isDisposed) {
       return;
     }
 
-    // 5. A brand-new document: write its first content (becomes the first snapshot).
+    // 6. A brand-new document: write its first content (becomes the first snapshot).
     if (this._contentType === 'notebook') {
       const nb = this._sharedModel as unknown as YNotebook;
       if (nb.cells.length === 0) {
@@ -290,7 +291,7 @@ export class EncryptedDocumentProvider
       }
     }
 
-    // 6. The state map the plaintext server used to maintain (see docs/labextension.md).
+    // 7. The state map the plaintext server used to maintain (see docs/labextension.md).
     this._sharedModel.transact(() => {
       const state = this._sharedModel;
       if (!state.getState('path')) {
@@ -307,31 +308,54 @@ export class EncryptedDocumentProvider
     this._ready.resolve();
   }
 
-  private async _askForKey(docId: string): Promise<Uint8Array> {
-    for (;;) {
-      const result = await InputDialog.getText({
-        title: this._trans.__('Key needed for %1', this._path),
-        label: this._trans.__(
-          'This browser has no key for this encrypted notebook. Paste its share link (the key stays in this browser):'
-        ),
-        placeholder: 'https://…/secsync/open/…#key=…',
-        okLabel: this._trans.__('Open')
-      });
-      if (!result.button.accept || !result.value) {
-        throw new Error(this._trans.__('No key for the encrypted notebook %1 in this browser.', this._path));
-      }
-      try {
-        const link = parseShareLink(result.value.trim());
-        if (link.docId !== docId) {
-          throw new Error(this._trans.__('this link is for another document'));
-        }
-        setDocumentKey(docId, link.key);
-        return link.key;
-      } catch (e) {
-        Notification.error(this._trans.__('Invalid share link: %1', (e as Error).message), {
-          autoClose: 5000
-        });
-      }
+  private _waitForKey(): Promise<Uint8Array> {
+    this._unlocked = new PromiseDelegate<Uint8Array>();
+    this._setLocked(true);
+    return this._unlocked.promise;
+  }
+
+  private _setLocked(locked: boolean): void {
+    this._status = { ...this._status, locked };
+    this._statusChanged.emit(this._status);
+  }
+
+  async unlock(text: string): Promise<void> {
+    const docId = this.docId;
+    if (!this._unlocked || !docId) {
+      return;
+    }
+    let link;
+    try {
+      link = parseShareLink(text.trim());
+    } catch (e) {
+      throw new Error(describeLinkError(e, this._trans));
+    }
+    if (link.docId !== docId) {
+      throw new Error(
+        this._trans.__(
+          'This link is for another encrypted notebook (document %1), not for %2.',
+          link.docId,
+          this._path
+        )
+      );
+    }
+    const key = await storeKeyFromLink(docId, link.key, this._trans);
+    this._resolveKey(key);
+  }
+
+  retryStoredKey(): void {
+    const key = this._unlocked && this.docId ? getDocumentKey(this.docId) : null;
+    if (key) {
+      this._resolveKey(key);
+    }
+  }
+
+  private _resolveKey(key: Uint8Array): void {
+    const waiting = this._unlocked;
+    if (waiting) {
+      this._unlocked = null;
+      this._setLocked(false);
+      waiting.resolve(key);
     }
   }
 
@@ -358,7 +382,10 @@ export class EncryptedDocumentProvider
 
   private _failBeforeReady(err: unknown): void {
     this._dismissProgress();
-    if (this._readyDone || this._isDisposed) {
+    if (this._isDisposed) {
+      return; // (closed while loading or locked: nothing to report)
+    }
+    if (this._readyDone) {
       console.error('secsync-jupyter:', err);
       return;
     }
@@ -420,6 +447,7 @@ export class EncryptedDocumentProvider
   private _defaultKernel: () => { name: string; display_name: string; language?: string } | null;
   private _pointer: IPointer | null = null;
   private _key: Uint8Array | null = null;
+  private _unlocked: PromiseDelegate<Uint8Array> | null = null;
   private _ownPublicKey = '';
   private _relayUrl = '';
   private _client: SecsyncYjsClient | null = null;
@@ -435,7 +463,8 @@ export class EncryptedDocumentProvider
     pendingChanges: 0,
     lastError: null,
     progress: null,
-    loaded: false
+    loaded: false,
+    locked: false
   };
   private _statusChanged = new Signal<this, IEncryptedStatus>(this);
 }

@@ -20,6 +20,8 @@ export interface IEncryptedStatus {
   progress: { loaded: number; total: number } | null;
   /** True once the first document frame has been applied (the notebook is usable). */
   loaded: boolean;
+  /** True while this browser has no key for the document (waiting for its share link). */
+  locked: boolean;
 }
 
 export interface IEncryptedSession {
@@ -36,6 +38,13 @@ export interface IEncryptedSession {
   snapshotNow(): Promise<void>;
   /** The key, for share links (stays in the browser). */
   documentKey(): Uint8Array;
+  /**
+   * A locked session (no key in this browser) takes the key from this share link. Rejects
+   * with a message for the user when the link is not one of this document.
+   */
+  unlock(link: string): Promise<void>;
+  /** A locked session continues if a key for its document has been stored meanwhile. */
+  retryStoredKey(): void;
 }
 
 export interface ISettingsValues {

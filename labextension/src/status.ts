@@ -44,9 +44,12 @@ export function collaborators(session: IEncryptedSession): ICollaborator[] {
   return result;
 }
 
-/** One word for the state of a session: encrypted | connecting | syncing | synced | error. */
+/** One word for the state of a session: locked | connecting | syncing | synced | error. */
 export function stateOf(session: IEncryptedSession): string {
   const s = session.status;
+  if (s.locked) {
+    return 'locked';
+  }
   if (s.documentState === 'failed' || s.connection === 'failed' || (s.lastError && !s.loaded)) {
     return 'error';
   }

@@ -492,6 +492,11 @@ def test_pointer_file_naming_an_unconfirmed_relay_asks(lab_remote, browser, fore
         d.goto(f"{lab.url}lab/workspaces/p?token={TOKEN}")
         _wait_app(d)
         _execute(d, "docmanager:open", {"path": "elsewhere.secnb"})
+        # no key here: the panel asks for the link first (issue 15), then the relay is asked
+        locked = d.locator(".jp-secsync-Locked input")
+        locked.wait_for(timeout=60_000)
+        locked.fill(format_share_link(doc_id, secrets.token_bytes(32), server_url=lab.url))
+        locked.press("Enter")
         d.locator(".jp-secsync-ForeignRelay").wait_for(timeout=60_000)
         assert d.locator(".jp-secsync-ForeignRelay-host").inner_text() == f"localhost:{port}"
         d.click(".jp-Dialog .jp-Dialog-button.jp-mod-reject")

@@ -1,5 +1,9 @@
 """What a newcomer hits with encrypted notebooks, in real Chromium (issue 15, labextension).
 
+1. Tabs restored from the shared default workspace whose key this browser lacks do not
+   block: the notebook panel is locked (a field for the share link, a close button), no modal.
+2. The share-link prompt answers in words (no internal error codes), is open once at a time,
+   and its field fits a link.
 5. The file browser's context menu of a `.secnb` offers Copy Share Link and Download
    Decrypted (working on a closed notebook), and not the stock entries that hand out the
    pointer file.
@@ -98,10 +102,116 @@ def _pointer_of(lab, link: str) -> str:
     return name
 
 
+def _wait_workspace_has(lab, paths: list[str], timeout: float = 60.0) -> None:
+    """Waits until the server's default workspace lists tabs for `paths`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = json.dumps(lab.api("GET", "lab/api/workspaces/default"))
+        if all(json.dumps(p)[1:-1] in data for p in paths):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the default workspace never listed {paths}")
+
 
 def _activate_tab(page, label: str) -> None:
     page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=label).click()
     page.locator(CURRENT_TAB, has_text=label).wait_for(timeout=20_000)
+
+
+LOCKED = "#jp-main-dock-panel .jp-NotebookPanel:not(.lm-mod-hidden) .jp-secsync-Locked"
+
+
+# ----------------------------------------------------------------------------------------
+# 1. restored tabs without a key
+# ----------------------------------------------------------------------------------------
+
+
+def test_restored_tab_without_key_is_locked_not_modal(lab, browser):
+    canary = f"LOCKED-{secrets.token_hex(4)}"
+    lab.reset_workspace()
+    with _session(browser, "owner") as a:
+        a.goto(f"{lab.url}lab?token={TOKEN}")  # the default workspace, as everyone's
+        _wait_app(a)
+        link = _new_notebook(lab, a, canary)
+        first = _pointer_of(lab, link)
+        second = _pointer_of(lab, _new_notebook(lab, a, "other"))
+        _wait_workspace_has(lab, [first, second])
+
+    # A newcomer opens /lab: both tabs are restored, neither has a key here.
+    with _session(browser, "newcomer") as n:
+        n.goto(f"{lab.url}lab?token={TOKEN}")
+        _wait_app(n)
+        n.locator(LOCKED).wait_for(timeout=60_000)
+        assert n.locator(".jp-Dialog").count() == 0
+        assert n.locator(".jp-secsync-StatusItem[data-state='locked']").count() == 1
+        assert "needs its share link" in n.locator(LOCKED).inner_text()
+
+        # Something that is not a link: told in words, still locked.
+        _activate_tab(n, first)
+        n.locator(f"{LOCKED} input").fill("hello")
+        n.locator(f"{LOCKED} input").press("Enter")
+        error = n.locator(f"{LOCKED} .jp-secsync-Locked-error")
+        error.filter(has_text="This is not a share link").wait_for(timeout=20_000)
+        assert "SECSYNC" not in error.inner_text()
+
+        # The share link opens it in place.
+        n.locator(f"{LOCKED} input").fill(link)
+        n.locator(f"{LOCKED} input").press("Enter")
+        _wait_cell_text(n, 0, canary, timeout=60_000)
+        n.wait_for_selector(SYNCED, timeout=30_000)
+        assert n.locator(LOCKED).count() == 0
+
+        # The other one is simply closed.
+        _activate_tab(n, second)
+        n.locator(LOCKED).wait_for(timeout=20_000)
+        n.locator(f"{LOCKED} .jp-secsync-Locked-close").click()
+        n.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=second).wait_for(
+            state="detached", timeout=20_000
+        )
+        assert n.locator(".jp-Dialog").count() == 0
+    lab.reset_workspace()
+
+
+# ----------------------------------------------------------------------------------------
+# 2. the share-link prompt
+# ----------------------------------------------------------------------------------------
+
+
+def test_share_link_prompt_speaks_plainly_once_and_fits_a_link(lab, browser):
+    canary = f"PROMPT-{secrets.token_hex(4)}"
+    with _session(browser, "sharer") as a:
+        a.goto(f"{lab.url}lab/workspaces/s?token={TOKEN}")
+        _wait_app(a)
+        link = _new_notebook(lab, a, canary)
+    with _session(browser, "prompted") as p:
+        p.goto(f"{lab.url}lab/workspaces/p2?token={TOKEN}")
+        _wait_app(p)
+        _execute(p, "secsync:open-share-link")
+        field = p.locator(".jp-Dialog .jp-secsync-LinkInput")
+        field.wait_for(timeout=20_000)
+        # one prompt at a time
+        _execute(p, "secsync:open-share-link")
+        p.wait_for_timeout(0)  # (lets the second command run)
+        assert p.locator(".jp-Dialog").count() == 1
+        # a field as wide as a link
+        width = field.evaluate("(e) => e.getBoundingClientRect().width")
+        assert width >= 560, width
+        field.fill("hello")
+        field.press("Enter")
+        message = p.locator(".jp-Dialog .jp-secsync-LinkPrompt-error")
+        message.wait_for(timeout=20_000)
+        assert message.inner_text().startswith("This is not a share link"), message.inner_text()
+        assert "SECSYNC" not in message.inner_text()
+        assert p.locator(".jp-Dialog .jp-secsync-LinkInput").input_value() == "hello"
+        truncated = link[: link.index("#key=") + 10]
+        p.locator(".jp-Dialog .jp-secsync-LinkInput").fill(truncated)
+        p.locator(".jp-Dialog .jp-secsync-LinkInput").press("Enter")
+        p.locator(
+            ".jp-Dialog .jp-secsync-LinkPrompt-error", has_text="damaged or cut off"
+        ).wait_for(timeout=20_000)
+        p.locator(".jp-Dialog .jp-secsync-LinkInput").fill(link)
+        p.locator(".jp-Dialog .jp-secsync-LinkInput").press("Enter")
+        _wait_cell_text(p, 0, canary, timeout=60_000)
 
 
 # ----------------------------------------------------------------------------------------
