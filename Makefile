@@ -15,7 +15,7 @@ export SECSYNC_SHARED := $(abspath $(SHARED))
 ## where the reference harness (npm secsync 0.5.0 …) is installed: never inside shared/
 export HARNESS_HOME ?= /tmp/secsync-harness
 
-.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness postgres
+.PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness postgres hub
 
 ## make run: set everything up and start JupyterLab with encrypted collaboration
 ##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default)
@@ -65,6 +65,14 @@ postgres:
 	  if [ "$$(id -u)" != 0 ]; then echo "PostgreSQL missing: run 'sudo apt-get install -y postgresql'" >&2; exit 1; fi; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
+## JupyterHub's proxy (configurable-http-proxy, npm) in .venv/hub, for tests/hub (JupyterHub
+## itself comes with the test extras); tests/hub/conftest.py puts its bin on the Hub's PATH
+HUB_CHP := $(VENV)/hub/node_modules/.bin/configurable-http-proxy
+hub: $(HUB_CHP)
+
+$(HUB_CHP): | setup
+	npm install --prefix $(VENV)/hub --no-audit --no-fund --loglevel=error configurable-http-proxy@5
+
 lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -81,7 +89,7 @@ harness:
 	"$(SECSYNC_SHARED)/harness/setup.sh"
 
 ## every Python test, including the Chromium end-to-end tests
-pytest: setup labextension browser harness postgres
+pytest: setup labextension browser harness postgres hub
 	$(BIN)/python -m pytest -q
 
 ## JS unit, vector and engine tests of the browser client (vitest): they run the reference
