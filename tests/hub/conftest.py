@@ -1,6 +1,6 @@
-"""A real JupyterHub on loopback, started by the tests: configurable-http-proxy (npm, in .hub/),
-the DummyAuthenticator with a password, SimpleLocalProcessSpawner, and the relay as a managed
-service (``secsync-relay --auth hub``) at ``/services/secsync-relay/``.
+"""A real JupyterHub on loopback, started by the tests: configurable-http-proxy (npm, in
+.venv/hub/, ``make hub``), the DummyAuthenticator with a password, SimpleLocalProcessSpawner,
+and the relay as a managed service (``secsync-relay --auth hub``) at ``/services/secsync-relay/``.
 
 Users ``alice`` and ``bob`` hold the service's access scope (a role); ``carol`` does not. A
 second service, ``test-admin``, only lets the tests create users and their API tokens.
@@ -25,7 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 #: where ``make hub`` installs configurable-http-proxy
-CHP_BIN = ROOT / ".hub" / "node_modules" / ".bin"
+CHP_BIN = ROOT / ".venv" / "hub" / "node_modules" / ".bin"
 SERVICE = "secsync-relay"
 PASSWORD = "hub-test-password"
 MEMBERS = ("alice", "bob")
@@ -53,7 +53,7 @@ def _chp() -> str:
     if found is None:
         pytest.fail(
             "configurable-http-proxy is missing: run `make hub` "
-            "(npm install --prefix .hub configurable-http-proxy)"
+            "(npm install --prefix .venv/hub configurable-http-proxy@5)"
         )
     return found
 
