@@ -327,7 +327,12 @@ def test_two_browsers_encrypted_notebook(lab):
             assert canary in "".join(downloaded["cells"][0]["source"])
             assert "42 done" in json.dumps(downloaded["cells"][1]["outputs"])
 
-            # --- Screenshot of the two browsers side by side (for the docs).
+            # --- Screenshot of the two browsers side by side (for the docs), without the
+            # download notification.
+            a.get_by_text("decrypted in this browser").first.wait_for(timeout=20_000)
+            for close in a.locator(".Toastify__toast .Toastify__close-button").all():
+                close.click()
+            a.locator(".Toastify__toast").first.wait_for(state="detached", timeout=20_000)
             _focus_end_of_cell(a, 0)
             a.wait_for_timeout(300)
             b.wait_for_timeout(300)
