@@ -18,14 +18,27 @@ export HARNESS_HOME ?= /tmp/secsync-harness
 .PHONY: run test setup lint pytest js-test e2e labextension browser demo relay bench clean harness postgres hub
 
 ## make run: set everything up and start JupyterLab with encrypted collaboration
-##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default)
+##           (embedded SQLite relay; PORT=8888, ROOT_DIR=the repository by default).
+##           Run-time state (the relay database, the stock collaboration store
+##           jupyter_ystore.db that holds the plaintext of every .ipynb opened, the file-id
+##           database, the collaboration session ids) goes to STATE_DIR, never into the
+##           repository or ROOT_DIR.
+##           LAB_ARGS: extra jupyter-lab options.
+XDG_STATE_HOME ?= $(HOME)/.local/state
+STATE_DIR ?= $(XDG_STATE_HOME)/secsync-jupyter
+LAB_ARGS ?=
 run: setup labextension
 	@echo "Starting JupyterLab with encrypted collaboration on http://127.0.0.1:$(PORT)/lab"
-	@echo "(File > New > Encrypted Notebook; the relay database is .secsync/relay.sqlite)"
-	mkdir -p .secsync
-	$(BIN)/jupyter-lab --no-browser --ip=127.0.0.1 --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,) \
-	  --ServerApp.root_dir="$(ROOT_DIR)" \
-	  --SecsyncRelayExtension.db_path="$(CURDIR)/.secsync/relay.sqlite"
+	@echo "(File > New > Encrypted Notebook; run-time state, e.g. the relay database, in $(STATE_DIR))"
+	mkdir -p "$(abspath $(STATE_DIR))"
+	cd "$(abspath $(STATE_DIR))" && "$(CURDIR)/$(BIN)/jupyter-lab" --no-browser --ip=127.0.0.1 --port=$(PORT) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	  --ServerApp.root_dir="$(abspath $(ROOT_DIR))" \
+	  --SecsyncRelayExtension.db_path="$(abspath $(STATE_DIR))/relay.sqlite" \
+	  --SQLiteYStore.db_path="$(abspath $(STATE_DIR))/jupyter_ystore.db" \
+	  --BaseFileIdManager.db_path="$(abspath $(STATE_DIR))/file_id_manager.db" \
+	  --YDocExtension.session_store_path="$(abspath $(STATE_DIR))/collaboration_sessions.json" \
+	  $(LAB_ARGS)
 
 ## make test: set everything up and run the whole test suite
 test: setup labextension browser lint js-test pytest

@@ -10,6 +10,8 @@
 8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
    encrypted notebook asks for a name, as for stock untitled files.
 10. Download Decrypted says what it did.
+11. `make run` keeps run-time state (relay database, stock collaboration store) out of the
+    repository and out of ROOT_DIR.
 
 Run:  .venv/bin/python -m pytest -m browser tests/e2e/test_ux.py -s
 """
@@ -18,8 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
 import secrets
+import signal
+import subprocess
 import time
 
 import pytest
@@ -31,13 +36,16 @@ from .helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     NB,
+    REPO,
     TOKEN,
     _cell_editor,
     _execute,
+    _free_port,
     _new_page,
     _share_link,
     _wait_app,
     _wait_cell_text,
+    _wait_http,
     notebook_json,
 )
 
@@ -348,3 +356,80 @@ def test_one_lock_icon_and_a_name_on_first_save(lab, browser):
         )
         assert a.locator(".jp-Dialog-header", has_text="Rename file").count() == 0
         assert (lab.root / "My secret notes.secnb").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# 11. make run keeps run-time state out of the repository and ROOT_DIR
+# ----------------------------------------------------------------------------------------
+
+RUN_STATE = (".jupyter_ystore.db", "jupyter_ystore.db", ".secsync", "relay.sqlite", ".jupyter")
+
+
+def _stat_or_none(path: pathlib.Path):
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+def test_make_run_keeps_state_out_of_repository_and_root(tmp_path, browser):
+    root, state, home = tmp_path / "root", tmp_path / "state", tmp_path / "home"
+    for d in (root, home / "settings" / "@jupyterlab" / "apputils-extension", home / "ws"):
+        d.mkdir(parents=True)
+    (home / "settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    canary = f"PLAIN-{secrets.token_hex(4)}"
+    (root / "plain.ipynb").write_text(json.dumps(notebook_json(f"x = '{canary}'")))
+    in_repo = {name: _stat_or_none(REPO / name) for name in RUN_STATE}
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        XDG_STATE_HOME=str(state),
+        JUPYTER_TOKEN=TOKEN,
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "ws"),
+        IPYTHONDIR=str(home / "ipython"),
+    )
+    log = ARTIFACTS / "e2e-ux-make-run.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    # the built extension and the venv are taken as they are (-o: no rebuild here)
+    cmd = ["make", "-C", str(REPO), "-o", "setup", "-o", "labextension", "run"]
+    cmd += [f"PORT={port}", f"ROOT_DIR={root}", "LAB_ARGS=--LabApp.expose_app_in_browser=True"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_http(f"{url}api/status?token={TOKEN}", 120, proc, log)
+        with _session(browser, "make-run") as a:
+            a.goto(f"{url}lab?token={TOKEN}")
+            _wait_app(a)
+            # a stock collaborative .ipynb (the jupyter-collaboration store) ...
+            _execute(a, "docmanager:open", {"path": "plain.ipynb"})
+            _wait_cell_text(a, 0, canary, timeout=60_000)
+            # ... and an encrypted notebook (the relay database)
+            _execute(a, "secsync:new-notebook")
+            a.wait_for_selector(SYNCED, timeout=60_000)
+            _cell_editor(a, 0).click()
+            a.keyboard.type("y = 1")
+            a.wait_for_selector(SYNCED, timeout=30_000)
+            store = state / "secsync-jupyter" / "jupyter_ystore.db"
+            deadline = time.monotonic() + 60
+            while not (store.exists() and canary.encode() in store.read_bytes()):
+                assert time.monotonic() < deadline, "the collaboration store was not written"
+                a.wait_for_timeout(200)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+    assert (state / "secsync-jupyter" / "relay.sqlite").exists()
+    assert (state / "secsync-jupyter" / "collaboration_sessions.json").exists()
+    # nothing but the user's notebooks (and the stock checkpoints beside them) in ROOT_DIR,
+    # nothing new in the repository
+    names = {p.name for p in root.iterdir()} - {".ipynb_checkpoints"}
+    assert sorted(pathlib.Path(n).suffix for n in names) == [".ipynb", ".secnb"], names
+    assert {name: _stat_or_none(REPO / name) for name in RUN_STATE} == in_repo
