@@ -314,6 +314,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
             settings.get('relaySessionKey').composite ?? ''
           );
           registry.settings.allowInsecureRelay = !!settings.get('allowInsecureRelay').composite;
+          registry.settings.relayIsHubService = !!settings.get('relayIsHubService').composite;
           const refusal = relayRefusal(registry.settings.relayUrl || null, relayContext());
           if (refusal) {
             Notification.warning(trans.__('Relay URL refused: %1 (use wss://)', refusal), {

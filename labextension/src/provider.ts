@@ -17,7 +17,8 @@ import { describeLinkError, relayContext } from './links';
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
 import { confirmRelay, storeKeyFromLink } from './prompts';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
-import { sessionKeyFor } from './relaypolicy';
+import { ensureHubServiceLogin, hubServiceBase } from './hubrelay';
+import { classifyRelay, sessionKeyFor } from './relaypolicy';
 import { b64encode } from './secsync/base64';
 import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/document';
 import { parseShareLink } from './secsync/sharelink';
@@ -243,6 +244,20 @@ export class EncryptedDocumentProvider
     this._relayUrl = relayDocumentUrl(pointer.docId, pointer.relay, this._serverSettings.wsUrl);
     // Same-origin relay: Jupyter authenticates the WebSocket with the login cookie.
     const url = this._relayUrl;
+    // The relay of the relayUrl setting as a JupyterHub service on this origin: the Hub's
+    // OAuth cookie for the service authenticates the WebSocket (hubrelay.ts).
+    const hubService =
+      registry.settings.relayIsHubService &&
+      pointer.relay &&
+      classifyRelay(pointer.relay, relayContext()) === 'configured'
+        ? hubServiceBase(pointer.relay, window.location.origin)
+        : null;
+    if (hubService) {
+      await ensureHubServiceLogin(hubService);
+      if (this._isDisposed) {
+        return;
+      }
+    }
     const awareness = this._sharedModel.awareness;
     this._onUserChanged(this._user);
 

@@ -54,6 +54,8 @@ export interface ISettingsValues {
   relaySessionKey: string;
   /** Allow plain ws:// to relays that are not on a loopback address. */
   allowInsecureRelay: boolean;
+  /** The relay of `relayUrl` is a JupyterHub service on this origin (hubrelay.ts). */
+  relayIsHubService: boolean;
   /** Local edits between automatic snapshots. */
   snapshotEveryUpdates: number;
 }
@@ -63,6 +65,7 @@ class Registry {
     relayUrl: '',
     relaySessionKey: '',
     allowInsecureRelay: false,
+    relayIsHubService: false,
     snapshotEveryUpdates: 300
   };
 
