@@ -9,6 +9,7 @@ second service, ``test-admin``, only lets the tests create users and their API t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ SERVICE = "secsync-relay"
 PASSWORD = "hub-test-password"
 MEMBERS = ("alice", "bob")
 OUTSIDER = "carol"
+PLUGIN_ID = "secsync-jupyter:plugin"
 START_TIMEOUT = 120.0
 
 
@@ -111,6 +113,23 @@ class Hub:
         assert r.status_code == 302, (r.status_code, r.text[:500])
         return s
 
+    def start_server(self, user: str) -> None:
+        """Start ``user``'s single-user server (JupyterLab) and wait until it is ready."""
+        r = self.api("POST", f"/users/{user}/server")
+        assert r.status_code in (201, 202, 400), r.text  # 400: already running
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"/users/{user}").json()
+            server = model.get("servers", {}).get("", {})
+            if server.get("ready"):
+                return
+            if not server.get("pending") and not server.get("ready") and model.get("servers") == {}:
+                raise AssertionError(f"{user}'s server did not start:\n{self.log()[-4000:]}")
+            time.sleep(0.5)
+        raise AssertionError(
+            f"{user}'s server not ready in {START_TIMEOUT} s:\n{self.log()[-4000:]}"
+        )
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -142,7 +161,19 @@ def hub(tmp_path_factory) -> Hub:
     admin_token = secrets.token_hex(32)
     relay_db = d / "relay.sqlite"
     relay = Path(sys.executable).with_name("secsync-relay")
-    spawner_args = ["--allow-root"] if os.getuid() == 0 else []
+    # the labextension's settings for every single-user server of this Hub, set once: the
+    # relay of new notebooks is the Hub service, logged in to with the Hub (docs/deployment.md)
+    lab_settings = d / "lab-settings"
+    lab_settings.mkdir()
+    relay_public = f"ws://127.0.0.1:{proxy_port}/services/{SERVICE}"
+    (lab_settings / "overrides.json").write_text(
+        json.dumps({PLUGIN_ID: {"relayUrl": relay_public, "relayIsHubService": True}})
+    )
+    spawner_args = [
+        f"--LabApp.app_settings_dir={lab_settings}",
+        "--LabApp.expose_app_in_browser=True",
+        *(["--allow-root"] if os.getuid() == 0 else []),
+    ]
     config = f"""
 c = get_config()  # noqa
 c.JupyterHub.ip = "127.0.0.1"
@@ -163,6 +194,9 @@ c.SimpleLocalProcessSpawner.home_dir_template = "{d / "users"}/{{username}}"
 c.Spawner.args = {spawner_args!r}
 c.Spawner.cmd = [{str(Path(sys.executable).with_name("jupyterhub-singleuser"))!r}]
 c.JupyterHub.cleanup_servers = True
+c.Spawner.default_url = "/lab"
+c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 180
 c.JupyterHub.services = [
     {{
         "name": {SERVICE!r},
@@ -178,7 +212,11 @@ c.JupyterHub.load_roles = [
         "users": {list(MEMBERS)!r},
         "scopes": ["access:services!service={SERVICE}"],
     }},
-    {{"name": "test-admin", "services": ["test-admin"], "scopes": ["admin:users", "tokens"]}},
+    {{
+        "name": "test-admin",
+        "services": ["test-admin"],
+        "scopes": ["admin:users", "admin:servers", "tokens"],
+    }},
 ]
 """
     (d / "jupyterhub_config.py").write_text(config)

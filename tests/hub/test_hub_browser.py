@@ -1,0 +1,94 @@
+"""Two Hub users in two Chromium contexts, each in their own single-user server (JupyterLab
+spawned by the Hub), edit one encrypted notebook through the Hub-proxied relay service. The
+labextension is configured once for the whole Hub (overrides.json: relayUrl +
+relayIsHubService) and logs in to the relay with the Hub's OAuth flow: no secret in settings."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import urllib.parse
+
+import pytest
+
+from ..e2e.helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _focus_end_of_cell,
+    _new_page,
+    _share_link,
+    _wait_app,
+    _wait_cell_text,
+)
+from .conftest import PASSWORD, SERVICE, hub_files
+
+pytestmark = pytest.mark.browser
+
+
+def _login(page, hub, user: str) -> None:
+    page.goto(f"{hub.url}/hub/login?next=/user/{user}/lab")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    _wait_app(page)
+
+
+def test_two_hub_users_type_into_one_encrypted_notebook(hub):
+    from playwright.sync_api import sync_playwright
+
+    canary = f"HUBCANARY-{secrets.token_hex(6)}"
+    from_bob = f"FROMBOB-{secrets.token_hex(4)}"
+    for user in ("alice", "bob"):
+        hub.start_server(user)
+    logs: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        a = b = None
+        try:
+            _, a = _new_page(browser, "alice", logs)
+            _, b = _new_page(browser, "bob", logs)
+            _login(a, hub, "alice")
+            a.evaluate(
+                "async () => { await window.jupyterapp.commands.execute('secsync:new-notebook'); }"
+            )
+            a.wait_for_selector(".jp-secsync-StatusItem[data-state='synced']", timeout=90_000)
+            (pointer_file,) = (hub.users_dir / "alice").glob("*.secnb")
+            pointer = json.loads(pointer_file.read_text())
+            assert pointer["relay"].endswith(f"/services/{SERVICE}"), pointer
+            _focus_end_of_cell(a, 0)
+            a.keyboard.type(f"s = '{canary}'")
+            link = _share_link(a)
+            parts = urllib.parse.urlsplit(link)
+            assert parts.path.startswith("/user/alice/"), link
+            # bob opens it in his own server: the Hub's user-redirect sends him there
+            bob_link = link.replace("/user/alice/", "/hub/user-redirect/", 1)
+            _login(b, hub, "bob")
+            b.goto(bob_link)
+            _wait_app(b)
+            assert urllib.parse.urlsplit(b.url).path.startswith("/user/bob/"), b.url
+            _wait_cell_text(b, 0, canary, timeout=90_000)
+            _focus_end_of_cell(b, 0)
+            b.keyboard.type(f" # {from_bob}")
+            _wait_cell_text(a, 0, from_bob, timeout=60_000)
+            for page in (a, b):
+                page.wait_for_selector(
+                    ".jp-secsync-StatusItem[data-state='synced']", timeout=60_000
+                )
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            for name, page in (("alice", a), ("bob", b)):
+                if page is not None:
+                    with contextlib.suppress(Exception):
+                        page.screenshot(path=ARTIFACTS / f"hub-{name}-failure.png")
+            (ARTIFACTS / "hub-console.log").write_text("\n".join(logs))
+            (ARTIFACTS / "hub.log").write_text(hub.log())
+            raise
+        finally:
+            browser.close()
+    log = hub.log()
+    assert f"Hub user alice connected to {pointer['docId']} (cookie)" in log
+    assert f"Hub user bob connected to {pointer['docId']} (cookie)" in log
+    for path, data in hub_files(hub).items():
+        assert canary.encode() not in data and from_bob.encode() not in data, path
