@@ -28,7 +28,7 @@ from websockets.server import ServerProtocol
 from . import config, query
 from .admission import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN, document_error
 from .core import Relay
-from .hub import HubConfigError, HubServiceAuth, service_address
+from .hub import HubConfigError, HubDecision, HubServiceAuth, service_address
 from .outbox import (
     CLOSE_SLOW_CONSUMER,
     HIGH_WATER,
@@ -194,7 +194,11 @@ class WebSocketConnection(RelayConnection, asyncio.Protocol):
         self._accept(request, doc_id, query, server.authenticate(query))
 
     async def _hub_handshake(self, request: Request, doc_id: str, query_string: str) -> None:
-        decision = await self.server.hub.authenticate(request, query_string)
+        try:
+            decision = await self.server.hub.authenticate(request, query_string)
+        except Exception:
+            log.exception("Hub authentication failed")
+            decision = HubDecision(500, reason="internal error\n")
         self._joining = False
         if self._closed:
             return
