@@ -238,6 +238,7 @@ export class ScenarioRunner {
         },
         knownSnapshot: client.knownSnapshot ? KnownSnapshot.fromJSON(client.knownSnapshot) : null,
         loadMode: client.loadMode ?? 'delta',
+        writeHeads: client.writeHeads ?? false,
         onEvent: (event, data) => this.events.push([event, data])
       }
     );
@@ -389,6 +390,7 @@ export class ScenarioRunner {
       ephemeralAuthoringErrors: () => e.ephemeralAuthoringErrors.map(codeOf),
       reconnectRequested: () => e.reconnectRequested,
       isSynced: () => e.isSynced,
+      servedIncompletely: () => e.servedIncompletely,
       pending: () => e.pending.length,
       text: () => this.text.toString(),
       delivered: () => this.delivered,

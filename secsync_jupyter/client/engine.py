@@ -57,7 +57,9 @@ from ..protocol import (
 from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unparsable
 
 __all__ = [
+    "HEADS_FIELD",
     "MAX_ERRORS",
+    "MAX_HEADS",
     "MAX_UPDATES_IN_FLIGHT",
     "DocumentAdapter",
     "KnownSnapshot",
@@ -75,6 +77,11 @@ MAX_SNAPSHOT_SAVE_FAILURES = 5
 MAX_UPDATE_SAVE_FAILURES = 5
 #: at most this many of our updates are sent and not yet acknowledged (both clients)
 MAX_UPDATES_IN_FLIGHT = 16
+#: an update names at most this many other authors' clocks in its heads (both clients)
+MAX_HEADS = 64
+#: the public-data field of the heads our clients write: ``{"clocks": {pubKey: clock}}``
+#: (``"log"``, the membership log head, is reserved for when a document has one)
+HEADS_FIELD = "heads"
 #: the longest wait between two connection attempts, in seconds (both clients)
 RECONNECT_DELAY_CAP = 10.0
 
@@ -262,6 +269,7 @@ class SyncEngine:
         load_mode: str = "delta",
         pending_changes: Iterable[Any] = (),
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        write_heads: bool = False,
     ):
         self.doc_id = doc_id
         self._key = key
@@ -271,6 +279,10 @@ class SyncEngine:
         self.snapshot_policy = snapshot_policy or default_snapshot_policy
         self.is_valid_client = is_valid_client or (lambda pub_key, public_data: True)
         self.on_event = on_event
+        #: write heads into our updates' public data (off by default: the reference relay and
+        #: client, secsync 0.5.0, strip unknown public-data fields unless configured for
+        #: them, and then reject the signature); heads in others' updates are always checked
+        self.write_heads = write_heads
 
         self.state = DISCONNECTED
         self.document_state = PENDING
@@ -300,6 +312,14 @@ class SyncEngine:
         self.snapshot_requested = False
         self.ephemeral: EphemeralSession | None = None
         self._loaded_once = False
+        #: (author, clock) pairs named by heads that were missing and asked for again with a
+        #: complete reload; the same pair missing again means the relay served the document
+        #: incompletely
+        self.heads_missing_asked: set[tuple[str, int]] = set()
+        #: the next connection reloads completely (all updates of the active snapshot)
+        self.heads_reload = False
+        #: set when a missing update still did not come after a complete reload
+        self.served_incompletely = False
         #: what the latest ``document`` frame held (for diagnostics and tests)
         self.last_document: dict[str, Any] | None = None
 
@@ -425,6 +445,13 @@ class SyncEngine:
         if self.active is not None:
             self.load_known = self.active.copy()
             self.load_mode = "delta"
+            if self.heads_reload:
+                # ask for every update of the known snapshot again: a delta load only brings
+                # those after the newest one we know, and the missing one is older
+                self.load_known.update_clocks = {}
+                self.load_known.updates_count = self.load_known.updates_bytes = 0
+                self.load_mode = "complete"
+        self.heads_reload = False
         self.state = DISCONNECTED
         self.reconnect_requested = False
         self._emit("state", state=self.state)
@@ -538,7 +565,7 @@ class SyncEngine:
 
     def _on_snapshot(self, obj: Mapping[str, Any]) -> None:
         try:
-            self._process_snapshot(obj.get("snapshot"), [], self.active)
+            self._process_snapshot(obj.get("snapshot"), [], self.active, live=True)
         except _Fail as exc:
             self._fail(exc.error)
         except _Ignore as exc:
@@ -707,9 +734,11 @@ class SyncEngine:
     # ------------------------------------------------------- snapshot / updates
 
     def _process_snapshot(
-        self, raw: Any, raw_chain: Any, known: KnownSnapshot | None
+        self, raw: Any, raw_chain: Any, known: KnownSnapshot | None, *, live: bool = False
     ) -> KnownSnapshot | None:
-        """Verify and apply a snapshot; returns the snapshot info the updates refer to."""
+        """Verify and apply a snapshot; returns the snapshot info the updates refer to.
+        ``live``: it arrives on a connection that has delivered every update on ``known``
+        (the active snapshot) so far, so its parent clocks must name none we lack (802)."""
         try:
             snapshot = Snapshot.from_json(raw)
         except ParseError as exc:
@@ -761,6 +790,11 @@ class SyncEngine:
             raise _Fail(_err("SECSYNC_ERROR_100", str(exc)))
         if ancestor and len(chain) == 1:
             self._check_own_updates_kept(snapshot, known)
+        withheld = (
+            self._missing(known, pd.parent_snapshot_update_clocks, "")
+            if live and known is not None and not ancestor
+            else []
+        )
         try:
             self.adapter.apply_snapshot(content)
         except Exception as exc:
@@ -769,6 +803,8 @@ class SyncEngine:
         self.local_clock = -1
         self._requeue_stale_updates()
         self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
+        if withheld:  # its content has them: reported, nothing to ask for
+            self._withheld("SECSYNC_ERROR_802", withheld, reload=False)
         return info
 
     def _check_own_updates_kept(self, snapshot: Snapshot, parent: KnownSnapshot) -> None:
@@ -854,6 +890,7 @@ class SyncEngine:
         changes: list[Any] = []
         ignored: ProtocolError | None = None
         fatal: ProtocolError | None = None
+        withheld: list[tuple[str, int, int]] = []
         deserialize = self.adapter.deserialize_changes
         for i, raw in enumerate(raw_updates):
             if loading and ignored is not None:
@@ -908,6 +945,10 @@ class SyncEngine:
                     continue
                 fatal = content
                 break
+            if related is not None:
+                heads = pd.raw.get(HEADS_FIELD)
+                if isinstance(heads, Mapping):
+                    withheld += self._missing(related, heads.get("clocks"), pd.pub_key)
             for info in self.snapshots:
                 if info.snapshot_id == related_id:
                     if info.update_clocks.get(pd.pub_key, -1) < pd.clock:
@@ -932,6 +973,8 @@ class SyncEngine:
                 fatal = fatal or _err("SECSYNC_ERROR_203", str(exc))
             else:
                 self._emit("remote-change", kind="updates", count=len(changes))
+        if withheld and fatal is None:
+            self._withheld("SECSYNC_ERROR_801", withheld, reload=True)
         if fatal is not None:
             raise _Fail(fatal)
         if ignored is not None:
@@ -1017,9 +1060,16 @@ class SyncEngine:
             merged = merge(changes) if merge is not None and len(changes) > 1 else changes
             content = self.adapter.serialize_changes(merged)
             clock = self.local_clock + 1
+            public_data: dict[str, Any] = {
+                "refSnapshotId": active.snapshot_id,
+                "docId": self.doc_id,
+                "pubKey": self.pub_key,
+            }
+            if self.write_heads:
+                public_data[HEADS_FIELD] = {"clocks": self._heads(active)}
             update = create_update(
                 content,
-                {"refSnapshotId": active.snapshot_id, "docId": self.doc_id, "pubKey": self.pub_key},
+                public_data,
                 self.key_for(active),
                 self.signing_key,
                 clock,
@@ -1033,6 +1083,64 @@ class SyncEngine:
             _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext))
         )
         self._send(update)
+
+    def _heads(self, active: KnownSnapshot) -> dict[str, int]:
+        """What we had applied on ``active`` when writing: every other author's highest
+        clock (ours is implied by the update's clock). Beyond :data:`MAX_HEADS` authors only
+        the most recently advanced (highest clocks, then pubKey order) are named: a reader
+        cannot notice from this update that the others' updates were withheld."""
+        clocks = [(k, v) for k, v in active.update_clocks.items() if k != self.pub_key]
+        if len(clocks) > MAX_HEADS:
+            clocks = sorted(clocks, key=lambda kv: (-kv[1], kv[0]))[:MAX_HEADS]
+        return dict(sorted(clocks))
+
+    def _received_clock(self, info: KnownSnapshot, author: str) -> int:
+        """The highest clock of ``author`` on ``info`` this client has (its own: sent)."""
+        clock = info.update_clocks.get(author, -1)
+        if author == self.pub_key and self.active is info:
+            clock = max(clock, self.local_clock)
+        return clock
+
+    def _missing(self, info: KnownSnapshot, named: Any, skip: str) -> list[tuple[str, int, int]]:
+        """(author, named clock, received clock) for each clock in ``named`` (a heads'
+        ``clocks`` object, untrusted shape: anything else names nothing) this client has not
+        received on ``info``; ``skip``: the writer (its own clock is checked by the relay)."""
+        if not isinstance(named, Mapping):
+            return []
+        out = []
+        for author, clock in named.items():
+            if author == skip or type(clock) is not int or clock < 0:
+                continue
+            have = self._received_clock(info, author)
+            if have < clock:
+                out.append((author, clock, have))
+        return out
+
+    def _withheld(self, code: str, missing: list[tuple[str, int, int]], reload: bool) -> None:
+        """Heads named clocks we have not received: the relay dropped or withheld them. The
+        verified content is kept. The first time a clock is missing we reload completely to
+        ask for it (``reload``); missing again after that, the document was served
+        incompletely (803, once)."""
+        newest: dict[str, tuple[str, int, int]] = {}
+        for m in missing:  # per author the highest clock named
+            if m[0] not in newest or newest[m[0]][1] < m[1]:
+                newest[m[0]] = m
+        missing = [newest[a] for a in sorted(newest)]
+        detail = ", ".join(f"{a} up to {c} (received {h})" for a, c, h in missing)
+        again = [m for m in missing if (m[0], m[1]) in self.heads_missing_asked]
+        authors = sorted({m[0] for m in missing})
+        if again and not self.served_incompletely:
+            self.served_incompletely = True
+            self._record(_err("SECSYNC_ERROR_803", detail))
+            self._emit("served-incompletely", authors=authors)
+        if len(again) == len(missing):
+            return
+        self._record(_err(code, detail))
+        self._emit("withheld", authors=authors, missing=[[a, c] for a, c, _ in missing])
+        if reload:
+            self.heads_missing_asked.update((a, c) for a, c, _ in missing)
+            self.heads_reload = True
+            self._request_reconnect()
 
     def send_ephemeral(self, content: bytes) -> bool:
         """Send ephemeral content (e.g. an awareness update) on the current session."""

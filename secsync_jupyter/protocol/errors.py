@@ -58,6 +58,10 @@ ERROR_MESSAGES: dict[str, str] = {
     "SECSYNC_ERROR_501": "creating an update failed",
     "SECSYNC_ERROR_601": "creating an ephemeral message failed",
     **MEMBERSHIP_ERROR_MESSAGES,  # 700-749: membership log (membership_codes.py)
+    # 800-809: causal heads (the client engines, issue 13)
+    "SECSYNC_ERROR_801": "an update's heads name updates the relay has not delivered",
+    "SECSYNC_ERROR_802": "a snapshot's parent clocks name updates the relay has not delivered",
+    "SECSYNC_ERROR_803": "the document was served incompletely: missing updates did not come",
 }
 
 

@@ -168,6 +168,7 @@ class Runner:
             is_valid_client=lambda pub, pd: self._valid(pub, allowed_keys),
             known_snapshot=None if known is None else KnownSnapshot.from_json(known),
             load_mode=client.get("loadMode", "delta"),
+            write_heads=client.get("writeHeads", False),
             on_event=lambda kind, data: self.events.append((kind, data)),
         )
         self.mirror, self.mirror_text = _text_of()
@@ -318,6 +319,7 @@ class Runner:
             "ephemeralAuthoringErrors": lambda: [x.code for x in e.ephemeral_authoring_errors],
             "reconnectRequested": lambda: e.reconnect_requested,
             "isSynced": lambda: e.is_synced,
+            "servedIncompletely": lambda: e.served_incompletely,
             "pending": lambda: len(e.pending),
             "text": lambda: str(self.text),
             "delivered": lambda: self.delivered,

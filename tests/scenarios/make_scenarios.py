@@ -182,8 +182,15 @@ class Scenario:
         signer: str = "B",
         key: bytes = KEY,
         doc_id: str = DOC_ID,
+        heads: Any = None,
     ) -> Upd:
-        pd = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
+        """``heads``: a dict of author name -> clock (written as the heads' clocks), or any
+        other value written as the ``heads`` field as it is."""
+        pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
+        if isinstance(heads, dict):
+            pd["heads"] = {"clocks": {PUB.get(k, k): v for k, v in heads.items()}}
+        elif heads is not None:
+            pd["heads"] = heads
         content = serialize_updates(changes)
         message = create_update(content, pd, key, SIGNERS[signer], clock, nonce=self.nonce())
         return Upd(message, changes)
@@ -1460,6 +1467,171 @@ def stale_update_requeued() -> Scenario:
     )
     sc.receive(save_failed(s1.id, 0), sent=[])
     sc.receive(saved(s2.id, 0), isSynced=True, activeClocks={"$A": 0})
+    return sc
+
+
+# ============================================================ causal heads (issue 13)
+
+
+def _heads_start(sc: Scenario) -> tuple[Writer, Snap, Upd]:
+    """S1 ("Hello" by B) and B's update 0 (" world"), loaded."""
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append(" world")], s1, 0)
+    sc.connect()
+    sc.document(s1, [u0], sent=[INIT], text="Hello world", activeClocks={"$B": 0})
+    return b, s1, u0
+
+
+@scenario
+def heads_written() -> Scenario:
+    sc = Scenario(
+        "heads-written",
+        "With writeHeads, our update carries, in its signed public data, heads: every other"
+        " author's highest clock applied on the active snapshot (ours is implied by its"
+        " clock). An update whose heads name only clocks we have (among them our own update"
+        " still in flight) is no alarm; nor are heads of a shape we do not know.",
+        ["rule:heads-written", "rule:heads-check"],
+        writeHeads=True,
+    )
+    b, s1, _u0 = _heads_start(sc)
+    sc.edit((11, "!"))
+    sent = sent_update(s1.id, 0, text="Hello world!")
+    sent["publicData"]["heads"] = {"clocks": {"$B": 0}}
+    sc.flush(sent=[sent])
+    c = Writer("C", b.state())
+    c0 = sc.update([c.insert(0, ">")], s1, 0, signer="C", heads={"A": 0, "B": 0})
+    sc.receive(
+        c0.wire(type="update"),
+        mirror={"apply": [b64(c0.changes[0])]},
+        errors=[],
+        reconnectRequested=False,
+        text=">Hello world!",
+    )
+    c1 = sc.update([c.insert(0, ">")], s1, 1, signer="C", heads="not an object")
+    c2 = sc.update([c.insert(0, ">")], s1, 2, signer="C", heads={"B": -1, "A": "x"})
+    sc.receive(c1.wire(type="update"), mirror={"apply": [b64(c1.changes[0])]}, errors=[])
+    sc.receive(c2.wire(type="update"), mirror={"apply": [b64(c2.changes[0])]}, errors=[])
+    sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0, "$B": 0, "$C": 2})
+    return sc
+
+
+def _withheld_update(sc: Scenario, b: Writer, s1: Snap) -> tuple[Upd, Upd]:
+    """B's update 1 (withheld from us) and C's update 0, written after C applied it."""
+    u1 = sc.update([b.append("?")], s1, 1)
+    c = Writer("C", b.state())
+    c0 = sc.update([c.insert(0, ">")], s1, 0, signer="C", heads={"B": 1})
+    sc.receive(
+        c0.wire(type="update"),
+        mirror={"apply": [b64(c0.changes[0])]},
+        errors=["SECSYNC_ERROR_801"],
+        events=[
+            ev("remote-change", kind="updates", count=1),
+            ev("error", code="SECSYNC_ERROR_801", fatal=False),
+            ev("withheld", authors=["$B"], missing=[["$B", 1]]),
+            ev("reconnect"),
+        ],
+        text=">Hello world",
+        reconnectRequested=True,
+        state="connected",
+    )
+    sc.disconnect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        }
+    )
+    sc.connect()
+    return u1, c0
+
+
+@scenario
+def heads_801_reload() -> Scenario:
+    sc = Scenario(
+        "heads-801-withheld-update-reloaded",
+        "C's update names B's clock 1 in its heads, which the relay never delivered to us (it"
+        " delivers updates in the order it accepted them, and C could only have seen what was"
+        " accepted before): 801 (not fatal), C's verified content is kept, and the client"
+        " reconnects asking for every update of the known snapshot again (a delta load would"
+        " only bring those after C's); this time B's update 1 comes: no further error.",
+        ["SECSYNC_ERROR_801", "rule:heads-check", "rule:heads-reload"],
+    )
+    b, s1, u0 = _heads_start(sc)
+    u1, c0 = _withheld_update(sc, b, s1)
+    sc.document(
+        s1,
+        [u0, u1, c0],
+        sent=[INIT],
+        documentState="complete",
+        errors=["SECSYNC_ERROR_801"],
+        reconnectRequested=False,
+        servedIncompletely=False,
+        text=">Hello world?",
+        activeClocks={"$B": 1, "$C": 0},
+    )
+    return sc
+
+
+@scenario
+def heads_803_served_incompletely() -> Scenario:
+    sc = Scenario(
+        "heads-803-served-incompletely",
+        "As heads-801-withheld-update-reloaded, but the complete reload still lacks B's update"
+        " 1: the document is marked as served incompletely (803, once; the load completes with"
+        " the verified content) and the client does not reconnect again for it.",
+        ["SECSYNC_ERROR_803", "rule:heads-reload"],
+    )
+    b, s1, u0 = _heads_start(sc)
+    _u1, c0 = _withheld_update(sc, b, s1)
+    sc.document(
+        s1,
+        [u0, c0],
+        sent=[INIT],
+        documentState="complete",
+        errors=["SECSYNC_ERROR_803", "SECSYNC_ERROR_801"],
+        events=[
+            ev("remote-change", kind="updates", count=2),
+            ev("error", code="SECSYNC_ERROR_803", fatal=False),
+            ev("served-incompletely", authors=["$B"]),
+            ev("loaded"),
+        ],
+        reconnectRequested=False,
+        servedIncompletely=True,
+        text=">Hello world",
+    )
+    return sc
+
+
+@scenario
+def heads_802_snapshot() -> Scenario:
+    sc = Scenario(
+        "heads-802-snapshot-names-withheld-update",
+        "A snapshot arriving live on our active snapshot records, in its parent clocks, B's"
+        " clock 1 which the relay never delivered to us: 802 (not fatal); the snapshot holds"
+        " the content, so it is applied and nothing is asked for. Our own update in flight,"
+        " named by it, is no alarm.",
+        ["SECSYNC_ERROR_802", "rule:heads-check"],
+    )
+    b, s1, _u0 = _heads_start(sc)
+    sc.edit((0, "<"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="<Hello world")])
+    b.append("?")
+    s2 = sc.snapshot("S2", b.state(), signer="C", parent=s1, clocks={"A": 0, "B": 1})
+    sc.receive(
+        snapshot_frame(s2),
+        mirror={"reset": b64(s2.state)},
+        errors=["SECSYNC_ERROR_802"],
+        events=[
+            ev("remote-change", kind="snapshot", snapshotId=s2.id),
+            ev("error", code="SECSYNC_ERROR_802", fatal=False),
+            ev("withheld", authors=["$B"], missing=[["$B", 1]]),
+        ],
+        reconnectRequested=False,
+        activeSnapshot=s2.id,
+        sent=[sent_update(s2.id, 0)],
+    )
     return sc
 
 

@@ -51,6 +51,7 @@ import {
   errorWithCode,
   FAILED,
   Frame,
+  HEADS_FIELD,
   KnownSnapshot,
   MAX_SNAPSHOT_SAVE_FAILURES,
   MAX_UPDATE_SAVE_FAILURES,
@@ -214,7 +215,7 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
 
   private _onSnapshot(obj: Frame): void {
     try {
-      this._processSnapshot(obj.snapshot, [], this.active);
+      this._processSnapshot(obj.snapshot, [], this.active, true);
     } catch (exc) {
       this._failOrRecord(exc);
     }
@@ -443,10 +444,16 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
   // ------------------------------------------------------- snapshot / updates
 
   /** Verify and apply a snapshot; returns the snapshot info the updates refer to. */
+  /**
+   * Verify and apply a snapshot; returns the snapshot info the updates refer to. `live`: it
+   * arrives on a connection that has delivered every update on `known` (the active snapshot)
+   * so far, so its parent clocks must name none we lack (802).
+   */
   private _processSnapshot(
     raw: unknown,
     rawChain: unknown,
-    known: KnownSnapshot | null
+    known: KnownSnapshot | null,
+    live = false
   ): KnownSnapshot | null {
     let snapshot: Snapshot;
     try {
@@ -518,6 +525,10 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     if (ancestor && chain.length === 1) {
       this._checkOwnUpdatesKept(snapshot, known as KnownSnapshot);
     }
+    const withheld =
+      live && known !== null && !ancestor
+        ? this._missing(known, snapshot.publicData.parentSnapshotUpdateClocks, '')
+        : [];
     try {
       this.adapter.applySnapshot(result.content);
     } catch (exc) {
@@ -527,6 +538,10 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     this.localClock = -1;
     this._requeueStaleUpdates();
     this._emit('remote-change', { kind: 'snapshot', snapshotId: info.snapshotId });
+    if (withheld.length > 0) {
+      // its content has them: reported, nothing to ask for
+      this._withheld('SECSYNC_ERROR_802', withheld, false);
+    }
     return info;
   }
 
@@ -581,6 +596,7 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     const changes: C[] = [];
     let ignored: SecsyncError | null = null;
     let fatal: SecsyncError | null = null;
+    const withheld: [string, number, number][] = [];
     for (const raw of rawUpdates) {
       if (loading && ignored !== null) {
         break;
@@ -620,6 +636,12 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
         fatal = result.error;
         break;
       }
+      if (related !== null) {
+        const heads = pd[HEADS_FIELD];
+        if (isPlainObject(heads)) {
+          withheld.push(...this._missing(related, heads.clocks, pd.pubKey));
+        }
+      }
       for (const info of this.snapshots) {
         if (info.snapshotId === relatedId) {
           if (clockOf(info.updateClocks, pd.pubKey) < pd.clock) {
@@ -648,6 +670,9 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       } catch (exc) {
         fatal = fatal ?? errorWithCode('SECSYNC_ERROR_203', exc);
       }
+    }
+    if (withheld.length > 0 && fatal === null) {
+      this._withheld('SECSYNC_ERROR_801', withheld, true);
     }
     if (fatal !== null) {
       throw new Fail(fatal);

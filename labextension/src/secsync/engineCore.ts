@@ -26,6 +26,13 @@ export const MAX_ERRORS = 20;
 export const MAX_SNAPSHOT_SAVE_FAILURES = 5;
 /** our update rejected this many times in a row makes the engine reconnect */
 export const MAX_UPDATE_SAVE_FAILURES = 5;
+/** an update names at most this many other authors' clocks in its heads (both clients) */
+export const MAX_HEADS = 64;
+/**
+ * the public-data field of the heads our clients write: `{clocks: {pubKey: clock}}` (`log`,
+ * the membership log head, is reserved for when a document has one)
+ */
+export const HEADS_FIELD = 'heads';
 /** at most this many of our updates are sent and not yet acknowledged (both clients) */
 export const MAX_UPDATES_IN_FLIGHT = 16;
 /** the longest wait between two connection attempts, in ms (both clients) */
@@ -222,6 +229,12 @@ export interface SyncEngineOptions<C> {
   onEvent?: EngineEventHandler;
   /** ephemeral messages for another docId are recorded as 306 (default) instead of dropped */
   strictEphemeralDocId?: boolean;
+  /**
+   * write heads into our updates' public data (default off: the reference relay and client,
+   * secsync 0.5.0, strip unknown public-data fields unless configured for them, and then
+   * reject the signature). Heads in others' updates are always checked.
+   */
+  writeHeads?: boolean;
 }
 
 type KeySource = Uint8Array | ((info: KnownSnapshot | null) => Uint8Array);
@@ -236,6 +249,7 @@ export abstract class EngineCore<C = Uint8Array> {
   isValidClient: (pubKey: string, publicData: Record<string, unknown>) => boolean;
   onEvent: EngineEventHandler | null;
   readonly strictEphemeralDocId: boolean;
+  readonly writeHeads: boolean;
 
   state: EngineState = DISCONNECTED;
   documentState: DocumentState = PENDING;
@@ -261,6 +275,16 @@ export abstract class EngineCore<C = Uint8Array> {
    */
   updatesDiscarded: { snapshotId: string; clock: number }[] = [];
   snapshotInFlight: SnapshotInFlight<C> | null = null;
+  /**
+   * `${author} ${clock}` pairs named by heads that were missing and asked for again with a
+   * complete reload; the same pair missing again means the relay served the document
+   * incompletely
+   */
+  headsMissingAsked = new Set<string>();
+  /** the next connection reloads completely (all updates of the active snapshot) */
+  headsReload = false;
+  /** set when a missing update still did not come after a complete reload */
+  servedIncompletely = false;
   localClock = -1;
   snapshotSaveFailures = 0;
   updateSaveFailures = 0;
@@ -288,6 +312,7 @@ export abstract class EngineCore<C = Uint8Array> {
     this.isValidClient = options.isValidClient ?? (() => true);
     this.onEvent = options.onEvent ?? null;
     this.strictEphemeralDocId = options.strictEphemeralDocId ?? true;
+    this.writeHeads = options.writeHeads ?? false;
     this.loadKnown = options.knownSnapshot ?? null;
     this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
     this.pending = Array.from(options.pendingChanges ?? []);
@@ -422,7 +447,16 @@ export abstract class EngineCore<C = Uint8Array> {
     if (active !== null) {
       this.loadKnown = active.copy();
       this.loadMode = 'delta';
+      if (this.headsReload) {
+        // ask for every update of the known snapshot again: a delta load only brings those
+        // after the newest one we know, and the missing one is older
+        this.loadKnown.updateClocks = {};
+        this.loadKnown.updatesCount = 0;
+        this.loadKnown.updatesBytes = 0;
+        this.loadMode = 'complete';
+      }
     }
+    this.headsReload = false;
     this.state = DISCONNECTED;
     this.reconnectRequested = false;
     this._emit('state', { state: this.state });
@@ -553,7 +587,12 @@ export abstract class EngineCore<C = Uint8Array> {
       clock = this.localClock + 1;
       update = createUpdate(
         content,
-        { refSnapshotId: active.snapshotId, docId: this.docId, pubKey: this.pubKey },
+        {
+          refSnapshotId: active.snapshotId,
+          docId: this.docId,
+          pubKey: this.pubKey,
+          ...(this.writeHeads ? { [HEADS_FIELD]: { clocks: this._heads(active) } } : {})
+        },
         this.keyFor(active),
         this.signingKey,
         clock
@@ -571,6 +610,94 @@ export abstract class EngineCore<C = Uint8Array> {
       size: update.ciphertext.length
     });
     this._send(update);
+  }
+
+  /**
+   * What we had applied on `active` when writing: every other author's highest clock (ours
+   * is implied by the update's clock). Beyond `MAX_HEADS` authors only the most recently
+   * advanced (highest clocks, then pubKey order) are named: a reader cannot notice from this
+   * update that the others' updates were withheld.
+   */
+  protected _heads(active: KnownSnapshot): Record<string, number> {
+    let clocks = Object.entries(active.updateClocks).filter(([k]) => k !== this.pubKey);
+    if (clocks.length > MAX_HEADS) {
+      clocks = clocks
+        .sort(([ka, va], [kb, vb]) => vb - va || (ka < kb ? -1 : ka > kb ? 1 : 0))
+        .slice(0, MAX_HEADS);
+    }
+    const out: Record<string, number> = {};
+    for (const [k, v] of clocks.sort(([ka], [kb]) => (ka < kb ? -1 : ka > kb ? 1 : 0))) {
+      out[k] = v;
+    }
+    return out;
+  }
+
+  /** The highest clock of `author` on `info` this client has (its own: sent). */
+  protected _receivedClock(info: KnownSnapshot, author: string): number {
+    let clock = clockOf(info.updateClocks, author);
+    if (author === this.pubKey && this.active === info) {
+      clock = Math.max(clock, this.localClock);
+    }
+    return clock;
+  }
+
+  /**
+   * [author, named clock, received clock] for each clock in `named` (a heads' `clocks`
+   * object, untrusted shape: anything else names nothing) this client has not received on
+   * `info`; `skip`: the writer (its own clock is checked by the relay).
+   */
+  protected _missing(info: KnownSnapshot, named: unknown, skip: string): [string, number, number][] {
+    if (!isPlainObject(named)) {
+      return [];
+    }
+    const out: [string, number, number][] = [];
+    for (const [author, clock] of Object.entries(named)) {
+      if (author === skip || typeof clock !== 'number' || !Number.isSafeInteger(clock) || clock < 0) {
+        continue;
+      }
+      const have = this._receivedClock(info, author);
+      if (have < clock) {
+        out.push([author, clock, have]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Heads named clocks we have not received: the relay dropped or withheld them. The
+   * verified content is kept. The first time a clock is missing we reload completely to ask
+   * for it (`reload`); missing again after that, the document was served incompletely (803,
+   * once).
+   */
+  protected _withheld(code: SecsyncErrorCode, found: [string, number, number][], reload: boolean): void {
+    const newest = new Map<string, [string, number, number]>();
+    for (const m of found) {
+      const seen = newest.get(m[0]);
+      if (seen === undefined || seen[1] < m[1]) {
+        newest.set(m[0], m);
+      }
+    }
+    const authors = Array.from(newest.keys()).sort();
+    const missing = authors.map((a) => newest.get(a) as [string, number, number]);
+    const detail = missing.map(([a, c, h]) => `${a} up to ${c} (received ${h})`).join(', ');
+    const again = missing.filter(([a, c]) => this.headsMissingAsked.has(`${a} ${c}`));
+    if (again.length > 0 && !this.servedIncompletely) {
+      this.servedIncompletely = true;
+      this._record(new SecsyncError('SECSYNC_ERROR_803', detail));
+      this._emit('served-incompletely', { authors });
+    }
+    if (again.length === missing.length) {
+      return;
+    }
+    this._record(new SecsyncError(code, detail));
+    this._emit('withheld', { authors, missing: missing.map(([a, c]) => [a, c]) });
+    if (reload) {
+      for (const [a, c] of missing) {
+        this.headsMissingAsked.add(`${a} ${c}`);
+      }
+      this.headsReload = true;
+      this._requestReconnect();
+    }
   }
 
   /** Send ephemeral content (e.g. an awareness update) on the current session. */

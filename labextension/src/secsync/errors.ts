@@ -43,6 +43,9 @@ export type SecsyncErrorCode =
   | 'SECSYNC_ERROR_401'
   | 'SECSYNC_ERROR_501'
   | 'SECSYNC_ERROR_601'
+  | 'SECSYNC_ERROR_801'
+  | 'SECSYNC_ERROR_802'
+  | 'SECSYNC_ERROR_803'
   | MembershipErrorCode // 700-749: membership log (membershipCodes.ts)
   // not part of the reference numbering: a malformed frame from the relay / bad local input
   | 'SECSYNC_ERROR_PROTOCOL';
@@ -85,6 +88,10 @@ export const ERROR_DESCRIPTIONS: Record<SecsyncErrorCode, string> = {
   SECSYNC_ERROR_501: 'creating an update failed',
   SECSYNC_ERROR_601: 'creating an ephemeral message failed',
   ...MEMBERSHIP_ERROR_DESCRIPTIONS,
+  // 800-809: causal heads (the client engines, issue 13)
+  SECSYNC_ERROR_801: "an update's heads name updates the relay has not delivered",
+  SECSYNC_ERROR_802: "a snapshot's parent clocks name updates the relay has not delivered",
+  SECSYNC_ERROR_803: 'the document was served incompletely: missing updates did not come',
   SECSYNC_ERROR_PROTOCOL: 'protocol error'
 };
 
