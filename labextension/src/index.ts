@@ -66,6 +66,7 @@ import {
   parsePointer
 } from './pointer';
 import { showLockedState } from './locked';
+import { keepRemoteExecutionsUnmodified } from './executed';
 import { askForShareLink, confirmRelay, storeKeyFromLink } from './prompts';
 import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
 import { EncryptedDocumentProvider, serverKey } from './provider';
@@ -294,6 +295,8 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         panel.addClass('jp-secsync-EncryptedNotebookPanel');
         // no key in this browser: the panel asks for the share link (no modal)
         showLockedState(panel, trans);
+        // executions arriving through the relay do not mark cells as modified
+        keepRemoteExecutionsUnmodified(panel.context.model);
       }
     });
 

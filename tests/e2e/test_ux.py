@@ -10,6 +10,7 @@
 8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
    encrypted notebook asks for a name, as for stock untitled files.
 10. Download Decrypted says what it did.
+7. A newcomer sees an executed cell as it is: "[1]", no "modified" mark nobody made.
 11. `make run` keeps run-time state (relay database, stock collaboration store) out of the
     repository and out of ROOT_DIR.
 
@@ -46,6 +47,8 @@ from .helpers import (
     _wait_app,
     _wait_cell_text,
     _wait_http,
+    _wait_kernel_ready,
+    _with_token,
     notebook_json,
 )
 
@@ -433,3 +436,42 @@ def test_make_run_keeps_state_out_of_repository_and_root(tmp_path, browser):
     names = {p.name for p in root.iterdir()} - {".ipynb_checkpoints"}
     assert sorted(pathlib.Path(n).suffix for n in names) == [".ipynb", ".secnb"], names
     assert {name: _stat_or_none(REPO / name) for name in RUN_STATE} == in_repo
+
+
+# ----------------------------------------------------------------------------------------
+# 7. an executed cell is not "modified" for a newcomer
+# ----------------------------------------------------------------------------------------
+
+PROMPTS = """(s) => [...document.querySelectorAll(s + ' .jp-Cell')].map((c) => [
+  c.querySelector('.jp-InputPrompt').textContent.trim(), c.classList.contains('jp-mod-dirty')])"""
+
+
+def test_newcomer_sees_executed_cell_unmodified(lab, browser):
+    canary = f"RUN-{secrets.token_hex(4)}"
+    with _session(browser, "runner") as a:
+        a.goto(f"{lab.url}lab/workspaces/run?token={TOKEN}")
+        _wait_app(a)
+        link = _new_notebook(lab, a, canary)
+        _wait_kernel_ready(a)
+        _cell_editor(a, 0).click()
+        a.keyboard.press("Escape")
+        a.keyboard.press("Control+Enter")
+        a.wait_for_function(
+            f"(s) => JSON.stringify(({PROMPTS})(s)) === '[[\"[1]:\",false]]'",
+            arg=NB,
+            timeout=120_000,
+        )
+        a.wait_for_selector(SYNCED, timeout=30_000)
+
+        with _session(browser, "newcomer-run") as b:
+            b.goto(_with_token(link))
+            _wait_app(b)
+            _wait_cell_text(b, 0, canary, timeout=60_000)
+            b.wait_for_selector(SYNCED, timeout=30_000)
+            b.wait_for_function(f"(s) => ({PROMPTS})(s)[0][0] === '[1]:'", arg=NB, timeout=30_000)
+            assert b.evaluate(PROMPTS, NB) == [["[1]:", False]]
+            # A runs it again while B watches: [2], still not modified
+            a.keyboard.press("Control+Enter")
+            b.wait_for_function(f"(s) => ({PROMPTS})(s)[0][0] === '[2]:'", arg=NB, timeout=60_000)
+            b.wait_for_selector(SYNCED, timeout=30_000)
+            assert b.evaluate(PROMPTS, NB) == [["[2]:", False]]
