@@ -36,9 +36,18 @@ export function relayContext(): IRelayContext {
   };
 }
 
-/** The share link of a document served by this JupyterLab's server. */
+/**
+ * The share link of a document served by this JupyterLab's server. Under JupyterHub, a
+ * document on a relay outside this server (e.g. the relay as a Hub service) opens in the
+ * reader's own server: `<hub>/hub/user-redirect/secsync/open/…` (the Hub's convention).
+ */
 export function shareLinkFor(docId: string, key: Uint8Array, relay: string | null): string {
-  return formatShareLink({ docId, key, relayUrl: relay, jupyterBase: jupyterBase() });
+  const hubPrefix = PageConfig.getOption('hubPrefix');
+  const base =
+    relay !== null && hubPrefix
+      ? new URL(`${hubPrefix.replace(/\/*$/, '/')}user-redirect/`, window.location.href).href
+      : jupyterBase();
+  return formatShareLink({ docId, key, relayUrl: relay, jupyterBase: base });
 }
 
 /**
