@@ -3,11 +3,19 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from secsync_jupyter.relay import Limits, Relay, SQLiteStore
+from secsync_jupyter.relay import Limits, Relay
 from secsync_jupyter.relay.policy import AccessPolicy
 from secsync_jupyter.relay.standalone import StandaloneRelay
+from secsync_jupyter.relay.store import store_from_url
 
-from .pg import new_store, pg_cluster, pg_url, store_url  # noqa: F401 (fixtures)
+from .pg import (  # noqa: F401 (fixtures)
+    new_database,
+    new_store,
+    pg_cluster,
+    pg_url,
+    store_kind,
+    store_url,
+)
 
 
 class RunningRelay:
@@ -26,7 +34,7 @@ async def start_relay(
     session_keys=None,
     **server_kw,
 ) -> RunningRelay:
-    store = SQLiteStore(db)
+    store = store_from_url(db)  # a SQLite file or a postgresql:// URL
     relay = Relay(store, policy, limits)
     server = StandaloneRelay(
         relay, session_keys=session_keys, open_access=session_keys is None, **server_kw
@@ -36,8 +44,10 @@ async def start_relay(
 
 
 @pytest.fixture
-def db_path(tmp_path) -> str:
-    return str(tmp_path / "relay.sqlite")
+def db_path(new_database) -> str:  # noqa: F811 (the fixture)
+    """The relay's database: a SQLite file, or a PostgreSQL database (each test runs with
+    both, tests/relay/pg.py)."""
+    return new_database()
 
 
 @pytest_asyncio.fixture
@@ -48,12 +58,13 @@ async def relay(db_path):
 
 
 @pytest_asyncio.fixture
-async def relays(tmp_path):
-    """Start extra relays (custom limits / policies / files); all stopped after the test."""
+async def relays(new_database):  # noqa: F811 (the fixture)
+    """Start extra relays (custom limits / policies / databases: a new one of the test's store
+    kind unless given); all stopped after the test."""
     started: list[RunningRelay] = []
 
     async def make(db: str | None = None, **kw) -> RunningRelay:
-        r = await start_relay(db or str(tmp_path / f"relay{len(started)}.sqlite"), **kw)
+        r = await start_relay(db or new_database(), **kw)
         started.append(r)
         return r
 

@@ -14,15 +14,21 @@ that installs it: tests that need it fail, they are never skipped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
 import itertools
 import os
 import pwd
+import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -192,6 +198,19 @@ class PgCluster:
         self.psql(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY FILE_COPY")
         return name
 
+    def database_files(self, url: str) -> dict[str, bytes]:
+        """After a CHECKPOINT (every change written to the data files): the content of every
+        file of the database of ``url`` and of the WAL, by path."""
+        name = url.partition("@/")[2].partition("?")[0]
+        self.psql("CHECKPOINT")
+        oid = self.psql(f"SELECT oid FROM pg_database WHERE datname = '{name}'")
+        files = {}
+        for directory in (self.data / "base" / oid, self.data / "pg_wal"):
+            for path in sorted(directory.iterdir()):
+                if path.is_file():
+                    files[str(path)] = path.read_bytes()
+        return files
+
     def drop_database(self, name: str) -> None:
         self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -218,11 +237,38 @@ def pg_url(pg_cluster: PgCluster):
 
 
 @pytest.fixture(params=STORE_KINDS)
-def store_url(request, tmp_path) -> str:
+def store_kind(request) -> str:
+    """Each test that uses a relay database runs once per store kind."""
+    return request.param
+
+
+@pytest.fixture
+def new_database(store_kind, tmp_path, request):
+    """``new_database()``: a new empty database of the test's store kind, as the relay takes
+    it (``store_from_url``): a SQLite file path, or a ``postgresql://`` URL of a new database
+    of the session's cluster (dropped after the test)."""
+    made: list[str] = []
+
+    def make() -> str:
+        if store_kind == "sqlite":
+            db = str(tmp_path / f"relay{len(made)}.sqlite")
+        else:
+            cluster = request.getfixturevalue("pg_cluster")
+            db = cluster.url(cluster.create_database())
+        made.append(db)
+        return db
+
+    yield make
+    if store_kind != "sqlite":
+        cluster = request.getfixturevalue("pg_cluster")
+        for db in made:
+            cluster.drop_database(db.partition("@/")[2].partition("?")[0])
+
+
+@pytest.fixture
+def store_url(new_database) -> str:
     """The URL of a new, empty store of each kind (SQLite file / PostgreSQL database)."""
-    if request.param == "sqlite":
-        return "sqlite:///" + str(tmp_path / "store.sqlite")
-    return request.getfixturevalue("pg_url")
+    return new_database()
 
 
 @pytest_asyncio.fixture
@@ -240,3 +286,80 @@ async def new_store(store_url):
     yield make
     for store in opened:
         await store.close()
+
+
+# ------------------------------------------------------------------- looking into a database
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql:", "postgres:"))
+
+
+def _run_async(coro):
+    """Run ``coro`` to completion in a thread of its own (callable from a running loop)."""
+    box: list = []
+
+    def target() -> None:
+        try:
+            box.append((True, asyncio.run(coro)))
+        except BaseException as exc:
+            box.append((False, exc))
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def db_rows(db: str, sql: str, *params) -> list[tuple]:
+    """The rows of a query (``?`` placeholders) on a relay database of either kind."""
+    if not is_postgres(db):
+        with contextlib.closing(sqlite3.connect(db)) as c:
+            return c.execute(sql, params).fetchall()
+    numbers = itertools.count(1)
+    pg_sql = re.sub(r"\?(\d*)", lambda m: f"${m.group(1) or next(numbers)}", sql)
+
+    async def fetch() -> list[tuple]:
+        conn = await asyncpg.connect(db, server_settings={"search_path": "secsync"})
+        try:
+            return [tuple(r) for r in await conn.fetch(pg_sql, *params)]
+        finally:
+            await conn.close()
+
+    return _run_async(fetch())
+
+
+class HeldWrites:
+    """Holds off every write to a relay database from another connection, so the relay's
+    writes stay *accepted but uncommitted* for as long as the test needs (reads go on): SQLite's
+    write lock (the relay's writer waits up to its 10 s busy timeout), or PostgreSQL's
+    ``LOCK TABLE … IN EXCLUSIVE MODE`` on the relay's tables (writers wait, readers do not)."""
+
+    def __init__(self, db: str):
+        self.db = db
+        if not is_postgres(db):
+            self.conn = sqlite3.connect(db, isolation_level=None)
+            self.conn.execute("BEGIN IMMEDIATE")
+            return
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.conn = self._call(asyncpg.connect(db, server_settings={"search_path": "secsync"}))
+        self._call(
+            self.conn.execute("BEGIN; LOCK TABLE documents, snapshots, updates IN EXCLUSIVE MODE")
+        )
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def release(self) -> None:
+        if not is_postgres(self.db):
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+            return
+        self._call(self.conn.execute("ROLLBACK"))
+        self._call(self.conn.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -7,13 +7,13 @@ import hashlib
 import json
 import logging
 import random
-import sqlite3
 
 import pytest
 from websockets.asyncio.client import connect
 
 from secsync_jupyter.protocol import generate_id
 
+from .pg import db_rows
 from .util import Author, RelayClient, dumps, open_doc, url_for
 
 pytestmark = pytest.mark.asyncio
@@ -22,10 +22,9 @@ pytestmark = pytest.mark.asyncio
 def db_digest(db: str) -> str:
     """A digest of every stored row (the state must not change)."""
     h = hashlib.sha256()
-    with sqlite3.connect(db) as c:
-        for table in ("documents", "snapshots", "updates"):
-            for row in c.execute(f"SELECT * FROM {table} ORDER BY 1"):
-                h.update(repr(row).encode())
+    for table in ("documents", "snapshots", "updates"):
+        for row in sorted(map(repr, db_rows(db, f"SELECT * FROM {table}"))):
+            h.update(row.encode())
     return h.hexdigest()
 
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import os
-import sqlite3
 
 import pytest
 import tornado.httpclient
@@ -14,6 +13,8 @@ import tornado.websocket
 
 from secsync_jupyter.protocol import Snapshot, generate_id, verify_and_decrypt_snapshot
 
+from .pg import db_rows as query_rows
+from .pg import is_postgres
 from .util import Author, RelayClient, dumps
 
 # pytest-jupyter (loaded in tests/conftest.py) runs these coroutine tests itself, on the
@@ -26,7 +27,9 @@ PING_MS, PING_TIMEOUT_MS = 100, 500
 
 
 @pytest.fixture
-def jp_server_config(tmp_path):
+def jp_server_config(db_path):
+    # the relay's database: a SQLite file, or PostgreSQL through the store setting
+    where = {"store": db_path} if is_postgres(db_path) else {"db_path": db_path}
     return {
         "ServerApp": {
             "jpserver_extensions": {"secsync_jupyter": True},
@@ -37,7 +40,7 @@ def jp_server_config(tmp_path):
             },
         },
         "SecsyncRelayExtension": {
-            "db_path": str(tmp_path / "ext-relay.sqlite"),
+            **where,
             "max_frame_bytes": MAX_FRAME,
         },
     }
@@ -48,12 +51,11 @@ def ws_url(app, doc_id: str, **query) -> str:
     return f"ws://127.0.0.1:{app.port}{app.base_url}secsync/{doc_id}" + (f"?{q}" if q else "")
 
 
-def db_rows(path: str) -> list:
-    with sqlite3.connect(path) as c:
-        return [
-            c.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-            for t in ("documents", "snapshots", "updates")
-        ]
+def db_rows(db: str) -> list:
+    return [
+        sorted(map(repr, query_rows(db, f"SELECT * FROM {t}")))
+        for t in ("documents", "snapshots", "updates")
+    ]
 
 
 async def recv_json(ws, timeout: float = 10.0) -> dict:
@@ -153,7 +155,7 @@ async def test_open_redirect_requires_login(jp_fetch):
 
 
 async def test_extension_bad_utf8_answered_oversized_closed_others_unaffected(
-    jp_serverapp, http_server_client, jp_auth_header, tmp_path
+    jp_serverapp, http_server_client, jp_auth_header, db_path
 ):
     """Invalid UTF-8 in a text frame is answered (``invalid-utf8``) and the connection stays
     open, as in the standalone relay (stock tornado would drop the TCP connection); a frame over
@@ -171,8 +173,9 @@ async def test_extension_bad_utf8_answered_oversized_closed_others_unaffected(
     await c1.send(snap)
     await c1.next("snapshot-saved")
     await c2.next("snapshot")
-    db = str(tmp_path / "ext-relay.sqlite")
+    db = db_path
     before = db_rows(db)
+    assert len(before[1]) == 1  # the snapshot, in the configured database
 
     await c1.ws.send(b"\xc3\x28 not utf-8", text=True)
     assert (await c1.next("error"))["code"] == "invalid-utf8"

@@ -1,10 +1,11 @@
-"""Every Secsync acceptance rule of the relay, accept and reject, on a real relay + SQLite file."""
+"""Every Secsync acceptance rule of the relay, accept and reject, on a real relay + its database
+(each test with a SQLite file and with PostgreSQL: the ``relay`` / ``relays`` / ``db_path``
+fixtures)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 
 import pytest
 
@@ -20,17 +21,17 @@ from secsync_jupyter.protocol import (
 )
 from secsync_jupyter.relay import AllowedAuthorsPolicy, Limits
 
+from .pg import db_rows
 from .util import Author, RelayClient, dumps, open_doc, seed, url_for
 
 pytestmark = pytest.mark.asyncio
 
 
 def db_counts(db: str) -> tuple[int, int, int]:
-    with sqlite3.connect(db) as c:
-        return tuple(
-            c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("documents", "snapshots", "updates")
-        )
+    return tuple(
+        db_rows(db, f"SELECT COUNT(*) FROM {t}")[0][0]
+        for t in ("documents", "snapshots", "updates")
+    )
 
 
 async def test_initial_snapshot_update_and_broadcast(relay):
@@ -354,13 +355,12 @@ async def test_bad_signatures_and_additional_server_data(relay):
     await client.next("snapshot-saved")
     bc = await reader.next("snapshot")
     assert bc["snapshot"] == s3.to_json()
-    with sqlite3.connect(relay.db) as c:
-        stored = c.execute("SELECT message FROM snapshots ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    ((stored,),) = db_rows(relay.db, "SELECT message FROM snapshots ORDER BY seq DESC LIMIT 1")
     assert json.loads(stored) == s3.to_json()
 
 
-async def test_state_survives_restart(relays, tmp_path):
-    db = str(tmp_path / "persist.sqlite")
+async def test_state_survives_restart(relays, db_path):
+    db = db_path
     r1 = await relays(db)
     a = Author(generate_id())
     client, snap = await seed(r1.url, a, 3)
@@ -458,22 +458,22 @@ async def test_sigterm_style_stop_finishes_writes_and_closes_1001(relays):
 
 def active_bytes(db: str, doc_id: str) -> int:
     """Bytes of the stored messages on the document's active snapshot, from the rows."""
-    with sqlite3.connect(db) as c:
-        (seq,) = c.execute("SELECT active_snapshot FROM documents WHERE doc_id = ?", (doc_id,))
-        rows = c.execute(
-            "SELECT message FROM snapshots WHERE seq = ?1 "
-            "UNION ALL SELECT message FROM updates WHERE snapshot_seq = ?1",
-            (seq[0],),
-        ).fetchall()
+    ((seq,),) = db_rows(db, "SELECT active_snapshot FROM documents WHERE doc_id = ?", doc_id)
+    rows = db_rows(
+        db,
+        "SELECT message FROM snapshots WHERE seq = ?1 "
+        "UNION ALL SELECT message FROM updates WHERE snapshot_seq = ?1",
+        seq,
+    )
     return sum(len(m.encode()) for (m,) in rows)
 
 
-async def test_document_quota_refuses_writes_past_it_until_a_new_snapshot(relays, tmp_path):
+async def test_document_quota_refuses_writes_past_it_until_a_new_snapshot(relays, db_path):
     """A write that would take the bytes stored on the active snapshot past
     ``max_document_bytes`` is refused with a clear error (an update also asks for a new
     snapshot), nothing is stored, others keep working; a new snapshot frees the space; the
     count survives a restart (it is kept in the database)."""
-    db = str(tmp_path / "quota.sqlite")
+    db = db_path
     quota = 20_000
     r = await relays(db, limits=Limits(max_document_bytes=quota))
     a = Author(generate_id())
@@ -521,6 +521,5 @@ async def test_document_quota_refuses_writes_past_it_until_a_new_snapshot(relays
     for c in range(3):
         await client.send(a.update(s2, c, b"x" * 4000))
         assert (await client.next("update-saved"))["clock"] == c
-    with sqlite3.connect(db) as c:
-        (kept,) = c.execute("SELECT active_bytes FROM documents WHERE doc_id = ?", (a.doc_id,))
-    assert kept[0] == active_bytes(db, a.doc_id)
+    ((kept,),) = db_rows(db, "SELECT active_bytes FROM documents WHERE doc_id = ?", a.doc_id)
+    assert kept == active_bytes(db, a.doc_id)

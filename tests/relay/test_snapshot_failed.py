@@ -5,8 +5,6 @@ succeeds at the first attempt."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from secsync_jupyter.protocol import (
@@ -17,6 +15,7 @@ from secsync_jupyter.protocol import (
     snapshot_proof_entry,
 )
 
+from .pg import HeldWrites
 from .util import Author, RelayClient, dumps, open_doc
 
 pytestmark = pytest.mark.asyncio
@@ -120,20 +119,6 @@ async def test_clocks_differ_only_the_missing_updates_of_every_author(relay):
     await client_b.next("snapshot-saved")
 
 
-class HeldWrites:
-    """Holds the database's write lock from another connection: the relay's group commits
-    wait (its writer's busy timeout is 10 s), so its writes stay *accepted but uncommitted*
-    for as long as the test needs."""
-
-    def __init__(self, db: str):
-        self.conn = sqlite3.connect(db, isolation_level=None)
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.conn.execute("ROLLBACK")
-        self.conn.close()
-
-
 async def test_clocks_differ_with_updates_still_committing(relay):
     """Updates accepted but not yet committed when the stale snapshot arrives are in the
     answer (it is read after their commit), so the retry needs no second round."""
@@ -182,11 +167,11 @@ async def test_stale_parent_while_the_newer_snapshot_is_committing(relay):
 
 
 # ------------------------------------------------------- the store decides (another writer)
-async def test_store_rejects_stale_parent_answer_and_first_retry_succeed(relays, tmp_path):
+async def test_store_rejects_stale_parent_answer_and_first_retry_succeed(relays, db_path):
     """Two relay processes on one database: relay 1's memory does not know relay 2's
     snapshot, the store's check refuses the snapshot. The answer carries relay 2's snapshot,
     updates and chain, and the retry on top of it succeeds at once (relay 1 reloads)."""
-    db = str(tmp_path / "shared.sqlite")
+    db = db_path
     r1, r2 = await relays(db), await relays(db)
     a = Author(generate_id())
     b = Author(a.doc_id, a.key)
@@ -211,8 +196,8 @@ async def test_store_rejects_stale_parent_answer_and_first_retry_succeed(relays,
     assert (await client_a.next("update-saved"))["clock"] == 0
 
 
-async def test_store_rejects_stale_clocks_answer_has_only_missing(relays, tmp_path):
-    db = str(tmp_path / "shared.sqlite")
+async def test_store_rejects_stale_clocks_answer_has_only_missing(relays, db_path):
+    db = db_path
     r1, r2 = await relays(db), await relays(db)
     a = Author(generate_id())
     b = Author(a.doc_id, a.key)

@@ -21,6 +21,7 @@ from secsync_jupyter.protocol import (
 )
 from secsync_jupyter.relay.standalone import build_parser
 
+from .pg import db_rows, is_postgres
 from .util import Author, RelayClient, RelayProcess, dumps, open_doc, url_for
 
 CLI = [sys.executable, "-m", "secsync_jupyter.relay.standalone"]
@@ -74,16 +75,15 @@ def test_newer_schema_is_refused(tmp_path):
 
 
 def stored_updates(db: str) -> list[tuple[str, int, str]]:
-    with sqlite3.connect(db) as c:
-        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        return c.execute(
-            "SELECT pub_key, clock, message FROM updates ORDER BY snapshot_seq, version"
-        ).fetchall()
+    if not is_postgres(db):
+        with sqlite3.connect(db) as c:
+            assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return db_rows(db, "SELECT pub_key, clock, message FROM updates ORDER BY snapshot_seq, version")
 
 
 @pytest.mark.asyncio
-async def test_sigterm_finishes_in_flight_writes_and_closes_going_away(tmp_path):
-    db = str(tmp_path / "term.sqlite")
+async def test_sigterm_finishes_in_flight_writes_and_closes_going_away(tmp_path, db_path):
+    db = db_path
     relay = RelayProcess(db, log_path=str(tmp_path / "relay.log")).start()
     try:
         a = Author(generate_id())
@@ -110,8 +110,8 @@ async def test_sigterm_finishes_in_flight_writes_and_closes_going_away(tmp_path)
 
 
 @pytest.mark.asyncio
-async def test_sigkill_mid_stream_then_restart_and_delta_reconnect(tmp_path):
-    db = str(tmp_path / "crash.sqlite")
+async def test_sigkill_mid_stream_then_restart_and_delta_reconnect(db_path):
+    db = db_path
     relay = RelayProcess(db).start()
     a = Author(generate_id())
     try:
@@ -179,9 +179,9 @@ async def test_sigkill_mid_stream_then_restart_and_delta_reconnect(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_no_plaintext_in_database_wal_or_logs(tmp_path):
+async def test_no_plaintext_in_database_wal_or_logs(tmp_path, db_path, request):
     canary = "CANARY-7f3a9c-plaintext-must-never-reach-the-relay"
-    db = str(tmp_path / "canary.sqlite")
+    db = db_path
     log = str(tmp_path / "relay.log")
     relay = RelayProcess(db, "--log-level", "debug", log_path=log).start()
     notebook = {
@@ -209,10 +209,15 @@ async def test_no_plaintext_in_database_wal_or_logs(tmp_path):
         s2 = a.snapshot(snap, {a.pub: 19}, json.dumps(notebook).encode())
         await client.send(s2)
         await client.next("snapshot-saved")
+        if is_postgres(db):  # its tables' files (after a checkpoint) and the WAL
+            pg_files = request.getfixturevalue("pg_cluster").database_files(db)
+            stored = stored_updates(db)[0][2].encode()  # the scan does see the stored rows
+            assert sum(stored in data for data in pg_files.values()) >= 2  # table + WAL
+            files.update(pg_files)
         for suffix in ("", "-wal", "-shm"):  # while running: the WAL holds the recent writes
             if os.path.exists(db + suffix):
                 files[db + suffix + " (running)"] = open(db + suffix, "rb").read()  # noqa: SIM115
-        assert os.path.getsize(db + "-wal") > 0
+        assert is_postgres(db) or os.path.getsize(db + "-wal") > 0
     finally:
         relay.stop()
     for suffix in ("", "-wal", "-shm"):

@@ -253,7 +253,8 @@ class RelayProcess:
             "secsync_jupyter.relay.standalone",
             "--port",
             "0",
-            "--db",
+            # a SQLite file, or a postgresql:// URL (tests/relay/pg.py)
+            "--store" if self.db.startswith(("postgresql:", "postgres:")) else "--db",
             self.db,
             *self.args,
         ]
