@@ -65,15 +65,35 @@ export class YDocAdapter implements DocumentAdapter<Uint8Array> {
 
   // DocumentAdapter
   applySnapshot(content: Uint8Array): void {
-    Y.applyUpdate(this.doc, content, this);
+    this.applyChanges([content]);
   }
 
+  /**
+   * Applies the deletions of `changes` in one transaction, then everything else in a second.
+   * One transaction holding both a deletion and an insertion at the same place (a cell's old
+   * output deleted, its new one inserted: two merged updates, a frame with both, or a
+   * snapshot) gives observers a delta with the insertion first; JupyterLab's code cell model
+   * then appends the new stream output to the old one and deletes the result, and writes the
+   * text a second time into the shared output (issue: output lost for the receiver, shown
+   * twice for the author). A document without content has nothing to delete (one pass).
+   */
   applyChanges(changes: Uint8Array[]): void {
+    if (this.doc.store.clients.size > 0) {
+      // each update without its structs: the state vector of its own structs' ends
+      const deletions = changes.map((c) =>
+        Y.diffUpdate(c, Y.encodeStateVector(Y.parseUpdateMeta(c).to))
+      );
+      this._applyAll(deletions);
+    }
+    this._applyAll(changes);
+  }
+
+  private _applyAll(updates: Uint8Array[]): void {
     Y.transact(
       this.doc,
       () => {
-        for (const change of changes) {
-          Y.applyUpdate(this.doc, change, this);
+        for (const update of updates) {
+          Y.applyUpdate(this.doc, update, this);
         }
       },
       this
