@@ -3,10 +3,10 @@ acceptance rules enforced by the database.
 
 * **Writes** go to one of ``writers`` *lanes* chosen by the document (so a document's writes
   are committed in the order they were submitted). A lane takes every write waiting for it (up
-  to ``max_batch``), runs them in one transaction on a pooled connection and commits once; only
-  then are their awaitables resolved: acknowledgements follow the ``COMMIT``, and many messages
-  share one commit. Lanes of one process, and the lanes of other relay processes on the same
-  database, run concurrently.
+  to ``max_batch``, and about ``max_batch_chars`` of messages), runs them in one transaction on
+  a pooled connection and commits once; only then are their awaitables resolved:
+  acknowledgements follow the ``COMMIT``, and many messages share one commit. Lanes of one
+  process, and the lanes of other relay processes on the same database, run concurrently.
 * **The rules hold across processes** because they are checked inside the transaction, under a
   transaction-scoped advisory lock per document (``pg_advisory_xact_lock``, taken for every
   document of a batch in one sorted order, so two batches never deadlock), and backed by
@@ -295,6 +295,7 @@ class PostgresStore(RelayStore):
         writers: int = 2,
         synchronous: str = "full",
         max_batch: int = 512,
+        max_batch_chars: int = 16 * 1024 * 1024,
         log: logging.Logger | None = None,
     ):
         if not SCHEMA_NAME_RE.fullmatch(schema):
@@ -308,6 +309,7 @@ class PostgresStore(RelayStore):
         self.pool_size = pool_size
         self.synchronous = synchronous.lower()
         self.max_batch = max_batch
+        self.max_batch_chars = max_batch_chars
         self.log = log or logging.getLogger("secsync_jupyter.relay.store")
         self._settings = {"search_path": schema, "application_name": "secsync-relay"}
         if self.synchronous == "normal":
@@ -479,7 +481,11 @@ class PostgresStore(RelayStore):
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            batch = [lane.ops.popleft() for _ in range(min(len(lane.ops), self.max_batch))]
+            batch = [lane.ops.popleft()]
+            size = len(batch[0].args[-1])  # the message is the last argument of both kinds
+            while lane.ops and len(batch) < self.max_batch and size < self.max_batch_chars:
+                batch.append(lane.ops.popleft())
+                size += len(batch[-1].args[-1])
             results = await self._write(batch)
             for op, result in zip(batch, results, strict=True):
                 if not op.future.done():

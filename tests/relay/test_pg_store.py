@@ -159,6 +159,28 @@ async def test_unusable_database_is_a_clear_error_without_the_password(tmp_path,
     assert "cannot open database" in proc.stderr and "missing_db" in proc.stderr
 
 
+async def test_group_commit_is_bounded_by_message_size(pg_url):
+    """Writes waiting together share a commit, up to about max_batch_chars of messages (a burst
+    of large messages is not one huge transaction); every write is still acknowledged in
+    order."""
+    store = PostgresStore(PostgresStore.from_url(pg_url).dsn, max_batch_chars=1000)
+    await store.open()
+    try:
+        assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
+        before = store.commits
+        results = await asyncio.gather(
+            *(
+                store.save_update("d", snapshot_id="s1", pub_key="k", clock=c, message="m" * 400)
+                for c in range(30)
+            )
+        )
+        assert all(r.ok for r in results)
+        assert [r.position for r in results] == sorted(r.position for r in results)
+        assert 10 <= store.commits - before < 30  # three messages (1,200 chars) per commit
+    finally:
+        await store.close()
+
+
 async def test_failed_transaction_is_never_acknowledged(pg_url):
     """A write transaction that fails (here: a constraint the database adds meanwhile) answers
     every write of its batch storage-failed, stores none of them, and the store keeps working."""
