@@ -195,6 +195,13 @@ c.Spawner.args = {spawner_args!r}
 c.Spawner.cmd = [{str(Path(sys.executable).with_name("jupyterhub-singleuser"))!r}]
 c.JupyterHub.cleanup_servers = True
 c.Spawner.default_url = "/lab"
+# the server's own token (JUPYTERHUB_API_TOKEN, kernels inherit it) may reach the relay too,
+# for users who hold the service's access scope
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service={SERVICE}",
+]
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 180
 c.JupyterHub.services = [

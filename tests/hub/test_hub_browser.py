@@ -43,7 +43,7 @@ def test_two_hub_users_type_into_one_encrypted_notebook(hub):
     canary = f"HUBCANARY-{secrets.token_hex(6)}"
     from_bob = f"FROMBOB-{secrets.token_hex(4)}"
     out_prefix = f"HUBOUT{secrets.token_hex(4)}"
-    output = f"{out_prefix}-42042"
+    output = f"{out_prefix}-bob-token-42"
     for user in ("alice", "bob"):
         hub.start_server(user)
     logs: list[str] = []
@@ -84,8 +84,22 @@ def test_two_hub_users_type_into_one_encrypted_notebook(hub):
             b.wait_for_function(
                 "(s) => document.querySelectorAll(s + ' .jp-Cell').length === 2", arg=NB
             )
+            # the cell asks the relay who it is with the server's token (kernels inherit
+            # JUPYTERHUB_API_TOKEN): the Python client in a kernel authenticates the same way
+            # (set as the cell's source in one change: typing is tested above)
+            code = (
+                "import os, json, urllib.request as u\n"
+                f"r = u.Request('{hub.url}/services/{SERVICE}/whoami', headers="
+                "{'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']})\n"
+                "me = json.load(u.urlopen(r))\n"
+                f"print('{out_prefix}' + '-' + me['name'] + '-' + me['via'] + '-' + str(6 * 7))"
+            )
             _cell_editor(b, 1).click()
-            b.keyboard.type(f"print('{out_prefix}' + '-' + str(6 * 7 * 1001))")
+            b.evaluate(
+                "(code) => window.jupyterapp.shell.currentWidget.content.activeCell"
+                ".model.sharedModel.setSource(code)",
+                code,
+            )
             b.keyboard.press("Control+Enter")
             a.wait_for_function(
                 "([s, t]) => [...document.querySelectorAll(s + ' .jp-OutputArea-output')]"
@@ -103,6 +117,12 @@ def test_two_hub_users_type_into_one_encrypted_notebook(hub):
                 if page is not None:
                     with contextlib.suppress(Exception):
                         page.screenshot(path=ARTIFACTS / f"hub-{name}-failure.png")
+                    with contextlib.suppress(Exception):
+                        status = page.evaluate(
+                            "() => [...document.querySelectorAll('.jp-secsync-StatusItem')]"
+                            ".map(e => e.outerHTML).join('\\n')"
+                        )
+                        logs.append(f"[{name}] status: {status}")
             (ARTIFACTS / "hub-console.log").write_text("\n".join(logs))
             (ARTIFACTS / "hub.log").write_text(hub.log())
             raise
