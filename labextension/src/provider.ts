@@ -134,6 +134,8 @@ export class EncryptedDocumentProvider
       this._unlocked = null;
     }
     this._unsubscribeStatus?.();
+    window.removeEventListener('pagehide', this._onPageHide);
+    window.removeEventListener('pageshow', this._onPageShow);
     this._client?.destroy();
     this._client = null;
     registry.remove(this);
@@ -290,6 +292,11 @@ export class EncryptedDocumentProvider
       }
     });
     this._client = client;
+    // A closed tab (or browser) leaves the others' presence at once: the removal of our
+    // awareness state goes out while the page hides (the socket is still open then), instead
+    // of the others timing the state out after 30 s.
+    window.addEventListener('pagehide', this._onPageHide);
+    window.addEventListener('pageshow', this._onPageShow);
     this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
     client.connect();
     await client.loaded;
@@ -466,6 +473,22 @@ export class EncryptedDocumentProvider
   private _ownPublicKey = '';
   private _relayUrl = '';
   private _client: SecsyncYjsClient | null = null;
+  /** The awareness state we had when the page was hidden (restored if the page comes back). */
+  private _hiddenState: Record<string, any> | null = null;
+
+  private _onPageHide = (): void => {
+    const awareness = this._sharedModel.awareness;
+    this._hiddenState = awareness.getLocalState();
+    this._client?.bridge?.leave();
+  };
+
+  private _onPageShow = (event: PageTransitionEvent): void => {
+    // back from the back/forward cache: present again
+    if (event.persisted && this._hiddenState !== null && this._client !== null) {
+      this._sharedModel.awareness.setLocalState(this._hiddenState);
+    }
+    this._hiddenState = null;
+  };
   private _unsubscribeStatus: (() => void) | null = null;
   private _ready = new PromiseDelegate<void>();
   private _readyDone = false;

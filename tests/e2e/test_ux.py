@@ -10,6 +10,8 @@
 8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
    encrypted notebook asks for a name, as for stock untitled files.
 10. Download Decrypted says what it did.
+6. A collaborator who closes the tab leaves the others' presence at once (not after the
+   30 s timeout of states that stop renewing).
 7. A newcomer sees an executed cell as it is: "[1]", no "modified" mark nobody made.
 11. `make run` keeps run-time state (relay database, stock collaboration store) out of the
     repository and out of ROOT_DIR.
@@ -475,3 +477,26 @@ def test_newcomer_sees_executed_cell_unmodified(lab, browser):
             b.wait_for_function(f"(s) => ({PROMPTS})(s)[0][0] === '[2]:'", arg=NB, timeout=60_000)
             b.wait_for_selector(SYNCED, timeout=30_000)
             assert b.evaluate(PROMPTS, NB) == [["[2]:", False]]
+
+
+# ----------------------------------------------------------------------------------------
+# 6. presence drops when a collaborator's tab closes
+# ----------------------------------------------------------------------------------------
+
+COUNT = ".jp-secsync-StatusItem-count[data-collaborators='{}']"
+
+
+def test_presence_drops_when_a_tab_closes(lab, browser):
+    with _session(browser, "stayer") as a:
+        a.goto(f"{lab.url}lab/workspaces/stay?token={TOKEN}")
+        _wait_app(a)
+        link = _new_notebook(lab, a, f"STAY-{secrets.token_hex(4)}")
+        with _session(browser, "leaver") as b:
+            b.goto(_with_token(link))
+            _wait_app(b)
+            b.wait_for_selector(SYNCED, timeout=60_000)
+            a.wait_for_selector(COUNT.format(1), timeout=30_000)
+            # the tab is closed as a user closes it (page hide / unload run)
+            b.close(run_before_unload=True)
+        # well before the 30 s after which a state that stopped renewing times out
+        a.wait_for_selector(COUNT.format(0), timeout=10_000)
