@@ -421,6 +421,37 @@ describe.each(kinds)('sync engine against the %s relay', (kind) => {
     expect(c.text.toString()).toBe(a.text.toString());
   });
 
+  test('bursts from two clients with updates in flight and frequent snapshots: no error, converge', async () => {
+    const docId = generateId();
+    const key = generateKey();
+    const policy = { snapshotPolicy: { maxUpdates: 12 }, batchDelayMs: 0 };
+    const a = makePeer(relay.base, docId, key, policy);
+    a.client.connect();
+    await a.client.loaded;
+    a.text.insert(0, '.');
+    await a.client.synced();
+    const b = makePeer(relay.base, docId, key, policy);
+    b.client.connect();
+    await b.client.loaded;
+    const burst = async (p: Peer, ch: string, at: () => number) => {
+      for (let r = 0; r < 12; r++) {
+        for (let i = 0; i < 10; i++) {
+          p.text.insert(at(), ch); // one task per key: one update each, several in flight
+          await new Promise((res) => setTimeout(res, 0));
+        }
+        await new Promise((res) => setTimeout(res, 3 * (r % 3)));
+      }
+    };
+    await Promise.all([burst(a, 'a', () => a.text.length), burst(b, 'b', () => 0)]);
+    await Promise.all([a.client.synced(), b.client.synced()]);
+    await waitFor(() => a.text.toString() === b.text.toString(), 'convergence');
+    expect(a.text.toString().length).toBe(1 + 2 * 120);
+    const fatal = (p: Peer) => p.client.engine.errors.filter((e) => !e.code.startsWith('SECSYNC_ERROR_21'));
+    expect([fatal(a).map((e) => e.message), fatal(b).map((e) => e.message)]).toEqual([[], []]);
+    expect(a.client.status.connection).toBe('connected');
+    expect(b.client.status.connection).toBe('connected');
+  });
+
   test('an update rejected because of a newer snapshot is re-sent on top of it', async () => {
     const proxy = await WsProxy.start(relay.base);
     try {
