@@ -73,8 +73,13 @@ describe('JupyterLab outputs through YDocAdapter', () => {
     nbA.ydoc.on('update', (u: Uint8Array) => fromA.push(u));
     const fromB: Uint8Array[] = [];
     const adapterB = new YDocAdapter(nbB.ydoc, (u) => fromB.push(u));
+    // every state B goes through is one a collaborator had: no map key without its value
+    const counts: unknown[] = [];
+    const cellB = nbB.cells[0] as YCodeCell;
+    nbB.ydoc.on('afterTransaction', () => counts.push(cellB.ymodel.get('execution_count')));
     runAgain(cellA, modelA, 'OUT-2\n');
     deliver(adapterB, fromA, nbA.ydoc);
+    expect(counts.every((c) => c === null || c === 1 || c === 2)).toBe(true);
     expect(modelB.outputs.toJSON()).toEqual([stream('OUT-2\n')]);
     expect((nbB.cells[0] as any).getOutputs()).toEqual([stream('OUT-2\n')]);
     expect(modelB.executionCount).toBe(2);

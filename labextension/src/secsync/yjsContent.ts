@@ -4,11 +4,76 @@
  *  - update plaintext   = UTF-8 JSON array of b64url v1 update strings
  *  - ephemeral content  = y-protocols awareness update bytes (see awareness.ts)
  */
+import * as encoding from 'lib0/encoding';
 import * as Y from 'yjs';
 import { b64decode, b64encode } from './base64';
 import type { DocumentAdapter } from './engine';
 import { ProtocolError } from './errors';
 import { utf8Decode, utf8Encode } from './sodium';
+
+/**
+ * The deletions in `update` of items of lists (Y.Array) that `doc` holds and has not deleted,
+ * as an update of their own (v1: no structs, then the delete set); null when there are none.
+ */
+export function listDeletions(doc: Y.Doc, update: Uint8Array): Uint8Array | null {
+  const ranges = new Map<number, Array<[number, number]>>();
+  Y.decodeUpdate(update).ds.clients.forEach((deleted, client) => {
+    const structs = doc.store.clients.get(client);
+    if (structs === undefined) {
+      return;
+    }
+    for (const { clock, len } of deleted) {
+      const end = clock + len;
+      for (let i = firstStructAt(structs, clock); i < structs.length; i++) {
+        const s = structs[i];
+        if (s.id.clock >= end) {
+          break;
+        }
+        const listItem = s instanceof Y.Item && s.parentSub === null && s.parent instanceof Y.Array;
+        if (listItem && !s.deleted) {
+          const from = Math.max(clock, s.id.clock);
+          const to = Math.min(end, s.id.clock + s.length);
+          const list = ranges.get(client) ?? [];
+          list.push([from, to - from]);
+          ranges.set(client, list);
+        }
+      }
+    }
+  });
+  if (ranges.size === 0) {
+    return null;
+  }
+  const enc = encoding.createEncoder();
+  encoding.writeVarUint(enc, 0); // no structs
+  encoding.writeVarUint(enc, ranges.size);
+  ranges.forEach((list, client) => {
+    encoding.writeVarUint(enc, client);
+    encoding.writeVarUint(enc, list.length);
+    for (const [clock, len] of list.sort((a, b) => a[0] - b[0])) {
+      encoding.writeVarUint(enc, clock);
+      encoding.writeVarUint(enc, len);
+    }
+  });
+  return encoding.toUint8Array(enc);
+}
+
+/** Index of the first of `structs` (sorted by clock) that ends after `clock`. */
+function firstStructAt(
+  structs: Array<{ id: { clock: number }; length: number }>,
+  clock: number
+): number {
+  let lo = 0;
+  let hi = structs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (structs[mid].id.clock + structs[mid].length <= clock) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
 
 export function serializeUpdates(updates: Uint8Array[]): Uint8Array {
   return utf8Encode(JSON.stringify(updates.map((u) => b64encode(u))));
@@ -69,21 +134,21 @@ export class YDocAdapter implements DocumentAdapter<Uint8Array> {
   }
 
   /**
-   * Applies the deletions of `changes` in one transaction, then everything else in a second.
-   * One transaction holding both a deletion and an insertion at the same place (a cell's old
-   * output deleted, its new one inserted: two merged updates, a frame with both, or a
-   * snapshot) gives observers a delta with the insertion first; JupyterLab's code cell model
-   * then appends the new stream output to the old one and deletes the result, and writes the
-   * text a second time into the shared output (issue: output lost for the receiver, shown
-   * twice for the author). A document without content has nothing to delete (one pass).
+   * Applies the changes' deletions of list items this document holds in one transaction, then
+   * the changes in a second. One transaction holding both a deletion and an insertion in one
+   * list (a cell's old output deleted, its new one inserted: two merged updates, a frame with
+   * both, or a snapshot) gives observers a delta with the insertion first; JupyterLab's code
+   * cell model then appends the new stream output to the old one and deletes the result, and
+   * writes the text a second time into the shared output (the receiver lost the output, the
+   * author showed it twice). Only list items go first: a map key without its value or a text
+   * missing a part would be states no collaborator had.
    */
   applyChanges(changes: Uint8Array[]): void {
     if (this.doc.store.clients.size > 0) {
-      // each update without its structs: the state vector of its own structs' ends
-      const deletions = changes.map((c) =>
-        Y.diffUpdate(c, Y.encodeStateVector(Y.parseUpdateMeta(c).to))
-      );
-      this._applyAll(deletions);
+      const first = changes.map((c) => listDeletions(this.doc, c)).filter((u) => u !== null);
+      if (first.length > 0) {
+        this._applyAll(first as Uint8Array[]);
+      }
     }
     this._applyAll(changes);
   }
