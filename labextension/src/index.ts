@@ -87,6 +87,7 @@ export namespace CommandIDs {
   export const downloadDecrypted = 'secsync:download-decrypted';
   export const showCollaborators = 'secsync:show-collaborators';
   export const snapshotNow = 'secsync:snapshot-now';
+  export const duplicate = 'secsync:duplicate';
 }
 
 export { encryptedNotebookIcon };
@@ -539,6 +540,42 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // The stock "Duplicate" copies the pointer file: both files would name one document (editing
+    // the copy edits the original). Ours makes a new document with its own key (the stock entry
+    // is hidden for .secnb files).
+    app.commands.addCommand(CommandIDs.duplicate, {
+      label: trans.__('Duplicate as a New Encrypted Notebook'),
+      caption: trans.__(
+        'Copy the content into a new encrypted notebook with its own key (links of the original do not open it)'
+      ),
+      isEnabled: args => !!args.fromFileBrowser || !!currentSession()?.status.loaded,
+      execute: async args => {
+        const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
+        const content = JSON.parse(
+          JSON.stringify((s.sharedModel as unknown as YNotebook).toJSON())
+        ) as nbformat.INotebookContent;
+        for (const cell of content.cells ?? []) {
+          delete (cell.metadata as Record<string, unknown> | undefined)?.trusted;
+        }
+        const stem = PathExt.basename(s.path, POINTER_EXTENSION);
+        const path = await uniquePath(PathExt.dirname(s.path), trans.__('%1 copy', stem));
+        const docId = newDocId();
+        setDocumentKey(docId, newDocumentKey());
+        registry.setPendingImport(docId, content);
+        await writePointer(path, docId, registry.settings.relayUrl || null);
+        await openPointer(path);
+        Notification.info(
+          trans.__(
+            '%1 is a new encrypted notebook with its own key: changes to it do not reach %2, and share links of %2 do not open it (share its own link).',
+            path,
+            s.path
+          ),
+          { autoClose: 12000 }
+        );
+        return path;
+      }
+    });
+
     app.commands.addCommand(CommandIDs.copyShareLink, {
       label: trans.__('Copy Share Link of Encrypted Notebook'),
       caption: trans.__('Copy a link that carries the key in its #fragment'),
@@ -662,6 +699,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.copyShareLink,
         CommandIDs.openShareLink,
         CommandIDs.downloadDecrypted,
+        CommandIDs.duplicate,
         CommandIDs.showCollaborators,
         CommandIDs.snapshotNow
       ]) {

@@ -10,6 +10,8 @@
 8. One lock icon: file browser, tab, launcher card, status bar; the first save of a new
    encrypted notebook asks for a name, as for stock untitled files.
 10. Download Decrypted says what it did.
+4. "Duplicate" of a `.secnb` in the file browser makes a new document with its own key (the
+   stock entry, which copies the pointer file, is not offered there); the user is told.
 6. A collaborator who closes the tab leaves the others' presence at once (not after the
    30 s timeout of states that stop renewing).
 7. A newcomer sees an executed cell as it is: "[1]", no "modified" mark nobody made.
@@ -500,3 +502,45 @@ def test_presence_drops_when_a_tab_closes(lab, browser):
             b.close(run_before_unload=True)
         # well before the 30 s after which a state that stopped renewing times out
         a.wait_for_selector(COUNT.format(0), timeout=10_000)
+
+
+# ----------------------------------------------------------------------------------------
+# 4. Duplicate makes a real copy
+# ----------------------------------------------------------------------------------------
+
+
+def test_duplicate_makes_a_new_document_with_its_own_key(lab, browser):
+    canary = f"DUP-{secrets.token_hex(4)}"
+    with _session(browser, "dup") as a:
+        a.goto(f"{lab.url}lab/workspaces/dup?token={TOKEN}")
+        _wait_app(a)
+        link = _new_notebook(lab, a, canary)
+        name = _pointer_of(lab, link)
+        a.evaluate(
+            "async () => { await window.jupyterapp.commands.execute('application:close-all'); }"
+        )
+        a.locator(NB).wait_for(state="detached", timeout=20_000)
+        before = {p.name for p in lab.root.glob("*.secnb")}
+        a.locator(".jp-DirListing-item", has_text=name).click(button="right")
+        labels = _menu_labels(a)
+        assert "Duplicate" not in labels, labels
+        a.locator(".lm-Menu-item:visible", has_text="Duplicate as a New Encrypted Notebook").click()
+        a.get_by_text("is a new encrypted notebook with its own key").first.wait_for(timeout=60_000)
+        (copy,) = {p.name for p in lab.root.glob("*.secnb")} - before
+        a.locator(CURRENT_TAB, has_text=copy).wait_for(timeout=30_000)
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        copy_link = _share_link(a)
+        original, duplicate = parse_share_link(link), parse_share_link(copy_link)
+        assert duplicate.doc_id != original.doc_id
+        assert duplicate.key != original.key
+        assert json.loads((lab.root / copy).read_text())["docId"] == duplicate.doc_id
+        # an edit of the copy stays in the copy
+        _cell_editor(a, 0).click()
+        a.keyboard.press("Control+End")
+        a.keyboard.type(" # only in the copy")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        _execute(a, "docmanager:open", {"path": name, "factory": "Encrypted Notebook"})
+        a.locator(CURRENT_TAB, has_text=name).wait_for(timeout=30_000)
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        assert "only in the copy" not in _cell_editor(a, 0).inner_text()
