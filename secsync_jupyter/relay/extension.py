@@ -43,6 +43,7 @@ from .outbox import (
     SLOW_CONSUMER_REASON,
 )
 from .policy import AccessPolicy, Identity
+from .store import redact_url
 from .transport import RelayConnection
 
 AUTH_RESOURCE = "secsync"
@@ -78,7 +79,7 @@ class SecsyncRelayExtension(ExtensionApp):
         self.relay = Relay(store, config.build_policy(options), limits, log=log)
         self._relay_started: asyncio.Future | None = None
         self.settings["secsync_relay_extension"] = self
-        self.log.info("Secsync relay: store %s", config.store_url(options))
+        self.log.info("Secsync relay: store %s", redact_url(config.store_url(options)))
 
     def initialize_handlers(self) -> None:
         if not self.enabled:

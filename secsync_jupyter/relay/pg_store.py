@@ -61,6 +61,7 @@ from .store import (
     SnapshotInfo,
     StoreError,
     position,
+    redact_url,
 )
 
 #: advisory lock namespaces (``pg_advisory_xact_lock(namespace, key)``): documents, migrations
@@ -269,15 +270,6 @@ def _fail(code: str, message: str) -> SaveResult:
     return SaveResult(False, code=code, message=message)
 
 
-def redact(url: str) -> str:
-    """``url`` without its password (for logs and error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 class PostgresStore(RelayStore):
     """See the module docs. ``synchronous``: ``"full"``/``"extra"`` (the default) keep the
     server's ``synchronous_commit`` (``on`` unless the database says otherwise: a commit is
@@ -326,7 +318,7 @@ class PostgresStore(RelayStore):
         """``postgresql://…`` or ``postgres://…`` (see the module docs for the options)."""
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"a PostgreSQL store URL is postgresql://…, not {redact(url)!r}")
+            raise ValueError(f"a PostgreSQL store URL is postgresql://…, not {redact_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in OPTIONS}
         rest = [(k, v) for k, v in query if k not in OPTIONS]
@@ -349,7 +341,7 @@ class PostgresStore(RelayStore):
 
     @property
     def name(self) -> str:
-        return redact(self.dsn)
+        return redact_url(self.dsn)
 
     # ------------------------------------------------------------------ lifecycle
     def open_sync(self) -> None:

@@ -39,7 +39,7 @@ from .outbox import (
 from .policy import AllowedAuthorsPolicy, Identity
 from .room import spawn
 from .session import Session
-from .store import StoreError
+from .store import StoreError, redact_url
 from .transport import RelayConnection
 
 log = logging.getLogger("secsync_jupyter.relay.standalone")
@@ -572,7 +572,7 @@ async def _serve(args, store, policy, limits, keys, hub=None) -> int:
         host,
         port,
         server.base_path,
-        config.store_url(config.RelayOptions(store=args.store, db=args.db)),
+        redact_url(config.store_url(config.RelayOptions(store=args.store, db=args.db))),
         os.getpid(),
     )
     print(

@@ -28,6 +28,7 @@ import importlib
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..protocol import SnapshotProofChainEntry
 
@@ -41,6 +42,15 @@ def position(snapshot_seq: int, version: int) -> int:
 def utf8_length(text: str) -> int:
     """Bytes of ``text`` in UTF-8 (stored messages are ASCII but for unknown publicData)."""
     return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (``user:***@host``), for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class StoreError(Exception):

@@ -159,6 +159,23 @@ async def test_unusable_database_is_a_clear_error_without_the_password(tmp_path,
     assert "cannot open database" in proc.stderr and "missing_db" in proc.stderr
 
 
+async def test_the_password_of_the_url_is_never_logged(pg_url, tmp_path):
+    """The relay logs its store URL at start-up with the password masked (the test cluster
+    trusts local connections, so the relay starts with any password)."""
+    url = pg_url.replace("postgresql://postgres@", "postgresql://postgres:s3cret-pw@")
+    log = tmp_path / "relay.log"
+    relay = RelayProcess(url, "--log-level", "info", log_path=str(log)).start()
+    try:
+        client, doc = await open_doc(relay.url, "doc1")
+        assert doc["type"] == "document"
+        await client.close()
+    finally:
+        relay.stop()
+    text = log.read_text()
+    assert "store postgresql://postgres:***@/" in text
+    assert "s3cret-pw" not in text
+
+
 async def test_group_commit_is_bounded_by_message_size(pg_url):
     """Writes waiting together share a commit, up to about max_batch_chars of messages (a burst
     of large messages is not one huge transaction); every write is still acknowledged in
