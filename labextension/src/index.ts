@@ -529,16 +529,76 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         registry.setPendingImport(docId, JSON.parse(JSON.stringify(content)));
         await writePointer(path, docId, registry.settings.relayUrl || null);
         await openPointer(path);
+        // The plaintext original stays on the server until someone deletes it: offer that
+        // (never done without asking; the reminder says what deleting cannot reach).
         Notification.info(
           trans.__(
             'Encrypted copy %1 created. The original %2 is untouched and still stored in plaintext on the server.',
             path,
             sourcePath
           ),
-          { autoClose: 10000 }
+          {
+            autoClose: false,
+            actions: [
+              {
+                label: trans.__('Delete the Original…'),
+                caption: trans.__('Delete the plaintext %1 from the server', sourcePath),
+                callback: () => void deletePlaintextOriginal(sourcePath)
+              }
+            ]
+          }
         );
       }
     });
+
+    async function deletePlaintextOriginal(sourcePath: string): Promise<void> {
+      const body = document.createElement('div');
+      for (const text of [
+        trans.__(
+          'Delete %1 from the server (open views of it close, unsaved changes discarded)? Its encrypted copy stays.',
+          sourcePath
+        ),
+        trans.__(
+          'Deleting removes the file, not every copy of its plaintext: server backups or file-system snapshots, the stock collaboration store (.jupyter_ystore.db) of a notebook opened collaboratively, and downloads may still keep it.'
+        )
+      ]) {
+        const p = document.createElement('p');
+        p.className = 'jp-secsync-Prompt-row';
+        p.textContent = text;
+        body.append(p);
+      }
+      const result = await showDialog({
+        title: trans.__('Delete the plaintext original?'),
+        body: new Widget({ node: body }),
+        buttons: [
+          Dialog.cancelButton({ label: trans.__('Keep It') }),
+          Dialog.warnButton({ label: trans.__('Delete') })
+        ]
+      });
+      if (!result.button.accept) {
+        return;
+      }
+      try {
+        // its open views go without a save prompt (an open view would write it back on save)
+        for (let i = 0; i < 100; i++) {
+          const view = docManager.findWidget(sourcePath, null);
+          if (!view) {
+            break;
+          }
+          view.dispose();
+        }
+        await contents.delete(sourcePath);
+        Notification.success(
+          trans.__('Deleted %1. Remember that backups of the server may still hold it.', sourcePath),
+          { autoClose: 8000 }
+        );
+      } catch (e) {
+        Notification.error(
+          trans.__('Could not delete %1: %2', sourcePath, (e as Error).message),
+          { autoClose: 10000 }
+        );
+      }
+    }
 
     // The stock "Duplicate" copies the pointer file: both files would name one document (editing
     // the copy edits the original). Ours makes a new document with its own key (the stock entry

@@ -12,6 +12,8 @@
 10. Download Decrypted says what it did.
 4. "Duplicate" of a `.secnb` in the file browser makes a new document with its own key (the
    stock entry, which copies the pointer file, is not offered there); the user is told.
+9. Encrypt a copy offers to delete the plaintext original (asked, with the reminder that
+   server backups may keep it).
 6. A collaborator who closes the tab leaves the others' presence at once (not after the
    30 s timeout of states that stop renewing).
 7. A newcomer sees an executed cell as it is: "[1]", no "modified" mark nobody made.
@@ -544,3 +546,40 @@ def test_duplicate_makes_a_new_document_with_its_own_key(lab, browser):
         a.locator(CURRENT_TAB, has_text=name).wait_for(timeout=30_000)
         _wait_cell_text(a, 0, canary, timeout=60_000)
         assert "only in the copy" not in _cell_editor(a, 0).inner_text()
+
+
+# ----------------------------------------------------------------------------------------
+# 9. Encrypt a copy offers to delete the plaintext original
+# ----------------------------------------------------------------------------------------
+
+
+def test_encrypt_a_copy_offers_to_delete_the_original(lab, browser):
+    canary = f"ORIG-{secrets.token_hex(4)}"
+    original = lab.root / "to-encrypt.ipynb"
+    lab.api(
+        "PUT",
+        "api/contents/to-encrypt.ipynb",
+        {"type": "notebook", "format": "json", "content": notebook_json(f"x = '{canary}'")},
+    )
+    with _session(browser, "encrypt-delete") as a:
+        a.goto(f"{lab.url}lab/workspaces/enc?token={TOKEN}")
+        _wait_app(a)
+        _execute(a, "docmanager:open", {"path": "to-encrypt.ipynb"})
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        _execute(a, "secsync:encrypt-copy")
+        a.locator(CURRENT_TAB, has_text="to-encrypt.secnb").wait_for(timeout=60_000)
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        assert original.exists()
+        a.get_by_role("button", name="Delete the Original…").first.click()
+        dialog = a.locator(".jp-Dialog")
+        dialog.wait_for(timeout=20_000)
+        assert "backups" in dialog.inner_text()
+        dialog.get_by_role("button", name="Delete").click()
+        a.get_by_text("Deleted to-encrypt.ipynb").first.wait_for(timeout=30_000)
+        assert not original.exists()
+        assert (lab.root / "to-encrypt.secnb").exists()
+        assert (
+            a.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="to-encrypt.ipynb").count()
+            == 0
+        )
