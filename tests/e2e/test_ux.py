@@ -325,10 +325,10 @@ def test_one_lock_icon_and_a_name_on_first_save(lab, browser):
         a.wait_for_selector(SYNCED, timeout=30_000)
         (name,) = {p.name for p in lab.root.glob("*.secnb")} - before
         assert a.locator(f'{CURRENT_TAB} [data-icon="{ICON}"]').count() == 1
-        assert (
-            a.locator(".jp-DirListing-item", has_text=name).locator(f'[data-icon="{ICON}"]').count()
-            == 1
-        )
+        # (the file browser lists the new file once its listing refreshes)
+        listed = a.locator(".jp-DirListing-item", has_text=name)
+        listed.wait_for(timeout=30_000)
+        assert listed.locator(f'[data-icon="{ICON}"]').count() == 1
         assert a.locator(f'.jp-secsync-StatusItem [data-icon="{ICON}"]').count() == 1
         # a plain notebook's tab keeps the notebook icon
         lab.api(
