@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from secsync_jupyter.protocol import generate_id
 
+from .pg import is_postgres
 from .util import (
     Author,
     JupyterProcess,
@@ -60,9 +61,9 @@ def transport(request) -> str:
 
 
 @pytest_asyncio.fixture
-async def launch(transport, tmp_path):
-    """Start the relay of this transport in its own process, on ``tmp_path/relay.sqlite``, with
-    relay settings given once for both (``max_send_buffer_bytes=…``)."""
+async def launch(transport, tmp_path, db_path):
+    """Start the relay of this transport in its own process, on the test's database (a SQLite
+    file or PostgreSQL), with relay settings given once for both (``max_send_buffer_bytes=…``)."""
     stops = []
 
     async def start(**settings) -> Server:
@@ -70,7 +71,7 @@ async def launch(transport, tmp_path):
         if transport == "standalone":
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
             proc = RelayProcess(
-                str(tmp_path / "relay.sqlite"),
+                db_path,
                 *flags,
                 "--ping-interval=0",
                 log_path=str(tmp_path / "relay.log"),
@@ -85,8 +86,11 @@ async def launch(transport, tmp_path):
                 str(tmp_path / "relay.log"),
                 STANDALONE_WARNING,
             )
+        store = db_path if is_postgres(db_path) else "sqlite:///" + db_path
         jp = JupyterProcess(
-            str(tmp_path), *[f"--SecsyncRelayExtension.{k}={v}" for k, v in settings.items()]
+            str(tmp_path),
+            f"--SecsyncRelayExtension.store={store}",
+            *[f"--SecsyncRelayExtension.{k}={v}" for k, v in settings.items()],
         )
         await asyncio.to_thread(jp.start)
         stops.append(jp.stop)
@@ -179,17 +183,13 @@ DOC_UPDATES = 48
 DOC_UPDATE_BYTES = 3 * MiB // 4  # ≈ 1 MiB of stored text each: a ≈ 48 MiB document
 
 
-async def test_large_document_read_holds_one_copy_and_delta_reads_only_the_missing(
-    launch, tmp_path
-):
+async def test_large_document_read_holds_one_copy_and_delta_reads_only_the_missing(launch, db_path):
     """A delta reconnect that misses two updates of a ≈ 48 MiB document reads only those (the
     selection is in SQL): the relay's peak memory grows by a small fraction of the document
     (measured first, in a fresh process). Opening the whole document raises it by less than
     twice its size (the stored texts, streamed in fragments; not the joined frame, its
     encoding and a socket-buffer copy of it)."""
-    a, snap, size = await write_document(
-        str(tmp_path / "relay.sqlite"), DOC_UPDATES, DOC_UPDATE_BYTES
-    )
+    a, snap, size = await write_document(db_path, DOC_UPDATES, DOC_UPDATE_BYTES)
     server = await launch()
     sid = snap.public_data.snapshot_id
     warm = await server.client(generate_id())  # first-use costs (imports, caches) go first

@@ -394,13 +394,13 @@ def peak_rss_bytes(pid: int) -> int:
 async def write_document(db: str, updates: int, update_bytes: int) -> tuple[Author, Snapshot, int]:
     """A large document written straight into a relay database (real messages, no relay):
     a snapshot and ``updates`` updates of ``update_bytes`` of content each. Returns the author,
-    the snapshot and the bytes of stored messages."""
-    from secsync_jupyter.relay.sqlite_store import SQLiteStore
+    the snapshot and the bytes of stored messages. ``db``: a SQLite file or a PostgreSQL URL."""
+    from secsync_jupyter.relay.store import store_from_url
 
     a = Author(generate_id())
     content = os.urandom(update_bytes)
     snap = a.initial_snapshot(content)
-    store = SQLiteStore(db, synchronous="normal")
+    store = store_from_url(db, synchronous="normal")
     await store.open()
     try:
         text = dumps(snap.to_json())
