@@ -394,6 +394,24 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
+    /** A new document (own id and key) with `content` as its first snapshot, at `path`. */
+    async function createEncryptedNotebook(path: string, content: nbformat.INotebookContent) {
+      const docId = newDocId();
+      setDocumentKey(docId, newDocumentKey());
+      registry.setPendingImport(docId, JSON.parse(JSON.stringify(content)));
+      await writePointer(path, docId, registry.settings.relayUrl || null);
+      return openPointer(path);
+    }
+
+    /** The decrypted notebook of a session, as a saved notebook (`trusted` is never saved). */
+    function decryptedNotebook(s: IEncryptedSession): nbformat.INotebookContent {
+      const nb = (s.sharedModel as unknown as YNotebook).toJSON() as nbformat.INotebookContent;
+      for (const cell of nb.cells ?? []) {
+        delete (cell.metadata as Record<string, unknown> | undefined)?.trusted;
+      }
+      return nb;
+    }
+
     async function openPointer(path: string) {
       // A restored layout re-opens notebooks with the stock 'Notebook' factory (the notebook
       // tracker's restorer): reveal such a view instead of opening a second one.
@@ -524,11 +542,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         const dir = PathExt.dirname(sourcePath);
         const stem = PathExt.basename(sourcePath, PathExt.extname(sourcePath));
         const path = await uniquePath(dir, stem);
-        const docId = newDocId();
-        setDocumentKey(docId, newDocumentKey());
-        registry.setPendingImport(docId, JSON.parse(JSON.stringify(content)));
-        await writePointer(path, docId, registry.settings.relayUrl || null);
-        await openPointer(path);
+        await createEncryptedNotebook(path, content);
         // The plaintext original stays on the server until someone deletes it: offer that
         // (never done without asking; the reminder says what deleting cannot reach).
         Notification.info(
@@ -611,19 +625,9 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       isEnabled: args => !!args.fromFileBrowser || !!currentSession()?.status.loaded,
       execute: async args => {
         const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
-        const content = JSON.parse(
-          JSON.stringify((s.sharedModel as unknown as YNotebook).toJSON())
-        ) as nbformat.INotebookContent;
-        for (const cell of content.cells ?? []) {
-          delete (cell.metadata as Record<string, unknown> | undefined)?.trusted;
-        }
         const stem = PathExt.basename(s.path, POINTER_EXTENSION);
         const path = await uniquePath(PathExt.dirname(s.path), trans.__('%1 copy', stem));
-        const docId = newDocId();
-        setDocumentKey(docId, newDocumentKey());
-        registry.setPendingImport(docId, content);
-        await writePointer(path, docId, registry.settings.relayUrl || null);
-        await openPointer(path);
+        await createEncryptedNotebook(path, decryptedNotebook(s));
         Notification.info(
           trans.__(
             '%1 is a new encrypted notebook with its own key: changes to it do not reach %2, and share links of %2 do not open it (share its own link).',
@@ -710,11 +714,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
         const name = PathExt.basename(s.path, POINTER_EXTENSION) + '.ipynb';
-        const nb = (s.sharedModel as unknown as YNotebook).toJSON();
-        // `trusted` is never part of a saved notebook (Jupyter strips it when saving).
-        for (const cell of nb.cells ?? []) {
-          delete (cell.metadata as Record<string, unknown> | undefined)?.trusted;
-        }
+        const nb = decryptedNotebook(s);
         const blob = new Blob([JSON.stringify(nb, null, 1) + '\n'], {
           type: 'application/x-ipynb+json'
         });

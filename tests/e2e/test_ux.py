@@ -111,6 +111,15 @@ def _new_notebook(lab, page, text: str) -> str:
     return _share_link(page)
 
 
+def _put_notebook(lab, name: str, *sources: str) -> None:
+    """A plaintext notebook `name` in the lab's root (Contents API), one code cell per source."""
+    lab.api(
+        "PUT",
+        f"api/contents/{name}",
+        {"type": "notebook", "format": "json", "content": notebook_json(*sources)},
+    )
+
+
 def _pointer_of(lab, link: str) -> str:
     doc_id = parse_share_link(link).doc_id
     (name,) = [
@@ -246,11 +255,7 @@ def _menu_labels(page) -> list[str]:
 
 def test_secnb_context_menu_offers_our_entries_not_the_pointer_file(lab, browser):
     canary = f"MENU-{secrets.token_hex(4)}"
-    lab.api(
-        "PUT",
-        "api/contents/menu-plain.ipynb",
-        {"type": "notebook", "format": "json", "content": notebook_json("x = 1")},
-    )
+    _put_notebook(lab, "menu-plain.ipynb", "x = 1")
     with _session(browser, "menu") as a:
         a.goto(f"{lab.url}lab/workspaces/m?token={TOKEN}")
         _wait_app(a)
@@ -331,11 +336,7 @@ def test_one_lock_icon_and_a_name_on_first_save(lab, browser):
         assert listed.locator(f'[data-icon="{ICON}"]').count() == 1
         assert a.locator(f'.jp-secsync-StatusItem [data-icon="{ICON}"]').count() == 1
         # a plain notebook's tab keeps the notebook icon
-        lab.api(
-            "PUT",
-            "api/contents/icon-plain.ipynb",
-            {"type": "notebook", "format": "json", "content": notebook_json("x = 1")},
-        )
+        _put_notebook(lab, "icon-plain.ipynb", "x = 1")
         _execute(a, "docmanager:open", {"path": "icon-plain.ipynb"})
         a.locator(CURRENT_TAB, has_text="icon-plain.ipynb").wait_for(timeout=30_000)
         assert a.locator(f'{CURRENT_TAB} [data-icon="{ICON}"]').count() == 0
@@ -556,11 +557,7 @@ def test_duplicate_makes_a_new_document_with_its_own_key(lab, browser):
 def test_encrypt_a_copy_offers_to_delete_the_original(lab, browser):
     canary = f"ORIG-{secrets.token_hex(4)}"
     original = lab.root / "to-encrypt.ipynb"
-    lab.api(
-        "PUT",
-        "api/contents/to-encrypt.ipynb",
-        {"type": "notebook", "format": "json", "content": notebook_json(f"x = '{canary}'")},
-    )
+    _put_notebook(lab, "to-encrypt.ipynb", f"x = '{canary}'")
     with _session(browser, "encrypt-delete") as a:
         a.goto(f"{lab.url}lab/workspaces/enc?token={TOKEN}")
         _wait_app(a)
