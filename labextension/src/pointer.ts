@@ -3,6 +3,7 @@
  * (extension `.secnb`) naming the Secsync document and, optionally, a remote relay.
  * It never contains the document key nor any notebook content.
  */
+import { isValidDocId } from './secsync/ids';
 
 export const POINTER_EXTENSION = '.secnb';
 export const POINTER_FILE_TYPE = 'secsync-notebook';
@@ -18,12 +19,8 @@ export interface IPointer {
   relay: string | null;
 }
 
-/** Document ids as accepted in share links (docs/share-links.md). */
-const DOC_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
-
-export function isValidDocId(docId: unknown): docId is string {
-  return typeof docId === 'string' && DOC_ID_RE.test(docId);
-}
+/** Document ids as accepted in share links (docs/share-links.md), defined once in secsync/ids. */
+export { isValidDocId } from './secsync/ids';
 
 export function isValidRelayBase(relay: unknown): relay is string {
   if (typeof relay !== 'string') {

@@ -6,8 +6,6 @@ import { ISignal, Signal } from '@lumino/signaling';
 import type { ISharedDocument } from '@jupyter/ydoc';
 import type * as nbformat from '@jupyterlab/nbformat';
 
-export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'error';
-
 export interface IEncryptedStatus {
   /** Transport state as reported by the sync client. */
   connection: string;

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-#: the document id pattern (the labextension's TypeScript has its own copy of this pattern)
+#: the document id pattern (its TypeScript twin: labextension/src/secsync/ids.ts)
 DOC_ID_PATTERN = r"[A-Za-z0-9_-]{1,128}"
 DOC_ID_RE = re.compile(DOC_ID_PATTERN)
 

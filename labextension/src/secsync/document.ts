@@ -61,6 +61,7 @@ import {
   SyncEngine
 } from './engine';
 import { ProtocolError, SecsyncError } from './errors';
+import { isValidDocId } from './ids';
 import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 import { YDocAdapter } from './yjsContent';
@@ -122,7 +123,7 @@ export class SecsyncYjsClient {
   private _lastStatusJson = '';
 
   constructor(options: SecsyncYjsClientOptions) {
-    if (!/^[A-Za-z0-9_-]{1,128}$/.test(options.docId)) {
+    if (!isValidDocId(options.docId)) {
       throw new ProtocolError('invalid docId');
     }
     if (!(options.key instanceof Uint8Array) || options.key.length !== 32) {

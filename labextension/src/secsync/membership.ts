@@ -16,6 +16,7 @@ import { b64decode, b64encode } from './base64';
 import { canonicalizeStrict, hasLoneSurrogate } from './canonical';
 import { SignatureKeyPair } from './crypto';
 import { SecsyncError } from './errors';
+import { DOC_ID_PATTERN as DOC_ID_RE } from './ids';
 import { MembershipErrorCode } from './membershipCodes';
 import { sodium, utf8Decode, utf8Encode } from './sodium';
 
@@ -37,7 +38,6 @@ export type EntryKind = (typeof KINDS)[number];
 
 const RANK: Record<Role, number> = { viewer: 0, editor: 1, admin: 2 };
 const LOG_DOC_ID_RE = /^m1_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
-const DOC_ID_RE = /^[A-Za-z0-9_-]{1,128}$/;
 const B64_RE: Record<number, RegExp> = {
   32: /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/,
   24: /^[A-Za-z0-9_-]{32}$/,

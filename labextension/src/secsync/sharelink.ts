@@ -12,8 +12,9 @@
  */
 import { b64decode, b64encode } from './base64';
 import { ProtocolError } from './errors';
+import { DOC_ID_PATTERN, isValidDocId } from './ids';
 
-export const DOC_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+export { DOC_ID_PATTERN, isValidDocId };
 
 export interface ShareLink {
   docId: string;
@@ -24,10 +25,6 @@ export interface ShareLink {
   jupyterBase?: string;
   /** true when the link names its relay (standalone links, or `?relay=`) */
   explicitRelay: boolean;
-}
-
-export function isValidDocId(docId: unknown): docId is string {
-  return typeof docId === 'string' && DOC_ID_PATTERN.test(docId);
 }
 
 export function connectionUrl(relayUrl: string, docId: string): string {
