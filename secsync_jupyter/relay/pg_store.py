@@ -565,8 +565,11 @@ async def _no_reset(conn) -> None:
 
 async def _statements(conn, batch: list[_Op]) -> list[Any]:
     """The writes of ``batch`` in order (each a row of its function), after locking every
-    document of the batch in one order."""
-    await conn.execute(_LOCK, sorted({op.doc_id for op in batch}))
+    document of the batch in one order (a batch of one document needs no such round trip: its
+    first write takes the lock)."""
+    documents = {op.doc_id for op in batch}
+    if len(documents) > 1:
+        await conn.execute(_LOCK, sorted(documents))
     rows: list[Any] = []
     for kind, group in itertools.groupby(batch, key=lambda op: op.kind):
         sql = _SAVE_UPDATE if kind == "update" else _SAVE_SNAPSHOT

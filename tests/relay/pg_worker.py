@@ -13,6 +13,10 @@ Commands:
   {"op": "updates", "doc": D, "snapshot": S, "authors": [A, …], "clocks": M}
       every author's clocks 0 … M-1, all submitted at once (each author's in order).
       Answer: [[author, clock, ok, code, position], …] in submission order
+  {"op": "documents", "docs": [D, …], "author": A, "clocks": M}
+      clocks 0 … M-1 of author A on each document's snapshot "s-D", all submitted at once, in
+      the order of "docs" for each clock (a batch holds writes to many documents).
+      Answer: [[doc, clock, ok, code], …]
 """
 
 from __future__ import annotations
@@ -67,6 +71,16 @@ async def updates(store, doc: str, snapshot: str, authors: list[str], clocks: in
     ]
 
 
+async def documents(store, docs: list[str], author: str, clocks: int) -> list:
+    submitted = [
+        (d, c, store.save_update(d, snapshot_id="s-" + d, pub_key=author, clock=c, message="m"))
+        for c in range(clocks)
+        for d in docs
+    ]
+    results = await asyncio.gather(*(w for *_, w in submitted))
+    return [[d, c, r.ok, r.code] for (d, c, _), r in zip(submitted, results, strict=True)]
+
+
 async def main(url: str) -> None:
     store = store_from_url(url)
     await store.open()
@@ -84,6 +98,8 @@ async def main(url: str) -> None:
                 answer = await updates(
                     store, cmd["doc"], cmd["snapshot"], cmd["authors"], cmd["clocks"]
                 )
+            elif cmd["op"] == "documents":
+                answer = await documents(store, cmd["docs"], cmd["author"], cmd["clocks"])
             else:
                 answer = {"error": f"unknown op {cmd['op']!r}"}
             print(json.dumps(answer), flush=True)

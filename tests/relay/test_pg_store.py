@@ -514,6 +514,35 @@ async def test_processes_writing_the_same_author_store_each_clock_once(pg_url, t
         await store.close()
 
 
+async def test_processes_writing_many_documents_in_opposite_orders_never_deadlock(
+    pg_url, two_workers
+):
+    """Both processes write to the same 30 documents, one in ascending and one in descending
+    order, so their group commits hold writes to many documents each: the documents' locks are
+    taken in one order, so PostgreSQL never has to break a deadlock and every write is accepted
+    at once."""
+    docs = [f"doc{i:02d}" for i in range(30)]
+    store = await open_pg(pg_url)
+    try:
+        for d in docs:
+            assert (await store.save_snapshot(d, **snap_kw("s-" + d))).ok
+    finally:
+        await store.close()
+    for w, order, author in ((two_workers[0], docs, "a"), (two_workers[1], docs[::-1], "b")):
+        w.send({"op": "documents", "docs": order, "author": author, "clocks": 40})
+    answers = [await w.answer() for w in two_workers]
+    assert all(ok for answer in answers for _, _, ok, _ in answer), [
+        a for answer in answers for a in answer if not a[2]
+    ][:3]
+    assert len(answers[0]) == len(answers[1]) == 1200
+    deadlocks = await sql(
+        pg_url, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    )
+    assert deadlocks[0][0] == 0
+    rows = await sql(pg_url, "SELECT count(*) FROM updates")
+    assert rows[0][0] == 2400
+
+
 async def test_relays_in_two_processes_race_snapshots(pg_url, tmp_path):
     """Two relay processes on one database; a client of each sends a snapshot on the same
     parent at the same time: exactly one gets snapshot-saved, the other's client gets
