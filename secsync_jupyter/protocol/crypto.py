@@ -24,6 +24,7 @@ from .encoding import (
     b64encode,
     b64encode_bytes,
     canonicalize,
+    canonicalize_b64,
 )
 from .errors import DecryptionError, EncodingError
 
@@ -212,6 +213,29 @@ def sign_message(
     domain: str, nonce: str, ciphertext: str, public_data_b64: str, keypair: SigningKeyPair
 ) -> str:
     return b64encode(keypair.sign(signed_bytes(domain, nonce, ciphertext, public_data_b64)))
+
+
+def seal_message(
+    domain: str,
+    content: bytes | str,
+    public_data: dict,
+    key: bytes,
+    keypair: SigningKeyPair,
+    nonce: bytes | None = None,
+) -> dict:
+    """Encrypt ``content`` with ``public_data`` as associated data and sign it: the JSON object
+    of a snapshot, update or ephemeral message (``domain`` says which)."""
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    ad = canonicalize_b64(public_data)
+    nonce_b64, ciphertext = encrypt_aead(content, ad, key, nonce)
+    signature = sign_message(domain, nonce_b64, ciphertext, ad, keypair)
+    return {
+        "nonce": nonce_b64,
+        "ciphertext": ciphertext,
+        "publicData": public_data,
+        "signature": signature,
+    }
 
 
 def verify_message(domain: str, message) -> bool:

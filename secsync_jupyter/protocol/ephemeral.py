@@ -26,13 +26,12 @@ from .crypto import (
     SIGNATURE_BYTES,
     SigningKeyPair,
     decrypt_message,
-    encrypt_aead,
     generate_id,
-    sign_message,
+    seal_message,
     verify_detached,
     verify_message,
 )
-from .encoding import b64decode, b64encode, canonicalize, canonicalize_b64
+from .encoding import b64decode, b64encode, canonicalize
 from .errors import CreationError, DecryptionError, EphemeralError, ProtocolError
 from .messages import EphemeralMessage
 
@@ -93,12 +92,10 @@ def create_ephemeral_message(
             + struct.pack("<I", session_counter)
             + bytes(content)
         )
-        pd = dict(public_data)
-        ad = canonicalize_b64(pd)
-        nonce_b64, ciphertext = encrypt_aead(plaintext, ad, key, nonce)
-        signature = sign_message(DOMAIN_EPHEMERAL_MESSAGE, nonce_b64, ciphertext, ad, keypair)
         return EphemeralMessage.from_json(
-            {"nonce": nonce_b64, "ciphertext": ciphertext, "publicData": pd, "signature": signature}
+            seal_message(
+                DOMAIN_EPHEMERAL_MESSAGE, plaintext, dict(public_data), key, keypair, nonce
+            )
         )
     except (ProtocolError, KeyError, ValueError, TypeError) as exc:
         raise CreationError(

@@ -10,9 +10,8 @@ from .crypto import (
     DOMAIN_SNAPSHOT,
     SigningKeyPair,
     decrypt_message,
-    encrypt_aead,
     hash_b64,
-    sign_message,
+    seal_message,
     verify_message,
 )
 from .encoding import canonicalize
@@ -101,16 +100,7 @@ def create_initial_snapshot(
 
 
 def _seal(content, pd: dict, key: bytes, keypair: SigningKeyPair, nonce) -> Snapshot:
-    from .encoding import canonicalize_b64
-
-    if isinstance(content, str):
-        content = content.encode("utf-8")
-    ad = canonicalize_b64(pd)
-    nonce_b64, ciphertext = encrypt_aead(content, ad, key, nonce)
-    signature = sign_message(DOMAIN_SNAPSHOT, nonce_b64, ciphertext, ad, keypair)
-    return Snapshot.from_json(
-        {"nonce": nonce_b64, "ciphertext": ciphertext, "publicData": pd, "signature": signature}
-    )
+    return Snapshot.from_json(seal_message(DOMAIN_SNAPSHOT, content, pd, key, keypair, nonce))
 
 
 def verify_snapshot_signature(snapshot: Snapshot) -> None:

@@ -9,11 +9,9 @@ from .crypto import (
     DOMAIN_UPDATE,
     SigningKeyPair,
     decrypt_message,
-    encrypt_aead,
-    sign_message,
+    seal_message,
     verify_message,
 )
-from .encoding import canonicalize_b64
 from .errors import CreationError, DecryptionError, ProtocolError, UpdateError
 from .messages import Update
 
@@ -32,15 +30,8 @@ def create_update(
     """Encrypt and sign an update; ``public_data`` holds ``docId``, ``pubKey``,
     ``refSnapshotId`` (plus optional extra fields). Raises :class:`CreationError` (501)."""
     try:
-        if isinstance(content, str):
-            content = content.encode("utf-8")
         pd = {**public_data, "clock": clock}
-        ad = canonicalize_b64(pd)
-        nonce_b64, ciphertext = encrypt_aead(content, ad, key, nonce)
-        signature = sign_message(DOMAIN_UPDATE, nonce_b64, ciphertext, ad, keypair)
-        return Update.from_json(
-            {"nonce": nonce_b64, "ciphertext": ciphertext, "publicData": pd, "signature": signature}
-        )
+        return Update.from_json(seal_message(DOMAIN_UPDATE, content, pd, key, keypair, nonce))
     except (ProtocolError, KeyError, ValueError, TypeError) as exc:
         raise CreationError(f"creating an update failed: {exc}", code="SECSYNC_ERROR_501")
 
