@@ -227,6 +227,9 @@ _REFUSALS = {
 
 #: write transactions slower than this (seconds) are logged as warnings
 SLOW_COMMIT = 0.1
+#: a statement that takes longer (seconds: a database that hangs) fails: its writes are answered
+#: storage-failed instead of waiting for ever
+COMMAND_TIMEOUT = 120.0
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: this store's URL options (the others go to asyncpg)
 OPTIONS = ("schema", "pool_size", "writers")
@@ -288,6 +291,7 @@ class PostgresStore(RelayStore):
         synchronous: str = "full",
         max_batch: int = 512,
         max_batch_chars: int = 16 * 1024 * 1024,
+        command_timeout: float = COMMAND_TIMEOUT,
         log: logging.Logger | None = None,
     ):
         if not SCHEMA_NAME_RE.fullmatch(schema):
@@ -302,6 +306,7 @@ class PostgresStore(RelayStore):
         self.synchronous = synchronous.lower()
         self.max_batch = max_batch
         self.max_batch_chars = max_batch_chars
+        self.command_timeout = command_timeout
         self.log = log or logging.getLogger("secsync_jupyter.relay.store")
         self._settings = {"search_path": schema, "application_name": "secsync-relay"}
         if self.synchronous == "normal":
@@ -373,6 +378,7 @@ class PostgresStore(RelayStore):
                 max_size=self.pool_size,
                 server_settings=self._settings,
                 reset=_no_reset,
+                command_timeout=self.command_timeout,
             )
         except _DB_ERRORS as exc:
             raise StoreError(f"cannot open database {self.name}: {exc}") from exc

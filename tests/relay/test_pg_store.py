@@ -19,6 +19,7 @@ from secsync_jupyter.relay import pg_store
 from secsync_jupyter.relay.pg_store import SCHEMA_VERSION, PostgresStore
 from secsync_jupyter.relay.store import VERSION_BITS, StoreError, store_from_url
 
+from .pg import HeldWrites
 from .test_store import snap_kw
 from .util import Author, RelayClient, RelayProcess, open_doc
 
@@ -261,6 +262,27 @@ async def test_lost_connections_and_a_database_restart(pg_url, pg_cluster):
         ).ok
         view = await store.read_document("d", "s1", {})
         assert view.updates == ("a", "b", "b", "b", "b", "b", "c")
+    finally:
+        await store.close()
+
+
+async def test_a_database_that_hangs_fails_writes_instead_of_holding_them(pg_url):
+    """A write that cannot finish (another connection holds the tables) fails after the
+    command timeout: answered storage-failed, never acknowledged, not stored; the next write
+    after the hold works."""
+    store = PostgresStore(PostgresStore.from_url(pg_url).dsn, command_timeout=1.0)
+    await store.open()
+    try:
+        assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
+        held = HeldWrites(pg_url)
+        try:
+            r = await store.save_update("d", snapshot_id="s1", pub_key="k", clock=0, message="a")
+            assert not r.ok and r.code == "storage-failed"
+        finally:
+            held.release()
+        r = await store.save_update("d", snapshot_id="s1", pub_key="k", clock=0, message="b")
+        assert r.ok
+        assert (await store.read_document("d", "s1", {})).updates == ("b",)
     finally:
         await store.close()
 
