@@ -282,8 +282,8 @@ export class EncryptedDocumentProvider
       sessionKey: sessionKeyFor(pointer.relay, relayContext(), registry.settings.relaySessionKey),
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
-      // Send the first change after idle at once (typing latency); while an update is in
-      // flight the client batches further changes anyway (at most one update in flight).
+      // Send each change at once (typing latency): up to 16 updates may be in flight, and
+      // changes made while that many are unacknowledged are merged into the next one.
       batchDelayMs: 0,
       onProgress: (loaded: number, total: number) => {
         this._status = { ...this._status, progress: { loaded, total } };
