@@ -12,24 +12,23 @@
  * Every function throws `MembershipError` (a `SecsyncError` with code 700–749, `field` and,
  * for whole logs, `index`) for bad input; nothing else.
  */
+export * from './identity';
+export { MembershipError } from './membershipError';
 import { b64decode, b64encode } from './base64';
-import { canonicalizeStrict, hasLoneSurrogate } from './canonical';
+import { canonicalizeStrict } from './canonical';
 import { SignatureKeyPair } from './crypto';
-import { SecsyncError } from './errors';
 import { DOC_ID_PATTERN as DOC_ID_RE } from './ids';
-import { MembershipErrorCode } from './membershipCodes';
-import { sodium, utf8Decode, utf8Encode } from './sodium';
+import { checkDisplayName, checkPoint, Identity, keyBytes } from './identity';
+import { B64_RE, err, has, isPlainObject, MembershipError } from './membershipError';
+import { sodium, utf8Encode } from './sodium';
 
 export const LOG_FORMAT_VERSION = 1;
 export const DOMAIN_MEMBERSHIP_ENTRY = 'secsync_jupyter_membership_entry';
 export const DOMAIN_READER_PROOF = 'secsync_jupyter_reader_proof';
 export const LOG_DOC_ID_PREFIX = 'm1_';
-export const IDENTITY_PREFIX = 'secsync-id:1:';
 export const ROLES = ['viewer', 'editor', 'admin'] as const;
 export const KINDS = ['create', 'add-member', 'set-role', 'remove-member'] as const;
 export const MAX_LOG_ENTRIES = 100000;
-export const MAX_NAME_BYTES = 100;
-export const MAX_IDENTITY_CHARS = 512;
 const ROOT_NONCE_BYTES = 24;
 const CHALLENGE_NONCE_BYTES = 32;
 
@@ -38,12 +37,6 @@ export type EntryKind = (typeof KINDS)[number];
 
 const RANK: Record<Role, number> = { viewer: 0, editor: 1, admin: 2 };
 const LOG_DOC_ID_RE = /^m1_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
-const B64_RE: Record<number, RegExp> = {
-  32: /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/,
-  24: /^[A-Za-z0-9_-]{32}$/,
-  64: /^[A-Za-z0-9_-]{85}[AQgw]$/
-};
-
 const COMMON = ['v', 'kind', 'seq', 'prev', 'signer', 'at', 'signature'];
 const REQUIRED: Record<EntryKind, string[]> = {
   create: [...COMMON, 'nonce'],
@@ -53,228 +46,6 @@ const REQUIRED: Record<EntryKind, string[]> = {
 };
 const OPTIONAL: Partial<Record<EntryKind, string[]>> = { create: ['name'], 'add-member': ['name'] };
 
-export class MembershipError extends SecsyncError {
-  readonly field: string | null;
-  /** position of the offending entry when a whole log (or a delta) was verified */
-  index: number | null = null;
-  readonly detail: string | undefined;
-  constructor(code: MembershipErrorCode, field: string | null, detail?: string) {
-    const text = detail ?? undefined;
-    super(code, field === null ? text : text ? `${field}: ${text}` : field);
-    this.name = 'MembershipError';
-    this.field = field;
-    this.detail = detail;
-  }
-}
-
-function err(code: number, field: string | null, detail?: string): MembershipError {
-  return new MembershipError(`SECSYNC_ERROR_${code}` as MembershipErrorCode, field, detail);
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) {
-    return false;
-  }
-  const proto = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-}
-
-function has(obj: Record<string, unknown>, key: string): boolean {
-  return Object.prototype.hasOwnProperty.call(obj, key);
-}
-
-// ---------------------------------------------------------------------------------------
-// identities
-// ---------------------------------------------------------------------------------------
-
-/** control, soft hyphen, invisible and bidirectional formatting characters, separators, BOM */
-const FORBIDDEN_NAME_CHARS = new RegExp(
-  '[\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e' +
-    '\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb]'
-);
-const NAME_SPACE = new Set(
-  ' \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a' +
-    '\u202f\u205f\u3000'
-);
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-const FINGERPRINT_RE = /^[0-9a-f]{16}$/;
-
-/** The reason `name` is not an acceptable display name, or null if it is. */
-export function checkDisplayName(name: unknown): string | null {
-  if (typeof name !== 'string') {
-    return 'expected a string';
-  }
-  if (name.length === 0) {
-    return 'must not be empty';
-  }
-  if (FORBIDDEN_NAME_CHARS.test(name) || hasLoneSurrogate(name)) {
-    return 'contains a control, invisible or bidirectional formatting character';
-  }
-  if (utf8Encode(name).length > MAX_NAME_BYTES) {
-    return `longer than ${MAX_NAME_BYTES} bytes of UTF-8`;
-  }
-  if (NAME_SPACE.has(name[0]) || NAME_SPACE.has(name[name.length - 1])) {
-    return 'begins or ends with white space';
-  }
-  return null;
-}
-
-/** BLAKE2b-64 of the 32 key bytes as 16 lowercase hex digits. */
-export function fingerprintHex(pubKey: Uint8Array): string {
-  let hex = '';
-  for (const b of sodium().crypto_generichash(8, pubKey)) {
-    hex += b.toString(16).padStart(2, '0');
-  }
-  return hex;
-}
-
-export interface Identity {
-  pubKey: string;
-  name: string | null;
-}
-
-function identityError(field: string, detail?: string, code = 730): MembershipError {
-  return err(code, field, detail);
-}
-
-function keyBytes(pubKey: string | Uint8Array, field = 'pubKey'): Uint8Array {
-  if (pubKey instanceof Uint8Array) {
-    if (pubKey.length !== 32) {
-      throw identityError(field, 'expected 32 bytes');
-    }
-    return pubKey;
-  }
-  if (typeof pubKey !== 'string' || !B64_RE[32].test(pubKey)) {
-    throw identityError(field, 'expected base64url of 32 bytes');
-  }
-  return b64decode(pubKey);
-}
-
-function checkPoint(key: Uint8Array): void {
-  try {
-    sodium().crypto_sign_ed25519_pk_to_curve25519(key);
-  } catch {
-    throw identityError('pubKey', 'not a valid Ed25519 public key');
-  }
-}
-
-function pctEncode(name: string): string {
-  let out = '';
-  for (const b of utf8Encode(name)) {
-    const c = String.fromCharCode(b);
-    out += b < 128 && UNRESERVED.test(c) ? c : '%' + b.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
-
-function pctDecode(text: string): string {
-  const raw: number[] = [];
-  for (let i = 0; i < text.length; ) {
-    const c = text[i];
-    if (c === '%') {
-      const hex = text.slice(i + 1, i + 3);
-      if (!/^[0-9A-F]{2}$/.test(hex)) {
-        throw identityError('name', "'%' not followed by two upper-case hex digits");
-      }
-      raw.push(parseInt(hex, 16));
-      i += 3;
-      continue;
-    }
-    if (!UNRESERVED.test(c)) {
-      throw identityError('name', `character ${JSON.stringify(c)} must be percent-encoded`);
-    }
-    raw.push(c.charCodeAt(0));
-    i += 1;
-  }
-  let name: string;
-  try {
-    name = utf8Decode(new Uint8Array(raw));
-  } catch {
-    throw identityError('name', 'not valid UTF-8');
-  }
-  if (pctEncode(name) !== text) {
-    throw identityError('name', 'not in canonical percent-encoding');
-  }
-  return name;
-}
-
-/** The identity string of a public key (bytes or base64url) and optional display name. */
-export function formatIdentity(pubKey: string | Uint8Array, name: string | null = null): string {
-  const key = keyBytes(pubKey);
-  checkPoint(key);
-  let text = `${IDENTITY_PREFIX}${b64encode(key)}:${fingerprintHex(key)}`;
-  if (name !== null) {
-    const reason = checkDisplayName(name);
-    if (reason) {
-      throw identityError('name', reason);
-    }
-    text += ':' + pctEncode(name);
-  }
-  return text;
-}
-
-function stripAsciiSpace(text: string): string {
-  const ws = ' \t\r\n';
-  let a = 0;
-  let b = text.length;
-  while (a < b && ws.includes(text[a])) {
-    a++;
-  }
-  while (b > a && ws.includes(text[b - 1])) {
-    b--;
-  }
-  return text.slice(a, b);
-}
-
-/** Parse an identity string strictly: 730 malformed, 731 fingerprint does not match. */
-export function parseIdentity(input: unknown): Identity {
-  if (typeof input !== 'string') {
-    throw identityError('identity', 'expected a string');
-  }
-  const text = stripAsciiSpace(input);
-  if (text.length > MAX_IDENTITY_CHARS) {
-    throw identityError('identity', `longer than ${MAX_IDENTITY_CHARS} characters`);
-  }
-  if (!text.startsWith(IDENTITY_PREFIX)) {
-    throw identityError('identity', `does not start with '${IDENTITY_PREFIX}'`);
-  }
-  const parts = text.slice(IDENTITY_PREFIX.length).split(':');
-  if (parts.length !== 2 && parts.length !== 3) {
-    throw identityError('identity', 'expected pubKey:fingerprint[:name]');
-  }
-  const key = keyBytes(parts[0]);
-  if (!FINGERPRINT_RE.test(parts[1])) {
-    throw identityError('fingerprint', 'expected 16 lowercase hex digits');
-  }
-  if (parts[1] !== fingerprintHex(key)) {
-    throw identityError('fingerprint', undefined, 731);
-  }
-  checkPoint(key);
-  let name: string | null = null;
-  if (parts.length === 3) {
-    name = pctDecode(parts[2]);
-    const reason = checkDisplayName(name);
-    if (reason) {
-      throw identityError('name', reason);
-    }
-  }
-  return { pubKey: b64encode(key), name };
-}
-
-/** The X25519 box public key of a member (`crypto_sign_ed25519_pk_to_curve25519`). */
-export function boxPublicKey(pubKey: string | Uint8Array): Uint8Array {
-  const key = keyBytes(pubKey);
-  try {
-    return sodium().crypto_sign_ed25519_pk_to_curve25519(key);
-  } catch {
-    throw identityError('pubKey', 'not a valid Ed25519 public key');
-  }
-}
-
-/** The X25519 box secret key matching `boxPublicKey` of `keyPair`. */
-export function boxSecretKey(keyPair: SignatureKeyPair): Uint8Array {
-  return sodium().crypto_sign_ed25519_sk_to_curve25519(keyPair.privateKey);
-}
 
 // ---------------------------------------------------------------------------------------
 // entries
