@@ -484,7 +484,11 @@ class PostgresStore(RelayStore):
             while lane.ops and len(batch) < self.max_batch and size < self.max_batch_chars:
                 batch.append(lane.ops.popleft())
                 size += len(batch[-1].args[-1])
-            results = await self._write(batch)
+            try:
+                results = await self._write(batch)
+            except Exception as exc:  # a bug: answer, and keep the lane alive for what follows
+                self.log.exception("write lane failed")
+                results = [_fail("storage-failed", f"internal error: {exc}")] * len(batch)
             for op, result in zip(batch, results, strict=True):
                 if not op.future.done():
                     op.future.set_result(result)

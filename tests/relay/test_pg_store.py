@@ -268,15 +268,18 @@ async def test_lost_connections_and_a_database_restart(pg_url, pg_cluster):
 
 async def test_a_database_that_hangs_fails_writes_instead_of_holding_them(pg_url):
     """A write that cannot finish (another connection holds the tables) fails after the
-    command timeout: answered storage-failed, never acknowledged, not stored; the next write
-    after the hold works."""
-    store = PostgresStore(PostgresStore.from_url(pg_url).dsn, command_timeout=1.0)
-    await store.open()
+    command timeout (1 s here): answered storage-failed, never acknowledged, not stored; the
+    next write after the hold works."""
+    store = await open_pg(pg_url)
+    impatient = PostgresStore(PostgresStore.from_url(pg_url).dsn, command_timeout=1.0)
+    await impatient.open()
     try:
         assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
         held = HeldWrites(pg_url)
         try:
-            r = await store.save_update("d", snapshot_id="s1", pub_key="k", clock=0, message="a")
+            r = await impatient.save_update(
+                "d", snapshot_id="s1", pub_key="k", clock=0, message="a"
+            )
             assert not r.ok and r.code == "storage-failed"
         finally:
             held.release()
@@ -284,6 +287,7 @@ async def test_a_database_that_hangs_fails_writes_instead_of_holding_them(pg_url
         assert r.ok
         assert (await store.read_document("d", "s1", {})).updates == ("b",)
     finally:
+        await impatient.close()
         await store.close()
 
 
@@ -433,7 +437,7 @@ async def test_processes_racing_snapshots_exactly_one_wins(pg_url, two_workers):
     store = await open_pg(pg_url)
     try:
         assert (await store.save_snapshot("d", **snap_kw("s0"))).ok
-        n = 60
+        n = 100
         for tag, w in zip("AB", two_workers, strict=True):
             w.send({"op": "race-snapshots", "doc": "d", "tag": tag, "n": n})
         answers = [await w.answer() for w in two_workers]
