@@ -1,7 +1,7 @@
 /**
  * secsync-jupyter: end-to-end encrypted notebooks in JupyterLab.
  *
- * Plugins:
+ * Plugins (the first three in factories.ts):
  * - `secsync-jupyter:document-provider-factory` (IDocumentProviderFactory): `.secnb` notebooks
  *   get the encrypted Secsync provider, every other document the stock plaintext provider.
  * - `secsync-jupyter:awareness-provider-factory` (IAwarenessProviderFactory): the global
@@ -17,34 +17,25 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { Clipboard, Dialog, ICommandPalette, Notification, showDialog } from '@jupyterlab/apputils';
-import { PageConfig, PathExt, URLExt } from '@jupyterlab/coreutils';
+import { PathExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import type * as nbformat from '@jupyterlab/nbformat';
 import {
-  INotebookCellExecutor,
   INotebookTracker,
   INotebookWidgetFactory,
   NotebookPanel,
-  NotebookWidgetFactory,
-  runCell
+  NotebookWidgetFactory
 } from '@jupyterlab/notebook';
 import { Contents } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { ITranslator, TranslationBundle } from '@jupyterlab/translation';
+import { ITranslator } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 import { Signal } from '@lumino/signaling';
 
-import {
-  IAwarenessProviderFactory,
-  IDocumentProviderFactory,
-  NotebookCellServerExecutor,
-  WebSocketAwarenessProvider,
-  WebSocketProvider
-} from '@jupyter/docprovider';
 import type { YNotebook } from '@jupyter/ydoc';
 
 import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
@@ -69,15 +60,20 @@ import { showLockedState } from './locked';
 import { keepRemoteExecutionsUnmodified } from './executed';
 import { askForShareLink, confirmRelay, storeKeyFromLink } from './prompts';
 import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
-import { EncryptedDocumentProvider, serverKey } from './provider';
+import { serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
 import { relayRefusal } from './relaypolicy';
 import { EncryptedStatusItem, showCollaborators } from './status';
-import { renderEncryptedNotebooksUntrusted, trustOwnOutputs } from './trust';
+import { renderEncryptedNotebooksUntrusted } from './trust';
+import {
+  TRANSLATION_DOMAIN,
+  awarenessProviderFactoryPlugin,
+  cellExecutorPlugin,
+  documentProviderFactoryPlugin
+} from './factories';
 
 const PLUGIN_ID = 'secsync-jupyter:plugin';
 const FACTORY_NAME = 'Encrypted Notebook';
-const TRANSLATION_DOMAIN = 'secsync_jupyter';
 
 export namespace CommandIDs {
   export const newNotebook = 'secsync:new-notebook';
@@ -92,119 +88,6 @@ export namespace CommandIDs {
 
 export { encryptedNotebookIcon };
 
-function defaultKernelFrom(app: JupyterFrontEnd) {
-  return () => {
-    const specs = app.serviceManager.kernelspecs.specs;
-    if (!specs || !specs.default || !specs.kernelspecs[specs.default]) {
-      return null;
-    }
-    const spec = specs.kernelspecs[specs.default]!;
-    return { name: spec.name, display_name: spec.display_name, language: spec.language };
-  };
-}
-
-// ---------------------------------------------------------------------------------------
-// Provider factories
-// ---------------------------------------------------------------------------------------
-
-class SecsyncDocumentProviderFactory implements IDocumentProviderFactory {
-  constructor(
-    private _app: JupyterFrontEnd,
-    private _trans: TranslationBundle
-  ) {}
-
-  create(options: IDocumentProviderFactory.IOptions) {
-    if (isPointerPath(options.path) && options.contentType === 'notebook') {
-      return new EncryptedDocumentProvider({
-        path: options.path,
-        contentType: options.contentType,
-        format: options.format,
-        model: options.model,
-        user: options.user,
-        translator: options.translator ?? this._trans,
-        serverSettings: options.serverSettings,
-        drive: options.drive,
-        defaultKernel: defaultKernelFrom(this._app)
-      });
-    }
-    // Everything else: the stock plaintext WebSocket provider (plain RTC unchanged).
-    return new WebSocketProvider({
-      path: options.path,
-      contentType: options.contentType,
-      format: options.format,
-      model: options.model,
-      user: options.user,
-      translator: options.translator,
-      serverSettings: options.serverSettings,
-      onConflictSaveAs: async () => {
-        await this._app.commands.execute('docmanager:save-as');
-      },
-      onConflictRevert: async () => {
-        await this._app.commands.execute('docmanager:reload');
-      }
-    });
-  }
-}
-
-const documentProviderFactoryPlugin: JupyterFrontEndPlugin<IDocumentProviderFactory> = {
-  id: 'secsync-jupyter:document-provider-factory',
-  description:
-    'Document providers: encrypted Secsync provider for .secnb notebooks, stock WebSocket provider otherwise.',
-  requires: [ITranslator],
-  provides: IDocumentProviderFactory,
-  activate: (app: JupyterFrontEnd, translator: ITranslator) =>
-    new SecsyncDocumentProviderFactory(app, translator.load(TRANSLATION_DOMAIN))
-};
-
-class SecsyncAwarenessProviderFactory implements IAwarenessProviderFactory {
-  create(options: IAwarenessProviderFactory.IOptions) {
-    // The global awareness only carries user presence (name, open document paths),
-    // never document content: it stays on the Jupyter server's collaboration room.
-    return new WebSocketAwarenessProvider({
-      url: URLExt.join(options.serverSettings.wsUrl, 'api/collaboration/room'),
-      roomID: options.roomID,
-      awareness: options.awareness,
-      user: options.user
-    });
-  }
-}
-
-const awarenessProviderFactoryPlugin: JupyterFrontEndPlugin<IAwarenessProviderFactory> = {
-  id: 'secsync-jupyter:awareness-provider-factory',
-  description: 'Global awareness provider (user presence; no document content).',
-  provides: IAwarenessProviderFactory,
-  activate: () => new SecsyncAwarenessProviderFactory()
-};
-
-const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = {
-  id: 'secsync-jupyter:cell-executor',
-  description:
-    'Runs cells of encrypted notebooks from the browser; other notebooks as configured (stock).',
-  provides: INotebookCellExecutor,
-  activate: (app: JupyterFrontEnd): INotebookCellExecutor => {
-    const server =
-      PageConfig.getOption('serverSideExecution') === 'true'
-        ? new NotebookCellServerExecutor({ serverSettings: app.serviceManager.serverSettings })
-        : null;
-    return Object.freeze({
-      runCell: (options: INotebookCellExecutor.IRunCellOptions) => {
-        if (registry.isEncrypted(options.notebook.sharedModel)) {
-          // The server cannot read an encrypted notebook: this browser executes the cell
-          // and writes the outputs into the (encrypted) shared model. The outputs of this
-          // run render as fresh outputs here (trust.ts); everywhere else they are untrusted.
-          if (options.cell.model.type === 'code') {
-            trustOwnOutputs((options.cell as any).outputArea);
-          }
-          return runCell(options);
-        }
-        if (!server) {
-          return runCell(options);
-        }
-        return server.runCell(options);
-      }
-    });
-  }
-};
 
 // ---------------------------------------------------------------------------------------
 // Main plugin
