@@ -7,9 +7,12 @@ prints one JSON answer per command, until stdin closes. Each command starts as s
 read, so a test that sends one to two workers has them write at the same time.
 
 Commands:
-  {"op": "race-snapshots", "doc": D, "tag": T, "n": N}
-      N times: read the document's state, then save a snapshot on its active snapshot with
-      its clocks (ids T0, T1 …). Answer: [[id, parent, ok, code], …]
+  {"op": "race-snapshots", "doc": D, "tag": T, "n": N, "losses": L, "start": EPOCH}
+      from the wall-clock time START on (the same instant in every worker): read the
+      document's state, then save a snapshot on its active snapshot with its clocks (ids T0,
+      T1 …); at least N times, and until L attempts were refused (someone else won on the same
+      parent) or the last 50 all won (nobody else is racing any more), for at most 120 s.
+      Answer: [[id, parent, ok, code], …]
   {"op": "updates", "doc": D, "snapshot": S, "authors": [A, …], "clocks": M}
       every author's clocks 0 … M-1, all submitted at once (each author's in order).
       Answer: [[author, clock, ok, code, position], …] in submission order
@@ -25,13 +28,17 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 from secsync_jupyter.relay.store import store_from_url
 
 
-async def race_snapshots(store, doc: str, tag: str, n: int) -> list:
-    out = []
-    for i in range(n):
+async def race_snapshots(store, doc: str, tag: str, n: int, losses: int, start: float) -> list:
+    await asyncio.sleep(max(0.0, start - time.time()))
+    out: list = []
+    deadline = time.monotonic() + 120
+    i = lost = streak = 0
+    while (i < n or (lost < losses and streak < 50)) and time.monotonic() < deadline:
         state = await store.load_state(doc)
         parent = state.active.snapshot_id if state.active else ""
         sid = f"{tag}{i}"
@@ -46,6 +53,9 @@ async def race_snapshots(store, doc: str, tag: str, n: int) -> list:
             message=json.dumps({"snapshot": sid}),
         )
         out.append([sid, parent, r.ok, r.code])
+        i += 1
+        lost += not r.ok
+        streak = streak + 1 if r.ok else 0
     return out
 
 
@@ -93,7 +103,9 @@ async def main(url: str) -> None:
                 break
             cmd = json.loads(line)
             if cmd["op"] == "race-snapshots":
-                answer = await race_snapshots(store, cmd["doc"], cmd["tag"], cmd["n"])
+                answer = await race_snapshots(
+                    store, cmd["doc"], cmd["tag"], cmd["n"], cmd["losses"], cmd["start"]
+                )
             elif cmd["op"] == "updates":
                 answer = await updates(
                     store, cmd["doc"], cmd["snapshot"], cmd["authors"], cmd["clocks"]

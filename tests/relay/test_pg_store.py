@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -437,9 +438,18 @@ async def test_processes_racing_snapshots_exactly_one_wins(pg_url, two_workers):
     store = await open_pg(pg_url)
     try:
         assert (await store.save_snapshot("d", **snap_kw("s0"))).ok
-        n = 100
+        start = time.time() + 1.0  # both start at once
         for tag, w in zip("AB", two_workers, strict=True):
-            w.send({"op": "race-snapshots", "doc": "d", "tag": tag, "n": n})
+            w.send(
+                {
+                    "op": "race-snapshots",
+                    "doc": "d",
+                    "tag": tag,
+                    "n": 60,
+                    "losses": 5,
+                    "start": start,
+                }
+            )
         answers = [await w.answer() for w in two_workers]
         attempts = [tuple(a) for answer in answers for a in answer]
         winners: dict[str, list[str]] = {}
