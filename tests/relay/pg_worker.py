@@ -13,9 +13,10 @@ Commands:
       T1 …); at least N times, and until L attempts were refused (someone else won on the same
       parent) or the last 50 all won (nobody else is racing any more), for at most 120 s.
       Answer: [[id, parent, ok, code], …]
-  {"op": "updates", "doc": D, "snapshot": S, "authors": [A, …], "clocks": M}
-      every author's clocks 0 … M-1, all submitted at once (each author's in order).
-      Answer: [[author, clock, ok, code, position], …] in submission order
+  {"op": "updates", "doc": D, "snapshot": S, "authors": [A, …], "clocks": M, "start": EPOCH}
+      from START on, for each clock 0 … M-1: that clock of every author, submitted at once,
+      then the next clock once they are answered. Answer: [[author, clock, ok, code, position],
+      …] in submission order
   {"op": "documents", "docs": [D, …], "author": A, "clocks": M}
       clocks 0 … M-1 of author A on each document's snapshot "s-D", all submitted at once, in
       the order of "docs" for each clock (a batch holds writes to many documents).
@@ -59,26 +60,26 @@ async def race_snapshots(store, doc: str, tag: str, n: int, losses: int, start: 
     return out
 
 
-async def updates(store, doc: str, snapshot: str, authors: list[str], clocks: int) -> list:
-    submitted = [
-        (
-            a,
-            c,
-            store.save_update(
-                doc,
-                snapshot_id=snapshot,
-                pub_key=a,
-                clock=c,
-                message=json.dumps({"author": a, "clock": c}),
-            ),
+async def updates(
+    store, doc: str, snapshot: str, authors: list[str], clocks: int, start: float
+) -> list:
+    await asyncio.sleep(max(0.0, start - time.time()))
+    out = []
+    for c in range(clocks):  # one wave (one group commit) per clock
+        results = await asyncio.gather(
+            *(
+                store.save_update(
+                    doc,
+                    snapshot_id=snapshot,
+                    pub_key=a,
+                    clock=c,
+                    message=json.dumps({"author": a, "clock": c}),
+                )
+                for a in authors
+            )
         )
-        for c in range(clocks)
-        for a in authors
-    ]
-    results = await asyncio.gather(*(w for *_, w in submitted))
-    return [
-        [a, c, r.ok, r.code, r.position] for (a, c, _), r in zip(submitted, results, strict=True)
-    ]
+        out += [[a, c, r.ok, r.code, r.position] for a, r in zip(authors, results, strict=True)]
+    return out
 
 
 async def documents(store, docs: list[str], author: str, clocks: int) -> list:
@@ -108,7 +109,7 @@ async def main(url: str) -> None:
                 )
             elif cmd["op"] == "updates":
                 answer = await updates(
-                    store, cmd["doc"], cmd["snapshot"], cmd["authors"], cmd["clocks"]
+                    store, cmd["doc"], cmd["snapshot"], cmd["authors"], cmd["clocks"], cmd["start"]
                 )
             elif cmd["op"] == "documents":
                 answer = await documents(store, cmd["docs"], cmd["author"], cmd["clocks"])

@@ -6,6 +6,7 @@ store-level tests shared with SQLite are in test_store.py and below (``new_store
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -494,9 +495,11 @@ async def test_processes_writing_updates_keep_clocks_contiguous_in_commit_order(
     try:
         assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
         clocks, authors = 60, {"A": ["a0", "a1", "a2"], "B": ["b0", "b1", "b2"]}
+        start = time.time() + 1.0  # both start at once
         for names, w in zip(authors.values(), two_workers, strict=True):
             w.send(
-                {"op": "updates", "doc": "d", "snapshot": "s1", "authors": names, "clocks": clocks}
+                {"op": "updates", "doc": "d", "snapshot": "s1", "authors": names}
+                | {"clocks": clocks, "start": start}
             )
         answers = [asyncio.ensure_future(w.answer()) for w in two_workers]
         reads = 0
@@ -521,6 +524,10 @@ async def test_processes_writing_updates_keep_clocks_contiguous_in_commit_order(
         assert everything == list(range(1, total + 1))
         state = await store.load_state("d")
         assert state.clocks == {a: clocks - 1 for names in authors.values() for a in names}
+        # the two processes' commits did interleave
+        view = await store.read_document("d", None, None)
+        owners = [json.loads(m)["author"][0] for m in view.updates]
+        assert sum(x != y for x, y in itertools.pairwise(owners)) >= 2, owners
     finally:
         await store.close()
 
@@ -532,9 +539,11 @@ async def test_processes_writing_the_same_author_store_each_clock_once(pg_url, t
     try:
         assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
         clocks = 150
+        start = time.time() + 1.0  # both start at once
         for w in two_workers:
             w.send(
-                {"op": "updates", "doc": "d", "snapshot": "s1", "authors": ["k"], "clocks": clocks}
+                {"op": "updates", "doc": "d", "snapshot": "s1", "authors": ["k"]}
+                | {"clocks": clocks, "start": start}
             )
         answers = [await w.answer() for w in two_workers]
         by_clock: dict[int, list] = {}
