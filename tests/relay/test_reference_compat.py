@@ -17,6 +17,7 @@ import re
 
 import pytest
 
+from .pg import STORE_KINDS
 from .util import RelayProcess
 
 EXPECTED_PROBE_FAILURES = {
@@ -26,15 +27,18 @@ EXPECTED_PROBE_FAILURES = {
 }
 
 
-@pytest.fixture(scope="module")
-def ref_relay(tmp_path_factory):
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def ref_relay(request, tmp_path_factory):
+    """Our relay on a SQLite file and on PostgreSQL (tests/relay/pg.py)."""
     tmp = tmp_path_factory.mktemp("refcompat")
+    db = str(tmp / "relay.sqlite")
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        db = cluster.url(cluster.create_database())
     keys = tmp / "session-keys"
     # ref-client.mjs uses "harness-session"; wire-probe.mjs uses ska, skb and k
     keys.write_text("# accepted keys\nharness-session\nska\nskb\nk\n")
-    relay = RelayProcess(
-        str(tmp / "relay.sqlite"), "--session-keys", str(keys), log_path=str(tmp / "relay.log")
-    ).start()
+    relay = RelayProcess(db, "--session-keys", str(keys), log_path=str(tmp / "relay.log")).start()
     yield relay
     relay.stop()
     assert relay.proc is not None and relay.proc.returncode == 0  # graceful SIGTERM
