@@ -54,10 +54,24 @@ from ..protocol import (
     verify_and_decrypt_snapshot,
     verify_and_decrypt_update,
 )
+from ..protocol.membership import (
+    Entry,
+    LogHead,
+    MembershipError,
+    MembershipState,
+    create_reader_proof,
+    extend_log,
+    is_log_doc_id,
+    parse_entry,
+    parse_log_head,
+    verify_entry,
+    verify_log,
+)
 from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unparsable
 
 __all__ = [
     "HEADS_FIELD",
+    "LOG_HEAD_FIELD",
     "MAX_ERRORS",
     "MAX_HEADS",
     "MAX_UPDATES_IN_FLIGHT",
@@ -82,6 +96,10 @@ MAX_HEADS = 64
 #: the public-data field of the heads our clients write: ``{"clocks": {pubKey: clock}}``
 #: (``"log"``, the membership log head, is reserved for when a document has one)
 HEADS_FIELD = "heads"
+#: the public-data field naming the membership-log head a message was written under
+LOG_HEAD_FIELD = "logHead"
+#: roles that may write snapshots and updates
+WRITER_ROLES = ("editor", "admin")
 #: the longest wait between two connection attempts, in seconds (both clients)
 RECONNECT_DELAY_CAP = 10.0
 
@@ -171,6 +189,11 @@ class KnownSnapshot:
     #: updates / bytes accepted on it (for the snapshot policy; not sent anywhere)
     updates_count: int = 0
     updates_bytes: int = 0
+    #: documents with a membership log: the ``logHead.seq`` the snapshot was written under,
+    #: and per author the highest ``logHead.seq`` of its updates accepted on it (a write
+    #: never claims an older membership than the one it was built on)
+    log_seq: int = -1
+    update_log_seqs: dict[str, int] = field(default_factory=dict)
 
     @property
     def proof_entry(self) -> SnapshotProofChainEntry:
@@ -194,6 +217,8 @@ class KnownSnapshot:
             dict(self.update_clocks),
             self.updates_count,
             self.updates_bytes,
+            self.log_seq,
+            dict(self.update_log_seqs),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -253,6 +278,10 @@ def _err(code: str, detail: str | None = None) -> ProtocolError:
     return ProtocolError(detail, code=code)
 
 
+def _frame(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 class SyncEngine:
     """Sans-IO Secsync client state machine for one document."""
 
@@ -270,6 +299,8 @@ class SyncEngine:
         pending_changes: Iterable[Any] = (),
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         write_heads: bool = False,
+        known_log_head: LogHead | Mapping[str, Any] | None = None,
+        log_root: Entry | Mapping[str, Any] | None = None,
     ):
         self.doc_id = doc_id
         self._key = key
@@ -323,11 +354,53 @@ class SyncEngine:
         #: what the latest ``document`` frame held (for diagnostics and tests)
         self.last_document: dict[str, Any] | None = None
 
+        # ---- membership log (documents whose id is ``m1_…``; docs/protocol.md)
+        #: this document has a membership log (its id is bound to the log's root)
+        self.has_log = is_log_doc_id(doc_id)
+        if self.has_log:
+            # decided for everyone (issue 13): documents with a log always carry heads
+            self.write_heads = True
+        #: the membership at the head of the log this client verified (``None``: not yet)
+        self.log: MembershipState | None = None
+        #: the latest head this client verified (also remembered across reloads: a log that
+        #: does not contain it is a rollback or a fork, 718)
+        self.known_log_head: LogHead | None = None
+        if known_log_head is not None:
+            self.known_log_head = (
+                known_log_head
+                if isinstance(known_log_head, LogHead)
+                else parse_log_head(dict(known_log_head))
+            )
+        #: the root entry of a log this client created, until the relay saved it
+        self.log_root_pending: Entry | None = None
+        if log_root is not None:
+            if not self.has_log:
+                raise ValueError("log_root is only for documents with a log (m1_… ids)")
+            root = parse_entry(log_root)
+            self.log = verify_log([root], doc_id)  # 706 unless it binds this id
+            self.log_root_pending = root
+        #: our appended entry (other than the root) the relay has not answered yet
+        self.entry_in_flight: Entry | None = None
+        #: the relay refused a write of ours (724): read-only until a later entry lets us write
+        self.write_refused = False
+
     # ------------------------------------------------------------------ helpers
 
     @property
     def active(self) -> KnownSnapshot | None:
         return self.snapshots[-1] if self.snapshots else None
+
+    @property
+    def role(self) -> str | None:
+        """Our role in a document with a log (``admin`` / ``editor`` / ``viewer``; ``None``:
+        not a member, or no verified log yet). Always ``None`` in documents without a log."""
+        return self.log.role(self.pub_key) if self.log is not None else None
+
+    @property
+    def read_only(self) -> bool:
+        """A document with a log where we may not write: not (yet) an editor or admin in the
+        verified log, or the relay refused our write (724). Local changes are kept, not sent."""
+        return self.has_log and (self.role not in WRITER_ROLES or self.write_refused)
 
     @property
     def is_synced(self) -> bool:
@@ -382,14 +455,20 @@ class SyncEngine:
     def connection_params(self) -> dict[str, str]:
         """Query parameters for the next connection (besides ``sessionKey``)."""
         if self.load_known is None:
-            return {"mode": "complete"}
-        return {
-            "mode": self.load_mode,
-            "knownSnapshotId": self.load_known.snapshot_id,
-            "knownSnapshotUpdateClocks": json.dumps(
-                self.load_known.update_clocks, separators=(",", ":")
-            ),
-        }
+            params = {"mode": "complete"}
+        else:
+            params = {
+                "mode": self.load_mode,
+                "knownSnapshotId": self.load_known.snapshot_id,
+                "knownSnapshotUpdateClocks": json.dumps(
+                    self.load_known.update_clocks, separators=(",", ":")
+                ),
+            }
+        if self.has_log and self.log is not None and self.log_root_pending is None:
+            # the relay sends only the entries after this one (when it has it)
+            params["knownLogSeq"] = str(self.log.head.seq)
+            params["knownLogHash"] = self.log.head.hash
+        return params
 
     def connecting(self) -> None:
         if self.state in (FAILED, NO_ACCESS, CLOSED):
@@ -441,6 +520,9 @@ class SyncEngine:
         self.update_save_failures = 0
         self.ephemeral = None
         self.outbox = []
+        if self.entry_in_flight is not None:  # its fate is unknown: the next log tells
+            entry, self.entry_in_flight = self.entry_in_flight, None
+            self._emit("log-entry-failed", seq=entry.seq, hash=entry.hash, code=None)
         self.document_state = PENDING
         if self.active is not None:
             self.load_known = self.active.copy()
@@ -502,6 +584,14 @@ class SyncEngine:
             "unauthorized": self._on_no_access,
             "document-error": self._on_document_error,
         }.get(kind)
+        if handler is None and self.has_log:
+            handler = {
+                "reader-challenge": self._on_reader_challenge,
+                "log-entry": self._on_log_entry,
+                "log-entry-saved": self._on_log_entry_saved,
+                "log-entry-failed": self._on_log_entry_failed,
+                "write-refused": self._on_write_refused,
+            }.get(kind)
         if handler is None:
             self._emit("custom-message", message=obj)
             return
@@ -513,6 +603,13 @@ class SyncEngine:
             self.flush()
 
     def _on_no_access(self, obj: Mapping[str, Any]) -> None:
+        code = obj.get("code")
+        if isinstance(code, str) and code.startswith("SECSYNC_ERROR_"):
+            # e.g. 722 (not a member) or 725 (removed): terminal, with the relay's reason
+            reason = obj.get("reason")
+            error = _err(code, reason if isinstance(reason, str) else None)
+            self._push(self.errors, error)
+            self._emit("error", error=error, fatal=True)
         self.no_access(obj["type"])
 
     def no_access(self, reason: str) -> None:
@@ -527,6 +624,18 @@ class SyncEngine:
         self._emit("state", state=self.state, reason="document-error")
 
     def _on_document(self, obj: Mapping[str, Any], precheck: Precheck | None = None) -> None:
+        if self.has_log:
+            # the log first: every message of the frame is checked against it
+            try:
+                self._process_log(obj.get("log"), obj.get("logFrom", 0))
+            except _Fail as exc:
+                self.document_state = FAILED
+                self._fail(exc.error)
+                return
+            if self.state != CONNECTED:  # not a member (any more)
+                return
+            if self.ephemeral is not None:
+                self._stamp_ephemeral()
         if self.ephemeral is not None:
             try:
                 self._send(self.ephemeral.initialize())
@@ -698,13 +807,20 @@ class SyncEngine:
             self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_307"))
             return
         author = message.public_data.pub_key
-        try:
-            valid = self.is_valid_client(author, message.public_data.raw)
-        except Exception:
-            valid = False
-        if not valid:
-            self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_304"))
-            return
+        if self.has_log:  # a member of our verified log, naming an entry of it
+            try:
+                self._log_seq_of(message.public_data.raw, author, False, "SECSYNC_ERROR_304")
+            except ProtocolError as exc:
+                self._push(self.ephemeral_errors, exc)
+                return
+        else:
+            try:
+                valid = self.is_valid_client(author, message.public_data.raw)
+            except Exception:
+                valid = False
+            if not valid:
+                self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_304"))
+                return
         session = self.ephemeral
         if session is None:
             return
@@ -731,6 +847,215 @@ class SyncEngine:
             except Exception as exc:
                 self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_300", str(exc)))
 
+    # ---------------------------------------------------------- membership log
+
+    def _process_log(self, log: Any, log_from: Any) -> None:
+        """Verify the ``log`` of a ``document`` frame: the whole log from the root
+        (``logFrom`` 0; it must contain the head verified before, 718) or the entries after
+        our head (``logFrom`` = head + 1). Any error fails the load."""
+        if log is None:
+            log = []
+        if not isinstance(log, list):
+            raise _Fail(MembershipError("expected an array", code="SECSYNC_ERROR_701", field="log"))
+        if type(log_from) is not int or log_from < 0:
+            raise _Fail(
+                MembershipError("expected an integer", code="SECSYNC_ERROR_701", field="logFrom")
+            )
+        state = self.log
+        try:
+            if log_from == 0:
+                if not log and self.log_root_pending is not None:
+                    return  # our new log, not stored yet: the root goes out after the proof
+                state = verify_log(log, self.doc_id, known_head=self.known_log_head)
+            elif state is None or log_from != state.head.seq + 1:
+                raise MembershipError(
+                    f"the log continues at {log_from}, not after the head this client has",
+                    code="SECSYNC_ERROR_701",
+                    field="logFrom",
+                )
+            else:
+                state = extend_log(state, log)
+        except MembershipError as exc:
+            raise _Fail(exc)
+        root = self.log_root_pending
+        if root is not None and state.hashes[0] == root.hash:
+            self.log_root_pending = None  # the relay has it
+        self._set_log(state)
+
+    def _set_log(self, state: MembershipState) -> None:
+        """Adopt a verified state; react to our own role changing (removed: access revoked,
+        terminal; a new entry lets us write again after a 724)."""
+        before = self.log
+        old_role = self.role
+        self.log = state
+        self.known_log_head = state.head
+        role = self.role
+        if before is not None and before.head == state.head:
+            return
+        if role in WRITER_ROLES and before is not None and before.head != state.head:
+            self.write_refused = False
+        self._stamp_ephemeral()
+        self._emit("membership", seq=state.head.seq, hash=state.head.hash, role=role)
+        if role is None:
+            code = "SECSYNC_ERROR_725" if old_role is not None else "SECSYNC_ERROR_722"
+            error = _err(code, f"{self.pub_key} is not a member at log entry {state.head.seq}")
+            self._push(self.errors, error)
+            self._emit("error", error=error, fatal=True)
+            self.no_access("removed" if old_role is not None else "not-a-member")
+
+    def _stamp_ephemeral(self) -> None:
+        """Our ephemeral messages name the log head we verified (a private field of the
+        session: its public data is the same dict for every message it makes)."""
+        if self.ephemeral is not None and self.log is not None:
+            self.ephemeral._public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
+
+    def _log_seq_of(self, public_data: Mapping[str, Any], author: str, write: bool, code: str):
+        """The ``logHead.seq`` of a message, if its ``logHead`` is an entry of our verified log
+        and its author may write (``write``: editor or admin at that entry) or is a member
+        (ephemeral messages: at our head). Otherwise ``code`` (114 / 215 / 304)."""
+        state = self.log
+        if state is None:
+            raise _err(code, "no verified membership log")
+        try:
+            head = parse_log_head(public_data.get(LOG_HEAD_FIELD))
+        except MembershipError as exc:
+            raise _err(code, f"publicData.logHead: {exc.detail}")
+        if head.seq > state.head.seq or state.hashes[head.seq] != head.hash:
+            raise _err(code, f"publicData.logHead: entry {head.seq} is not in the verified log")
+        if write:
+            role = state.role_at(author, head.seq)
+            if role not in WRITER_ROLES:
+                raise _err(code, f"the author is {role or 'not a member'} at entry {head.seq}")
+        elif not state.is_member(author):
+            raise _err(code, "the author is not a member")
+        return head.seq
+
+    def _on_reader_challenge(self, obj: Mapping[str, Any]) -> None:
+        nonce = obj.get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            self._record(_err("SECSYNC_ERROR_720", "reader-challenge without a nonce"))
+            return
+        self.outbox.append(_frame(create_reader_proof(self.signing_key, self.doc_id, nonce)))
+        if self.log_root_pending is not None:  # a new document: its root first
+            self.outbox.append(
+                _frame({"type": "log-entry", "entry": self.log_root_pending.to_json()})
+            )
+
+    def append_entry(self, entry: Entry | Mapping[str, Any]) -> None:
+        """Send one membership entry (made with ``create_entry`` on :attr:`log`); the relay
+        answers ``log-entry-saved`` (event ``log-entry-saved``, the log moves on) or
+        ``log-entry-failed`` (event ``log-entry-failed`` with the code). One at a time."""
+        if not self.has_log or self.log is None:
+            raise RuntimeError("this document has no verified membership log")
+        if self.state != CONNECTED or self.document_state != COMPLETE:
+            raise RuntimeError("not connected")
+        if self.entry_in_flight is not None or self.log_root_pending is not None:
+            raise RuntimeError("another membership entry is waiting for the relay")
+        parsed = parse_entry(entry)
+        verify_entry(self.log, parsed)  # raises the rule's code (it must fit our head)
+        self.entry_in_flight = parsed
+        self.outbox.append(_frame({"type": "log-entry", "entry": parsed.to_json()}))
+
+    def _on_log_entry(self, obj: Mapping[str, Any]) -> None:
+        """Another member's entry, accepted by the relay: verified here (never taken on the
+        relay's word). A rejected one is recorded and ignored (709, entries missing: reload)."""
+        if self.log is None:
+            self._record(_err("SECSYNC_ERROR_700", "log-entry before the log"))
+            return
+        try:
+            state = verify_entry(self.log, obj.get("entry"))
+        except MembershipError as exc:
+            if exc.code == "SECSYNC_ERROR_708":
+                return  # already have it (e.g. sent in the document frame and again live)
+            self._record(exc)
+            if exc.code == "SECSYNC_ERROR_709":
+                self._request_reconnect()
+            return
+        self._set_log(state)
+
+    def _on_log_entry_saved(self, obj: Mapping[str, Any]) -> None:
+        seq, digest = obj.get("seq"), obj.get("hash")
+        root = self.log_root_pending
+        if root is not None and seq == 0 and digest == root.hash:
+            self.log_root_pending = None
+            self._emit("log-entry-saved", seq=0, hash=root.hash)
+            return
+        entry = self.entry_in_flight
+        if entry is None or seq != entry.seq or digest != entry.hash or self.log is None:
+            return
+        self.entry_in_flight = None
+        try:
+            state = verify_entry(self.log, entry)
+        except MembershipError as exc:  # the log moved under it: cannot have been saved
+            self._record(exc)
+            self._emit("log-entry-failed", seq=entry.seq, hash=entry.hash, code=exc.code)
+            return
+        self._set_log(state)
+        self._emit("log-entry-saved", seq=entry.seq, hash=entry.hash)
+
+    def _on_log_entry_failed(self, obj: Mapping[str, Any]) -> None:
+        seq, code = obj.get("seq"), obj.get("code")
+        code = code if isinstance(code, str) else "SECSYNC_ERROR_700"
+        root = self.log_root_pending
+        if root is not None and seq == 0:
+            if code == "SECSYNC_ERROR_708":  # stored before (our earlier attempt)
+                self.log_root_pending = None
+                self._emit("log-entry-saved", seq=0, hash=root.hash)
+            else:
+                error = _err(code, "the relay refused the root of our new log")
+                self._fail(error)
+            return
+        entry = self.entry_in_flight
+        if entry is None or seq != entry.seq:
+            return
+        self.entry_in_flight = None
+        log = obj.get("log")
+        if code in ("SECSYNC_ERROR_707", "SECSYNC_ERROR_709") and isinstance(log, list):
+            # someone appended first, or we miss entries: verify the relay's entries ourselves
+            try:
+                self._extend_with(log)
+            except MembershipError as exc:
+                self._record(exc)
+        self._emit("log-entry-failed", seq=entry.seq, hash=entry.hash, code=code)
+
+    def _extend_with(self, entries: list[Any]) -> None:
+        """Entries from the relay that may overlap our head: the ones we have (same hash)
+        are skipped, the rest must extend the log."""
+        state = self.log
+        assert state is not None
+        fresh = []
+        for raw in entries:
+            entry = parse_entry(raw)
+            if entry.seq <= state.head.seq and state.hashes[entry.seq] == entry.hash and not fresh:
+                continue
+            fresh.append(entry)
+        if fresh:
+            self._set_log(extend_log(state, fresh))
+
+    def _on_write_refused(self, obj: Mapping[str, Any]) -> None:
+        """The relay refused a write of ours (724: not an editor or admin at its head): stop
+        writing. The unconfirmed changes are kept (sent again if a later entry lets us write)."""
+        of = obj.get("of")
+        code = obj.get("code") if isinstance(obj.get("code"), str) else "SECSYNC_ERROR_724"
+        if of == "ephemeral":
+            self._push(self.ephemeral_errors, _err(code, "the relay dropped our ephemeral message"))
+            return
+        if self.write_refused and not self.updates_in_flight and self.snapshot_in_flight is None:
+            return  # an answer to a write already given up
+        unconfirmed = [c for u in self.updates_in_flight for c in u.changes]
+        if self.snapshot_in_flight is not None:
+            unconfirmed += self.snapshot_in_flight.changes
+            self.snapshot_in_flight = None
+        self.pending = unconfirmed + self.pending
+        self.updates_in_flight = []
+        self.updates_discarded = []
+        active = self.active
+        self.local_clock = active.update_clocks.get(self.pub_key, -1) if active else -1
+        first = not self.write_refused
+        self.write_refused = True
+        if first:
+            self._record(_err(code, f"the relay refused our {of}: read-only"))
+
     # ------------------------------------------------------- snapshot / updates
 
     def _process_snapshot(
@@ -748,19 +1073,35 @@ class SyncEngine:
         except ParseError as exc:
             raise _Ignore(_err("SECSYNC_ERROR_115", exc.detail))
         pd = snapshot.public_data
-        try:
-            allowed = self.is_valid_client(pd.pub_key, pd.raw)
-        except Exception as exc:
-            raise _Fail(_err("SECSYNC_ERROR_104", str(exc)))
-        if not allowed:
-            raise _Ignore(_err("SECSYNC_ERROR_114"))
+        log_seq = -1
+        if self.has_log:  # the verified log decides who may write (is_valid_client is not used)
+            try:
+                log_seq = self._log_seq_of(pd.raw, pd.pub_key, True, "SECSYNC_ERROR_114")
+            except ProtocolError as exc:
+                raise _Ignore(exc)
+        else:
+            try:
+                allowed = self.is_valid_client(pd.pub_key, pd.raw)
+            except Exception as exc:
+                raise _Fail(_err("SECSYNC_ERROR_104", str(exc)))
+            if not allowed:
+                raise _Ignore(_err("SECSYNC_ERROR_114"))
         info = KnownSnapshot.of(snapshot)
+        info.log_seq = log_seq
         if known is not None and known.proof_entry == info.proof_entry:
             # already applied (e.g. a delta load whose snapshot is still the active one)
             active = self.active
             if active is None or active.snapshot_id != info.snapshot_id:
                 self.snapshots = [*self.snapshots, known.copy()][-3:]
             return self.active
+        if known is not None and log_seq < known.log_seq:
+            raise _Ignore(
+                _err(
+                    "SECSYNC_ERROR_114",
+                    f"publicData.logHead: entry {log_seq} is older than the parent snapshot's"
+                    f" ({known.log_seq})",
+                )
+            )
         ancestor = False
         parent_clock: int | None = None
         if known is not None and chain:
@@ -908,14 +1249,31 @@ class SyncEngine:
                     ignored = _err("SECSYNC_ERROR_211", exc.detail)
                     continue
             pd = update.public_data
-            try:
-                allowed = self.is_valid_client(pd.pub_key, pd.raw)
-            except Exception as exc:
-                fatal = _err("SECSYNC_ERROR_205", str(exc))
-                break
-            if not allowed:
-                ignored = _err("SECSYNC_ERROR_215")
-                continue
+            log_seq = -1
+            if self.has_log:  # the verified log decides who may write
+                try:
+                    log_seq = self._log_seq_of(pd.raw, pd.pub_key, True, "SECSYNC_ERROR_215")
+                except ProtocolError as exc:
+                    ignored = exc
+                    continue
+                if related is not None:
+                    floor = max(related.log_seq, related.update_log_seqs.get(pd.pub_key, -1))
+                    if log_seq < floor:
+                        ignored = _err(
+                            "SECSYNC_ERROR_215",
+                            f"publicData.logHead: entry {log_seq} is older than {floor}, which"
+                            " its snapshot or the author's previous update named",
+                        )
+                        continue
+            else:
+                try:
+                    allowed = self.is_valid_client(pd.pub_key, pd.raw)
+                except Exception as exc:
+                    fatal = _err("SECSYNC_ERROR_205", str(exc))
+                    break
+                if not allowed:
+                    ignored = _err("SECSYNC_ERROR_215")
+                    continue
             active = self.active
             current = active.update_clocks.get(pd.pub_key, -1) if active is not None else -1
             #: the decoded changes (or why decoding failed) when checked ahead
@@ -955,6 +1313,8 @@ class SyncEngine:
                         info.update_clocks[pd.pub_key] = pd.clock
                     info.updates_count += 1
                     info.updates_bytes += len(update.ciphertext)
+                    if log_seq > info.update_log_seqs.get(pd.pub_key, -1):
+                        info.update_log_seqs[pd.pub_key] = log_seq
             if pd.pub_key == self.pub_key:
                 self.local_clock = pd.clock
             try:
@@ -1007,6 +1367,7 @@ class SyncEngine:
             self.state != CONNECTED
             or self.reconnect_requested
             or self.document_state != COMPLETE
+            or (self.has_log and (self.read_only or self.log_root_pending is not None))
             or self.snapshot_in_flight is not None
             or self.updates_discarded
             or len(self.updates_in_flight) >= MAX_UPDATES_IN_FLIGHT
@@ -1027,6 +1388,8 @@ class SyncEngine:
             snapshot_id = generate_id()
             content = self.adapter.snapshot_content()
             public_data = {"docId": self.doc_id, "pubKey": self.pub_key, "snapshotId": snapshot_id}
+            if self.log is not None:
+                public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             key = self.key_for(active)
             if active is None:
                 snapshot = create_initial_snapshot(content, public_data, key, self.signing_key)
@@ -1044,8 +1407,11 @@ class SyncEngine:
         except Exception as exc:
             self._fail(_err("SECSYNC_ERROR_401", str(exc)))
             return
+        info = KnownSnapshot.of(snapshot)
+        if self.log is not None:
+            info.log_seq = self.log.head.seq
         self.snapshot_in_flight = _SnapshotInFlight(
-            KnownSnapshot.of(snapshot), snapshot.public_data.parent_snapshot_id, self.pending
+            info, snapshot.public_data.parent_snapshot_id, self.pending
         )
         self.pending = []
         self.snapshot_requested = False
@@ -1067,6 +1433,8 @@ class SyncEngine:
             }
             if self.write_heads:
                 public_data[HEADS_FIELD] = {"clocks": self._heads(active)}
+            if self.log is not None:
+                public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             update = create_update(
                 content,
                 public_data,
@@ -1146,6 +1514,8 @@ class SyncEngine:
         """Send ephemeral content (e.g. an awareness update) on the current session."""
         if self.state != CONNECTED or self.ephemeral is None:
             return False
+        if self.has_log and (self.log is None or self.document_state == PENDING):
+            return False  # our messages name the verified log head: not before the log
         try:
             message = self.ephemeral.create(bytes(content))
         except (CreationError, ProtocolError) as exc:

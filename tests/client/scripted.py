@@ -36,7 +36,10 @@ class Conn:
 
 
 def frame_kind(frame: dict[str, Any]) -> str:
-    """What a client sent: "snapshot", "update" or "ephemeral"."""
+    """What a client sent: "snapshot", "update", "ephemeral", or a membership-log frame
+    ("reader-proof", "log-entry")."""
+    if frame.get("type") in ("reader-proof", "log-entry"):
+        return frame["type"]
     pd = frame.get("publicData", {})
     if "snapshotId" in pd:
         return "snapshot"

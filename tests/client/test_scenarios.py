@@ -39,6 +39,7 @@ from secsync_jupyter.protocol import (
     verify_and_decrypt_update,
 )
 from secsync_jupyter.protocol.ephemeral import decrypt_ephemeral
+from secsync_jupyter.protocol.membership import verify_reader_proof
 
 from .scripted import frame_kind
 
@@ -170,7 +171,11 @@ class Runner:
             load_mode=client.get("loadMode", "delta"),
             write_heads=client.get("writeHeads", False),
             on_event=lambda kind, data: self.events.append((kind, data)),
+            known_log_head=client.get("knownLogHead"),
+            log_root=client.get("logRoot"),
         )
+        #: the nonce of the latest reader-challenge fed to the engine
+        self.challenge: str | None = None
         self.mirror, self.mirror_text = _text_of()
         self.peers: dict[str, EphemeralSession] = {}
         self.peer_sent: dict[str, list[dict[str, Any]]] = {}
@@ -257,7 +262,10 @@ class Runner:
                 self.mirror, self.mirror_text = _text_of(b64decode(mirror["reset"]))
             for update in mirror.get("apply", []):
                 self.mirror.apply_update(b64decode(update))
-            self._feed(self.sub(step["frame"]) if "frame" in step else step["text"])
+            frame = step.get("frame")
+            if isinstance(frame, dict) and frame.get("type") == "reader-challenge":
+                self.challenge = frame.get("nonce")
+            self._feed(self.sub(frame) if "frame" in step else step["text"])
         elif do == "edit":
             with self.doc.transaction():
                 if "insert" in step:
@@ -327,6 +335,9 @@ class Runner:
             "activeClocks": lambda: dict(e.active.update_clocks) if e.active else None,
             "connectionParams": self._params,
             "returns": lambda: result,
+            "role": lambda: e.role,
+            "readOnly": lambda: e.read_only,
+            "logHead": lambda: e.log.head.to_json() if e.log is not None else None,
         }
         for field, want in expect.items():
             want = self.sub(want)
@@ -366,7 +377,19 @@ class Runner:
         kinds = [frame_kind(f) for f in frames]
         assert kinds == [x["kind"] for x in expected], f"sent {kinds}, expected {expected}"
         for want, frame in zip(expected, frames, strict=True):
+            if want["kind"] == "reader-proof":
+                assert self.challenge is not None, "a reader proof without a challenge"
+                proven = verify_reader_proof(frame, self.doc_id, self.challenge)
+                assert proven == want["pubKey"], f"reader proof by {proven}"
+                assert set(frame) == {"type", "pubKey", "signature"}, frame
+                continue
+            if want["kind"] == "log-entry":
+                assert frame == {"type": "log-entry", "entry": want["entry"]}, frame
+                continue
             if want["kind"] == "ephemeral":
+                for k, v in want.get("publicData", {}).items():
+                    got = frame["publicData"].get(k)
+                    assert got == self.sub(v), f"publicData.{k}: {got!r} != {v!r}"
                 self.engine_ephemeral.append(frame)
                 decoded = decrypt_ephemeral(EphemeralMessage.from_json(frame), self.key)
                 assert EPHEMERAL_TYPES[decoded.type] == want["ephemeralType"]

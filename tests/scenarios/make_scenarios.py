@@ -36,6 +36,7 @@ from secsync_jupyter.protocol import (
     snapshot_ciphertext_hash,
 )
 from secsync_jupyter.protocol.crypto import DOMAIN_EPHEMERAL_MESSAGE, sign_message
+from secsync_jupyter.protocol.membership import create_entry, create_log
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -131,6 +132,8 @@ class Scenario:
         self.peers: dict[str, Any] = {}
         self.steps: list[dict[str, Any]] = []
         self._n = 0
+        #: the document id (a document with a membership log: ``m1_`` + its root's hash)
+        self.doc_id = DOC_ID
 
     # deterministic randomness
     def _digest(self, label: str, size: int) -> bytes:
@@ -153,10 +156,14 @@ class Scenario:
         parent: Snap | None = None,
         clocks: dict[str, int] | None = None,
         key: bytes = KEY,
-        doc_id: str = DOC_ID,
+        doc_id: str | None = None,
         parent_hash: str | None = None,
+        log_head: dict[str, Any] | None = None,
     ) -> Snap:
+        doc_id = doc_id or self.doc_id
         pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "snapshotId": self.sid(label)}
+        if log_head is not None:
+            pd["logHead"] = log_head
         kp = SIGNERS[signer]
         if parent is None:
             return Snap(create_initial_snapshot(state, pd, key, kp, nonce=self.nonce()), state)
@@ -181,12 +188,17 @@ class Scenario:
         *,
         signer: str = "B",
         key: bytes = KEY,
-        doc_id: str = DOC_ID,
+        doc_id: str | None = None,
         heads: Any = None,
+        log_head: dict[str, Any] | None = None,
     ) -> Upd:
         """``heads``: a dict of author name -> clock (written as the heads' clocks), or any
-        other value written as the ``heads`` field as it is."""
+        other value written as the ``heads`` field as it is. ``log_head``: the membership log
+        head the author names (``publicData.logHead``)."""
+        doc_id = doc_id or self.doc_id
         pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
+        if log_head is not None:
+            pd["logHead"] = log_head
         if isinstance(heads, dict):
             pd["heads"] = {"clocks": {PUB.get(k, k): v for k, v in heads.items()}}
         elif heads is not None:
@@ -212,13 +224,22 @@ class Scenario:
         }
 
     def ephemeral(
-        self, kind: str, *, signer: str = "B", key: bytes = KEY, doc_id: str = DOC_ID
+        self,
+        kind: str,
+        *,
+        signer: str = "B",
+        key: bytes = KEY,
+        doc_id: str | None = None,
+        log_head: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A well-formed ephemeral message from a fresh session of ``signer``."""
+        pd: dict[str, Any] = {"docId": doc_id or self.doc_id, "pubKey": PUB[signer]}
+        if log_head is not None:
+            pd["logHead"] = log_head
         message = create_ephemeral_message(
             b"" if kind == "initialize" else b"hi",
             kind,
-            {"docId": doc_id, "pubKey": PUB[signer]},
+            pd,
             key,
             SIGNERS[signer],
             self.sid(f"eph/{len(self.steps)}"),
@@ -262,12 +283,17 @@ class Scenario:
         *,
         raw_updates: list[dict[str, Any]] | None = None,
         mirror: bool = True,
+        log: list[dict[str, Any]] | None = None,
+        log_from: int = 0,
         **expect: Any,
     ) -> None:
         frame: dict[str, Any] = {"type": "document"}
         if snap is not None:
             frame["snapshot"] = snap.wire()
         frame["updates"] = raw_updates if raw_updates is not None else [u.wire() for u in updates]
+        if log is not None:
+            frame["log"] = log
+            frame["logFrom"] = log_from
         if chain is not None:
             frame["snapshotProofChain"] = chain
         m = None
@@ -293,7 +319,7 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "covers": self.covers,
-            "docId": DOC_ID,
+            "docId": self.doc_id,
             "key": b64(KEY),
             "keys": {n: {"seed": SEEDS[n].hex(), "pubKey": PUB[n]} for n in SEEDS},
             "client": self.client,
@@ -2321,6 +2347,607 @@ def ephemeral_not_connected() -> Scenario:
     loaded(sc)
     sc.disconnect()
     sc.step("sendEphemeral", {"returns": False, "sent": []}, content=b64(b"x"))
+    return sc
+
+
+# ============================================================ membership log (issue 11)
+
+#: entry timestamps of the scenario logs (ms): fixed, one second apart
+T0 = 1767225600000
+
+
+class Log:
+    """A membership log with fixed timestamps and root nonce (deterministic)."""
+
+    def __init__(self, label: str, owner: str = "B"):
+        nonce = hashlib.blake2b(f"log/{label}".encode(), digest_size=24).digest()
+        root, state = create_log(SIGNERS[owner], at=T0, nonce=nonce)
+        self.entries: list[dict[str, Any]] = [root.to_json()]
+        self.states = [state]
+
+    @property
+    def doc_id(self) -> str:
+        return self.states[0].doc_id
+
+    def append(self, signer: str, kind: str, target: str, role: str | None = None) -> dict:
+        entry, state = create_entry(
+            self.states[-1],
+            SIGNERS[signer],
+            kind,
+            PUB[target],
+            role,
+            at=T0 + 1000 * len(self.entries),
+        )
+        self.entries.append(entry.to_json())
+        self.states.append(state)
+        return entry.to_json()
+
+    def head(self, seq: int | None = None) -> dict[str, Any]:
+        seq = len(self.entries) - 1 if seq is None else seq
+        return {"seq": seq, "hash": self.states[-1].hashes[seq]}
+
+
+def standard_log(label: str = "standard") -> Log:
+    """B creates the document (owner), adds A (the engine) as editor and C as viewer."""
+    log = Log(label)
+    log.append("B", "add-member", "A", "editor")
+    log.append("B", "add-member", "C", "viewer")
+    return log
+
+
+def log_scenario(name: str, description: str, covers: list[str], log: Log, **client) -> Scenario:
+    sc = Scenario(name, description, covers, **client)
+    sc.doc_id = log.doc_id
+    return sc
+
+
+def challenge(sc: Scenario, n: int = 1) -> dict[str, Any]:
+    return {"type": "reader-challenge", "nonce": b64(sc._digest(f"challenge/{n}", 32))}
+
+
+PROOF = {"kind": "reader-proof", "pubKey": "$A"}
+
+
+def sent_log_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "log-entry", "entry": entry}
+
+
+def membership(log: Log, seq: int, role: str | None) -> list[Any]:
+    return ev("membership", seq=seq, hash=log.head(seq)["hash"], role=role)
+
+
+def log_loaded(
+    sc: Scenario, log: Log, upto: int, value: str = "Hello", *, snap_head: int | None = None
+) -> Snap:
+    """connect, answer the challenge, load a document frame holding the log's entries
+    0..``upto`` and one snapshot by B (written under entry ``snap_head``, default ``upto``)."""
+    head = log.head(upto if snap_head is None else snap_head)
+    s1 = sc.snapshot("S1", text_state(value), log_head=head)
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        s1,
+        log=log.entries[: upto + 1],
+        sent=[{**INIT, "publicData": {"logHead": log.head(upto)}}],
+        documentState="complete",
+        text=value,
+        logHead=log.head(upto),
+    )
+    return s1
+
+
+def sent_log_update(
+    sc: Scenario, log_head: dict[str, Any], ref: str, clock: int, **extra: Any
+) -> dict[str, Any]:
+    out = sent_update(ref, clock, **extra)
+    out["publicData"].update(docId=sc.doc_id, logHead=log_head)
+    return out
+
+
+@scenario
+def membership_load_and_write() -> Scenario:
+    log = standard_log()
+    sc = log_scenario(
+        "membership-load-and-write",
+        "A document with a membership log: the engine answers the reader challenge with a"
+        " reader proof, verifies the log of the document frame before its snapshot, writes"
+        " logHead (and heads) into its update, sends knownLogSeq/knownLogHash when it"
+        " reconnects and verifies the delta of the log (logFrom) in the next document frame.",
+        [
+            "rule:reader-proof",
+            "rule:log-verified-before-messages",
+            "rule:log-head-written",
+            "rule:heads-written-with-log",
+            "rule:log-delta",
+        ],
+        log,
+    )
+    head = log.head(2)
+    s1 = sc.snapshot("S1", text_state("Hello"), log_head=head)
+    sc.connect(connectionParams={"mode": "complete"}, role=None, readOnly=True)
+    sc.receive(challenge(sc), sent=[PROOF], events=[])
+    sc.document(
+        s1,
+        log=list(log.entries),
+        sent=[{**INIT, "publicData": {"docId": sc.doc_id, "logHead": head}}],
+        events=[
+            membership(log, 2, "editor"),
+            ev("remote-change", kind="snapshot", snapshotId=s1.id),
+            ev("loaded"),
+        ],
+        documentState="complete",
+        text="Hello",
+        role="editor",
+        readOnly=False,
+        logHead=head,
+    )
+    sc.edit(insert=(5, "!"))
+    update = sent_log_update(sc, head, s1.id, 0, text="Hello!")
+    update["publicData"]["heads"] = {"clocks": {}}
+    sc.flush(sent=[update])
+    sc.receive(saved(s1.id, 0), isSynced=True)
+    sc.disconnect(
+        connectionParams={
+            "mode": "delta",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {"$A": 0},
+            "knownLogSeq": "2",
+            "knownLogHash": head["hash"],
+        }
+    )
+    entry3 = log.append("B", "set-role", "C", "editor")
+    sc.connect()
+    sc.receive(challenge(sc, 2), sent=[PROOF])
+    sc.document(
+        None,
+        log=[entry3],
+        log_from=3,
+        mirror=False,
+        sent=[{**INIT, "publicData": {"logHead": log.head(3)}}],
+        events=[membership(log, 3, "editor"), ev("loaded")],
+        documentState="complete",
+        text="Hello!",
+        logHead=log.head(3),
+    )
+    return sc
+
+
+@scenario
+def membership_create() -> Scenario:
+    log = Log("created-by-A", owner="A")
+    sc = log_scenario(
+        "membership-create-root-first",
+        "The engine created the document (client.logRoot): after the reader proof it sends the"
+        " root entry; nothing else is written until the relay saved the root; then the first"
+        " snapshot names logHead seq 0.",
+        ["rule:create-log", "rule:root-before-writes"],
+        log,
+        logRoot=log.entries[0],
+    )
+    sc.connect(connectionParams={"mode": "complete"}, role="admin")
+    sc.receive(challenge(sc), sent=[PROOF, sent_log_entry(log.entries[0])])
+    sc.document(
+        None,
+        log=[],
+        mirror=False,
+        sent=[INIT],
+        events=[ev("loaded")],
+        documentState="complete",
+        text="",
+    )
+    sc.edit(insert=(0, "x"))
+    sc.flush(sent=[], pending=1)
+    sc.receive(
+        {"type": "log-entry-saved", "seq": 0, "hash": log.head(0)["hash"]},
+        events=[ev("log-entry-saved", seq=0, hash=log.head(0)["hash"])],
+        sent=[
+            {
+                "kind": "snapshot",
+                "publicData": {"docId": sc.doc_id, "pubKey": "$A", "logHead": log.head(0)},
+                "text": "x",
+            }
+        ],
+        connectionParams={
+            "mode": "complete",
+            "knownLogSeq": "0",
+            "knownLogHash": log.head(0)["hash"],
+        },
+    )
+    return sc
+
+
+def _live_rejection(name, description, covers, log, upto, frame, code, **client) -> None:
+    def build() -> Scenario:
+        sc = log_scenario(name, description, covers, log, **client)
+        s1 = log_loaded(sc, log, upto)
+        sc.receive(
+            frame(sc, s1), errors=[code], text="Hello", activeSnapshot=s1.id, state="connected"
+        )
+        # a valid update by the owner is still applied
+        ok = sc.update([Writer("B", s1.state).append("B")], s1, 0, log_head=log.head(upto))
+        sc.receive(ok.wire(type="update"), errors=[code], text="HelloB")
+        return sc
+
+    SCENARIOS.append(build)
+
+
+_NON_MEMBER_LOG = Log("non-member")
+_NON_MEMBER_LOG.append("B", "add-member", "A", "editor")
+_live_rejection(
+    "membership-215-non-member-update",
+    "An update signed by C, who is not in the verified log, is rejected with 215 even though"
+    " the relay forwarded it and it names a valid logHead; the document is unchanged.",
+    ["SECSYNC_ERROR_215", "rule:log-author-check"],
+    _NON_MEMBER_LOG,
+    1,
+    lambda sc, s1: sc.update(
+        [Writer("C", s1.state).append("c")], s1, 0, signer="C", log_head=_NON_MEMBER_LOG.head(1)
+    ).wire(type="update"),
+    "SECSYNC_ERROR_215",
+)
+_VIEWER_LOG = standard_log("viewer")
+_live_rejection(
+    "membership-215-viewer-update",
+    "An update signed by C, a viewer at the logHead it names, is rejected with 215.",
+    ["SECSYNC_ERROR_215", "rule:log-author-check"],
+    _VIEWER_LOG,
+    2,
+    lambda sc, s1: sc.update(
+        [Writer("C", s1.state).append("c")], s1, 0, signer="C", log_head=_VIEWER_LOG.head(2)
+    ).wire(type="update"),
+    "SECSYNC_ERROR_215",
+)
+_live_rejection(
+    "membership-114-viewer-snapshot",
+    "A snapshot signed by C, a viewer at the logHead it names, is rejected with 114; the"
+    " active snapshot stays.",
+    ["SECSYNC_ERROR_114", "rule:log-author-check"],
+    _VIEWER_LOG,
+    2,
+    lambda sc, s1: snapshot_frame(
+        sc.snapshot("S2", text_state("Viewer"), signer="C", parent=s1, log_head=_VIEWER_LOG.head(2))
+    ),
+    "SECSYNC_ERROR_114",
+)
+_live_rejection(
+    "membership-215-unknown-log-head",
+    "An update naming a logHead that is not an entry of the verified log (a seq beyond the"
+    " head) is rejected with 215.",
+    ["SECSYNC_ERROR_215", "rule:log-head-known"],
+    _VIEWER_LOG,
+    2,
+    lambda sc, s1: sc.update(
+        [Writer("B", s1.state).append("x")], s1, 0, log_head={"seq": 3, "hash": b64(bytes(32))}
+    ).wire(type="update"),
+    "SECSYNC_ERROR_215",
+)
+_live_rejection(
+    "membership-215-log-head-wrong-hash",
+    "An update naming logHead seq 1 with the hash of another entry is rejected with 215.",
+    ["SECSYNC_ERROR_215", "rule:log-head-known"],
+    _VIEWER_LOG,
+    2,
+    lambda sc, s1: sc.update(
+        [Writer("B", s1.state).append("x")],
+        s1,
+        0,
+        log_head={"seq": 1, "hash": _VIEWER_LOG.head(2)["hash"]},
+    ).wire(type="update"),
+    "SECSYNC_ERROR_215",
+)
+_live_rejection(
+    "membership-215-no-log-head",
+    "An update without publicData.logHead in a document with a log is rejected with 215.",
+    ["SECSYNC_ERROR_215", "rule:log-head-known"],
+    _VIEWER_LOG,
+    2,
+    lambda sc, s1: sc.update([Writer("B", s1.state).append("x")], s1, 0).wire(type="update"),
+    "SECSYNC_ERROR_215",
+)
+
+
+@scenario
+def membership_viewer_snapshot_load() -> Scenario:
+    log = standard_log("viewer")
+    sc = log_scenario(
+        "membership-114-viewer-snapshot-load",
+        "A document frame whose snapshot is signed by a viewer fails the load with 114.",
+        ["SECSYNC_ERROR_114", "rule:log-author-check"],
+        log,
+    )
+    snap = sc.snapshot("S1", text_state("Viewer"), signer="C", log_head=log.head(2))
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        snap,
+        log=list(log.entries),
+        mirror=False,
+        sent=[INIT],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_114"],
+        text="",
+    )
+    return sc
+
+
+@scenario
+def membership_ephemeral() -> Scenario:
+    log = _NON_MEMBER_LOG
+    sc = log_scenario(
+        "membership-304-non-member-ephemeral",
+        "Ephemeral messages: from C (not a member) 304, from B without a logHead 304, from B"
+        " naming the verified head accepted (answered, and our answer names the head too).",
+        ["SECSYNC_ERROR_304", "rule:log-author-check"],
+        log,
+    )
+    log_loaded(sc, log, 1)
+    sc.receive(
+        sc.ephemeral("initialize", signer="C", log_head=log.head(1)),
+        ephemeralErrors=["SECSYNC_ERROR_304"],
+        sent=[],
+    )
+    sc.receive(
+        sc.ephemeral("initialize", signer="B"),
+        ephemeralErrors=["SECSYNC_ERROR_304", "SECSYNC_ERROR_304"],
+        sent=[],
+    )
+    sc.receive(
+        sc.ephemeral("initialize", signer="B", log_head=log.head(1)),
+        ephemeralErrors=["SECSYNC_ERROR_304", "SECSYNC_ERROR_304"],
+        sent=[{**sent_ephemeral("proofAndRequestProof"), "publicData": {"logHead": log.head(1)}}],
+    )
+    return sc
+
+
+@scenario
+def membership_log_head_backwards() -> Scenario:
+    log = standard_log("backwards")
+    sc = log_scenario(
+        "membership-log-head-backwards",
+        "A write never claims an older membership than the one it was built on: an update"
+        " naming an older logHead than the same author's previous update on the snapshot is"
+        " 215; a snapshot naming an older logHead than its parent snapshot is 114.",
+        ["SECSYNC_ERROR_215", "SECSYNC_ERROR_114", "rule:log-head-monotonic"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2, snap_head=1)
+    b = Writer("B", s1.state)
+    u0 = sc.update([b.append("0")], s1, 0, log_head=log.head(2))
+    sc.receive(u0.wire(type="update"), text="Hello0", errors=[])
+    old = sc.update([Writer("B", b.state()).append("x")], s1, 1, log_head=log.head(1))
+    sc.receive(old.wire(type="update"), text="Hello0", errors=["SECSYNC_ERROR_215"])
+    u1 = sc.update([b.append("1")], s1, 1, log_head=log.head(2))
+    sc.receive(u1.wire(type="update"), text="Hello01", errors=["SECSYNC_ERROR_215"])
+    s2 = sc.snapshot("S2", b.state(), parent=s1, clocks={"B": 1}, log_head=log.head(0))
+    sc.receive(
+        snapshot_frame(s2),
+        errors=["SECSYNC_ERROR_114", "SECSYNC_ERROR_215"],
+        activeSnapshot=s1.id,
+        text="Hello01",
+    )
+    return sc
+
+
+@scenario
+def membership_forged_entry() -> Scenario:
+    log = standard_log("forged")
+    sc = log_scenario(
+        "membership-704-forged-log-entry",
+        "A live log-entry whose signature does not verify is rejected with 704 (the log stays"
+        " at its head); an update naming it is 215; the genuine entry is then accepted.",
+        ["SECSYNC_ERROR_704", "rule:live-log-entry"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 1)
+    forged = {**log.entries[2], "signature": log.entries[1]["signature"]}
+    sc.receive(
+        {"type": "log-entry", "entry": forged},
+        errors=["SECSYNC_ERROR_704"],
+        events=[ev("error", code="SECSYNC_ERROR_704", fatal=False)],
+        logHead=log.head(1),
+        role="editor",
+    )
+    from secsync_jupyter.protocol.membership import parse_entry
+
+    forged_head = {"seq": 2, "hash": parse_entry(forged).hash}
+    upd = sc.update([Writer("B", s1.state).append("x")], s1, 0, log_head=forged_head)
+    sc.receive(upd.wire(type="update"), errors=["SECSYNC_ERROR_215", "SECSYNC_ERROR_704"])
+    sc.receive(
+        {"type": "log-entry", "entry": log.entries[2]},
+        events=[membership(log, 2, "editor")],
+        logHead=log.head(2),
+        text="Hello",
+    )
+    return sc
+
+
+def _log_load_error(name, description, covers, log, frame_log, code, **client) -> None:
+    def build() -> Scenario:
+        sc = log_scenario(name, description, covers, log, **client)
+        snap = sc.snapshot("S1", text_state("Hello"), log_head=log.head())
+        sc.connect()
+        sc.receive(challenge(sc), sent=[PROOF])
+        sc.document(
+            snap,
+            log=frame_log,
+            mirror=False,
+            sent=[],
+            state="failed",
+            documentState="failed",
+            errors=[code],
+            text="",
+        )
+        return sc
+
+    SCENARIOS.append(build)
+
+
+_FORGED_LOG = standard_log("forged")
+_log_load_error(
+    "membership-704-forged-entry-load",
+    "A log in the document frame with an entry whose signature does not verify fails the load"
+    " (704) before any snapshot is applied; nothing is sent.",
+    ["SECSYNC_ERROR_704", "rule:log-verified-before-messages"],
+    _FORGED_LOG,
+    [
+        *_FORGED_LOG.entries[:2],
+        {**_FORGED_LOG.entries[2], "signature": _FORGED_LOG.entries[1]["signature"]},
+    ],
+    "SECSYNC_ERROR_704",
+)
+_OTHER_LOG = standard_log("other-document")
+_log_load_error(
+    "membership-706-root-differs",
+    "The relay serves another document's (valid) log: its root does not bind this document id"
+    " (706); the load fails.",
+    ["SECSYNC_ERROR_706", "rule:root-bound-to-doc-id"],
+    standard_log("root"),
+    _OTHER_LOG.entries,
+    "SECSYNC_ERROR_706",
+)
+_log_load_error(
+    "membership-706-no-log",
+    "A document with an m1_ id served without a log fails the load (706).",
+    ["SECSYNC_ERROR_706", "rule:root-bound-to-doc-id"],
+    standard_log("root"),
+    [],
+    "SECSYNC_ERROR_706",
+)
+_ROLLBACK_LOG = standard_log("rollback")
+_log_load_error(
+    "membership-718-rollback",
+    "The client remembers head 2 (client.knownLogHead); a relay serving the log only up to"
+    " entry 1 is a rollback (718).",
+    ["SECSYNC_ERROR_718", "rule:known-log-head"],
+    _ROLLBACK_LOG,
+    _ROLLBACK_LOG.entries[:2],
+    "SECSYNC_ERROR_718",
+    knownLogHead=_ROLLBACK_LOG.head(2),
+)
+
+
+@scenario
+def membership_demotion() -> Scenario:
+    log = standard_log("demotion")
+    sc = log_scenario(
+        "membership-live-demotion-read-only",
+        "A live entry demotes the engine to viewer: read-only (local changes are kept and not"
+        " sent); promoted again, the kept changes go out naming the new head.",
+        ["rule:live-demotion-read-only", "rule:live-log-entry"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    demote = log.append("B", "set-role", "A", "viewer")
+    sc.receive(
+        {"type": "log-entry", "entry": demote},
+        events=[membership(log, 3, "viewer")],
+        role="viewer",
+        readOnly=True,
+    )
+    sc.edit(insert=(5, "!"))
+    sc.flush(sent=[], pending=1, text="Hello!")
+    promote = log.append("B", "set-role", "A", "editor")
+    sc.receive(
+        {"type": "log-entry", "entry": promote},
+        events=[membership(log, 4, "editor")],
+        role="editor",
+        readOnly=False,
+        sent=[sent_log_update(sc, log.head(4), s1.id, 0, text="Hello!")],
+        pending=0,
+    )
+    return sc
+
+
+@scenario
+def membership_write_refused() -> Scenario:
+    log = standard_log("refused")
+    sc = log_scenario(
+        "membership-724-write-refused",
+        "The relay answers our update with write-refused (724): recorded once, read-only, the"
+        " changes kept; a later entry under which we are still an editor lets us write again.",
+        ["SECSYNC_ERROR_724", "rule:write-refused"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    sc.edit(insert=(5, "!"))
+    sc.flush(sent=[sent_log_update(sc, log.head(2), s1.id, 0, text="Hello!")])
+    sc.receive(
+        {
+            "type": "write-refused",
+            "of": "update",
+            "code": "SECSYNC_ERROR_724",
+            "snapshotId": s1.id,
+            "clock": 0,
+        },
+        errors=["SECSYNC_ERROR_724"],
+        readOnly=True,
+        role="editor",
+        pending=1,
+        sent=[],
+    )
+    sc.edit(insert=(6, "?"))
+    sc.flush(sent=[], pending=2)
+    entry = log.append("B", "set-role", "C", "editor")
+    sc.receive(
+        {"type": "log-entry", "entry": entry},
+        events=[membership(log, 3, "editor")],
+        readOnly=False,
+        sent=[sent_log_update(sc, log.head(3), s1.id, 0, text="Hello!?")],
+        errors=["SECSYNC_ERROR_724"],
+    )
+    return sc
+
+
+@scenario
+def membership_removed() -> Scenario:
+    log = standard_log("removed")
+    sc = log_scenario(
+        "membership-725-removed",
+        "A live entry removes the engine: access revoked (725), state no-access (terminal: no"
+        " reconnect); the relay's unauthorized frame that follows changes nothing.",
+        ["SECSYNC_ERROR_725", "rule:removed-terminal"],
+        log,
+    )
+    log_loaded(sc, log, 2)
+    removal = log.append("B", "remove-member", "A")
+    sc.receive(
+        {"type": "log-entry", "entry": removal},
+        events=[
+            membership(log, 3, None),
+            ev("error", code="SECSYNC_ERROR_725", fatal=True),
+            ev("state", state="no-access"),
+        ],
+        state="no-access",
+        errors=["SECSYNC_ERROR_725"],
+        role=None,
+        reconnectRequested=False,
+    )
+    sc.receive(
+        {"type": "unauthorized", "code": "SECSYNC_ERROR_725", "reason": "removed"},
+        state="no-access",
+        errors=["SECSYNC_ERROR_725"],
+        events=[],
+    )
+    return sc
+
+
+@scenario
+def membership_unauthorized_frame() -> Scenario:
+    log = standard_log("unauthorized")
+    sc = log_scenario(
+        "membership-725-unauthorized-frame",
+        "The relay closes with unauthorized 725 (removed): state no-access, the code recorded.",
+        ["SECSYNC_ERROR_725", "rule:removed-terminal"],
+        log,
+    )
+    log_loaded(sc, log, 2)
+    sc.receive(
+        {"type": "unauthorized", "code": "SECSYNC_ERROR_725", "reason": "removed"},
+        events=[ev("error", code="SECSYNC_ERROR_725", fatal=True), ev("state", state="no-access")],
+        state="no-access",
+        errors=["SECSYNC_ERROR_725"],
+    )
     return sc
 
 
