@@ -39,10 +39,13 @@ __all__ = [
     "DOMAIN_MEMBERSHIP_ENTRY",
     "DOMAIN_READER_PROOF",
     "KINDS",
+    "LINK_ROLES",
     "LOG_DOC_ID_PREFIX",
     "LOG_FORMAT_VERSION",
     "ROLES",
     "Entry",
+    "EpochInfo",
+    "Link",
     "LogHead",
     "Member",
     "MembershipError",
@@ -57,6 +60,7 @@ __all__ = [
     "extend_log",
     "is_log_doc_id",
     "new_reader_challenge",
+    "next_entry",
     "parse_entry",
     "parse_log_head",
     "reader_proof_bytes",
@@ -73,7 +77,18 @@ LOG_DOC_ID_PREFIX = "m1_"
 LOG_DOC_ID_RE = re.compile(r"m1_[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 ROLES = ("viewer", "editor", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
-KINDS = ("create", "add-member", "set-role", "remove-member")
+KINDS = (
+    "create",
+    "add-member",
+    "set-role",
+    "remove-member",
+    # issue 12 (key epochs and links; docs/protocol.md, "Key epochs, lockboxes and links")
+    "rotate-key",
+    "add-link",
+    "remove-link",
+)
+#: roles a link may carry (a link never manages anything)
+LINK_ROLES = ("viewer", "editor")
 MAX_LOG_ENTRIES = 100_000
 ROOT_NONCE_BYTES = 24
 CHALLENGE_NONCE_BYTES = 32
@@ -85,8 +100,11 @@ _REQUIRED = {
     "add-member": (*_COMMON, "docId", "target", "role"),
     "set-role": (*_COMMON, "docId", "target", "role"),
     "remove-member": (*_COMMON, "docId", "target"),
+    "rotate-key": (*_COMMON, "docId", "epoch", "keyCheck", "lockboxHash"),
+    "add-link": (*_COMMON, "docId", "target", "role", "label"),
+    "remove-link": (*_COMMON, "docId", "target"),
 }
-_OPTIONAL = {"create": ("name",), "add-member": ("name",)}
+_OPTIONAL = {"create": ("name",), "add-member": ("name",), "add-link": ("expiresAt",)}
 #: per kind: (required fields, allowed fields)
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     kind: (frozenset(req), frozenset((*req, *_OPTIONAL.get(kind, ()))))
@@ -159,6 +177,12 @@ class Entry(NamedTuple):
     hash: str = ""
     #: the exact bytes the signature covers (domain + canonical entry without signature)
     signed_bytes: bytes = b""
+    # issue 12: rotate-key (epoch, keyCheck, lockboxHash), add-link (label, expiresAt)
+    epoch: int | None = None
+    key_check: str | None = None
+    lockbox_hash: str | None = None
+    label: str | None = None
+    expires_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The wire form (a fresh dict)."""
@@ -171,6 +195,15 @@ class Entry(NamedTuple):
                 out[key] = value
         if self.nonce is not None:
             out["nonce"] = self.nonce
+        for key, value in (
+            ("epoch", self.epoch),
+            ("keyCheck", self.key_check),
+            ("lockboxHash", self.lockbox_hash),
+            ("label", self.label),
+            ("expiresAt", self.expires_at),
+        ):
+            if value is not None:
+                out[key] = value
         out["at"] = self.at
         out["signature"] = self.signature
         return out
@@ -182,7 +215,7 @@ class Entry(NamedTuple):
 
 
 def _canonical(
-    kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature
+    kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature, extra=None
 ) -> tuple[bytes, bytes]:
     """RFC 8785 of an entry without and with its ``signature``, by template: keys in sorted
     order; every string except ``name`` was validated to be plain ASCII without characters
@@ -191,7 +224,7 @@ def _canonical(
     head = (
         f'{{"at":{at},'
         + (f'"docId":"{doc_id}",' if doc_id is not None else "")
-        + f'"kind":"{kind}",'
+        + (_canonical_extra(kind, extra) if extra is not None else f'"kind":"{kind}",')
         + (f'"name":{json.dumps(name, ensure_ascii=False)},' if name is not None else "")
         + (f'"nonce":"{nonce}",' if nonce is not None else "")
         + f'"prev":"{prev}",'
@@ -201,6 +234,20 @@ def _canonical(
     tail = f'"signer":"{signer}",' + (f'"target":"{target}",' if target is not None else "")
     tail += f'"v":{LOG_FORMAT_VERSION}}}'
     return (head + tail).encode(), f'{head}"signature":"{signature}",{tail}'.encode()
+
+
+def _canonical_extra(kind: str, extra: tuple) -> str:
+    """The issue-12 fields in their sorted places around ``kind`` (epoch, expiresAt,
+    keyCheck < kind < label, lockboxHash); strings validated as for ``_canonical``."""
+    epoch, key_check, lockbox_hash, label, expires_at = extra
+    return (
+        (f'"epoch":{epoch},' if epoch is not None else "")
+        + (f'"expiresAt":{expires_at},' if expires_at is not None else "")
+        + (f'"keyCheck":"{key_check}",' if key_check is not None else "")
+        + f'"kind":"{kind}",'
+        + (f'"label":{json.dumps(label, ensure_ascii=False)},' if label is not None else "")
+        + (f'"lockboxHash":"{lockbox_hash}",' if lockbox_hash is not None else "")
+    )
 
 
 def _int(value: Any, name: str, minimum: int = 0) -> int:
@@ -235,7 +282,8 @@ def parse_entry(obj: Any) -> Entry:
     another format version, 703 for an unknown kind. Does not check the signature.
 
     Fields are checked in one fixed order (v, kind, unknown fields, docId, seq, prev,
-    signer, target, role, name, nonce, at, signature) so both languages name the same one."""
+    signer, target, role, name, nonce, epoch, keyCheck, lockboxHash, label, expiresAt, at,
+    signature) so both languages name the same one."""
     if isinstance(obj, Entry):  # checked again: an Entry can be made or _replace()d by hand
         obj = obj.to_json()
     if type(obj) is not dict:
@@ -283,13 +331,53 @@ def parse_entry(obj: Any) -> Entry:
     nonce = _get(obj, "nonce", required)
     if nonce is not None:
         _b64(nonce, "nonce", ROOT_NONCE_BYTES)
+    extra = None
+    if kind in _EPOCH_KINDS:
+        extra = _parse_extra(obj, kind, required)
     at = _int(_get(obj, "at", required), "at")
     signature = _b64(_get(obj, "signature", required), "signature", SIGNATURE_BYTES)
     fields = (kind, seq, prev, signer, at, doc_id, target, role, name, nonce)
-    unsigned, full = _canonical(*fields, signature)
+    unsigned, full = _canonical(*fields, signature, extra)
     digest = hashlib.blake2b(full, digest_size=32).digest()
     signed = _DOMAIN_BYTES + unsigned
-    return Entry(*fields[:5], signature, *fields[5:], LOG_FORMAT_VERSION, b64encode(digest), signed)
+    entry = Entry(
+        *fields[:5], signature, *fields[5:], LOG_FORMAT_VERSION, b64encode(digest), signed
+    )
+    if extra is not None:
+        entry = entry._replace(**dict(zip(_EXTRA_NAMES, extra, strict=True)))
+    return entry
+
+
+_EPOCH_KINDS = frozenset(("rotate-key", "add-link", "remove-link"))
+_EXTRA_NAMES = ("epoch", "key_check", "lockbox_hash", "label", "expires_at")
+
+
+def _parse_extra(obj: dict, kind: str, required: frozenset[str]) -> tuple:
+    """The issue-12 fields, in the parse order: epoch, keyCheck, lockboxHash, label,
+    expiresAt (each present only in the kinds that allow it: unknown fields were refused)."""
+    epoch = _get(obj, "epoch", required)
+    if epoch is not None:
+        epoch = _int(epoch, "epoch")
+        if epoch < 1:
+            raise _err(701, "epoch", "a rotation makes epoch 1 or later")
+    key_check = _get(obj, "keyCheck", required)
+    if key_check is not None:
+        _b64(key_check, "keyCheck", 32)
+    lockbox_hash = _get(obj, "lockboxHash", required)
+    if lockbox_hash is not None:
+        _b64(lockbox_hash, "lockboxHash", 32)
+    label = _get(obj, "label", required)
+    if label is not None:
+        reason = check_display_name(label)
+        if reason:
+            raise _err(701, "label", reason)
+    expires_at = None
+    if "expiresAt" in obj:
+        value = obj["expiresAt"]
+        if value is None:
+            raise _err(701, "expiresAt", "must not be null")
+        expires_at = _int(value, "expiresAt")
+    return epoch, key_check, lockbox_hash, label, expires_at
 
 
 def doc_id_of_root(root: Entry | Mapping[str, Any]) -> str:
@@ -338,11 +426,76 @@ class Member(NamedTuple):
     #: the adding entry's sequence number
     seq: int
     name: str | None = None
+    #: the link this member joined through (its public key; the adding entry's signer)
+    via: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {"role": self.role, "addedBy": self.added_by, "at": self.at, "seq": self.seq}
         if self.name is not None:
             out["name"] = self.name
+        if self.via is not None:
+            out["via"] = self.via
+        return out
+
+
+class Link(NamedTuple):
+    """An invitation link: a member of kind *link* (issue 12). It may add people with a role
+    no higher than its own while it is live, and holds lockboxes; nothing else."""
+
+    pub_key: str
+    role: str
+    label: str
+    #: the admin who added it, when (ms) and at which entry
+    added_by: str
+    at: int
+    seq: int
+    #: ms since the Unix epoch; the link adds people only with ``at <= expires_at``
+    expires_at: int | None = None
+    #: the ``remove-link`` entry's sequence number (a removed link never comes back)
+    removed: int | None = None
+
+    def live(self, now: int) -> bool:
+        """Not removed and not expired at ``now`` (ms since the Unix epoch)."""
+        return self.removed is None and (self.expires_at is None or now <= self.expires_at)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "role": self.role,
+            "label": self.label,
+            "addedBy": self.added_by,
+            "at": self.at,
+            "seq": self.seq,
+        }
+        if self.expires_at is not None:
+            out["expiresAt"] = self.expires_at
+        if self.removed is not None:
+            out["removed"] = self.removed
+        return out
+
+
+class EpochInfo(NamedTuple):
+    """A key epoch: 0 from the root (the document key of the share link / creation), each
+    later one from a ``rotate-key`` entry."""
+
+    epoch: int
+    #: the entry that began it (0: the root)
+    seq: int
+    #: who rotated, when (the root's signer and time for epoch 0)
+    signer: str
+    at: int
+    #: ``rotate-key`` commitments (``None`` for epoch 0)
+    key_check: str | None = None
+    lockbox_hash: str | None = None
+    #: who must get a lockbox of this epoch: the members and the links live at ``at``
+    recipients: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"epoch": self.epoch, "seq": self.seq, "signer": self.signer}
+        out["at"] = self.at
+        if self.key_check is not None:
+            out["keyCheck"] = self.key_check
+            out["lockboxHash"] = self.lockbox_hash
+            out["recipients"] = sorted(self.recipients)
         return out
 
 
@@ -359,6 +512,51 @@ class MembershipState:
     hashes: tuple[str, ...] = field(repr=False)
     #: per public key, ``(seq, role or None)`` for every change of that key's role
     history: Mapping[str, tuple[tuple[int, str | None], ...]] = field(repr=False)
+    #: issue 12: every link ever added (removed ones too, with ``removed`` set), by public key
+    links: Mapping[str, Link] = field(default_factory=lambda: MappingProxyType({}))
+    #: every key epoch, oldest first (``epochs[n].epoch == n``)
+    epochs: tuple[EpochInfo, ...] = ()
+    #: the keys that may hold the current epoch's key: its recipients and everyone (person or
+    #: link) added since; a rotation is due when one of them is no longer a member or live link
+    holders: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def epoch(self) -> int:
+        """The current key epoch (0 until the first ``rotate-key``)."""
+        return len(self.epochs) - 1
+
+    def epoch_at(self, seq: int) -> int:
+        """The key epoch current right after entry ``seq``."""
+        if seq < 0 or seq > self.head.seq:
+            raise ValueError(f"seq {seq} is not in the log (head {self.head.seq})")
+        lo, hi = 0, len(self.epochs) - 1
+        while lo < hi:  # the last epoch that began at or before seq
+            mid = (lo + hi + 1) // 2
+            if self.epochs[mid].seq <= seq:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def link(self, pub_key: str) -> Link | None:
+        return self.links.get(pub_key)
+
+    def is_live_link(self, pub_key: str, now: int) -> bool:
+        link = self.links.get(pub_key)
+        return link is not None and link.live(now)
+
+    def recipients(self, now: int) -> list[str]:
+        """Who gets a lockbox of a rotation at ``now``: every member and every live link,
+        sorted."""
+        keys = list(self.members)
+        keys.extend(k for k, link in self.links.items() if link.live(now))
+        return sorted(keys)
+
+    def rotation_needed(self, now: int) -> bool:
+        """Whether someone who may hold the current epoch's key is no longer a member nor a
+        live link (removed, left, link removed or expired): the client rule is that an admin
+        then rotates (docs/protocol.md, "Key epochs, lockboxes and links")."""
+        return any(k not in self.members and not self.is_live_link(k, now) for k in self.holders)
 
     def role(self, pub_key: str) -> str | None:
         member = self.members.get(pub_key)
@@ -395,6 +593,9 @@ class MembershipState:
             "root": self.root_hash,
             "head": self.head.to_json(),
             "members": {k: m.to_json() for k, m in sorted(self.members.items())},
+            "links": {k: link.to_json() for k, link in sorted(self.links.items())},
+            "epoch": self.epoch,
+            "epochs": [info.to_json() for info in self.epochs],
         }
 
 
@@ -404,10 +605,13 @@ class _Builder:
     __slots__ = (
         "admins",
         "doc_id",
+        "epochs",
         "hashes",
         "head_at",
         "head_hash",
         "history",
+        "holders",
+        "links",
         "members",
         "root_hash",
         "seq",
@@ -425,6 +629,9 @@ class _Builder:
         self.hashes = [root.hash]
         self.history: dict[str, tuple[tuple[int, str | None], ...]] = {root.signer: ((0, "admin"),)}
         self.admins = 1
+        self.links: dict[str, Link] = {}
+        self.epochs = [EpochInfo(0, 0, root.signer, root.at)]
+        self.holders = {root.signer}
 
     @classmethod
     def of(cls, state: MembershipState) -> _Builder:
@@ -435,6 +642,9 @@ class _Builder:
         b.hashes = list(state.hashes)
         b.history = dict(state.history)  # values are tuples: shared, never changed
         b.admins = sum(1 for m in state.members.values() if m.role == "admin")
+        b.links = dict(state.links)
+        b.epochs = list(state.epochs)
+        b.holders = set(state.holders)
         return b
 
     def freeze(self) -> MembershipState:
@@ -446,6 +656,9 @@ class _Builder:
             MappingProxyType(dict(self.members)),
             tuple(self.hashes),
             MappingProxyType(dict(self.history)),
+            MappingProxyType(dict(self.links)),
+            tuple(self.epochs),
+            frozenset(self.holders),
         )
 
     def _set(self, e: Entry, pub_key: str, member: Member | None) -> None:
@@ -479,7 +692,12 @@ class _Builder:
             raise _err(710, "at")
         signer = self.members.get(e.signer)
         if signer is None:
-            raise _err(711, "signer")
+            link = self.links.get(e.signer)
+            if link is None:
+                raise _err(711, "signer")
+            self._apply_link_signed(e, link)
+            self._advance(e)
+            return
         own = e.target == e.signer
         if own and e.role is not None and _RANK[e.role] > _RANK[signer.role]:
             raise _err(713, "role")
@@ -489,8 +707,11 @@ class _Builder:
                 raise _err(712, "signer")
             if target is not None:
                 raise _err(715, "target")
+            if e.target in self.links:
+                raise _err(758, "target", "this key is a link's")
             member = Member(e.target, e.role, e.signer, e.at, e.seq, e.name)  # type: ignore[arg-type]
             self._set(e, e.target, member)  # type: ignore[arg-type]
+            self.holders.add(e.target)  # type: ignore[arg-type]
         elif e.kind == "set-role":
             self_demotion = own and _RANK[e.role] < _RANK[signer.role]  # type: ignore[index]
             if not self_demotion and signer.role != "admin":
@@ -513,6 +734,8 @@ class _Builder:
                     target.name,
                 ),
             )
+        elif e.kind in _EPOCH_KINDS:
+            self._apply_epoch_kind(e, signer, target)
         else:  # remove-member
             if not own and signer.role != "admin":
                 raise _err(712, "signer")
@@ -521,10 +744,80 @@ class _Builder:
             if target.role == "admin" and self.admins == 1:
                 raise _err(714, "target")
             self._set(e, e.target, None)  # type: ignore[arg-type]
+        self._advance(e)
+
+    def _advance(self, e: Entry) -> None:
         self.seq = e.seq
         self.head_hash = e.hash
         self.head_at = e.at
         self.hashes.append(e.hash)
+
+    def _apply_link_signed(self, e: Entry, link: Link) -> None:
+        """An entry signed by a link identity: only ``add-member`` of a new person, with a
+        role no higher than the link's, while the link is live."""
+        if link.removed is not None:
+            raise _err(755, "signer", "the link was removed")
+        if e.kind != "add-member":
+            raise _err(753, "kind", "a link may only add members")
+        if link.expires_at is not None and e.at > link.expires_at:
+            raise _err(754, "at", "the link expired")
+        if e.target in self.members:
+            raise _err(715, "target")
+        if e.target in self.links:
+            raise _err(758, "target", "this key is a link's")
+        if _RANK[e.role] > _RANK[link.role]:  # type: ignore[index]
+            raise _err(756, "role", f"the link gives at most {link.role}")
+        member = Member(e.target, e.role, e.signer, e.at, e.seq, e.name, e.signer)  # type: ignore[arg-type]
+        self._set(e, e.target, member)  # type: ignore[arg-type]
+        self.holders.add(e.target)  # type: ignore[arg-type]
+
+    def _apply_epoch_kind(self, e: Entry, signer: Member, target: Member | None) -> None:
+        """rotate-key, add-link, remove-link: all need an admin signer."""
+        if signer.role != "admin":
+            raise _err(712, "signer")
+        if e.kind == "rotate-key":
+            current = len(self.epochs) - 1
+            if e.epoch != current + 1:
+                raise _err(751, "epoch", f"expected {current + 1}")
+            recipients = frozenset(
+                (*self.members, *(k for k, lk in self.links.items() if lk.live(e.at)))
+            )
+            self.epochs.append(
+                EpochInfo(
+                    current + 1,
+                    e.seq,
+                    e.signer,
+                    e.at,
+                    e.key_check,
+                    e.lockbox_hash,
+                    recipients,
+                )
+            )
+            self.holders = set(recipients)
+        elif e.kind == "add-link":
+            if e.role not in LINK_ROLES:
+                raise _err(752, "role", "a link is a viewer or an editor")
+            if e.expires_at is not None and e.expires_at <= e.at:
+                raise _err(759, "expiresAt", "the link would be expired when added")
+            if target is not None:
+                raise _err(715, "target")
+            if e.target in self.links:
+                raise _err(758, "target", "this key was a link already")
+            self.links[e.target] = Link(  # type: ignore[index]
+                e.target,  # type: ignore[arg-type]
+                e.role,  # type: ignore[arg-type]
+                e.label,  # type: ignore[arg-type]
+                e.signer,
+                e.at,
+                e.seq,
+                e.expires_at,
+            )
+            self.holders.add(e.target)  # type: ignore[arg-type]
+        else:  # remove-link
+            link = self.links.get(e.target)  # type: ignore[arg-type]
+            if link is None or link.removed is not None:
+                raise _err(757, "target", "not a live link")
+            self.links[e.target] = link._replace(removed=e.seq)  # type: ignore[index]
 
 
 def _checked(obj: Any) -> Entry:
@@ -740,7 +1033,7 @@ def create_entry(
     never earlier than the head's timestamp. Raises 741 for bad arguments (including a key
     that is not a usable Ed25519 point) and the rule's own code (711–717) when the signer
     may not make this change."""
-    if kind not in KINDS or kind == "create":
+    if kind not in ("add-member", "set-role", "remove-member"):
         raise _err(741, "kind", "expected add-member, set-role or remove-member")
     if kind == "add-member" and name is None and isinstance(target, Identity):
         name = target.name
@@ -764,6 +1057,34 @@ def create_entry(
         fields["name"] = name
     try:
         entry = _sign(fields, keypair)
+    except MembershipParseError as exc:
+        raise _err(741, exc.field, exc.detail)
+    return entry, verify_entry(state, entry)
+
+
+def next_entry(
+    state: MembershipState,
+    keypair: SigningKeyPair,
+    kind: str,
+    fields: dict[str, Any],
+    *,
+    at: int | None = None,
+) -> tuple[Entry, MembershipState]:
+    """Sign an entry of ``kind`` with ``fields`` (wire names) on ``state``'s head and check
+    it (for the issue-12 kinds; :mod:`.epochs` and :mod:`.links` build their fields): 741
+    for a malformed field, the rule's own code otherwise."""
+    full: dict[str, Any] = {
+        "v": LOG_FORMAT_VERSION,
+        "kind": kind,
+        "docId": state.doc_id,
+        "seq": state.head.seq + 1,
+        "prev": state.head.hash,
+        "signer": keypair.public_key_b64,
+        **fields,
+        "at": max(_now_ms(), state.head_at) if at is None else at,
+    }
+    try:
+        entry = _sign(full, keypair)
     except MembershipParseError as exc:
         raise _err(741, exc.field, exc.detail)
     return entry, verify_entry(state, entry)
@@ -797,12 +1118,20 @@ def create_reader_proof(keypair: SigningKeyPair, doc_id: str, nonce: str) -> dic
 
 
 def verify_reader_proof(
-    proof: Any, doc_id: str, nonce: str, state: MembershipState | None = None
+    proof: Any,
+    doc_id: str,
+    nonce: str,
+    state: MembershipState | None = None,
+    *,
+    now: int | None = None,
 ) -> str:
     """Check a ``reader-proof`` frame against the challenge this relay sent (``doc_id`` and
     ``nonce`` are the relay's own values) and return the proven public key.
 
-    720 malformed, 721 bad signature, 722 not a member of ``state`` (when given)."""
+    720 malformed, 721 bad signature, 722 not a member of ``state`` (when given). A link
+    identity (issue 12) is a reader while it is live: 755 once removed, 754 after its expiry
+    at ``now`` (ms since the Unix epoch; default: the current time). Whether the key is a
+    link's: ``state.links``."""
     if not isinstance(proof, dict):
         raise _err(720, "proof", "expected a JSON object")
     try:
@@ -818,5 +1147,11 @@ def verify_reader_proof(
     if not ok:
         raise _err(721, "signature")
     if state is not None and not state.is_member(pub_key):
-        raise _err(722, "pubKey")
+        link = state.links.get(pub_key)
+        if link is None:
+            raise _err(722, "pubKey")
+        if link.removed is not None:
+            raise _err(755, "pubKey", "the link was removed")
+        if not link.live(_now_ms() if now is None else now):
+            raise _err(754, "pubKey", "the link expired")
     return pub_key

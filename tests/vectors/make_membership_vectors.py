@@ -794,7 +794,7 @@ def invalid_logs() -> list[dict]:
         (
             "kind-unknown",
             1,
-            setter("kind", "rotate-key"),
+            setter("kind", "transfer-ownership"),
             703,
             "kind",
             "a kind this version does not know (fail closed)",

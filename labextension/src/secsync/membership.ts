@@ -20,6 +20,15 @@ import { SignatureKeyPair } from './crypto';
 import { DOC_ID_PATTERN as DOC_ID_RE } from './ids';
 import { checkDisplayName, checkPoint, Identity, keyBytes } from './identity';
 import { B64_RE, err, has, isPlainObject, MembershipError } from './membershipError';
+import {
+  applyEpochKind,
+  applyLinkSigned,
+  EpochInfo,
+  epochInfoToJson,
+  Link,
+  linkLive,
+  linkToJson
+} from './epochs';
 import { sodium, utf8Encode } from './sodium';
 
 export const LOG_FORMAT_VERSION = 1;
@@ -27,7 +36,16 @@ export const DOMAIN_MEMBERSHIP_ENTRY = 'secsync_jupyter_membership_entry';
 export const DOMAIN_READER_PROOF = 'secsync_jupyter_reader_proof';
 export const LOG_DOC_ID_PREFIX = 'm1_';
 export const ROLES = ['viewer', 'editor', 'admin'] as const;
-export const KINDS = ['create', 'add-member', 'set-role', 'remove-member'] as const;
+export const KINDS = [
+  'create',
+  'add-member',
+  'set-role',
+  'remove-member',
+  // issue 12 (key epochs and links: epochs.ts, lockbox.ts, links.ts)
+  'rotate-key',
+  'add-link',
+  'remove-link'
+] as const;
 export const MAX_LOG_ENTRIES = 100000;
 const ROOT_NONCE_BYTES = 24;
 const CHALLENGE_NONCE_BYTES = 32;
@@ -42,9 +60,17 @@ const REQUIRED: Record<EntryKind, string[]> = {
   create: [...COMMON, 'nonce'],
   'add-member': [...COMMON, 'docId', 'target', 'role'],
   'set-role': [...COMMON, 'docId', 'target', 'role'],
-  'remove-member': [...COMMON, 'docId', 'target']
+  'remove-member': [...COMMON, 'docId', 'target'],
+  'rotate-key': [...COMMON, 'docId', 'epoch', 'keyCheck', 'lockboxHash'],
+  'add-link': [...COMMON, 'docId', 'target', 'role', 'label'],
+  'remove-link': [...COMMON, 'docId', 'target']
 };
-const OPTIONAL: Partial<Record<EntryKind, string[]>> = { create: ['name'], 'add-member': ['name'] };
+const OPTIONAL: Partial<Record<EntryKind, string[]>> = {
+  create: ['name'],
+  'add-member': ['name'],
+  'add-link': ['expiresAt']
+};
+const EPOCH_KINDS = new Set<string>(['rotate-key', 'add-link', 'remove-link']);
 
 
 // ---------------------------------------------------------------------------------------
@@ -64,6 +90,13 @@ export interface MembershipEntry {
   role?: Role;
   name?: string;
   nonce?: string;
+  /** issue 12: rotate-key */
+  epoch?: number;
+  keyCheck?: string;
+  lockboxHash?: string;
+  /** issue 12: add-link */
+  label?: string;
+  expiresAt?: number;
   /** b64(BLAKE2b-256(canon(entry))): what the next entry's `prev` names */
   hash: string;
   /** the exact bytes the signature covers */
@@ -81,7 +114,17 @@ export function entryToJson(e: MembershipEntry): Record<string, unknown> {
   out.seq = e.seq;
   out.prev = e.prev;
   out.signer = e.signer;
-  for (const key of ['target', 'role', 'name', 'nonce'] as const) {
+  for (const key of [
+    'target',
+    'role',
+    'name',
+    'nonce',
+    'epoch',
+    'keyCheck',
+    'lockboxHash',
+    'label',
+    'expiresAt'
+  ] as const) {
     if (e[key] !== undefined) {
       out[key] = e[key];
     }
@@ -91,7 +134,7 @@ export function entryToJson(e: MembershipEntry): Record<string, unknown> {
   return out;
 }
 
-function intValue(value: unknown, field: string): number {
+export function intValue(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) {
     throw err(701, field, 'expected an integer');
   }
@@ -101,7 +144,7 @@ function intValue(value: unknown, field: string): number {
   return value === 0 ? 0 : value; // -0 is 0
 }
 
-function b64Field(value: unknown, field: string, length: 24 | 32 | 64): string {
+export function b64Field(value: unknown, field: string, length: 24 | 32 | 64): string {
   if (typeof value !== 'string' || !B64_RE[length].test(value)) {
     throw err(701, field, `expected base64url of ${length} bytes`);
   }
@@ -192,6 +235,7 @@ export function parseEntry(obj: unknown): MembershipEntry {
   if (nonce !== undefined) {
     b64Field(nonce, 'nonce', ROOT_NONCE_BYTES);
   }
+  const extra = EPOCH_KINDS.has(k) ? parseExtra(obj, required) : {};
   const at = intValue(getField(obj, 'at', required), 'at');
   const signature = b64Field(getField(obj, 'signature', required), 'signature', 64);
   const base = {
@@ -205,7 +249,8 @@ export function parseEntry(obj: unknown): MembershipEntry {
     ...(target !== undefined ? { target: target as string } : {}),
     ...(role !== undefined ? { role: role as Role } : {}),
     ...(has(obj, 'name') ? { name: obj.name as string } : {}),
-    ...(nonce !== undefined ? { nonce: nonce as string } : {})
+    ...(nonce !== undefined ? { nonce: nonce as string } : {}),
+    ...extra
   };
   const unsigned = unsignedFields(base);
   const signedBytes = utf8Encode(DOMAIN_MEMBERSHIP_ENTRY + canonicalizeStrict(unsigned));
@@ -219,6 +264,44 @@ export function parseEntry(obj: unknown): MembershipEntry {
   Object.freeze(entry);
   PARSED.add(entry);
   return entry;
+}
+
+/**
+ * The issue-12 fields, in the parse order: epoch, keyCheck, lockboxHash, label, expiresAt
+ * (each present only in the kinds that allow it: unknown fields were refused).
+ */
+function parseExtra(obj: Record<string, unknown>, required: Set<string>): Partial<MembershipEntry> {
+  const out: Partial<MembershipEntry> = {};
+  const epoch = getField(obj, 'epoch', required);
+  if (epoch !== undefined) {
+    out.epoch = intValue(epoch, 'epoch');
+    if (out.epoch < 1) {
+      throw err(701, 'epoch', 'a rotation makes epoch 1 or later');
+    }
+  }
+  const keyCheck = getField(obj, 'keyCheck', required);
+  if (keyCheck !== undefined) {
+    out.keyCheck = b64Field(keyCheck, 'keyCheck', 32);
+  }
+  const lockboxHash = getField(obj, 'lockboxHash', required);
+  if (lockboxHash !== undefined) {
+    out.lockboxHash = b64Field(lockboxHash, 'lockboxHash', 32);
+  }
+  const label = getField(obj, 'label', required);
+  if (label !== undefined) {
+    const reason = checkDisplayName(label);
+    if (reason) {
+      throw err(701, 'label', reason);
+    }
+    out.label = label as string;
+  }
+  if (has(obj, 'expiresAt')) {
+    if (obj.expiresAt === null) {
+      throw err(701, 'expiresAt', 'must not be null');
+    }
+    out.expiresAt = intValue(obj.expiresAt, 'expiresAt');
+  }
+  return out;
 }
 
 export function verifyEntrySignature(e: MembershipEntry): boolean {
@@ -277,7 +360,11 @@ export interface Member {
   /** the adding entry's sequence number */
   seq: number;
   name?: string;
+  /** the link this member joined through (its public key; the adding entry's signer) */
+  via?: string;
 }
+
+export type { EpochInfo, Link } from './epochs';
 
 export class MembershipState {
   constructor(
@@ -289,9 +376,74 @@ export class MembershipState {
     /** the hash of every entry, by sequence number */
     readonly hashes: readonly string[],
     /** per public key, [seq, role or null] for every change of that key's role */
-    readonly history: ReadonlyMap<string, ReadonlyArray<readonly [number, Role | null]>>
+    readonly history: ReadonlyMap<string, ReadonlyArray<readonly [number, Role | null]>>,
+    /** issue 12: every link ever added (removed ones too, with `removed` set) */
+    readonly links: ReadonlyMap<string, Readonly<Link>> = new Map(),
+    /** every key epoch, oldest first (`epochs[n].epoch === n`) */
+    readonly epochs: ReadonlyArray<Readonly<EpochInfo>> = [],
+    /**
+     * the keys that may hold the current epoch's key: its recipients and everyone added
+     * since; a rotation is due when one of them is no longer a member or live link
+     */
+    readonly holders: ReadonlySet<string> = new Set()
   ) {
     Object.freeze(this);
+  }
+
+  /** The current key epoch (0 until the first `rotate-key`). */
+  get epoch(): number {
+    return this.epochs.length - 1;
+  }
+
+  /** The key epoch current right after entry `seq`. */
+  epochAt(seq: number): number {
+    if (seq < 0 || seq > this.head.seq) {
+      throw new RangeError(`seq ${seq} is not in the log (head ${this.head.seq})`);
+    }
+    let lo = 0;
+    let hi = this.epochs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.epochs[mid].seq <= seq) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return lo;
+  }
+
+  link(pubKey: string): Readonly<Link> | null {
+    return this.links.get(pubKey) ?? null;
+  }
+
+  isLiveLink(pubKey: string, now: number): boolean {
+    const link = this.links.get(pubKey);
+    return link !== undefined && linkLive(link, now);
+  }
+
+  /** Who gets a lockbox of a rotation at `now`: every member and every live link, sorted. */
+  recipients(now: number): string[] {
+    const keys = [...this.members.keys()];
+    for (const [k, link] of this.links) {
+      if (linkLive(link, now)) {
+        keys.push(k);
+      }
+    }
+    return keys.sort();
+  }
+
+  /**
+   * Whether someone who may hold the current epoch's key is no longer a member nor a live
+   * link: the client rule is that an admin then rotates.
+   */
+  rotationNeeded(now: number): boolean {
+    for (const k of this.holders) {
+      if (!this.members.has(k) && !this.isLiveLink(k, now)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   role(pubKey: string): Role | null {
@@ -341,20 +493,28 @@ export class MembershipState {
         addedBy: m.addedBy,
         at: m.at,
         seq: m.seq,
-        ...(m.name !== undefined ? { name: m.name } : {})
+        ...(m.name !== undefined ? { name: m.name } : {}),
+        ...(m.via !== undefined ? { via: m.via } : {})
       };
+    }
+    const links: Record<string, unknown> = {};
+    for (const key of [...this.links.keys()].sort()) {
+      links[key] = linkToJson(this.links.get(key) as Link);
     }
     return {
       docId: this.docId,
       root: this.rootHash,
       head: { seq: this.head.seq, hash: this.head.hash },
-      members
+      members,
+      links,
+      epoch: this.epoch,
+      epochs: this.epochs.map(epochInfoToJson)
     };
   }
 }
 
 /** Mutable state while entries are applied; frozen into a MembershipState at the end. */
-class Builder {
+export class Builder {
   docId = '';
   rootHash = '';
   seq = 0;
@@ -364,6 +524,9 @@ class Builder {
   hashes: string[] = [];
   history = new Map<string, Array<readonly [number, Role | null]>>();
   admins = 0;
+  links = new Map<string, Link>();
+  epochs: EpochInfo[] = [];
+  holders = new Set<string>();
 
   static root(root: MembershipEntry, docId: string): Builder {
     const b = new Builder();
@@ -382,6 +545,8 @@ class Builder {
     b.hashes.push(root.hash);
     b.history.set(root.signer, [[0, 'admin']]);
     b.admins = 1;
+    b.epochs.push(Object.freeze({ epoch: 0, seq: 0, signer: root.signer, at: root.at }));
+    b.holders.add(root.signer);
     return b;
   }
 
@@ -400,6 +565,9 @@ class Builder {
     for (const m of state.members.values()) {
       b.admins += m.role === 'admin' ? 1 : 0;
     }
+    b.links = new Map(state.links);
+    b.epochs = [...state.epochs];
+    b.holders = new Set(state.holders);
     return b;
   }
 
@@ -415,11 +583,14 @@ class Builder {
       this.headAt,
       new Map(this.members),
       Object.freeze([...this.hashes]),
-      history
+      history,
+      new Map(this.links),
+      Object.freeze([...this.epochs]),
+      new Set(this.holders)
     );
   }
 
-  private set(e: MembershipEntry, pubKey: string, member: Member | null): void {
+  set(e: MembershipEntry, pubKey: string, member: Member | null): void {
     const old = this.members.get(pubKey);
     if (old && old.role === 'admin') {
       this.admins -= 1;
@@ -463,7 +634,13 @@ class Builder {
     }
     const signer = this.members.get(e.signer);
     if (!signer) {
-      throw err(711, 'signer');
+      const link = this.links.get(e.signer);
+      if (!link) {
+        throw err(711, 'signer');
+      }
+      applyLinkSigned(this, e, link);
+      this.advance(e);
+      return;
     }
     const own = e.target === e.signer;
     if (own && e.role !== undefined && RANK[e.role] > RANK[signer.role]) {
@@ -478,6 +655,10 @@ class Builder {
       if (target) {
         throw err(715, 'target');
       }
+      if (this.links.has(targetKey)) {
+        throw err(758, 'target', "this key is a link's");
+      }
+      this.holders.add(targetKey);
       this.set(e, targetKey, {
         pubKey: targetKey,
         role: e.role as Role,
@@ -502,6 +683,8 @@ class Builder {
         throw err(714, 'role');
       }
       this.set(e, targetKey, { ...target, role });
+    } else if (EPOCH_KINDS.has(e.kind)) {
+      applyEpochKind(this, e, signer, target);
     } else {
       if (!own && signer.role !== 'admin') {
         throw err(712, 'signer');
@@ -514,6 +697,10 @@ class Builder {
       }
       this.set(e, targetKey, null);
     }
+    this.advance(e);
+  }
+
+  private advance(e: MembershipEntry): void {
     this.seq = e.seq;
     this.headHash = e.hash;
     this.headAt = e.at;
@@ -751,7 +938,7 @@ export function createEntry(
   role: Role | null = null,
   options: { name?: string | null; at?: number } = {}
 ): { entry: MembershipEntry; state: MembershipState } {
-  if (!(KINDS as readonly string[]).includes(kind) || (kind as string) === 'create') {
+  if (!['add-member', 'set-role', 'remove-member'].includes(kind)) {
     throw err(741, 'kind', 'expected add-member, set-role or remove-member');
   }
   let name = options.name ?? null;
@@ -782,6 +969,46 @@ export function createEntry(
   }
   const entry = signFields(fields, keyPair);
   return { entry, state: verifyEntry(state, entry) };
+}
+
+/**
+ * Sign an entry of `kind` with `fields` (wire names) on `state`'s head and check it (for
+ * the issue-12 kinds; lockbox.ts and links.ts build their fields): 741 for a malformed
+ * field, the rule's own code otherwise.
+ */
+export function nextEntry(
+  state: MembershipState,
+  keyPair: SignatureKeyPair,
+  kind: EntryKind,
+  fields: Record<string, unknown>,
+  options: { at?: number } = {}
+): { entry: MembershipEntry; state: MembershipState } {
+  const entry = signFields(
+    {
+      v: LOG_FORMAT_VERSION,
+      kind,
+      docId: state.docId,
+      seq: state.head.seq + 1,
+      prev: state.head.hash,
+      signer: b64encode(keyPair.publicKey),
+      ...fields,
+      at: options.at ?? Math.max(Date.now(), state.headAt)
+    },
+    keyPair
+  );
+  return { entry, state: verifyEntry(state, entry) };
+}
+
+/** A public key argument as base64url, checked to be a usable Ed25519 point (741). */
+export function publicKeyArg(value: string | Uint8Array | Identity, field = 'target'): string {
+  const raw = typeof value === 'object' && !(value instanceof Uint8Array) ? value.pubKey : value;
+  try {
+    const key = keyBytes(raw, field);
+    checkPoint(key);
+    return b64encode(key);
+  } catch (e) {
+    throw err(741, field, e instanceof MembershipError ? e.detail : String(e));
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,13 +1047,16 @@ export function createReaderProof(
 
 /**
  * Check a `reader-proof` frame against the challenge this relay sent and return the proven
- * public key: 720 malformed, 721 bad signature, 722 not a member of `state` (when given).
+ * public key: 720 malformed, 721 bad signature, 722 not a member of `state` (when given). A
+ * link identity (issue 12) is a reader while live: 755 once removed, 754 after its expiry at
+ * `now` (ms; default: the current time). Whether the key is a link's: `state.links`.
  */
 export function verifyReaderProof(
   proof: unknown,
   docId: string,
   nonce: string,
-  state: MembershipState | null = null
+  state: MembershipState | null = null,
+  options: { now?: number } = {}
 ): string {
   if (!isPlainObject(proof)) {
     throw err(720, 'proof', 'expected a JSON object');
@@ -854,7 +1084,16 @@ export function verifyReaderProof(
     throw err(721, 'signature');
   }
   if (state !== null && !state.isMember(pubKey)) {
-    throw err(722, 'pubKey');
+    const link = state.links.get(pubKey);
+    if (!link) {
+      throw err(722, 'pubKey');
+    }
+    if (link.removed !== undefined) {
+      throw err(755, 'pubKey', 'the link was removed');
+    }
+    if (!linkLive(link, options.now ?? Date.now())) {
+      throw err(754, 'pubKey', 'the link expired');
+    }
   }
   return pubKey;
 }

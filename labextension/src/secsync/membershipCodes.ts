@@ -1,7 +1,7 @@
 /**
  * Error codes of the membership log, reader proofs and identity strings (700–749), twin of
  * secsync_jupyter/protocol/membership_codes.py. A leaf module so that errors.ts can include
- * them in `SecsyncErrorCode`; 750–799 are kept for key epochs, lockboxes and links (issue 12).
+ * them in `SecsyncErrorCode`; 750–799: key epochs, lockboxes and links (issue 12).
  * The wire format is in docs/protocol.md, section "Membership log".
  */
 export type MembershipErrorCode =
@@ -32,7 +32,29 @@ export type MembershipErrorCode =
   | 'SECSYNC_ERROR_725'
   | 'SECSYNC_ERROR_730'
   | 'SECSYNC_ERROR_731'
-  | 'SECSYNC_ERROR_741';
+  | 'SECSYNC_ERROR_741'
+  | 'SECSYNC_ERROR_750'
+  | 'SECSYNC_ERROR_751'
+  | 'SECSYNC_ERROR_752'
+  | 'SECSYNC_ERROR_753'
+  | 'SECSYNC_ERROR_754'
+  | 'SECSYNC_ERROR_755'
+  | 'SECSYNC_ERROR_756'
+  | 'SECSYNC_ERROR_757'
+  | 'SECSYNC_ERROR_758'
+  | 'SECSYNC_ERROR_759'
+  | 'SECSYNC_ERROR_760'
+  | 'SECSYNC_ERROR_761'
+  | 'SECSYNC_ERROR_762'
+  | 'SECSYNC_ERROR_763'
+  | 'SECSYNC_ERROR_764'
+  | 'SECSYNC_ERROR_765'
+  | 'SECSYNC_ERROR_766'
+  | 'SECSYNC_ERROR_767'
+  | 'SECSYNC_ERROR_768'
+  | 'SECSYNC_ERROR_769'
+  | 'SECSYNC_ERROR_770'
+  | 'SECSYNC_ERROR_780';
 
 export const MEMBERSHIP_ERROR_DESCRIPTIONS: Record<MembershipErrorCode, string> = {
   SECSYNC_ERROR_700: 'unknown error while processing the membership log',
@@ -62,5 +84,28 @@ export const MEMBERSHIP_ERROR_DESCRIPTIONS: Record<MembershipErrorCode, string> 
   SECSYNC_ERROR_725: 'access revoked: removed from the document',
   SECSYNC_ERROR_730: 'identity string is malformed',
   SECSYNC_ERROR_731: 'identity string fingerprint does not match its key',
-  SECSYNC_ERROR_741: 'creating a membership entry failed'
+  SECSYNC_ERROR_741: 'creating a membership entry failed',
+  // issue 12: key epochs, lockboxes and links (epochs.ts, lockbox.ts, links.ts)
+  SECSYNC_ERROR_750: 'unknown error in key epochs, lockboxes or links',
+  SECSYNC_ERROR_751: 'rotate-key does not make the next key epoch',
+  SECSYNC_ERROR_752: 'a link\'s role must be viewer or editor',
+  SECSYNC_ERROR_753: 'a link may only add members',
+  SECSYNC_ERROR_754: 'the link has expired',
+  SECSYNC_ERROR_755: 'the link was revoked',
+  SECSYNC_ERROR_756: 'a link adds a member with a role above its own',
+  SECSYNC_ERROR_757: 'remove-link names no live link',
+  SECSYNC_ERROR_758: 'the key is (or was) a link\'s',
+  SECSYNC_ERROR_759: 'the link would expire before it is added',
+  SECSYNC_ERROR_760: 'lockbox could not be parsed',
+  SECSYNC_ERROR_761: 'lockbox cannot be opened with this key',
+  SECSYNC_ERROR_762: 'epoch key does not match the epoch\'s key check',
+  SECSYNC_ERROR_763: 'lockbox belongs to another document, epoch or recipient',
+  SECSYNC_ERROR_764: 'lockboxes do not match the rotate-key commitment',
+  SECSYNC_ERROR_765: 'lockboxes missing, duplicated or for a non-recipient',
+  SECSYNC_ERROR_766: 'unknown key epoch',
+  SECSYNC_ERROR_767: 'message epoch is malformed or not the epoch of its log head',
+  SECSYNC_ERROR_768: 'write in a superseded key epoch',
+  SECSYNC_ERROR_769: 'served an older key epoch than one seen before (rollback)',
+  SECSYNC_ERROR_770: 'link fragment is malformed',
+  SECSYNC_ERROR_780: 'creating a rotation, lockbox or link failed'
 };
