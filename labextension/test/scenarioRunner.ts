@@ -27,6 +27,7 @@ import {
   verifyAndDecryptUpdate,
   YDocAdapter
 } from '../src/secsync';
+import { verifyReaderProof } from '../src/secsync/membership';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = any;
@@ -158,7 +159,10 @@ function assertEqual(got: unknown, want: unknown, what: string): void {
   }
 }
 
-function kindOf(frame: Json): 'snapshot' | 'update' | 'ephemeral' {
+function kindOf(frame: Json): string {
+  if (frame.type === 'reader-proof' || frame.type === 'log-entry') {
+    return frame.type;
+  }
   const pd = frame.publicData ?? {};
   if ('snapshotId' in pd) {
     return 'snapshot';
@@ -170,6 +174,8 @@ function kindOf(frame: Json): 'snapshot' | 'update' | 'ephemeral' {
 }
 
 export class ScenarioRunner {
+  /** the nonce of the latest reader-challenge fed to the engine */
+  challenge: string | null = null;
   readonly docId: string;
   readonly key: Uint8Array;
   readonly signers: Record<string, SignatureKeyPair> = {};
@@ -239,6 +245,8 @@ export class ScenarioRunner {
         knownSnapshot: client.knownSnapshot ? KnownSnapshot.fromJSON(client.knownSnapshot) : null,
         loadMode: client.loadMode ?? 'delta',
         writeHeads: client.writeHeads ?? false,
+        knownLogHead: client.knownLogHead ?? null,
+        rootEntry: client.logRoot ?? null,
         onEvent: (event, data) => this.events.push([event, data])
       }
     );
@@ -312,6 +320,9 @@ export class ScenarioRunner {
         }
         for (const update of mirror.apply ?? []) {
           Y.applyUpdate(this.mirror.doc, b64decode(update));
+        }
+        if (step.frame?.type === 'reader-challenge') {
+          this.challenge = step.frame.nonce;
         }
         this.feed(step.frame !== undefined ? this.sub(step.frame) : step.text);
         break;
@@ -403,7 +414,10 @@ export class ScenarioRunner {
         }
         return params;
       },
-      returns: () => result
+      returns: () => result,
+      role: () => e.log?.role ?? null,
+      readOnly: () => (e.log !== null ? e.log.readOnly : false),
+      logHead: () => e.log?.head() ?? null
     };
     for (const [field, raw] of Object.entries<Json>(expect)) {
       const want = this.sub(raw);
@@ -454,7 +468,22 @@ export class ScenarioRunner {
     );
     expected.forEach((want, i) => {
       const frame = frames[i];
+      if (want.kind === 'reader-proof') {
+        if (this.challenge === null) {
+          throw new Error('a reader proof without a challenge');
+        }
+        assertEqual(verifyReaderProof(frame, this.docId, this.challenge), want.pubKey, 'reader proof by');
+        assertEqual(Object.keys(frame).sort(), ['pubKey', 'signature', 'type'], 'reader proof fields');
+        return;
+      }
+      if (want.kind === 'log-entry') {
+        assertEqual(frame, { type: 'log-entry', entry: want.entry }, 'log-entry frame');
+        return;
+      }
       if (want.kind === 'ephemeral') {
+        for (const [k, v] of Object.entries(want.publicData ?? {})) {
+          assertEqual(frame.publicData[k], this.sub(v), `publicData.${k}`);
+        }
         this.engineEphemeral.push(frame);
         const plaintext = decryptAead(
           b64decode(frame.ciphertext),

@@ -30,6 +30,7 @@
  *
  * The driver is `document.ts` (WebSocket, backoff, batching timer, waiters, status).
  */
+import { EngineAcks } from './engineAcks';
 import { verifyAndDecryptParsedEphemeralMessage } from './ephemeral';
 import { ProtocolError, SecsyncError } from './errors';
 import {
@@ -44,24 +45,19 @@ import type { EphemeralMessage, Snapshot, SnapshotProofChainEntry, Update } from
 import { verifyAndDecryptParsedUpdate } from './update';
 import {
   clockOf,
-  CLOSED,
   COMPLETE,
   CONNECTED,
-  EngineCore,
   errorWithCode,
   FAILED,
   Frame,
   HEADS_FIELD,
   KnownSnapshot,
   MAX_SNAPSHOT_SAVE_FAILURES,
-  MAX_UPDATE_SAVE_FAILURES,
-  NO_ACCESS,
   PARTIAL,
   pushError,
   RECONNECT_CODES,
   SNAPSHOT_FATAL,
-  UPDATE_IGNORED,
-  UpdateInFlight
+  UPDATE_IGNORED
 } from './engineCore';
 
 export * from './engineCore';
@@ -90,7 +86,7 @@ function sameEntry(a: SnapshotProofChainEntry, b: SnapshotProofChainEntry): bool
 }
 
 /** Sans-IO Secsync client state machine for one document (receiving side here). */
-export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
+export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
   // ------------------------------------------------------------------ receive
 
   /** The frame as an object (text is parsed here); null (recorded) when it is not one. */
@@ -145,8 +141,21 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
         this._onEphemeral(obj);
         break;
       case 'document-not-found':
-      case 'unauthorized':
         this.noAccess(obj.type);
+        break;
+      case 'unauthorized':
+        this._onUnauthorized(obj);
+        break;
+      case 'reader-challenge':
+      case 'log-entry':
+      case 'log-entry-saved':
+      case 'log-entry-failed':
+      case 'write-refused':
+        if (this.log === null) {
+          this._emit('custom-message', { message: obj });
+          return;
+        }
+        this._onLogFrame(obj);
         break;
       case 'document-error':
         this._onDocumentError();
@@ -160,21 +169,28 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     }
   }
 
-  /** Access refused (an `unauthorized` frame, or the transport's refusal). */
-  noAccess(reason: string): void {
-    if (this.state === FAILED || this.state === CLOSED) {
-      return;
-    }
-    this.state = NO_ACCESS;
-    this._emit('state', { state: this.state, reason });
-  }
-
   private _onDocumentError(): void {
     this.state = FAILED;
     this._emit('state', { state: this.state, reason: 'document-error' });
   }
 
   private _onDocument(obj: Frame): void {
+    if (this.log !== null) {
+      // the log first: nothing in the frame is trusted before it is verified
+      try {
+        this.log.loadDocumentLog(obj);
+      } catch (exc) {
+        if (!(exc instanceof SecsyncError)) {
+          throw exc;
+        }
+        this.documentState = FAILED;
+        this._fail(exc);
+        return;
+      }
+    }
+    if (this.state !== CONNECTED) {
+      return; // not a member (any more)
+    }
     if (this.ephemeral !== null) {
       this._sendEphemeralMessage(new Uint8Array(), 'initialize');
     }
@@ -301,92 +317,6 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
     }
   }
 
-  private _onUpdateSaved(obj: Frame): void {
-    const snapshotId = obj.snapshotId;
-    const clock = obj.clock;
-    if (typeof snapshotId !== 'string' || typeof clock !== 'number' || !Number.isSafeInteger(clock)) {
-      return;
-    }
-    if (this._takeDiscarded(snapshotId, clock)) {
-      // saved after all (not expected: an earlier clock failed); its changes were queued
-      // again, which Yjs applies idempotently; our clock moves past it
-      this._acknowledgeClock(snapshotId, clock, []);
-      if (this.active !== null && this.active.snapshotId === snapshotId) {
-        this.localClock = Math.max(this.localClock, clock);
-      }
-      return;
-    }
-    this.snapshotSaveFailures = 0;
-    this.updateSaveFailures = 0;
-    // the relay saves one author's updates in clock order: this acknowledges every update of
-    // ours in flight on that snapshot up to `clock`
-    const done = this.updatesInFlight.filter(
-      (u) => u.snapshotId === snapshotId && u.clock <= clock
-    );
-    this._acknowledgeClock(snapshotId, clock, done);
-    this.updatesInFlight = this.updatesInFlight.filter((u) => !done.includes(u));
-    this._emit('update-saved', { snapshotId, clock });
-  }
-
-  private _acknowledgeClock(snapshotId: string, clock: number, done: UpdateInFlight<C>[]): void {
-    for (const info of this.snapshots) {
-      if (info.snapshotId === snapshotId) {
-        if (clockOf(info.updateClocks, this.pubKey) < clock) {
-          info.updateClocks[this.pubKey] = clock;
-        }
-        for (const upd of done) {
-          info.updatesCount += 1;
-          info.updatesBytes += upd.size;
-        }
-      }
-    }
-  }
-
-  /** Whether (`snapshotId`, `clock`) was a discarded update (then it no longer is). */
-  private _takeDiscarded(snapshotId: unknown, clock: unknown): boolean {
-    const i = this.updatesDiscarded.findIndex(
-      (d) => d.snapshotId === snapshotId && d.clock === clock
-    );
-    if (i < 0) {
-      return false;
-    }
-    this.updatesDiscarded.splice(i, 1);
-    return true;
-  }
-
-  private _onUpdateSaveFailed(obj: Frame): void {
-    const { snapshotId, clock } = obj;
-    if (this._takeDiscarded(snapshotId, clock)) {
-      return; // expected: already re-queued
-    }
-    if (!this.updatesInFlight.some((u) => u.snapshotId === snapshotId && u.clock === clock)) {
-      return; // not ours (any more): nothing to retry
-    }
-    this.updateSaveFailures += 1;
-    // the later updates in flight cannot be saved either (their clocks follow this one): all
-    // their changes go back to the front of the pending ones, in order, and nothing is sent
-    // until the relay has answered each of them (so no clock is reused meanwhile)
-    const changes: C[] = [];
-    for (const u of this.updatesInFlight) {
-      changes.push(...u.changes);
-      if (!(u.snapshotId === snapshotId && u.clock === clock)) {
-        this.updatesDiscarded.push({ snapshotId: u.snapshotId, clock: u.clock });
-      }
-    }
-    this.updatesInFlight = [];
-    this.pending = changes.concat(this.pending);
-    const active = this.active;
-    this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
-    if (this.updateSaveFailures >= MAX_UPDATE_SAVE_FAILURES) {
-      // give up on this connection (as for snapshots): reload in delta mode, then resend
-      this._requestReconnect();
-      return;
-    }
-    if (obj.requiresNewSnapshot === true) {
-      this.snapshotRequested = true;
-    }
-  }
-
   private _onEphemeral(obj: Frame): void {
     let message: EphemeralMessage;
     try {
@@ -396,14 +326,14 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       return;
     }
     const author = message.publicData.pubKey;
-    let valid: boolean;
+    let denied: string | null;
     try {
-      valid = this.isValidClient(author, message.publicData);
+      denied = this._denied('ephemeral', message.publicData, null);
     } catch {
-      valid = false;
+      denied = '';
     }
-    if (!valid) {
-      pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_304'));
+    if (denied !== null) {
+      pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_304', denied || undefined));
       return;
     }
     const session = this.ephemeral;
@@ -468,14 +398,14 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       throw new Ignore(errorWithCode('SECSYNC_ERROR_115', detailOf(exc)));
     }
     const pd = snapshot.publicData;
-    let allowed: boolean;
+    let denied: string | null;
     try {
-      allowed = this.isValidClient(pd.pubKey, pd);
+      denied = this._denied('snapshot', pd, known !== null ? known.snapshotId : null);
     } catch (exc) {
       throw new Fail(errorWithCode('SECSYNC_ERROR_104', exc));
     }
-    if (!allowed) {
-      throw new Ignore(errorWithCode('SECSYNC_ERROR_114'));
+    if (denied !== null) {
+      throw new Ignore(errorWithCode('SECSYNC_ERROR_114', denied || undefined));
     }
     const info = KnownSnapshot.of(snapshot);
     if (known !== null && sameEntry(known.proofEntry, info.proofEntry)) {
@@ -535,6 +465,7 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
       throw new Fail(errorWithCode('SECSYNC_ERROR_105', exc));
     }
     this.snapshots = [...this.snapshots, info].slice(-3);
+    this.log?.noteSnapshot(info.snapshotId, pd);
     this.localClock = -1;
     this._requeueStaleUpdates();
     this._emit('remote-change', { kind: 'snapshot', snapshotId: info.snapshotId });
@@ -609,15 +540,15 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
         continue;
       }
       const pd = update.publicData;
-      let allowed: boolean;
+      let denied: string | null;
       try {
-        allowed = this.isValidClient(pd.pubKey, pd);
+        denied = this._denied('update', pd, related !== null ? relatedId : null);
       } catch (exc) {
         fatal = errorWithCode('SECSYNC_ERROR_205', exc);
         break;
       }
-      if (!allowed) {
-        ignored = errorWithCode('SECSYNC_ERROR_215');
+      if (denied !== null) {
+        ignored = errorWithCode('SECSYNC_ERROR_215', denied || undefined);
         continue;
       }
       const active = this.active;
@@ -651,6 +582,7 @@ export class SyncEngine<C = Uint8Array> extends EngineCore<C> {
           info.updatesBytes += update.ciphertext.length;
         }
       }
+      this.log?.noteUpdate(relatedId, pd);
       if (pd.pubKey === this.pubKey) {
         this.localClock = pd.clock;
       }

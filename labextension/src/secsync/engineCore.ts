@@ -5,20 +5,18 @@
  * `secsync_jupyter/client/engine.py`.
  */
 import { b64encode } from './base64';
-import { generateId, hash, SignatureKeyPair } from './crypto';
+import { generateId, SignatureKeyPair } from './crypto';
 import { createEphemeralMessage, createEphemeralSession, EphemeralMessageType, EphemeralSession } from './ephemeral';
-import { ProtocolError, SecsyncError, SecsyncErrorCode } from './errors';
+import { SecsyncError, SecsyncErrorCode } from './errors';
+import { LogGuard } from './engineLog';
+import { clockOf, KnownSnapshot } from './knownSnapshot';
+import { isLogDocId, LogHead } from './membership';
 import { isPlainObject } from './parse';
 import { createInitialSnapshot, createSnapshot } from './snapshot';
-import type {
-  EphemeralMessage,
-  Snapshot,
-  SnapshotInfoWithUpdateClocks,
-  SnapshotProofChainEntry,
-  Update,
-  UpdateClocks
-} from './types';
+import type { EphemeralMessage, Snapshot, Update } from './types';
 import { createUpdate } from './update';
+
+export { clockOf, KnownSnapshot } from './knownSnapshot';
 
 /** at most this many errors are kept per kind (newest first) */
 export const MAX_ERRORS = 20;
@@ -123,74 +121,6 @@ export function defaultSnapshotPolicy(info: SnapshotPolicyInfo): boolean {
 
 export type EngineEventHandler = (event: string, data: Record<string, unknown>) => void;
 
-/** `clocks[pubKey]`, or -1 (own properties only: a pubKey is untrusted input). */
-export function clockOf(clocks: UpdateClocks, pubKey: string): number {
-  return Object.prototype.hasOwnProperty.call(clocks, pubKey) ? clocks[pubKey] : -1;
-}
-
-/** A snapshot the client already has (`knownSnapshotInfo` in the reference). */
-export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
-  constructor(
-    public snapshotId: string,
-    public snapshotCiphertextHash: string,
-    public parentSnapshotProof: string,
-    public updateClocks: UpdateClocks = {},
-    /** updates / bytes accepted on it (for the snapshot policy; not sent anywhere) */
-    public updatesCount = 0,
-    public updatesBytes = 0
-  ) {}
-
-  get proofEntry(): SnapshotProofChainEntry {
-    return {
-      snapshotId: this.snapshotId,
-      snapshotCiphertextHash: this.snapshotCiphertextHash,
-      parentSnapshotProof: this.parentSnapshotProof
-    };
-  }
-
-  static of(snapshot: Snapshot): KnownSnapshot {
-    return new KnownSnapshot(
-      snapshot.publicData.snapshotId,
-      hash(snapshot.ciphertext),
-      snapshot.publicData.parentSnapshotProof
-    );
-  }
-
-  copy(): KnownSnapshot {
-    return new KnownSnapshot(
-      this.snapshotId,
-      this.snapshotCiphertextHash,
-      this.parentSnapshotProof,
-      { ...this.updateClocks },
-      this.updatesCount,
-      this.updatesBytes
-    );
-  }
-
-  toJSON(): SnapshotInfoWithUpdateClocks {
-    return { ...this.proofEntry, updateClocks: { ...this.updateClocks } };
-  }
-
-  static fromJSON(obj: SnapshotInfoWithUpdateClocks): KnownSnapshot {
-    const clocks: unknown = obj.updateClocks ?? {};
-    if (
-      !isPlainObject(clocks) ||
-      !Object.values(clocks).every((v) => typeof v === 'number' && Number.isSafeInteger(v))
-    ) {
-      throw new ProtocolError('updateClocks must map strings to integers');
-    }
-    const updateClocks = { ...(clocks as UpdateClocks) };
-    const count = Object.values(updateClocks).reduce((n, c) => n + c + 1, 0);
-    return new KnownSnapshot(
-      String(obj.snapshotId),
-      String(obj.snapshotCiphertextHash),
-      String(obj.parentSnapshotProof),
-      updateClocks,
-      count
-    );
-  }
-}
-
 export interface UpdateInFlight<C> {
   snapshotId: string;
   clock: number;
@@ -235,6 +165,10 @@ export interface SyncEngineOptions<C> {
    * reject the signature). Heads in others' updates are always checked.
    */
   writeHeads?: boolean;
+  /** the root entry of a new document with a log that this client created (sent first) */
+  rootEntry?: Record<string, unknown> | null;
+  /** the log head this client verified before (e.g. persisted): a log without it is 718 */
+  knownLogHead?: LogHead | null;
 }
 
 type KeySource = Uint8Array | ((info: KnownSnapshot | null) => Uint8Array);
@@ -250,6 +184,8 @@ export abstract class EngineCore<C = Uint8Array> {
   onEvent: EngineEventHandler | null;
   readonly strictEphemeralDocId: boolean;
   readonly writeHeads: boolean;
+  /** the membership log of a document with a log (`m1_…` id; engineLog.ts), else null */
+  readonly log: LogGuard | null;
 
   state: EngineState = DISCONNECTED;
   documentState: DocumentState = PENDING;
@@ -312,7 +248,24 @@ export abstract class EngineCore<C = Uint8Array> {
     this.isValidClient = options.isValidClient ?? (() => true);
     this.onEvent = options.onEvent ?? null;
     this.strictEphemeralDocId = options.strictEphemeralDocId ?? true;
-    this.writeHeads = options.writeHeads ?? false;
+    // documents with a log: heads always written (docs/protocol.md); others: default off
+    this.writeHeads = isLogDocId(docId) || (options.writeHeads ?? false);
+    this.log = isLogDocId(docId)
+      ? new LogGuard(
+          {
+            docId,
+            pubKey: this.pubKey,
+            signingKey,
+            send: (frame) => this._send(frame),
+            emit: (event, data) => this._emit(event, data),
+            record: (error) => this._record(error),
+            revoke: (error, reason) => this._revoke(error, reason),
+            requestReconnect: () => this._requestReconnect(),
+            loaded: () => this.state === CONNECTED && this.documentState === COMPLETE
+          },
+          { rootEntry: options.rootEntry, knownLogHead: options.knownLogHead }
+        )
+      : null;
     this.loadKnown = options.knownSnapshot ?? null;
     this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
     this.pending = Array.from(options.pendingChanges ?? []);
@@ -361,6 +314,23 @@ export abstract class EngineCore<C = Uint8Array> {
     this._emit('state', { state: this.state });
   }
 
+  /** Access revoked or refused (722 / 725): terminal, no reconnect. */
+  protected _revoke(error: SecsyncError, reason: string): void {
+    if (this._terminal) {
+      return;
+    }
+    pushError(this.errors, error);
+    this._emit('error', { error, fatal: true });
+    this.state = NO_ACCESS;
+    this._emit('state', { state: this.state, reason });
+  }
+
+  /** `{logHead}` for the public data of our messages in a document with a log. */
+  protected _logField(): { logHead?: LogHead } {
+    const head = this.log?.head() ?? null;
+    return head !== null ? { logHead: head } : {};
+  }
+
   protected _send(message: unknown): void {
     this.outbox.push(JSON.stringify(message));
   }
@@ -375,13 +345,15 @@ export abstract class EngineCore<C = Uint8Array> {
 
   /** Query parameters for the next connection (besides `sessionKey`). */
   connectionParams(): Record<string, string> {
+    const log = this.log?.connectionParams() ?? {};
     if (this.loadKnown === null) {
-      return { mode: 'complete' };
+      return { mode: 'complete', ...log };
     }
     return {
       mode: this.loadMode,
       knownSnapshotId: this.loadKnown.snapshotId,
-      knownSnapshotUpdateClocks: JSON.stringify(this.loadKnown.updateClocks)
+      knownSnapshotUpdateClocks: JSON.stringify(this.loadKnown.updateClocks),
+      ...log
     };
   }
 
@@ -438,6 +410,7 @@ export abstract class EngineCore<C = Uint8Array> {
     this.updatesDiscarded = [];
     this.snapshotInFlight = null;
     this.localClock = -1;
+    this.log?.disconnected();
     this.snapshotSaveFailures = 0;
     this.updateSaveFailures = 0;
     this.ephemeral = null;
@@ -512,9 +485,10 @@ export abstract class EngineCore<C = Uint8Array> {
       this.documentState !== COMPLETE ||
       this.snapshotInFlight !== null ||
       this.updatesDiscarded.length > 0 ||
-      this.updatesInFlight.length >= MAX_UPDATES_IN_FLIGHT
+      this.updatesInFlight.length >= MAX_UPDATES_IN_FLIGHT ||
+      (this.log !== null && (this.log.readOnly || this.log.rootPending !== null))
     ) {
-      return;
+      return; // (a viewer, a non-member or a refused writer sends nothing; changes stay pending)
     }
     if (!this.snapshotRequested) {
       if (this.pending.length === 0) {
@@ -536,7 +510,7 @@ export abstract class EngineCore<C = Uint8Array> {
     try {
       const snapshotId = generateId();
       const content = this.adapter.snapshotContent();
-      const base = { docId: this.docId, pubKey: this.pubKey, snapshotId };
+      const base = { docId: this.docId, pubKey: this.pubKey, snapshotId, ...this._logField() };
       const key = this.keyFor(active);
       if (active === null) {
         snapshot = createInitialSnapshot(
@@ -570,6 +544,7 @@ export abstract class EngineCore<C = Uint8Array> {
     };
     this.pending = [];
     this.snapshotRequested = false;
+    this.log?.noteSnapshot(snapshot.publicData.snapshotId, snapshot.publicData);
     this._send(snapshot);
   }
 
@@ -591,6 +566,7 @@ export abstract class EngineCore<C = Uint8Array> {
           refSnapshotId: active.snapshotId,
           docId: this.docId,
           pubKey: this.pubKey,
+          ...this._logField(),
           ...(this.writeHeads ? { [HEADS_FIELD]: { clocks: this._heads(active) } } : {})
         },
         this.keyFor(active),
@@ -705,6 +681,9 @@ export abstract class EngineCore<C = Uint8Array> {
     if (this.state !== CONNECTED || this.ephemeral === null) {
       return false;
     }
+    if (this.log !== null && (this.log.state === null || this.documentState === PENDING)) {
+      return false; // our messages name the verified log head: not before the log
+    }
     return this._sendEphemeralMessage(content, 'message');
   }
 
@@ -715,7 +694,7 @@ export abstract class EngineCore<C = Uint8Array> {
       message = createEphemeralMessage(
         content,
         type,
-        { docId: this.docId, pubKey: this.pubKey },
+        { docId: this.docId, pubKey: this.pubKey, ...this._logField() },
         this._ephemeralKey as Uint8Array,
         this.signingKey,
         session.id,

@@ -1,0 +1,206 @@
+/**
+ * The sync engine's acknowledgement and access rules: `update-saved` / `update-save-failed`,
+ * `unauthorized`, the membership log's frames (handed to engineLog.ts) and the author check
+ * of received messages (the log, or `isValidClient`). A layer of `SyncEngine` between
+ * engineCore.ts (state, sending) and engine.ts (receiving); one object, three files.
+ */
+import { LogGuard, RootRefused } from './engineLog';
+import { SecsyncError, SecsyncErrorCode } from './errors';
+import {
+  clockOf,
+  CLOSED,
+  EngineCore,
+  FAILED,
+  Frame,
+  MAX_UPDATE_SAVE_FAILURES,
+  NO_ACCESS,
+  pushError,
+  UpdateInFlight
+} from './engineCore';
+
+export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
+  /** Access refused (an `unauthorized` frame, or the transport's refusal). */
+  noAccess(reason: string): void {
+    if (this.state === FAILED || this.state === CLOSED) {
+      return;
+    }
+    this.state = NO_ACCESS;
+    this._emit('state', { state: this.state, reason });
+  }
+
+  /** `unauthorized`: with a code (722 not a member, 725 removed…) the error says why. */
+  protected _onUnauthorized(obj: Frame): void {
+    const code = obj.code;
+    if (typeof code === 'string' && code.startsWith('SECSYNC_ERROR_')) {
+      const error = new SecsyncError(code as SecsyncErrorCode, typeof obj.reason === 'string' ? obj.reason : undefined);
+      pushError(this.errors, error);
+      this._emit('error', { error, fatal: true });
+    }
+    this.noAccess(obj.type);
+  }
+
+  /** The membership log's frames (engineLog.ts). */
+  protected _onLogFrame(obj: Frame): void {
+    const log = this.log as LogGuard;
+    if (obj.type === 'reader-challenge') {
+      log.onChallenge(obj);
+    } else if (obj.type === 'log-entry') {
+      log.onLogEntry(obj);
+    } else if (obj.type === 'log-entry-saved') {
+      log.onSaved(obj);
+    } else if (obj.type === 'log-entry-failed') {
+      try {
+        log.onFailed(obj);
+      } catch (exc) {
+        if (!(exc instanceof RootRefused)) {
+          throw exc;
+        }
+        this.fail(exc.error);
+      }
+    } else {
+      this._onWriteRefused(obj, log);
+    }
+  }
+
+  /**
+   * The relay refused a write of ours (724: not an editor or admin at its head): stop
+   * writing. The unconfirmed changes are kept (sent again if a later entry lets us write).
+   */
+  protected _onWriteRefused(obj: Frame, log: LogGuard): void {
+    const code = typeof obj.code === 'string' ? obj.code : 'SECSYNC_ERROR_724';
+    if (obj.of === 'ephemeral') {
+      pushError(
+        this.ephemeralErrors,
+        new SecsyncError(code as SecsyncErrorCode, 'the relay dropped our ephemeral message')
+      );
+      return;
+    }
+    if (log.writeRefused && this.updatesInFlight.length === 0 && this.snapshotInFlight === null) {
+      return; // an answer to a write already given up
+    }
+    const unconfirmed: C[] = [];
+    for (const u of this.updatesInFlight) {
+      unconfirmed.push(...u.changes);
+    }
+    if (this.snapshotInFlight !== null) {
+      unconfirmed.push(...this.snapshotInFlight.changes);
+      this.snapshotInFlight = null;
+    }
+    this.pending = unconfirmed.concat(this.pending);
+    this.updatesInFlight = [];
+    this.updatesDiscarded = [];
+    const active = this.active;
+    this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
+    const first = !log.writeRefused;
+    log.writeRefused = true;
+    if (first) {
+      this._record(new SecsyncError(code as SecsyncErrorCode, `the relay refused our ${String(obj.of)}: read-only`));
+    }
+  }
+
+  protected _onUpdateSaved(obj: Frame): void {
+    const snapshotId = obj.snapshotId;
+    const clock = obj.clock;
+    if (typeof snapshotId !== 'string' || typeof clock !== 'number' || !Number.isSafeInteger(clock)) {
+      return;
+    }
+    if (this._takeDiscarded(snapshotId, clock)) {
+      // saved after all (not expected: an earlier clock failed); its changes were queued
+      // again, which Yjs applies idempotently; our clock moves past it
+      this._acknowledgeClock(snapshotId, clock, []);
+      if (this.active !== null && this.active.snapshotId === snapshotId) {
+        this.localClock = Math.max(this.localClock, clock);
+      }
+      return;
+    }
+    this.snapshotSaveFailures = 0;
+    this.updateSaveFailures = 0;
+    // the relay saves one author's updates in clock order: this acknowledges every update of
+    // ours in flight on that snapshot up to `clock`
+    const done = this.updatesInFlight.filter(
+      (u) => u.snapshotId === snapshotId && u.clock <= clock
+    );
+    this._acknowledgeClock(snapshotId, clock, done);
+    this.updatesInFlight = this.updatesInFlight.filter((u) => !done.includes(u));
+    this._emit('update-saved', { snapshotId, clock });
+  }
+
+  protected _acknowledgeClock(snapshotId: string, clock: number, done: UpdateInFlight<C>[]): void {
+    for (const info of this.snapshots) {
+      if (info.snapshotId === snapshotId) {
+        if (clockOf(info.updateClocks, this.pubKey) < clock) {
+          info.updateClocks[this.pubKey] = clock;
+        }
+        for (const upd of done) {
+          info.updatesCount += 1;
+          info.updatesBytes += upd.size;
+        }
+      }
+    }
+  }
+
+  /** Whether (`snapshotId`, `clock`) was a discarded update (then it no longer is). */
+  protected _takeDiscarded(snapshotId: unknown, clock: unknown): boolean {
+    const i = this.updatesDiscarded.findIndex(
+      (d) => d.snapshotId === snapshotId && d.clock === clock
+    );
+    if (i < 0) {
+      return false;
+    }
+    this.updatesDiscarded.splice(i, 1);
+    return true;
+  }
+
+  protected _onUpdateSaveFailed(obj: Frame): void {
+    const { snapshotId, clock } = obj;
+    if (this._takeDiscarded(snapshotId, clock)) {
+      return; // expected: already re-queued
+    }
+    if (!this.updatesInFlight.some((u) => u.snapshotId === snapshotId && u.clock === clock)) {
+      return; // not ours (any more): nothing to retry
+    }
+    this.updateSaveFailures += 1;
+    this._requeueInFlight(snapshotId, clock);
+    if (this.updateSaveFailures >= MAX_UPDATE_SAVE_FAILURES) {
+      // give up on this connection (as for snapshots): reload in delta mode, then resend
+      this._requestReconnect();
+      return;
+    }
+    if (obj.requiresNewSnapshot === true) {
+      this.snapshotRequested = true;
+    }
+  }
+
+  /**
+   * Our update (`snapshotId`, `clock`) in flight was refused: the later ones in flight are
+   * refused too.
+   */
+  protected _requeueInFlight(snapshotId: unknown, clock: unknown): void {
+    // the later updates in flight cannot be saved either (their clocks follow this one): all
+    // their changes go back to the front of the pending ones, in order, and nothing is sent
+    // until the relay has answered each of them (so no clock is reused meanwhile)
+    const changes: C[] = [];
+    for (const u of this.updatesInFlight) {
+      changes.push(...u.changes);
+      if (!(u.snapshotId === snapshotId && u.clock === clock)) {
+        this.updatesDiscarded.push({ snapshotId: u.snapshotId, clock: u.clock });
+      }
+    }
+    this.updatesInFlight = [];
+    this.pending = changes.concat(this.pending);
+    const active = this.active;
+    this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
+  }
+
+  /** Why `pd`'s author may not have written this (null: allowed): the log, or isValidClient. */
+  protected _denied(
+    kind: 'snapshot' | 'update' | 'ephemeral',
+    pd: Record<string, unknown>,
+    base: string | null
+  ): string | null {
+    if (this.log !== null) {
+      return this.log.deny(kind, pd, base);
+    }
+    return this.isValidClient(pd.pubKey as string, pd) ? null : '';
+  }
+}
