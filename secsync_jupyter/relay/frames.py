@@ -139,11 +139,21 @@ def document_parts(
     updates: Iterable[str],
     chain: Iterable[SnapshotProofChainEntry] | None,
     type_: str = "document",
+    log: tuple[Iterable[str], int] | None = None,
 ) -> list[str]:
-    """``{"type":…, "snapshot"?: …, "updates": […], "snapshotProofChain"?: […]}`` from stored
-    message texts (no re-serialization), as the parts of its text (never joined here: a large
-    document is streamed, see :mod:`.outbox`)."""
+    """``{"type":…, "log"?: […], "logFrom"?: n, "snapshot"?: …, "updates": […],
+    "snapshotProofChain"?: […]}`` from stored message texts (no re-serialization), as the
+    parts of its text (never joined here: a large document is streamed, see :mod:`.outbox`).
+    ``log``: the membership-log entries (stored JSON texts) and the ``seq`` of the first, for a
+    document with a log (docs/protocol.md "The log in the document frame")."""
     parts = ['{"type":"', type_, '"']
+    if log is not None:
+        parts.append(',"log":[')
+        for i, entry in enumerate(log[0]):
+            if i:
+                parts.append(",")
+            parts.append(entry)
+        parts.append(f'],"logFrom":{int(log[1])}')
     if snapshot is not None:
         parts += [',"snapshot":', snapshot]
     parts.append(',"updates":[')
@@ -180,3 +190,42 @@ def snapshot_broadcast(body: str) -> str:
 
 def dumps(obj) -> str:
     return _dumps(obj)
+
+
+# ---------------------------------------------------------------- membership log (issue 11)
+def reader_challenge(nonce: str) -> str:
+    return _dumps({"type": "reader-challenge", "nonce": nonce})
+
+
+def unauthorized(code: str, reason: str) -> str:
+    """The refusal of a reader (720–723) or a removed member (725); the relay then closes."""
+    return _dumps({"type": "unauthorized", "code": code, "reason": _text(reason)})
+
+
+def log_entry(entry: str) -> str:
+    """Another member's accepted entry (``entry``: its stored JSON text)."""
+    return '{"type":"log-entry","entry":' + entry + "}"
+
+
+def log_entry_saved(seq: int, hash_: str) -> str:
+    return _dumps({"type": "log-entry-saved", "seq": seq, "hash": hash_})
+
+
+def log_entry_failed(seq: int | None, code: str, log: Iterable[str], reason: str = "") -> str:
+    frame = '{"type":"log-entry-failed","seq":' + ("null" if seq is None else str(int(seq)))
+    frame += ',"code":' + _dumps(code)
+    if reason:
+        frame += ',"reason":' + _dumps(_text(reason))
+    return frame + ',"log":[' + ",".join(log) + "]}"
+
+
+def write_refused(of: str, code: str, snapshot_id=None, clock=None, reason: str = "") -> str:
+    """``write-refused``: the author may not write (724) — not to be retried."""
+    frame: dict = {"type": "write-refused", "of": of, "code": code}
+    if snapshot_id is not None and echoable(snapshot_id):
+        frame["snapshotId"] = snapshot_id
+    if type(clock) is int:
+        frame["clock"] = clock
+    if reason:
+        frame["reason"] = _text(reason)
+    return _dumps(frame)

@@ -10,8 +10,11 @@ from typing import Any
 
 from ..protocol import SnapshotProofChainEntry
 from .store import (
+    LOG_ENTRY_CONFLICT,
+    LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LogRow,
     RelayStore,
     SaveResult,
     SnapshotInfo,
@@ -55,6 +58,8 @@ class MemoryStore(RelayStore):
 
     def __init__(self) -> None:
         self.documents: dict[str, _Document] = {}
+        #: membership logs by document
+        self.logs: dict[str, list[LogRow]] = {}
         self._seq = 0
         self._open = False
 
@@ -176,3 +181,20 @@ class MemoryStore(RelayStore):
         active.clocks[pub_key] = clock
         active.stored_bytes += utf8_length(message)
         return self._done(SaveResult(True, position(active.seq, version)))
+
+    async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
+        if not self._open:
+            raise StoreError("the store is closed")
+        return [row for row in self.logs.get(doc_id, ()) if row.seq > after_seq]
+
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
+        log = self.logs.get(doc_id, [])
+        if seq < len(log):
+            return self._done(_fail(LOG_ENTRY_CONFLICT, f"the log already has entry {seq}"))
+        if seq > len(log):
+            return self._done(_fail(LOG_ENTRY_GAP, f"entry {seq - 1} is missing"))
+        if seq and log[-1].hash != prev:
+            return self._done(_fail(LOG_ENTRY_CONFLICT, f"entry {seq - 1} has another hash"))
+        if self._open:
+            self.logs.setdefault(doc_id, log).append(LogRow(seq, hash, entry))
+        return self._done(SaveResult(True))

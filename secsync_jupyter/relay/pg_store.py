@@ -54,8 +54,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..protocol import SnapshotProofChainEntry
 from .store import (
+    LOG_ENTRY_CONFLICT,
+    LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LogRow,
     RelayStore,
     SaveResult,
     SnapshotInfo,
@@ -186,12 +189,60 @@ MIGRATIONS: tuple[str, ...] = (
          WHERE doc_id = p_doc;
     END $$;
     """,
+    # 2: the membership log of documents that have one (issue 11): accepted entries, one chain
+    # per document, enforced by constraints: a second entry on the same parent violates the
+    # primary key, and every entry but the root references the stored entry before it by hash
+    f"""
+    CREATE TABLE log_entries (
+        doc_id     text NOT NULL,
+        seq        bigint NOT NULL CHECK (seq >= 0),
+        hash       text NOT NULL,
+        prev       text NOT NULL,
+        prev_seq   bigint GENERATED ALWAYS AS (NULLIF(seq, 0) - 1) STORED,
+        entry      text NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (doc_id, seq),
+        UNIQUE (doc_id, seq, hash),
+        CONSTRAINT log_entries_prev_fkey FOREIGN KEY (doc_id, prev_seq, prev)
+            REFERENCES log_entries (doc_id, seq, hash)
+    );
+
+    CREATE FUNCTION save_log_entry(
+        p_doc text, p_seq bigint, p_prev text, p_hash text, p_entry text,
+        OUT out_code text, OUT out_seq bigint, OUT out_unused boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_prev text;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        out_seq := p_seq;
+        IF EXISTS (SELECT 1 FROM log_entries l WHERE l.doc_id = p_doc AND l.seq = p_seq) THEN
+            out_code := 'log-entry-conflict';
+            RETURN;
+        END IF;
+        IF p_seq > 0 THEN
+            SELECT l.hash INTO v_prev FROM log_entries l
+             WHERE l.doc_id = p_doc AND l.seq = p_seq - 1;
+            IF NOT FOUND THEN
+                out_code := 'log-entry-gap';
+                RETURN;
+            ELSIF v_prev <> p_prev THEN
+                out_code := 'log-entry-conflict';
+                RETURN;
+            END IF;
+        END IF;
+        INSERT INTO log_entries (doc_id, seq, hash, prev, entry, created_at)
+             VALUES (p_doc, p_seq, p_hash, p_prev, p_entry, extract(epoch FROM now())::bigint);
+    END $$;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _LOCK = "SELECT lock_documents($1::text[])"
 _SAVE_UPDATE = "SELECT * FROM save_update($1, $2, $3, $4, $5)"
 _SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7, $8)"
+_SAVE_LOG_ENTRY = "SELECT * FROM save_log_entry($1, $2, $3, $4, $5)"
+_SQL = {"update": _SAVE_UPDATE, "snapshot": _SAVE_SNAPSHOT, "log": _SAVE_LOG_ENTRY}
 
 #: a document's active snapshot, stored bytes and last clock of each author, in one statement
 _LOAD_STATE = """
@@ -223,6 +274,8 @@ _REFUSALS = {
     "snapshot-parent-not-active": "parentSnapshotId is not active",
     "snapshot-clocks-differ": "parentSnapshotUpdateClocks differ from the relay's",
     "snapshot-id-exists": "a snapshot with this snapshotId already exists",
+    LOG_ENTRY_CONFLICT: "the log already has entry {seq} or another entry before it",
+    LOG_ENTRY_GAP: "entry {prev} is missing",
 }
 
 #: write transactions slower than this (seconds) are logged as warnings
@@ -471,6 +524,12 @@ class PostgresStore(RelayStore):
         args += (fields["message"],)
         return self._submit("snapshot", doc_id, args)
 
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
+        return self._submit("log", doc_id, (doc_id, seq, prev, hash, entry))
+
+    async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
+        return await self._read(_read_log, doc_id, after_seq)
+
     async def _lane_main(self, lane: _Lane) -> None:
         while True:
             if not lane.ops:
@@ -582,7 +641,7 @@ async def _statements(conn, batch: list[_Op]) -> list[Any]:
         await conn.execute(_LOCK, sorted(documents))
     rows: list[Any] = []
     for kind, group in itertools.groupby(batch, key=lambda op: op.kind):
-        sql = _SAVE_UPDATE if kind == "update" else _SAVE_SNAPSHOT
+        sql = _SQL[kind]
         args = [op.args for op in group]
         if len(args) == 1:
             rows.append(await conn.fetchrow(sql, *args[0]))
@@ -595,10 +654,21 @@ def _result(op: _Op, row) -> SaveResult:
     code, seq, third = row
     if code is not None:
         clock = op.args[3] if op.kind == "update" else None
-        return _fail(code, _REFUSALS[code].format(clock=clock))
+        return _fail(code, _REFUSALS[code].format(clock=clock, seq=seq, prev=(seq or 0) - 1))
+    if op.kind == "log":
+        return SaveResult(True)
     if op.kind == "update":
         return SaveResult(True, position(seq, third))
     return SaveResult(True, position(seq, 0), created_document=bool(third))
+
+
+async def _read_log(conn, doc_id: str, after_seq: int) -> list[LogRow]:
+    rows = await conn.fetch(
+        "SELECT seq, hash, entry FROM log_entries WHERE doc_id = $1 AND seq > $2 ORDER BY seq",
+        doc_id,
+        after_seq,
+    )
+    return [LogRow(*r) for r in rows]
 
 
 async def _count_documents(conn) -> int:

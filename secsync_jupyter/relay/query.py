@@ -19,6 +19,9 @@ class ConnectParams:
     mode: str
     known_snapshot_id: str | None
     known_clocks: dict[str, int] | None
+    #: the membership-log head the client verified before (``knownLogSeq`` / ``knownLogHash``)
+    known_log_seq: int | None = None
+    known_log_hash: str | None = None
 
 
 class QueryError(ValueError):
@@ -90,4 +93,15 @@ def parse_query(query: str | Mapping[str, Any]) -> ConnectParams:
                 "knownSnapshotUpdateClocks",
             )
         known_clocks = parsed
-    return ConnectParams(_first(values, "sessionKey"), mode, known_id, known_clocks)
+    known_log_seq = None
+    raw_seq = _first(values, "knownLogSeq")
+    known_log_hash = _first(values, "knownLogHash") or None
+    if raw_seq:
+        if not (raw_seq.isascii() and raw_seq.isdigit()) or int(raw_seq) > MAX_SAFE_INTEGER:
+            raise QueryError("invalid-query", "knownLogSeq must be an integer", "knownLogSeq")
+        known_log_seq = int(raw_seq)
+    if known_log_hash is not None and len(known_log_hash) > MAX_ID_CHARS:
+        raise QueryError("invalid-query", "knownLogHash is too long", "knownLogHash")
+    return ConnectParams(
+        _first(values, "sessionKey"), mode, known_id, known_clocks, known_log_seq, known_log_hash
+    )

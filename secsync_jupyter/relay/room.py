@@ -20,6 +20,7 @@ from .store import DocumentState, DocumentView
 
 if TYPE_CHECKING:
     from .core import Relay
+    from .members import RoomLog
     from .session import Session
 
 _background: set[asyncio.Future] = set()
@@ -38,10 +39,12 @@ class Room:
 
     __slots__ = (
         "_on_empty",
+        "challenged",
         "doc_id",
         "inflight",
         "joining",
         "load_error",
+        "log",
         "pending",
         "ready",
         "relay",
@@ -63,10 +66,14 @@ class Room:
         self.reloading: asyncio.Future | None = None
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.load_error: Exception | None = None
+        #: the membership log of an ``m1_…`` document (:mod:`.members`), else ``None``
+        self.log: RoomLog | None = None
+        #: connections that have not proven a member's key yet (they get no broadcast)
+        self.challenged: set[Session] = set()
 
     @property
     def connection_count(self) -> int:
-        return len(self.sessions) + len(self.joining)
+        return len(self.sessions) + len(self.joining) + len(self.challenged)
 
     @property
     def counts_as_unsaved(self) -> bool:
@@ -124,6 +131,7 @@ class Room:
         return True
 
     def remove(self, session: Session) -> None:
+        self.challenged.discard(session)
         if session in self.joining:
             del self.joining[session]
         else:
@@ -189,6 +197,6 @@ class Room:
 
     def maybe_close(self) -> None:
         """Close the room once it has no connection and no write in flight."""
-        if self.sessions or self.joining or self.pending:
+        if self.sessions or self.joining or self.challenged or self.pending:
             return
         self._on_empty(self)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import Snapshot, Update
 from ..protocol.encoding import MAX_SAFE_INTEGER
+from ..protocol.membership import MembershipError, new_reader_challenge, verify_reader_proof
 from ..protocol.messages import SnapshotPublicData, UpdatePublicData
 from . import frames, rules
 from .admission import CLOSE_POLICY
@@ -26,6 +28,7 @@ from .frames import OutFrame
 from .inbound import VERIFY_IN_THREAD_BYTES, Inbound, analyze
 from .logs import ConnectionLog
 from .policy import AccessRequest, Identity
+from .query import ConnectParams
 from .room import Room, spawn
 from .store import SaveResult, utf8_length
 
@@ -40,10 +43,14 @@ class Session:
         "_busy",
         "_inbox",
         "_log_budget",
+        "_params",
+        "_timer",
+        "challenge",
         "closed",
         "doc_id",
         "floor",
         "identity",
+        "pub_key",
         "relay",
         "room",
         "transport",
@@ -61,6 +68,74 @@ class Session:
         self._busy = False
         self._inbox: list[Any] = []
         self._log_budget = ConnectionLog()
+        #: a document with a membership log: the nonce of the reader challenge until a
+        #: member's key is proven, then ``None`` and ``pub_key`` is the proven key
+        self.challenge: str | None = None
+        self.pub_key: str | None = None
+        self._params: ConnectParams | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ reader challenge
+    def challenge_reader(self, params: ConnectParams) -> None:
+        """Send the ``reader-challenge``; nothing else is sent or accepted until the proof."""
+        self._params = params
+        self.challenge = new_reader_challenge()
+        self.room.challenged.add(self)
+        self.send(frames.reader_challenge(self.challenge))
+        timeout = self.relay.limits.handshake_timeout
+        self._timer = asyncio.get_running_loop().call_later(timeout, self._no_proof)
+
+    def _no_proof(self) -> None:
+        self._timer = None
+        if self.challenge is not None:
+            self.refuse_reader(723, "no reader proof in time")
+
+    def refuse_reader(self, number: int, reason: str) -> None:
+        self.send(frames.unauthorized(f"SECSYNC_ERROR_{number}", reason))
+        self.close(CLOSE_POLICY, "unauthorized")
+
+    def _proof(self, text: str):
+        """The first frame of a reader on a document with a log: its ``reader-proof``."""
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            obj = None
+        if not isinstance(obj, dict) or obj.get("type") != "reader-proof":
+            self.refuse_reader(723, "expected a reader-proof")
+            return None
+        log = self.room.log
+        assert log is not None and self.challenge is not None
+        try:
+            key = verify_reader_proof(obj, self.doc_id, self.challenge)
+        except MembershipError as exc:
+            self.refuse_reader(int(exc.code[-3:]), str(exc))
+            return None
+        if log.state is not None and not log.is_member(key):
+            return self._proof_not_member(key)
+        return self._proven(key)
+
+    async def _proof_not_member(self, key: str) -> None:
+        log = self.room.log
+        assert log is not None
+        await log.refresh()  # added by another relay process on the same database?
+        if self.closed:
+            return
+        if not log.is_member(key):
+            self.refuse_reader(722, "not a member of this document")
+            return
+        await self._proven(key)
+
+    async def _proven(self, key: str) -> None:
+        self.challenge = None
+        self.pub_key = key
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.room.challenged.discard(self)
+        params = self._params
+        assert params is not None
+        if not await self.relay.join(self, params):
+            self.closed = True
 
     # ------------------------------------------------------------------ transport side
     def on_text(self, text: str) -> None:
@@ -88,9 +163,15 @@ class Session:
             spawn(self._finish(pending))
 
     def on_bad_utf8(self) -> None:
+        if self.challenge is not None:
+            self.refuse_reader(723, "expected a reader-proof")
+            return
         self.bad_input("invalid-utf8")
 
     def on_binary(self, data: bytes) -> None:
+        if self.challenge is not None:
+            self.refuse_reader(723, "expected a reader-proof")
+            return
         self.bad_input("binary-frame")
 
     def bad_input(self, code: str, message: str | None = None, field: str | None = None) -> None:
@@ -103,6 +184,9 @@ class Session:
         self.relay.bad_input_log.note(self._log_budget, self.doc_id, self.identity.user, code)
 
     def on_close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.closed:
             return
         self.closed = True
@@ -146,9 +230,33 @@ class Session:
         if self.relay.closing:
             self.send(frames.error("shutting-down"))
             return None
+        if self.room.log is not None:
+            if self.challenge is not None:
+                return self._proof(text)
+            if '"type"' in text:  # a membership frame? (messages have no "type")
+                control = self._control(text)
+                if control is not False:
+                    return control
         if len(text) >= VERIFY_IN_THREAD_BYTES:
             return self._decide_later(text)
         return self._decide(analyze(text))
+
+    def _control(self, text: str):
+        """A ``log-entry`` (appended, awaited before the next frame) or a second
+        ``reader-proof``; ``False`` when the frame is something else."""
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            return False
+        type_ = obj.get("type") if isinstance(obj, dict) else None
+        if type_ == "log-entry":
+            log = self.room.log
+            assert log is not None
+            return log.append(self, obj.get("entry"))
+        if type_ == "reader-proof":
+            self.bad_input("invalid-message", "this connection's key is proven already", "type")
+            return None
+        return False
 
     async def _decide_later(self, text: str) -> None:
         inbound = await self.relay.analyze_in_thread(text)
@@ -184,34 +292,46 @@ class Session:
         if not self.identity.can_write:
             # the transport's own permission (Jupyter's authorizer: ``write`` on ``secsync``)
             # is enforced here, before and whatever the access policy says
-            self._continue(False, inbound)
-            return None
+            return self._continue(False, inbound)
         allowed = self.relay.policy.has_access(
             AccessRequest(inbound.action, self.doc_id, self.identity, msg.public_data.pub_key)
         )
         if inspect.isawaitable(allowed):
             return self._after_access(allowed, inbound)
-        self._continue(bool(allowed), inbound)
-        return None
+        return self._continue(bool(allowed), inbound)
 
     async def _after_access(self, allowed, inbound: Inbound) -> None:
         granted = bool(await allowed)
         if not self.closed:
-            self._continue(granted, inbound)
+            more = self._continue(granted, inbound)
+            if more is not None:
+                await more
 
-    def _continue(self, allowed: bool, inbound: Inbound) -> None:
+    def _continue(self, allowed: bool, inbound: Inbound, refreshed: bool = False):
         kind = inbound.kind
         if not allowed:
             self.send(frames.error("unauthorized", f"the access policy denied {kind}"))
             self.send(frames.simple("unauthorized"))
             self.close(CLOSE_POLICY, "unauthorized")
-            return
+            return None
         if not self._signed(inbound):
-            return
+            return None
+        log = self.room.log
+        if log is not None:
+            # a document with a membership log: only members' messages, only writers' writes
+            pd = inbound.public_data
+            msg = inbound.msg
+            assert msg is not None
+            reason = log.write_refusal(kind, msg.public_data.pub_key, pd)
+            if reason is not None:
+                if not refreshed and kind != "ephemeral" and log.names_newer_head(pd):
+                    return self._after_refresh(inbound)
+                self._write_refused(kind, pd, reason)
+                return None
         if kind == "ephemeral":
             frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
             self.room.broadcast(None, frame, self)
-            return
+            return None
         msg = inbound.msg
         assert isinstance(msg, (Update, Snapshot))
         size = utf8_length(inbound.body)
@@ -226,6 +346,26 @@ class Session:
             self._update(msg.public_data, inbound.body, size, refusal)
         else:
             self._snapshot(msg.public_data, inbound, size, refusal)
+        return None
+
+    async def _after_refresh(self, inbound: Inbound) -> None:
+        """A write naming a ``logHead`` this process does not know yet: read the entries
+        another process may have stored, then decide again."""
+        log = self.room.log
+        assert log is not None
+        await log.refresh()
+        if not self.closed:
+            self._continue(True, inbound, refreshed=True)
+
+    def _write_refused(self, kind: str, pd: Mapping, reason: str) -> None:
+        """``write-refused`` (724): not to be retried; an ephemeral message is dropped."""
+        if kind == "snapshot":
+            snapshot_id, clock = pd.get("snapshotId"), None
+        elif kind == "update":
+            snapshot_id, clock = pd.get("refSnapshotId"), pd.get("clock")
+        else:
+            snapshot_id = clock = None
+        self.send(frames.write_refused(kind, "SECSYNC_ERROR_724", snapshot_id, clock, reason))
 
     def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
         """A malformed message: the error, then the reference answer of its kind (with the

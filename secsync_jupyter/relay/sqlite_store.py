@@ -27,8 +27,11 @@ from typing import Any
 
 from ..protocol import SnapshotProofChainEntry
 from .store import (
+    LOG_ENTRY_CONFLICT,
+    LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LogRow,
     RelayStore,
     SaveResult,
     SnapshotInfo,
@@ -79,6 +82,21 @@ MIGRATIONS: tuple[str, ...] = (
                   WHERE s.seq = documents.active_snapshot), 0)
       + COALESCE((SELECT SUM(length(CAST(u.message AS BLOB))) FROM updates u
                   WHERE u.snapshot_seq = documents.active_snapshot), 0);
+    """,
+    # 3: the membership log of documents that have one (issue 11): accepted entries, one chain
+    # per document (a second entry on the same parent violates the primary key; an entry names
+    # the hash of the stored entry before it)
+    """
+    CREATE TABLE log_entries (
+        doc_id     TEXT NOT NULL,
+        seq        INTEGER NOT NULL CHECK (seq >= 0),
+        hash       TEXT NOT NULL,
+        prev       TEXT NOT NULL,
+        entry      TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, seq),
+        UNIQUE (doc_id, seq, hash)
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -403,6 +421,12 @@ class SQLiteStore(RelayStore):
         )
         return self._submit(self._wq, _save_snapshot, args)
 
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
+        return self._submit(self._wq, _save_log_entry, (doc_id, seq, prev, hash, entry))
+
+    async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
+        return await self._read(_read_log, (doc_id, after_seq))
+
     async def count_documents(self) -> int:
         return await self._read(_count_documents, ())
 
@@ -502,6 +526,36 @@ def _save_snapshot(
         return _fail("snapshot-id-exists", "a snapshot with this snapshotId already exists")
     finally:
         conn.execute("RELEASE snapshot")
+
+
+def _save_log_entry(conn, doc_id, seq, prev, hash, entry) -> SaveResult:
+    if seq > 0:
+        row = conn.execute(
+            "SELECT hash FROM log_entries WHERE doc_id = ? AND seq = ?", (doc_id, seq - 1)
+        ).fetchone()
+        if row is None:
+            return _fail(LOG_ENTRY_GAP, f"entry {seq - 1} is missing")
+        if row[0] != prev:
+            return _fail(LOG_ENTRY_CONFLICT, f"entry {seq - 1} has another hash")
+    try:
+        conn.execute(
+            "INSERT INTO log_entries (doc_id, seq, hash, prev, entry, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (doc_id, seq, hash, prev, entry, int(time.time())),
+        )
+    except sqlite3.IntegrityError:
+        return _fail(LOG_ENTRY_CONFLICT, f"the log already has entry {seq}")
+    return SaveResult(True)
+
+
+def _read_log(conn, doc_id, after_seq) -> list[LogRow]:
+    return [
+        LogRow(*r)
+        for r in conn.execute(
+            "SELECT seq, hash, entry FROM log_entries WHERE doc_id = ? AND seq > ? ORDER BY seq",
+            (doc_id, after_seq),
+        )
+    ]
 
 
 def _count_documents(conn) -> int:

@@ -27,7 +27,7 @@ import abc
 import importlib
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..protocol import SnapshotProofChainEntry
@@ -95,6 +95,22 @@ class DocumentView:
     position: int
     known_is_active: bool
     has_snapshot: bool
+
+
+class LogRow(NamedTuple):
+    """A stored membership-log entry: its ``seq``, its hash and its JSON text as received
+    (parsed and verified by the relay before it was stored)."""
+
+    seq: int
+    hash: str
+    entry: str
+
+
+#: refusal codes of :meth:`RelayStore.save_log_entry` and the protocol code they answer
+#: the log already has an entry at this seq, or the entry before it has another hash (707)
+LOG_ENTRY_CONFLICT = "log-entry-conflict"
+#: the entry before it is missing (709)
+LOG_ENTRY_GAP = "log-entry-gap"
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,24 @@ class RelayStore(abc.ABC):
         """Store an update with the next version, atomically, only if ``snapshot_id`` is the
         active snapshot and ``clock`` is 0 for a new pubKey or its last clock + 1
         (unique (snapshot, pubKey, clock))."""
+
+    # -- the membership log (issue 11; docs/protocol.md "Membership log")
+    @abc.abstractmethod
+    async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
+        """The document's log entries with ``seq > after_seq``, oldest first (all of them by
+        default; empty when the document has no log). For a delta after a known head, and for
+        another process's fan-out of entries it did not append itself."""
+
+    @abc.abstractmethod
+    def save_log_entry(
+        self, doc_id: str, *, seq: int, prev: str, hash: str, entry: str
+    ) -> Awaitable[SaveResult]:
+        """Append an entry the relay has verified, atomically, only if it is the next one:
+        ``seq`` 0 on an empty log, else the stored entry ``seq - 1`` has hash ``prev``. A
+        second entry on the same parent is refused by the store itself (unique ``(doc_id,
+        seq)``), whichever process appended first: ``LOG_ENTRY_CONFLICT`` when ``seq`` is
+        taken or the entry before it has another hash, ``LOG_ENTRY_GAP`` when it is missing.
+        Committed in order with the document's other writes."""
 
 
 #: store classes by URL scheme (``scheme:…``); a new store registers here

@@ -57,7 +57,13 @@ async def test_migrations_create_a_versioned_schema_and_refuse_a_newer_one(pg_ur
     tables = await sql(
         pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'secsync'"
     )
-    assert {r[0] for r in tables} == {"documents", "snapshots", "updates", "schema_version"}
+    assert {r[0] for r in tables} == {
+        "documents",
+        "snapshots",
+        "updates",
+        "log_entries",
+        "schema_version",
+    }
     store = await open_pg(pg_url)  # idempotent
     assert await store.count_documents() == 1
     await store.close()
@@ -74,16 +80,19 @@ async def test_pending_migrations_run_in_order_and_a_failed_one_changes_nothing(
     store = await open_pg(pg_url)
     assert (await store.save_snapshot("d", **snap_kw("s1"))).ok
     await store.close()
-    failing = (*pg_store.MIGRATIONS, "ALTER TABLE documents ADD COLUMN x text; SELECT 1/0")
+    original = pg_store.MIGRATIONS
+    failing = (*original, "ALTER TABLE documents ADD COLUMN x text; SELECT 1/0")
     monkeypatch.setattr(pg_store, "MIGRATIONS", failing)
     monkeypatch.setattr(pg_store, "SCHEMA_VERSION", len(failing))
     with pytest.raises(StoreError, match="division by zero"):
         await open_pg(pg_url)
-    assert [r[0] for r in await sql(pg_url, "SELECT version FROM schema_version")] == [1]
+    assert [r[0] for r in await sql(pg_url, "SELECT version FROM schema_version")] == [
+        len(original)
+    ]
     columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'documents'"
     assert "x" not in {r[0] for r in await sql(pg_url, columns)}
     later = (
-        *pg_store.MIGRATIONS[:1],
+        *original,
         "ALTER TABLE documents ADD COLUMN note text",
         "UPDATE documents SET note = 'n:' || doc_id",
     )
@@ -94,7 +103,9 @@ async def test_pending_migrations_run_in_order_and_a_failed_one_changes_nothing(
         assert (await store.load_state("d")).active.snapshot_id == "s1"
     finally:
         await store.close()
-    assert [r[0] for r in await sql(pg_url, "SELECT version FROM schema_version")] == [3]
+    assert [r[0] for r in await sql(pg_url, "SELECT version FROM schema_version")] == [
+        len(original) + 2
+    ]
     assert [tuple(r) for r in await sql(pg_url, "SELECT doc_id, note FROM documents")] == [
         ("d", "n:d")
     ]

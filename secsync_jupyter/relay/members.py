@@ -1,0 +1,267 @@
+"""The relay's side of the membership log (issue 11; docs/protocol.md "Membership log").
+
+A document whose id is ``m1_…`` has a log. Its room keeps a :class:`RoomLog`: the verified
+:class:`~secsync_jupyter.protocol.membership.MembershipState` at the stored head (the log is
+verified once when the room opens, then extended entry by entry) and the stored entry texts
+(for ``document`` frames and ``log-entry-failed`` answers). So the check of a message is a
+dict lookup (:meth:`RoomLog.write_refusal`).
+
+* Appending (:meth:`RoomLog.append`): one entry at a time per room (a lock); ``verify_entry``
+  on the cached state, then the store, whose unique ``(doc_id, seq)`` refuses a second entry on
+  the same parent whichever process wrote first; once committed, the state is extended, the
+  author gets ``log-entry-saved``, every other joined connection the ``log-entry`` (before any
+  message naming it can be accepted: such a message is checked against the new state only
+  from now on), and every connection is re-checked (:meth:`RoomLog.recheck`): a removed
+  member's is closed with 725.
+* Entries appended by another relay process on the same database are read with
+  :meth:`RoomLog.refresh` (the store's ``read_log(doc_id, after_seq)``): on a refused append, on
+  a reader proof or a ``logHead`` this process does not know yet, and by a cross-process
+  fan-out when it learns of new entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..protocol.membership import (
+    Entry,
+    MembershipError,
+    MembershipState,
+    extend_log,
+    is_log_doc_id,
+    parse_entry,
+    verify_entry,
+    verify_log,
+)
+from . import frames
+from .admission import CLOSE_POLICY
+from .frames import OutFrame
+from .store import LOG_ENTRY_CONFLICT, LOG_ENTRY_GAP, LogRow
+
+if TYPE_CHECKING:
+    from .room import Room
+    from .session import Session
+
+__all__ = ["RoomLog", "code_of", "is_log_doc_id"]
+
+_WRITERS = ("editor", "admin")
+
+
+def code_of(number: int) -> str:
+    return f"SECSYNC_ERROR_{number}"
+
+
+class RoomLog:
+    """The membership log of one open document (see the module docs)."""
+
+    __slots__ = ("doc_id", "lock", "room", "state", "texts")
+
+    def __init__(self, room: Room):
+        self.room = room
+        self.doc_id = room.doc_id
+        #: ``None`` while the document has no log (no root stored yet)
+        self.state: MembershipState | None = None
+        #: the stored entries' JSON texts, by ``seq``
+        self.texts: list[str] = []
+        #: one append (or refresh) at a time
+        self.lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ loading
+    async def load(self) -> None:
+        """Read and verify the whole stored log (once, when the room opens)."""
+        rows = await self.room.relay.store.read_log(self.doc_id)
+        if not rows:
+            return
+        entries = [json.loads(r.entry) for r in rows]
+        try:
+            self.state = verify_log(entries, self.doc_id)
+        except MembershipError as exc:  # not what the relay stored: refuse to serve it
+            raise RuntimeError(f"the stored membership log of {self.doc_id} is invalid: {exc}")
+        self.texts = [r.entry for r in rows]
+
+    @property
+    def head_seq(self) -> int:
+        return -1 if self.state is None else self.state.head.seq
+
+    def since(self, known_seq: int | None, known_hash: str | None) -> tuple[list[str], int]:
+        """The entries for a ``document`` frame: those after the client's known head when
+        the relay's entry at ``known_seq`` has ``known_hash``, else all (``logFrom`` 0)."""
+        state = self.state
+        if (
+            state is not None
+            and known_seq is not None
+            and known_seq <= state.head.seq
+            and state.hashes[known_seq] == known_hash
+        ):
+            return self.texts[known_seq + 1 :], known_seq + 1
+        return list(self.texts), 0
+
+    # ------------------------------------------------------------------ members
+    def is_member(self, pub_key: str | None) -> bool:
+        state = self.state
+        return state is not None and pub_key is not None and pub_key in state.members
+
+    def write_refusal(self, kind: str, pub_key: str, public_data: Any) -> str | None:
+        """Why a verified message of ``kind`` by ``pub_key`` may not be accepted (``None``:
+        it may). Snapshots and updates: an editor or admin at the head *and* at the
+        ``publicData.logHead`` it names, which must be a stored entry; ephemeral messages: a
+        member. The common case is two dict lookups."""
+        state = self.state
+        if state is None:
+            return "the document has no membership log yet"
+        member = state.members.get(pub_key)
+        if kind == "ephemeral":
+            return None if member is not None else "the author is not a member"
+        if member is None or member.role not in _WRITERS:
+            return "the author is not an editor or admin"
+        head = public_data.get("logHead")
+        if type(head) is not dict or len(head) != 2:
+            return "publicData.logHead is missing or malformed"
+        seq = head.get("seq")
+        if type(seq) is not int or seq < 0 or seq > state.head.seq:
+            return "publicData.logHead does not name a stored entry"
+        if state.hashes[seq] != head.get("hash"):
+            return "publicData.logHead does not name a stored entry"
+        if seq != state.head.seq and state.role_at(pub_key, seq) not in _WRITERS:
+            return "the author was not an editor or admin at publicData.logHead"
+        return None
+
+    def names_newer_head(self, public_data: Any) -> bool:
+        """Whether the message names a ``logHead`` after this process's head (another process
+        may have stored it: worth a :meth:`refresh` before refusing)."""
+        head = public_data.get("logHead")
+        if type(head) is not dict:
+            return False
+        seq = head.get("seq")
+        return type(seq) is int and seq > self.head_seq
+
+    # ------------------------------------------------------------------ appending
+    async def append(self, session: Session, obj: Any) -> None:
+        """A ``log-entry`` frame's ``entry`` from ``session`` (whose key is proven)."""
+        async with self.lock:
+            await self._append(session, obj)
+
+    async def _append(self, session: Session, obj: Any) -> None:
+        state = self.state
+        seq = obj.get("seq") if isinstance(obj, dict) else None
+        seq = seq if type(seq) is int and seq >= 0 else None
+        try:
+            if state is None:
+                # the root: it must bind this document's id and be signed by the proven key
+                new = verify_log([obj], self.doc_id)
+                entry = parse_entry(obj)
+                if entry.signer != session.pub_key:
+                    raise MembershipError(
+                        "the root must be signed by the key proven on this connection",
+                        code=code_of(711),
+                        field="signer",
+                    )
+            else:
+                new = verify_entry(state, obj)
+                entry = parse_entry(obj)
+        except MembershipError as exc:
+            self._failed(session, seq, exc.code, str(exc), exc.code in _WITH_LOG)
+            return
+        text = frames.dumps(entry.to_json())
+        room = self.room
+        write = room.relay.store.save_log_entry(
+            self.doc_id, seq=entry.seq, prev=entry.prev, hash=entry.hash, entry=text
+        )
+        fut = room.track(write)
+        try:
+            result = await fut
+        except Exception as exc:  # the store failed (closed, I/O)
+            room.end_write()
+            session.send(frames.error("storage-failed", str(exc)))
+            self._failed(session, entry.seq, code_of(700), "the relay could not store it")
+            return
+        room.end_write()
+        if result.ok:
+            self._accept(new, [entry], [text], author=session)
+            return
+        if result.code in (LOG_ENTRY_CONFLICT, LOG_ENTRY_GAP):
+            # another process appended first: learn its entries, then answer from them
+            await self._refresh()
+            number = 709 if result.code == LOG_ENTRY_GAP else 707
+            if self.state is not None and entry.seq <= self.state.head.seq:
+                same = self.state.hashes[entry.seq] == entry.hash
+                number = 708 if same else 707
+            self._failed(session, entry.seq, code_of(number), result.message or "", True)
+            return
+        session.send(frames.error(result.code or "storage-failed", result.message))
+        self._failed(session, entry.seq, code_of(700), result.message or "not stored")
+
+    def _failed(
+        self, session: Session, seq: int | None, code: str, reason: str, with_log=False
+    ) -> None:
+        log: list[str] = []
+        if with_log and seq is not None:
+            log = self.texts[seq:]
+        session.send(frames.log_entry_failed(seq, code, log, reason))
+
+    def _accept(
+        self,
+        state: MembershipState,
+        entries: list[Entry],
+        texts: list[str],
+        author: Session | None = None,
+    ) -> None:
+        """Committed entries: extend the cached state, answer the author, send the entries to
+        every other joined connection, then re-check every connection."""
+        self.state = state
+        self.texts.extend(texts)
+        room = self.room
+        if author is not None:
+            author.send(frames.log_entry_saved(entries[-1].seq, entries[-1].hash))
+        for text in texts:
+            # to this process's joined connections (joining ones get it in their document
+            # frame, which is built from ``texts`` when they join; other processes deliver
+            # entries themselves, from the store: :meth:`refresh`)
+            frame = OutFrame(frames.log_entry(text))
+            for s in room.sessions:
+                if s is not author:
+                    s.transport.send_frame(frame)
+        self.recheck()
+
+    def recheck(self) -> None:
+        """Close the connections of keys that are no longer members (725); a demoted member
+        stays connected (its writes are refused from its next message on)."""
+        state = self.state
+        if state is None:
+            return
+        members = state.members
+        room = self.room
+        for s in [*room.sessions, *room.joining]:
+            if s.pub_key is not None and s.pub_key not in members:
+                s.send(frames.unauthorized(code_of(725), "removed"))
+                s.close(CLOSE_POLICY, "removed from the document")
+
+    # ------------------------------------------------------------------ other processes
+    async def refresh(self) -> None:
+        """Read entries stored after this process's head (by another relay process on the
+        same database), verify them on the cached state and deliver them like own appends."""
+        async with self.lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        rows: list[LogRow] = await self.room.relay.store.read_log(self.doc_id, self.head_seq)
+        if not rows:
+            return
+        entries = [json.loads(r.entry) for r in rows]
+        try:
+            if self.state is None:
+                state = verify_log(entries, self.doc_id)
+            else:
+                state = extend_log(self.state, entries)
+        except MembershipError as exc:
+            self.room.relay.log.error(
+                "the stored membership log of %s does not verify: %s", self.doc_id, exc
+            )
+            return
+        self._accept(state, [parse_entry(e) for e in entries], [r.entry for r in rows])
+
+
+#: codes whose ``log-entry-failed`` carries the relay's entries from ``seq`` on
+_WITH_LOG = frozenset((code_of(707), code_of(709), code_of(708)))

@@ -1,0 +1,91 @@
+"""Clients of documents with a membership log, for the relay tests (built from the protocol
+core: create_log, create_entry, create_reader_proof)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from secsync_jupyter.protocol import SigningKeyPair, Snapshot
+from secsync_jupyter.protocol.membership import (
+    Entry,
+    MembershipState,
+    create_entry,
+    create_log,
+    create_reader_proof,
+)
+
+from .util import Author, RelayClient, url_for
+
+
+class Member(Author):
+    """An identity writing to a document with a log (its messages carry ``logHead``)."""
+
+    def __init__(self, doc_id: str, key: bytes | None = None, keypair=None):
+        super().__init__(doc_id, key, keypair or SigningKeyPair.generate())
+        self.head: dict[str, Any] = {}
+
+    def at(self, state: MembershipState) -> Member:
+        self.head = state.head.to_json()
+        return self
+
+    def initial_snapshot(self, content: bytes = b"initial", **extra) -> Snapshot:
+        return super().initial_snapshot(content, **{"logHead": self.head, **extra})
+
+    def snapshot(self, parent, clocks, content: bytes = b"snap", **extra) -> Snapshot:
+        return super().snapshot(parent, clocks, content, **{"logHead": self.head, **extra})
+
+    def update(self, snapshot, clock, content: bytes = b"u", **extra):
+        return super().update(snapshot, clock, content, **{"logHead": self.head, **extra})
+
+    def ephemeral(self, content: bytes = b"hi"):
+        return super().ephemeral(content)
+
+
+class Team:
+    """A document with a log: its owner and a state the test extends."""
+
+    def __init__(self, owner_name: str = "Owner"):
+        self.owner_keys = SigningKeyPair.generate()
+        self.root, self.state = create_log(self.owner_keys, name=owner_name)
+        self.doc_id = self.state.doc_id
+        self.key = Member(self.doc_id).key  # one document key, shared by the members
+        self.owner = self.member(self.owner_keys)
+        self.entries: list[Entry] = [self.root]
+
+    def member(self, keypair: SigningKeyPair | None = None) -> Member:
+        return Member(self.doc_id, self.key, keypair or SigningKeyPair.generate()).at(self.state)
+
+    def entry(self, signer: SigningKeyPair, kind: str, target, role=None) -> Entry:
+        """The next entry (signed by ``signer``), applied to the test's state."""
+        entry, self.state = create_entry(self.state, signer, kind, target, role)
+        self.entries.append(entry)
+        return entry
+
+
+async def connect(
+    base: str, doc_id: str, keypair: SigningKeyPair | None, *, query: str = "", **kw
+) -> RelayClient:
+    """Open a connection and answer the reader challenge with ``keypair`` (none: no answer)."""
+    url = url_for(base, doc_id, **kw)
+    if query:
+        url += ("&" if "?" in url else "?") + query
+    client = await RelayClient.open(url)
+    challenge = await client.next("reader-challenge")
+    if keypair is not None:
+        await client.send(create_reader_proof(keypair, doc_id, challenge["nonce"]))
+    return client
+
+
+async def join(base: str, doc_id: str, keypair: SigningKeyPair, **kw) -> tuple[RelayClient, dict]:
+    client = await connect(base, doc_id, keypair, **kw)
+    return client, await client.next("document")
+
+
+async def append(client: RelayClient, entry: Entry | dict) -> dict:
+    """Send a log entry and return the answer (``log-entry-saved`` or ``log-entry-failed``)."""
+    obj = entry.to_json() if isinstance(entry, Entry) else entry
+    await client.send({"type": "log-entry", "entry": obj})
+    while True:
+        frame = await client.next()
+        if frame["type"] in ("log-entry-saved", "log-entry-failed"):
+            return frame
