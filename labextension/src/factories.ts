@@ -17,6 +17,7 @@ import {
 
 import { isPointerPath } from './pointer';
 import { EncryptedDocumentProvider } from './provider';
+import { isReadOnly } from './readonly';
 import { registry } from './registry';
 import { trustOwnOutputs } from './trust';
 
@@ -118,7 +119,12 @@ export const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = 
         : null;
     return Object.freeze({
       runCell: (options: INotebookCellExecutor.IRunCellOptions) => {
-        if (registry.isEncrypted(options.notebook.sharedModel)) {
+        const session = registry.forModel(options.notebook.sharedModel);
+        if (session && isReadOnly(session)) {
+          // a viewer runs nothing (its outputs could not be saved): readonly.ts
+          return Promise.resolve(false);
+        }
+        if (session) {
           // The server cannot read an encrypted notebook: this browser executes the cell
           // and writes the outputs into the (encrypted) shared model. The outputs of this
           // run render as fresh outputs here (trust.ts); everywhere else they are untrusted.

@@ -39,6 +39,7 @@ import { Signal } from '@lumino/signaling';
 import type { YNotebook } from '@jupyter/ydoc';
 
 import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
+import { addMemberCommands, decorateEncryptedPanel, MemberCommandIDs } from './membercommands';
 import {
   IParsedLink,
   describeLinkError,
@@ -177,8 +178,11 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       if (isPointerPath(panel.context.localPath)) {
         panel.title.icon = encryptedNotebookIcon;
         panel.addClass('jp-secsync-EncryptedNotebookPanel');
-        // no key in this browser: the panel asks for the share link (no modal)
-        showLockedState(panel, trans);
+        // no key in this browser: the panel asks for the share link (no modal); not a
+        // member: it says so and offers the identity string
+        showLockedState(panel, trans, app.serviceManager.user);
+        // the Members button; read-only while this browser is a viewer
+        decorateEncryptedPanel(app, panel, trans);
         // executions arriving through the relay do not mark cells as modified
         keepRemoteExecutionsUnmodified(panel.context.model);
       }
@@ -277,10 +281,16 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
-    /** A new document (own id and key) with `content` as its first snapshot, at `path`. */
-    async function createEncryptedNotebook(path: string, content: nbformat.INotebookContent) {
+    /** A new document: its own id and key. */
+    async function newDocument(): Promise<string> {
       const docId = newDocId();
       setDocumentKey(docId, newDocumentKey());
+      return docId;
+    }
+
+    /** A new document (own id and key) with `content` as its first snapshot, at `path`. */
+    async function createEncryptedNotebook(path: string, content: nbformat.INotebookContent) {
+      const docId = await newDocument();
       registry.setPendingImport(docId, JSON.parse(JSON.stringify(content)));
       await writePointer(path, docId, registry.settings.relayUrl || null);
       return openPointer(path);
@@ -378,8 +388,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const dir = typeof args.cwd === 'string' ? args.cwd : cwd();
         const path = await uniquePath(dir, trans.__('Untitled Encrypted'));
-        const docId = newDocId();
-        setDocumentKey(docId, newDocumentKey());
+        const docId = await newDocument();
         await writePointer(path, docId, registry.settings.relayUrl || null);
         const widget = await openPointer(path);
         if (widget) {
@@ -537,9 +546,13 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         }
         const body = new Widget();
         const p = document.createElement('p');
-        p.textContent = trans.__(
-          'Anyone with this link can read and edit the notebook. The key is in the part after # and is never sent to the server.'
-        );
+        p.textContent = s.membership
+          ? trans.__(
+              'The link carries the key (in the part after #, never sent to the server), but only members can open the notebook with it: add each person in Members, by the identity string they send you.'
+            )
+          : trans.__(
+              'Anyone with this link can read and edit the notebook. The key is in the part after # and is never sent to the server.'
+            );
         const input = document.createElement('input');
         input.className = 'jp-mod-styled jp-secsync-ShareLink';
         input.readOnly = true;
@@ -621,7 +634,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.showCollaborators, {
       label: trans.__('Show Collaborators of Encrypted Notebook'),
       isEnabled: () => !!currentSession(),
-      execute: () => showCollaborators(requireSession(), trans)
+      execute: () => showCollaborators(requireSession(), trans, statusActions)
     });
 
     app.commands.addCommand(CommandIDs.snapshotNow, {
@@ -634,6 +647,8 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    const statusActions = addMemberCommands(app, tracker, trans, currentSession);
+
     if (palette) {
       const category = trans.__('Encrypted Notebooks');
       for (const command of [
@@ -644,7 +659,9 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.downloadDecrypted,
         CommandIDs.duplicate,
         CommandIDs.showCollaborators,
-        CommandIDs.snapshotNow
+        CommandIDs.snapshotNow,
+        MemberCommandIDs.members,
+        MemberCommandIDs.myIdentity
       ]) {
         palette.addItem({ command, category, args: { isPalette: true } });
       }
@@ -662,7 +679,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
 
     // Status bar.
     if (statusBar) {
-      const item = new EncryptedStatusItem(trans);
+      const item = new EncryptedStatusItem(trans, statusActions);
       const activeChanged = new Signal<any, void>(item);
       const refresh = () => {
         item.session = currentSession() ?? null;

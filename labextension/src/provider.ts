@@ -21,7 +21,39 @@ import { ensureHubServiceLogin, hubServiceBase } from './hubrelay';
 import { classifyRelay, sessionKeyFor } from './relaypolicy';
 import { b64encode } from './secsync/base64';
 import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/document';
+import type { MembershipState, Role } from './secsync/membership';
+import { MembershipError } from './secsync/membershipError';
 import { parseShareLink } from './secsync/sharelink';
+
+/**
+ * The membership part of the sync client (docs/labextension.md, "Members and roles: the sync
+ * client's API").
+ */
+interface IMembershipClient {
+  readonly membership: MembershipState | null;
+  readonly myRole: Role | null;
+  readonly readOnly: boolean;
+  onMembershipChanged(
+    listener: (state: MembershipState | null, myRole: Role | null) => void
+  ): () => void;
+  addMember(identity: string, role: Role): Promise<void>;
+  setRole(pubKey: string, role: Role): Promise<void>;
+  removeMember(pubKey: string): Promise<void>;
+}
+
+/** The relay refused this browser's reader proof (722) or revoked its access (725). */
+function accessOf(reason: string | undefined | null): IEncryptedStatus['access'] | null {
+  if (!reason) {
+    return null;
+  }
+  if (reason.includes('SECSYNC_ERROR_725')) {
+    return 'removed';
+  }
+  if (reason.includes('SECSYNC_ERROR_722')) {
+    return 'not-member';
+  }
+  return null;
+}
 
 /** How long loading may take before a progress notification is shown. */
 const PROGRESS_DELAY_MS = 400;
@@ -133,7 +165,10 @@ export class EncryptedDocumentProvider
       this._unlocked.reject(new Error('disposed while locked'));
       this._unlocked = null;
     }
+    this._retryAccess?.reject(new Error('disposed'));
+    this._retryAccess = null;
     this._unsubscribeStatus?.();
+    this._unsubscribeMembership?.();
     window.removeEventListener('pagehide', this._onPageHide);
     window.removeEventListener('pageshow', this._onPageShow);
     this._client?.destroy();
@@ -176,6 +211,64 @@ export class EncryptedDocumentProvider
 
   get ownPublicKey(): string {
     return this._ownPublicKey;
+  }
+
+  // ---- IMembership ----------------------------------------------------------------------
+
+  get membership(): MembershipState | null {
+    return this._members?.membership ?? null;
+  }
+
+  get myRole(): Role | null {
+    return this._members?.myRole ?? null;
+  }
+
+  /** True while the sync client sends no local change (viewer, not a member). */
+  get readOnly(): boolean {
+    return !!this._members?.readOnly;
+  }
+
+  get membershipChanged(): ISignal<this, MembershipState | null> {
+    return this._membershipChanged;
+  }
+
+  addMember(identity: string, role: Role): Promise<void> {
+    return this._membersClient().addMember(identity, role);
+  }
+
+  setRole(pubKey: string, role: Role): Promise<void> {
+    return this._membersClient().setRole(pubKey, role);
+  }
+
+  removeMember(pubKey: string): Promise<void> {
+    return this._membersClient().removeMember(pubKey);
+  }
+
+  private _membersClient(): IMembershipClient {
+    const members = this._members;
+    if (!members || typeof members.addMember !== 'function') {
+      throw new MembershipError(
+        'SECSYNC_ERROR_700',
+        null,
+        this._trans.__('The encrypted notebook is not connected.')
+      );
+    }
+    return members;
+  }
+
+  /** After access was refused or revoked: connect again (e.g. once an admin added us). */
+  retryAccess(): void {
+    const waiting = this._retryAccess;
+    if (waiting) {
+      this._retryAccess = null;
+      this._status = { ...this._status, access: 'member', lastError: null };
+      this._statusChanged.emit(this._status);
+      waiting.resolve();
+    }
+  }
+
+  private get _members(): IMembershipClient | null {
+    return this._client as unknown as IMembershipClient | null;
   }
 
   documentKey(): Uint8Array {
@@ -270,9 +363,12 @@ export class EncryptedDocumentProvider
       }
     }, PROGRESS_DELAY_MS);
 
-    const client = new SecsyncYjsClient({
+    // A new document with a log: its root entry goes first (made by New Encrypted Notebook).
+    const rootEntry = registry.takePendingLogRoot(pointer.docId);
+    const makeClient = () => new SecsyncYjsClient({
       url,
       docId: pointer.docId,
+      ...(rootEntry ? { rootEntry } : {}),
       key,
       signatureKeyPair,
       ydoc: this._sharedModel.ydoc,
@@ -290,22 +386,46 @@ export class EncryptedDocumentProvider
         this._statusChanged.emit(this._status);
         this._updateProgress();
       }
-    });
-    this._client = client;
+    } as ConstructorParameters<typeof SecsyncYjsClient>[0]);
     // A closed tab (or browser) leaves the others' presence at once: the removal of our
     // awareness state goes out while the page hides (the socket is still open then), instead
     // of the others timing the state out after 30 s.
     window.addEventListener('pagehide', this._onPageHide);
     window.addEventListener('pageshow', this._onPageShow);
-    this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
-    client.connect();
-    await client.loaded;
+    // Not a member (the relay refused our reader proof) or removed: the panel says so (no
+    // modal, no reconnect loop) and offers to try again, e.g. once an admin has added us.
+    this._makeClient = makeClient;
+    for (;;) {
+      const client = makeClient();
+      this._client = client;
+      this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
+      this._unsubscribeMembership =
+        typeof this._members?.onMembershipChanged === 'function'
+          ? this._members.onMembershipChanged(state => this._onMembership(state))
+          : null;
+      client.connect();
+      try {
+        await client.loaded;
+        break;
+      } catch (e) {
+        if (this._isDisposed || this._status.access === 'member') {
+          throw e;
+        }
+        await this._waitForAccessRetry();
+        if (this._isDisposed) {
+          return;
+        }
+      }
+    }
     if (this._isDisposed) {
       return;
     }
+    this._onMembership(this.membership);
 
     // 6. A brand-new document: write its first content (becomes the first snapshot).
-    if (this._contentType === 'notebook') {
+    // (A viewer writes nothing: not the first content, not the state map below.)
+    const readOnly = this.readOnly;
+    if (this._contentType === 'notebook' && !readOnly) {
       const nb = this._sharedModel as unknown as YNotebook;
       if (nb.cells.length === 0) {
         const imported = registry.takePendingImport(pointer.docId);
@@ -314,20 +434,42 @@ export class EncryptedDocumentProvider
     }
 
     // 7. The state map the plaintext server used to maintain (see docs/labextension.md).
-    this._sharedModel.transact(() => {
-      const state = this._sharedModel;
-      if (!state.getState('path')) {
-        state.setState('path', this._path);
-      }
-      state.setState('document_id', 'secsync:' + pointer.docId);
-      state.setState('dirty', false);
-    }, false);
+    if (!readOnly) {
+      this._sharedModel.transact(() => {
+        const state = this._sharedModel;
+        if (!state.getState('path')) {
+          state.setState('path', this._path);
+        }
+        state.setState('document_id', 'secsync:' + pointer.docId);
+        state.setState('dirty', false);
+      }, false);
+    }
 
     this._status = { ...this._status, loaded: true, progress: null };
     this._statusChanged.emit(this._status);
     this._readyDone = true;
     this._dismissProgress();
     this._ready.resolve();
+  }
+
+  /** Waits for retryAccess() after a refusal; the failed client is dropped. */
+  private async _waitForAccessRetry(): Promise<void> {
+    this._retryAccess = new PromiseDelegate<void>();
+    const waiting = this._retryAccess.promise;
+    await waiting;
+    this._unsubscribeStatus?.();
+    this._unsubscribeMembership?.();
+    this._client?.destroy();
+    this._client = null;
+  }
+
+  private _onMembership(state: MembershipState | null): void {
+    const role = this.myRole;
+    if (this._status.role !== role || this._status.readOnly !== this.readOnly) {
+      this._status = { ...this._status, role, readOnly: this.readOnly };
+      this._statusChanged.emit(this._status);
+    }
+    this._membershipChanged.emit(state);
   }
 
   private _waitForKey(): Promise<Uint8Array> {
@@ -386,13 +528,30 @@ export class EncryptedDocumentProvider
     if (s.connection === 'failed') {
       lastError = s.failureReason ?? lastError ?? 'failed';
     }
+    const denied =
+      s.connection === 'failed'
+        ? accessOf(s.failureReason) ?? accessOf(s.lastError?.code)
+        : null;
     this._status = {
       ...this._status,
       connection: s.connection,
       documentState: s.documentState,
       pendingChanges: s.unsyncedChanges,
-      lastError
+      lastError,
+      access: denied ?? this._status.access,
+      role: this.myRole,
+      readOnly: this.readOnly
     };
+    if (denied) {
+      // the panel shows the not-a-member state (locked.ts); nothing else is reported
+      this._dismissProgress();
+      if (this._readyDone && !this._retryAccess) {
+        // (after loading: removed while open; try again = a new connection)
+        void this._waitForAccessRetry().then(() => this._reconnectAfterRetry());
+      }
+      this._statusChanged.emit(this._status);
+      return;
+    }
     if (s.connection === 'failed' && !this._readyDone) {
       this._failBeforeReady(
         new Error(this._trans.__('Could not open the encrypted notebook: %1', lastError ?? 'failed'))
@@ -458,6 +617,21 @@ export class EncryptedDocumentProvider
     }
   }
 
+  /** A client again after a retry of access, on the loaded document. */
+  private _reconnectAfterRetry(): void {
+    if (this._isDisposed || !this._makeClient) {
+      return;
+    }
+    const client = this._makeClient();
+    this._client = client;
+    this._unsubscribeStatus = client.onStatus(s => this._onClientStatus(s));
+    this._unsubscribeMembership =
+      typeof this._members?.onMembershipChanged === 'function'
+        ? this._members.onMembershipChanged(state => this._onMembership(state))
+        : null;
+    client.connect();
+  }
+
   private _path: string;
   private _contentType: string;
   private _format: string;
@@ -490,6 +664,10 @@ export class EncryptedDocumentProvider
     this._hiddenState = null;
   };
   private _unsubscribeStatus: (() => void) | null = null;
+  private _unsubscribeMembership: (() => void) | null = null;
+  private _retryAccess: PromiseDelegate<void> | null = null;
+  private _makeClient: (() => SecsyncYjsClient) | null = null;
+  private _membershipChanged = new Signal<this, MembershipState | null>(this);
   private _ready = new PromiseDelegate<void>();
   private _readyDone = false;
   private _isDisposed = false;
@@ -502,7 +680,10 @@ export class EncryptedDocumentProvider
     lastError: null,
     progress: null,
     loaded: false,
-    locked: false
+    locked: false,
+    access: 'member',
+    role: null,
+    readOnly: false
   };
   private _statusChanged = new Signal<this, IEncryptedStatus>(this);
 }

@@ -6,6 +6,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 import type { ISharedDocument } from '@jupyter/ydoc';
 import type * as nbformat from '@jupyterlab/nbformat';
 
+import type { MembershipState, Role } from './secsync/membership';
+
 export interface IEncryptedStatus {
   /** Transport state as reported by the sync client. */
   connection: string;
@@ -20,9 +22,37 @@ export interface IEncryptedStatus {
   loaded: boolean;
   /** True while this browser has no key for the document (waiting for its share link). */
   locked: boolean;
+  /**
+   * Access to a document with a membership log: 'member' (or a document without a log),
+   * 'not-member' (the relay refused our reader proof: 722) or 'removed' (725, or the log
+   * removed us). Not 'member': the panel shows the not-a-member state (locked.ts).
+   */
+  access: 'member' | 'not-member' | 'removed';
+  /** This browser's role in a document with a log (null: no log or not a member). */
+  role: Role | null;
+  /** True while local changes are not sent (viewer, not a member): the panel is read-only. */
+  readOnly: boolean;
 }
 
-export interface IEncryptedSession {
+/** The membership of an encrypted document (docs/protocol.md, "Membership log"). */
+export interface IMembership {
+  /** The verified state at the log's head; null for a document without a log (or not yet). */
+  readonly membership: MembershipState | null;
+  /** This browser's role (null: no log, not loaded yet, or not a member). */
+  readonly myRole: Role | null;
+  /** Emitted whenever the verified membership (or this browser's role) changes. */
+  readonly membershipChanged: ISignal<IEncryptedSession, MembershipState | null>;
+  /**
+   * Admin actions: sign the entry, send it, resolve once the relay stored it. Reject with a
+   * MembershipError (code 7xx, e.g. 731 for an identity string whose fingerprint does not
+   * match, 714 for the last admin) or an Error.
+   */
+  addMember(identity: string, role: Role): Promise<void>;
+  setRole(pubKey: string, role: Role): Promise<void>;
+  removeMember(pubKey: string): Promise<void>;
+}
+
+export interface IEncryptedSession extends IMembership {
   readonly docId: string;
   readonly path: string;
   readonly relayUrl: string;
@@ -43,6 +73,8 @@ export interface IEncryptedSession {
   unlock(link: string): Promise<void>;
   /** A locked session continues if a key for its document has been stored meanwhile. */
   retryStoredKey(): void;
+  /** After access was refused (not a member) or revoked: connect again. */
+  retryAccess(): void;
 }
 
 export interface ISettingsValues {
@@ -95,6 +127,17 @@ class Registry {
     return [...this._sessions];
   }
 
+  /** The root entry of a new document's membership log (sent when the document is created). */
+  setPendingLogRoot(docId: string, root: Record<string, unknown>): void {
+    this._pendingRoots.set(docId, root);
+  }
+
+  takePendingLogRoot(docId: string): Record<string, unknown> | undefined {
+    const value = this._pendingRoots.get(docId);
+    this._pendingRoots.delete(docId);
+    return value;
+  }
+
   /** Content to write into a new, still empty encrypted document ("encrypt a copy"). */
   setPendingImport(docId: string, content: nbformat.INotebookContent): void {
     this._pendingImports.set(docId, content);
@@ -109,6 +152,7 @@ class Registry {
   private _byModel = new WeakMap<ISharedDocument, IEncryptedSession>();
   private _sessions = new Set<IEncryptedSession>();
   private _pendingImports = new Map<string, nbformat.INotebookContent>();
+  private _pendingRoots = new Map<string, Record<string, unknown>>();
   private _sessionsChanged = new Signal<this, void>(this);
 }
 

@@ -9,7 +9,16 @@ import { Widget } from '@lumino/widgets';
 
 import { encryptedNotebookIcon } from './icons';
 import { fingerprint } from './keystore';
+import { myRoleLabel } from './members';
 import { IEncryptedSession, registry } from './registry';
+
+/** What the collaborators popup offers besides the list (commands of index.ts). */
+export interface IStatusActions {
+  /** "My identity": copy this browser's identity string. */
+  myIdentity(): void;
+  /** The Members dialog of the session's notebook. */
+  members(session: IEncryptedSession): void;
+}
 
 export interface ICollaborator {
   clientId: number;
@@ -44,11 +53,20 @@ export function collaborators(session: IEncryptedSession): ICollaborator[] {
   return result;
 }
 
-/** One word for the state of a session: locked | connecting | syncing | synced | error. */
+/**
+ * One word for the state of a session: locked | not a member | removed | connecting |
+ * syncing | synced | error.
+ */
 export function stateOf(session: IEncryptedSession): string {
   const s = session.status;
   if (s.locked) {
     return 'locked';
+  }
+  if (s.access === 'not-member') {
+    return 'not a member';
+  }
+  if (s.access === 'removed') {
+    return 'removed';
   }
   if (s.documentState === 'failed' || s.connection === 'failed' || (s.lastError && !s.loaded)) {
     return 'error';
@@ -63,14 +81,14 @@ export function stateOf(session: IEncryptedSession): string {
 }
 
 export class EncryptedStatusItem extends Widget {
-  constructor(trans: TranslationBundle) {
+  constructor(trans: TranslationBundle, actions: IStatusActions | null = null) {
     super({ node: document.createElement('div') });
     this._trans = trans;
     this.addClass('jp-secsync-StatusItem');
     this.node.title = trans.__('End-to-end encrypted notebook — click for collaborators');
     this.node.addEventListener('click', () => {
       if (this._session) {
-        void showCollaborators(this._session, this._trans);
+        void showCollaborators(this._session, this._trans, actions);
       }
     });
     this._awarenessChanged = () => this.update();
@@ -82,6 +100,8 @@ export class EncryptedStatusItem extends Widget {
     });
     this._label = document.createElement('span');
     this._label.className = 'jp-secsync-StatusItem-label';
+    this._role = document.createElement('span');
+    this._role.className = 'jp-secsync-StatusItem-role';
     this._count = document.createElement('span');
     this._count.className = 'jp-secsync-StatusItem-count';
     this._countText = document.createTextNode('0');
@@ -89,7 +109,7 @@ export class EncryptedStatusItem extends Widget {
       usersIcon.element({ tag: 'span', height: '14px', width: '14px' }),
       this._countText
     );
-    this.node.append(lock, this._label, this._count);
+    this.node.append(lock, this._label, this._role, this._count);
   }
 
   get session(): IEncryptedSession | null {
@@ -102,11 +122,13 @@ export class EncryptedStatusItem extends Widget {
     }
     if (this._session) {
       this._session.statusChanged.disconnect(this._onStatus, this);
+      this._session.membershipChanged.disconnect(this._onStatus, this);
       this._session.sharedModel.awareness.off('change', this._awarenessChanged);
     }
     this._session = session;
     if (session) {
       session.statusChanged.connect(this._onStatus, this);
+      session.membershipChanged.connect(this._onStatus, this);
       session.sharedModel.awareness.on('change', this._awarenessChanged);
     }
     this.update();
@@ -133,6 +155,18 @@ export class EncryptedStatusItem extends Widget {
     if (this._label.textContent !== text) {
       this._label.textContent = text;
     }
+    // this browser's role in a document with a membership log
+    const role = session.status.access === 'member' ? myRoleLabel(session, this._trans) : '';
+    const roleText = !role
+      ? ''
+      : session.status.readOnly
+        ? this._trans.__('%1 — read only', role)
+        : role;
+    if (this._role.textContent !== roleText) {
+      this._role.textContent = roleText;
+      this._role.dataset.role = session.myRole ?? '';
+      this._role.title = roleText ? this._trans.__('Your role in this notebook: %1', roleText) : '';
+    }
     if (this._count.dataset.collaborators !== String(others)) {
       this._countText.data = String(others);
       this._count.dataset.collaborators = String(others);
@@ -153,6 +187,7 @@ export class EncryptedStatusItem extends Widget {
 
   private _trans: TranslationBundle;
   private _label: HTMLSpanElement;
+  private _role: HTMLSpanElement;
   private _count: HTMLSpanElement;
   private _countText: Text;
   private _session: IEncryptedSession | null = null;
@@ -161,7 +196,8 @@ export class EncryptedStatusItem extends Widget {
 
 export async function showCollaborators(
   session: IEncryptedSession,
-  trans: TranslationBundle
+  trans: TranslationBundle,
+  actions: IStatusActions | null = null
 ): Promise<void> {
   const body = new Widget();
   body.addClass('jp-secsync-Collaborators');
@@ -201,6 +237,26 @@ export async function showCollaborators(
       stateOf(session)
     );
     body.node.appendChild(state);
+    if (actions) {
+      const buttons = document.createElement('div');
+      buttons.className = 'jp-secsync-Collaborators-actions';
+      const role = myRoleLabel(session, trans);
+      if (role) {
+        const mine = document.createElement('span');
+        mine.textContent = trans.__('You are %1.', role) + ' ';
+        buttons.append(mine);
+      }
+      const identity = document.createElement('button');
+      identity.className = 'jp-mod-styled jp-secsync-Collaborators-myIdentity';
+      identity.textContent = trans.__('My identity…');
+      identity.addEventListener('click', () => actions.myIdentity());
+      const members = document.createElement('button');
+      members.className = 'jp-mod-styled jp-secsync-Collaborators-members';
+      members.textContent = trans.__('Members…');
+      members.addEventListener('click', () => actions.members(session));
+      buttons.append(identity, members);
+      body.node.appendChild(buttons);
+    }
   };
   render();
   const onChange = () => render();
