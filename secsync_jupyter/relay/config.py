@@ -116,10 +116,11 @@ class RelayOptions:
     )
     db: str = setting(
         "relay.sqlite",
-        "SQLite database file, created and migrated if needed (when no store URL is given; "
-        "in Jupyter Server by default <jupyter data dir>/secsync/relay.sqlite)",
+        "the database: a SQLite file PATH (created and migrated if needed; in Jupyter Server "
+        "by default <jupyter data dir>/secsync/relay.sqlite), or a store URL as for --store: "
+        "postgresql://USER@HOST/DBNAME, sqlite:///PATH (--store, when given, wins)",
         trait="db_path",
-        metavar="PATH",
+        metavar="PATH|URL",
     )
     synchronous: str = setting(
         "full",
@@ -315,10 +316,15 @@ def build_policy(options: RelayOptions) -> AccessPolicy:
 
 
 def store_url(options: RelayOptions, db: str | None = None) -> str:
-    """The store URL: the ``store`` option, else SQLite at ``db`` (or the ``db`` option)."""
+    """The store URL: the ``store`` option, else ``db`` (or the ``db`` option): a store URL
+    of a known scheme as it is, else a SQLite file path."""
     if options.store:
         return options.store
-    return "sqlite:///" + os.path.abspath(db or options.db)
+    path = db or options.db
+    scheme, sep, _ = path.partition(":")
+    if sep and scheme in STORE_SCHEMES:  # --db postgresql://…, --db sqlite:///PATH
+        return path
+    return "sqlite:///" + os.path.abspath(path)
 
 
 def open_store(options: RelayOptions, db: str | None = None, **kw: Any) -> RelayStore:

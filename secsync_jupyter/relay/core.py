@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -46,9 +47,8 @@ from .config import Limits
 from .frames import OutFrame
 from .inbound import analyze
 from .logs import BadInputLog
-from .members import RoomLog, is_log_doc_id
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
-from .query import ConnectParams, QueryError, parse_query
+from .query import QueryError, parse_query
 from .room import Room
 from .session import Session
 from .store import DocumentView, RelayStore, StoreError
@@ -93,6 +93,8 @@ class Relay:
         self.rooms: dict[str, Room] = {}
         self.closing = False
         self.bad_input_log = BadInputLog(self.log)
+        #: fan-out across relay processes on one PostgreSQL database (:mod:`.fanout`)
+        self.fanout: Any = None
         #: analyzes large frames off the event loop (see :mod:`.inbound`)
         self._analysis_pool: ThreadPoolExecutor | None = None
 
@@ -105,6 +107,18 @@ class Relay:
         """Open the store (if not yet open) and count the stored documents."""
         await self.store.open()
         self.admission.stored_documents = await self.store.count_documents()
+        pg = sys.modules.get(__package__ + ".pg_store")
+        if self.fanout is None and pg is not None and isinstance(self.store, pg.PostgresStore):
+            from .fanout import FanOut
+
+            self.fanout = FanOut(self, self.store)
+            await self.fanout.start()
+
+    async def load_state(self, room: Room):
+        """A room's rule state (with fan-out: and the position it reflects)."""
+        if self.fanout is not None:
+            return await self.fanout.load_state(room)
+        return await self.store.load_state(room.doc_id)
 
     @property
     def sessions(self) -> list[Session]:
@@ -125,6 +139,8 @@ class Relay:
         await self.drain()
         for s in self.sessions:
             s.close(CLOSE_GOING_AWAY, "relay shutting down")
+        if self.fanout is not None:
+            await self.fanout.stop()
         if close_store:
             await self.store.close()
         if self._analysis_pool is not None:
@@ -186,20 +202,6 @@ class Relay:
             return None
 
         session = Session(self, room, transport, identity)
-        if room.log is not None:
-            # a document with a membership log: no ciphertext before a member's key is
-            # proven (the session joins once the proof is accepted, see Session._proof)
-            session.challenge_reader(params)
-            return session
-        if not await self.join(session, params):
-            return None
-        return session
-
-    async def join(self, session: Session, params: ConnectParams) -> bool:
-        """Send the ``document`` frame and join the room (False: the connection is gone)."""
-        room = session.room
-        transport = session.transport
-        doc_id = room.doc_id
         room.start_joining(session)
         try:
             view = await self.store.read_document(
@@ -211,12 +213,10 @@ class Relay:
             document_error(
                 transport, CLOSE_INTERNAL, "storage error", "storage-failed", message=str(exc)
             )
-            session.closed = True
-            return False
-        log = None
-        if room.log is not None:  # taken now, with nothing awaited before the join
-            log = room.log.since(params.known_log_seq, params.known_log_hash)
-        return room.join(session, view, document_frame(view, params.mode, log))
+            return None
+        if not room.join(session, view, document_frame(view, params.mode)):
+            return None
+        return session
 
     async def _room(self, transport: Transport, doc_id: str) -> Room | None:
         """The document's room, opened (its state loaded) if needed; ``None`` when refused."""
@@ -237,10 +237,7 @@ class Relay:
         room = Room(self, doc_id, self._room_empty)
         self.rooms[doc_id] = room
         try:
-            room.state = await self.store.load_state(doc_id)
-            if is_log_doc_id(doc_id):
-                room.log = RoomLog(room)
-                await room.log.load()
+            room.state = await self.load_state(room)
         except Exception as exc:
             self._room_failed(room, exc)
             self.log.error("loading %s failed: %s", doc_id, exc)
@@ -271,16 +268,13 @@ class Relay:
                 self.admission.unsaved_document_gone()
 
 
-def document_frame(
-    view: DocumentView, mode: str, log: tuple[list[str], int] | None = None
-) -> list[str]:
-    """The parts of the ``document`` frame for a joining connection (``log``: the entries of
-    a document with a membership log and the ``seq`` of the first)."""
+def document_frame(view: DocumentView, mode: str) -> list[str]:
+    """The parts of the ``document`` frame for a joining connection."""
     if not view.has_snapshot:
-        return frames.document_parts(None, (), (), log=log)
+        return frames.document_parts(None, (), ())
     if view.known_is_active and mode == "delta":
-        return frames.document_parts(None, view.updates, None, log=log)
+        return frames.document_parts(None, view.updates, None)
     if view.known_is_active:
         # complete mode with the active snapshot known: the snapshot, only the newer updates
-        return frames.document_parts(view.snapshot, view.updates, (), log=log)
-    return frames.document_parts(view.snapshot, view.updates, view.chain, log=log)
+        return frames.document_parts(view.snapshot, view.updates, ())
+    return frames.document_parts(view.snapshot, view.updates, view.chain)

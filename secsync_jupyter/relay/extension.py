@@ -72,7 +72,7 @@ class SecsyncRelayExtension(ExtensionApp):
             return
         limits, options = config.from_traits(self)
         log = relay_log(self.serverapp.log)
-        if not options.store:
+        if not options.store and "://" not in options.db:  # a file path, not a store URL
             os.makedirs(os.path.dirname(os.path.abspath(options.db)), exist_ok=True)
         store = config.open_store(options, log=log)
         store.open_sync()  # a bad path fails the server start with a clear StoreError

@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from . import frames
-from .admission import CLOSE_POLICY
+from .admission import CLOSE_POLICY, CLOSE_TRY_AGAIN
 from .frames import OutFrame
 from .store import DocumentState, DocumentView
 
 if TYPE_CHECKING:
     from .core import Relay
-    from .members import RoomLog
     from .session import Session
 
 _background: set[asyncio.Future] = set()
@@ -39,12 +38,11 @@ class Room:
 
     __slots__ = (
         "_on_empty",
-        "challenged",
         "doc_id",
+        "feed",
         "inflight",
         "joining",
         "load_error",
-        "log",
         "pending",
         "ready",
         "relay",
@@ -66,14 +64,12 @@ class Room:
         self.reloading: asyncio.Future | None = None
         self.ready: asyncio.Future = asyncio.get_running_loop().create_future()
         self.load_error: Exception | None = None
-        #: the membership log of an ``m1_…`` document (:mod:`.members`), else ``None``
-        self.log: RoomLog | None = None
-        #: connections that have not proven a member's key yet (they get no broadcast)
-        self.challenged: set[Session] = set()
+        #: fan-out across relay processes (a :class:`.fanout.Feed`; None without it)
+        self.feed = None
 
     @property
     def connection_count(self) -> int:
-        return len(self.sessions) + len(self.joining) + len(self.challenged)
+        return len(self.sessions) + len(self.joining)
 
     @property
     def counts_as_unsaved(self) -> bool:
@@ -83,7 +79,19 @@ class Room:
     # ------------------------------------------------------------------ fan-out
     def broadcast(self, pos: int | None, frame: OutFrame, exclude: Session | None) -> None:
         """Send ``frame`` to every other connection (``pos``: the message's position, for
-        the joining ones; ``None`` for ephemeral messages, which joining ones do not get)."""
+        the joining ones; ``None`` for ephemeral messages, which joining ones do not get).
+        With fan-out across processes (:mod:`.fanout`) a stored message goes out in position
+        order with the other processes' messages, an ephemeral one to them as well."""
+        fanout = self.relay.fanout
+        if fanout is not None:
+            if pos is not None:
+                fanout.committed(self, pos, frame, exclude)
+                return
+            fanout.publish_ephemeral(self.doc_id, frame.text)
+        self.send_all(pos, frame, exclude)
+
+    def send_all(self, pos: int | None, frame: OutFrame, exclude: Session | None) -> None:
+        """Send ``frame`` to every connection of this process but ``exclude``."""
         relay = self.relay
         sessions = self.sessions
         if relay.policy_filters_broadcasts:
@@ -131,7 +139,6 @@ class Room:
         return True
 
     def remove(self, session: Session) -> None:
-        self.challenged.discard(session)
         if session in self.joining:
             del self.joining[session]
         else:
@@ -182,13 +189,19 @@ class Room:
             # every write accepted before the pause must be committed or refused first
             while self.inflight:
                 await asyncio.wait(list(self.inflight))
-            state = await self.relay.store.load_state(self.doc_id)
+            state = await self.relay.load_state(self)
             was_stored = self.state.exists
             self.state = state
             if state.exists and not was_stored:
                 self.relay.admission.unsaved_document_gone()
-        except Exception as exc:  # the store will refuse what the stale state lets through
+        except Exception as exc:
             self.relay.log.error("reloading the state of %s failed: %s", self.doc_id, exc)
+            # the state is known to be wrong and cannot be re-read (the database is down): the
+            # document is unavailable; its clients reconnect, which reopens the room from the
+            # store once it answers again
+            for s in [*self.sessions, *self.joining, *getattr(self, "challenged", ())]:
+                s.send(frames.error("storage-failed", f"document unavailable: {exc}"))
+                s.close(CLOSE_TRY_AGAIN, "document unavailable")
         finally:
             fut, self.reloading = self.reloading, None
             if fut is not None and not fut.done():
@@ -197,6 +210,6 @@ class Room:
 
     def maybe_close(self) -> None:
         """Close the room once it has no connection and no write in flight."""
-        if self.sessions or self.joining or self.challenged or self.pending:
+        if self.sessions or self.joining or self.pending:
             return
         self._on_empty(self)

@@ -1,0 +1,505 @@
+"""Fan-out across relay processes sharing one PostgreSQL database.
+
+Several ``secsync-relay`` processes (or Jupyter servers) on one PostgreSQL store each hold the
+connections of some clients. A message accepted by one process must reach the clients of the
+others, in position order (see :mod:`.store`), without loss. The database is the only source
+of truth:
+
+* **The doorbell.** A trigger on the store's ``snapshots`` and ``updates`` tables (installed
+  idempotently by :meth:`FanOut.start`, not a store migration) calls ``pg_notify`` with
+  ``p <docId> <position>`` for every inserted row; PostgreSQL delivers it when, and only if,
+  the transaction commits. Each process LISTENs on one dedicated connection (reconnected with
+  back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one).
+* **The rows.** A notification only says "document D has something after position P". Each
+  open room (:class:`Feed`) remembers the last position it *delivered*; on a notification newer
+  than that, the process reads the rows after it from the store (:func:`rows_after`: snapshots
+  and updates of the document in position order, one consistent read) and delivers them in that
+  order. So a missed notification, a dropped LISTEN connection or a restart only delays: every
+  reconnection of the LISTEN connection re-reads every open room after its delivered position.
+* **Local writes** keep their fast path: a write committed by this process whose position
+  directly follows the delivered one (the next version of the same snapshot) is broadcast at
+  once, as without fan-out; any other (a new snapshot, or a position after rows of another
+  process not delivered yet) waits in the room's feed and is delivered by the next read, in
+  order. Rows read from the store that this process wrote are sent with the frame built when
+  they were acknowledged (the author's connection excluded); rows of other processes also
+  update the room's rule state (clocks, active snapshot, bytes), so its pre-checks follow the
+  writes of the other processes.
+* **Ephemeral messages** (presence, cursors) are not stored: they travel in the notification
+  payload itself (``e <process> <docId> <frame>``, sent in order by one task of the sending
+  process, ignored by the sender). A payload must stay under PostgreSQL's 8000 bytes: a larger
+  ephemeral message reaches only the clients of its own process (counted in
+  :attr:`FanOut.ephemeral_too_large`, logged once a minute at most); clients send presence
+  again periodically, nothing is stored from it, so nothing is lost for good.
+
+docs/relay.md "Fan-out across relay processes" describes the guarantees and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from . import frames
+from .frames import OutFrame
+from .pg_store import LOCK_MIGRATION, PostgresStore, _load_state
+from .store import VERSION_BITS, DocumentState, SnapshotInfo, StoreError
+
+if TYPE_CHECKING:
+    from .core import Relay
+    from .room import Room
+    from .session import Session
+
+#: seconds between two health checks of the LISTEN connection
+HEALTH_INTERVAL = 5.0
+#: a health check slower than this (seconds) counts as a lost connection
+HEALTH_TIMEOUT = 10.0
+#: longest pause between two attempts to reconnect (seconds)
+MAX_BACKOFF = 5.0
+#: rows read per round trip when a room catches up
+READ_LIMIT = 1000
+#: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
+MAX_PAYLOAD = 7999
+
+_MASK = (1 << VERSION_BITS) - 1
+
+#: a document's position: its active snapshot and that snapshot's last version
+_POSITION = """
+SELECT (d.active_snapshot << 32) | COALESCE(
+           (SELECT max(u.version) FROM updates u WHERE u.snapshot_seq = d.active_snapshot), 0)
+FROM documents d WHERE d.doc_id = $1
+"""
+
+#: the stored messages of a document after a position, in position order
+_ROWS_AFTER = """
+SELECT pos, kind, message, snapshot_id, pub_key, clock, hash, proof FROM (
+    SELECT s.seq << 32 AS pos, 's' AS kind, s.message, s.snapshot_id, s.pub_key,
+           NULL::bigint AS clock, s.ciphertext_hash AS hash, s.parent_snapshot_proof AS proof
+      FROM snapshots s WHERE s.doc_id = $1 AND s.seq > ($2::bigint >> 32)
+    UNION ALL
+    SELECT (u.snapshot_seq << 32) | u.version, 'u', u.message, s.snapshot_id, u.pub_key,
+           u.clock, NULL, NULL
+      FROM snapshots s JOIN updates u ON u.snapshot_seq = s.seq
+     WHERE s.doc_id = $1 AND s.seq >= ($2::bigint >> 32)
+       AND u.version > CASE WHEN s.seq = ($2::bigint >> 32)
+                            THEN ($2::bigint & 4294967295) ELSE 0 END
+) r ORDER BY pos LIMIT $3
+"""
+
+
+def _trigger_sql(schema: str, channel: str) -> str:
+    return f"""
+    CREATE OR REPLACE FUNCTION {schema}.fanout_notify() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_TABLE_NAME = 'snapshots' THEN
+            PERFORM pg_notify('{channel}', 'p ' || NEW.doc_id || ' ' || (NEW.seq << 32)::text);
+        ELSE
+            PERFORM pg_notify('{channel}', 'p ' ||
+                (SELECT s.doc_id FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq) ||
+                ' ' || ((NEW.snapshot_seq << 32) | NEW.version)::text);
+        END IF;
+        RETURN NULL;
+    END $$;
+    """
+
+
+class Row:
+    """A stored message read back: its position, kind (``s`` / ``u``) and fields."""
+
+    __slots__ = ("clock", "hash", "kind", "message", "pos", "proof", "pub_key", "snapshot_id")
+
+    def __init__(self, record: Any):
+        (
+            self.pos,
+            self.kind,
+            self.message,
+            self.snapshot_id,
+            self.pub_key,
+            self.clock,
+            self.hash,
+            self.proof,
+        ) = record
+
+
+async def rows_after(conn, doc_id: str, after: int, limit: int = READ_LIMIT) -> list[Row]:
+    """The store's read for fan-out: the snapshots and updates of ``doc_id`` positioned after
+    ``after``, in position order (at most ``limit``)."""
+    return [Row(r) for r in await conn.fetch(_ROWS_AFTER, doc_id, after, limit)]
+
+
+async def _state_at(conn, doc_id: str) -> tuple[DocumentState, int]:
+    """A document's rule state and the position it reflects, in one consistent read."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        state = await _load_state(conn, doc_id)
+        pos = await conn.fetchval(_POSITION, doc_id)
+    return state, pos or 0
+
+
+class Feed:
+    """The fan-out state of one open room."""
+
+    __slots__ = ("delivered", "force", "local", "state_pos", "task", "wanted")
+
+    def __init__(self) -> None:
+        #: position of the last stored message delivered to the room (None: still loading)
+        self.delivered: int | None = None
+        #: the room's rule state includes every row at or below this position
+        self.state_pos = 0
+        #: committed writes of this process not delivered yet: position -> (frame, author)
+        self.local: dict[int, tuple[OutFrame, Session | None]] = {}
+        #: the newest position known to be committed (notifications, local commits)
+        self.wanted = 0
+        #: read even without a newer known position (after a reconnection or a failed read)
+        self.force = False
+        self.task: asyncio.Future | None = None
+
+
+class FanOut:
+    """The fan-out of one relay process over a :class:`PostgresStore` (see the module docs)."""
+
+    def __init__(self, relay: Relay, store: PostgresStore, *, log: logging.Logger | None = None):
+        self.relay = relay
+        self.store = store
+        self.log = log or relay.log
+        self.channel = f"{store.schema}_fanout"
+        #: this process, in its ephemeral notifications (it ignores its own)
+        self.token = secrets.token_hex(6)
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._outbox: deque[str] = deque()
+        self._outbox_wake = asyncio.Event()
+        self._sender: asyncio.Task | None = None
+        self._tasks: set[asyncio.Future] = set()
+        self._stopping = False
+        self._warned_at = 0.0
+        # counters (tests, benchmarks, logs)
+        self.notifications = 0
+        self.reads = 0
+        self.rows_read = 0
+        self.connections = 0
+        self.ephemeral_sent = 0
+        self.ephemeral_received = 0
+        self.ephemeral_too_large = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Install the doorbell trigger (idempotent) and start listening."""
+        await self._install()
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._listen_main())
+        self._sender = loop.create_task(self._send_main())
+        # the first LISTEN before the relay accepts connections (later ones reconnect)
+        try:
+            await asyncio.wait_for(self.connected.wait(), 30)
+        except asyncio.TimeoutError:
+            self.log.warning("fan-out: no LISTEN connection yet; retrying in the background")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for t in [self._task, self._sender, *self._tasks]:
+            if t is not None:
+                t.cancel()
+        for t in [self._task, self._sender, *self._tasks]:
+            if t is not None:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    async def _install(self) -> None:
+        store = self.store
+        try:
+            conn = await asyncpg.connect(store.dsn, server_settings=store._settings)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot open database {store.name}: {exc}") from exc
+        try:
+            async with conn.transaction():
+                # the store's migration lock: relay processes starting together take turns
+                await conn.execute("SELECT pg_advisory_xact_lock($1, 1)", LOCK_MIGRATION)
+                await conn.execute(_trigger_sql(store.schema, self.channel))
+                for table in ("snapshots", "updates"):
+                    exists = await conn.fetchval(
+                        "SELECT 1 FROM pg_trigger WHERE tgname = 'fanout_notify' "
+                        "AND tgrelid = $1::regclass",
+                        f"{store.schema}.{table}",
+                    )
+                    if not exists:
+                        await conn.execute(
+                            f"CREATE TRIGGER fanout_notify AFTER INSERT ON {store.schema}.{table}"
+                            f" FOR EACH ROW EXECUTE FUNCTION {store.schema}.fanout_notify()"
+                        )
+        finally:
+            await conn.close()
+
+    async def _listen_main(self) -> None:
+        """Keep one LISTEN connection; after each (re)connection, every open room reads what
+        it may have missed."""
+        delay = 0.1
+        while not self._stopping:
+            conn = None
+            try:
+                conn = await asyncpg.connect(
+                    self.store.dsn,
+                    server_settings={"application_name": f"secsync-relay-fanout-{os.getpid()}"},
+                    timeout=HEALTH_TIMEOUT,
+                )
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(self.channel, self._on_notify)
+                self.connections += 1
+                if self.connections > 1:
+                    self.log.warning("fan-out: LISTEN connection restored; catching up")
+                self.connected.set()
+                delay = 0.1
+                self._catch_up_all()
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), HEALTH_INTERVAL)
+                    except asyncio.TimeoutError:
+                        await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_TIMEOUT)
+                raise ConnectionError("the LISTEN connection was closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                self._warn(f"fan-out: LISTEN connection lost or refused ({exc}); reconnecting")
+            finally:
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF)
+
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 10:
+            self._warned_at = now
+            self.log.warning(text)
+
+    # ------------------------------------------------------------------ notifications
+    def _on_notify(self, _conn, _pid: int, _channel: str, payload: str) -> None:
+        self.notifications += 1
+        kind, _, rest = payload.partition(" ")
+        if kind == "p":
+            doc_id, _, pos = rest.partition(" ")
+            room = self.relay.rooms.get(doc_id)
+            if room is not None and room.feed is not None:
+                self.kick(room, int(pos))
+        elif kind == "e":
+            token, _, rest = rest.partition(" ")
+            if token == self.token:
+                return
+            doc_id, _, text = rest.partition(" ")
+            room = self.relay.rooms.get(doc_id)
+            if room is not None:
+                self.ephemeral_received += 1
+                room.send_all(None, OutFrame(text), None)
+
+    def _catch_up_all(self) -> None:
+        for room in list(self.relay.rooms.values()):
+            if room.feed is not None:
+                room.feed.force = True
+                self.kick(room, 0)
+
+    # ------------------------------------------------------------------ ephemeral messages
+    def publish_ephemeral(self, doc_id: str, text: str) -> None:
+        payload = f"e {self.token} {doc_id} {text}"
+        if len(payload) > MAX_PAYLOAD or len(payload.encode("utf-8")) > MAX_PAYLOAD:
+            self.ephemeral_too_large += 1
+            self._warn(
+                f"fan-out: an ephemeral message of {len(text)} bytes on {doc_id} is too large "
+                "for a notification; only this process's clients get it"
+            )
+            return
+        self._outbox.append(payload)
+        self._outbox_wake.set()
+
+    async def _send_main(self) -> None:
+        """Send the queued ephemeral notifications in order, many per round trip."""
+        while True:
+            if not self._outbox:
+                self._outbox_wake.clear()
+                await self._outbox_wake.wait()
+                continue
+            batch = list(self._outbox)
+            self._outbox.clear()
+            try:
+                await self.store._read(_notify_many, self.channel, batch)
+                self.ephemeral_sent += len(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # presence is best effort: dropped, not retried
+                self._warn(f"fan-out: {len(batch)} ephemeral messages not sent: {exc}")
+
+    # ------------------------------------------------------------------ rooms
+    async def load_state(self, room: Room) -> DocumentState:
+        """The room's rule state and the position it reflects (a room being opened also
+        starts delivering from there)."""
+        feed = room.feed
+        if feed is None:
+            feed = room.feed = Feed()
+        state, pos = await self.store._read(_state_at, room.doc_id)
+        feed.state_pos = max(feed.state_pos, pos)
+        if feed.delivered is None:
+            feed.delivered = pos
+            if feed.wanted > pos:  # notified while loading
+                self.kick(room, 0)
+        return state
+
+    def committed(self, room: Room, pos: int, frame: OutFrame, author: Session | None) -> None:
+        """A write of this process committed at ``pos``: broadcast it now if it follows the
+        delivered position, else once the rows before it are delivered."""
+        feed = room.feed
+        if feed is None or feed.delivered is None:  # not a fan-out room (cannot happen)
+            room.send_all(pos, frame, author)
+            return
+        if pos <= feed.delivered:
+            return  # already delivered by a read (the author got it as well)
+        if pos == feed.delivered + 1:
+            room.send_all(pos, frame, author)
+            feed.delivered = pos
+            self._deliver_local(room)
+            return
+        feed.local[pos] = (frame, author)
+        self.kick(room, pos)
+
+    def kick(self, room: Room, pos: int) -> None:
+        """Deliver the room's rows up to at least ``pos`` (a read unless already there)."""
+        feed = room.feed
+        assert feed is not None
+        if pos > feed.wanted:
+            feed.wanted = pos
+        if feed.delivered is None or feed.task is not None:
+            return
+        if feed.wanted <= feed.delivered and not feed.force:
+            return
+        task = feed.task = asyncio.ensure_future(self._catch_up(room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _live(self, room: Room) -> bool:
+        return not self._stopping and self.relay.rooms.get(room.doc_id) is room
+
+    async def _catch_up(self, room: Room) -> None:
+        feed = room.feed
+        assert feed is not None and feed.delivered is not None
+        delay = 0.1
+        try:
+            while self._live(room):
+                # a notification of this process's own write usually arrives before the write's
+                # acknowledgement: wait for the writes in flight first (no read needed then)
+                if room.inflight:
+                    await asyncio.wait(list(room.inflight))
+                if not feed.force and feed.wanted <= feed.delivered:
+                    return
+                feed.force = False
+                try:
+                    rows = await self.store._read(rows_after, room.doc_id, feed.delivered)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    feed.force = True
+                    self._warn(f"fan-out: reading {room.doc_id} failed ({exc}); retrying")
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                delay = 0.1
+                self.reads += 1
+                self.rows_read += len(rows)
+                if room.inflight and any(
+                    r.pos > feed.delivered and r.pos not in feed.local for r in rows
+                ):
+                    # a row may be a write of this process whose acknowledgement has not run
+                    # yet: let it run, so the row goes out with its author excluded
+                    await asyncio.wait(list(room.inflight))
+                if not self._live(room):
+                    return
+                for r in rows:
+                    self._deliver_row(room, r)
+                if len(rows) >= READ_LIMIT:
+                    feed.force = True
+        finally:
+            feed.task = None
+        if feed.local and self._live(room):  # committed meanwhile: deliver in order
+            self.kick(room, max(feed.local))
+
+    def _deliver_row(self, room: Room, r: Row) -> None:
+        feed = room.feed
+        assert feed is not None and feed.delivered is not None
+        if r.pos <= feed.delivered:
+            return
+        entry = feed.local.pop(r.pos, None)
+        if entry is not None:
+            frame, author = entry
+        else:
+            author = None
+            if r.kind == "s":
+                frame = OutFrame(frames.snapshot_broadcast(r.message))
+            else:
+                frame = OutFrame(frames.with_type("update", r.message))
+            if r.pos > feed.state_pos:
+                _apply(room, r)
+                feed.state_pos = r.pos
+        room.send_all(r.pos, frame, author)
+        feed.delivered = r.pos
+        self._deliver_local(room)
+
+    def _deliver_local(self, room: Room) -> None:
+        """Local writes that now follow the delivered position, and drop delivered ones."""
+        feed = room.feed
+        assert feed is not None and feed.delivered is not None
+        local = feed.local
+        while local:
+            nxt = local.pop(feed.delivered + 1, None)
+            if nxt is None:
+                break
+            room.send_all(feed.delivered + 1, nxt[0], nxt[1])
+            feed.delivered += 1
+        if local and min(local) <= feed.delivered:
+            for pos in [p for p in local if p <= feed.delivered]:
+                del local[pos]
+
+
+def _apply(room: Room, r: Row) -> None:
+    """A row written by another process, applied to the room's rule state."""
+    state = room.state
+    size = len(r.message) if r.message.isascii() else len(r.message.encode("utf-8"))
+    if r.kind == "s":
+        active = state.active
+        if active is not None and active.snapshot_id == r.snapshot_id:
+            return
+        if not state.exists:
+            room.mark_stored()
+        state.active = SnapshotInfo(r.snapshot_id, r.hash, r.proof)
+        state.clocks = {}
+        state.stored_bytes = size
+    elif (
+        state.active is not None
+        and state.active.snapshot_id == r.snapshot_id
+        and r.clock > state.clocks.get(r.pub_key, -1)
+    ):
+        state.clocks[r.pub_key] = r.clock
+        state.stored_bytes += size
+
+
+async def _notify_many(conn, channel: str, payloads: list[str]) -> None:
+    await conn.execute(
+        "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY i",
+        channel,
+        payloads,
+    )
+
+
+async def start_for(relay: Relay) -> FanOut | None:
+    """The fan-out of ``relay`` when its store is PostgreSQL (started), else ``None``."""
+    if not isinstance(relay.store, PostgresStore):
+        return None
+    fanout = FanOut(relay, relay.store)
+    await fanout.start()
+    return fanout

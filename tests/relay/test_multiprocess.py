@@ -1,0 +1,421 @@
+"""Fan-out across ``secsync-relay`` processes sharing one PostgreSQL database (issue 14).
+
+Real relay processes (``secsync-relay --db postgresql://…``) on a throw-away PostgreSQL cluster
+(tests/relay/pg.py), real WebSocket clients: messages accepted by one process reach the clients
+of the others in position order; a missed notification, a SIGKILLed process and a restart of
+PostgreSQL delay delivery but lose nothing (docs/relay.md "Fan-out across relay processes").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from secsync_jupyter.protocol import Snapshot, generate_id
+
+from .pg import PgCluster, db_rows
+from .util import LISTEN_RE, Author, RelayClient, dumps, open_doc, seed, url_for
+
+TIMEOUT = 60.0
+
+
+class Relay:
+    """``secsync-relay --db <postgresql URL>`` in a subprocess (the documented form)."""
+
+    def __init__(self, db: str, log_path: str):
+        self.db = db
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> Relay:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "secsync_jupyter.relay.standalone",
+                    "--port",
+                    "0",
+                    "--open",
+                    "--db",
+                    self.db,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        m = LISTEN_RE.search(line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"relay did not start: {line!r}: {self.log()[-2000:]}")
+        self.url = m.group(1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def start_relays(tmp_path):
+    started: list[Relay] = []
+
+    def start(db: str, n: int) -> list[Relay]:
+        out = []
+        for _ in range(n):
+            r = Relay(db, str(tmp_path / f"relay{len(started)}.log")).start()
+            started.append(r)
+            out.append(r)
+        return out
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def stored_order(db: str) -> list[tuple[str, int]]:
+    """(pubKey, clock) of every stored update, in position order."""
+    return db_rows(
+        db, "SELECT u.pub_key, u.clock FROM updates u ORDER BY u.snapshot_seq, u.version"
+    )
+
+
+def received(client: RelayClient) -> list[tuple[str, int]]:
+    """(pubKey, clock) of the updates a client received, in arrival order (document frames
+    and broadcasts)."""
+    out = []
+    for f in client.frames:
+        if f.get("type") == "update":
+            out.append((f["publicData"]["pubKey"], f["publicData"]["clock"]))
+        elif f.get("type") == "document":
+            out += [(u["publicData"]["pubKey"], u["publicData"]["clock"]) for u in f["updates"]]
+    return out
+
+
+async def until(predicate, what: str, timeout: float = TIMEOUT) -> None:
+    """Wait (polling) until ``predicate()`` holds; fail naming ``what`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def write_updates(client: RelayClient, author: Author, snap, clocks, window: int = 8):
+    """Send updates with these clocks (``window`` unacknowledged at most); returns the acked
+    clocks in order."""
+    acked: list[int] = []
+    clocks = list(clocks)
+    sent = 0
+    while len(acked) < len(clocks):
+        while sent < len(clocks) and sent - len(acked) < window:
+            await client.ws.send(dumps(author.update(snap, clocks[sent], os.urandom(32)).to_json()))
+            sent += 1
+        acked.append((await client.next("update-saved", timeout=TIMEOUT))["clock"])
+    return acked
+
+
+def fanout_backends(db: str, relay: Relay) -> str:
+    return (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE application_name = 'secsync-relay-fanout-{relay.pid}'"
+    )
+
+
+# --------------------------------------------------------------------------------- order
+@pytest.mark.asyncio
+async def test_clients_on_three_processes_see_every_update_in_position_order(pg_url, start_relays):
+    relays = start_relays(pg_url, 3)
+    doc_id = generate_id()
+    authors = [Author(doc_id) for _ in range(3)]
+    key = authors[0].key
+    for a in authors[1:]:
+        a.key = key
+    a0, snap = await seed(relays[0].url, authors[0])
+    c1, d1 = await open_doc(relays[1].url, doc_id)
+    c2, _ = await open_doc(relays[2].url, doc_id)
+    assert d1["snapshot"]["publicData"]["snapshotId"] == snap.public_data.snapshot_id
+    clients = [a0, c1, c2]
+
+    # the three authors write at once, each through its own process
+    n = 60
+    results = await asyncio.gather(
+        *(write_updates(c, a, snap, range(n)) for c, a in zip(clients, authors, strict=True))
+    )
+    assert all(r == list(range(n)) for r in results)
+    order = stored_order(pg_url)
+    assert len(order) == 3 * n
+    for c, a in zip(clients, authors, strict=True):
+        others = [x for x in order if x[0] != a.pub]
+        await until(lambda c=c, others=others: len(received(c)) >= len(others), "updates")
+        # every update of the other processes' clients, in the database's position order
+        assert received(c) == others
+
+    # presence crosses processes too (not stored)
+    eph = authors[1].ephemeral(b"cursor")
+    await c1.send(eph)
+    for c in (a0, c2):
+        got = await c.next("ephemeral-message", timeout=TIMEOUT)
+        assert got["signature"] == eph.to_json()["signature"]
+
+    # a snapshot written through process 1 reaches the others, and process 2 accepts an
+    # update on it at once (its rule state followed the other process's snapshot)
+    clocks = {a.pub: n - 1 for a in authors}
+    snap2 = authors[1].snapshot(snap, clocks)
+    await c1.send(snap2)
+    assert (await c1.next("snapshot-saved"))["snapshotId"] == snap2.public_data.snapshot_id
+    for c in (a0, c2):
+        got = await c.next("snapshot", timeout=TIMEOUT)
+        assert got["snapshot"]["publicData"]["snapshotId"] == snap2.public_data.snapshot_id
+    before = {id(c): len(received(c)) for c in (a0, c1)}
+    await c2.send(authors[2].update(snap2, 0))
+    assert (await c2.next("update-saved"))["clock"] == 0
+    for c in (a0, c1):
+        await until(lambda c=c: len(received(c)) > before[id(c)], "the update on the snapshot")
+        got = [f for f in c.frames if f.get("type") == "update"][-1]
+        assert got["publicData"]["refSnapshotId"] == snap2.public_data.snapshot_id
+        assert got["publicData"]["pubKey"] == authors[2].pub
+    for c in clients:
+        await c.close()
+
+
+# --------------------------------------------------------------------- missed notification
+@pytest.mark.asyncio
+async def test_a_missed_notification_delays_but_loses_nothing(pg_cluster, pg_url, start_relays):
+    p0, p1 = start_relays(pg_url, 2)
+    author = Author(generate_id())
+    writer, snap = await seed(p0.url, author)
+    reader, _ = await open_doc(p1.url, author.doc_id)
+    acked = await write_updates(writer, author, snap, range(10))
+    await until(lambda: len(received(reader)) == 10, "the first updates")
+
+    # process 1 loses its LISTEN connection and cannot make a new one while the writes
+    # happen: their notifications are missed for certain
+    dbname = pg_url.partition("@/")[2].partition("?")[0]
+    pg_cluster.psql(f"ALTER DATABASE {dbname} ALLOW_CONNECTIONS false")
+    try:
+        assert pg_cluster.psql(fanout_backends(pg_url, p1), dbname="postgres") == "t"
+        acked += await write_updates(writer, author, snap, range(10, 40))
+        assert len(received(reader)) < 40  # the missed ones have not arrived
+    finally:
+        pg_cluster.psql(f"ALTER DATABASE {dbname} ALLOW_CONNECTIONS true")
+    # once process 1 listens again it reads what it missed: all of it, in order
+    await until(lambda: len(received(reader)) >= 40, "the missed updates")
+    assert received(reader) == [(author.pub, c) for c in acked] == stored_order(pg_url)
+    # and the doorbell works again
+    acked += await write_updates(writer, author, snap, range(40, 45))
+    await until(lambda: len(received(reader)) >= 45, "updates after the reconnection")
+    assert received(reader) == [(author.pub, c) for c in range(45)]
+    assert "LISTEN connection restored" in p1.log()
+    await writer.close()
+    await reader.close()
+
+
+# ---------------------------------------------------------------------------- SIGKILL
+class Peer:
+    """A client that reconnects in delta mode (to another process) when its connection
+    drops, remembering the last clock it has seen of each author."""
+
+    def __init__(self, author: Author, snap: Snapshot, urls: list[str]):
+        self.author = author
+        self.snap = snap
+        self.urls = urls
+        self.seen: dict[str, int] = {}
+        self.acked: list[int] = []
+        self.client: RelayClient | None = None
+        self.reconnected_to: str | None = None
+        self.delta_documents: list[dict] = []
+
+    def note(self, frame: dict) -> None:
+        updates = frame["updates"] if frame.get("type") == "document" else [frame]
+        for u in updates:
+            pd = u["publicData"]
+            last = self.seen.get(pd["pubKey"], -1)
+            # per author, exactly the next clock: nothing lost, nothing twice, in order
+            assert pd["clock"] == last + 1, (pd["pubKey"][:8], pd["clock"], last)
+            self.seen[pd["pubKey"]] = pd["clock"]
+
+    async def connect(self, url: str, delta: bool) -> None:
+        kw = {}
+        if delta:
+            kw = {
+                "mode": "delta",
+                "known_snapshot_id": self.snap.public_data.snapshot_id,
+                "known_clocks": self.seen,
+            }
+        self.client = await RelayClient.open(url_for(url, self.author.doc_id, **kw))
+        doc = await self.client.next("document", timeout=TIMEOUT)
+        if delta:
+            assert "snapshot" not in doc  # a delta: only the updates it is missing
+            self.delta_documents.append(doc)
+        self.note(doc)
+
+    def drain(self) -> None:
+        assert self.client is not None
+        while True:
+            frames = [f for f in self.client.pending() if f.get("type") == "update"]
+            if not frames:
+                return
+            for f in frames:
+                self.client._unclaimed.remove(f)
+                self.note(f)
+
+    async def run(self, n: int, window: int = 6) -> None:
+        """Write updates up to clock ``n - 1``, reconnecting to the next URL when the
+        connection is lost."""
+        mine = self.author.pub
+        sent_upto = -1
+        while self.seen.get(mine, -1) < n - 1:
+            c = self.client
+            assert c is not None
+            try:
+                self.drain()
+                while sent_upto < n - 1 and sent_upto - self.seen.get(mine, -1) < window:
+                    sent_upto += 1
+                    await c.ws.send(
+                        dumps(self.author.update(self.snap, sent_upto, os.urandom(32)).to_json())
+                    )
+                frame = await c.next("update-saved", timeout=TIMEOUT)
+                self.drain()
+                assert frame["clock"] == self.seen.get(mine, -1) + 1
+                self.acked.append(frame["clock"])
+                self.seen[mine] = frame["clock"]
+            except (ConnectionError, OSError, ConnectionClosed):
+                # the process died: another one, in delta mode (it sends what is stored
+                # after what this client has seen, its own unacknowledged updates included)
+                self.drain()
+                self.urls = self.urls[1:]
+                self.reconnected_to = self.urls[0]
+                await self.connect(self.urls[0], delta=True)
+                sent_upto = self.seen.get(mine, -1)
+
+
+@pytest.mark.asyncio
+async def test_sigkill_one_process_under_load_clients_resume_on_another(pg_url, start_relays):
+    p0, p1 = start_relays(pg_url, 2)
+    doc_id = generate_id()
+    owner = Author(doc_id)
+    first, snap = await seed(p1.url, owner)
+    await first.close()
+    authors = [Author(doc_id, key=owner.key) for _ in range(4)]
+    # two writers on each process; those of process 0 move to process 1 when it dies
+    peers = [
+        Peer(authors[0], snap, [p0.url, p1.url]),
+        Peer(authors[1], snap, [p0.url, p1.url]),
+        Peer(authors[2], snap, [p1.url]),
+        Peer(authors[3], snap, [p1.url]),
+    ]
+    for p in peers:
+        await p.connect(p.urls[0], delta=False)
+    n = 150
+    runs = [asyncio.ensure_future(p.run(n)) for p in peers]
+    await until(lambda: all(len(p.acked) >= 40 for p in peers), "load on both processes")
+    os.kill(p0.pid, signal.SIGKILL)
+    await asyncio.wait_for(asyncio.gather(*runs), TIMEOUT * 2)
+
+    # the clients of process 0 went on through process 1, in delta mode
+    assert peers[0].reconnected_to == p1.url and peers[1].reconnected_to == p1.url
+    assert peers[0].delta_documents and peers[1].delta_documents
+    order = stored_order(pg_url)
+    stored = {a.pub: sorted(c for pub, c in order if pub == a.pub) for a in authors}
+    for p in peers:
+        # every acknowledged update is stored; each author's clocks are contiguous
+        assert set(p.acked) <= set(stored[p.author.pub])
+        assert stored[p.author.pub] == list(range(n))
+    # every client converges: it has seen every stored update of every author
+    final = {a.pub: n - 1 for a in authors}
+
+    def converged() -> bool:
+        for p in peers:
+            p.drain()
+        return all(p.seen == final for p in peers)
+
+    await until(converged, "every client to converge")
+    for p in peers:
+        assert p.client is not None
+        await p.client.close()
+
+
+# ------------------------------------------------------------------- PostgreSQL restart
+@pytest.mark.asyncio
+async def test_postgresql_restart_documents_unavailable_then_everything_continues(
+    tmp_path, start_relays
+):
+    cluster = PgCluster().start()  # a cluster of its own: this test stops it
+    try:
+        db = cluster.url(cluster.create_database())
+        p0, p1 = start_relays(db, 2)
+        author = Author(generate_id())
+        writer, snap = await seed(p0.url, author, 3)
+        reader, _ = await open_doc(p1.url, author.doc_id)
+        await until(lambda: len(received(reader)) == 3, "the first updates")
+
+        cluster.stop_server()
+        # a write is answered storage-failed, and the document is reported unavailable
+        await writer.send(author.update(snap, 3))
+        err = await writer.next("error", timeout=TIMEOUT)
+        assert err["code"] == "storage-failed"
+        assert (await writer.next("update-save-failed", timeout=TIMEOUT))["clock"] == 3
+        unavailable = await writer.next("error", timeout=TIMEOUT)
+        assert unavailable["code"] == "storage-failed"
+        assert "document unavailable" in unavailable["message"]
+        assert await writer.wait_closed(TIMEOUT) == 1013
+        # a new connection is refused with a clear error while the database is down
+        late = await RelayClient.open(url_for(p0.url, author.doc_id))
+        err = await late.next(timeout=TIMEOUT)
+        assert (err["type"], err["code"]) == ("error", "storage-failed")
+        assert "cannot" in err["message"] or "failed" in err["message"], err
+        assert (await late.next(timeout=TIMEOUT))["type"] == "document-error"
+        assert await late.wait_closed(TIMEOUT) in (1011, 1013)
+
+        cluster.start_server()
+
+        # the writer reconnects (its clients retry) and continues where the store is
+        async def reconnect() -> tuple[RelayClient, dict]:
+            while True:
+                c = await RelayClient.open(url_for(p0.url, author.doc_id))
+                frame = await c.next(timeout=TIMEOUT)
+                if frame.get("type") == "document":
+                    return c, frame
+                await c.close()
+                await asyncio.sleep(0.2)
+
+        writer, doc = await asyncio.wait_for(reconnect(), TIMEOUT)
+        assert [u["publicData"]["clock"] for u in doc["updates"]] == [0, 1, 2]
+        assert await write_updates(writer, author, snap, range(3, 13)) == list(range(3, 13))
+        # the reader on the other process, still connected, gets them (its fan-out listens
+        # again), in order, nothing twice
+        await until(lambda: len(received(reader)) >= 13, "updates after the restart")
+        assert received(reader) == [(author.pub, c) for c in range(13)]
+        assert "LISTEN connection restored" in p1.log()
+        await writer.close()
+        await reader.close()
+    finally:
+        cluster.stop()
