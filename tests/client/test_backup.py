@@ -1,0 +1,298 @@
+"""Key backups (secsync_jupyter/client/backup.py, docs/backup.md): the format, merging into
+the Python key store and identity file, ``secsync-jupyter backup export|import|show``, and the
+same files written and read by the browser code (labextension/src/backupformat.ts, run with
+vite-node: test/interop/backup.ts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from secsync_jupyter.cli import main
+from secsync_jupyter.client import backup as bk
+from secsync_jupyter.protocol import SigningKeyPair, b64decode, b64encode, generate_key
+from secsync_jupyter.sharelink import format_share_link
+
+FAST = {"opslimit": 1, "memlimit": 8192}
+PASS = "correct horse battery staple"
+LABEXT = Path(__file__).resolve().parents[2] / "labextension"
+VITE_NODE = LABEXT / "node_modules" / ".bin" / "vite-node"
+
+
+def _content() -> bk.BackupContent:
+    return bk.BackupContent(
+        keys=[
+            bk.BackupKey("docA_-1", generate_key(), "a.secnb", None),
+            bk.BackupKey("docB", generate_key(), None, "2026-11-30T10:00:00Z"),
+        ],
+        identity=SigningKeyPair.generate(),
+        created="2026-12-01T18:00:00.000Z",
+    )
+
+
+def _same(a: bk.BackupContent, b: bk.BackupContent) -> bool:
+    return a.to_json() == b.to_json()
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    """A fresh XDG config dir (key store and identity file inside it)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv(bk.KEYS_ENV, raising=False)
+    monkeypatch.delenv(bk.IDENTITY_ENV, raising=False)
+    monkeypatch.delenv(bk.PASSPHRASE_ENV, raising=False)
+    return tmp_path / "config" / "secsync-jupyter"
+
+
+# ----------------------------------------------------------------------------------------
+# the format
+# ----------------------------------------------------------------------------------------
+
+
+def test_round_trip_and_recorded_parameters():
+    content = _content()
+    text = bk.encrypt_backup(content, PASS, **FAST)
+    assert _same(bk.decrypt_backup(text, PASS), content)
+    outer = json.loads(text)
+    assert outer["format"] == "secsync-jupyter-key-backup" and outer["version"] == 1
+    assert outer["kdf"] == {"name": "argon2id13", **FAST, "salt": outer["kdf"]["salt"]}
+    assert len(b64decode(outer["kdf"]["salt"])) == 16
+    assert len(b64decode(outer["cipher"]["nonce"])) == 24
+    for k in content.keys:
+        assert b64encode(k.key) not in text
+    assert b64encode(content.identity.seed) not in text
+
+
+def test_default_parameters_are_libsodium_moderate():
+    text = bk.encrypt_backup(_content(), PASS)
+    kdf = json.loads(text)["kdf"]
+    assert (kdf["opslimit"], kdf["memlimit"]) == (3, 256 * 1024 * 1024)
+    assert len(bk.decrypt_backup(text, PASS).keys) == 2
+
+
+def test_passphrase_is_nfc_normalized_and_short_ones_refused():
+    text = bk.encrypt_backup(_content(), "caf\u00e9 passphrase", **FAST)
+    assert len(bk.decrypt_backup(text, "cafe\u0301 passphrase").keys) == 2
+    with pytest.raises(bk.BackupError, match="at least 10 characters"):
+        bk.encrypt_backup(_content(), "short", **FAST)
+
+
+def test_wrong_passphrase_and_changed_bytes():
+    text = bk.encrypt_backup(_content(), PASS, **FAST)
+    with pytest.raises(bk.BackupError, match="wrong passphrase"):
+        bk.decrypt_backup(text, PASS + "!")
+    outer = json.loads(text)
+    ct = bytearray(b64decode(outer["ciphertext"]))
+    ct[3] ^= 1
+    with pytest.raises(bk.BackupError, match="wrong passphrase"):
+        bk.decrypt_backup(json.dumps({**outer, "ciphertext": b64encode(bytes(ct))}), PASS)
+    salt = bytearray(b64decode(outer["kdf"]["salt"]))
+    salt[0] ^= 1
+    changed = {**outer, "kdf": {**outer["kdf"], "salt": b64encode(bytes(salt))}}
+    with pytest.raises(bk.BackupError, match="wrong passphrase"):
+        bk.decrypt_backup(json.dumps(changed), PASS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: "not json", "not a secsync-jupyter key backup"),
+        (lambda o: {"cells": []}, "not a secsync-jupyter key backup"),
+        (lambda o: {**o, "version": 2}, "version 2 is not supported"),
+        (lambda o: {**o, "kdf": {**o["kdf"], "memlimit": 2**33}}, "kdf.memlimit"),
+        (lambda o: {**o, "kdf": {**o["kdf"], "opslimit": 1000}}, "kdf.opslimit"),
+        (lambda o: {**o, "kdf": {**o["kdf"], "name": "scrypt"}}, "'kdf' is not argon2id13"),
+        (lambda o: {**o, "cipher": {"name": "xsalsa20poly1305"}}, "damaged"),
+        (lambda o: {**o, "ciphertext": "AAAA"}, "too short"),
+    ],
+)
+def test_not_a_backup_or_damaged(change, message):
+    outer = json.loads(bk.encrypt_backup(_content(), PASS, **FAST))
+    changed = change(outer)
+    text = changed if isinstance(changed, str) else json.dumps(changed)
+    with pytest.raises(bk.BackupError, match=message):
+        bk.decrypt_backup(text, PASS)
+
+
+def test_content_checks():
+    content = _content()
+    content.keys[1].doc_id = content.keys[0].doc_id
+    with pytest.raises(bk.BackupError, match="listed twice"):
+        bk.decrypt_backup(bk.encrypt_backup(content, PASS, **FAST), PASS)
+    data = _content().to_json()
+    data["identity"]["publicKey"] = SigningKeyPair.generate().public_key_b64
+    with pytest.raises(bk.BackupError, match="does not belong to its seed"):
+        bk.parse_content(data)
+    data = _content().to_json()
+    data["keys"][0]["key"] = b64encode(b"x" * 31)
+    with pytest.raises(bk.BackupError, match="not 32 bytes"):
+        bk.parse_content(data)
+
+
+# ----------------------------------------------------------------------------------------
+# merging into the key store and the identity file
+# ----------------------------------------------------------------------------------------
+
+
+def test_import_merges_never_replacing_silently(config):
+    content = _content()
+    other_key = generate_key()
+    bk.save_keys([bk.BackupKey("docB", other_key, "mine.secnb", None)])
+    mine = SigningKeyPair.generate()
+    bk.save_identity(mine)
+    result = bk.import_backup(content)
+    assert (result.added, result.kept, result.identity) == (["docA_-1"], ["docB"], "kept")
+    stored = {k.doc_id: k.key for k in bk.load_keys()}
+    assert stored == {"docB": other_key, "docA_-1": content.keys[0].key}
+    assert bk.load_identity().public_key == mine.public_key
+    # importing again changes nothing
+    again = bk.import_backup(content)
+    assert (again.added, again.unchanged, again.kept) == ([], ["docA_-1"], ["docB"])
+    # only when asked
+    forced = bk.import_backup(content, replace_keys=True, replace_identity=True)
+    assert (forced.replaced, forced.identity) == (["docB"], "replaced")
+    assert {k.doc_id: k.key for k in bk.load_keys()}["docB"] == content.keys[1].key
+    assert bk.load_identity().public_key == content.identity.public_key
+    # the replaced identity is kept beside it, never lost
+    (moved,) = config.glob("identity.json.replaced-*")
+    assert forced.identity_moved == moved
+    assert bk.load_identity(moved).public_key == mine.public_key
+    for name in ("keys.json", "identity.json"):
+        assert stat.S_IMODE(os.stat(config / name).st_mode) == 0o600
+
+
+def test_import_into_empty_config_writes_identity(config):
+    content = _content()
+    result = bk.import_backup(content)
+    assert result.identity == "added" and len(result.added) == 2
+    assert bk.load_identity().public_key == content.identity.public_key
+    exported = bk.export_content()
+    assert {k.doc_id for k in exported.keys} == {"docA_-1", "docB"}
+    assert exported.identity.public_key == content.identity.public_key
+
+
+def test_damaged_key_store_is_left_alone(config):
+    config.mkdir(parents=True)
+    (config / "keys.json").write_text("{oops")
+    with pytest.raises(bk.BackupError, match="not JSON"):
+        bk.import_backup(_content())
+    assert (config / "keys.json").read_text() == "{oops"
+    assert not (config / "identity.json").exists()
+
+
+# ----------------------------------------------------------------------------------------
+# the command line
+# ----------------------------------------------------------------------------------------
+
+
+def _passfile(tmp_path: Path, text: str = PASS) -> str:
+    p = tmp_path / f"pass-{len(list(tmp_path.glob('pass-*')))}.txt"
+    p.write_text(text + "\n")
+    return str(p)
+
+
+def test_cli_export_show_import(tmp_path, config, monkeypatch, capsys):
+    doc_id, key = "fromALink", generate_key()
+    links = tmp_path / "links.txt"
+    links.write_text(format_share_link(doc_id, key, server_url="http://127.0.0.1:8888/") + "\n")
+    content = _content()
+    bk.import_backup(content)
+    out = tmp_path / "backup.json"
+    pw = _passfile(tmp_path)
+    args = ["backup", "export", str(out), "--passphrase-file", pw, "--link-file", str(links)]
+    assert main(args) == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert main(args) == 1  # never overwrites without --force
+    assert "already exists" in capsys.readouterr().err
+
+    assert main(["backup", "show", str(out), "--passphrase-file", pw]) == 0
+    shown = capsys.readouterr().out
+    for k in [*content.keys, bk.BackupKey(doc_id, key)]:
+        assert k.doc_id in shown and bk.key_fingerprint(k.key) in shown
+        assert b64encode(k.key) not in shown
+    assert bk.identity_fingerprint(content.identity.public_key) in shown
+    assert b64encode(content.identity.seed) not in shown
+
+    # another user's config: wrong passphrase -> message, nothing written
+    other = tmp_path / "other"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(other))
+    wrong = _passfile(tmp_path, "not the passphrase")
+    assert main(["backup", "import", str(out), "--passphrase-file", wrong]) == 1
+    err = capsys.readouterr().err
+    assert "wrong passphrase, or the backup file was changed" in err
+    assert "Traceback" not in err
+    assert not other.exists()
+    # not a backup -> message before any passphrase is read
+    nb = tmp_path / "x.ipynb"
+    nb.write_text('{"cells": []}')
+    assert main(["backup", "import", str(nb)]) == 1
+    assert "not a secsync-jupyter key backup" in capsys.readouterr().err
+
+    monkeypatch.setenv(bk.PASSPHRASE_ENV, PASS)
+    assert main(["backup", "import", str(out)]) == 0
+    assert "3 key(s) added" in capsys.readouterr().out
+    assert {k.doc_id for k in bk.load_keys()} == {"docA_-1", "docB", doc_id}
+    assert bk.load_identity().public_key == content.identity.public_key
+
+
+# ----------------------------------------------------------------------------------------
+# the browser code writes, Python reads, and back
+# ----------------------------------------------------------------------------------------
+
+
+def _node(*args: str) -> str:
+    if not VITE_NODE.exists():
+        pytest.fail("labextension/node_modules missing: cd labextension && npm ci")
+    proc = subprocess.run(
+        [str(VITE_NODE), "test/interop/backup.ts", *args],
+        cwd=LABEXT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_browser_writes_python_reads(tmp_path):
+    content = _content()
+    data = content.to_json()
+    data["createdBy"] = "browser"
+    spec = tmp_path / "content.json"
+    spec.write_text(json.dumps(data))
+    text = _node("encrypt", _passfile(tmp_path), str(spec))  # default parameters
+    assert json.loads(text)["kdf"]["memlimit"] == bk.MEMLIMIT
+    back = bk.decrypt_backup(text, PASS)
+    assert back.created_by == "browser"
+    assert [(k.doc_id, k.key, k.name, k.created) for k in back.keys] == [
+        (k.doc_id, k.key, k.name, k.created) for k in content.keys
+    ]
+    assert back.identity.private_key == content.identity.private_key
+    with pytest.raises(bk.BackupError, match="wrong passphrase"):
+        bk.decrypt_backup(text, PASS + "x")
+
+
+def test_python_writes_browser_reads(tmp_path):
+    content = _content()
+    path = tmp_path / "backup.json"
+    path.write_text(bk.encrypt_backup(content, "caf\u00e9 " + PASS, **FAST))
+    got = json.loads(_node("decrypt", _passfile(tmp_path, "cafe\u0301 " + PASS), str(path)))
+    assert got["ok"], got
+    assert got["content"]["keys"] == content.to_json()["keys"]
+    assert got["content"]["identity"] == content.to_json()["identity"]
+    assert got["content"]["createdBy"] == "python"
+    wrong = json.loads(_node("decrypt", _passfile(tmp_path, "nope nope nope"), str(path)))
+    assert wrong == {
+        "ok": False,
+        "kind": "passphrase",
+        "message": "Wrong passphrase, or the backup file was changed.",
+    }
+    outer = json.loads(path.read_text())
+    path.write_text(json.dumps({**outer, "version": 7}))
+    newer = json.loads(_node("decrypt", _passfile(tmp_path), str(path)))
+    assert newer["ok"] is False and newer["kind"] == "version"
