@@ -15,6 +15,7 @@ import {
   SnapshotPolicyInfo
 } from './engine';
 import type { SecsyncError } from './errors';
+import type { LogHead, Role } from './membership';
 import { isPlainObject } from './parse';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 
@@ -30,6 +31,10 @@ export interface SecsyncStatus {
   lastError?: SecsyncError;
   /** why the connection is `failed` (e.g. 'unauthorized', 'document-not-found', an error code) */
   failureReason?: string;
+  /** documents with a membership log: this client's role (null: not a member / not loaded) */
+  role?: Role | null;
+  /** documents with a membership log: no snapshot or update is sent (viewer, 724, …) */
+  readOnly?: boolean;
 }
 
 export interface WebSocketLike {
@@ -79,6 +84,13 @@ export interface SecsyncYjsClientOptions {
   autoReconnect?: boolean;
   /** record ephemeral messages for another docId as SECSYNC_ERROR_306 (default) or drop them */
   strictEphemeralDocId?: boolean;
+  /**
+   * a new document with a membership log made here (`createLogDocument`): its root entry,
+   * sent to the relay first
+   */
+  rootEntry?: Record<string, unknown>;
+  /** the log head verified in an earlier session (`client.logHead`): a log without it is 718 */
+  knownLogHead?: LogHead;
 }
 
 /** The engine's policy function for the options' `snapshotPolicy`. */

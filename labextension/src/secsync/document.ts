@@ -62,18 +62,21 @@ import {
 } from './engine';
 import { ProtocolError, SecsyncError } from './errors';
 import { isValidDocId } from './ids';
+import { MembersClient, notNow } from './membershipClient';
 import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 import { YDocAdapter } from './yjsContent';
 
 export * from './clientOptions';
+export { createLogDocument, MembershipError } from './membershipClient';
+export type { MembershipListener } from './membershipClient';
 
 interface Waiter {
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
-export class SecsyncYjsClient {
+export class SecsyncYjsClient extends MembersClient {
   readonly docId: string;
   readonly publicKey: string;
   readonly ydoc: Y.Doc;
@@ -102,7 +105,7 @@ export class SecsyncYjsClient {
   private _ws: WebSocketLike | null = null;
   private _generation = 0;
   private _wantConnected = false;
-  private _destroyed = false;
+  protected _destroyed = false;
   private _retries = 0;
   private _reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private _connectTimer: ReturnType<typeof setTimeout> | null = null;
@@ -123,6 +126,7 @@ export class SecsyncYjsClient {
   private _lastStatusJson = '';
 
   constructor(options: SecsyncYjsClientOptions) {
+    super();
     if (!isValidDocId(options.docId)) {
       throw new ProtocolError('invalid docId');
     }
@@ -167,8 +171,11 @@ export class SecsyncYjsClient {
       knownSnapshot: options.knownSnapshot ? KnownSnapshot.fromJSON(options.knownSnapshot) : null,
       pendingChanges,
       onEvent: (event, data) => this._onEngineEvent(event, data),
-      strictEphemeralDocId: options.strictEphemeralDocId
+      strictEphemeralDocId: options.strictEphemeralDocId,
+      rootEntry: options.rootEntry,
+      knownLogHead: options.knownLogHead
     });
+
     if (this.awareness) {
       this.bridge = new AwarenessBridge(
         this.awareness,
@@ -216,6 +223,10 @@ export class SecsyncYjsClient {
     if (this._failureReason !== undefined && s.connection === 'failed') {
       s.failureReason = this._failureReason;
     }
+    if (e.log !== null) {
+      s.role = e.log.role;
+      s.readOnly = e.log.readOnly;
+    }
     return s;
   }
 
@@ -233,7 +244,7 @@ export class SecsyncYjsClient {
     };
   }
 
-  private get _terminal(): boolean {
+  protected get _terminal(): boolean {
     const state = this.engine.state;
     return state === FAILED || state === NO_ACCESS || state === CLOSED;
   }
@@ -480,10 +491,12 @@ export class SecsyncYjsClient {
   }
 
   /** Move the engine's outbox to the socket; act on reconnect requests and terminal states. */
-  private _pump(): void {
+  protected _pump(): void {
     if (this._depth > 0) {
       return; // the outer _call pumps
     }
+    const e = this.engine;
+    this._calls.pump(e.state === CONNECTED && e.documentState === COMPLETE);
     const frames = this.engine.takeOutbox();
     const ws = this._ws;
     if (ws) {
@@ -512,6 +525,7 @@ export class SecsyncYjsClient {
   }
 
   private _onEngineEvent(event: string, data: Record<string, unknown>): void {
+    this._calls.onEvent(event, data);
     switch (event) {
       case 'loaded':
         this._retries = 0;
@@ -541,7 +555,10 @@ export class SecsyncYjsClient {
       case 'state':
         if (data.state === FAILED || data.state === NO_ACCESS) {
           const first = this.engine.errors[0];
-          this._failureReason = (data.reason as string | undefined) ?? first?.code ?? 'failed';
+          this._failureReason =
+            data.state === NO_ACCESS && first?.code.startsWith('SECSYNC_ERROR_7')
+              ? first.code // 722 not a member, 725 removed: the error says why
+              : (data.reason as string | undefined) ?? first?.code ?? 'failed';
         }
         break;
       default:
@@ -618,7 +635,7 @@ export class SecsyncYjsClient {
 
   private _terminalError(): SecsyncError {
     const state = this.engine.state;
-    if (state === FAILED && this.engine.errors.length > 0 && this._failureReason?.startsWith('SECSYNC_')) {
+    if ((state === FAILED || state === NO_ACCESS) && this.engine.errors.length > 0 && this._failureReason?.startsWith('SECSYNC_')) {
       return this.engine.errors[0];
     }
     if (state === FAILED || state === NO_ACCESS) {
@@ -633,6 +650,7 @@ export class SecsyncYjsClient {
       this._loadedSettled = true;
       this._rejectLoaded(err);
     }
+    this._calls.rejectAll(notNow(err.message));
     const waiters = this._syncWaiters.concat(this._snapshotWaiters);
     this._syncWaiters = [];
     this._snapshotWaiters = [];
@@ -659,6 +677,7 @@ export class SecsyncYjsClient {
 
   private _notify(): void {
     this._checkWaiters();
+    this._notifyMembership();
     const s = this.status;
     const json = JSON.stringify({ ...s, lastError: s.lastError?.message });
     if (json === this._lastStatusJson) {

@@ -24,10 +24,13 @@
  * on the new head after verifying the relay's entries, while still allowed.
  */
 import type { SignatureKeyPair } from './crypto';
+import { LogGuard, MAX_LOG_ENTRY_RETRIES } from './engineLog';
 import {
+  createEntry,
   createLog,
   entryToJson,
   LogHead,
+  MembershipEntry,
   MembershipError,
   MembershipState,
   parseIdentity,
@@ -74,22 +77,111 @@ export function addMemberChange(identity: string, role: Role): MembershipChange 
   return { kind: 'add-member', target: id.pubKey, role: checkRole(role), name: id.name };
 }
 
-/** Pending membership calls of the driver, settled by the engine's `membership-op` events. */
-export class MembershipCalls {
-  private _calls = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+interface Call {
+  change: MembershipChange;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  /** the entry sent for it (seq, hash): its answer is due, or it may be in the next log */
+  sent: { seq: number; hash: string } | null;
+  retries: number;
+}
 
-  add(id: number): Promise<void> {
+/** The engine as the calls see it (engine.ts `SyncEngine`). */
+interface LogEngine {
+  readonly log: LogGuard | null;
+  readonly signingKey: SignatureKeyPair;
+}
+
+/**
+ * The driver's membership calls: queued, made into entries on the verified head one at a
+ * time (`createEntry`: the rules are checked before sending), sent with the engine's
+ * `appendEntry`, and settled by its `log-entry-saved` / `log-entry-failed` events. A call
+ * the relay refused with 707 / 709 (the engine has then verified the relay's newer entries),
+ * or whose connection dropped, is made again on the new head while still allowed, at most
+ * `MAX_LOG_ENTRY_RETRIES` times.
+ */
+export class MembershipCalls {
+  private _queue: Call[] = [];
+
+  constructor(private readonly _engine: LogEngine) {}
+
+  request(change: MembershipChange): Promise<void> {
+    const log = this._engine.log;
+    if (log === null) {
+      return Promise.reject(notNow('this document has no membership log'));
+    }
+    if (log.state === null) {
+      return Promise.reject(notNow('the membership log is not loaded yet'));
+    }
+    try {
+      // the rules on the current head (711–717, 741) before anything is queued
+      createEntry(log.state, this._engine.signingKey, change.kind, change.target, change.role, {
+        name: change.name
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<void>((resolve, reject) => {
-      this._calls.set(id, { resolve, reject });
+      this._queue.push({ change, resolve, reject, sent: null, retries: 0 });
     });
   }
 
-  settle(id: number, error: Error | null): void {
-    const call = this._calls.get(id);
-    if (call === undefined) {
+  /** Send the first queued call when the engine can take an entry (call before draining). */
+  pump(loaded: boolean): void {
+    const log = this._engine.log;
+    while (log !== null && log.state !== null && loaded && this._queue.length > 0) {
+      const call = this._queue[0];
+      if (log.entryInFlight !== null || log.rootPending !== null || (call.sent !== null && this._due)) {
+        return;
+      }
+      if (call.sent !== null && log.state.hashes[call.sent.seq] === call.sent.hash) {
+        this._settle(call, null); // stored after all (its answer was lost with a connection)
+        continue;
+      }
+      let entry: MembershipEntry;
+      try {
+        const c = call.change;
+        entry = createEntry(log.state, this._engine.signingKey, c.kind, c.target, c.role, {
+          name: c.name
+        }).entry;
+        log.appendEntry(entryToJson(entry));
+      } catch (e) {
+        this._settle(call, e instanceof Error ? e : new Error(String(e)));
+        continue;
+      }
+      call.sent = { seq: entry.seq, hash: entry.hash };
+      this._due = true;
       return;
     }
-    this._calls.delete(id);
+  }
+
+  /** an answer for the first call's entry is due */
+  private _due = false;
+
+  /** The engine's events about our entries. */
+  onEvent(event: string, data: Record<string, unknown>): void {
+    const call = this._queue[0];
+    if (!call || call.sent === null || data.hash !== call.sent.hash) {
+      return;
+    }
+    if (event === 'log-entry-saved') {
+      this._due = false;
+      this._settle(call, null);
+    } else if (event === 'log-entry-failed') {
+      this._due = false;
+      const code = data.code;
+      const retry = code === null || code === 'SECSYNC_ERROR_707' || code === 'SECSYNC_ERROR_709';
+      call.retries += 1;
+      if (!retry || call.retries > MAX_LOG_ENTRY_RETRIES) {
+        const n = typeof code === 'string' ? Number(code.slice('SECSYNC_ERROR_'.length)) : 700;
+        this._settle(call, err(Number.isInteger(n) ? n : 700, null, 'the relay refused the membership change'));
+      }
+      // else: made again on the new head by the next pump (unless it is in the log already)
+    }
+  }
+
+  private _settle(call: Call, error: Error | null): void {
+    this._queue = this._queue.filter((c) => c !== call);
     if (error === null) {
       call.resolve();
     } else {
@@ -98,8 +190,9 @@ export class MembershipCalls {
   }
 
   rejectAll(error: Error): void {
-    const calls = Array.from(this._calls.values());
-    this._calls.clear();
+    const calls = this._queue;
+    this._queue = [];
+    this._due = false;
     calls.forEach((c) => c.reject(error));
   }
 }
@@ -112,4 +205,106 @@ export function notNow(detail: string): MembershipError {
 /** A head to remember across reloads (issue 13's `knownLogHead`). */
 export function headOf(state: MembershipState | null): LogHead | null {
   return state === null ? null : { seq: state.head.seq, hash: state.head.hash };
+}
+
+/**
+ * The membership part of `SecsyncYjsClient` (document.ts extends it): the API in this
+ * module's header. The driver calls `_calls.pump` / `_calls.onEvent` / `_calls.rejectAll`
+ * and `_notifyMembership` from its own loop.
+ */
+export abstract class MembersClient {
+  abstract readonly engine: LogEngine & { readonly state: string };
+  protected abstract _destroyed: boolean;
+  protected abstract get _terminal(): boolean;
+  protected abstract _pump(): void;
+
+  private _callsObj: MembershipCalls | null = null;
+  private _membershipListeners = new Set<MembershipListener>();
+  private _lastMembership = '';
+
+  protected get _calls(): MembershipCalls {
+    if (this._callsObj === null) {
+      this._callsObj = new MembershipCalls(this.engine);
+    }
+    return this._callsObj;
+  }
+
+
+  /** The verified membership log's state (null: no log, or not loaded yet). */
+  get membership(): MembershipState | null {
+    return this.engine.log?.state ?? null;
+  }
+
+  /** This browser's role (null: no log, or not a member). */
+  get myRole(): Role | null {
+    return this.engine.log?.role ?? null;
+  }
+
+  /** No snapshot or update is sent (a viewer, a non-member, a write the relay refused). */
+  get readOnly(): boolean {
+    return this.engine.log !== null && this.engine.log.readOnly;
+  }
+
+  /** The verified head, to pass as `knownLogHead` next time (rollback detection). */
+  get logHead(): LogHead | null {
+    return this.engine.log?.head() ?? null;
+  }
+
+  /** `cb(state, myRole)` on every verified entry and role / read-only change; → unsubscribe. */
+  onMembershipChanged(cb: MembershipListener): () => void {
+    this._membershipListeners.add(cb);
+    return () => {
+      this._membershipListeners.delete(cb);
+    };
+  }
+
+  /** Add the member of an identity string (`secsync-id:1:…`); resolves once stored. */
+  addMember(identity: string, role: Role): Promise<void> {
+    try {
+      return this._membershipCall(addMemberChange(identity, role));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  setRole(pubKey: string, role: Role): Promise<void> {
+    try {
+      return this._membershipCall({ kind: 'set-role', target: pubKey, role: checkRole(role), name: null });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Remove a member (your own key: leave the document). */
+  removeMember(pubKey: string): Promise<void> {
+    return this._membershipCall({ kind: 'remove-member', target: pubKey, role: null, name: null });
+  }
+
+  private _membershipCall(change: Parameters<MembershipCalls['request']>[0]): Promise<void> {
+    if (this._destroyed || this._terminal) {
+      return Promise.reject(notNow('the client is closed or has no access'));
+    }
+    const done = this._calls.request(change);
+    this._pump();
+    return done;
+  }
+
+  protected _notifyMembership(): void {
+    const log = this.engine.log;
+    if (log === null) {
+      return;
+    }
+    const key = JSON.stringify([log.state?.head ?? null, log.role, log.readOnly]);
+    if (key === this._lastMembership) {
+      return;
+    }
+    this._lastMembership = key;
+    for (const cb of Array.from(this._membershipListeners)) {
+      try {
+        cb(log.state, log.role);
+      } catch {
+        // ignore listener errors
+      }
+    }
+  }
 }
