@@ -11,6 +11,13 @@ Rows (median and best of --runs):
 * the floor: N Ed25519 verifications alone (libsodium through PyNaCl), and parsing alone.
 The TypeScript row runs src/secsync/membership.ts (libsodium-wrappers, WebAssembly) through
 vite-node. Goal (issue 11): a 1,000-entry log verifies in ≤ 50 ms in Python. Prints `uptime`.
+
+Key rotation (issue 12, ``--rotation-members 100``): ``create_rotation`` on a state of that
+many members — a fresh key, one sealed box per member (``crypto_box_seal`` to the box key
+derived from each Ed25519 key), the lockbox-set hash, the key check and the signed
+``rotate-key`` entry (checked against the state) — in Python and in TypeScript on node
+(src/secsync/lockbox.ts, libsodium-wrappers as in the browser), and the relay's check of the
+uploaded set (``check_lockbox_set``). Goals: ≤ 100 ms in Python, ≤ 200 ms in the browser.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from secsync_jupyter.protocol.crypto import SigningKeyPair, verify_detached
+from secsync_jupyter.protocol.epochs import check_lockbox_set, create_rotation
 from secsync_jupyter.protocol.membership import (
     create_entry,
     create_log,
@@ -53,6 +61,41 @@ for (let i = 0; i < runs; i++) {
 }
 console.log(JSON.stringify(times));
 """
+
+
+ROTATION_TS = """
+import fs from 'node:fs';
+import { ready } from './src/secsync/sodium';
+import { createSignatureKeyPair } from './src/secsync/crypto';
+import { verifyLog } from './src/secsync/membership';
+import { createRotation } from './src/secsync/lockbox';
+const { log, docId, seed, runs } = JSON.parse(fs.readFileSync(process.argv[2], 'utf-8'));
+await ready();
+const state = verifyLog(log, docId);
+const admin = createSignatureKeyPair(Uint8Array.from(seed));
+const times: number[] = [];
+for (let i = 0; i < runs + 2; i++) {
+  const t = performance.now();
+  const r = createRotation(state, admin, { at: state.headAt });
+  if (r.lockboxes.length !== state.members.size) throw new Error('wrong number of lockboxes');
+  times.push(performance.now() - t);
+}
+console.log(JSON.stringify(times.slice(2)));
+"""
+
+
+def rotation_state(members: int):
+    """A log of one admin adding ``members - 1`` people: ``members`` lockbox recipients."""
+    admin = SigningKeyPair.from_seed(b"r" * 32)
+    root, state = create_log(admin, at=1_000)
+    log = [root.to_json()]
+    for i in range(1, members):
+        person = SigningKeyPair.from_seed(i.to_bytes(32, "big"))
+        entry, state = create_entry(
+            state, admin, "add-member", person.public_key, "editor", at=2_000
+        )
+        log.append(entry.to_json())
+    return admin, state, log
 
 
 def build_log(n: int, members: int) -> tuple[list[dict], str, object]:
@@ -110,15 +153,19 @@ def row(label: str, times: list[float], unit: str = "ms", cpu: list[float] | Non
 
 
 def node_times(log: list[dict], doc_id: str, runs: int) -> list[float] | None:
+    return run_ts(TS_SCRIPT, {"log": log, "docId": doc_id, "runs": runs})
+
+
+def run_ts(source: str, payload: dict) -> list[float] | None:
     vite_node = LABEXT / "node_modules" / ".bin" / "vite-node"
     if not vite_node.exists():
         print("(TypeScript row skipped: labextension/node_modules is not installed)")
         return None
     with tempfile.TemporaryDirectory() as tmp:
         data = pathlib.Path(tmp) / "log.json"
-        data.write_text(json.dumps({"log": log, "docId": doc_id, "runs": runs}))
+        data.write_text(json.dumps(payload))
         script = LABEXT / f".membership-bench-{os.getpid()}.ts"
-        script.write_text(TS_SCRIPT)
+        script.write_text(source)
         try:
             out = subprocess.run(
                 [str(vite_node), str(script), str(data)],
@@ -138,7 +185,8 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=1000)
     ap.add_argument("--members", type=int, default=50)
     ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--no-node", action="store_true", help="skip the TypeScript row")
+    ap.add_argument("--no-node", action="store_true", help="skip the TypeScript rows")
+    ap.add_argument("--rotation-members", type=int, default=100)
     args = ap.parse_args()
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     log, doc_id, final = build_log(args.entries, args.members)
@@ -208,8 +256,35 @@ def main() -> None:
         f"(CPU {med(seq_cpu):.1f} ms), with 2 threads {med(par):.1f} ms; the signatures alone "
         f"take {med(floor):.1f} ms (CPU {med(floor_cpu):.1f} ms)"
     )
+    rotation(args)
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     sys.stdout.flush()
+
+
+def rotation(args) -> None:
+    """Issue 12: a key rotation for ``--rotation-members`` members, Python and node."""
+    n = args.rotation_members
+    admin, state, log = rotation_state(n)
+    cpu: list[float] = []
+    made = []
+    py = timed(lambda: made.append(create_rotation(state, admin, at=state.head_at)), args.runs, cpu)
+    row(f"Python create_rotation, {n} members (key, {n} lockboxes, entry)", py, cpu=cpu)
+    rot = made[-1]
+    wire = [lb.to_json() for lb in rot.lockboxes]
+    check = timed(lambda: check_lockbox_set(rot.state, rot.epoch, wire), args.runs)
+    row(f"Python check_lockbox_set, {n} lockboxes (relay)", check)
+    ts = None
+    if not args.no_node:
+        payload = {"log": log, "docId": state.doc_id, "seed": list(admin.seed), "runs": args.runs}
+        ts = run_ts(ROTATION_TS, payload)
+        if ts:
+            row(f"TypeScript createRotation, node, {n} members", ts)
+    med = statistics.median
+    print(
+        f"goal: rotation for {n} members <= 100 ms in Python: median {med(py):.1f} ms "
+        f"(CPU {med(cpu):.1f} ms)"
+        + (f"; <= 200 ms in the browser engine: node median {med(ts):.1f} ms" if ts else "")
+    )
 
 
 if __name__ == "__main__":
