@@ -28,6 +28,9 @@ import {
 } from './membership';
 import { err } from './membershipError';
 
+/** a membership change is made again on a new head at most this many times (707 / 709) */
+export const MAX_LOG_ENTRY_RETRIES = 5;
+
 /** roles that may write snapshots and updates */
 export const WRITER_ROLES: readonly (Role | null)[] = ['editor', 'admin'];
 
