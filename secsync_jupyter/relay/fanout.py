@@ -100,6 +100,8 @@ def _trigger_sql(schema: str, channel: str) -> str:
     BEGIN
         IF TG_TABLE_NAME = 'snapshots' THEN
             PERFORM pg_notify('{channel}', 'p ' || NEW.doc_id || ' ' || (NEW.seq << 32)::text);
+        ELSIF TG_TABLE_NAME = 'log_entries' THEN
+            PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
         ELSE
             PERFORM pg_notify('{channel}', 'p ' ||
                 (SELECT s.doc_id FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq) ||
@@ -145,7 +147,16 @@ async def _state_at(conn, doc_id: str) -> tuple[DocumentState, int]:
 class Feed:
     """The fan-out state of one open room."""
 
-    __slots__ = ("delivered", "force", "local", "state_pos", "task", "wanted")
+    __slots__ = (
+        "delivered",
+        "ephemeral",
+        "force",
+        "local",
+        "log_wanted",
+        "state_pos",
+        "task",
+        "wanted",
+    )
 
     def __init__(self) -> None:
         #: position of the last stored message delivered to the room (None: still loading)
@@ -159,6 +170,10 @@ class Feed:
         #: read even without a newer known position (after a reconnection or a failed read)
         self.force = False
         self.task: asyncio.Future | None = None
+        #: the newest membership-log seq known to be committed (notifications)
+        self.log_wanted = -1
+        #: ephemeral frames of other processes held until the log entries before them are in
+        self.ephemeral: list[OutFrame] = []
 
 
 class FanOut:
@@ -224,11 +239,14 @@ class FanOut:
                 # the store's migration lock: relay processes starting together take turns
                 await conn.execute("SELECT pg_advisory_xact_lock($1, 1)", LOCK_MIGRATION)
                 await conn.execute(_trigger_sql(store.schema, self.channel))
-                for table in ("snapshots", "updates"):
+                for table in ("snapshots", "updates", "log_entries"):
+                    name = f"{store.schema}.{table}"
+                    if await conn.fetchval("SELECT to_regclass($1)", name) is None:
+                        continue  # a store without membership logs
                     exists = await conn.fetchval(
                         "SELECT 1 FROM pg_trigger WHERE tgname = 'fanout_notify' "
                         "AND tgrelid = $1::regclass",
-                        f"{store.schema}.{table}",
+                        name,
                     )
                     if not exists:
                         await conn.execute(
@@ -291,14 +309,27 @@ class FanOut:
             room = self.relay.rooms.get(doc_id)
             if room is not None and room.feed is not None:
                 self.kick(room, int(pos))
+        elif kind == "l":
+            doc_id, _, seq = rest.partition(" ")
+            room = self.relay.rooms.get(doc_id)
+            if room is not None and room.feed is not None:
+                room.feed.log_wanted = max(room.feed.log_wanted, int(seq))
+                self.kick(room, 0)
         elif kind == "e":
             token, _, rest = rest.partition(" ")
             if token == self.token:
                 return
             doc_id, _, text = rest.partition(" ")
             room = self.relay.rooms.get(doc_id)
-            if room is not None:
-                self.ephemeral_received += 1
+            if room is None:
+                return
+            self.ephemeral_received += 1
+            feed = room.feed
+            if feed is not None and (feed.ephemeral or _log_behind(room)):
+                # it may name a log head this process has not delivered yet: after it
+                feed.ephemeral.append(OutFrame(text))
+                self.kick(room, 0)
+            else:
                 room.send_all(None, OutFrame(text), None)
 
     def _catch_up_all(self) -> None:
@@ -377,7 +408,7 @@ class FanOut:
             feed.wanted = pos
         if feed.delivered is None or feed.task is not None:
             return
-        if feed.wanted <= feed.delivered and not feed.force:
+        if feed.wanted <= feed.delivered and not feed.force and not _log_behind(room):
             return
         task = feed.task = asyncio.ensure_future(self._catch_up(room))
         self._tasks.add(task)
@@ -396,11 +427,25 @@ class FanOut:
                 # acknowledgement: wait for the writes in flight first (no read needed then)
                 if room.inflight:
                     await asyncio.wait(list(room.inflight))
-                if not feed.force and feed.wanted <= feed.delivered:
+                log = getattr(room, "log", None)
+                log_behind = _log_behind(room)
+                forced = feed.force
+                if not forced and feed.wanted <= feed.delivered and not log_behind:
+                    self._flush_ephemeral(room)
                     return
                 feed.force = False
+                rows: list[Row] = []
                 try:
-                    rows = await self.store._read(rows_after, room.doc_id, feed.delivered)
+                    if forced or feed.wanted > feed.delivered:
+                        rows = await self.store._read(rows_after, room.doc_id, feed.delivered)
+                        self.reads += 1
+                        self.rows_read += len(rows)
+                    if log is not None and (log_behind or forced):
+                        # the log entries a message names reach clients before the message:
+                        # they committed before it, so this read (after the rows') has them
+                        await log.refresh()
+                        if _log_behind(room):  # not stored after all, or did not verify
+                            feed.log_wanted = log.head_seq
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -410,8 +455,7 @@ class FanOut:
                     delay = min(delay * 2, MAX_BACKOFF)
                     continue
                 delay = 0.1
-                self.reads += 1
-                self.rows_read += len(rows)
+                self._flush_ephemeral(room)
                 if room.inflight and any(
                     r.pos > feed.delivered and r.pos not in feed.local for r in rows
                 ):
@@ -428,6 +472,13 @@ class FanOut:
             feed.task = None
         if feed.local and self._live(room):  # committed meanwhile: deliver in order
             self.kick(room, max(feed.local))
+
+    def _flush_ephemeral(self, room: Room) -> None:
+        feed = room.feed
+        if feed is not None and feed.ephemeral and not _log_behind(room):
+            held, feed.ephemeral = feed.ephemeral, []
+            for frame in held:
+                room.send_all(None, frame, None)
 
     def _deliver_row(self, room: Room, r: Row) -> None:
         feed = room.feed
@@ -464,6 +515,12 @@ class FanOut:
         if local and min(local) <= feed.delivered:
             for pos in [p for p in local if p <= feed.delivered]:
                 del local[pos]
+
+
+def _log_behind(room: Room) -> bool:
+    """Whether another process has committed membership-log entries this room lacks."""
+    log = getattr(room, "log", None)
+    return log is not None and room.feed is not None and room.feed.log_wanted > log.head_seq
 
 
 def _apply(room: Room, r: Row) -> None:

@@ -17,8 +17,9 @@ import sys
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from secsync_jupyter.protocol import Snapshot, generate_id
+from secsync_jupyter.protocol import SigningKeyPair, Snapshot, generate_id
 
+from .membership_util import Team, append, join
 from .pg import PgCluster, db_rows
 from .util import LISTEN_RE, Author, RelayClient, dumps, open_doc, seed, url_for
 
@@ -419,3 +420,55 @@ async def test_postgresql_restart_documents_unavailable_then_everything_continue
         await reader.close()
     finally:
         cluster.stop()
+
+
+# ------------------------------------------------------------------------ membership log
+@pytest.mark.asyncio
+async def test_log_entries_reach_other_processes_before_messages_naming_them(pg_url, start_relays):
+    p0, p1 = start_relays(pg_url, 2)
+    team = Team()
+    owner, _ = await join(p0.url, team.doc_id, team.owner_keys)
+    assert (await append(owner, team.root))["type"] == "log-entry-saved"
+    bob_keys = SigningKeyPair.generate()
+    add_bob = team.entry(team.owner_keys, "add-member", bob_keys.public_key_b64, "editor")
+    assert (await append(owner, add_bob))["type"] == "log-entry-saved"
+    snap = team.owner.at(team.state).initial_snapshot()
+    await owner.send(snap)
+    await owner.next("snapshot-saved")
+    bob_conn, doc = await join(p1.url, team.doc_id, bob_keys)
+    assert [e["seq"] for e in doc["log"]] == [0, 1]
+    start = len(bob_conn.frames)
+
+    # through process 0, the owner appends an entry and at once writes under the new head,
+    # round after round
+    rounds = 15
+    for k in range(rounds):
+        viewer = SigningKeyPair.generate()
+        entry = team.entry(team.owner_keys, "add-member", viewer.public_key_b64, "viewer")
+        await owner.send({"type": "log-entry", "entry": entry.to_json()})
+        await owner.send(team.owner.at(team.state).update(snap, k))
+        assert (await owner.next("log-entry-saved"))["seq"] == 2 + k
+        assert (await owner.next("update-saved"))["clock"] == k
+
+    def updates() -> list[dict]:
+        return [f for f in bob_conn.frames[start:] if f["type"] == "update"]
+
+    await until(lambda: len(updates()) == rounds, "the owner's updates on process 1")
+    # bob, on process 1, got every entry before the update naming it
+    head = 1
+    for f in bob_conn.frames[start:]:
+        if f["type"] == "log-entry":
+            assert f["entry"]["seq"] == head + 1
+            head = f["entry"]["seq"]
+        elif f["type"] == "update":
+            assert f["publicData"]["logHead"]["seq"] <= head, (f["publicData"], head)
+    assert head == rounds + 1
+    assert [f["publicData"]["clock"] for f in updates()] == list(range(rounds))
+
+    # bob writes under the newest head through process 1; the owner on process 0 gets it
+    bob = team.member(bob_keys)
+    await bob_conn.send(bob.update(snap, 0))
+    assert (await bob_conn.next("update-saved"))["clock"] == 0
+    assert (await owner.next("update", timeout=TIMEOUT))["publicData"]["pubKey"] == bob.pub
+    await owner.close()
+    await bob_conn.close()
