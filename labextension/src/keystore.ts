@@ -12,6 +12,31 @@ const KEY_PREFIX = PREFIX + 'doc-key:';
 const POINTER_PREFIX = PREFIX + 'pointer:';
 const RELAY_PREFIX = PREFIX + 'approved-relay:';
 const SIGNING_KEY = PREFIX + 'signing-key-pair';
+const INFO_PREFIX = PREFIX + 'key-info:';
+const IDENTITY_INFO = PREFIX + 'identity-info';
+
+/**
+ * Where a stored key came from and when it was last exported in a key backup (backup.ts).
+ * `created`: made in this browser (it exists nowhere else until it is backed up or its share
+ * link is kept); `link`: from a share link; `backup`: from a key backup.
+ */
+export interface IKeyInfo {
+  origin: 'created' | 'link' | 'backup';
+  /** when the key was stored here (ms since the epoch) */
+  stored: number;
+  /** when the key was last written to a key backup (ms), null if never */
+  backedUp: number | null;
+}
+
+/** Keys made by newDocumentKey() and not stored yet: storing one records origin 'created'. */
+const freshKeys = new WeakSet<Uint8Array>();
+const keyCreatedListeners = new Set<(docId: string) => void>();
+
+/** Calls `listener(docId)` whenever a key made in this browser is stored (a new document). */
+export function onKeyCreated(listener: (docId: string) => void): () => void {
+  keyCreatedListeners.add(listener);
+  return () => keyCreatedListeners.delete(listener);
+}
 
 export interface ISigningKeyPair {
   publicKey: Uint8Array;
@@ -35,15 +60,90 @@ export function getDocumentKey(docId: string): Uint8Array | null {
   }
 }
 
-export function setDocumentKey(docId: string, key: Uint8Array): void {
+/**
+ * Stores the key of `docId`. `origin` defaults to 'created' for a key made by
+ * newDocumentKey() and 'link' otherwise; storing the key already stored changes nothing.
+ */
+export function setDocumentKey(docId: string, key: Uint8Array, origin?: IKeyInfo['origin']): void {
   if (key.length !== 32) {
     throw new Error('a document key has 32 bytes');
   }
+  const previous = getDocumentKey(docId);
+  if (previous && keysEqual(previous, key)) {
+    return;
+  }
+  const created = freshKeys.has(key);
+  freshKeys.delete(key);
   storage().setItem(KEY_PREFIX + docId, b64encode(key));
+  const info: IKeyInfo = {
+    origin: origin ?? (created ? 'created' : 'link'),
+    stored: Date.now(),
+    backedUp: null
+  };
+  storage().setItem(INFO_PREFIX + docId, JSON.stringify(info));
+  if (info.origin === 'created') {
+    for (const listener of keyCreatedListeners) {
+      try {
+        listener(docId);
+      } catch (e) {
+        console.warn('secsync-jupyter: key listener failed', e);
+      }
+    }
+  }
 }
 
 export function forgetDocumentKey(docId: string): void {
   storage().removeItem(KEY_PREFIX + docId);
+  storage().removeItem(INFO_PREFIX + docId);
+}
+
+/** The document ids this browser has a key for. */
+export function storedDocIds(): string[] {
+  const ids: string[] = [];
+  const store = storage();
+  for (let i = 0; i < store.length; i++) {
+    const name = store.key(i);
+    if (name?.startsWith(KEY_PREFIX) && getDocumentKey(name.slice(KEY_PREFIX.length))) {
+      ids.push(name.slice(KEY_PREFIX.length));
+    }
+  }
+  return ids.sort();
+}
+
+/** What this browser knows about a stored key (null for keys stored before this was kept). */
+export function keyInfo(docId: string): IKeyInfo | null {
+  try {
+    const info = JSON.parse(storage().getItem(INFO_PREFIX + docId) ?? 'null');
+    if (info && typeof info === 'object' && typeof info.origin === 'string') {
+      return info as IKeyInfo;
+    }
+  } catch {
+    // unreadable: unknown
+  }
+  return null;
+}
+
+/** Records that the keys of `docIds` (and the signing identity) went into a key backup. */
+export function markBackedUp(docIds: string[], when = Date.now()): void {
+  for (const docId of docIds) {
+    const info = keyInfo(docId) ?? { origin: 'created', stored: when, backedUp: null };
+    info.backedUp = when;
+    storage().setItem(INFO_PREFIX + docId, JSON.stringify(info));
+  }
+  storage().setItem(IDENTITY_INFO, JSON.stringify({ backedUp: when }));
+}
+
+/**
+ * True when the key of `docId` exists only in this browser as far as it knows: made here (or
+ * of unknown origin) and not written to a key backup since. Keys from a share link or a
+ * backup exist elsewhere.
+ */
+export function keyOnlyHere(docId: string): boolean {
+  if (!getDocumentKey(docId)) {
+    return false;
+  }
+  const info = keyInfo(docId);
+  return !info || (info.origin === 'created' && !info.backedUp);
 }
 
 export function keysEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -82,8 +182,11 @@ export function newDocId(): string {
   return b64encode(randomBytes(24));
 }
 
+/** A new random document key; storing it records it as made in this browser. */
 export function newDocumentKey(): Uint8Array {
-  return randomBytes(32);
+  const key = randomBytes(32);
+  freshKeys.add(key);
+  return key;
 }
 
 let cachedKeyPair: ISigningKeyPair | null = null;
@@ -118,6 +221,38 @@ export async function getSigningKeyPair(): Promise<ISigningKeyPair> {
     })
   );
   return cachedKeyPair;
+}
+
+/** Replaces this browser's signing key pair (a key backup's identity). */
+export function setSigningKeyPair(pair: ISigningKeyPair): void {
+  if (pair.publicKey.length !== 32 || pair.privateKey.length !== 64) {
+    throw new Error('an Ed25519 key pair has a 32-byte public and a 64-byte private key');
+  }
+  storage().setItem(
+    SIGNING_KEY,
+    JSON.stringify({ publicKey: b64encode(pair.publicKey), privateKey: b64encode(pair.privateKey) })
+  );
+  cachedKeyPair = { publicKey: pair.publicKey, privateKey: pair.privateKey };
+}
+
+/** The stored signing key pair without creating one (null if this browser has none yet). */
+export function storedSigningKeyPair(): ISigningKeyPair | null {
+  if (cachedKeyPair) {
+    return cachedKeyPair;
+  }
+  try {
+    const parsed = JSON.parse(storage().getItem(SIGNING_KEY) ?? 'null');
+    if (parsed) {
+      const publicKey = b64decode(parsed.publicKey);
+      const privateKey = b64decode(parsed.privateKey);
+      if (publicKey.length === 32 && privateKey.length === 64) {
+        return { publicKey, privateKey };
+      }
+    }
+  } catch {
+    // unreadable: none
+  }
+  return null;
 }
 
 function hexGroups(digest: Uint8Array): string {
