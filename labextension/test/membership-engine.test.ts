@@ -318,6 +318,7 @@ describe('a document with a membership log, scripted relay', () => {
     c.onMembershipChanged((state, role) => seen.push([state?.head.seq, role]));
     expect(c.myRole).toBe('viewer');
     expect(c.readOnly).toBe(true);
+    await expect(c.createSnapshot()).rejects.toMatchObject({ code: 'SECSYNC_ERROR_724' });
     text.insert(0, 'x');
     await waitFor(() => c.status.pendingChanges === 1, 'the change pending');
     conn.send({ type: 'log-entry', entry: w.append(w.A, 'set-role', w.V, 'editor') });

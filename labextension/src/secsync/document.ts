@@ -62,6 +62,7 @@ import {
 } from './engine';
 import { ProtocolError, SecsyncError } from './errors';
 import { isValidDocId } from './ids';
+import { err } from './membershipError';
 import { MembersClient, notNow } from './membershipClient';
 import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
@@ -285,6 +286,9 @@ export class SecsyncYjsClient extends MembersClient {
   createSnapshot(): Promise<void> {
     if (this._destroyed || this._terminal) {
       return Promise.reject(this._terminalError());
+    }
+    if (this.readOnly) {
+      return Promise.reject(err(724, null, 'read-only: this client may not write snapshots'));
     }
     return new Promise<void>((resolve, reject) => {
       this._snapshotWaiters.push({ resolve, reject });
