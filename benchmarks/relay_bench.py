@@ -8,6 +8,17 @@ Workloads (issue 3):
   L  (--large-doc MIB) a large document: the time and the relay's peak RSS growth to serve
      a delta reconnect that misses 2 updates, then a complete read, on the standalone relay
      and/or inside Jupyter Server (--transport)
+  D  many documents (issue 14): --docs documents (1,000) with 2 clients each, one update per
+     document every 2 s (500/s for 1,000); delivery p50/p99 and relay memory per open document
+  R  (with --processes 2 or more) recovery after SIGKILL: clients on every process write (one
+     update per document per second); one process is killed; its clients reconnect at once to
+     another in delta mode; the time from the kill until each of them has its document frame
+     (everything stored), p50/p99/max, and that every client then holds every stored update
+
+With --store postgres|both, --processes N runs the PostgreSQL relay as N processes on one
+database (fan-out through LISTEN/NOTIFY, secsync_jupyter/relay/fanout.py); the clients are
+spread over the processes (connection i to process i mod N; in D the two clients of a document
+are on different processes), and the p99 of deliveries that crossed processes is printed apart.
 
 Printed per server: accepted updates/s, p50/p99 latency from send to delivery at every other
 client, relay CPU (% of one core, user+system) and RSS; then the ratios. Every server runs as a
@@ -17,6 +28,7 @@ subprocess on 127.0.0.1; every loop is bounded in count and time.
     .venv/bin/python benchmarks/relay_bench.py --quick      # short smoke run
     .venv/bin/python benchmarks/relay_bench.py --json out.json
     .venv/bin/python benchmarks/relay_bench.py --large-doc 360 --transport both
+    .venv/bin/python benchmarks/relay_bench.py --store both --processes 2 --workloads BDR
 """
 
 from __future__ import annotations
@@ -207,7 +219,7 @@ class Stats:
 
 async def run_workload(
     kind: str,
-    url: str,
+    url: str | list[str],
     *,
     writers: int,
     readers: int,
@@ -215,16 +227,21 @@ async def run_workload(
     rate: float | None,
     duration: float,
     payload: int,
-    proc: psutil.Process,
+    proc: psutil.Process | list[psutil.Process],
     db: psutil.Process | None = None,
 ) -> dict:
     """One workload against one server (and its database server ``db``, whose CPU is reported
-    apart); returns the figures."""
+    apart); returns the figures. Several ``url`` / ``proc``: one relay as several processes,
+    connection i goes to process i mod N."""
+    urls = url if isinstance(url, list) else [url]
+    procs = proc if isinstance(proc, list) else [proc]
+    n_proc = len(urls)
     per_writer = int((rate or 2500 / writers) * duration * 1.3) + 64
     if window is not None:
         per_writer = int(3000 / writers * duration) + 64
     doc_id = "bench" + os.urandom(6).hex()
     stats = Stats()
+    cross: list[float] = []  # latencies of deliveries from one process to another
     sent_at: dict[tuple[int, int], float] = {}
     stop_sending = asyncio.Event()
     measuring = False
@@ -232,33 +249,38 @@ async def run_workload(
 
     if kind == "ours":
         msgs = await asyncio.to_thread(OursMessages, doc_id, writers, per_writer, payload)
-        room = f"{url}/{doc_id}?sessionKey=bench"
-        setup = await connect(room, max_size=None, compression=None)
+        rooms = [f"{u}/{doc_id}?sessionKey=bench" for u in urls]
+        setup = await connect(rooms[0], max_size=None, compression=None)
         await setup.recv()
         await setup.send(json.dumps(msgs.snapshot.to_json()))
         assert '"snapshot-saved"' in await setup.recv()
     else:
         msgs = await asyncio.to_thread(PycrdtMessages, writers, per_writer, payload)
-        room = f"{url}/{doc_id}"
+        rooms = [f"{u}/{doc_id}" for u in urls]
         setup = None
 
-    conns = [await connect(room, max_size=None, compression=None) for _ in range(writers + readers)]
+    conns = [
+        await connect(rooms[i % n_proc], max_size=None, compression=None)
+        for i in range(writers + readers)
+    ]
     if kind == "ours":
         for c in conns:
             await c.recv()  # document frame
 
-    def record(key, now):
+    def record(key, now, at: int):
         t0 = sent_at.get(key)
         if t0 is not None and measuring:
             stats.latencies.append(now - t0)
+            if key[0] % n_proc != at % n_proc:
+                cross.append(now - t0)
 
-    async def reader_loop(idx: int, ws, on_ack) -> None:
+    async def reader_loop(idx: int, ws, on_ack, at: int) -> None:
         try:
             async for m in ws:
                 now = perf()
                 if kind == "ours":
                     if m.startswith('{"type":"update",'):
-                        record(msgs.ident(m), now)
+                        record(msgs.ident(m), now, at)
                     elif m.startswith('{"type":"update-saved"'):
                         on_ack()
                 else:
@@ -268,7 +290,7 @@ async def run_workload(
                             if key[0] == idx:
                                 on_ack()
                             else:
-                                record(key, now)
+                                record(key, now, at)
         except Exception:
             pass
 
@@ -281,7 +303,7 @@ async def run_workload(
                 stats.accepted += 1
             sem.release()
 
-        rtask = asyncio.ensure_future(reader_loop(w, ws, on_ack))
+        rtask = asyncio.ensure_future(reader_loop(w, ws, on_ack, w))
         i = 0
         next_t = perf() + random.random() / rate if rate else 0
         while not stop_sending.is_set() and i < len(updates):
@@ -303,23 +325,23 @@ async def run_workload(
         rtask.cancel()
 
     reader_tasks = [
-        asyncio.ensure_future(reader_loop(-1, conns[writers + r], lambda: None))
+        asyncio.ensure_future(reader_loop(-1, conns[writers + r], lambda: None, writers + r))
         for r in range(readers)
     ]
     writer_tasks = [asyncio.ensure_future(writer_loop(w, conns[w])) for w in range(writers)]
     await asyncio.sleep(min(2.0, duration / 4))  # warm-up
     measuring = True
-    cpu0 = proc.cpu_times()
+    cpu0 = [p.cpu_times() for p in procs]
     me0 = psutil.Process().cpu_times()
     db0 = db_cpu_seconds(db)
     stats.t_start = perf()
     await asyncio.sleep(duration)
     measuring = False
     stats.t_end = perf()
-    cpu1 = proc.cpu_times()
+    cpu1 = [p.cpu_times() for p in procs]
     me1 = psutil.Process().cpu_times()
     db1 = db_cpu_seconds(db)
-    rss = proc.memory_info().rss
+    rss = sum(p.memory_info().rss for p in procs)
     stop_sending.set()
     await asyncio.wait_for(asyncio.gather(*writer_tasks, return_exceptions=True), 60)
     for t in reader_tasks:
@@ -331,10 +353,11 @@ async def run_workload(
     elapsed = stats.t_end - stats.t_start
     lat = sorted(stats.latencies)
 
-    def pct(p):
+    def pct(p, lat=lat):
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
-    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed * 100
+    cpu = sum(b.user + b.system - a.user - a.system for a, b in zip(cpu0, cpu1, strict=True))
+    cpu = cpu / elapsed * 100
     gen_cpu = (me1.user + me1.system - me0.user - me0.system) / elapsed * 100
     return {
         "accepted_per_s": stats.accepted / elapsed,
@@ -342,6 +365,9 @@ async def run_workload(
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "deliveries": len(lat),
+        "processes": n_proc,
+        "cross_deliveries": len(cross),
+        "cross_p99_ms": pct(0.99, sorted(cross)),
         "relay_cpu_pct": cpu,
         "db_cpu_pct": (db1 - db0) / elapsed * 100,
         "generator_cpu_pct": gen_cpu,
@@ -393,6 +419,289 @@ async def idle_memory(kind: str, url: str, proc: psutil.Process, n: int) -> dict
     return {"idle_docs": n, "bytes_per_idle_doc": grown / n}
 
 
+# ----------------------------------------------------------------------------- many documents
+def _pct(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p * len(v)))] * 1000 if v else float("nan")
+
+
+async def _gather_chunked(coros, size: int = 50) -> list:
+    out = []
+    coros = list(coros)
+    for i in range(0, len(coros), size):
+        out += await asyncio.gather(*coros[i : i + size])
+    return out
+
+
+async def many_documents(
+    kind: str,
+    urls: list[str],
+    procs: list[psutil.Process],
+    *,
+    docs: int,
+    period: float,
+    duration: float,
+    payload: int,
+    db: psutil.Process | None = None,
+) -> dict:
+    """Workload D: ``docs`` documents, each with a writer and a reader (on different processes
+    when there are several), one update per document every ``period`` seconds."""
+    n_proc = len(urls)
+    warm = 2 * period
+    per_doc = int((warm + duration) / period) + 4
+    tag = os.urandom(4).hex()
+    if kind == "ours":
+        msgs = await asyncio.to_thread(
+            lambda: [OursMessages(f"many{tag}x{d}", 1, per_doc, payload) for d in range(docs)]
+        )
+    else:
+        template = await asyncio.to_thread(PycrdtMessages, 1, per_doc, payload)
+        msgs = [template] * docs  # every room its own document, the same updates
+    rss0 = sum(p.memory_info().rss for p in procs)
+
+    async def open_doc(d: int):
+        suffix = f"/many{tag}x{d}" + ("?sessionKey=bench" if kind == "ours" else "")
+        w = await connect(urls[d % n_proc] + suffix, max_size=None, compression=None)
+        if kind == "ours":
+            await w.recv()
+            await w.send(json.dumps(msgs[d].snapshot.to_json()))
+            assert '"snapshot-saved"' in await w.recv()
+        r = await connect(urls[(d + 1) % n_proc] + suffix, max_size=None, compression=None)
+        if kind == "ours":
+            await r.recv()
+        return w, r
+
+    t_open = time.perf_counter()
+    pairs = await _gather_chunked(open_doc(d) for d in range(docs))
+    open_s = time.perf_counter() - t_open
+    await asyncio.sleep(1.0)
+    rss1 = sum(p.memory_info().rss for p in procs)
+
+    perf = time.perf_counter
+    sent_at: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    measuring = False
+    accepted = 0
+    sent = 0
+
+    async def reader(d: int, ws) -> None:
+        try:
+            async for m in ws:
+                now = perf()
+                key = None
+                if kind == "ours":
+                    if m.startswith('{"type":"update",'):
+                        key = (d, msgs[d].ident(m)[1])
+                elif m[0] == 0 and m[1] == 2:
+                    mm = MARK_RE.search(m)
+                    key = (d, int(mm.group(2))) if mm else None
+                t0 = sent_at.get(key) if key else None
+                if t0 is not None and measuring:
+                    latencies.append(now - t0)
+        except Exception:
+            pass
+
+    async def acks(ws) -> None:
+        nonlocal accepted
+        try:
+            async for m in ws:
+                if measuring and (
+                    kind != "ours"
+                    or (isinstance(m, str) and m.startswith('{"type":"update-saved"'))
+                ):
+                    accepted += 1
+        except Exception:
+            pass
+
+    tasks = [asyncio.ensure_future(reader(d, r)) for d, (_, r) in enumerate(pairs)]
+    tasks += [asyncio.ensure_future(acks(w)) for w, _ in pairs]
+    t0 = perf()
+    cpu0 = me0 = db0 = None
+    t_start = t_end = 0.0
+    for k in range(per_doc):
+        now = perf()
+        if not measuring and now - t0 >= warm and cpu0 is None:
+            measuring = True
+            cpu0 = [p.cpu_times() for p in procs]
+            me0 = psutil.Process().cpu_times()
+            db0 = db_cpu_seconds(db)
+            t_start = now
+        if measuring and now - t_start >= duration:
+            break
+        for d in range(docs):
+            delay = t0 + k * period + d * period / docs - perf()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[(d, k)] = perf()
+            if measuring:
+                sent += 1
+            await pairs[d][0].send(msgs[d].updates[0][k])
+    measuring = False
+    t_end = perf()
+    cpu1 = [p.cpu_times() for p in procs]
+    me1 = psutil.Process().cpu_times()
+    db1 = db_cpu_seconds(db)
+    rss2 = sum(p.memory_info().rss for p in procs)
+    await asyncio.sleep(1.0)
+    for t in tasks:
+        t.cancel()
+    await _gather_chunked(ws.close() for pair in pairs for ws in pair)
+    elapsed = max(t_end - t_start, 1e-9)
+    cpu = sum(b.user + b.system - a.user - a.system for a, b in zip(cpu0, cpu1, strict=True))
+    return {
+        "docs": docs,
+        "processes": n_proc,
+        "open_s": open_s,
+        "accepted_per_s": accepted / elapsed,
+        "offered_per_s": sent / elapsed,
+        "p50_ms": _pct(latencies, 0.50),
+        "p99_ms": _pct(latencies, 0.99),
+        "deliveries": len(latencies),
+        "relay_cpu_pct": cpu / elapsed * 100,
+        "db_cpu_pct": (db1 - db0) / elapsed * 100,
+        "generator_cpu_pct": (me1.user + me1.system - me0.user - me0.system) / elapsed * 100,
+        "relay_rss_mb": rss2 / 2**20,
+        "kb_per_open_doc": (rss1 - rss0) / docs / 1024,
+    }
+
+
+async def recovery(
+    urls: list[str],
+    popens: list[subprocess.Popen],
+    *,
+    docs: int,
+    period: float = 1.0,
+    before: float = 5.0,
+    after: float = 5.0,
+    payload: int = 100,
+) -> dict:
+    """Workload R: SIGKILL one of the relay processes under load; its clients reconnect at
+    once to the next process in delta mode. The time from the kill to each one's document
+    frame; then whether every client holds every stored update."""
+    from urllib.parse import quote
+
+    n_proc = len(urls)
+    per_doc = int((before + after) / period) + 40
+    tag = os.urandom(4).hex()
+    msgs = await asyncio.to_thread(
+        lambda: [OursMessages(f"rec{tag}x{d}", 1, per_doc, payload) for d in range(docs)]
+    )
+    pub = [next(iter(m.pubkeys)) for m in msgs]
+    alive = [True] * n_proc
+    killed_at: list[float] = []
+    synced: list[float] = []
+
+    class Client:
+        def __init__(self, d: int, writer: bool, at: int):
+            self.d, self.writer, self.at = d, writer, at
+            self.last = -1  # last clock of the document's writer this client holds
+            self.sent = -1  # (writer) last clock sent on this connection
+            self.ws = None
+            self.ready = asyncio.Event()
+
+        def url(self, delta: bool) -> str:
+            u = f"{urls[self.at]}/rec{tag}x{self.d}?sessionKey=bench"
+            if delta:
+                sid = msgs[self.d].snapshot.public_data.snapshot_id
+                known = quote(json.dumps({pub[self.d]: self.last}) if self.last >= 0 else "{}")
+                u += f"&mode=delta&knownSnapshotId={sid}&knownSnapshotUpdateClocks={known}"
+            return u
+
+        def take(self, frame: str) -> None:
+            if frame.startswith('{"type":"document"'):
+                for u in json.loads(frame)["updates"]:
+                    self.last = max(self.last, u["publicData"]["clock"])
+            elif frame.startswith('{"type":"update",'):
+                self.last = max(self.last, msgs[self.d].ident(frame)[1])
+            elif frame.startswith('{"type":"update-saved"'):
+                self.last = max(self.last, json.loads(frame)["clock"])
+
+        async def run(self) -> None:
+            delta = False
+            while True:
+                try:
+                    self.ws = await connect(self.url(delta), max_size=None, compression=None)
+                    first = await self.ws.recv()
+                    self.take(first)
+                    if delta:
+                        synced.append(time.perf_counter() - killed_at[0])
+                    self.sent = self.last
+                    self.ready.set()
+                    async for m in self.ws:
+                        self.take(m)
+                    return  # closed by us
+                except Exception:
+                    self.ready.clear()
+                    if not killed_at or alive[self.at]:
+                        if stop.is_set():
+                            return
+                        await asyncio.sleep(0.05)
+                        continue
+                    self.at = next(i for i in range(n_proc) if alive[i])
+                    delta = True
+
+    stop = asyncio.Event()
+    clients: list[Client] = []
+    for d in range(docs):
+        clients.append(Client(d, True, d % n_proc))
+        clients.append(Client(d, False, (d + 1) % n_proc))
+
+    async def seed(d: int) -> None:
+        ws = await connect(clients[2 * d].url(False), max_size=None, compression=None)
+        await ws.recv()
+        await ws.send(json.dumps(msgs[d].snapshot.to_json()))
+        assert '"snapshot-saved"' in await ws.recv()
+        await ws.close()
+
+    await _gather_chunked(seed(d) for d in range(docs))
+    tasks = [asyncio.ensure_future(c.run()) for c in clients]
+    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 120)
+    t0 = time.perf_counter()
+    k = 0
+    affected = sum(1 for c in clients if c.at == 0)
+    while time.perf_counter() - t0 < before + after:
+        if not killed_at and time.perf_counter() - t0 >= before:
+            popens[0].kill()  # SIGKILL
+            killed_at.append(time.perf_counter())
+            alive[0] = False
+        for d in range(docs):
+            delay = t0 + k * period + d * period / docs - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            w = clients[2 * d]
+            nxt = max(w.last, w.sent) + 1
+            if w.ready.is_set() and nxt < per_doc:
+                w.sent = nxt
+                try:
+                    await w.ws.send(msgs[d].updates[0][nxt])
+                except Exception:
+                    pass  # the process died: the update goes again after the reconnection
+        k += 1
+    # quiescence: every reader reaches its writer's last stored clock
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline:
+        if all(clients[2 * d + 1].last == clients[2 * d].last for d in range(docs)):
+            break
+        await asyncio.sleep(0.2)
+    converged = sum(clients[2 * d + 1].last == clients[2 * d].last for d in range(docs))
+    stop.set()
+    for c in clients:
+        if c.ws is not None:
+            await c.ws.close()
+    for t in tasks:
+        t.cancel()
+    return {
+        "docs": docs,
+        "processes": n_proc,
+        "affected_clients": affected,
+        "resynced_clients": len(synced),
+        "resync_p50_ms": _pct(synced, 0.50),
+        "resync_p99_ms": _pct(synced, 0.99),
+        "resync_max_ms": max(synced) * 1000 if synced else float("nan"),
+        "converged_docs": converged,
+    }
+
+
 # ----------------------------------------------------------------------------- main
 WORKLOADS = {
     "A": {"writers": 10, "readers": 10, "window": 8, "rate": None},
@@ -418,8 +727,16 @@ async def bench(args) -> dict:
             kind = "pycrdt" if label == "pycrdt" else "ours"
             on_pg = label.startswith("ours-pg")
             store = pg.url(pg.create_database("bench")) if on_pg else ""
-            proc, url = start_ours(tmp, sync, store) if kind == "ours" else start_pycrdt()
+            n_proc = args.processes if on_pg else 1
+            if n_proc > 1:
+                label += f"x{n_proc}"
+            popens, urls = [], []
+            for _ in range(n_proc):
+                proc, url = start_ours(tmp, sync, store) if kind == "ours" else start_pycrdt()
+                popens.append(proc)
+                urls.append(url)
             ps = psutil.Process(proc.pid)
+            pss = [psutil.Process(x.pid) for x in popens]
             try:
                 # memory first, on a fresh process (after a workload, freed heap is reused)
                 if args.idle_docs and not label.endswith("-full"):
@@ -427,16 +744,37 @@ async def bench(args) -> dict:
                     kb = results[(label, "M")]["bytes_per_idle_doc"] / 1024
                     print(f"  {label:9s} M: {kb:.1f} KB per open idle document", flush=True)
                 for name in args.workloads:
+                    if name == "D":
+                        r = await many_documents(
+                            kind,
+                            urls,
+                            pss,
+                            docs=args.docs,
+                            period=2.0,
+                            duration=args.duration,
+                            payload=args.payload,
+                            db=db if on_pg else None,
+                        )
+                        results[(label, "D")] = r
+                        print(f"  {label:10s} D: " + _fmt_docs(r), flush=True)
+                        continue
+                    if name == "R":
+                        if n_proc < 2:
+                            continue
+                        r = await recovery(urls, popens, docs=args.recovery_docs)
+                        results[(label, "R")] = r
+                        print(f"  {label:10s} R: " + _fmt_recovery(r), flush=True)
+                        continue  # one process is gone: R comes last
                     w = WORKLOADS[name]
                     runs = []
                     for _ in range(args.repeat):
                         runs.append(
                             await run_workload(
                                 kind,
-                                url,
+                                urls if n_proc > 1 else url,
                                 duration=args.duration,
                                 payload=args.payload,
-                                proc=ps,
+                                proc=pss if n_proc > 1 else ps,
                                 db=db if on_pg else None,
                                 **w,
                             )
@@ -457,9 +795,30 @@ async def bench(args) -> dict:
                             flush=True,
                         )
             finally:
-                proc.terminate()
-                proc.wait(20)
+                for x in popens:
+                    x.terminate()
+                    x.wait(20)
     return results
+
+
+def _fmt_docs(r: dict) -> str:
+    return (
+        f"{r['docs']} documents x 2 clients, {r['accepted_per_s']:.0f} accepted/s (offered "
+        f"{r['offered_per_s']:.0f}/s), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+        f"relay CPU {r['relay_cpu_pct']:.0f}%, RSS {r['relay_rss_mb']:.0f} MB, "
+        f"{r['kb_per_open_doc']:.1f} KB per open document (opened in {r['open_s']:.1f} s)"
+        + (f", PostgreSQL CPU {r['db_cpu_pct']:.0f}%" if r.get("db_cpu_pct") else "")
+    )
+
+
+def _fmt_recovery(r: dict) -> str:
+    return (
+        f"SIGKILL of 1 of {r['processes']} processes ({r['docs']} documents x 2 clients): "
+        f"{r['resynced_clients']}/{r['affected_clients']} clients synced again on another "
+        f"process, p50 {r['resync_p50_ms']:.0f} ms, p99 {r['resync_p99_ms']:.0f} ms, max "
+        f"{r['resync_max_ms']:.0f} ms after the kill; {r['converged_docs']}/{r['docs']} "
+        "documents converged"
+    )
 
 
 def _fmt(r: dict) -> str:
@@ -469,6 +828,11 @@ def _fmt(r: dict) -> str:
         f"{r['relay_cpu_pct']:3.0f}%, RSS {r['relay_rss_mb']:.0f} MB "
         f"(generator CPU {r['generator_cpu_pct']:.0f}%)"
         + (f", PostgreSQL CPU {r['db_cpu_pct']:.0f}%" if r.get("db_cpu_pct") else "")
+        + (
+            f"; {r['processes']} processes, p99 across processes {r['cross_p99_ms']:.1f} ms"
+            if r.get("processes", 1) > 1
+            else ""
+        )
     )
 
 
@@ -581,7 +945,10 @@ def print_store_ratios(results: dict, workloads: str) -> None:
     """PostgreSQL relay / SQLite relay (same synchronous mode), CPU per accepted update."""
     print("\nPostgreSQL / SQLite, CPU per accepted update (relay; relay + PostgreSQL):")
     for label, name in sorted(k for k in results if "-pg" in k[0] and k[1] in workloads):
-        p, q = results[(label, name)], results[(label.replace("-pg", ""), name)]
+        base = re.sub(r"x\d+$", "", label.replace("-pg", ""))
+        if name not in "AB" or (base, name) not in results:
+            continue
+        p, q = results[(label, name)], results[(base, name)]
         relay = (p["relay_cpu_pct"] / p["accepted_per_s"]) / (
             q["relay_cpu_pct"] / q["accepted_per_s"]
         )
@@ -597,7 +964,17 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--repeat", type=int, default=1, help="runs per workload (median printed)")
     p.add_argument("--payload", type=int, default=100, help="characters of content per update")
-    p.add_argument("--workloads", default="AB", help="subset of AB")
+    p.add_argument("--workloads", default="AB", help="subset of ABDR (see above)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="the PostgreSQL relay as this many processes on one database (default: 1)",
+    )
+    p.add_argument("--docs", type=int, default=1000, help="documents of workload D")
+    p.add_argument(
+        "--recovery-docs", type=int, default=200, help="documents of workload R (2 clients each)"
+    )
     p.add_argument("--idle-docs", type=int, default=300, help="documents for the memory figure")
     p.add_argument(
         "--synchronous",
@@ -660,6 +1037,14 @@ def main() -> None:
     print("\nratios (ours / pycrdt-websocket plaintext room):")
     labels = sorted({k[0] for k in results if k[0] != "pycrdt" and not k[1].endswith("-runs")})
     for label, name in [(lb, n) for lb in labels for n in args.workloads]:
+        if name not in "AB" or (label, name) not in results:
+            if name == "D" and (label, "D") in results and ("pycrdt", "D") in results:
+                o, y = results[(label, "D")], results[("pycrdt", "D")]
+                print(
+                    f"  {label:9s} D: p99 x{o['p99_ms'] / y['p99_ms']:.2f}, memory per open "
+                    f"document x{o['kb_per_open_doc'] / y['kb_per_open_doc']:.2f}"
+                )
+            continue
         o, y = results[(label, name)], results[("pycrdt", name)]
         throughput = o["accepted_per_s"] / max(y["accepted_per_s"], 1e-9)
         cpu_per_update = (o["relay_cpu_pct"] / o["accepted_per_s"]) / (
