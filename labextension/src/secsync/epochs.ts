@@ -11,7 +11,8 @@
  */
 import { b64encode } from './base64';
 import { canonicalizeStrict } from './canonical';
-import type { Builder, LogHead, Member, MembershipEntry, MembershipState, Role } from './membership';
+import type { MembershipEntry, Role } from './membership';
+import type { Builder, LogHead, Member, MembershipState } from './membershipState';
 import { err } from './membershipError';
 import { sodium, utf8Encode } from './sodium';
 

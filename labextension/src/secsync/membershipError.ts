@@ -41,3 +41,22 @@ export function isPlainObject(x: unknown): x is Record<string, unknown> {
 export function has(obj: Record<string, unknown>, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(obj, key);
 }
+
+/** A JSON integer 0 … 2^53−1 (701 naming the field otherwise). */
+export function intValue(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw err(701, field, 'expected an integer');
+  }
+  if (value < 0 || value > Number.MAX_SAFE_INTEGER) {
+    throw err(701, field, 'out of range (0 … 2^53-1)');
+  }
+  return value === 0 ? 0 : value; // -0 is 0
+}
+
+/** Canonical base64url of `length` bytes (701 naming the field otherwise). */
+export function b64Field(value: unknown, field: string, length: 24 | 32 | 64): string {
+  if (typeof value !== 'string' || !B64_RE[length].test(value)) {
+    throw err(701, field, `expected base64url of ${length} bytes`);
+  }
+  return value;
+}
