@@ -12,7 +12,13 @@ every share link, pointer file and relay URL commits to the root. Each later ent
 document, the previous entry's hash and the next sequence number, and must be allowed by the
 signer's role at that point (:func:`verify_entry`).
 
-Errors are :class:`MembershipError` (codes 700–749, ``.field`` names the field, ``.index``
+Issue 12 adds the kinds ``rotate-key`` (a new key epoch), ``add-link`` and ``remove-link``
+(invitation links, members of kind link in ``state.links``) and ``add-member`` signed by a
+live link (the member's ``via``); lockboxes, the keyring and rotation are in :mod:`.epochs`,
+link secrets and fragments in :mod:`.links` (docs/protocol.md, "Key epochs, lockboxes and
+links"; vectors in tests/vectors/epoch-vectors.json).
+
+Errors are :class:`MembershipError` (codes 700–799, ``.field`` names the field, ``.index``
 the position in the log when a whole log was verified).
 """
 
