@@ -3,8 +3,13 @@
  * loopback) in a document with a membership log (issue 11): the creator's root, reader proofs,
  * members added by identity string, a viewer read-only until promoted live, an editor demoted
  * live, a removed member cut off (725), a non-member refused (722), and a reconnect that
- * resumes the log as a delta (knownLogSeq / knownLogHash).
+ * resumes the log as a delta (knownLogSeq / knownLogHash); and with a Python client
+ * (test/interop/py_member.py): members added from Python are enforced in the browser and the
+ * other way round.
  */
+import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import * as Y from 'yjs';
@@ -20,9 +25,11 @@ import {
 import { b64encode } from '../src/secsync/base64';
 import { createLogDocument } from '../src/secsync/document';
 import { formatIdentity } from '../src/secsync/membership';
+import { LABEXT_DIR, REPO_DIR } from './helpers/paths';
 import { RelayHandle, startRelay, WsProxy } from './helpers/relays';
 
 const WS = WebSocket as unknown as WebSocketConstructor;
+/* eslint-disable @typescript-eslint/no-explicit-any */
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -176,3 +183,93 @@ describe('membership log against the Python relay', () => {
     }
   });
 });
+
+/** The Python member (test/interop/py_member.py), one JSON request / answer per line. */
+class PyMember {
+  private answers: Array<(a: any) => void> = [];
+  private constructor(private readonly proc: ChildProcessWithoutNullStreams) {
+    readline.createInterface({ input: proc.stdout }).on('line', (line) => this.answers.shift()?.(JSON.parse(line)));
+  }
+  static start(): PyMember {
+    const python = path.join(REPO_DIR, '.venv', 'bin', 'python');
+    return new PyMember(spawn(python, [path.join(LABEXT_DIR, 'test', 'interop', 'py_member.py'), relay.base]));
+  }
+  /** the answer (throws with Python's error unless `mayFail`) */
+  async call(req: Record<string, unknown>, mayFail = false): Promise<any> {
+    const answer = await new Promise<any>((resolve) => {
+      this.answers.push(resolve);
+      this.proc.stdin.write(JSON.stringify(req) + '\n');
+    });
+    if (!answer.ok && !mayFail) {
+      throw new Error(`python ${String(req.op)}: ${answer.error}`);
+    }
+    return answer;
+  }
+  async stop(): Promise<void> {
+    this.proc.stdin.end();
+    await new Promise((r) => this.proc.on('exit', r));
+  }
+}
+
+describe('membership log between Python and the browser (Python relay)', () => {
+  test('members added from Python are enforced in the browser', async () => {
+    const py = PyMember.start();
+    try {
+      const { docId, key } = await py.call({ op: 'create', name: 'Py' });
+      await py.call({ op: 'append', text: 'py1 ' });
+      const B = createSignatureKeyPair();
+      await py.call({ op: 'add', identity: formatIdentity(B.publicKey, 'Browser'), role: 'viewer' });
+      const b = open(docId, b64decodeKey(key), B);
+      await b.c.loaded;
+      expect(b.text.toString()).toBe('py1 ');
+      expect(b.c.myRole).toBe('viewer');
+      expect(b.c.readOnly).toBe(true);
+      expect(b.c.membership?.members.get(pub(B))?.name).toBe('Browser');
+      await py.call({ op: 'setRole', pubKey: pub(B), role: 'editor' });
+      await waitFor(() => !b.c.readOnly, 'promoted by Python');
+      b.text.insert(b.text.length, 'js1');
+      await b.c.synced();
+      await py.call({ op: 'waitText', text: 'py1 js1' });
+      await py.call({ op: 'remove', pubKey: pub(B) });
+      await waitFor(() => b.c.status.connection === 'failed', 'removed by Python');
+      expect(b.c.status.failureReason).toBe('SECSYNC_ERROR_725');
+      expect(b.c.errors.snapshotAndUpdate.map((e) => e.code)).toEqual(['SECSYNC_ERROR_725']);
+    } finally {
+      await py.stop();
+    }
+  });
+
+  test('members added from the browser are enforced in Python', async () => {
+    const py = PyMember.start();
+    try {
+      const { identity, pubKey } = await py.call({ op: 'identity' });
+      const A = createSignatureKeyPair();
+      const key = generateKey();
+      const { docId, rootEntry } = createLogDocument(A, 'Ada');
+      const a = open(docId, key, A, { rootEntry });
+      await a.c.loaded;
+      a.text.insert(0, 'js0 ');
+      await a.c.synced();
+      await a.c.addMember(identity, 'viewer');
+      await py.call({ op: 'open', docId, key: b64encode(key) });
+      let state = (await py.call({ op: 'state' })) as any;
+      expect(state).toMatchObject({ text: 'js0 ', role: 'viewer', readOnly: true, errors: [] });
+      await a.c.setRole(pubKey, 'editor');
+      await py.call({ op: 'waitRole', role: 'editor' });
+      await py.call({ op: 'append', text: 'py2' });
+      await waitFor(() => a.text.toString() === 'js0 py2', "Python's edit in the browser");
+      expect(a.c.membership?.members.get(pubKey)).toMatchObject({ role: 'editor', name: 'Py', addedBy: pub(A) });
+      await a.c.removeMember(pubKey);
+      await waitFor(() => a.c.membership?.isMember(pubKey) === false, 'removed');
+      state = await py.call({ op: 'state' });
+      expect(state.state).toBe('no-access');
+      expect(state.errors[0]).toBe('SECSYNC_ERROR_725');
+    } finally {
+      await py.stop();
+    }
+  });
+});
+
+function b64decodeKey(key: string): Uint8Array {
+  return new Uint8Array(Buffer.from(key, 'base64url'));
+}
