@@ -431,3 +431,39 @@ def test_new_kinds_canonical_form_is_rfc8785(label, expires, epoch):
         digest = hashlib.blake2b(rfc8785.dumps(fields), digest_size=32).digest()
         assert entry.hash == b64encode(digest)
         assert entry.to_json() == fields
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=5),
+        max_leaves=20,
+    )
+)
+def test_parsers_raise_only_membership_errors(value):
+    """Lockboxes, fragments, message epochs and keyrings: any JSON gives a result or a
+    MembershipError, nothing else."""
+    candidates = [value]
+    if isinstance(value, dict):
+        candidates.append({**LB["sets"]["1"][0], **value})
+    for candidate in candidates:
+        for fn in (
+            parse_lockbox,
+            lambda x: open_lockbox(STORY, _keypair("D"), x),
+            lambda x: check_lockbox(STORY, x, now=0),
+            lambda x: check_lockbox_set(STORY, 1, [x]),
+            parse_fragment,
+            lambda x: check_message_epoch(STORY, x, STORY.head),
+            Keyring.from_json,
+        ):
+            try:
+                fn(candidate)
+            except MembershipError:
+                pass
+    if isinstance(value, str):
+        for text in (value, "#link=" + value, "#key=" + value + "&link=" + value):
+            try:
+                parse_fragment(text)
+            except MembershipError:
+                pass

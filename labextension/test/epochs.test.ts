@@ -165,6 +165,21 @@ describe('logs with epochs and links', () => {
     }
   });
 
+  test('the vectors cover every rule code', () => {
+    const codes = new Set<string>();
+    const add = (cases: any[]) => cases.forEach((c) => c.error && codes.add(c.error.code));
+    add(V.invalidLogs);
+    add(V.lockboxes.open.invalid);
+    add(V.lockboxes.setInvalid);
+    add(V.lockboxes.single);
+    add(V.messageEpochs.cases);
+    add(V.fragments.invalid);
+    add(V.readerProofs.cases);
+    for (let n = 751; n <= 770; n++) {
+      expect(codes.has(`SECSYNC_ERROR_${n}`)).toBe(true);
+    }
+  });
+
   test('both languages know the same codes', () => {
     const ours = MEMBERSHIP_ERROR_DESCRIPTIONS as Record<string, string>;
     for (const [code, text] of Object.entries(V.errorCodes)) {
@@ -370,4 +385,29 @@ describe('real sealing, end to end', () => {
       expect(caught(fn).code).toBe(code);
     }
   });
+});
+
+test('arbitrary JSON raises only MembershipError', () => {
+  const state = verifyLog(V.lockboxes.log, V.lockboxes.docId);
+  const box = V.lockboxes.sets['1'][0];
+  const values: unknown[] = [null, 1, 1.5, -0, 'x', '#', '#link=', [], {}, [box], { ...box, epoch: 1e300 },
+    { ...box, epoch: NaN }, { ...box, box: null }, { ...box, docId: 7 }, { ...box, extra: 1 },
+    { '0': 'x' }, { '1': box.box }, { toString: 1 }];
+  const fns: Array<(x: any) => unknown> = [
+    (x) => openLockbox(state, keyPair('D'), x),
+    (x) => checkLockbox(state, x, { now: 0 }),
+    (x) => checkLockboxSet(state, 1, [x]),
+    (x) => parseFragment(x),
+    (x) => checkMessageEpoch(state, x, state.head),
+    (x) => Keyring.fromJson(x)
+  ];
+  for (const v of values) {
+    for (const fn of fns) {
+      try {
+        fn(v);
+      } catch (e) {
+        expect(e).toBeInstanceOf(MembershipError);
+      }
+    }
+  }
 });

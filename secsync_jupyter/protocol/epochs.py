@@ -39,6 +39,8 @@ from .membership import (
     MembershipState,
     _err,
     _now_ms,
+    _utf16_key,
+    _utf16_prefix,
     next_entry,
 )
 
@@ -134,9 +136,9 @@ def parse_lockbox(obj: Any) -> Lockbox:
         obj = obj.to_json()
     if type(obj) is not dict:
         raise _err(760, "lockbox", "expected a JSON object")
-    unknown = sorted(k for k in obj if k not in _LOCKBOX_FIELDS)
-    if unknown:
-        raise _err(760, str(unknown[0])[:64], "unknown field")
+    unknown = [k for k in obj if k not in _LOCKBOX_FIELDS]
+    if unknown:  # the first in UTF-16 order, as JavaScript sorts
+        raise _err(760, _utf16_prefix(min(unknown, key=_utf16_key), 64), "unknown field")
     for name in _LOCKBOX_FIELDS:
         if obj.get(name) is None:
             raise _err(760, name, "missing field")

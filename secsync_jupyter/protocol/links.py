@@ -107,7 +107,7 @@ def parse_fragment(fragment: Any) -> LinkFragment:
     if not isinstance(fragment, str):
         raise _err(770, "fragment", "expected a string")
     text = fragment[1:] if fragment.startswith("#") else fragment
-    if len(text) > MAX_FRAGMENT_CHARS:
+    if len(text.encode("utf-16-le", "surrogatepass")) > 2 * MAX_FRAGMENT_CHARS:  # JS length
         raise _err(770, "fragment", f"longer than {MAX_FRAGMENT_CHARS} characters")
     values: dict[str, bytes] = {}
     for part in text.split("&") if text else []:
