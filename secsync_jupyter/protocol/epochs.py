@@ -389,9 +389,11 @@ def create_rotation(
 
 
 def parse_epoch(value: Any) -> int:
-    """A snapshot's ``publicData.epoch`` (767 unless an integer 0 … 2^53-1)."""
+    """A snapshot's ``publicData.epoch``: an integer 0 … 2^53-1 (767 otherwise). Absent
+    (``None``, also for JSON null) is epoch 0: snapshots written before issue 12 carry none,
+    and a snapshot without one under a later epoch fails the rules as epoch 0 would."""
     if value is None:
-        raise _err(767, "epoch", "missing")
+        return 0
     return _int(value, "epoch", 767)
 
 

@@ -964,7 +964,9 @@ def message_epochs(s: Log) -> list[dict]:
         c("same-as-parent", 2, 9, 2, parent=2),
         c("not-the-epoch-of-its-head", 2, 7, code=767),
         c("newer-than-its-head", 3, 9, code=767),
-        c("missing", None, 9, code=767),
+        c("absent-under-epoch-2", None, 9, code=767),
+        c("absent-is-epoch-0", None, 3, 0, live=False),
+        c("absent-is-epoch-0-superseded", None, 3, code=768),
         c("string", "2", 9, code=767),
         c("negative", -1, 9, code=767),
         {

@@ -245,10 +245,14 @@ function intIn(value: unknown, field: string, code: number): number {
 /** An integer field of a lockbox / keyring / public data, 0 … 2^53-1, with `code`. */
 export { intIn as checkedInt };
 
-/** A snapshot's `publicData.epoch` (767 unless an integer 0 … 2^53-1). */
+/**
+ * A snapshot's `publicData.epoch`: an integer 0 … 2^53-1 (767 otherwise). Absent (undefined
+ * or null) is epoch 0: snapshots written before issue 12 carry none, and a snapshot without
+ * one under a later epoch fails the rules as epoch 0 would.
+ */
 export function parseEpoch(value: unknown): number {
   if (value === undefined || value === null) {
-    throw err(767, 'epoch', 'missing');
+    return 0;
   }
   return intIn(value, 'epoch', 767);
 }
