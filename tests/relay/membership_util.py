@@ -3,18 +3,21 @@ core: create_log, create_entry, create_reader_proof)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from secsync_jupyter.protocol import SigningKeyPair, Snapshot
+from secsync_jupyter.protocol.encoding import b64encode
 from secsync_jupyter.protocol.membership import (
     Entry,
     MembershipState,
     create_entry,
     create_log,
     create_reader_proof,
+    parse_entry,
 )
 
-from .util import Author, RelayClient, url_for
+from .util import TIMEOUT, Author, RelayClient, url_for
 
 
 class Member(Author):
@@ -85,7 +88,45 @@ async def append(client: RelayClient, entry: Entry | dict) -> dict:
     """Send a log entry and return the answer (``log-entry-saved`` or ``log-entry-failed``)."""
     obj = entry.to_json() if isinstance(entry, Entry) else entry
     await client.send({"type": "log-entry", "entry": obj})
-    while True:
-        frame = await client.next()
-        if frame["type"] in ("log-entry-saved", "log-entry-failed"):
-            return frame
+    return await answer(client, ("log-entry-saved", "log-entry-failed"))
+
+
+async def answer(client: RelayClient, types: tuple[str, ...]) -> dict:
+    """The next frame of one of ``types``; the frames before it stay unread."""
+
+    async def wait() -> dict:
+        async with client._arrived:
+            while True:
+                for i, frame in enumerate(client._unclaimed):
+                    if frame.get("type") in types:
+                        return client._unclaimed.pop(i)
+                if client.closed:
+                    raise ConnectionError(f"closed while waiting for {types}: {client.frames}")
+                await client._arrived.wait()
+
+    return await asyncio.wait_for(wait(), TIMEOUT)
+
+
+def sign_entry(fields: dict[str, Any], keypair: SigningKeyPair) -> dict[str, Any]:
+    """An entry with any fields, validly signed by ``keypair`` (no rule checked: for entries
+    the protocol core's create_entry refuses to make)."""
+    unsigned = parse_entry({**fields, "signature": "A" * 86})
+    return {**fields, "signature": b64encode(keypair.sign(unsigned.signed_bytes))}
+
+
+def next_fields(state: MembershipState, signer: SigningKeyPair, kind: str, target: str, **kw):
+    """The fields of the entry after ``state``'s head (``kw`` overrides any of them)."""
+    fields: dict[str, Any] = {
+        "v": 1,
+        "kind": kind,
+        "docId": state.doc_id,
+        "seq": state.head.seq + 1,
+        "prev": state.head.hash,
+        "signer": signer.public_key_b64,
+        "target": target,
+        "at": state.head_at + 1,
+    }
+    if kind != "remove-member":
+        fields["role"] = "viewer"
+    fields.update(kw)
+    return fields
