@@ -31,6 +31,7 @@ from secsync_jupyter.protocol.epochs import (
     open_lockbox,
     parse_lockbox,
     seal_lockbox,
+    state_lockboxes,
     verify_epoch_key,
 )
 from secsync_jupyter.protocol.identity import box_public_key, check_display_name
@@ -349,7 +350,11 @@ def test_rotation_round_trip_removed_member_locked_out():
         with pytest.raises(MembershipError):
             open_lockbox(s, c, {**lb, "recipient": c.public_key_b64})
     # sealing is randomized: another sealing of the same key gives other boxes, other hash
-    again = make_lockboxes(s.doc_id, 1, rot.key, s.recipients(7))
+    again = state_lockboxes(s, rot.key, now=7)
+    assert [x.recipient for x in again] == [x.recipient for x in rot.lockboxes]
+    assert again[0].epoch == 1
+    assert all(open_lockbox(s, a, x) == rot.key for x in again if x.recipient == a.public_key_b64)
+    assert make_lockboxes(s.doc_id, 1, rot.key, s.recipients(7))[0].recipient == again[0].recipient
     assert [x.box for x in again] != [x.box for x in rot.lockboxes]
     with pytest.raises(MembershipError) as info:
         check_lockbox_set(s, 1, [x.to_json() for x in again])

@@ -20,7 +20,8 @@ import {
   lockboxSetHash,
   makeLockboxes,
   openLockbox,
-  sealLockbox
+  sealLockbox,
+  stateLockboxes
 } from '../src/secsync/lockbox';
 import {
   createLink,
@@ -348,7 +349,10 @@ describe('real sealing, end to end', () => {
     for (const lb of rot.lockboxes) {
       caught(() => openLockbox(s, c, { ...lb, recipient: b64encode(c.publicKey) }));
     }
-    const again = makeLockboxes(s.docId, 1, rot.key, s.recipients(7));
+    const again = stateLockboxes(s, rot.key, { now: 7 });
+    expect(again.map((x) => [x.recipient, x.epoch])).toEqual(
+      makeLockboxes(s.docId, 1, rot.key, s.recipients(7)).map((x) => [x.recipient, x.epoch])
+    );
     expect(again.map((x) => x.box)).not.toEqual(rot.lockboxes.map((x) => x.box));
     expect(caught(() => checkLockboxSet(s, 1, again)).code).toBe('SECSYNC_ERROR_764');
     const fake = sealLockbox(s.docId, 1, new Uint8Array(32).fill(7), b64encode(b.publicKey));

@@ -63,6 +63,7 @@ __all__ = [
     "parse_epoch",
     "parse_lockbox",
     "seal_lockbox",
+    "state_lockboxes",
     "verify_epoch_key",
 ]
 
@@ -171,6 +172,16 @@ def make_lockboxes(doc_id: str, epoch: int, key: bytes, recipients: Iterable[str
     """One lockbox per recipient, sorted by recipient."""
     key = _key(key)
     return [seal_lockbox(doc_id, epoch, key, r) for r in sorted(set(recipients))]
+
+
+def state_lockboxes(
+    state: MembershipState, key: bytes, *, epoch: int | None = None, now: int | None = None
+) -> list[Lockbox]:
+    """Lockboxes of ``key`` for everyone who gets one in ``state`` at ``now`` (every member
+    and live link, sorted), for ``epoch`` (default: the state's current epoch)."""
+    now = _now_ms() if now is None else now
+    epoch = state.epoch if epoch is None else epoch
+    return make_lockboxes(state.doc_id, epoch, key, state.recipients(now))
 
 
 def lockbox_set_hash(doc_id: str, epoch: int, lockboxes: Iterable[Lockbox | Mapping]) -> str:

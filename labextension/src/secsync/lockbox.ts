@@ -108,6 +108,19 @@ export function makeLockboxes(
 }
 
 /**
+ * Lockboxes of `key` for everyone who gets one in `state` at `now` (every member and live
+ * link, sorted), for `epoch` (default: the state's current epoch).
+ */
+export function stateLockboxes(
+  state: MembershipState,
+  key: Uint8Array,
+  options: { epoch?: number; now?: number } = {}
+): Lockbox[] {
+  const recipients = state.recipients(options.now ?? Date.now());
+  return makeLockboxes(state.docId, options.epoch ?? state.epoch, key, recipients);
+}
+
+/**
  * `b64(BLAKE2b-256("secsync_jupyter_lockboxes" + canon({docId, epoch, boxes: [[recipient,
  * box], …] sorted by recipient})))`: what `rotate-key` commits to.
  */
