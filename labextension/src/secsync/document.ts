@@ -62,6 +62,7 @@ import {
 } from './engine';
 import { ProtocolError, SecsyncError } from './errors';
 import { isValidDocId } from './ids';
+import { isLogDocId } from './membership';
 import { err } from './membershipError';
 import { MembersClient, notNow } from './membershipClient';
 import { ready } from './sodium';
@@ -158,7 +159,8 @@ export class SecsyncYjsClient extends MembersClient {
     if (options.sendInitialState && Y.decodeStateVector(Y.encodeStateVector(this.ydoc)).size > 0) {
       pendingChanges.push(Y.encodeStateAsUpdate(this.ydoc));
     }
-    if (options.isValidClient) {
+    if (options.isValidClient && !isLogDocId(options.docId)) {
+      // (documents with a membership log: the log decides, isValidClient is not asked)
       this._authorizer = new Authorizer(options.isValidClient);
     }
     this.adapter = new YDocAdapter(
