@@ -122,6 +122,8 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.max_frame_bytes is not None:
         options["max_frame_bytes"] = args.max_frame_bytes
+    if getattr(args, "identity", None) is not None:
+        options["identity"] = args.identity  # used by documents with a membership log
     return options
 
 
@@ -174,6 +176,13 @@ def add_subcommands(sub: Any) -> None:
             help="largest frame accepted from the relay (default 256 MiB)",
         )
         p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+        p.add_argument(
+            "--identity",
+            metavar="FILE",
+            help="your identity file, for documents with a membership log (default:"
+            " $SECSYNC_IDENTITY or ~/.config/secsync-jupyter/identity.json; create it with"
+            " `secsync-jupyter identity`)",
+        )
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 
     def link_options(p: argparse.ArgumentParser) -> None:
@@ -215,8 +224,22 @@ def add_subcommands(sub: Any) -> None:
         metavar="FILE",
         help="write the share link to FILE (created, readable by you only) instead of stdout",
     )
+    p.add_argument(
+        "--no-log",
+        action="store_true",
+        help="a document without a membership log (for relays without membership support,"
+        " e.g. the reference relay; anyone with the link can then write)",
+    )
     connection_options(p)
     p.set_defaults(func=cmd_import)
+
+    from .members_cli import add_membership_subcommands
+
+    add_membership_subcommands(sub, connection_options, link_options)
+
+    from .backup import add_backup_parser
+
+    add_backup_parser(sub)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -250,7 +273,10 @@ async def _read(link: ShareLink, options: dict[str, Any]) -> dict[str, Any]:
 
 def _run(coro, timeout: float):
     async def bounded():
-        return await asyncio.wait_for(coro, timeout)
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no answer within {timeout:g} s (--timeout)") from None
 
     return asyncio.run(bounded())
 
@@ -297,21 +323,35 @@ async def _import(args: argparse.Namespace, options: dict[str, Any]) -> str:
         notebook = nbformat.read(f, as_version=4)
     nbformat.validate(notebook)
     relay, server_url = _relay_and_link_base(args.relay)
-    doc_id = args.doc_id or generate_id()
     key = generate_key()
-    link = format_share_link(
-        doc_id, key, relay=None if server_url else relay, server_url=server_url
-    )
-    async with open_notebook(relay, doc_id, key, **options) as nb:
+    options.pop("identity", None)
+    if args.no_log:
+        opener = open_notebook(relay, args.doc_id or generate_id(), key, **options)
+    else:  # a new log: you are the owner, the document id is bound to its root
+        from .identity_file import resolve_identity
+        from .notebook import create_notebook
+
+        opener = create_notebook(relay, key, identity=resolve_identity(args.identity), **options)
+    async with opener as nb:
+        doc_id = nb.doc_id
         if nb.document.engine.active is not None or len(nb.cells):
             raise RuntimeError(f"document {doc_id} already exists on this relay")
         nb.set(json.loads(nbformat.writes(notebook)))
         await nb.create_snapshot()
         await nb.synced()
-    return link
+    return format_share_link(
+        doc_id, key, relay=None if server_url else relay, server_url=server_url
+    )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.doc_id is not None and not args.no_log:
+        raise InputError(
+            "--doc-id needs --no-log: the id of a document with a membership log is derived"
+            " from its log"
+        )
+    if args.identity is not None and args.no_log:
+        raise InputError("--identity and --no-log do not go together")
     options = _connection(args)
     if args.link_out is not None:
         _check_new_file(args.link_out)

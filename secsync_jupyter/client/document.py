@@ -12,13 +12,23 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import websockets
 from pycrdt import Doc
 
-from ..protocol import ProtocolError, SigningKeyPair
+from ..protocol import ProtocolError, SigningKeyPair, generate_key
+from ..protocol.identity import Identity, IdentityError, fingerprint, parse_identity
+from ..protocol.membership import (
+    Entry,
+    LogHead,
+    MembershipError,
+    MembershipState,
+    create_entry,
+    create_log,
+    is_log_doc_id,
+)
 from .awareness import AwarenessBridge, Collaborator
 from .engine import (
     CLOSED,
@@ -31,11 +41,20 @@ from .engine import (
     SyncEngine,
     backoff_delay,
 )
+from .identity_file import UserIdentity, resolve_identity
 from .precheck import precheck_frame, verify_pool
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
-__all__ = ["SecsyncDocument", "SyncFailed", "open_document"]
+__all__ = [
+    "MemberInfo",
+    "MembershipError",
+    "ReadOnlyError",
+    "SecsyncDocument",
+    "SyncFailed",
+    "create_document",
+    "open_document",
+]
 
 log = logging.getLogger("secsync_jupyter.client")
 
@@ -60,6 +79,39 @@ class SyncFailed(RuntimeError):
     @property
     def code(self) -> str | None:
         return self.errors[0].code if self.errors else None
+
+
+class ReadOnlyError(PermissionError):
+    """A local write in a document where the verified membership log makes us a viewer (or
+    the relay refused our writes, 724). Nothing was changed."""
+
+
+class MemberInfo(NamedTuple):
+    """A member of a document with a membership log (from the verified log)."""
+
+    pub_key: str
+    #: display name given when added (a hint, not authenticated: compare the fingerprint)
+    name: str | None
+    #: ``3ad7 c3ca c343 1d6b`` (BLAKE2b-64 of the key, as JupyterLab shows it)
+    fingerprint: str
+    #: ``admin``, ``editor`` or ``viewer``
+    role: str
+    #: who added this member (the public key; the creator for itself)
+    added_by: str
+    #: when it was added (ms since the Unix epoch, the adding entry's timestamp)
+    at: int
+    #: the creator of the document (shown as *owner*)
+    owner: bool
+
+    @property
+    def identity_string(self) -> str:
+        from ..protocol.identity import format_identity
+
+        return format_identity(self.pub_key, self.name)
+
+
+#: retries of a membership change whose entry lost a race (707) or missed entries (709)
+MAX_MEMBERSHIP_RETRIES = 5
 
 
 #: the default limit on one frame from the relay (``max_frame_bytes``): the largest frame a
@@ -110,6 +162,9 @@ class SecsyncDocument:
         trusted_origins: Iterable[str] | str | None = None,
         allow_insecure_token: bool = False,
         max_frame_bytes: int | None = DEFAULT_MAX_FRAME_BYTES,
+        identity: Any = None,
+        known_log_head: LogHead | Mapping[str, Any] | None = None,
+        log_root: Entry | Mapping[str, Any] | None = None,
     ):
         if doc_id is None or key is None:
             from ..sharelink import parse_share_link
@@ -124,12 +179,22 @@ class SecsyncDocument:
             key = b64decode(key, field="key", length=32)
         if len(key) != 32:
             raise ValueError("the document key must be 32 bytes")
-        if signing_key is None:
+        #: the identity this client signs with (a document with a log: a member's key)
+        self.identity: UserIdentity | None = None
+        if identity is not None and signing_key is not None:
+            raise ValueError("give either identity= or signing_key=, not both")
+        if identity is not None or (signing_key is None and is_log_doc_id(doc_id)):
+            # a document with a membership log: our key must be a member's, so it is the
+            # user's identity (the default identity file unless given), never a fresh one
+            self.identity = resolve_identity(identity)
+            signing_key = self.identity.keypair
+        elif signing_key is None:
             signing_key = SigningKeyPair.generate()
         elif not isinstance(signing_key, SigningKeyPair):
             signing_key = SigningKeyPair.from_private_key(bytes(signing_key))
         self.relay_url = relay_url.rstrip("/")
         self.doc_id = doc_id
+        self._key = bytes(key)
         self.signing_key = signing_key
         self.session_key = session_key or "secsync-jupyter"
         self.doc = doc if doc is not None else Doc()
@@ -164,7 +229,11 @@ class SecsyncDocument:
             is_valid_client=is_valid_client,
             known_snapshot=known_snapshot,
             on_event=self._on_engine_event,
+            known_log_head=known_log_head,
+            log_root=log_root,
         )
+        #: answers to our membership entries: entry hash -> None (saved) or the error code
+        self._entry_results: dict[str, str | None] = {}
         self.awareness: AwarenessBridge | None = None
         if awareness:
             self.awareness = AwarenessBridge(
@@ -221,6 +290,133 @@ class SecsyncDocument:
         """Who is here (awareness states with verified pubKeys), including ourselves."""
         return self.awareness.collaborators() if self.awareness is not None else []
 
+    # ------------------------------------------------------------- membership
+
+    @property
+    def share_link(self) -> str:
+        """The document's share link on this relay (holds the key: share it privately)."""
+        from ..sharelink import format_share_link
+
+        return format_share_link(self.doc_id, self._key, relay=self.relay_url)
+
+    @property
+    def has_log(self) -> bool:
+        """The document has a membership log (its id is ``m1_…``)."""
+        return self.engine.has_log
+
+    @property
+    def log(self) -> MembershipState | None:
+        """The membership at the head of the verified log (``None``: no log, or not loaded)."""
+        return self.engine.log
+
+    @property
+    def log_head(self) -> LogHead | None:
+        """The head of the verified log; keep it (``known_log_head=``) to detect a rollback."""
+        return self.engine.log.head if self.engine.log is not None else None
+
+    @property
+    def role(self) -> str | None:
+        """Our role (``admin`` / ``editor`` / ``viewer``) in the verified log; ``None`` in a
+        document without a log, or before the log is loaded."""
+        return self.engine.role
+
+    @property
+    def read_only(self) -> bool:
+        """We may not write: a viewer in the verified log, or the relay refused our write."""
+        return self.engine.read_only
+
+    @property
+    def members(self) -> list[MemberInfo]:
+        """The members at the head of the verified log, in the order they were added."""
+        state = self.engine.log
+        if state is None:
+            return []
+        out = [
+            MemberInfo(
+                m.pub_key,
+                m.name,
+                fingerprint(_key_bytes(m.pub_key)),
+                m.role,
+                m.added_by,
+                m.at,
+                m.seq == 0,
+            )
+            for m in state.members.values()
+        ]
+        return sorted(out, key=lambda m: (m.at, m.pub_key))
+
+    def check_writable(self) -> None:
+        """Raise :class:`ReadOnlyError` when local writes would not be sent."""
+        if self.engine.read_only:
+            role = self.engine.role
+            why = (
+                "the relay refused our writes (SECSYNC_ERROR_724)"
+                if self.engine.write_refused and role in ("editor", "admin")
+                else f"your role is {role or 'not yet known'}"
+            )
+            raise ReadOnlyError(f"document {self.doc_id} is read-only for you: {why}")
+
+    async def add_member(self, identity: Any, role: str, *, timeout: float | None = 60.0):
+        """Add a member (an identity string, :class:`Identity`, public key, or
+        :class:`UserIdentity`) with ``role`` (``viewer``, ``editor``, ``admin``). Returns the
+        new :class:`MembershipState` once the relay saved the entry; raises
+        :class:`MembershipError` with the code (e.g. 712: you are not an admin, 715: already
+        a member)."""
+        return await self._change("add-member", _target(identity), role, timeout)
+
+    async def set_role(self, member: Any, role: str, *, timeout: float | None = 60.0):
+        """Change a member's role (see :meth:`add_member`)."""
+        return await self._change("set-role", _target(member), role, timeout)
+
+    async def remove_member(self, member: Any, *, timeout: float | None = 60.0):
+        """Remove a member (yourself: leave). Their open connections are closed by the relay."""
+        return await self._change("remove-member", _target(member), None, timeout)
+
+    async def _change(self, kind: str, target: Any, role: str | None, timeout: float | None):
+        if not self.engine.has_log:
+            raise MembershipError(
+                f"document {self.doc_id} has no membership log", code="SECSYNC_ERROR_700"
+            )
+
+        async def run() -> MembershipState:
+            retries = 0
+            engine = self.engine
+            while True:
+                await self.loaded()
+                await self._wait_for(
+                    lambda: engine.entry_in_flight is None and engine.log_root_pending is None,
+                    None,
+                )
+                await self.loaded()
+                state = engine.log
+                assert state is not None
+                entry, _ = create_entry(state, self.signing_key, kind, target, role)
+                self._entry_results.pop(entry.hash, None)
+                engine.append_entry(entry)
+                self._pump()
+                await self._wait_for(lambda h=entry.hash: h in self._entry_results, None)
+                code = self._entry_results.pop(entry.hash)
+                if code is None and engine.log is not None and entry.hash in engine.log.hashes:
+                    return engine.log  # saved
+                if code is None:  # the connection dropped unanswered: the next log tells
+                    await self.loaded()
+                    if engine.log is not None and entry.hash in engine.log.hashes:
+                        return engine.log
+                elif code not in ("SECSYNC_ERROR_707", "SECSYNC_ERROR_709"):
+                    raise MembershipError(
+                        f"the relay refused the {kind} entry", code=code, field="entry"
+                    )
+                # someone appended first (we verified their entries): rebuild the change on
+                # the new head if it is still allowed (create_entry raises the rule otherwise)
+                retries += 1
+                if retries > MAX_MEMBERSHIP_RETRIES:
+                    raise MembershipError(
+                        f"the {kind} entry lost {retries} races in a row",
+                        code=code or "SECSYNC_ERROR_707",
+                    )
+
+        return await asyncio.wait_for(run(), timeout)
+
     @property
     def known_snapshot(self) -> KnownSnapshot | None:
         """The active snapshot with its clocks (save it to resume later in delta mode)."""
@@ -273,7 +469,13 @@ class SecsyncDocument:
                 self.engine.errors,
             )
         if state == NO_ACCESS:
-            raise SyncFailed(f"no access to document {self.doc_id}", self.engine.errors)
+            errors = self.engine.errors
+            reason = (
+                f": {errors[0]}"
+                if errors and (errors[0].code or "").startswith("SECSYNC_ERROR_72")
+                else ""
+            )
+            raise SyncFailed(f"no access to document {self.doc_id}{reason}", errors)
         if state == CLOSED:
             raise SyncFailed("the document is closed")
         if self._task is not None and self._task.done() and not self._task.cancelled():
@@ -304,7 +506,9 @@ class SecsyncDocument:
         await self._wait_for(lambda: self.engine.is_synced and self._flush_handle is None, timeout)
 
     async def create_snapshot(self, timeout: float | None = None) -> str:
-        """Send a snapshot of the current state now; returns its id once the relay saved it."""
+        """Send a snapshot of the current state now; returns its id once the relay saved it.
+        Raises :class:`ReadOnlyError` when we may not write (a viewer)."""
+        self.check_writable()
         saved: list[str] = []
         self._snapshot_waiters.append(saved)
         try:
@@ -319,7 +523,11 @@ class SecsyncDocument:
         """Wait (bounded) for unsent changes, leave the awareness, close the connection."""
         if self._closing:
             return
-        if wait_synced and self.engine.state not in (FAILED, NO_ACCESS, CLOSED):
+        if (
+            wait_synced
+            and self.engine.state not in (FAILED, NO_ACCESS, CLOSED)
+            and not self.engine.read_only  # a viewer's local changes are never sent
+        ):
             with contextlib.suppress(Exception):
                 await self.synced(timeout)
         self._closing = True
@@ -386,6 +594,10 @@ class SecsyncDocument:
                 waiter.append(data["snapshot_id"])
         elif kind == "ephemeral-peer" and self.awareness is not None:
             self.awareness.resend()
+        elif kind == "log-entry-saved":
+            self._entry_results[data["hash"]] = None
+        elif kind == "log-entry-failed":
+            self._entry_results[data["hash"]] = data.get("code")
         elif kind == "error":
             log.debug("secsync %s: %s", self.doc_id, data["error"])
         self._notify()
@@ -644,6 +856,63 @@ def open_document(
             key,
             signing_key=signing_key,
             session_key=session_key,
+            **options,
+        )
+    )
+
+
+def _key_bytes(pub_key: str) -> bytes:
+    from ..protocol import b64decode
+
+    return b64decode(pub_key, field="pubKey", length=32)
+
+
+def _target(member: Any) -> Any:
+    """A member given as an identity string, :class:`Identity`, :class:`MemberInfo`,
+    :class:`UserIdentity`, ``SigningKeyPair`` or base64url public key."""
+    if isinstance(member, (Identity, bytes)):
+        return member
+    if isinstance(member, MemberInfo):
+        return member.pub_key
+    if isinstance(member, UserIdentity):
+        return Identity(member.pub_key, member.name)
+    if isinstance(member, SigningKeyPair):
+        return member.public_key_b64
+    if isinstance(member, str):
+        text = member.strip()
+        if text.startswith("secsync-id:"):
+            return parse_identity(text)  # IdentityError 730 / 731
+        if len(text) == 43:
+            return text  # a public key (checked by create_entry: 741)
+        raise IdentityError(
+            "expected an identity string (secsync-id:1:…) or a public key", field="identity"
+        )
+    raise TypeError(f"cannot name a member with {type(member).__name__}")
+
+
+def create_document(
+    relay_url: str,
+    key: bytes | str | None = None,
+    *,
+    identity: Any = None,
+    name: str | None = None,
+    **options: Any,
+) -> _Opener:
+    """Create a new document with a membership log: the caller's identity (``identity=``,
+    default: the identity file) becomes its owner; the document id is ``"m1_" + hash(root)``
+    (``d.doc_id``); the root entry is sent to the relay before anything else. ``key``:
+    the document key (default: a fresh one, ``d.key``). ``name``: the owner's display name
+    in the log (default: the identity's)."""
+    user = resolve_identity(identity)
+    root, state = create_log(user.keypair, name=name if name is not None else user.name)
+    doc_key = key if key is not None else generate_key()
+    return _Opener(
+        lambda: SecsyncDocument(
+            relay_url,
+            state.doc_id,
+            doc_key,
+            identity=user,
+            log_root=root,
             **options,
         )
     )

@@ -383,6 +383,9 @@ class SyncEngine:
         self.entry_in_flight: Entry | None = None
         #: the relay refused a write of ours (724): read-only until a later entry lets us write
         self.write_refused = False
+        #: our pending root went out on this connection (after the reader proof): a relay
+        #: that serves the document without challenging us has no membership support (706)
+        self._root_sent = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -412,6 +415,8 @@ class SyncEngine:
             and not self.updates_in_flight
             and self.snapshot_in_flight is None
             and not self.snapshot_requested
+            and self.log_root_pending is None
+            and self.entry_in_flight is None
         )
 
     def key_for(self, info: KnownSnapshot | None) -> bytes:
@@ -483,6 +488,7 @@ class SyncEngine:
         self.state = CONNECTED
         self.reconnect_requested = False
         self.document_state = PENDING
+        self._root_sent = False
         self.snapshots = (
             [self.load_known.copy()]
             if self.load_known is not None and self.load_mode == "delta"
@@ -864,8 +870,8 @@ class SyncEngine:
         state = self.log
         try:
             if log_from == 0:
-                if not log and self.log_root_pending is not None:
-                    return  # our new log, not stored yet: the root goes out after the proof
+                if not log and self.log_root_pending is not None and self._root_sent:
+                    return  # our new log, sent after the proof on this connection, not yet saved
                 state = verify_log(log, self.doc_id, known_head=self.known_log_head)
             elif state is None or log_from != state.head.seq + 1:
                 raise MembershipError(
@@ -897,8 +903,13 @@ class SyncEngine:
         self._stamp_ephemeral()
         self._emit("membership", seq=state.head.seq, hash=state.head.hash, role=role)
         if role is None:
-            code = "SECSYNC_ERROR_725" if old_role is not None else "SECSYNC_ERROR_722"
-            error = _err(code, f"{self.pub_key} is not a member at log entry {state.head.seq}")
+            if old_role is not None:
+                code = "SECSYNC_ERROR_725"
+                detail = f"removed from the document by log entry {state.head.seq}"
+            else:
+                code = "SECSYNC_ERROR_722"
+                detail = f"not a member of the document (log entry {state.head.seq})"
+            error = _err(code, f"{detail}; your key: {self.pub_key}")
             self._push(self.errors, error)
             self._emit("error", error=error, fatal=True)
             self.no_access("removed" if old_role is not None else "not-a-member")
@@ -940,6 +951,7 @@ class SyncEngine:
             self.outbox.append(
                 _frame({"type": "log-entry", "entry": self.log_root_pending.to_json()})
             )
+            self._root_sent = True
 
     def append_entry(self, entry: Entry | Mapping[str, Any]) -> None:
         """Send one membership entry (made with ``create_entry`` on :attr:`log`); the relay

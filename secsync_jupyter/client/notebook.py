@@ -15,9 +15,9 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Array, Map, Text
 
 from .awareness import Collaborator
-from .document import SecsyncDocument, _Opener
+from .document import MemberInfo, SecsyncDocument, _Opener, create_document
 
-__all__ = ["Cell", "Cells", "Notebook", "open_notebook"]
+__all__ = ["Cell", "Cells", "Notebook", "create_notebook", "open_notebook"]
 
 EMPTY_NOTEBOOK: dict[str, Any] = {
     "nbformat": 4,
@@ -56,6 +56,7 @@ class Cell:
 
     @source.setter
     def source(self, value: str) -> None:
+        self._notebook.check_writable()
         doc = self._notebook.doc
         with doc.transaction():
             text = self._ycell.get("source")
@@ -73,6 +74,7 @@ class Cell:
 
     @outputs.setter
     def outputs(self, value: Sequence[Mapping[str, Any]]) -> None:
+        self._notebook.check_writable()
         if self.cell_type != "code":
             raise ValueError("only code cells have outputs")
         with self._notebook.doc.transaction():
@@ -84,6 +86,7 @@ class Cell:
 
     @execution_count.setter
     def execution_count(self, value: int | None) -> None:
+        self._notebook.check_writable()
         self._ycell["execution_count"] = value
 
     @property
@@ -127,6 +130,7 @@ class Cells(Sequence[Cell]):
             yield self[i]
 
     def __delitem__(self, index: int) -> None:
+        self._notebook.check_writable()
         del self._ycells()[index]
 
     def __repr__(self) -> str:
@@ -169,6 +173,45 @@ class Notebook:
     async def synced(self, timeout: float | None = None) -> None:
         await self.document.synced(timeout)
 
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None):
+        """Wait until ``predicate()`` is true (re-checked after every event); raises
+        ``SyncFailed`` if the document fails or access is revoked meanwhile."""
+        await self.document.wait_for(predicate, timeout)
+
+    # membership (documents with a membership log; docs/client.md, "Members and roles")
+    @property
+    def members(self) -> list[MemberInfo]:
+        """Who may read and write: ``MemberInfo(pub_key, name, fingerprint, role, added_by,
+        at, owner)`` from the verified log (empty without a log)."""
+        return self.document.members
+
+    @property
+    def role(self) -> str | None:
+        """Your role: ``admin`` / ``editor`` / ``viewer`` (``None`` without a log)."""
+        return self.document.role
+
+    @property
+    def read_only(self) -> bool:
+        return self.document.read_only
+
+    @property
+    def share_link(self) -> str:
+        return self.document.share_link
+
+    def check_writable(self) -> None:
+        """Raise ``ReadOnlyError`` (a ``PermissionError``) if you may not write."""
+        self.document.check_writable()
+
+    async def add_member(self, identity: Any, role: str, **kw: Any):
+        """Add a member by identity string (``secsync-id:1:…``) with ``role``."""
+        return await self.document.add_member(identity, role, **kw)
+
+    async def set_role(self, member: Any, role: str, **kw: Any):
+        return await self.document.set_role(member, role, **kw)
+
+    async def remove_member(self, member: Any, **kw: Any):
+        return await self.document.remove_member(member, **kw)
+
     async def create_snapshot(self, timeout: float | None = None) -> str:
         return await self.document.create_snapshot(timeout)
 
@@ -195,6 +238,7 @@ class Notebook:
                 ymeta["metadata"] = Map({})
 
     def _add_cell(self, cell_type: str, source: str, index: int | None, **fields: Any) -> Cell:
+        self.check_writable()
         cell: dict[str, Any] = {
             "id": uuid.uuid4().hex[:8] + "-" + uuid.uuid4().hex[:4],
             "cell_type": cell_type,
@@ -236,6 +280,7 @@ class Notebook:
 
     def set(self, notebook: Mapping[str, Any]) -> None:
         """Replace the content with an nbformat dict (one transaction)."""
+        self.check_writable()
         value = dict(notebook)
         value.setdefault("cells", [])
         value.setdefault("metadata", {})
@@ -299,3 +344,19 @@ def open_notebook(
             **options,
         )
     )
+
+
+def create_notebook(
+    relay_url: str,
+    key: bytes | str | None = None,
+    *,
+    identity: Any = None,
+    name: str | None = None,
+    **options: Any,
+) -> _NotebookOpener:
+    """Create a new encrypted notebook with a membership log (you are its owner):
+    ``async with create_notebook(relay) as nb: nb.share_link``. ``identity``: a key pair or an
+    identity file path (default: ``$SECSYNC_IDENTITY`` or ~/.config/secsync-jupyter/identity.json).
+    """
+    opener = create_document(relay_url, key, identity=identity, name=name, **options)
+    return _NotebookOpener(opener._factory)

@@ -125,3 +125,22 @@ def ref_client():
         return proc.returncode, out.decode(), err.decode()
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def identity_file(tmp_path_factory, monkeypatch):
+    """Every test has its own identity file (``SECSYNC_IDENTITY``, mode 0600), never the
+    user's ~/.config one: documents with a membership log (``import`` makes them by default)
+    are signed with it."""
+    from secsync_jupyter.client.identity_file import create_identity
+
+    path = tmp_path_factory.mktemp("identity") / "identity.json"
+    user = create_identity(path, name="Test")
+    monkeypatch.setenv("SECSYNC_IDENTITY", str(path))
+    return user
+
+
+def import_options(relay) -> list[str]:
+    """``import`` makes a document with a membership log; the reference relay does not speak
+    the membership frames, so there it makes one without (``--no-log``)."""
+    return ["--no-log"] if relay.kind == "ref" else []

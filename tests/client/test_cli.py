@@ -12,6 +12,8 @@ from secsync_jupyter.cli import main
 from secsync_jupyter.protocol import b64decode, b64encode, generate_id, generate_key
 from secsync_jupyter.sharelink import parse_share_link
 
+from .conftest import import_options
+
 
 def test_keygen(capsys):
     assert main(["keygen"]) == 0
@@ -34,7 +36,7 @@ def test_import_cat_export_round_trip(relay, tmp_path, capsys):
     ]
     src = tmp_path / "in.ipynb"
     nbformat.write(nb, src)
-    assert main(["import", str(src), relay.url]) == 0
+    assert main(["import", str(src), relay.url, *import_options(relay)]) == 0
     link = capsys.readouterr().out.strip()
     parsed = parse_share_link(link)
     assert parsed.relay_url == relay.url
@@ -84,7 +86,16 @@ def test_links_come_from_a_file_stdin_or_the_environment(relay, tmp_path, capsys
     """No secret on the command line: the link goes to a private file, then is read back."""
     link_file = tmp_path / "link.txt"
     assert (
-        main(["import", str(_write_notebook(tmp_path)), relay.url, "--link-out", str(link_file)])
+        main(
+            [
+                "import",
+                str(_write_notebook(tmp_path)),
+                relay.url,
+                "--link-out",
+                str(link_file),
+                *import_options(relay),
+            ]
+        )
         == 0
     )
     out = capsys.readouterr()
@@ -114,7 +125,16 @@ def test_links_come_from_a_file_stdin_or_the_environment(relay, tmp_path, capsys
 
     # --link-out never overwrites an existing file
     assert (
-        main(["import", str(_write_notebook(tmp_path)), relay.url, "--link-out", str(link_file)])
+        main(
+            [
+                "import",
+                str(_write_notebook(tmp_path)),
+                relay.url,
+                "--link-out",
+                str(link_file),
+                *import_options(relay),
+            ]
+        )
         == 1
     )
     assert "already exists" in capsys.readouterr().err
@@ -171,7 +191,16 @@ def test_bad_link_and_token_input_is_a_clear_error(
 def test_a_token_on_the_command_line_is_warned_about(relay, tmp_path, capsys):
     link_file = tmp_path / "link.txt"
     assert (
-        main(["import", str(_write_notebook(tmp_path)), relay.url, "--link-out", str(link_file)])
+        main(
+            [
+                "import",
+                str(_write_notebook(tmp_path)),
+                relay.url,
+                "--link-out",
+                str(link_file),
+                *import_options(relay),
+            ]
+        )
         == 0
     )
     capsys.readouterr()

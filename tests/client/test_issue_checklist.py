@@ -22,6 +22,7 @@ from secsync_jupyter.protocol import (
 from secsync_jupyter.protocol.crypto import decrypt_message
 from secsync_jupyter.sharelink import format_share_link, parse_share_link
 
+from .conftest import import_options
 from .helpers import KEY, A
 from .scripted import Conn, ScriptedRelay
 
@@ -142,7 +143,7 @@ def test_cli_errors_for_bad_files_and_relays(tmp_path, capsys):
 
 
 def test_cli_wrong_key_and_unwritable_output(relay, tmp_path, capsys):
-    assert main(["import", str(_notebook(tmp_path)), relay.url]) == 0
+    assert main(["import", str(_notebook(tmp_path)), relay.url, *import_options(relay)]) == 0
     link = parse_share_link(capsys.readouterr().out.strip())
     wrong = format_share_link(link.doc_id, generate_key(), relay=relay.url)
     assert main(["cat", wrong, "--timeout", "20"]) == 1
