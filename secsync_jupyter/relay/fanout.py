@@ -202,11 +202,19 @@ class FanOut:
         self.ephemeral_sent = 0
         self.ephemeral_received = 0
         self.ephemeral_too_large = 0
+        self.own_notifications = 0
+        #: backend process ids of this process's pooled connections (their notifications are
+        #: this process's own commits, which it delivers itself)
+        self._own_pids: set[int] = set()
+        self._own_pids_at = 0.0
+        #: this process's writes not answered yet: (docId, row key) -> the store's future
+        self._writing: dict[tuple[str, tuple], asyncio.Future] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Install the doorbell trigger (idempotent) and start listening."""
         await self._install()
+        self._track_writes()
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_main())
         self._sender = loop.create_task(self._send_main())
@@ -301,8 +309,54 @@ class FanOut:
             self.log.warning(text)
 
     # ------------------------------------------------------------------ notifications
-    def _on_notify(self, _conn, _pid: int, _channel: str, payload: str) -> None:
+    def _track_writes(self) -> None:
+        """Remember this process's writes until the store has answered them, by the key of
+        the row they make: a row read back while its write is unanswered waits for the answer
+        (then it goes out with its author excluded), other rows go out at once."""
+        store = self.store
+        save_update, save_snapshot = store.save_update, store.save_snapshot
+        writing = self._writing
+
+        def remember(doc_id: str, key: tuple, fut: asyncio.Future) -> asyncio.Future:
+            k = (doc_id, key)
+            writing[k] = fut
+            fut.add_done_callback(lambda _f: writing.pop(k, None))
+            return fut
+
+        def update(doc_id, *, snapshot_id, pub_key, clock, message):
+            fut = save_update(
+                doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message
+            )
+            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut)
+
+        def snapshot(doc_id, **fields):
+            fut = save_snapshot(doc_id, **fields)
+            return remember(doc_id, ("s", fields["snapshot_id"]), fut)
+
+        store.save_update = update  # type: ignore[method-assign]
+        store.save_snapshot = snapshot  # type: ignore[method-assign]
+
+    def _is_own(self, pid: int) -> bool:
+        if pid in self._own_pids:
+            return True
+        now = time.monotonic()
+        if now - self._own_pids_at < 1.0:
+            return False
+        self._own_pids_at = now
+        pids = set()
+        for holder in getattr(self.store._pool, "_holders", ()):
+            con = getattr(holder, "_con", None)
+            if con is not None and not con.is_closed():
+                pids.add(con.get_server_pid())
+        self._own_pids = pids
+        return pid in pids
+
+    def _on_notify(self, _conn, pid: int, _channel: str, payload: str) -> None:
         self.notifications += 1
+        if self._is_own(pid):
+            # a commit of this process: delivered by its own acknowledgement path
+            self.own_notifications += 1
+            return
         kind, _, rest = payload.partition(" ")
         if kind == "p":
             doc_id, _, pos = rest.partition(" ")
@@ -381,6 +435,8 @@ class FanOut:
             feed.delivered = pos
             if feed.wanted > pos:  # notified while loading
                 self.kick(room, 0)
+        else:  # a reload (a refused write): deliver whatever the store has by now
+            self.kick(room, pos)
         return state
 
     def committed(self, room: Room, pos: int, frame: OutFrame, author: Session | None) -> None:
@@ -423,10 +479,6 @@ class FanOut:
         delay = 0.1
         try:
             while self._live(room):
-                # a notification of this process's own write usually arrives before the write's
-                # acknowledgement: wait for the writes in flight first (no read needed then)
-                if room.inflight:
-                    await asyncio.wait(list(room.inflight))
                 log = getattr(room, "log", None)
                 log_behind = _log_behind(room)
                 forced = feed.force
@@ -456,15 +508,22 @@ class FanOut:
                     continue
                 delay = 0.1
                 self._flush_ephemeral(room)
-                if room.inflight and any(
-                    r.pos > feed.delivered and r.pos not in feed.local for r in rows
-                ):
-                    # a row may be a write of this process whose acknowledgement has not run
-                    # yet: let it run, so the row goes out with its author excluded
-                    await asyncio.wait(list(room.inflight))
-                if not self._live(room):
-                    return
                 for r in rows:
+                    if r.pos <= feed.delivered:
+                        continue
+                    if r.pos not in feed.local:
+                        key = ("s", r.snapshot_id) if r.kind == "s" else ("u", r.snapshot_id)
+                        if r.kind == "u":
+                            key += (r.pub_key, r.clock)
+                        fut = self._writing.get((room.doc_id, key))
+                        if fut is not None:
+                            # a write of this process whose answer has not run yet: after it,
+                            # the row goes out with its author excluded
+                            if not fut.done():
+                                await asyncio.wait([fut])
+                            await asyncio.sleep(0)  # its done callbacks may still be queued
+                    if not self._live(room):
+                        return
                     self._deliver_row(room, r)
                 if len(rows) >= READ_LIMIT:
                     feed.force = True
