@@ -138,8 +138,8 @@ class Log:
         step = {"op": "add-link", "signer": signer, "fields": fields, "at": at}
         return self._push(step, entry, state)
 
-    def remove_link(self, signer: str, link: str):
-        at = self.at()
+    def remove_link(self, signer: str, link: str, at: int | None = None):
+        at = self.at() if at is None else at
         fields = {"target": key_of(link)}
         entry, state = next_entry(self.state, SIGNERS[signer], "remove-link", fields, at=at)
         step = {"op": "remove-link", "signer": signer, "fields": fields, "at": at}
@@ -275,11 +275,13 @@ def valid_logs(s: Log) -> list[dict]:
     exp.add_link("A", "LX", "editor", "Workshop", expires_at=T0 + 5000)  # 1
     exp.member("LX", "add-member", "C", "editor", at=T0 + 5000)  # 2: at == expiresAt: allowed
     exp.rotate("A", at=T0 + 6000)  # 3: the link expired: no lockbox for it
+    exp.remove_link("A", "LX", at=T0 + 7000)  # 4: an expired link can still be removed (tidying up)
     cases.append(
         {
             "name": "expired-link",
             "description": "a join exactly at the expiry is allowed; a rotation after the "
-            "expiry seals nothing to the expired link; an expired link held the old key",
+            "expiry seals nothing to the expired link; an expired link held the old key; an "
+            "expired link is removed",
             "docId": exp.doc_id,
             "steps": exp.steps,
             "log": exp.entries,
@@ -291,7 +293,7 @@ def valid_logs(s: Log) -> list[dict]:
                         "C": ("editor", "LX", 2, T0 + 5000, None, "LX"),
                     }
                 ),
-                "links": links({"LX": ("editor", "Workshop", "A", 1, t(1), T0 + 5000, None)}),
+                "links": links({"LX": ("editor", "Workshop", "A", 1, t(1), T0 + 5000, 4)}),
                 "epoch": 1,
                 "epochs": [
                     {"epoch": 0, "seq": 0, "signer": key_of("A"), "at": T0},
@@ -306,8 +308,9 @@ def valid_logs(s: Log) -> list[dict]:
                     },
                 ],
                 # at each entry's time: nothing to rotate (the link is live until T0+5000);
-                "rotationNeeded": [False, False, False, False],
-                "epochAt": [0, 0, 0, 1],
+                # (the removal at 4 needs none: the expired link got no key of epoch 1)
+                "rotationNeeded": [False, False, False, False, False],
+                "epochAt": [0, 0, 0, 1, 1],
             },
             # …but at T0+5001, before the rotation (state after entry 2), one is needed
             "rotationNeededLater": {"seq": 2, "now": T0 + 5001, "expect": True},
