@@ -655,6 +655,10 @@ class SyncEngine:
             "updates": len(updates) if isinstance(updates, list) else 0,
             "mode": self.load_mode,
         }
+        if self.has_log:
+            log = obj.get("log")
+            self.last_document["log"] = len(log) if isinstance(log, list) else 0
+            self.last_document["logFrom"] = obj.get("logFrom", 0)
         if updates is not None and not isinstance(updates, list):
             self._fail(_err("SECSYNC_ERROR_211", "updates must be an array"))
             return
