@@ -572,6 +572,26 @@ def invalid_logs(b: Log) -> list[dict]:
         epoch=2,
         **rot,
     )
+    # two admins rotate at once: the second rotate-key on the same parent is a fork (one chain)
+    from secsync_jupyter.protocol.membership import parse_entry as _parse
+
+    rival = entry(
+        "A",
+        "rotate-key",
+        seq=head.seq,
+        prev=_parse(e[head.seq - 1]).hash,
+        when=e[head.seq]["at"],
+        epoch=1,
+        **rot,
+    )
+    case(
+        "concurrent-rotation",
+        [*e, rival],
+        707,
+        len(e),
+        "seq",
+        "a second rotate-key to epoch 1 on the parent of the first (a concurrent rotation)",
+    )
     # a revoked link
     removal = entry("A", "remove-link", target=key_of("LV"))
     from secsync_jupyter.protocol.membership import parse_entry
