@@ -1022,8 +1022,8 @@ class SyncEngine:
                 self._fail(error)
             return
         entry = self.entry_in_flight
-        if entry is None or seq != entry.seq:
-            return
+        if entry is None or (seq is not None and seq != entry.seq):
+            return  # (``seq`` null: the relay could not parse it — ours is the one in flight)
         self.entry_in_flight = None
         log = obj.get("log")
         if code in ("SECSYNC_ERROR_707", "SECSYNC_ERROR_709") and isinstance(log, list):
