@@ -285,7 +285,8 @@ export abstract class EngineCore<C = Uint8Array> {
       this.pending.length === 0 &&
       this.updatesInFlight.length === 0 &&
       this.snapshotInFlight === null &&
-      !this.snapshotRequested
+      !this.snapshotRequested &&
+      (this.log === null || (this.log.rootPending === null && this.log.entryInFlight === null))
     );
   }
 
@@ -377,6 +378,7 @@ export abstract class EngineCore<C = Uint8Array> {
     this.state = CONNECTED;
     this.reconnectRequested = false;
     this.documentState = PENDING;
+    this.log?.connected();
     const resume = this.loadKnown !== null && this.loadMode === 'delta';
     this.snapshots = resume ? [(this.loadKnown as KnownSnapshot).copy()] : [];
     // our next update on the known snapshot follows our last acknowledged one

@@ -65,6 +65,8 @@ export class LogGuard {
   entryInFlight: MembershipEntry | null = null;
   /** the relay refused a write of ours (724): read-only until an entry lets us write */
   writeRefused = false;
+  /** the root went out after a challenge on this connection */
+  private _rootSent = false;
   /** logHead seq of each snapshot, and of each author's latest update on it */
   private _snapshotSeq = new Map<string, number>();
   private _updateSeq = new Map<string, Map<string, number>>();
@@ -135,6 +137,11 @@ export class LogGuard {
 
   // ------------------------------------------------------------- connection
 
+  /** A new connection: no challenge answered on it yet. */
+  connected(): void {
+    this._rootSent = false;
+  }
+
   /** The connection is gone: the fate of our entry in flight is unknown (the next log tells). */
   disconnected(): void {
     const entry = this.entryInFlight;
@@ -154,6 +161,7 @@ export class LogGuard {
     this.host.send(createReaderProof(this.host.signingKey, this.host.docId, nonce));
     if (this.rootPending !== null) {
       this.host.send({ type: 'log-entry', entry: entryToJson(this.rootPending) });
+      this._rootSent = true;
     }
   }
 
@@ -173,8 +181,8 @@ export class LogGuard {
     }
     let state: MembershipState;
     if (from === 0) {
-      if (log.length === 0 && this.rootPending !== null) {
-        return; // our new log, not stored yet: the root goes out after the proof
+      if (log.length === 0 && this.rootPending !== null && this._rootSent) {
+        return; // our new log, sent after the proof on this connection, not yet saved
       }
       state = verifyLog(log, this.host.docId, this.knownHead !== null ? { knownHead: this.knownHead } : {});
     } else if (this.state === null || from !== this.state.head.seq + 1) {
@@ -281,8 +289,8 @@ export class LogGuard {
       return;
     }
     const entry = this.entryInFlight;
-    if (entry === null || seq !== entry.seq) {
-      return;
+    if (entry === null || (seq !== null && seq !== entry.seq)) {
+      return; // (`seq` null: the relay could not parse it — ours is the one in flight)
     }
     this.entryInFlight = null;
     const log = frame.log;
