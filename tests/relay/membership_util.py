@@ -66,13 +66,21 @@ class Team:
 
 
 async def connect(
-    base: str, doc_id: str, keypair: SigningKeyPair | None, *, query: str = "", **kw
+    base: str,
+    doc_id: str,
+    keypair: SigningKeyPair | None,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    **kw,
 ) -> RelayClient:
-    """Open a connection and answer the reader challenge with ``keypair`` (none: no answer)."""
+    """Open a connection and answer the reader challenge with ``keypair`` (none: no answer).
+    ``headers``: e.g. Jupyter's authorization header."""
     url = url_for(base, doc_id, **kw)
     if query:
         url += ("&" if "?" in url else "?") + query
-    client = await RelayClient.open(url)
+    extra = {"additional_headers": headers} if headers else {}
+    client = await RelayClient.open(url, **extra)
     challenge = await client.next("reader-challenge")
     if keypair is not None:
         await client.send(create_reader_proof(keypair, doc_id, challenge["nonce"]))
