@@ -418,6 +418,33 @@ describe('a document with a membership log, scripted relay', () => {
     expect(conn.messages('snapshotId')[0].publicData.logHead).toEqual({ seq: 0, hash });
   });
 
+  test('the creator on a relay without membership support (no challenge): 706, nothing written', async () => {
+    relay = await ScriptedRelay.start();
+    const A = createSignatureKeyPair();
+    const { docId, rootEntry } = createLogDocument(A);
+    const ydoc = new Y.Doc();
+    ydoc.getText('content').insert(0, 'secret');
+    const c = new SecsyncYjsClient({
+      url: `${relay.base}/${docId}`,
+      docId,
+      key: generateKey(),
+      signatureKeyPair: A,
+      ydoc,
+      WebSocketImpl: WS,
+      sendInitialState: true,
+      rootEntry
+    });
+    clients.push(c);
+    c.connect();
+    const conn = await relay.next();
+    conn.send({ type: 'document', updates: [], log: [], logFrom: 0 });
+    await expect(c.loaded).rejects.toMatchObject({ code: 'SECSYNC_ERROR_706' });
+    // the engine wrote nothing (it sends synchronously when it sends), the relay got nothing
+    expect(c.engine.snapshotInFlight).toBeNull();
+    expect(c.engine.updatesInFlight).toEqual([]);
+    expect(conn.received).toEqual([]);
+  });
+
   test('addMember resolves on log-entry-saved; after 707 it is made again on the new head', async () => {
     relay = await ScriptedRelay.start();
     const w = new World();
