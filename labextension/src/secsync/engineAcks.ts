@@ -1,17 +1,19 @@
 /**
  * The sync engine's acknowledgement and access rules: `update-saved` / `update-save-failed`,
- * `unauthorized`, the membership log's frames (handed to engineLog.ts) and the author check
- * of received messages (the log, or `isValidClient`). A layer of `SyncEngine` between
+ * `unauthorized`, the membership log's frames (handed to engineLog.ts), the author check
+ * of received messages (the log, or `isValidClient`) and what received heads say was withheld. A layer of `SyncEngine` between
  * engineCore.ts (state, sending) and engine.ts (receiving); one object, three files.
  */
 import { LogGuard, RootRefused } from './engineLog';
 import { SecsyncError, SecsyncErrorCode } from './errors';
+import { isPlainObject } from './parse';
 import {
   clockOf,
   CLOSED,
   EngineCore,
   FAILED,
   Frame,
+  KnownSnapshot,
   MAX_UPDATE_SAVE_FAILURES,
   NO_ACCESS,
   pushError,
@@ -202,5 +204,75 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
       return this.log.deny(kind, pd, base);
     }
     return this.isValidClient(pd.pubKey as string, pd) ? null : '';
+  }
+
+  // ------------------------------------------------------- heads (issue 13)
+
+  /** The highest clock of `author` on `info` this client has (its own: sent). */
+  protected _receivedClock(info: KnownSnapshot, author: string): number {
+    let clock = clockOf(info.updateClocks, author);
+    if (author === this.pubKey && this.active === info) {
+      clock = Math.max(clock, this.localClock);
+    }
+    return clock;
+  }
+
+  /**
+   * [author, named clock, received clock] for each clock in `named` (a heads' `clocks`
+   * object, untrusted shape: anything else names nothing) this client has not received on
+   * `info`; `skip`: the writer (its own clock is checked by the relay).
+   */
+  protected _missing(info: KnownSnapshot, named: unknown, skip: string): [string, number, number][] {
+    if (!isPlainObject(named)) {
+      return [];
+    }
+    const out: [string, number, number][] = [];
+    for (const [author, clock] of Object.entries(named)) {
+      if (author === skip || typeof clock !== 'number' || !Number.isSafeInteger(clock) || clock < 0) {
+        continue;
+      }
+      const have = this._receivedClock(info, author);
+      if (have < clock) {
+        out.push([author, clock, have]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Heads named clocks we have not received: the relay dropped or withheld them. The
+   * verified content is kept. The first time a clock is missing we reload completely to ask
+   * for it (`reload`); missing again after that, the document was served incompletely (803,
+   * once).
+   */
+  protected _withheld(code: SecsyncErrorCode, found: [string, number, number][], reload: boolean): void {
+    const newest = new Map<string, [string, number, number]>();
+    for (const m of found) {
+      const seen = newest.get(m[0]);
+      if (seen === undefined || seen[1] < m[1]) {
+        newest.set(m[0], m);
+      }
+    }
+    const authors = Array.from(newest.keys()).sort();
+    const missing = authors.map((a) => newest.get(a) as [string, number, number]);
+    const detail = missing.map(([a, c, h]) => `${a} up to ${c} (received ${h})`).join(', ');
+    const again = missing.filter(([a, c]) => this.headsMissingAsked.has(`${a} ${c}`));
+    if (again.length > 0 && !this.servedIncompletely) {
+      this.servedIncompletely = true;
+      this._record(new SecsyncError('SECSYNC_ERROR_803', detail));
+      this._emit('served-incompletely', { authors });
+    }
+    if (again.length === missing.length) {
+      return;
+    }
+    this._record(new SecsyncError(code, detail));
+    this._emit('withheld', { authors, missing: missing.map(([a, c]) => [a, c]) });
+    if (reload) {
+      for (const [a, c] of missing) {
+        this.headsMissingAsked.add(`${a} ${c}`);
+      }
+      this.headsReload = true;
+      this._requestReconnect();
+    }
   }
 }
