@@ -47,8 +47,9 @@ from .config import Limits
 from .frames import OutFrame
 from .inbound import analyze
 from .logs import BadInputLog
+from .members import RoomLog, is_log_doc_id
 from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identity
-from .query import QueryError, parse_query
+from .query import ConnectParams, QueryError, parse_query
 from .room import Room
 from .session import Session
 from .store import DocumentView, RelayStore, StoreError
@@ -126,6 +127,7 @@ class Relay:
         for room in self.rooms.values():
             out.extend(room.sessions)
             out.extend(room.joining)
+            out.extend(room.challenged)
         return out
 
     async def drain(self) -> None:
@@ -202,6 +204,20 @@ class Relay:
             return None
 
         session = Session(self, room, transport, identity)
+        if room.log is not None:
+            # a document with a membership log: no ciphertext before a member's key is
+            # proven (the session joins once the proof is accepted, see Session._proof)
+            session.challenge_reader(params)
+            return session
+        if not await self.join(session, params):
+            return None
+        return session
+
+    async def join(self, session: Session, params: ConnectParams) -> bool:
+        """Send the ``document`` frame and join the room (False: the connection is gone)."""
+        room = session.room
+        transport = session.transport
+        doc_id = room.doc_id
         room.start_joining(session)
         try:
             view = await self.store.read_document(
@@ -213,10 +229,12 @@ class Relay:
             document_error(
                 transport, CLOSE_INTERNAL, "storage error", "storage-failed", message=str(exc)
             )
-            return None
-        if not room.join(session, view, document_frame(view, params.mode)):
-            return None
-        return session
+            session.closed = True
+            return False
+        log = None
+        if room.log is not None:  # taken now, with nothing awaited before the join
+            log = room.log.since(params.known_log_seq, params.known_log_hash)
+        return room.join(session, view, document_frame(view, params.mode, log))
 
     async def _room(self, transport: Transport, doc_id: str) -> Room | None:
         """The document's room, opened (its state loaded) if needed; ``None`` when refused."""
@@ -238,6 +256,9 @@ class Relay:
         self.rooms[doc_id] = room
         try:
             room.state = await self.load_state(room)
+            if is_log_doc_id(doc_id):
+                room.log = RoomLog(room)
+                await room.log.load()
         except Exception as exc:
             self._room_failed(room, exc)
             self.log.error("loading %s failed: %s", doc_id, exc)
@@ -268,13 +289,16 @@ class Relay:
                 self.admission.unsaved_document_gone()
 
 
-def document_frame(view: DocumentView, mode: str) -> list[str]:
-    """The parts of the ``document`` frame for a joining connection."""
+def document_frame(
+    view: DocumentView, mode: str, log: tuple[list[str], int] | None = None
+) -> list[str]:
+    """The parts of the ``document`` frame for a joining connection (``log``: the entries of
+    a document with a membership log and the ``seq`` of the first)."""
     if not view.has_snapshot:
-        return frames.document_parts(None, (), ())
+        return frames.document_parts(None, (), (), log=log)
     if view.known_is_active and mode == "delta":
-        return frames.document_parts(None, view.updates, None)
+        return frames.document_parts(None, view.updates, None, log=log)
     if view.known_is_active:
         # complete mode with the active snapshot known: the snapshot, only the newer updates
-        return frames.document_parts(view.snapshot, view.updates, ())
-    return frames.document_parts(view.snapshot, view.updates, view.chain)
+        return frames.document_parts(view.snapshot, view.updates, (), log=log)
+    return frames.document_parts(view.snapshot, view.updates, view.chain, log=log)

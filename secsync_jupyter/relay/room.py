@@ -20,6 +20,7 @@ from .store import DocumentState, DocumentView
 
 if TYPE_CHECKING:
     from .core import Relay
+    from .members import RoomLog
     from .session import Session
 
 _background: set[asyncio.Future] = set()
@@ -38,11 +39,13 @@ class Room:
 
     __slots__ = (
         "_on_empty",
+        "challenged",
         "doc_id",
         "feed",
         "inflight",
         "joining",
         "load_error",
+        "log",
         "pending",
         "ready",
         "relay",
@@ -66,10 +69,14 @@ class Room:
         self.load_error: Exception | None = None
         #: fan-out across relay processes (a :class:`.fanout.Feed`; None without it)
         self.feed = None
+        #: the membership log of an ``m1_…`` document (:mod:`.members`), else ``None``
+        self.log: RoomLog | None = None
+        #: connections that have not proven a member's key yet (they get no broadcast)
+        self.challenged: set[Session] = set()
 
     @property
     def connection_count(self) -> int:
-        return len(self.sessions) + len(self.joining)
+        return len(self.sessions) + len(self.joining) + len(self.challenged)
 
     @property
     def counts_as_unsaved(self) -> bool:
@@ -139,6 +146,7 @@ class Room:
         return True
 
     def remove(self, session: Session) -> None:
+        self.challenged.discard(session)
         if session in self.joining:
             del self.joining[session]
         else:
@@ -210,6 +218,6 @@ class Room:
 
     def maybe_close(self) -> None:
         """Close the room once it has no connection and no write in flight."""
-        if self.sessions or self.joining or self.pending:
+        if self.sessions or self.joining or self.challenged or self.pending:
             return
         self._on_empty(self)

@@ -250,6 +250,11 @@ class Session:
             return False
         type_ = obj.get("type") if isinstance(obj, dict) else None
         if type_ == "log-entry":
+            if not self.identity.can_write:  # Jupyter's ``write`` permission, as for messages
+                self.send(frames.error("unauthorized", "no permission to write"))
+                self.send(frames.simple("unauthorized"))
+                self.close(CLOSE_POLICY, "unauthorized")
+                return None
             log = self.room.log
             assert log is not None
             return log.append(self, obj.get("entry"))
