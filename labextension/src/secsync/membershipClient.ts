@@ -169,6 +169,10 @@ export class MembershipCalls {
       this._settle(call, null);
     } else if (event === 'log-entry-failed') {
       this._due = false;
+      if (this._engine.log?.state?.hashes[call.sent.seq] === call.sent.hash) {
+        this._settle(call, null); // in the verified log after all (e.g. it came back as a log-entry)
+        return;
+      }
       const code = data.code;
       const retry = code === null || code === 'SECSYNC_ERROR_707' || code === 'SECSYNC_ERROR_709';
       call.retries += 1;
