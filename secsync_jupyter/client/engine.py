@@ -383,6 +383,8 @@ class SyncEngine:
         self.entry_in_flight: Entry | None = None
         #: the relay refused a write of ours (724): read-only until a later entry lets us write
         self.write_refused = False
+        #: (state, {(author, logHead.seq): may write}) — role lookups of the current state
+        self._writers: tuple[MembershipState | None, dict[tuple[str, int], bool]] = (None, {})
         #: our pending root went out on this connection (after the reader proof): a relay
         #: that serves the document without challenging us has no membership support (706)
         self._root_sent = False
@@ -931,19 +933,35 @@ class SyncEngine:
         state = self.log
         if state is None:
             raise _err(code, "no verified membership log")
-        try:
-            head = parse_log_head(public_data.get(LOG_HEAD_FIELD))
-        except MembershipError as exc:
-            raise _err(code, f"publicData.logHead: {exc.detail}")
-        if head.seq > state.head.seq or state.hashes[head.seq] != head.hash:
-            raise _err(code, f"publicData.logHead: entry {head.seq} is not in the verified log")
+        value = public_data.get(LOG_HEAD_FIELD)
+        seq = value.get("seq") if type(value) is dict and len(value) == 2 else None
+        if (
+            type(seq) is not int  # the fast path needs exactly {seq, hash} naming an entry
+            or not 0 <= seq <= state.head.seq
+            or state.hashes[seq] != value.get("hash")
+        ):
+            try:
+                head = parse_log_head(value)
+            except MembershipError as exc:
+                raise _err(code, f"publicData.logHead: {exc.detail}")
+            if head.seq > state.head.seq or state.hashes[head.seq] != head.hash:
+                raise _err(code, f"publicData.logHead: entry {head.seq} is not in the verified log")
+            seq = head.seq  # e.g. a seq written as 1.0
         if write:
-            role = state.role_at(author, head.seq)
-            if role not in WRITER_ROLES:
-                raise _err(code, f"the author is {role or 'not a member'} at entry {head.seq}")
-        elif not state.is_member(author):
+            cache = self._writers
+            if cache[0] is not state:
+                cache = self._writers = (state, {})
+            allowed = cache[1].get((author, seq))
+            if allowed is None:
+                role = state.role_at(author, seq)
+                allowed = cache[1][(author, seq)] = role in WRITER_ROLES
+                if not allowed:
+                    raise _err(code, f"the author is {role or 'not a member'} at entry {seq}")
+            elif not allowed:
+                raise _err(code, f"the author may not write at entry {seq}")
+        elif author not in state.members:
             raise _err(code, "the author is not a member")
-        return head.seq
+        return seq
 
     def _on_reader_challenge(self, obj: Mapping[str, Any]) -> None:
         nonce = obj.get("nonce")
