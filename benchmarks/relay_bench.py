@@ -142,9 +142,15 @@ def serve_pycrdt() -> None:
 
 # ----------------------------------------------------------------------------- messages
 class OursMessages:
-    """Pre-generated signed, encrypted updates for each writer (the generator only sends)."""
+    """Pre-generated signed, encrypted updates for each writer (the generator only sends).
 
-    def __init__(self, doc_id: str, writers: int, per_writer: int, payload: int):
+    ``members`` > 0: a document with a membership log of that many members (issue 11): the
+    writers are editors, the readers and the rest viewers; messages carry ``logHead`` and
+    every connection answers the reader challenge with its key (``self.keys``)."""
+
+    def __init__(
+        self, doc_id: str, writers: int, per_writer: int, payload: int, members: int = 0, readers=0
+    ):
         from secsync_jupyter.protocol import (
             SigningKeyPair,
             create_initial_snapshot,
@@ -152,13 +158,29 @@ class OursMessages:
             generate_id,
             generate_key,
         )
+        from secsync_jupyter.protocol.membership import create_entry, create_log
 
-        self.doc_id = doc_id
         self.key = generate_key()
         owner = SigningKeyPair.generate()
+        #: per connection (writers, then readers): its key; the log entries to append first
+        self.keys = [SigningKeyPair.generate() for _ in range(writers + readers)]
+        self.entries: list[dict] = []
+        extra: dict = {}
+        if members:
+            root, state = create_log(owner)
+            self.entries.append(root.to_json())
+            doc_id = state.doc_id
+            others = [SigningKeyPair.generate() for _ in range(members - 1 - len(self.keys))]
+            for i, kp in enumerate(self.keys + others):
+                role = "editor" if i < writers else "viewer"
+                entry, state = create_entry(state, owner, "add-member", kp.public_key_b64, role)
+                self.entries.append(entry.to_json())
+            extra = {"logHead": state.head.to_json()}
+        self.doc_id = doc_id
+        self.owner = owner
         self.snapshot = create_initial_snapshot(
             b"{}",
-            {"docId": doc_id, "pubKey": owner.public_key_b64, "snapshotId": generate_id()},
+            {"docId": doc_id, "pubKey": owner.public_key_b64, "snapshotId": generate_id(), **extra},
             self.key,
             owner,
         )
@@ -166,9 +188,9 @@ class OursMessages:
         self.pubkeys: dict[str, int] = {}
         self.updates: list[list[str]] = []
         for w in range(writers):
-            kp = SigningKeyPair.generate()
+            kp = self.keys[w]
             self.pubkeys[kp.public_key_b64] = w
-            pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid}
+            pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid, **extra}
             msgs = []
             for clock in range(per_writer):
                 content = f'["<{w}:{clock}>{"x" * payload}"]'.encode()
@@ -229,6 +251,7 @@ async def run_workload(
     payload: int,
     proc: psutil.Process | list[psutil.Process],
     db: psutil.Process | None = None,
+    members: int = 0,
 ) -> dict:
     """One workload against one server (and its database server ``db``, whose CPU is reported
     apart); returns the figures. Several ``url`` / ``proc``: one relay as several processes,
@@ -248,10 +271,17 @@ async def run_workload(
     perf = time.perf_counter
 
     if kind == "ours":
-        msgs = await asyncio.to_thread(OursMessages, doc_id, writers, per_writer, payload)
+        members = max(members, writers + readers + 1) if members else 0
+        msgs = await asyncio.to_thread(
+            OursMessages, doc_id, writers, per_writer, payload, members, readers
+        )
+        doc_id = msgs.doc_id
         rooms = [f"{u}/{doc_id}?sessionKey=bench" for u in urls]
         setup = await connect(rooms[0], max_size=None, compression=None)
-        await setup.recv()
+        await _prove(setup, msgs, msgs.owner)
+        for entry in msgs.entries:  # the membership log (with --members)
+            await setup.send(json.dumps({"type": "log-entry", "entry": entry}))
+            assert '"log-entry-saved"' in await setup.recv()
         await setup.send(json.dumps(msgs.snapshot.to_json()))
         assert '"snapshot-saved"' in await setup.recv()
     else:
@@ -264,8 +294,8 @@ async def run_workload(
         for i in range(writers + readers)
     ]
     if kind == "ours":
-        for c in conns:
-            await c.recv()  # document frame
+        for i, c in enumerate(conns):
+            await _prove(c, msgs, msgs.keys[i])  # then the document frame
 
     def record(key, now, at: int):
         t0 = sent_at.get(key)
@@ -373,6 +403,18 @@ async def run_workload(
         "generator_cpu_pct": gen_cpu,
         "relay_rss_mb": rss / 2**20,
     }
+
+
+async def _prove(ws, msgs: OursMessages, keypair) -> None:
+    """Read up to the document frame, answering a reader challenge (a document with a log)."""
+    from secsync_jupyter.protocol.membership import create_reader_proof
+
+    first = await ws.recv()
+    if '"reader-challenge"' in first:
+        nonce = json.loads(first)["nonce"]
+        await ws.send(json.dumps(create_reader_proof(keypair, msgs.doc_id, nonce)))
+        first = await ws.recv()
+    assert first.startswith('{"type":"document"'), first[:100]
 
 
 def db_cpu_seconds(db: psutil.Process | None) -> float:
@@ -766,23 +808,37 @@ async def bench(args) -> dict:
                         print(f"  {label:10s} R: " + _fmt_recovery(r), flush=True)
                         continue  # one process is gone: R comes last
                     w = WORKLOADS[name]
-                    runs = []
-                    for _ in range(args.repeat):
-                        runs.append(
-                            await run_workload(
-                                kind,
-                                urls if n_proc > 1 else url,
-                                duration=args.duration,
-                                payload=args.payload,
-                                proc=pss if n_proc > 1 else ps,
-                                db=db if on_pg else None,
-                                **w,
+                    # --members N: our relay runs the workload without a log, then with one
+                    for members in [0, args.members] if args.members and kind == "ours" else [0]:
+                        key = (label, name) if not members else (f"{label}+m{members}", name)
+                        runs = []
+                        for _ in range(args.repeat):
+                            runs.append(
+                                await run_workload(
+                                    kind,
+                                    urls if n_proc > 1 else url,
+                                    duration=args.duration,
+                                    payload=args.payload,
+                                    proc=pss if n_proc > 1 else ps,
+                                    db=db if on_pg else None,
+                                    members=members,
+                                    **w,
+                                )
                             )
-                        )
-                    runs.sort(key=lambda r: r["accepted_per_s"])
-                    results[(label, name)] = runs[len(runs) // 2]  # median by throughput
-                    results[(label, name + "-runs")] = runs
-                    print(f"  {label:9s} {name}: " + _fmt(results[(label, name)]), flush=True)
+                        runs.sort(key=lambda r: r["accepted_per_s"])
+                        results[key] = runs[len(runs) // 2]  # median by throughput
+                        results[(key[0], name + "-runs")] = runs
+                        print(f"  {key[0]:9s} {name}: " + _fmt(results[key]), flush=True)
+                        if members:
+                            ratio = (
+                                results[key]["accepted_per_s"]
+                                / results[(label, name)]["accepted_per_s"]
+                            )
+                            print(
+                                f"  {key[0]:9s} {name}: {ratio:.1%} of the throughput without "
+                                f"a membership log ({members} members)",
+                                flush=True,
+                            )
                     if len(runs) > 1:
                         print(
                             f"  {'':9s} {name}  every run: "
@@ -970,6 +1026,13 @@ def main() -> None:
         type=int,
         default=1,
         help="the PostgreSQL relay as this many processes on one database (default: 1)",
+    )
+    p.add_argument(
+        "--members",
+        type=int,
+        default=0,
+        help="also run our relay's A/B on a document with a membership log of N members "
+        "(issue 11; reader proofs, logHead checks) and print the throughput ratio",
     )
     p.add_argument("--docs", type=int, default=1000, help="documents of workload D")
     p.add_argument(
