@@ -149,6 +149,80 @@ describe('membership log against the Python relay', () => {
     expect(a.c.errors.snapshotAndUpdate).toEqual([]);
   });
 
+  test("two admins append at once: one gets 707, verifies the relay's entry and retries", async () => {
+    const key = generateKey();
+    const A = createSignatureKeyPair();
+    const D = createSignatureKeyPair();
+    const { docId, rootEntry } = createLogDocument(A);
+    const a = open(docId, key, A, { rootEntry });
+    await a.c.loaded;
+    a.text.insert(0, 'x');
+    await a.c.synced();
+    await a.c.addMember(formatIdentity(D.publicKey), 'admin');
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const d = open(docId, key, D, {}, proxy.base);
+      await d.c.loaded;
+      const P = createSignatureKeyPair();
+      const Q = createSignatureKeyPair();
+      // D does not hear of A's entry before it appends its own on the same head
+      proxy.hold();
+      await a.c.addMember(formatIdentity(Q.publicKey), 'editor');
+      const added = d.c.addMember(formatIdentity(P.publicKey), 'viewer');
+      const frames = () => proxy.downstream.map((f) => JSON.parse(f.frame));
+      await waitFor(() => frames().some((f) => f.type === 'log-entry-failed'), "the relay refusing D's entry");
+      proxy.release();
+      await added;
+      const failed = frames().filter((f) => f.type === 'log-entry-failed');
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ seq: 2, code: 'SECSYNC_ERROR_707' });
+      expect(failed[0].log.length).toBe(1); // A's entry, verified by D before its retry
+      await waitFor(() => a.c.membership?.head.seq === 3, 'A at head 3');
+      for (const c of [a.c, d.c]) {
+        expect(c.membership?.role(pub(P))).toBe('viewer');
+        expect(c.membership?.role(pub(Q))).toBe('editor');
+        expect(c.membership?.head.seq).toBe(3);
+        expect(c.membership?.head.hash).toBe(d.c.membership?.head.hash);
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('an editor demoted while writing: the relay refuses (724), the client turns read-only', async () => {
+    const key = generateKey();
+    const A = createSignatureKeyPair();
+    const E = createSignatureKeyPair();
+    const { docId, rootEntry } = createLogDocument(A);
+    const a = open(docId, key, A, { rootEntry });
+    await a.c.loaded;
+    a.text.insert(0, 'a');
+    await a.c.synced();
+    await a.c.addMember(formatIdentity(E.publicKey), 'editor');
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const e = open(docId, key, E, {}, proxy.base);
+      await e.c.loaded;
+      proxy.hold(); // E does not hear of its demotion before it writes
+      await a.c.setRole(pub(E), 'viewer');
+      e.text.insert(1, 'e');
+      const frames = () => proxy.downstream.map((f) => JSON.parse(f.frame));
+      await waitFor(() => frames().some((f) => f.type === 'write-refused'), 'the relay refusing');
+      expect(e.c.readOnly).toBe(false); // not told yet
+      proxy.release();
+      await waitFor(() => e.c.readOnly && e.c.errors.snapshotAndUpdate.length > 0, 'read-only');
+      expect(e.c.errors.snapshotAndUpdate.map((x) => x.code)).toEqual(['SECSYNC_ERROR_724']);
+      expect(e.c.myRole).toBe('viewer');
+      expect(e.c.status.pendingChanges).toBe(1);
+      expect(e.c.status.connection).toBe('connected');
+      expect(frames().find((f) => f.type === 'write-refused')).toMatchObject({ of: 'update', code: 'SECSYNC_ERROR_724' });
+      await a.c.synced();
+      expect(a.text.toString()).toBe('a');
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('a reconnect resumes the log as a delta; a new entry meanwhile is verified', async () => {
     const key = generateKey();
     const A = createSignatureKeyPair();
