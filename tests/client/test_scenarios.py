@@ -30,6 +30,7 @@ from secsync_jupyter.protocol import (
     EphemeralMessage,
     EphemeralSession,
     MessageType,
+    ProtocolError,
     SigningKeyPair,
     Snapshot,
     Update,
@@ -249,6 +250,7 @@ class Runner:
         expect = step.get("expect", {})
         engine = self.engine
         result: Any = None
+        thrown: str | None = None
         if do == "connect":
             engine.connecting()
             engine.connected()
@@ -278,6 +280,11 @@ class Runner:
             engine.flush()
         elif do == "requestSnapshot":
             engine.request_snapshot()
+        elif do == "appendEntry":
+            try:
+                engine.append_entry(step["entry"])
+            except ProtocolError as exc:
+                thrown = exc.code
         elif do == "sendEphemeral":
             result = engine.send_ephemeral(b64decode(step["content"]))
         elif do == "fault":
@@ -295,6 +302,7 @@ class Runner:
             )
         else:
             raise AssertionError(f"unknown step {do!r}")
+        assert thrown == expect.get("throws"), f"threw {thrown}, expected {expect.get('throws')}"
         self.check(expect, engine.take_outbox(), result)
 
     def _peer_step(self, step: dict[str, Any]) -> None:
@@ -341,7 +349,7 @@ class Runner:
         }
         for field, want in expect.items():
             want = self.sub(want)
-            if field in ("sent",):
+            if field in ("sent", "throws"):
                 continue
             if field == "events":
                 self.check_events(want)

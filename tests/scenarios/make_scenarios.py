@@ -2951,6 +2951,64 @@ def membership_unauthorized_frame() -> Scenario:
     return sc
 
 
+@scenario
+def membership_append() -> Scenario:
+    log = Log("append", owner="A")
+    log.append("A", "add-member", "B", "admin")
+    sc = log_scenario(
+        "membership-append-entries",
+        "Our own membership entries (appendEntry): sent as log-entry, the head moves on"
+        " log-entry-saved; on log-entry-failed 707 the relay's entries are verified and adopted"
+        " (the driver rebuilds its change on them); an entry that does not fit the head is"
+        " refused by appendEntry itself; a dropped connection reports the entry in flight as"
+        " failed with code null.",
+        ["rule:append-entry", "rule:log-entry-failed-707"],
+        log,
+    )
+    log_loaded(sc, log, 1)
+    add_c = log.append("A", "add-member", "C", "viewer")
+    sc.step("appendEntry", {"sent": [sent_log_entry(add_c)], "isSynced": False}, entry=add_c)
+    sc.receive(
+        {"type": "log-entry-saved", **log.head(2)},
+        events=[
+            membership(log, 2, "admin"),
+            ev("log-entry-saved", seq=2, hash=log.head(2)["hash"]),
+        ],
+        logHead=log.head(2),
+        isSynced=True,
+    )
+    ours, _ = create_entry(
+        log.states[-1], SIGNERS["A"], "set-role", PUB["C"], "editor", at=T0 + 10_000
+    )
+    theirs = log.append("B", "remove-member", "C")
+    sc.step("appendEntry", {"sent": [sent_log_entry(ours.to_json())]}, entry=ours.to_json())
+    sc.receive(
+        {"type": "log-entry-failed", "seq": 3, "code": "SECSYNC_ERROR_707", "log": [theirs]},
+        events=[
+            membership(log, 3, "admin"),
+            ev("log-entry-failed", seq=3, hash=ours.hash, code="SECSYNC_ERROR_707"),
+        ],
+        logHead=log.head(3),
+        errors=[],
+    )
+    sc.receive(
+        {"type": "log-entry-failed", "seq": 3, "code": "SECSYNC_ERROR_707", "log": [theirs]},
+        events=[],
+        logHead=log.head(3),
+    )
+    sc.step("appendEntry", {"throws": "SECSYNC_ERROR_707", "sent": []}, entry=ours.to_json())
+    again = log.append("A", "add-member", "C", "editor")
+    sc.step("appendEntry", {"sent": [sent_log_entry(again)]}, entry=again)
+    sc.disconnect(
+        events=[
+            ev("log-entry-failed", seq=4, hash=log.head(4)["hash"], code=None),
+            ev("state", state="disconnected"),
+        ],
+        logHead=log.head(3),
+    )
+    return sc
+
+
 # ===================================================================== output
 
 
