@@ -3009,6 +3009,56 @@ def membership_append() -> Scenario:
     return sc
 
 
+@scenario
+def membership_create_without_challenge() -> Scenario:
+    log = Log("created-without-challenge", owner="A")
+    sc = log_scenario(
+        "membership-706-create-without-challenge",
+        "The engine created the document, but the relay serves it without a reader challenge"
+        " (a relay without membership support): the empty log is not our unsaved root's"
+        " (706); nothing is sent.",
+        ["SECSYNC_ERROR_706", "rule:root-before-writes"],
+        log,
+        logRoot=log.entries[0],
+    )
+    sc.connect()
+    sc.document(
+        None,
+        log=[],
+        mirror=False,
+        sent=[],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_706"],
+    )
+    return sc
+
+
+@scenario
+def membership_append_unparsable() -> Scenario:
+    log = Log("append-unparsable", owner="A")
+    log.append("A", "add-member", "B", "editor")
+    sc = log_scenario(
+        "membership-append-failed-seq-null",
+        "log-entry-failed with seq null (the relay could not parse the entry) fails our entry in"
+        " flight with the relay's code; the log stays.",
+        ["rule:append-entry"],
+        log,
+    )
+    log_loaded(sc, log, 1)
+    entry, _ = create_entry(
+        log.states[-1], SIGNERS["A"], "add-member", PUB["C"], "viewer", at=T0 + 5000
+    )
+    sc.step("appendEntry", {"sent": [sent_log_entry(entry.to_json())]}, entry=entry.to_json())
+    sc.receive(
+        {"type": "log-entry-failed", "seq": None, "code": "SECSYNC_ERROR_701", "log": []},
+        events=[ev("log-entry-failed", seq=2, hash=entry.hash, code="SECSYNC_ERROR_701")],
+        logHead=log.head(1),
+        isSynced=True,
+    )
+    return sc
+
+
 # ===================================================================== output
 
 
