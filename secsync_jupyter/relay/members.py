@@ -144,6 +144,8 @@ class RoomLog:
             await self._append(session, obj)
 
     async def _append(self, session: Session, obj: Any) -> None:
+        if self.state is None:  # has another process stored the root meanwhile?
+            await self._refresh()
         state = self.state
         seq = obj.get("seq") if isinstance(obj, dict) else None
         seq = seq if type(seq) is int and seq >= 0 else None

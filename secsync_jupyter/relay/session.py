@@ -110,17 +110,19 @@ class Session:
         except MembershipError as exc:
             self.refuse_reader(int(exc.code[-3:]), str(exc))
             return None
-        if log.state is not None and not log.is_member(key):
-            return self._proof_not_member(key)
-        return self._proven(key)
+        if log.state is not None and log.is_member(key):
+            return self._proven(key)
+        return self._proof_checked_again(key)
 
-    async def _proof_not_member(self, key: str) -> None:
+    async def _proof_checked_again(self, key: str) -> None:
+        """Not a member of the cached log, or no log yet: another relay process on the same
+        database may have stored entries since (a new member, the root): read them first."""
         log = self.room.log
         assert log is not None
-        await log.refresh()  # added by another relay process on the same database?
+        await log.refresh()
         if self.closed:
             return
-        if not log.is_member(key):
+        if log.state is not None and not log.is_member(key):
             self.refuse_reader(722, "not a member of this document")
             return
         await self._proven(key)

@@ -416,3 +416,23 @@ async def test_a_second_entry_on_the_same_parent_is_refused_by_the_store(relays,
             "VALUES (?, 1, 'x', ?, '{}', 0)",
             (team.doc_id, team.root.hash),
         )
+
+
+async def test_a_stranger_waiting_on_a_new_document_is_closed_when_the_root_arrives(relay):
+    """Before the root any proof is accepted (there is nothing to read); once the creator's
+    root is stored, a connection whose key is not a member is closed like a removed one."""
+    team = Team()
+    stranger_keys = SigningKeyPair.generate()
+    stranger, doc = await join(relay.url, team.doc_id, stranger_keys)
+    assert doc["log"] == [] and "snapshot" not in doc
+    owner = await create(relay.url, team)
+    assert await stranger.wait_closed() == 1008
+    assert stranger.frames[-2:] == [
+        {"type": "log-entry", "entry": team.root.to_json()},
+        {"type": "unauthorized", "code": code(725), "reason": "removed"},
+    ]
+    snap = team.owner.initial_snapshot()
+    await owner.send(snap)
+    await owner.next("snapshot-saved")
+    assert all(f["type"] != "snapshot" for f in stranger.frames)
+    await owner.close()
