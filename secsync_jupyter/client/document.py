@@ -297,6 +297,10 @@ class SecsyncDocument:
         """The document's share link on this relay (holds the key: share it privately)."""
         from ..sharelink import format_share_link
 
+        if self.relay_url.startswith(("ws://", "wss://")) and self.relay_url.endswith("/secsync"):
+            # the relay inside Jupyter Server: the link JupyterLab opens (http(s)://…/open/…)
+            server_url = "http" + self.relay_url[2 : -len("secsync")]
+            return format_share_link(self.doc_id, self._key, server_url=server_url)
         return format_share_link(self.doc_id, self._key, relay=self.relay_url)
 
     @property

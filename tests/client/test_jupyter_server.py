@@ -177,3 +177,32 @@ async def test_cli_takes_link_and_token_from_files_stdin_and_environment(
     code, out, err = await _cli("cat", "--link-file", str(link_file), env=env)
     assert code == 1
     assert "403" in err and "token" in err and "Traceback" not in err
+
+
+async def test_members_through_jupyter_server(server_url, token, tmp_path):
+    """A document with a membership log inside Jupyter Server: the owner creates it from a
+    kernel, a non-member's kernel is refused (722), a viewer added by identity string reads
+    and cannot write, removed it is disconnected (725)."""
+    from secsync_jupyter.client import ReadOnlyError, create_notebook
+    from secsync_jupyter.client.identity_file import create_identity
+
+    owner = create_identity(tmp_path / "owner.json", name="Owner")
+    bob = create_identity(tmp_path / "bob.json", name="Bob")
+    relay = f"ws{server_url[4:]}secsync"
+    async with create_notebook(relay, identity=owner, token=token, open_timeout=20) as nb:
+        nb.add_code_cell("secret = 1")
+        await nb.create_snapshot(30)
+        link = nb.share_link
+        assert link.startswith(f"{server_url}secsync/open/m1_")
+        with pytest.raises(SyncFailed) as info:
+            await asyncio.wait_for(open_notebook(link, identity=bob, token=token), 30)
+        assert info.value.code == "SECSYNC_ERROR_722"
+        await nb.add_member(str(bob), "viewer", timeout=30)
+        async with open_notebook(link, identity=bob, token=token) as viewer:
+            assert viewer.role == "viewer" and [c.source for c in viewer.cells] == ["secret = 1"]
+            with pytest.raises(ReadOnlyError):
+                viewer.add_code_cell("x")
+            await nb.remove_member(str(bob), timeout=30)
+            with pytest.raises(SyncFailed) as removed:
+                await viewer.wait_for(lambda: False, 30)
+            assert removed.value.code == "SECSYNC_ERROR_725"
