@@ -580,3 +580,26 @@ async def test_log_document_needs_an_identity(tmp_path, monkeypatch):
     assert other.identity is None and other.pub_key != user.pub_key
     with pytest.raises(ValueError, match="either"):
         create_document("ws://127.0.0.1:9", identity=path, signing_key=A)._factory()
+
+
+async def test_own_entry_echoed_as_log_entry_before_saved():
+    """A relay that also sends our own accepted entry as a live log-entry before answering
+    log-entry-saved: the change still resolves, no error is recorded."""
+    log = Log(owner=A, label="echo")
+    author = Author(log, A)
+    author.edit("Hi")
+    author.make_snapshot()
+
+    async def script(conn: Conn):
+        await serve(conn, log, author)
+        frame = await conn.recv("log-entry")
+        log.state = verify_entry(log.state, frame["entry"])
+        await conn.send({"type": "log-entry", "entry": frame["entry"]})
+        await conn.send({"type": "log-entry-saved", **log.head()})
+
+    async with (
+        ScriptedRelay(script) as relay,
+        open_notebook(relay.url, log.doc_id, KEY, identity=A, awareness=False) as nb,
+    ):
+        await nb.add_member(format_identity(B.public_key, "Bob"), "editor", timeout=10)
+        assert [m.name for m in nb.members] == ["Owner", "Bob"] and nb.errors == []
