@@ -3059,6 +3059,35 @@ def membership_append_unparsable() -> Scenario:
     return sc
 
 
+@scenario
+def membership_append_echoed() -> Scenario:
+    log = Log("append-echoed", owner="A")
+    log.append("A", "add-member", "B", "editor")
+    sc = log_scenario(
+        "membership-append-echoed",
+        "The relay sends our own accepted entry back as a live log-entry before log-entry-saved:"
+        " it is applied once, and the saved answer still counts as saved (no 708).",
+        ["rule:append-entry"],
+        log,
+    )
+    log_loaded(sc, log, 1)
+    entry = log.append("A", "add-member", "C", "viewer")
+    sc.step("appendEntry", {"sent": [sent_log_entry(entry)]}, entry=entry)
+    sc.receive(
+        {"type": "log-entry", "entry": entry},
+        events=[membership(log, 2, "admin")],
+        logHead=log.head(2),
+        isSynced=False,
+    )
+    sc.receive(
+        {"type": "log-entry-saved", **log.head(2)},
+        events=[ev("log-entry-saved", seq=2, hash=log.head(2)["hash"])],
+        errors=[],
+        isSynced=True,
+    )
+    return sc
+
+
 # ===================================================================== output
 
 
