@@ -373,12 +373,13 @@ class StandaloneRelay:
             return None
         return Identity("session", session_key=key)
 
-    async def start(self, host: str, port: int) -> int:
-        """Open the store and listen; returns the bound port."""
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Open the store and listen; returns the bound port (``reuse_port``: shared with the
+        other workers of ``--processes``)."""
         await self.relay.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: WebSocketConnection(self), host, port, reuse_address=True
+            lambda: WebSocketConnection(self), host, port, reuse_address=True, reuse_port=reuse_port
         )
         if self.ping_interval:
             self._keepalive = loop.call_later(self.ping_interval, self._ping_all)
@@ -473,6 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
         "the ping (default: %(default)s)",
     )
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N relay processes on one port (SO_REUSEPORT: the kernel spreads connections) "
+        "and one PostgreSQL store (--db postgresql://…), restarted when one dies "
+        "(default: %(default)s; docs/relay.md 'Fan-out across relay processes')",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT (what --processes gives its workers)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -531,11 +546,19 @@ def main(argv: list[str] | None = None) -> int:
         store = config.open_store(options)
     except ValueError as exc:
         p.error(f"--store: {exc}")
+    if args.processes < 1:
+        p.error("--processes must be at least 1")
+    if args.processes > 1 and type(store).__name__ != "PostgresStore":
+        p.error("--processes needs a PostgreSQL store (--db postgresql://…): fan-out")
     try:
         store.open_sync()
     except StoreError as exc:
         print(f"secsync-relay: error: {exc}", file=sys.stderr)
         return 1
+    if args.processes > 1:  # workers.py: this command N times on one port
+        from .workers import supervise
+
+        return supervise(sys.argv[1:] if argv is None else argv, args)
     try:
         return asyncio.run(_serve(args, store, policy, limits, keys, hub))
     except KeyboardInterrupt:
@@ -554,7 +577,7 @@ async def _serve(args, store, policy, limits, keys, hub=None) -> int:
         hub=hub,
     )
     try:
-        port = await server.start(args.host, args.port)
+        port = await server.start(args.host, args.port, reuse_port=args.reuse_port)
     except OSError as exc:
         print(
             f"secsync-relay: error: cannot listen on {args.host}:{args.port}: {exc.strerror}",

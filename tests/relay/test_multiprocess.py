@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -472,3 +473,120 @@ async def test_log_entries_reach_other_processes_before_messages_naming_them(pg_
     assert (await owner.next("update", timeout=TIMEOUT))["publicData"]["pubKey"] == bob.pub
     await owner.close()
     await bob_conn.close()
+
+
+# ------------------------------------------------------------------ --processes (one port)
+def workers_of(parent: subprocess.Popen) -> list[psutil.Process]:
+    return [c for c in psutil.Process(parent.pid).children() if c.is_running()]
+
+
+@pytest.mark.asyncio
+async def test_processes_share_one_port_and_replace_a_killed_worker(pg_url, tmp_path):
+    log_path = tmp_path / "relay.log"
+    with open(log_path, "ab") as log:
+        parent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "secsync_jupyter.relay.standalone",
+                *("--port", "0", "--open", "--db", pg_url, "--processes", "2"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline().decode()
+        m = LISTEN_RE.search(line)
+        assert m and "(2 processes)" in line, (line, log_path.read_text())
+        url = m.group(1)
+        port = int(url.rsplit(":", 1)[1])
+        workers = workers_of(parent)
+        assert len(workers) == 2
+
+        # one URL; the kernel spreads the connections over both workers
+        author = Author(generate_id())
+        writer, snap = await seed(url, author)
+        readers = [(await open_doc(url, author.doc_id))[0] for _ in range(20)]
+        counts = [len(peers_of(w, port)) for w in workers]
+        assert all(c > 0 for c in counts) and sum(counts) == 21, counts
+        acked = await write_updates(writer, author, snap, range(10))
+        for r in readers:
+            await until(lambda r=r: len(received(r)) == 10, "the updates on every worker")
+            assert received(r) == [(author.pub, c) for c in acked]
+
+        # SIGKILL the writer's worker: its clients reconnect through the same URL and resume
+        victim = next(w for w in workers if local_port(writer) in peers_of(w, port))
+        on_victim = peers_of(victim, port)
+        gone = [r for r in readers if local_port(r) in on_victim]
+        victim.kill()
+        for c in (writer, *gone):
+            await c.wait_closed(TIMEOUT)
+        # the parent replaces the worker
+        await until(
+            lambda: (
+                [w.pid for w in workers_of(parent) if w.pid != victim.pid] != []
+                and len([w for w in workers_of(parent) if w.pid != victim.pid]) == 2
+            ),
+            "a new worker",
+        )
+        writer, doc = await open_doc(
+            url,
+            author.doc_id,
+            mode="delta",
+            known_snapshot_id=snap.public_data.snapshot_id,
+            known_clocks={author.pub: 9},
+        )
+        assert doc["updates"] == []
+        for r in gone:
+            readers.remove(r)
+            fresh, doc = await open_doc(
+                url,
+                author.doc_id,
+                mode="delta",
+                known_snapshot_id=snap.public_data.snapshot_id,
+                known_clocks={author.pub: 9},
+            )
+            assert doc["updates"] == []
+            readers.append(fresh)
+        acked = await write_updates(writer, author, snap, range(10, 20))
+        for r in readers:
+            await until(lambda r=r: received(r)[-1:] == [(author.pub, 19)], "updates after")
+            assert [c for _, c in received(r)][-10:] == list(range(10, 20))
+        for c in (writer, *readers):
+            await c.close()
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(30) == 0
+        assert parent.stdout is not None
+        parent.stdout.close()
+    assert "starting another" in log_path.read_text()
+
+
+def local_port(client: RelayClient) -> int:
+    return client.ws.transport.get_extra_info("sockname")[1]
+
+
+def peers_of(worker: psutil.Process, port: int) -> set[int]:
+    """The client ports of a worker's established connections on the relay's port."""
+    return {
+        c.raddr.port
+        for c in worker.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+    }
+
+
+def test_processes_need_postgresql(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "secsync_jupyter.relay.standalone",
+            *("--open", "--processes", "2", "--db", str(tmp_path / "relay.sqlite")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--processes needs a PostgreSQL store" in out.stderr
