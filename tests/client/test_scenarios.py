@@ -61,6 +61,9 @@ CLIENT_CODES = [
     "SECSYNC_ERROR_501",
     "SECSYNC_ERROR_601",
 ]
+#: the membership-log codes a client records (issue 11); 707 / 708 / 710–717 are the relay's
+#: answers or caught by create_entry before anything is sent
+MEMBERSHIP_CODES = [f"SECSYNC_ERROR_{n}" for n in (701, 704, 706, 709, 718, 722, 724, 725)]
 #: the issue 10 decisions (docs/client.md, "Engine rules") each pinned by a scenario
 DECISIONS = [
     "decision:snapshot-policy-300",
@@ -446,6 +449,7 @@ def test_scenarios_cover_every_client_error_code_and_decision():
     covered = {c for p in FILES for c in _load(p)["covers"]}
     assert len(FILES) >= 70
     assert [c for c in CLIENT_CODES if c not in covered] == []
+    assert [c for c in MEMBERSHIP_CODES if c not in covered] == []
     assert [d for d in DECISIONS if d not in covered] == []
     for rule in (
         "rule:update-save-failed",

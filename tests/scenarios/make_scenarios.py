@@ -3088,6 +3088,87 @@ def membership_append_echoed() -> Scenario:
     return sc
 
 
+@scenario
+def membership_not_a_member() -> Scenario:
+    log = Log("not-a-member")
+    log.append("B", "add-member", "C", "editor")
+    sc = log_scenario(
+        "membership-722-not-a-member",
+        "The verified log does not make the engine a member (a relay let it in anyway): 722,"
+        " state no-access (terminal), nothing applied or sent.",
+        ["SECSYNC_ERROR_722", "rule:removed-terminal"],
+        log,
+    )
+    snap = sc.snapshot("S1", text_state("Hello"), log_head=log.head())
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        snap,
+        log=list(log.entries),
+        mirror=False,
+        sent=[],
+        events=[
+            membership(log, 1, None),
+            ev("error", code="SECSYNC_ERROR_722", fatal=True),
+            ev("state", state="no-access"),
+        ],
+        state="no-access",
+        errors=["SECSYNC_ERROR_722"],
+        text="",
+        role=None,
+    )
+    return sc
+
+
+@scenario
+def membership_log_from_mismatch() -> Scenario:
+    log = standard_log("log-from")
+    sc = log_scenario(
+        "membership-701-log-from",
+        "A delta log (logFrom > 0) that does not continue the head this engine verified (here:"
+        " no head at all, a first connection) fails the load with 701 (field logFrom).",
+        ["SECSYNC_ERROR_701", "rule:log-delta"],
+        log,
+    )
+    snap = sc.snapshot("S1", text_state("Hello"), log_head=log.head())
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        snap,
+        log=log.entries[2:],
+        log_from=2,
+        mirror=False,
+        sent=[],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_701"],
+        text="",
+    )
+    return sc
+
+
+@scenario
+def membership_live_gap() -> Scenario:
+    log = standard_log("gap")
+    log.append("B", "set-role", "C", "editor")
+    sc = log_scenario(
+        "membership-709-live-gap",
+        "A live log-entry that skips an entry (709): recorded, ignored, and the engine reconnects"
+        " to reload the log (as a delta from its head).",
+        ["SECSYNC_ERROR_709", "rule:live-log-entry"],
+        log,
+    )
+    log_loaded(sc, log, 1)
+    sc.receive(
+        {"type": "log-entry", "entry": log.entries[3]},
+        errors=["SECSYNC_ERROR_709"],
+        events=[ev("error", code="SECSYNC_ERROR_709", fatal=False), ev("reconnect")],
+        reconnectRequested=True,
+        logHead=log.head(1),
+    )
+    return sc
+
+
 # ===================================================================== output
 
 
