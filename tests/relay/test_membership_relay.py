@@ -12,6 +12,7 @@ import pytest
 from secsync_jupyter.protocol import SigningKeyPair
 from secsync_jupyter.protocol.membership import create_entry, create_log
 
+from .conftest import start_relay
 from .membership_util import Team, append, join, next_fields, sign_entry
 from .pg import is_postgres
 from .util import RelayClient
@@ -435,4 +436,42 @@ async def test_a_stranger_waiting_on_a_new_document_is_closed_when_the_root_arri
     await owner.send(snap)
     await owner.next("snapshot-saved")
     assert all(f["type"] != "snapshot" for f in stranger.frames)
+    await owner.close()
+
+
+async def test_removal_reaches_connections_on_another_process(pg_url):
+    """PostgreSQL, two relays on one database (the cross-process fan-out, relay/fanout.py,
+    tells the other one): a member removed through the first relay is closed (725) on the
+    second, after the removing entry; an entry added through the first reaches the second's
+    connections before a snapshot naming it."""
+    first, second = await start_relay(pg_url), await start_relay(pg_url)
+    try:
+        await removal_on_another_relay(first, second)
+    finally:
+        for r in (first, second):
+            await r.server.stop(timeout=2)
+
+
+async def removal_on_another_relay(first, second) -> None:
+    team = Team()
+    owner = await create(first.url, team)
+    viewer_keys = await add(team, owner, "viewer")
+    viewer, doc = await join(second.url, team.doc_id, viewer_keys)
+    assert [e["seq"] for e in doc["log"]] == [0, 1]
+    editor_keys = SigningKeyPair.generate()
+    add_editor = team.entry(team.owner_keys, "add-member", editor_keys.public_key_b64, "editor")
+    await owner.send({"type": "log-entry", "entry": add_editor.to_json()})
+    snap = team.owner.at(team.state).initial_snapshot()
+    await owner.send(snap)
+    await owner.next("snapshot-saved")
+    first_frame, second_frame = await viewer.next(), await viewer.next()
+    assert first_frame == {"type": "log-entry", "entry": add_editor.to_json()}
+    assert second_frame["type"] == "snapshot"
+    remove = team.entry(team.owner_keys, "remove-member", viewer_keys.public_key_b64)
+    assert (await append(owner, remove))["type"] == "log-entry-saved"
+    assert await viewer.wait_closed() == 1008
+    assert viewer.frames[-2:] == [
+        {"type": "log-entry", "entry": remove.to_json()},
+        {"type": "unauthorized", "code": code(725), "reason": "removed"},
+    ]
     await owner.close()
