@@ -238,7 +238,11 @@ class HubServiceAuth:
             )
         )
         response = _redirect(ws, location)
-        self._set_cookie(response, self.state_cookie_name, state, 600)
+        # the state travels in the signed cookie with its PKCE verifier and next URL: the
+        # callback may reach another relay process (--processes) than this one
+        self._set_cookie(
+            response, self.state_cookie_name, json.dumps([state, verifier, next_url]), 600
+        )
         return response
 
     async def _oauth_callback(self, ws, request: Request, args: dict[str, str]) -> Response:
@@ -248,10 +252,12 @@ class HubServiceAuth:
         if not code or not state:
             return ws.reject(400, "OAuth callback without code or state: log in again\n")
         cookie_state = self._signed_cookie(request, self.state_cookie_name, 600 / 86400)
-        if cookie_state != state:
+        try:
+            saved_state, verifier, next_url = json.loads(cookie_state or "null")
+        except (TypeError, ValueError):
+            saved_state = verifier = next_url = None
+        if saved_state != state:
             return ws.reject(403, "OAuth state does not match this browser: log in again\n")
-        next_url = self.auth.get_next_url(state)
-        verifier = self.auth.get_code_verifier(state)
         self.auth.clear_oauth_state(state)
         if verifier is None:
             return ws.reject(403, "OAuth state expired: log in again\n")

@@ -9,7 +9,8 @@ addresses). Their clients see each other's messages through the database
 connections at once; its clients reconnect, to the others, and resume in delta mode; the
 parent starts a new worker (after 1 s, at most one restart per second). SIGTERM / SIGINT to the
 parent: every worker finishes its writes in flight and closes its connections (1001), as a
-single relay does, then the parent exits.
+single relay does, then the parent exits. In Hub mode (``--auth hub``) the workers share the
+service's cookie signing key (``SECSYNC_RELAY_COOKIE_SECRET``, or one made at start).
 
 Only with a PostgreSQL store: SQLite has no fan-out (workers on one SQLite file would not see
 each other's messages live).
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +29,9 @@ import sys
 import time
 
 log = logging.getLogger("secsync_jupyter.relay.workers")
+
+#: hub.py's cookie signing key (hex), shared by the workers
+COOKIE_SECRET_ENV = "SECSYNC_RELAY_COOKIE_SECRET"
 
 #: seconds between two restarts of a worker
 RESTART_DELAY = 1.0
@@ -67,9 +73,13 @@ def supervise(argv: list[str], args: argparse.Namespace) -> int:
         "--reuse-port",
     ]
     stopping = False
+    # in Hub mode the workers sign the service's OAuth cookies with one key (an OAuth dance
+    # may start on one worker and end on another): the configured one, else one per start
+    env = dict(os.environ)
+    env.setdefault(COOKIE_SECRET_ENV, secrets.token_hex(32))
 
     def start() -> subprocess.Popen | None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
         if "listening on" not in line:

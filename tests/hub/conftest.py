@@ -155,12 +155,21 @@ def _wait(url: str, ok, proc: subprocess.Popen, log_path: Path, what: str) -> No
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory) -> Hub:
-    d = tmp_path_factory.mktemp("hub")
+    with run_hub(tmp_path_factory.mktemp("hub")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_hub(d: Path, relay_args: list[str] | None = None):
+    """A Hub in ``d`` with the relay service; ``relay_args``: the relay's store and process
+    options (default: ``--db <d>/relay.sqlite``; tests/hub/test_hub_postgres.py runs it on
+    PostgreSQL with ``--processes 2``)."""
     (d / "users").mkdir()
     proxy_port, api_port, hub_port, relay_port = _free_ports(4)
     admin_token = secrets.token_hex(32)
     relay_db = d / "relay.sqlite"
     relay = Path(sys.executable).with_name("secsync-relay")
+    relay_command = [str(relay), "--auth", "hub", *(relay_args or ["--db", str(relay_db)])]
     # the labextension's settings for every single-user server of this Hub, set once: the
     # relay of new notebooks is the Hub service, logged in to with the Hub (docs/deployment.md)
     lab_settings = d / "lab-settings"
@@ -208,7 +217,7 @@ c.JupyterHub.services = [
     {{
         "name": {SERVICE!r},
         "url": "http://127.0.0.1:{relay_port}",
-        "command": [{str(relay)!r}, "--auth", "hub", "--db", "{relay_db}"],
+        "command": {relay_command!r},
         "oauth_no_confirm": True,
     }},
     {{"name": "test-admin", "api_token": {admin_token!r}}},
