@@ -176,6 +176,8 @@ function kindOf(frame: Json): string {
 export class ScenarioRunner {
   /** the nonce of the latest reader-challenge fed to the engine */
   challenge: string | null = null;
+  /** the code an `appendEntry` step threw (undefined: none) */
+  thrown: string | null | undefined = undefined;
   readonly docId: string;
   readonly key: Uint8Array;
   readonly signers: Record<string, SignatureKeyPair> = {};
@@ -302,6 +304,7 @@ export class ScenarioRunner {
     this.events = [];
     const engine = this.engine;
     let result: unknown = undefined;
+    this.thrown = undefined;
     switch (step.do) {
       case 'connect':
         engine.connecting();
@@ -335,6 +338,20 @@ export class ScenarioRunner {
             this.text.delete(step.delete[0], step.delete[1]);
           }
         });
+        break;
+      case 'appendEntry':
+        try {
+          engine.log?.appendEntry(this.sub(step.entry));
+          if (engine.log === null) {
+            throw new Error('appendEntry on a document without a log');
+          }
+        } catch (exc) {
+          const code = (exc as { code?: string }).code;
+          if (step.expect?.throws === undefined) {
+            throw exc;
+          }
+          this.thrown = code ?? null;
+        }
         break;
       case 'flush':
         engine.flush();
@@ -415,6 +432,7 @@ export class ScenarioRunner {
         return params;
       },
       returns: () => result,
+      throws: () => this.thrown,
       role: () => e.log?.role ?? null,
       readOnly: () => (e.log !== null ? e.log.readOnly : false),
       logHead: () => e.log?.head() ?? null
