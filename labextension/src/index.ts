@@ -38,8 +38,10 @@ import { Signal } from '@lumino/signaling';
 
 import type { YNotebook } from '@jupyter/ydoc';
 
-import { knownPointerPath, newDocId, newDocumentKey, setDocumentKey } from './keystore';
+import { getSigningKeyPair, knownPointerPath, newDocumentKey, setDocumentKey } from './keystore';
 import { addMemberCommands, decorateEncryptedPanel, MemberCommandIDs } from './membercommands';
+import { displayNameOf } from './myidentity';
+import { createLogDocument } from './secsync/membershipClient';
 import {
   IParsedLink,
   describeLinkError,
@@ -281,10 +283,16 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       });
     }
 
-    /** A new document: its own id and key. */
+    /**
+     * A new document: its own key and a membership log whose owner is this browser (the id
+     * is bound to the log's root; the provider sends the root first).
+     */
     async function newDocument(): Promise<string> {
-      const docId = newDocId();
+      const user = app.serviceManager.user;
+      await user.ready.catch(() => undefined);
+      const { docId, rootEntry } = createLogDocument(await getSigningKeyPair(), displayNameOf(user));
       setDocumentKey(docId, newDocumentKey());
+      registry.setPendingLogRoot(docId, rootEntry);
       return docId;
     }
 

@@ -350,3 +350,93 @@ def scan_for(needle: bytes, roots: list[pathlib.Path]) -> list[str]:
                 if needle in p.read_bytes():
                     hits.append(str(p))
     return hits
+
+
+# ----------------------------------------------------------------------------------------
+# members and roles (issue 11): sharing a notebook with another browser
+# ----------------------------------------------------------------------------------------
+
+MEMBERS = ".jp-Dialog .jp-secsync-Members"
+
+
+def _my_identity(page) -> str:
+    """This browser's identity string, as its user copies it (My identity dialog)."""
+    _execute(page, "secsync:my-identity")
+    field = page.locator(".jp-secsync-Identity-string")
+    field.wait_for(timeout=20_000)
+    identity = field.input_value()
+    page.keyboard.press("Escape")
+    field.wait_for(state="detached", timeout=20_000)
+    assert identity.startswith("secsync-id:1:"), identity
+    return identity
+
+
+def _pub_key(identity: str) -> str:
+    return identity.split(":")[2]
+
+
+def _member_row(page, identity: str, role: str | None = None):
+    selector = f"{MEMBERS} .jp-secsync-Member[data-pubkey='{_pub_key(identity)}']"
+    if role:
+        selector += f"[data-role='{role}']"
+    return page.locator(selector)
+
+
+def _open_members(page) -> None:
+    """The Members dialog of the current encrypted notebook."""
+    _execute(page, "secsync:members")
+    page.locator(f"{MEMBERS} .jp-secsync-Members-table").wait_for(timeout=30_000)
+
+
+def _close_members(page) -> None:
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    page.locator(MEMBERS).wait_for(state="detached", timeout=20_000)
+
+
+def _add_member(page, identity: str, role: str = "editor") -> None:
+    """An admin adds `identity` with `role` in the Members dialog of the current notebook."""
+    _open_members(page)
+    page.locator(f"{MEMBERS} .jp-secsync-Members-identity").fill(identity)
+    page.locator(f"{MEMBERS} .jp-secsync-Members-addRole").select_option(role)
+    page.locator(f"{MEMBERS} .jp-secsync-Members-addButton").click()
+    _member_row(page, identity, role).wait_for(timeout=30_000)
+    _close_members(page)
+
+
+def _ensure_app(page, lab, workspace: str) -> None:
+    """Loads JupyterLab in `page` (own workspace) unless it is loaded already."""
+    if "/lab" not in page.url:
+        page.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
+    _wait_app(page)
+
+
+def _share_with(lab, owner, other, role: str = "editor") -> str:
+    """'Share with browser B' since issue 11: B copies its identity in its own UI, the owner
+    (A, current notebook) adds it in the Members dialog, and the share link (which B then
+    opens) is returned."""
+    _ensure_app(other, lab, f"member-{secrets.token_hex(3)}")
+    _add_member(owner, _my_identity(other), role)
+    return _share_link(owner)
+
+
+def python_identity(name: str = "python-e2e"):
+    """A key pair for a Python client and its identity string (to add it as a member)."""
+    from secsync_jupyter.protocol.crypto import SigningKeyPair
+    from secsync_jupyter.protocol.identity import format_identity
+
+    pair = SigningKeyPair.generate()
+    return pair, format_identity(pair.public_key, name)
+
+
+def member_profile_script(pair) -> str:
+    """An init script giving a fresh browser context the signing key pair `pair` (a browser
+    profile that is a member but never opened the notebook: fresh-load measurements)."""
+    from secsync_jupyter.protocol import b64encode
+
+    value = json.dumps(
+        {"publicKey": b64encode(pair.public_key), "privateKey": b64encode(pair.private_key)}
+    )
+    return (
+        "if (!localStorage.getItem('secsync-jupyter:signing-key-pair')) {"
+        f" localStorage.setItem('secsync-jupyter:signing-key-pair', {json.dumps(value)}); }}"
+    )

@@ -32,13 +32,17 @@ from .helpers import (
     NB,
     REPO,
     TOKEN,
+    _add_member,
     _cell_editor,
     _focus_end_of_cell,
     _relay_storage,
+    _share_with,
     _wait_app,
     _wait_cell_text,
     _with_token,
+    member_profile_script,
     notebook_json,
+    python_identity,
     scan_for,
 )
 from .helpers import _new_page as new_page
@@ -195,10 +199,16 @@ def measure(a, b, label: str) -> dict:
     return out
 
 
-def fresh_load(lab, browser, url: str, text: str, logs: list[str], name: str) -> float:
+def fresh_load(
+    lab, browser, url: str, text: str, logs: list[str], name: str, member_key=None
+) -> float:
+    """Load time of `url` in a new browser context (no cache, no document key); with
+    `member_key`, the context's signing key pair is that of a member of the notebook."""
     ctx = browser.new_context(viewport={"width": 900, "height": 640})
     # (init scripts run in the order added: the probe's parameter first)
     ctx.add_init_script(f"sessionStorage.setItem('__watchLoad', {json.dumps(text)});")
+    if member_key is not None:
+        ctx.add_init_script(member_profile_script(member_key))
     ctx.add_init_script(INIT_SCRIPT)
     page = ctx.new_page()
     page.on("console", lambda m: logs.append(f"[{name}] {m.type}: {m.text}"))
@@ -266,6 +276,10 @@ def test_two_browsers_encrypted_notebook(lab):
             assert parsed.path.endswith(f"/secsync/open/{pointer['docId']}"), link
             assert parsed.fragment.startswith("key="), link
             b_url = _with_token(link)
+
+            # --- Only members open it: B copies its identity in its own UI (My identity),
+            # A adds it as an editor in the Members dialog.
+            assert _share_with(lab, a, b) == link
 
             # --- B (separate storage): open the link, see the canary.
             b.goto(b_url)
@@ -355,6 +369,7 @@ def test_two_browsers_encrypted_notebook(lab):
             ctx_d, d = _new_page(browser, "D", logs)
             d.goto(f"{lab.url}lab/workspaces/d?token={TOKEN}")
             _wait_app(d)
+            _share_with(lab, a, d)
             d.click("#jp-MainMenu >> text=Encryption")
             d.click(".lm-Menu-content >> text=Open Encrypted Notebook Share Link…")
             d.locator(".jp-Dialog input").fill(link)
@@ -371,10 +386,12 @@ def test_two_browsers_encrypted_notebook(lab):
             # --- The Python client (kernel-side library) reads what the browsers wrote and
             # writes a cell that the browsers decrypt: both implementations, one document.
             py_text = f"PYCELL-{secrets.token_hex(4)}"
+            py_key, py_identity = python_identity("python-e2e")
+            _add_member(a, py_identity, "editor")
             # (own thread: sync Playwright keeps an event loop running in this one)
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 seen_by_python = pool.submit(
-                    asyncio.run, _python_client_roundtrip(link, py_text)
+                    asyncio.run, _python_client_roundtrip(link, py_text, py_key)
                 ).result(timeout=60)
             assert canary in seen_by_python and from_b in seen_by_python, seen_by_python
             for page in (a, b):
@@ -388,6 +405,9 @@ def test_two_browsers_encrypted_notebook(lab):
             # --- Latency figures, encrypted.
             b.wait_for_selector(f"{NB} .jp-Cell .cm-content")
             figures["encrypted"] = measure(a, b, "enc")
+            # (the fresh browser below is a member that never opened the notebook)
+            fresh_key, fresh_identity = python_identity("fresh-browser")
+            _add_member(a, fresh_identity, "editor")
 
             # --- The same for a stock plaintext RTC notebook.
             lab.api(
@@ -410,7 +430,7 @@ def test_two_browsers_encrypted_notebook(lab):
 
             # --- Fresh browser load time (navigation -> notebook text visible).
             figures["encrypted"]["fresh_load_ms"] = fresh_load(
-                lab, browser, b_url, canary, logs, "C-enc"
+                lab, browser, b_url, canary, logs, "C-enc", member_key=fresh_key
             )
             figures["plaintext"]["fresh_load_ms"] = fresh_load(
                 lab,
@@ -525,6 +545,7 @@ def test_remote_relay_setting(lab_remote):
             a.keyboard.press("Escape")
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
             assert query == {"relay": [lab.relay_url]}, link
+            assert _share_with(lab, a, b) == link
             b.goto(_with_token(link))
             _wait_app(b)
             _wait_cell_text(b, 0, canary, timeout=60_000)
@@ -552,10 +573,12 @@ def test_remote_relay_setting(lab_remote):
     assert scan_for(from_b.encode(), server_side) == []
 
 
-async def _python_client_roundtrip(link: str, text: str) -> str:
+async def _python_client_roundtrip(link: str, text: str, signing_key) -> str:
     from secsync_jupyter import open_notebook
 
-    async with open_notebook(link, token=TOKEN, user={"name": "python-e2e"}) as nb:
+    async with open_notebook(
+        link, token=TOKEN, signing_key=signing_key, user={"name": "python-e2e"}
+    ) as nb:
         source = str(nb.cells[0].source)
         nb.add_markdown_cell(text)
         await nb.synced(timeout=20)

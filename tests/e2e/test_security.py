@@ -44,6 +44,7 @@ from .helpers import (
     CHROMIUM_ARGS,
     NB,
     TOKEN,
+    _add_member,
     _cell_editor,
     _execute,
     _new_page,
@@ -53,6 +54,7 @@ from .helpers import (
     _wait_kernel_ready,
     _with_token,
     notebook_json,
+    python_identity,
 )
 
 pytestmark = pytest.mark.browser
@@ -244,13 +246,15 @@ def _assert_no_script(page, html_outputs: int) -> None:
     }, (state, html)
 
 
-async def _attack(link: str, session_key: str) -> None:
-    """A collaborator's writes: a 'trusted' cell with script outputs (added live), a new
-    output in the victim's own cell (updated live), an untrusted cell with a script output,
-    a Markdown cell with an onerror handler."""
+async def _attack(link: str, session_key: str, signing_key) -> None:
+    """A collaborator's writes (an editor of the notebook): a 'trusted' cell with script
+    outputs (added live), a new output in the victim's own cell (updated live), an untrusted
+    cell with a script output, a Markdown cell with an onerror handler."""
     from secsync_jupyter import open_notebook
 
-    async with open_notebook(link, session_key=session_key, user={"name": "mallory"}) as nb:
+    async with open_notebook(
+        link, session_key=session_key, signing_key=signing_key, user={"name": "mallory"}
+    ) as nb:
         nb.add_code_cell(
             "pass",
             metadata={"trusted": True},
@@ -290,8 +294,10 @@ def test_collaborator_outputs_never_run_script(lab_remote, browser):
         assert v.evaluate("() => window.__own") == 1
         v.wait_for_selector(".jp-secsync-StatusItem[data-state='synced']", timeout=30_000)
 
-        # A collaborator writes script into the shared document.
-        _python(_attack(link, lab.session_key))
+        # A collaborator (an editor the victim added) writes script into the document.
+        mallory, identity = python_identity("mallory")
+        _add_member(v, identity, "editor")
+        _python(_attack(link, lab.session_key, mallory))
         # (the JavaScript output is in the cell of PWN-HTML-1: rendered with it)
         for marker in ("PWN-HTML-1", "PWN-HTML-2", "PWN-HTML-3"):
             _wait_output_text(v, marker)

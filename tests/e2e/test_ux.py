@@ -45,11 +45,14 @@ from .helpers import (
     NB,
     REPO,
     TOKEN,
+    _add_member,
     _cell_editor,
     _execute,
     _free_port,
+    _my_identity,
     _new_page,
     _share_link,
+    _share_with,
     _wait_app,
     _wait_cell_text,
     _wait_http,
@@ -155,16 +158,22 @@ LOCKED = "#jp-main-dock-panel .jp-NotebookPanel:not(.lm-mod-hidden) .jp-secsync-
 def test_restored_tab_without_key_is_locked_not_modal(lab, browser):
     canary = f"LOCKED-{secrets.token_hex(4)}"
     lab.reset_workspace()
-    with _session(browser, "owner") as a:
-        a.goto(f"{lab.url}lab?token={TOKEN}")  # the default workspace, as everyone's
-        _wait_app(a)
-        link = _new_notebook(lab, a, canary)
-        first = _pointer_of(lab, link)
-        second = _pointer_of(lab, _new_notebook(lab, a, "other"))
-        _wait_workspace_has(lab, [first, second])
-
-    # A newcomer opens /lab: both tabs are restored, neither has a key here.
     with _session(browser, "newcomer") as n:
+        # (the newcomer's identity, copied in its own workspace, is made a member of the
+        # first notebook by the owner)
+        n.goto(f"{lab.url}lab/workspaces/newcomer?token={TOKEN}")
+        _wait_app(n)
+        identity = _my_identity(n)
+        with _session(browser, "owner") as a:
+            a.goto(f"{lab.url}lab?token={TOKEN}")  # the default workspace, as everyone's
+            _wait_app(a)
+            link = _new_notebook(lab, a, canary)
+            first = _pointer_of(lab, link)
+            _add_member(a, identity, "editor")
+            second = _pointer_of(lab, _new_notebook(lab, a, "other"))
+            _wait_workspace_has(lab, [first, second])
+
+        # A newcomer opens /lab: both tabs are restored, neither has a key here.
         n.goto(f"{lab.url}lab?token={TOKEN}")
         _wait_app(n)
         n.locator(LOCKED).wait_for(timeout=60_000)
@@ -205,13 +214,14 @@ def test_restored_tab_without_key_is_locked_not_modal(lab, browser):
 
 def test_share_link_prompt_speaks_plainly_once_and_fits_a_link(lab, browser):
     canary = f"PROMPT-{secrets.token_hex(4)}"
-    with _session(browser, "sharer") as a:
-        a.goto(f"{lab.url}lab/workspaces/s?token={TOKEN}")
-        _wait_app(a)
-        link = _new_notebook(lab, a, canary)
     with _session(browser, "prompted") as p:
         p.goto(f"{lab.url}lab/workspaces/p2?token={TOKEN}")
         _wait_app(p)
+        with _session(browser, "sharer") as a:
+            a.goto(f"{lab.url}lab/workspaces/s?token={TOKEN}")
+            _wait_app(a)
+            link = _new_notebook(lab, a, canary)
+            _share_with(lab, a, p)
         _execute(p, "secsync:open-share-link")
         field = p.locator(".jp-Dialog .jp-secsync-LinkInput")
         field.wait_for(timeout=20_000)
@@ -471,6 +481,7 @@ def test_newcomer_sees_executed_cell_unmodified(lab, browser):
         a.wait_for_selector(SYNCED, timeout=30_000)
 
         with _session(browser, "newcomer-run") as b:
+            _share_with(lab, a, b)
             b.goto(_with_token(link))
             _wait_app(b)
             _wait_cell_text(b, 0, canary, timeout=60_000)
@@ -497,6 +508,7 @@ def test_presence_drops_when_a_tab_closes(lab, browser):
         _wait_app(a)
         link = _new_notebook(lab, a, f"STAY-{secrets.token_hex(4)}")
         with _session(browser, "leaver") as b:
+            _share_with(lab, a, b)
             b.goto(_with_token(link))
             _wait_app(b)
             b.wait_for_selector(SYNCED, timeout=60_000)

@@ -1,0 +1,399 @@
+"""Members and roles in real Chromium (issue 11, JupyterLab side).
+
+1. The owner (browser A) makes a new encrypted notebook (it has a membership log; A is its
+   owner), adds browser B by B's identity string — copied in B's own UI (My identity) and
+   pasted into A's Members dialog — as a viewer: B sees the notebook read-only (typing, cell
+   commands and running change nothing; "Viewer — read only"); A promotes B to editor and B
+   types, live, A sees it; A removes B: B's panel says so (no dialog), B gets nothing more.
+   A browser C that was never added gets "You are not a member of this notebook: send your
+   identity to its owner", copies its identity from that panel, is added, and opens it with
+   *Try again*. Identity strings that are not right are answered in words.
+2. Python ⇄ browser: a member the browser adds is enforced by the Python client (viewer: no
+   writes), and members a Python owner adds (`nb.add_member`, `set_role`, `remove_member`) are
+   enforced in the browser.
+
+Run:  .venv/bin/pytest tests/e2e/test_members.py -x -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import secrets
+
+import pytest
+
+from secsync_jupyter.sharelink import format_share_link
+
+from .helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MEMBERS,
+    NB,
+    TOKEN,
+    _add_member,
+    _cell_editor,
+    _close_members,
+    _execute,
+    _member_row,
+    _my_identity,
+    _new_page,
+    _open_members,
+    _pub_key,
+    _share_link,
+    _wait_app,
+    _wait_cell_text,
+    _with_token,
+    notebook_json,
+    python_identity,
+)
+
+pytestmark = pytest.mark.browser
+
+SYNCED = ".jp-secsync-StatusItem[data-state='synced']"
+ROLE = ".jp-secsync-StatusItem-role"
+READ_ONLY = f"{NB}.jp-secsync-mod-readOnly"
+NOT_MEMBER = f"{NB} .jp-secsync-NotMember"
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def _session(browser, name: str):
+    logs: list[str] = []
+    ctx, page = _new_page(browser, name, logs)
+    try:
+        yield page
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with contextlib.suppress(Exception):
+            page.screenshot(path=ARTIFACTS / f"e2e-members-{name}-failure.png")
+        raise
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"e2e-members-{name}-console.log").write_text("\n".join(logs))
+        ctx.close()
+
+
+def _python(coro):
+    """Runs a coroutine of the Python client (own thread: sync Playwright keeps a loop here)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=120)
+
+
+def _start(lab, page, workspace: str) -> None:
+    page.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
+    _wait_app(page)
+
+
+def _cells_text(page) -> str:
+    return page.locator(NB).inner_text()
+
+
+def _cell_count(page) -> int:
+    return page.locator(f"{NB} .jp-Cell").count()
+
+
+def _type_at_end(page, index: int, text: str) -> None:
+    _cell_editor(page, index).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(text)
+
+
+def _set_role(page, identity: str, role: str) -> None:
+    """An admin changes a member's role in the Members dialog."""
+    _open_members(page)
+    _member_row(page, identity).locator(".jp-secsync-Member-roleSelect").select_option(role)
+    _member_row(page, identity, role).wait_for(timeout=30_000)
+    _close_members(page)
+
+
+def _remove(page, identity: str) -> None:
+    """An admin removes a member (Remove, then the confirmation) in the Members dialog."""
+    _open_members(page)
+    row = _member_row(page, identity)
+    row.locator(".jp-secsync-Member-remove").click()
+    row.locator(".jp-secsync-Member-confirmRemove").click()
+    row.wait_for(state="detached", timeout=30_000)
+    _close_members(page)
+
+
+def _assert_read_only_view(page, owner, marker: str) -> None:
+    """A viewer's typing, cell commands and runs change nothing (here or for the owner)."""
+    page.locator(READ_ONLY).wait_for(timeout=30_000)
+    badge = page.locator(f"{NB} .jp-secsync-ReadOnlyBadge")
+    assert badge.inner_text() == "Viewer — read only"
+    page.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
+    cells = _cell_count(page)
+    typed = f"VIEWERTYPED-{secrets.token_hex(3)}"
+    _type_at_end(page, 0, typed)
+    page.keyboard.press("Escape")
+    for key in ("b", "a", "Shift+Enter", "Control+Enter", "d", "d", "x", "Control+v"):
+        page.keyboard.press(key)
+    assert not page.evaluate(
+        "() => window.jupyterapp.commands.isEnabled('notebook:insert-cell-below')"
+    )
+    # a barrier: the owner's next change arrives, the viewer's attempts never went anywhere
+    _type_at_end(owner, 0, marker)
+    _wait_cell_text(page, 0, marker)
+    owner.wait_for_selector(SYNCED, timeout=30_000)
+    assert typed not in _cells_text(page)
+    assert typed not in _cells_text(owner)
+    assert _cell_count(page) == cells == _cell_count(owner)
+    # nothing waits to be sent either (it would go out on a promotion)
+    page.wait_for_selector(SYNCED, timeout=30_000)
+
+
+def test_owner_adds_viewer_promotes_and_removes(lab, browser):
+    canary = f"MEMBERS-{secrets.token_hex(4)}"
+    with _session(browser, "owner") as a, _session(browser, "B") as b:
+        _start(lab, a, "owner")
+        _execute(a, "secsync:new-notebook")
+        a.wait_for_selector(SYNCED, timeout=60_000)
+        a.locator(ROLE, has_text="owner").wait_for(timeout=30_000)
+        _type_at_end(a, 0, f"x = '{canary}'")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        link = _share_link(a)
+        assert "/secsync/open/m1_" in link, link
+
+        # The owner's dialog: the owner alone, shown as owner, with the controls.
+        me = _my_identity(a)
+        _open_members(a)
+        own_row = _member_row(a, me)
+        assert "(you)" in own_row.inner_text()
+        assert own_row.locator(".jp-secsync-Member-roleSelect option:checked").inner_text() == (
+            "owner"
+        )
+        fingerprint = " ".join(me.split(":")[3][i : i + 4] for i in range(0, 16, 4))
+        assert own_row.locator(".jp-secsync-Member-fingerprint").inner_text() == fingerprint
+        _close_members(a)
+
+        # B copies its identity in its own UI; wrong strings are answered in words.
+        _start(lab, b, "b")
+        identity_b = _my_identity(b)
+        _open_members(a)
+        field = a.locator(f"{MEMBERS} .jp-secsync-Members-identity")
+        error = a.locator(f"{MEMBERS} .jp-secsync-Members-addError")
+        field.fill("hello")
+        a.locator(f"{MEMBERS} .jp-secsync-Members-addButton").click()
+        error.filter(has_text="This is not an identity string").wait_for(timeout=20_000)
+        parts = identity_b.split(":")
+        parts[3] = ("0" if parts[3][0] != "0" else "1") + parts[3][1:]
+        field.fill(":".join(parts))
+        a.locator(f"{MEMBERS} .jp-secsync-Members-addButton").click()
+        error.filter(has_text="fingerprint in this identity string does not match").wait_for(
+            timeout=20_000
+        )
+        assert "SECSYNC" not in error.inner_text()
+        assert _member_row(a, identity_b).count() == 0
+        _close_members(a)
+
+        # Added as a viewer: B reads, read-only.
+        _add_member(a, identity_b, "viewer")
+        b.goto(_with_token(link))
+        _wait_app(b)
+        _wait_cell_text(b, 0, canary, timeout=60_000)
+        _assert_read_only_view(b, a, "# seen-by-viewer")
+
+        # B is not an admin: it sees the members, not the controls.
+        _open_members(b)
+        assert b.locator(f"{MEMBERS} .jp-secsync-Member").count() == 2
+        assert b.locator(f"{MEMBERS} .jp-secsync-Members-add").count() == 0
+        assert b.locator(f"{MEMBERS} .jp-secsync-Member-roleSelect").count() == 0
+        owner_row = b.locator(f"{MEMBERS} .jp-secsync-Member[data-pubkey='{_pub_key(me)}']")
+        assert "owner" in owner_row.inner_text()
+        _close_members(b)
+
+        # Promoted to editor: editable at once, no reload; A sees B's typing.
+        _set_role(a, identity_b, "editor")
+        b.locator(READ_ONLY).wait_for(state="detached", timeout=30_000)
+        b.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+        assert b.locator(f"{NB} .jp-secsync-ReadOnlyBadge").count() == 0
+        from_b = f"FROMB-{secrets.token_hex(3)}"
+        _type_at_end(b, 0, f" # {from_b}")
+        _wait_cell_text(a, 0, from_b, timeout=30_000)
+        b.wait_for_selector(SYNCED, timeout=30_000)
+
+        # Demoted again, live: read-only at once.
+        _set_role(a, identity_b, "viewer")
+        _assert_read_only_view(b, a, "# demoted")
+
+        # Removed: B's panel says so, no dialog; B receives nothing more.
+        _remove(a, identity_b)
+        removed = b.locator(f"{NOT_MEMBER}[data-kind='removed']")
+        removed.wait_for(timeout=30_000)
+        assert "You were removed from this notebook" in removed.inner_text()
+        assert b.locator(".jp-Dialog").count() == 0
+        b.locator(".jp-secsync-StatusItem[data-state='removed']").wait_for(timeout=20_000)
+        after = f"AFTER-{secrets.token_hex(3)}"
+        _type_at_end(a, 0, f" # {after}")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        assert after not in _cells_text(b)
+
+        # Someone never added: told what to do, copies its identity there, is let in.
+        with _session(browser, "C") as c:
+            c.goto(_with_token(link))
+            _wait_app(c)
+            panel = c.locator(f"{NOT_MEMBER}[data-kind='not-member']")
+            panel.wait_for(timeout=60_000)
+            assert (
+                "You are not a member of this notebook: send your identity to its owner"
+                in panel.inner_text()
+            )
+            assert c.locator(".jp-Dialog").count() == 0
+            assert canary not in _cells_text(c)
+            panel.locator(".jp-secsync-NotMember-copy").click()
+            field = panel.locator(".jp-secsync-NotMember-identity")
+            field.wait_for(timeout=20_000)
+            identity_c = field.input_value()
+            assert identity_c == _my_identity(c)
+            _add_member(a, identity_c, "editor")
+            panel.locator(".jp-secsync-NotMember-retry").click()
+            _wait_cell_text(c, 0, after, timeout=60_000)
+            c.locator(NOT_MEMBER).wait_for(state="detached", timeout=20_000)
+            c.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+
+
+# ----------------------------------------------------------------------------------------
+# 2. Python ⇄ browser
+# ----------------------------------------------------------------------------------------
+
+
+async def _python_viewer(link: str, pair):
+    """Opens as `pair`; returns (role, read only?, write refused?, source of cell 0)."""
+    from secsync_jupyter import open_notebook
+
+    async with open_notebook(link, token=TOKEN, signing_key=pair) as nb:
+        refused = False
+        try:
+            nb.add_markdown_cell("from a viewer")
+        except PermissionError:
+            refused = True
+        return nb.role, nb.read_only, refused, str(nb.cells[0].source)
+
+
+async def _python_writes(link: str, pair, text: str) -> str:
+    from secsync_jupyter import open_notebook
+
+    async with open_notebook(link, token=TOKEN, signing_key=pair) as nb:
+        nb.add_markdown_cell(text)
+        await nb.synced(timeout=30)
+        return nb.role
+
+
+def test_browser_members_enforced_in_python(lab, browser):
+    canary = f"PYMEMBERS-{secrets.token_hex(4)}"
+    pair, identity = python_identity("python-e2e")
+    with _session(browser, "owner-py") as a:
+        _start(lab, a, "owner-py")
+        _execute(a, "secsync:new-notebook")
+        a.wait_for_selector(SYNCED, timeout=60_000)
+        _type_at_end(a, 0, f"x = '{canary}'")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        link = _share_link(a)
+
+        # Added by the browser as a viewer: the Python client reads and may not write.
+        _add_member(a, identity, "viewer")
+        role, read_only, refused, source = _python(_python_viewer(link, pair))
+        assert (role, read_only, refused) == ("viewer", True, True)
+        assert canary in source
+
+        # Promoted in the browser: the Python client writes, the browser shows it.
+        _set_role(a, identity, "editor")
+        text = f"PYWRITE-{secrets.token_hex(3)}"
+        assert _python(_python_writes(link, pair, text)) == "editor"
+        a.wait_for_function(
+            "([s, t]) => document.querySelector(s).textContent.includes(t)",
+            arg=[NB, text],
+            timeout=30_000,
+        )
+
+
+class _PythonOwner:
+    """A notebook created by the Python client (its owner), kept open in a thread."""
+
+    def __init__(self, lab, text: str):
+        self.pair, _ = python_identity("python-owner")
+        self.loop = asyncio.new_event_loop()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pool.submit(asyncio.set_event_loop, self.loop).result()
+        relay = lab.url.replace("http", "ws", 1) + "secsync"
+        key = secrets.token_bytes(32)
+        self.nb = self.run(self._create(relay, key, text))
+        self.link = _with_token(format_share_link(self.nb.doc_id, key, server_url=lab.url))
+
+    async def _create(self, relay: str, key: bytes, text: str):
+        from secsync_jupyter.client import create_notebook
+
+        nb = await create_notebook(relay, key, identity=self.pair, token=TOKEN)
+        nb.set(notebook_json(f"x = '{text}'"))
+        await nb.synced(timeout=30)
+        return nb
+
+    def run(self, coro):
+        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.run(self.nb.close())
+        self.pool.submit(self.loop.close).result()
+        self.pool.shutdown()
+
+
+def test_python_members_enforced_in_browser(lab, browser):
+    canary = f"PYOWNER-{secrets.token_hex(4)}"
+    owner = _PythonOwner(lab, canary)
+    try:
+        with _session(browser, "B-py") as b:
+            _start(lab, b, "b-py")
+            identity_b = _my_identity(b)
+
+            # Added from Python as a viewer: read-only in the browser.
+            owner.run(owner.nb.add_member(identity_b, "viewer"))
+            b.goto(owner.link)
+            _wait_app(b)
+            _wait_cell_text(b, 0, canary, timeout=60_000)
+            b.locator(READ_ONLY).wait_for(timeout=30_000)
+            b.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
+            typed = f"VIEWERTYPED-{secrets.token_hex(3)}"
+            _type_at_end(b, 0, typed)
+            b.keyboard.press("Escape")
+            b.keyboard.press("b")
+
+            # Promoted from Python: the browser types, Python receives it.
+            owner.run(owner.nb.set_role(_pub_key(identity_b), "editor"))
+            b.locator(READ_ONLY).wait_for(state="detached", timeout=30_000)
+            from_b = f"FROMB-{secrets.token_hex(3)}"
+            _type_at_end(b, 0, f" # {from_b}")
+            b.wait_for_selector(SYNCED, timeout=30_000)
+
+            async def source_with(text: str) -> str:
+                for _ in range(300):
+                    source = str(owner.nb.cells[0].source)
+                    if text in source:
+                        return source
+                    await asyncio.sleep(0.1)
+                return str(owner.nb.cells[0].source)
+
+            source = owner.run(source_with(from_b))
+            assert from_b in source and typed not in source, source
+            assert len(owner.nb.cells) == 1
+
+            # Removed from Python: the browser's panel says so.
+            owner.run(owner.nb.remove_member(_pub_key(identity_b)))
+            b.locator(f"{NOT_MEMBER}[data-kind='removed']").wait_for(timeout=30_000)
+            assert b.locator(".jp-Dialog").count() == 0
+    finally:
+        owner.close()
