@@ -309,6 +309,21 @@ describe('a document with a membership log, scripted relay', () => {
     expect(second.text.toString()).toBe('');
   });
 
+  test('a rolled-back log (without the head this browser verified before): 718, nothing applied', async () => {
+    relay = await ScriptedRelay.start();
+    const w = new World();
+    const known = w.head(); // seen in an earlier session, persisted by the application
+    const first = client(w, w.E, { knownLogHead: known });
+    first.c.connect();
+    const conn = await relay.next();
+    conn.send({ type: 'reader-challenge', nonce: 'D'.repeat(43) });
+    // the relay serves the log as it was before entry 3 (the viewer's addition), and a snapshot
+    conn.send({ ...w.documentFrame(w.log.slice(0, 3)) });
+    await expect(first.c.loaded).rejects.toMatchObject({ code: 'SECSYNC_ERROR_718' });
+    expect(first.text.toString()).toBe('');
+    expect(first.c.logHead).toBeNull();
+  });
+
   test('a viewer is read-only; promoted live it sends its changes; demoted again, read-only', async () => {
     relay = await ScriptedRelay.start();
     const w = new World();

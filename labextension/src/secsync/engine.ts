@@ -28,6 +28,10 @@
  * active one are re-queued onto the new one, and repeated `update-save-failed` answers for
  * our update make the engine reconnect (as repeated `snapshot-save-failed` do).
  *
+ * Documents with a membership log (`m1_…` ids): `engine.log` (engineLog.ts) — the reader
+ * proof, the log verified before anything in the `document` frame, live entries, the author
+ * checks that replace `isValidClient`, `publicData.logHead` in what we write, read-only roles.
+ *
  * The driver is `document.ts` (WebSocket, backoff, batching timer, waiters, status).
  */
 import { EngineAcks } from './engineAcks';
