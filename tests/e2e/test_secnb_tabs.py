@@ -1,7 +1,11 @@
-"""`.secnb` tabs and files in real Chromium (issue 15): the stock Duplicate paths that remain —
-Accel+D in the file browser and File → Duplicate (`docmanager:duplicate`) — make a new
-encrypted document with its own key, never a copy of the pointer file (labextension/src/
-duplicate.ts); other files keep the stock Duplicate.
+"""`.secnb` tabs and files in real Chromium (issue 15, labextension/src/stockcommands.ts):
+
+* the stock Duplicate paths that remain — Accel+D in the file browser and File → Duplicate
+  (`docmanager:duplicate`) — make a new encrypted document with its own key, never a copy of
+  the pointer file; other files keep the stock Duplicate;
+* `.secnb` tabs restored after a reload (opened before with the stock notebook factory, in
+  the background, or from /lab/tree/…) open decrypted in our panel, never read from the
+  server as a notebook ("Unreadable Notebook").
 
 Run:  .venv/bin/python -m pytest -m browser tests/e2e/test_secnb_tabs.py -s
 """
@@ -11,27 +15,36 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import urllib.parse
 
 import pytest
 
 from secsync_jupyter.sharelink import parse_share_link
 
 from .helpers import CLOSE_ALL, NB, TOKEN, _execute, _wait_app, _wait_cell_text
-from .test_ux import _new_notebook, _pointer_of, _session
+from .test_ux import CURRENT_TAB, SYNCED, _new_notebook, _pointer_of, _session
 from .test_ux import browser as browser
 
 pytestmark = pytest.mark.browser
 
 
 def _doc_ids(lab) -> dict[str, str]:
-    return {p.name: json.loads(p.read_text())["docId"] for p in lab.root.glob("*.secnb")}
+    """docId of every .secnb in the root (a file still being written counts as "")."""
+    ids = {}
+    for p in lab.root.glob("*.secnb"):
+        try:
+            ids[p.name] = json.loads(p.read_text())["docId"]
+        except ValueError:
+            ids[p.name] = ""
+    return ids
 
 
 def _wait_new_secnb(lab, before: dict[str, str], timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        new = set(_doc_ids(lab)) - set(before)
-        if new:
+        ids = _doc_ids(lab)
+        new = set(ids) - set(before)
+        if new and all(ids[n] for n in new):
             (name,) = new
             return name
         time.sleep(0.1)
@@ -81,3 +94,75 @@ def test_accel_d_and_file_duplicate_make_new_documents(lab, browser):
             assert time.monotonic() < deadline, sorted(p.name for p in lab.root.iterdir())
             time.sleep(0.1)
         assert len(_doc_ids(lab)) == 3
+
+
+def _notebook_reads(page) -> list[str]:
+    """Collects the requests that would read a .secnb from the server as a notebook (the
+    server answers those "Unreadable Notebook": the file is a pointer)."""
+    reads: list[str] = []
+
+    def on_request(request) -> None:
+        url = request.url
+        if ".secnb" in url and "type=notebook" in url and "content=1" in url:
+            reads.append(url)
+
+    page.on("request", on_request)
+    return reads
+
+
+def test_restored_secnb_tabs_open_encrypted(lab, browser):
+    """A .secnb tab restored after a reload — opened before with the stock notebook factory
+    name, in the background behind a plain notebook, or from /lab/tree/… — opens decrypted in
+    our panel: no dialog, never read from the server as a notebook."""
+    canary = f"RESTORE-{secrets.token_hex(4)}"
+    lab.api(
+        "PUT",
+        "api/contents/restore-plain.ipynb",
+        {"type": "notebook", "format": "json", "content": _plain_notebook()},
+    )
+    with _session(browser, "restore") as a:
+        reads = _notebook_reads(a)
+        a.goto(f"{lab.url}lab/workspaces/restore?token={TOKEN}")
+        _wait_app(a)
+        name = _pointer_of(lab, _new_notebook(lab, a, canary))
+        a.evaluate(CLOSE_ALL)
+        a.locator(NB).wait_for(state="detached", timeout=20_000)
+        # opened once with the stock notebook factory, then a plain notebook in front of it
+        _execute(a, "docmanager:open", {"path": name, "factory": "Notebook"})
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        _execute(a, "docmanager:open", {"path": "restore-plain.ipynb"})
+        a.locator(CURRENT_TAB, has_text="restore-plain.ipynb").wait_for(timeout=30_000)
+        _wait_workspace_lists(lab, "restore", [name, "restore-plain.ipynb"])
+
+        for _ in range(2):
+            a.reload()
+            _wait_app(a)
+            a.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=name).click()
+            a.locator(CURRENT_TAB, has_text=name).wait_for(timeout=30_000)
+            _wait_cell_text(a, 0, canary, timeout=60_000)
+            a.wait_for_selector(SYNCED, timeout=30_000)
+            assert a.locator(".jp-Dialog").count() == 0
+
+        a.goto(f"{lab.url}lab/workspaces/restore/tree/{urllib.parse.quote(name)}?token={TOKEN}")
+        _wait_app(a)
+        a.locator(CURRENT_TAB, has_text=name).wait_for(timeout=30_000)
+        _wait_cell_text(a, 0, canary, timeout=60_000)
+        assert a.locator(".jp-Dialog").count() == 0
+        assert reads == [], reads
+
+
+def _plain_notebook() -> dict:
+    from .helpers import notebook_json
+
+    return notebook_json("x = 1")
+
+
+def _wait_workspace_lists(lab, workspace: str, paths: list[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = json.dumps(lab.api("GET", f"lab/api/workspaces/{workspace}"))
+        if all(json.dumps(p)[1:-1] in data for p in paths):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the workspace never listed {paths}")

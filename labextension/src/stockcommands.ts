@@ -1,5 +1,16 @@
 /**
- * Stock "Duplicate" paths never copy a `.secnb` pointer file (issue 15 item 4): a copy of the
+ * Stock commands applied to a `.secnb` (issue 15), plugin `secsync-jupyter:stock-commands`.
+ *
+ * 1. `docmanager:open` of a `.secnb` as a notebook — a tab restored from a workspace (the
+ *    notebook tracker restores every notebook panel with the stock factory name 'Notebook'),
+ *    an entry of File → Open Recent, `/lab/tree/…`, a script — always uses our "Encrypted
+ *    Notebook" factory (the default for the file type), whatever factory the caller named
+ *    ('Notebook', 'default' or none). Every encrypted panel is then made by one factory, and
+ *    the document is loaded through the encrypted provider, never requested from the server as
+ *    a notebook (which answers "Unreadable Notebook": the file is a pointer). Other factories
+ *    ("Open With → Editor") are left alone.
+ *
+ * 2. Stock "Duplicate" paths never copy a `.secnb` pointer file (issue 15 item 4): a copy of the
  * pointer is a second name for the same document (editing the copy edits the original).
  *
  * - `docmanager:duplicate` (File menu, tab context menu) calls `IDocumentManager.duplicate`;
@@ -26,8 +37,9 @@ const DUPLICATE = 'secsync:duplicate';
 const FACTORY_NAME = 'Encrypted Notebook';
 
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'secsync-jupyter:duplicate-guard',
-  description: 'Duplicate of a .secnb makes a new encrypted document, never a pointer copy.',
+  id: 'secsync-jupyter:stock-commands',
+  description:
+    'A .secnb opens with the encrypted factory; Duplicate of a .secnb makes a new encrypted document.',
   autoStart: true,
   requires: [ITranslator, IDocumentManager],
   optional: [IFileBrowserFactory],
@@ -84,6 +96,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     // filebrowser:duplicate (Accel+D in the file browser)
     (app.commands as any).execute = (id: string, args?: any) => {
+      if (
+        id === 'docmanager:open' &&
+        args &&
+        typeof args.path === 'string' &&
+        isPointerPath(args.path) &&
+        [undefined, null, '', 'default', 'Notebook'].includes(args.factory)
+      ) {
+        return execute(id, { ...args, factory: FACTORY_NAME });
+      }
       if (id !== 'filebrowser:duplicate') {
         return execute(id, args);
       }
