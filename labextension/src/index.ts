@@ -74,6 +74,8 @@ import {
   cellExecutorPlugin,
   documentProviderFactoryPlugin
 } from './factories';
+import backupPlugin from './backup';
+import stockCommandsPlugin from './stockcommands';
 
 const PLUGIN_ID = 'secsync-jupyter:plugin';
 const FACTORY_NAME = 'Encrypted Notebook';
@@ -743,7 +745,9 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   documentProviderFactoryPlugin,
   awarenessProviderFactoryPlugin,
   cellExecutorPlugin,
-  mainPlugin
+  mainPlugin,
+  backupPlugin,
+  stockCommandsPlugin
 ];
 
 export default plugins;
