@@ -42,7 +42,7 @@ from .engine import (
     backoff_delay,
 )
 from .identity_file import UserIdentity, resolve_identity
-from .precheck import precheck_frame, verify_pool
+from .precheck import check_signatures_in_threads, precheck_frame, verify_pool
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
@@ -232,6 +232,8 @@ class SecsyncDocument:
             known_log_head=known_log_head,
             log_root=log_root,
         )
+        # the signatures of a long membership log are checked in the verify pool
+        self.engine.check_signatures = check_signatures_in_threads
         #: answers to our membership entries: entry hash -> None (saved) or the error code
         self._entry_results: dict[str, str | None] = {}
         self.awareness: AwarenessBridge | None = None

@@ -379,6 +379,11 @@ class SyncEngine:
             root = parse_entry(log_root)
             self.log = verify_log([root], doc_id)  # 706 unless it binds this id
             self.log_root_pending = root
+        #: checks many entry signatures at once (``verify_log(check_signatures=…)``), e.g. in
+        #: threads; set by the driver (the results are the same as one by one)
+        self.check_signatures: (
+            Callable[[Sequence[tuple[bytes, bytes, bytes]]], Sequence[bool]] | None
+        ) = None
         #: our appended entry (other than the root) the relay has not answered yet
         self.entry_in_flight: Entry | None = None
         #: the relay refused a write of ours (724): read-only until a later entry lets us write
@@ -878,7 +883,12 @@ class SyncEngine:
             if log_from == 0:
                 if not log and self.log_root_pending is not None and self._root_sent:
                     return  # our new log, sent after the proof on this connection, not yet saved
-                state = verify_log(log, self.doc_id, known_head=self.known_log_head)
+                state = verify_log(
+                    log,
+                    self.doc_id,
+                    known_head=self.known_log_head,
+                    check_signatures=self.check_signatures,
+                )
             elif state is None or log_from != state.head.seq + 1:
                 raise MembershipError(
                     f"the log continues at {log_from}, not after the head this client has",
@@ -886,7 +896,7 @@ class SyncEngine:
                     field="logFrom",
                 )
             else:
-                state = extend_log(state, log)
+                state = extend_log(state, log, check_signatures=self.check_signatures)
         except MembershipError as exc:
             raise _Fail(exc)
         root = self.log_root_pending

@@ -357,3 +357,23 @@ def precheck_frame(engine: Any, frame: Mapping[str, Any]) -> Precheck | None:
             log.warning("secsync: the process pool failed; verifying in threads", exc_info=True)
             _reset_process_pool()
     return check_in_threads(engine, frame, verify_pool().map)
+
+
+#: a membership log at least this long has its entry signatures checked in the verify pool
+LOG_PARALLEL_THRESHOLD = 32
+
+
+def check_signatures_in_threads(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """``verify_log(check_signatures=…)``: Ed25519 checks of many log entries, split over the
+    verify pool (libsodium releases the GIL); a short list is checked right here."""
+    from ..protocol.crypto import verify_detached
+
+    def run(chunk: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+        return [verify_detached(sig, msg, pk) for sig, msg, pk in chunk]
+
+    if len(items) < LOG_PARALLEL_THRESHOLD:
+        return run(items)
+    pool = verify_pool()
+    size = -(-len(items) // _workers())
+    futures = [pool.submit(run, items[i : i + size]) for i in range(0, len(items), size)]
+    return [ok for f in futures for ok in f.result()]

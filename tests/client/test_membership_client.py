@@ -603,3 +603,23 @@ async def test_own_entry_echoed_as_log_entry_before_saved():
     ):
         await nb.add_member(format_identity(B.public_key, "Bob"), "editor", timeout=10)
         assert [m.name for m in nb.members] == ["Owner", "Bob"] and nb.errors == []
+
+
+async def test_long_log_signatures_checked_in_threads_same_results():
+    """The driver checks the signatures of a long log in the verify pool: same state, and a
+    forged entry is found at the same index with the same code."""
+    from secsync_jupyter.client.precheck import LOG_PARALLEL_THRESHOLD, check_signatures_in_threads
+    from secsync_jupyter.protocol import SigningKeyPair
+    from secsync_jupyter.protocol.membership import MembershipError as CoreError
+
+    log = Log(label="long")
+    for i in range(LOG_PARALLEL_THRESHOLD * 2):
+        log.append(B, "add-member", SigningKeyPair.from_seed(i.to_bytes(32, "big")), "viewer")
+    threaded = verify_log(log.entries, log.doc_id, check_signatures=check_signatures_in_threads)
+    assert threaded == verify_log(log.entries, log.doc_id)
+    forged = list(log.entries)
+    forged[40] = {**forged[40], "signature": forged[41]["signature"]}
+    for check in (None, check_signatures_in_threads):
+        with pytest.raises(CoreError) as info:
+            verify_log(forged, log.doc_id, check_signatures=check)
+        assert (info.value.code, info.value.index) == ("SECSYNC_ERROR_704", 40)
