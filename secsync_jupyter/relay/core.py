@@ -223,6 +223,10 @@ class Relay:
             view = await self.store.read_document(
                 doc_id, params.known_snapshot_id, params.known_clocks
             )
+            if room.log is not None and self.fanout is not None:
+                # the entries another process stored and the view's messages may name (they
+                # committed before those messages, so this read, after the view's, has them)
+                await room.log.refresh()
         except Exception as exc:
             self.log.error("reading %s failed: %s", doc_id, exc)
             room.remove(session)

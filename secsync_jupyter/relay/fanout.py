@@ -492,9 +492,10 @@ class FanOut:
                         rows = await self.store._read(rows_after, room.doc_id, feed.delivered)
                         self.reads += 1
                         self.rows_read += len(rows)
-                    if log is not None and (log_behind or forced):
+                    if log is not None and (rows or log_behind or forced):
                         # the log entries a message names reach clients before the message:
                         # they committed before it, so this read (after the rows') has them
+                        # (whether or not their notification has arrived yet)
                         await log.refresh()
                         if _log_behind(room):  # not stored after all, or did not verify
                             feed.log_wanted = log.head_seq
