@@ -233,7 +233,8 @@ describe('lockboxes', () => {
 describe('derivations, fragments, reader proofs, message epochs, keyrings', () => {
   const D = V.derivations;
 
-  test.each(D.links.map((c: any) => [c.pubKey.slice(0, 8), c]))('link %s', (_n, c: any) => {
+  const linkCases: Array<[string, any]> = D.links.map((c: any) => [c.pubKey.slice(0, 8), c]);
+  test.each(linkCases)('link %s', (_n, c) => {
     const kp = linkKeyPair(c.secret);
     expect(Array.from(kp.privateKey.subarray(0, 32))).toEqual(Array.from(hexBytes(c.seed)));
     expect(b64encode(kp.publicKey)).toBe(c.pubKey);
@@ -256,9 +257,13 @@ describe('derivations, fragments, reader proofs, message epochs, keyrings', () =
     }
   });
 
-  test.each(V.fragments.valid.map((c: any) => [c.text.slice(0, 12), c]))(
+  const fragmentCases: Array<[string, any]> = V.fragments.valid.map((c: any) => [
+    c.text.slice(0, 12),
+    c
+  ]);
+  test.each(fragmentCases)(
     'fragment %s',
-    (_n, c: any) => {
+    (_n, c) => {
       const f = parseFragment(c.text);
       expect(f.key ? b64encode(f.key) : null).toBe(c.key);
       expect(f.linkSecret ? b64encode(f.linkSecret) : null).toBe(c.link);
