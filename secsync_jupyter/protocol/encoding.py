@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from typing import Any
 
@@ -105,12 +106,48 @@ def _check_domain(value: Any, path: str) -> None:
     raise EncodingError(f"type {type(value).__name__} cannot be canonicalized", field=path)
 
 
+#: ``json.dumps`` with sorted keys and no spaces: byte for byte RFC 8785 for :func:`_plain`
+#: values (ASCII strings escape alike: quote, backslash, the short forms of BS TAB LF FF CR,
+#: other control characters as lowercase \u00xx, DEL as it is; ASCII keys sort alike by code
+#: point and by UTF-16 unit; safe integers print alike)
+_encode_plain = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
+).encode
+
+
+def _plain(value: Any) -> bool:
+    """Objects / arrays of ASCII strings (keys too), safe integers, booleans and null: the
+    shape of every public data and membership entry (the fast path of :func:`canonicalize`)."""
+    t = type(value)
+    if t is str:
+        return value.isascii()
+    if t is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii() or not _plain(v):
+                return False
+        return True
+    if t is bool or value is None:
+        return True
+    if t is list:
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonicalize(value: Any, *, field: str = "value") -> bytes:
     """RFC 8785 canonical JSON as UTF-8 bytes (same output as npm ``canonicalize``).
 
     The domain is the protocol's: strings, booleans, null, integers with |n| ≤ 2^53−1,
     and objects / arrays of those. Anything else raises :class:`EncodingError`.
+    Values of ASCII strings and safe integers (every public data in practice) take a fast
+    path with the same bytes (``tests/test_canonical_fast_path.py``).
     """
+    try:
+        if _plain(value):
+            return _encode_plain(value).encode("ascii")
+    except RecursionError:
+        pass  # deeper than the fast path goes: the generic path decides
     _check_domain(value, field)
     try:
         return rfc8785.dumps(value)
