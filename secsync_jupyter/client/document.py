@@ -387,13 +387,19 @@ class SecsyncDocument:
         async def run() -> MembershipState:
             retries = 0
             engine = self.engine
-            while True:
-                await self.loaded()
-                await self._wait_for(
-                    lambda: engine.entry_in_flight is None and engine.log_root_pending is None,
-                    None,
+
+            def ready() -> bool:  # loaded, and no entry of ours waiting for the relay
+                return (
+                    engine.state == CONNECTED
+                    and engine.document_state == "complete"
+                    and engine.log is not None
+                    and engine.entry_in_flight is None
+                    and engine.log_root_pending is None
                 )
-                await self.loaded()
+
+            while True:
+                while not ready():  # re-checked right before appending: no await between
+                    await self._wait_for(ready, None)
                 state = engine.log
                 assert state is not None
                 entry, _ = create_entry(state, self.signing_key, kind, target, role)

@@ -623,3 +623,27 @@ async def test_long_log_signatures_checked_in_threads_same_results():
         with pytest.raises(CoreError) as info:
             verify_log(forged, log.doc_id, check_signatures=check)
         assert (info.value.code, info.value.index) == ("SECSYNC_ERROR_704", 40)
+
+
+async def test_concurrent_membership_changes_go_one_at_a_time():
+    log = Log(owner=A, label="concurrent")
+    author = Author(log, A)
+    author.edit("Hi")
+    author.make_snapshot()
+    relay_script = MembershipRelay(log, author)
+    from secsync_jupyter.protocol import SigningKeyPair
+
+    people = [SigningKeyPair.from_seed(bytes([i]) * 32) for i in range(5, 9)]
+    async with (
+        ScriptedRelay(relay_script) as relay,
+        open_notebook(relay.url, log.doc_id, KEY, identity=A, awareness=False) as nb,
+    ):
+        await asyncio.gather(
+            *(
+                nb.add_member(format_identity(p.public_key, f"P{i}"), "viewer")
+                for i, p in enumerate(people)
+            )
+        )
+        assert sorted(m.name for m in nb.members) == ["Owner", "P0", "P1", "P2", "P3"]
+        assert nb.document.log_head.seq == 4 and nb.errors == []
+    verify_log(log.entries, log.doc_id)
