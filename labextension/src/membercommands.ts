@@ -86,7 +86,9 @@ export function decorateEncryptedPanel(
   panel: NotebookPanel,
   trans: TranslationBundle
 ): void {
-  panel.toolbar.addItem(
+  // (first: the toolbar moves what does not fit into its "…" menu, from the right)
+  panel.toolbar.insertItem(
+    0,
     'secsyncMembers',
     new CommandToolbarButton({
       commands: app.commands,

@@ -384,7 +384,7 @@ class MembersBody extends Widget {
       status.textContent = this._status;
     });
     mine.append(
-      el('span', undefined, trans.__('You are %1.', myRoleLabel(session, trans))),
+      el('span', undefined, trans.__('Your role: %1.', myRoleLabel(session, trans))),
       copy
     );
     this.node.append(status, mine);

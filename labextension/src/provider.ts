@@ -57,6 +57,8 @@ function accessOf(reason: string | undefined | null): IEncryptedStatus['access']
 
 /** How long loading may take before a progress notification is shown. */
 const PROGRESS_DELAY_MS = 400;
+/** How long a progress notification stays at least (see _dismissProgress). */
+const PROGRESS_MIN_SHOWN_MS = 600;
 
 export function serverKey(serverSettings: ServerConnection.ISettings): string {
   return serverSettings.baseUrl;
@@ -282,6 +284,10 @@ export class EncryptedDocumentProvider
     const client = this._client;
     if (!client) {
       throw new Error(this._trans.__('The encrypted notebook is not connected.'));
+    }
+    if (this.readOnly) {
+      // a viewer has nothing to save (and may not write): Ctrl+S does nothing
+      return;
     }
     await client.synced();
     await client.createSnapshot();
@@ -581,6 +587,7 @@ export class EncryptedDocumentProvider
     this._progressId = Notification.emit(this._progressMessage(), 'in-progress', {
       autoClose: false
     });
+    this._progressShownAt = Date.now();
   }
 
   private _updateProgress(): void {
@@ -606,7 +613,15 @@ export class EncryptedDocumentProvider
 
   private _dismissProgress(): void {
     if (this._progressId) {
-      Notification.dismiss(this._progressId);
+      // A toast dismissed right after it was emitted, before the toast container rendered
+      // it, stays on screen ("Loading …" after the notebook loaded): give it a moment.
+      const id = this._progressId;
+      const wait = PROGRESS_MIN_SHOWN_MS - (Date.now() - this._progressShownAt);
+      if (wait > 0) {
+        window.setTimeout(() => Notification.dismiss(id), wait);
+      } else {
+        Notification.dismiss(id);
+      }
       this._progressId = null;
     }
   }
@@ -672,6 +687,7 @@ export class EncryptedDocumentProvider
   private _readyDone = false;
   private _isDisposed = false;
   private _progressId: string | null = null;
+  private _progressShownAt = 0;
   private _progressTimer: number | null = null;
   private _status: IEncryptedStatus = {
     connection: 'connecting',

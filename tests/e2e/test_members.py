@@ -168,9 +168,22 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         link = _share_link(a)
         assert "/secsync/open/m1_" in link, link
 
-        # The owner's dialog: the owner alone, shown as owner, with the controls.
+        # My identity, also from the status bar's popup: the same string.
         me = _my_identity(a)
-        _open_members(a)
+        a.click(".jp-secsync-StatusItem")
+        a.locator(".jp-secsync-Collaborators-myIdentity").click()
+        field = a.locator(".jp-secsync-Identity-string")
+        field.wait_for(timeout=20_000)
+        assert field.input_value() == me
+        a.keyboard.press("Escape")
+        field.wait_for(state="detached", timeout=20_000)
+
+        # The owner's dialog (the notebook's toolbar button): the owner alone, shown as
+        # owner, with the controls.
+        a.locator(f"{NB} .jp-Toolbar-item[data-jp-item-name='secsyncMembers']").click()
+        a.locator(f"{MEMBERS} .jp-secsync-Members-table").wait_for(timeout=30_000)
+        assert a.locator(f"{MEMBERS} .jp-secsync-Member").count() == 1
+        assert a.locator(f"{MEMBERS} .jp-secsync-Members-add").count() == 1
         own_row = _member_row(a, me)
         assert "(you)" in own_row.inner_text()
         assert own_row.locator(".jp-secsync-Member-roleSelect option:checked").inner_text() == (
