@@ -255,6 +255,17 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         a.wait_for_selector(SYNCED, timeout=30_000)
         assert after not in _cells_text(b)
 
+        # Added again: Try again in the same panel brings the notebook back, with what was
+        # written meanwhile.
+        _add_member(a, identity_b, "editor")
+        removed.locator(".jp-secsync-NotMember-retry").click()
+        _wait_cell_text(b, 0, after, timeout=60_000)
+        b.locator(NOT_MEMBER).wait_for(state="detached", timeout=20_000)
+        b.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+        again = f"AGAIN-{secrets.token_hex(3)}"
+        _type_at_end(b, 0, f" # {again}")
+        _wait_cell_text(a, 0, again, timeout=30_000)
+
         # Someone never added: told what to do, copies its identity there, is let in.
         with _session(browser, "C") as c:
             c.goto(_with_token(link))
@@ -274,7 +285,7 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
             assert identity_c == _my_identity(c)
             _add_member(a, identity_c, "editor")
             panel.locator(".jp-secsync-NotMember-retry").click()
-            _wait_cell_text(c, 0, after, timeout=60_000)
+            _wait_cell_text(c, 0, again, timeout=60_000)
             c.locator(NOT_MEMBER).wait_for(state="detached", timeout=20_000)
             c.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
 
