@@ -1,0 +1,140 @@
+"""What the membership checks (issue 11) add to loading: ``load_bench.py`` cases (a) and (b)
+on the same Yjs data, as a document without a log and as documents with a membership log.
+
+    .venv/bin/python benchmarks/membership_load_bench.py [--repeat 40] [--entries 3,50] [--wall]
+
+Each load goes through the sync engine as a connection does (decode the ``document`` frame,
+check ahead, verify, apply); variants are interleaved, the CPU time of the load (threads
+included; ``--wall``: elapsed time) is kept, and the best and median ratios to the document
+without a log are printed. With a log the frames carry the log (``logFrom`` 0: a first open,
+the whole log is verified) and every message names ``publicData.logHead`` (and updates carry
+heads, as our clients write them in documents with a log). ``plain + fields``: the same public
+data in a document without a log (no membership checks): what the bigger public data alone
+costs. The data comes from load_bench's cache (built by ``benchmarks/load_bench.py`` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import load_bench as lb
+from pycrdt import Doc, Text
+
+from secsync_jupyter.client.engine import SyncEngine
+from secsync_jupyter.client.precheck import check_signatures_in_threads, precheck_frame
+from secsync_jupyter.client.ydoc import YDocAdapter, serialize_updates
+from secsync_jupyter.protocol import (
+    SigningKeyPair,
+    create_initial_snapshot,
+    create_update,
+)
+from secsync_jupyter.protocol.membership import create_entry, create_log
+
+T0 = 1767225600000
+
+
+def make_log(n: int):
+    """A log of ``n`` entries: load_bench's signer creates it and adds ``n - 1`` editors."""
+    root, state = create_log(lb.SIGNER, at=T0, nonce=bytes(24))
+    entries = [root.to_json()]
+    for i in range(n - 1):
+        member = SigningKeyPair.from_seed(i.to_bytes(32, "little")).public_key_b64
+        entry, state = create_entry(state, lb.SIGNER, "add-member", member, "editor", at=T0 + i)
+        entries.append(entry.to_json())
+    return state, entries
+
+
+def frames(data: dict, doc_id: str, log_head=None, log=None) -> dict[str, str]:
+    yjs = data["yjs"]
+    full, head = bytes.fromhex(yjs["a"][0]), bytes.fromhex(yjs["b_snapshot"])
+    tail = [bytes.fromhex(u) for u in yjs["tail"]]
+
+    def pd(**kw):
+        out = {"docId": doc_id, "pubKey": lb.SIGNER.public_key_b64, **kw}
+        if log_head is not None:
+            out["logHead"] = log_head
+        return out
+
+    def snap(content: bytes, sid: str) -> dict:
+        return create_initial_snapshot(content, pd(snapshotId=sid), lb.KEY, lb.SIGNER).to_json()
+
+    updates = []
+    for i, u in enumerate(tail):
+        p = pd(refSnapshotId="snapshot-b")
+        if log_head is not None:
+            p["heads"] = {"clocks": {}}
+        updates.append(create_update(serialize_updates([u]), p, lb.KEY, lb.SIGNER, i).to_json())
+    out = {}
+    cases = {
+        "a": {"type": "document", "snapshot": snap(full, "snapshot-a"), "updates": []},
+        "b": {"type": "document", "snapshot": snap(head, "snapshot-b"), "updates": updates},
+    }
+    for case, frame in cases.items():
+        if log is not None:
+            frame["log"], frame["logFrom"] = log, 0
+        out[case] = json.dumps(frame, separators=(",", ":"))
+    return out
+
+
+def load(doc_id: str, text: str, clock) -> tuple[float, str]:
+    doc = Doc()
+    engine = SyncEngine(doc_id, lb.KEY, YDocAdapter(doc), lb.SIGNER)
+    engine.check_signatures = check_signatures_in_threads  # as the driver sets it
+    engine.connecting()
+    engine.connected()
+    t0 = clock()
+    obj = json.loads(text)
+    engine.receive(obj, precheck_frame(engine, obj))
+    elapsed = clock() - t0
+    assert engine.document_state == "complete", engine.errors
+    return elapsed, str(doc.get("content", type=Text))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=40)
+    ap.add_argument("--entries", default="3,50", help="log sizes (default 3,50)")
+    ap.add_argument("--wall", action="store_true", help="elapsed time instead of CPU time")
+    args = ap.parse_args(argv)
+    cached = lb.cache_dir() / "data-all.json"
+    data = lb.build(None) if not cached.exists() else json.loads(cached.read_text())
+    variants = {"no log": (lb.DOC_ID, frames(data, lb.DOC_ID))}
+    for n in (int(x) for x in args.entries.split(",")):
+        state, entries = make_log(n)
+        variants[f"log of {n}"] = (
+            state.doc_id,
+            frames(data, state.doc_id, state.head.to_json(), entries),
+        )
+    state, _ = make_log(3)
+    variants["plain + fields"] = (lb.DOC_ID, frames(data, lb.DOC_ID, state.head.to_json()))
+    clock = time.perf_counter if args.wall else time.process_time
+    results = {name: {"a": [], "b": []} for name in variants}
+    for _ in range(args.repeat):
+        for name, (doc_id, fr) in variants.items():
+            for case in ("a", "b"):
+                elapsed, text = load(doc_id, fr[case], clock)
+                assert text == data["expected"], f"{name} ({case}) loaded another text"
+                results[name][case].append(elapsed)
+    what = "elapsed" if args.wall else "CPU"
+    print(
+        f"{what} time per load, best / median of {args.repeat}"
+        " (ratio to the document without a log)"
+    )
+    for case in ("a", "b"):
+        base = results["no log"][case]
+        for name in results:
+            times = results[name][case]
+            best, median = min(times), statistics.median(times)
+            print(
+                f"({case}) {name:<15} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
+                f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
