@@ -65,6 +65,16 @@ def test_identity_file_readable_by_others_is_refused(tmp_path, capsys):
     path.write_text("{not json")
     assert main(["identity", "--path", str(path)]) == 1
     assert "not JSON" in _last_error(capsys, "identity")
+    other = tmp_path / "other.json"
+    assert main(["identity", "--path", str(other), "--name", "bad\u202ename"]) == 1
+    assert "invalid name" in _last_error(capsys, "identity")
+    assert not other.exists()
+    create_identity(other)
+    mixed = json.loads(other.read_text())
+    mixed["pubKey"] = create_identity(tmp_path / "third.json").pub_key  # another key's
+    other.write_text(json.dumps(mixed))
+    assert main(["identity", "--path", str(other)]) == 1
+    assert "does not match" in _last_error(capsys, "identity")
 
 
 @pytest.mark.parametrize(
