@@ -102,6 +102,13 @@ describe('membership log against the Python relay', () => {
     expect(a.c.membership?.head.seq).toBe(2);
     expect(a.c.membership?.members.get(pub(E))?.name).toBe('Eve');
 
+    // concurrent calls go one at a time, each on the head the previous one made
+    const others = [0, 1, 2, 3].map(() => createSignatureKeyPair());
+    await Promise.all(others.map((k, i) => a.c.addMember(formatIdentity(k.publicKey, `O${i}`), 'viewer')));
+    await Promise.all(others.map((k) => a.c.removeMember(pub(k))));
+    expect(a.c.membership?.head.seq).toBe(10);
+    expect(others.every((k) => !a.c.membership?.isMember(pub(k)))).toBe(true);
+
     // the viewer reads, cannot write
     const v = open(docId, key, V);
     await v.c.loaded;
