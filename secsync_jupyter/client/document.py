@@ -43,6 +43,7 @@ from .engine import (
 )
 from .identity_file import UserIdentity, resolve_identity
 from .precheck import check_signatures_in_threads, precheck_frame, verify_pool
+from .state_file import load_remembered, save_remembered
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
@@ -165,6 +166,9 @@ class SecsyncDocument:
         identity: Any = None,
         known_log_head: LogHead | Mapping[str, Any] | None = None,
         log_root: Entry | Mapping[str, Any] | None = None,
+        state_file: str | Any = None,
+        heads_grace: float | None = None,
+        heads_interval: float | None = None,
     ):
         if doc_id is None or key is None:
             from ..sharelink import parse_share_link
@@ -220,6 +224,13 @@ class SecsyncDocument:
         self._token_withheld: str | None = None
         self._token_for(self.relay_url)  # a misplaced token or a bad origin: fail right here
         self.adapter = YDocAdapter(self.doc, self._on_local_update, self._on_ephemeral)
+        #: the remembered-state file (issue 13): checked on load, kept up to date
+        self.state_file = state_file
+        remembered = (
+            load_remembered(state_file, doc_id)
+            if state_file is not None and log_root is None
+            else None
+        )
         self.engine = SyncEngine(
             doc_id,
             bytes(key),
@@ -231,7 +242,18 @@ class SecsyncDocument:
             on_event=self._on_engine_event,
             known_log_head=known_log_head,
             log_root=log_root,
+            remembered=remembered,
         )
+        if heads_grace is not None:
+            self.engine.heads_grace = float(heads_grace)
+        if heads_interval is not None:
+            self.engine.heads_interval = float(heads_interval)
+        self._save_handle: asyncio.TimerHandle | None = None
+        #: what the client noticed of the relay's misbehaviour (issue 13), newest last:
+        #: ``(kind, data)`` with kind ``withheld`` (801), ``served-incompletely`` (803),
+        #: ``heads-withheld`` (806), ``fork`` (805), ``rollback`` (804)
+        self.alerts: list[tuple[str, dict[str, Any]]] = []
+        self._alert_callbacks: list[Callable[[str, dict[str, Any]], Any]] = []
         # the signatures of a long membership log are checked in the verify pool
         self.engine.check_signatures = check_signatures_in_threads
         #: answers to our membership entries: entry hash -> None (saved) or the error code
@@ -254,6 +276,7 @@ class SecsyncDocument:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._ticker: asyncio.Task | None = None
+        self._heads_ticker: asyncio.Task | None = None
         self._ws: Any = None
         self._send_queue: asyncio.Queue[str] | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -453,6 +476,7 @@ class SecsyncDocument:
             self._loop = asyncio.get_running_loop()
             self._send_queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run(), name=f"secsync:{self.doc_id}")
+            self._heads_ticker = asyncio.create_task(self._tick_heads())
             if self.awareness is not None:
                 self._ticker = asyncio.create_task(self._tick())
         if wait:
@@ -543,11 +567,14 @@ class SecsyncDocument:
             with contextlib.suppress(Exception):
                 await self.synced(timeout)
         self._closing = True
+        self.save_state()  # what we verified last (before the engine closes)
         if self.awareness is not None and self.engine.state == CONNECTED:
             self.awareness.leave()
             await self._drain_sends()
         if self._ticker is not None:
             self._ticker.cancel()
+        if self._heads_ticker is not None:
+            self._heads_ticker.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -594,7 +621,58 @@ class SecsyncDocument:
             self.engine.reconnect_requested = True
             asyncio.ensure_future(self._ws.close())  # noqa: RUF006
 
+    def on_alert(self, callback: Callable[[str, dict[str, Any]], Any]) -> Callable[[], None]:
+        """Call ``callback(kind, data)`` when the client notices the relay misbehaving (see
+        :attr:`alerts`; the error is also in :attr:`errors`); returns an unsubscribe."""
+        self._alert_callbacks.append(callback)
+        return lambda: self._alert_callbacks.remove(callback)
+
+    @property
+    def peer_heads(self) -> dict[str, Any]:
+        """The latest heads each live collaborator sent (public key -> ``PeerHeads``)."""
+        return dict(self.engine.peer_heads)
+
+    def save_state(self) -> None:
+        """Write the remembered state to :attr:`state_file` now (also done after changes)."""
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self.state_file is None:
+            return
+        state = self.engine.remembered_state()
+        if state is not None:
+            try:
+                save_remembered(self.state_file, self.doc_id, state)
+            except (OSError, ValueError) as exc:
+                log.warning("secsync %s: cannot write the state file: %s", self.doc_id, exc)
+
+    def _schedule_save(self) -> None:
+        if self.state_file is not None and self._save_handle is None and self._loop is not None:
+            self._save_handle = self._loop.call_later(1.0, self.save_state)
+
+    async def _tick_heads(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self.engine.tick(loop.time())
+            self._pump()
+            await asyncio.sleep(min(1.0, self.engine.heads_interval / 5))
+
     def _on_engine_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind in ("withheld", "served-incompletely", "heads-withheld", "fork", "rollback"):
+            self.alerts.append((kind, dict(data)))
+            del self.alerts[:-100]
+            log.warning("secsync %s: %s %s", self.doc_id, kind, data)
+            for alert in list(self._alert_callbacks):
+                try:
+                    alert(kind, dict(data))
+                except Exception:
+                    log.exception("on_alert callback failed")
+        elif kind in ("loaded", "update-saved", "snapshot-saved", "membership") or (
+            kind == "remote-change"
+        ):
+            self._schedule_save()
+        if kind == "loaded":
+            self.save_state()
         if kind == "remote-change":
             for callback in list(self._change_callbacks):
                 try:

@@ -67,6 +67,18 @@ from ..protocol.membership import (
     verify_entry,
     verify_log,
 )
+from .heads import (
+    HEADS_GRACE_SECONDS,
+    HEADS_INTERVAL_SECONDS,
+    HEADS_MIN_SPACING_SECONDS,
+    HEADS_PREFIX,
+    Claim,
+    PeerHeads,
+    Remembered,
+    decode_heads,
+    encode_heads,
+    remembered_from_json,
+)
 from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unparsable
 
 __all__ = [
@@ -301,6 +313,7 @@ class SyncEngine:
         write_heads: bool = False,
         known_log_head: LogHead | Mapping[str, Any] | None = None,
         log_root: Entry | Mapping[str, Any] | None = None,
+        remembered: Mapping[str, Any] | None = None,
     ):
         self.doc_id = doc_id
         self._key = key
@@ -393,6 +406,157 @@ class SyncEngine:
         #: our pending root went out on this connection (after the reader proof): a relay
         #: that serves the document without challenging us has no membership support (706)
         self._root_sent = False
+        #: the entries of the verified log (JSON), kept for the remembered state
+        self.log_entries: list[Any] = (
+            [self.log_root_pending.to_json()] if self.log_root_pending is not None else []
+        )
+
+        # ---- issue 13, parts 2 and 3: heads between live collaborators, remembered state
+        #: ids of our active snapshot and its ancestors we know, oldest first (at most 64)
+        self.chain_ids: list[str] = []
+        if known_snapshot is not None:
+            self.chain_ids.append(known_snapshot.snapshot_id)
+        #: the time the driver last gave to :meth:`tick` (seconds, any monotonic origin)
+        self.now = 0.0
+        #: what a peer has seen must reach us within this time (s, connected and loaded)
+        self.heads_grace = HEADS_GRACE_SECONDS
+        #: our heads go out at least this often (s), at most once a second when they changed
+        self.heads_interval = HEADS_INTERVAL_SECONDS
+        #: per peer (public key) its latest heads
+        self.peer_heads: dict[str, PeerHeads] = {}
+        #: what peers have seen that has not reached us yet (see :meth:`tick`)
+        self.claims: list[Claim] = []
+        #: what was already reported (805 / 806 once per snapshot and author, peer snapshot,
+        #: log entry)
+        self._heads_reported: set[tuple[str, ...]] = set()
+        self._heads_sent_at: float | None = None
+        self._heads_sent: bytes | None = None
+        #: our heads changed in a way peers should hear about soon (an acknowledged write, a
+        #: new peer)
+        self.heads_dirty = False
+        #: the state this client verified in an earlier load (checked by the first load: 804)
+        self.remembered: Remembered | None = None
+        #: set when the first load did not descend from the remembered state (804)
+        self.rolled_back = False
+        if remembered is not None:
+            self._adopt_remembered(remembered, known_log_head is None)
+
+    def _adopt_remembered(self, obj: Mapping[str, Any], use_log_head: bool) -> None:
+        """Take the state verified in an earlier load (``remembered_state()`` then): its
+        verified log becomes ours (only the entries after its head are verified on load: the
+        relay is asked for the delta), its snapshot and clocks are what the first load must
+        descend from (804), its log head what every log must contain (718)."""
+        try:
+            remembered = remembered_from_json(obj)
+        except ValueError as exc:
+            raise ValueError(f"remembered state of {self.doc_id}: {exc}") from exc
+        if remembered.snapshot is not None:
+            KnownSnapshot.from_json(remembered.snapshot)  # shape checked
+            self.chain_ids.append(remembered.snapshot["snapshotId"])
+        head = remembered.log_head
+        if head is not None and not self.has_log:
+            raise ValueError(f"remembered state of {self.doc_id}: a log head without a log")
+        if self.has_log and remembered.log and self.log is None:
+            # our own file of entries verified before: their structure, chain and authority
+            # are checked again, not their signatures (the point is to skip them)
+            try:
+                state = verify_log(
+                    remembered.log, self.doc_id, check_signatures=lambda items: [True] * len(items)
+                )
+            except MembershipError as exc:
+                raise ValueError(f"remembered state of {self.doc_id}: log: {exc}") from exc
+            if head is not None and (
+                head.seq > state.head.seq or state.hashes[head.seq] != head.hash
+            ):
+                raise ValueError(f"remembered state of {self.doc_id}: logHead not in its log")
+            self.log = state
+            self.log_entries = list(remembered.log)
+        if use_log_head and head is not None:
+            if self.log is not None and self.log.head.seq > head.seq:
+                head = self.log.head
+            self.known_log_head = head
+        self.remembered = remembered
+
+    def remembered_state(self) -> dict[str, Any] | None:
+        """What to remember of this document for the next load (``remembered=``): the active
+        snapshot with every author's clock on it, the verified log head and log. ``None``
+        while nothing verified is at hand, or after the load was found rolled back (804: the
+        earlier state stays the one to remember)."""
+        if self.rolled_back or self.document_state != COMPLETE or self.state == FAILED:
+            return None
+        active = self.active
+        out: dict[str, Any] = {
+            "snapshot": active.to_json() if active is not None else None,
+            "logHead": self.log.head.to_json() if self.log is not None else None,
+        }
+        if self.log is not None and len(self.log_entries) == self.log.head.seq + 1:
+            out["log"] = [e.to_json() if isinstance(e, Entry) else e for e in self.log_entries]
+        return out
+
+    def _check_remembered(self, raw_snapshot: Any, raw_chain: Any) -> ProtocolError | None:
+        """The first load against the remembered state: the same snapshot with at least the
+        clocks verified before, or a snapshot that descends from it (a valid proof chain; a
+        direct child must record at least those clocks). Anything else is a rollback or a
+        fork of the relay's making: 804."""
+        remembered = self.remembered
+        if remembered is None or remembered.snapshot is None:
+            return None
+        known = KnownSnapshot.from_json(remembered.snapshot)
+        active = self.active
+        if active is None:
+            return _err(
+                "SECSYNC_ERROR_804",
+                f"the relay served no snapshot; this client verified {known.snapshot_id} before",
+            )
+        if active.snapshot_id == known.snapshot_id:
+            behind = [
+                f"{a} {active.update_clocks.get(a, -1)} < {c}"
+                for a, c in sorted(known.update_clocks.items())
+                if active.update_clocks.get(a, -1) < c
+            ]
+            if behind:
+                return _err(
+                    "SECSYNC_ERROR_804",
+                    f"fewer updates on snapshot {known.snapshot_id} than verified before: "
+                    + ", ".join(behind),
+                )
+            return None
+        try:
+            snapshot = Snapshot.from_json(raw_snapshot)
+            chain = parse_snapshot_proof_chain(raw_chain or [])
+        except ParseError:
+            chain = []
+        if not chain or not is_valid_ancestor_snapshot(known.proof_entry, chain, snapshot):
+            return _err(
+                "SECSYNC_ERROR_804",
+                f"snapshot {active.snapshot_id} does not descend from snapshot"
+                f" {known.snapshot_id} verified before (older, or another history)",
+            )
+        self._note_chain([c.snapshot_id for c in chain])
+        if len(chain) == 1:
+            recorded = snapshot.public_data.parent_snapshot_update_clocks
+            behind = [
+                a
+                for a, c in known.update_clocks.items()
+                if type(recorded.get(a)) is not int or recorded[a] < c
+            ]
+            if behind:
+                return _err(
+                    "SECSYNC_ERROR_804",
+                    f"snapshot {active.snapshot_id} records fewer updates of its parent"
+                    f" {known.snapshot_id} than verified before: " + ", ".join(sorted(behind)),
+                )
+        return None
+
+    def _note_chain(self, ids: Iterable[str | None]) -> None:
+        """Our history grew: ``ids`` (oldest first) are ancestors of, or, our active snapshot."""
+        for snapshot_id in ids:
+            if not snapshot_id:
+                continue
+            if snapshot_id in self.chain_ids:
+                self.chain_ids.remove(snapshot_id)
+            self.chain_ids.append(snapshot_id)
+        del self.chain_ids[:-64]
 
     # ------------------------------------------------------------------ helpers
 
@@ -466,7 +630,15 @@ class SyncEngine:
 
     def connection_params(self) -> dict[str, str]:
         """Query parameters for the next connection (besides ``sessionKey``)."""
-        if self.load_known is None:
+        remembered = self.remembered.snapshot if self.remembered is not None else None
+        if self.load_known is None and remembered is not None and not self._loaded_once:
+            # a complete load, with the proof chain from the snapshot verified before (804)
+            params = {
+                "mode": "complete",
+                "knownSnapshotId": remembered["snapshotId"],
+                "knownSnapshotUpdateClocks": "{}",
+            }
+        elif self.load_known is None:
             params = {"mode": "complete"}
         else:
             params = {
@@ -685,8 +857,18 @@ class SyncEngine:
         except (_Fail, _Ignore) as exc:  # during the initial load every error is fatal
             self._fail(exc.error)
             return
+        if not self._loaded_once and self.remembered is not None:
+            rollback = self._check_remembered(snapshot, obj.get("snapshotProofChain"))
+            if rollback is not None:
+                self.rolled_back = True
+                self._fail(rollback)
+                self._emit("rollback", detail=rollback.detail)
+                return
         self.document_state = COMPLETE
         self._loaded_once = True
+        for claim in self.claims:  # the relay gets a full grace period after each load
+            claim.since = max(claim.since, self.now)
+        self.heads_dirty = True
         self._emit("loaded")
 
     def _on_snapshot(self, obj: Mapping[str, Any]) -> None:
@@ -711,9 +893,11 @@ class SyncEngine:
             return
         self.snapshot_save_failures = 0
         self.snapshots = [*self.snapshots, flight.info][-3:]
+        self._note_chain([flight.parent_snapshot_id, flight.info.snapshot_id])
         self.snapshot_in_flight = None
         self.local_clock = -1
         self._requeue_stale_updates()
+        self.heads_dirty = True
         self._emit("snapshot-saved", snapshot_id=flight.info.snapshot_id)
 
     def _on_snapshot_save_failed(self, obj: Mapping[str, Any]) -> None:
@@ -775,6 +959,7 @@ class SyncEngine:
         ]
         self._acknowledge_clock(snapshot_id, clock, done)
         self.updates_in_flight = [u for u in self.updates_in_flight if u not in done]
+        self.heads_dirty = True
         self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
 
     def _acknowledge_clock(
@@ -857,7 +1042,16 @@ class SyncEngine:
             self._send(result.reply)
         peer = session.peers.get(author)
         if peer is not None and peer.session_id is not None and peer.session_id != before_id:
+            self.heads_dirty = True  # a new peer (session) hears our heads soon
             self._emit("ephemeral-peer", author=author)
+        if result.content is not None and result.content.startswith(HEADS_PREFIX):
+            try:
+                heads = decode_heads(result.content)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                self._push(self.ephemeral_errors, _err("SECSYNC_ERROR_307", f"heads: {exc}"))
+                return
+            self._on_peer_heads(author, heads)
+            return
         if result.content is not None:
             try:
                 self.adapter.apply_ephemeral(result.content, author)
@@ -889,6 +1083,7 @@ class SyncEngine:
                     known_head=self.known_log_head,
                     check_signatures=self.check_signatures,
                 )
+                entries = list(log)
             elif state is None or log_from != state.head.seq + 1:
                 raise MembershipError(
                     f"the log continues at {log_from}, not after the head this client has",
@@ -897,8 +1092,10 @@ class SyncEngine:
                 )
             else:
                 state = extend_log(state, log, check_signatures=self.check_signatures)
+                entries = [*self.log_entries, *log]
         except MembershipError as exc:
             raise _Fail(exc)
+        self.log_entries = entries
         root = self.log_root_pending
         if root is not None and state.hashes[0] == root.hash:
             self.log_root_pending = None  # the relay has it
@@ -1015,6 +1212,7 @@ class SyncEngine:
             if exc.code == "SECSYNC_ERROR_709":
                 self._request_reconnect()
             return
+        self.log_entries.append(obj.get("entry"))
         self._set_log(state)
 
     def _on_log_entry_saved(self, obj: Mapping[str, Any]) -> None:
@@ -1038,6 +1236,7 @@ class SyncEngine:
             self._record(exc)
             self._emit("log-entry-failed", seq=entry.seq, hash=entry.hash, code=exc.code)
             return
+        self.log_entries.append(entry.to_json())
         self._set_log(state)
         self._emit("log-entry-saved", seq=entry.seq, hash=entry.hash)
 
@@ -1078,7 +1277,9 @@ class SyncEngine:
                 continue
             fresh.append(entry)
         if fresh:
-            self._set_log(extend_log(state, fresh))
+            extended = extend_log(state, fresh)
+            self.log_entries.extend(e.to_json() for e in fresh)
+            self._set_log(extended)
 
     def _on_write_refused(self, obj: Mapping[str, Any]) -> None:
         """The relay refused a write of ours (724: not an editor or admin at its head): stop
@@ -1141,6 +1342,7 @@ class SyncEngine:
             active = self.active
             if active is None or active.snapshot_id != info.snapshot_id:
                 self.snapshots = [*self.snapshots, known.copy()][-3:]
+            self._note_chain([info.snapshot_id])
             return self.active
         if known is not None and log_seq < known.log_seq:
             raise _Ignore(
@@ -1189,6 +1391,8 @@ class SyncEngine:
         except Exception as exc:
             raise _Fail(_err("SECSYNC_ERROR_105", str(exc)))
         self.snapshots = [*self.snapshots, info][-3:]
+        self._note_chain([c.snapshot_id for c in chain] if ancestor else [pd.parent_snapshot_id])
+        self._note_chain([info.snapshot_id])
         self.local_clock = -1
         self._requeue_stale_updates()
         self._emit("remote-change", kind="snapshot", snapshot_id=info.snapshot_id)
@@ -1557,6 +1761,188 @@ class SyncEngine:
             self.heads_missing_asked.update((a, c) for a, c, _ in missing)
             self.heads_reload = True
             self._request_reconnect()
+
+    # ------------------------------------------- heads between live collaborators
+
+    def heads_content(self) -> bytes | None:
+        """Our heads message (``None`` before a verified snapshot): the active snapshot, our
+        chain, every author's clock on it (ours: acknowledged) and the log head."""
+        active = self.active
+        if active is None or self.document_state != COMPLETE:
+            return None
+        return encode_heads(
+            active.snapshot_id,
+            self.chain_ids,
+            active.update_clocks,
+            self.log.head if self.log is not None else None,
+        )
+
+    def tick(self, now: float) -> None:
+        """The driver's clock (seconds; call about once a second): sends our heads when due —
+        soon after they changed by an acknowledged write or a new peer (at most once a
+        second), else every 5 s — and reports what peers have seen that still has not reached
+        us after the grace period (806 withheld, 805 fork)."""
+        self.now = now
+        if self.state != CONNECTED or self.document_state != COMPLETE:
+            return
+        self._check_claims()
+        last = self._heads_sent_at
+        due = (
+            last is None
+            or now - last >= self.heads_interval
+            or (
+                self.heads_dirty
+                and now - last >= min(HEADS_MIN_SPACING_SECONDS, self.heads_interval)
+            )
+        )
+        if due:
+            content = self.heads_content()
+            if content is not None and self.send_ephemeral(content):
+                self._heads_sent_at, self._heads_sent = now, content
+                self.heads_dirty = False
+
+    def _on_peer_heads(self, peer: str, heads: PeerHeads) -> None:
+        """A collaborator's signed heads: what it has seen that we have not becomes a claim,
+        checked by :meth:`tick` after the grace period; a log entry other than ours at the
+        same position is a fork at once."""
+        if peer == self.pub_key:
+            return  # our own key in another client: its clock is ours
+        self.peer_heads[peer] = heads
+        self._emit("peer-heads", peer=peer, snapshot_id=heads.snapshot_id)
+        now = self.now
+        if heads.log is not None and self.log is not None:
+            mine = self.log
+            if heads.log.seq <= mine.head.seq:
+                if mine.hashes[heads.log.seq] != heads.log.hash:
+                    self._report_fork(peer, f"its log entry {heads.log.seq} is not ours")
+            elif not any(c.kind == "log" and c.log == heads.log for c in self.claims):
+                self.claims.append(Claim("log", peer, now, log=heads.log))
+        active = self.active
+        if active is None:
+            return
+        if heads.snapshot_id == active.snapshot_id:
+            for author, clock in heads.clocks.items():
+                if author == self.pub_key or clock <= self._received_clock(active, author):
+                    continue
+                if not any(
+                    c.kind == "clock"
+                    and c.snapshot_id == active.snapshot_id
+                    and c.author == author
+                    and c.clock >= clock
+                    for c in self.claims
+                ):
+                    self.claims.append(Claim("clock", peer, now, active.snapshot_id, author, clock))
+        elif heads.snapshot_id not in self.chain_ids and not any(
+            c.kind == "snapshot" and c.snapshot_id == heads.snapshot_id for c in self.claims
+        ):
+            self.claims.append(Claim("snapshot", peer, now, heads.snapshot_id))
+
+    def _claim_met(self, claim: Claim) -> bool:
+        active = self.active
+        if claim.kind == "log":
+            return self.log is not None and self.log.head.seq >= claim.log.seq
+        if active is None:
+            return False
+        if claim.kind == "clock":
+            if claim.snapshot_id != active.snapshot_id:  # we moved past that snapshot
+                return claim.snapshot_id in self.chain_ids
+            return self._received_clock(active, claim.author) >= claim.clock
+        latest = self.peer_heads.get(claim.seen_by)
+        return claim.snapshot_id in self.chain_ids or (
+            latest is not None and latest.snapshot_id in self.chain_ids
+        )
+
+    def _check_claims(self) -> None:
+        kept: list[Claim] = []
+        due: list[Claim] = []
+        for claim in self.claims:
+            if claim.kind == "log" and self._claim_met(claim):
+                mine = self.log
+                assert mine is not None and claim.log is not None
+                if mine.hashes[claim.log.seq] != claim.log.hash:
+                    self._report_fork(claim.seen_by, f"its log entry {claim.log.seq} is not ours")
+                continue
+            if self._claim_met(claim):
+                continue
+            if self.now - claim.since >= self.heads_grace:
+                due.append(claim)
+            else:
+                kept.append(claim)
+        self.claims = kept
+        missing: dict[str, tuple[int, int, str]] = {}
+        for claim in due:
+            if claim.kind == "clock":
+                have = self._received_clock(self.active, claim.author)  # type: ignore[arg-type]
+                key = ("clock", claim.snapshot_id, claim.author)
+                if key in self._heads_reported:
+                    continue
+                if claim.author not in missing or missing[claim.author][0] < claim.clock:
+                    missing[claim.author] = (claim.clock, have, claim.seen_by)
+            elif claim.kind == "log":
+                key = ("log", str(claim.log.seq))  # type: ignore[union-attr]
+                if key not in self._heads_reported:
+                    self._heads_reported.add(key)
+                    have = self.log.head.seq if self.log is not None else -1
+                    self._report_withheld(
+                        claim.seen_by,
+                        [],
+                        f"the relay has not delivered {claim.log.seq - have} membership log"  # type: ignore[union-attr]
+                        f" entries that {claim.seen_by} has verified (up to entry"
+                        f" {claim.log.seq})",  # type: ignore[union-attr]
+                    )
+            else:
+                self._snapshot_claim_due(claim)
+        active = self.active
+        for author, (clock, have, seen_by) in sorted(missing.items()):
+            self._heads_reported.add(("clock", active.snapshot_id, author))  # type: ignore[union-attr]
+            self._report_withheld(
+                seen_by,
+                [[author, clock]],
+                f"the relay has not delivered {clock - have} updates from {author} that"
+                f" {seen_by} has seen (up to clock {clock} on snapshot"
+                f" {active.snapshot_id}; received {have})",  # type: ignore[union-attr]
+            )
+
+    def _snapshot_claim_due(self, claim: Claim) -> None:
+        latest = self.peer_heads.get(claim.seen_by)
+        peer_snapshot = latest.snapshot_id if latest is not None else claim.snapshot_id
+        key = ("snapshot", peer_snapshot)
+        if key in self._heads_reported:
+            return
+        self._heads_reported.add(key)
+        active = self.active
+        assert active is not None
+        if latest is not None and active.snapshot_id in latest.chain:
+            self._report_withheld(
+                claim.seen_by,
+                [],
+                f"the relay has not delivered snapshot {peer_snapshot} that {claim.seen_by} has"
+                f" (it descends from ours, {active.snapshot_id})",
+            )
+        else:
+            self._report_fork(
+                claim.seen_by,
+                f"it is on snapshot {peer_snapshot}, which is not in this client's chain"
+                f" (ours: {active.snapshot_id}), nor ours in its chain",
+            )
+
+    def _report_withheld(self, seen_by: str, missing: list[list[Any]], detail: str) -> None:
+        self._record(_err("SECSYNC_ERROR_806", detail))
+        self._emit(
+            "heads-withheld",
+            seen_by=seen_by,
+            authors=[m[0] for m in missing],
+            missing=missing,
+            detail=detail,
+        )
+
+    def _report_fork(self, peer: str, detail: str) -> None:
+        key = ("fork", peer, detail)
+        if key in self._heads_reported:
+            return
+        self._heads_reported.add(key)
+        self._record(_err("SECSYNC_ERROR_805", f"{peer}: {detail}"))
+        self._emit("fork", peer=peer, detail=detail)
 
     def send_ephemeral(self, content: bytes) -> bool:
         """Send ephemeral content (e.g. an awareness update) on the current session."""

@@ -170,6 +170,15 @@ class Notebook:
     def errors(self):
         return self.document.errors
 
+    @property
+    def alerts(self):
+        """What the client noticed of the relay misbehaving (issue 13): ``(kind, data)``."""
+        return self.document.alerts
+
+    def on_alert(self, callback: Callable[[str, dict], Any]) -> Callable[[], None]:
+        """``callback(kind, data)`` for withheld (801/806), fork (805), rollback (804)…"""
+        return self.document.on_alert(callback)
+
     async def synced(self, timeout: float | None = None) -> None:
         await self.document.synced(timeout)
 
