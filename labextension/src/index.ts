@@ -16,7 +16,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { Clipboard, Dialog, ICommandPalette, Notification, showDialog } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, Notification, showDialog } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
@@ -61,7 +61,7 @@ import {
 } from './pointer';
 import { showLockedState } from './locked';
 import { keepRemoteExecutionsUnmodified } from './executed';
-import { askForShareLink, confirmRelay, storeKeyFromLink } from './prompts';
+import { askForShareLink, confirmRelay, showShareLink, storeKeyFromLink } from './prompts';
 import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
 import { serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
@@ -74,7 +74,6 @@ import {
   cellExecutorPlugin,
   documentProviderFactoryPlugin
 } from './factories';
-import backupPlugin from './backup';
 import stockCommandsPlugin from './stockcommands';
 
 const PLUGIN_ID = 'secsync-jupyter:plugin';
@@ -549,31 +548,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
         const link = shareLinkFor(s.docId, s.documentKey(), s.relayBase);
-        try {
-          Clipboard.copyToSystem(link);
-        } catch {
-          // clipboard unavailable: the dialog below shows the link
-        }
-        const body = new Widget();
-        const p = document.createElement('p');
-        p.textContent = s.membership
-          ? trans.__(
-              'The link carries the key (in the part after #, never sent to the server), but only members can open the notebook with it: add each person in Members, by the identity string they send you.'
-            )
-          : trans.__(
-              'Anyone with this link can read and edit the notebook. The key is in the part after # and is never sent to the server.'
-            );
-        const input = document.createElement('input');
-        input.className = 'jp-mod-styled jp-secsync-ShareLink';
-        input.readOnly = true;
-        input.value = link;
-        input.addEventListener('focus', () => input.select());
-        body.node.append(p, input);
-        await showDialog({
-          title: trans.__('Share link copied'),
-          body,
-          buttons: [Dialog.okButton({ label: trans.__('Done') })]
-        });
+        await showShareLink(link, !!s.membership, trans);
         return link;
       }
     });

@@ -3,7 +3,7 @@
  * stores or where it connects: a key that differs from the stored one, a foreign relay.
  * Both default to the safe answer (keep the key, do not connect).
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Clipboard, Dialog, showDialog } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
@@ -221,4 +221,41 @@ export async function askForShareLink(
   } finally {
     linkPromptOpen = false;
   }
+}
+
+/**
+ * Copies a share link to the clipboard and shows it. In a document with a membership log the
+ * link alone opens nothing: the text says that members are added by identity string.
+ */
+export async function showShareLink(
+  link: string,
+  hasMembers: boolean,
+  trans: TranslationBundle
+): Promise<void> {
+  try {
+    Clipboard.copyToSystem(link);
+  } catch {
+    // clipboard unavailable: the dialog below shows the link
+  }
+  const body = new Widget();
+  const p = paragraph(
+    hasMembers
+      ? trans.__(
+          'The link carries the key (in the part after #, never sent to the server), but only members can open the notebook with it: add each person in Members, by the identity string they send you.'
+        )
+      : trans.__(
+          'Anyone with this link can read and edit the notebook. The key is in the part after # and is never sent to the server.'
+        )
+  );
+  const input = document.createElement('input');
+  input.className = 'jp-mod-styled jp-secsync-ShareLink';
+  input.readOnly = true;
+  input.value = link;
+  input.addEventListener('focus', () => input.select());
+  body.node.append(p, input);
+  await showDialog({
+    title: trans.__('Share link copied'),
+    body,
+    buttons: [Dialog.okButton({ label: trans.__('Done') })]
+  });
 }
