@@ -74,6 +74,7 @@ import {
   cellExecutorPlugin,
   documentProviderFactoryPlugin
 } from './factories';
+import backupPlugin from './backup';
 import stockCommandsPlugin from './stockcommands';
 
 const PLUGIN_ID = 'secsync-jupyter:plugin';
