@@ -808,12 +808,13 @@ async def bench(args) -> dict:
                         print(f"  {label:10s} R: " + _fmt_recovery(r), flush=True)
                         continue  # one process is gone: R comes last
                     w = WORKLOADS[name]
-                    # --members N: our relay runs the workload without a log, then with one
-                    for members in [0, args.members] if args.members and kind == "ours" else [0]:
-                        key = (label, name) if not members else (f"{label}+m{members}", name)
-                        runs = []
-                        for _ in range(args.repeat):
-                            runs.append(
+                    # --members N: our relay runs the workload without a log and with one,
+                    # in alternating order (the second run in a process tends to be slower)
+                    variants = [0, args.members] if args.members and kind == "ours" else [0]
+                    by_members: dict[int, list] = {m: [] for m in variants}
+                    for rep in range(args.repeat):
+                        for members in variants if rep % 2 == 0 else variants[::-1]:
+                            by_members[members].append(
                                 await run_workload(
                                     kind,
                                     urls if n_proc > 1 else url,
@@ -825,6 +826,8 @@ async def bench(args) -> dict:
                                     **w,
                                 )
                             )
+                    for members, runs in by_members.items():
+                        key = (label, name) if not members else (f"{label}+m{members}", name)
                         runs.sort(key=lambda r: r["accepted_per_s"])
                         results[key] = runs[len(runs) // 2]  # median by throughput
                         results[(key[0], name + "-runs")] = runs
@@ -834,9 +837,12 @@ async def bench(args) -> dict:
                                 results[key]["accepted_per_s"]
                                 / results[(label, name)]["accepted_per_s"]
                             )
+                            base = results[(label, name + "-runs")]
                             print(
                                 f"  {key[0]:9s} {name}: {ratio:.1%} of the throughput without "
-                                f"a membership log ({members} members)",
+                                f"a membership log ({members} members; medians of "
+                                f"{len(runs)} runs in alternating order); relay CPU per "
+                                f"accepted update {_cpu_ms(runs):.3f} vs {_cpu_ms(base):.3f} ms",
                                 flush=True,
                             )
                     if len(runs) > 1:
@@ -855,6 +861,13 @@ async def bench(args) -> dict:
                     x.terminate()
                     x.wait(20)
     return results
+
+
+def _cpu_ms(runs: list[dict]) -> float:
+    """Median relay CPU milliseconds per accepted update (less sensitive to a loaded machine
+    than the throughput)."""
+    per = sorted(r["relay_cpu_pct"] * 10 / r["accepted_per_s"] for r in runs)
+    return per[len(per) // 2]
 
 
 def _fmt_docs(r: dict) -> str:
