@@ -8,7 +8,7 @@ import { usersIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { encryptedNotebookIcon } from './icons';
-import { fingerprint } from './keystore';
+import { fingerprint, keyOnlyHere } from './keystore';
 import { myRoleLabel } from './members';
 import { IEncryptedSession, registry } from './registry';
 
@@ -237,6 +237,15 @@ export async function showCollaborators(
       stateOf(session)
     );
     body.node.appendChild(state);
+    if (keyOnlyHere(session.docId)) {
+      const warn = document.createElement('p');
+      warn.className = 'jp-secsync-Collaborators-backupWarning';
+      warn.style.color = 'var(--jp-warn-color0)';
+      warn.textContent = trans.__(
+        'The key of this notebook exists only in this browser (not in a key backup): if this browser profile is lost, so is the notebook for everyone without its share link. Use Encryption → Back Up Keys….'
+      );
+      body.node.appendChild(warn);
+    }
     if (actions) {
       const buttons = document.createElement('div');
       buttons.className = 'jp-secsync-Collaborators-actions';
