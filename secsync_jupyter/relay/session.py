@@ -20,13 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import Snapshot, Update
 from ..protocol.encoding import MAX_SAFE_INTEGER
-from ..protocol.membership import MembershipError, new_reader_challenge, verify_reader_proof
+from ..protocol.epochs import check_message_epoch, parse_epoch
+from ..protocol.membership import (
+    LogHead,
+    MembershipError,
+    new_reader_challenge,
+    verify_reader_proof,
+)
 from ..protocol.messages import SnapshotPublicData, UpdatePublicData
 from . import frames, rules
 from .admission import CLOSE_POLICY
 from .frames import OutFrame
 from .inbound import VERIFY_IN_THREAD_BYTES, Inbound, analyze
 from .logs import ConnectionLog
+from .members import now_ms
 from .policy import AccessRequest, Identity
 from .query import ConnectParams
 from .room import Room, spawn
@@ -50,6 +57,8 @@ class Session:
         "doc_id",
         "floor",
         "identity",
+        "link",
+        "lockbox_epochs",
         "pub_key",
         "relay",
         "room",
@@ -74,6 +83,10 @@ class Session:
         self.pub_key: str | None = None
         self._params: ConnectParams | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: proven as a live invitation link (issue 12): the log and its own lockboxes only
+        self.link = False
+        #: the epochs of the lockboxes this connection was given
+        self.lockbox_epochs: set[int] = set()
 
     # ------------------------------------------------------------------ reader challenge
     def challenge_reader(self, params: ConnectParams) -> None:
@@ -110,9 +123,30 @@ class Session:
         except MembershipError as exc:
             self.refuse_reader(int(exc.code[-3:]), str(exc))
             return None
+        if self._timer is not None:  # a valid proof arrived in time (membership: below)
+            self._timer.cancel()
+            self._timer = None
         if log.state is not None and log.is_member(key):
             return self._proven(key)
+        if log.state is not None and key in log.state.links:
+            return self._link_proven(key)
         return self._proof_checked_again(key)
+
+    def _link_proven(self, key: str):
+        """A reader proof by a link key: accepted while the link is live at the relay's
+        clock (754 expired, 755 removed); the connection gets no content."""
+        log = self.room.log
+        assert log is not None and log.state is not None
+        link = log.state.links[key]
+        if link.removed is not None:
+            self.refuse_reader(755, "the link was removed")
+            return None
+        if not link.live(now_ms()):
+            self.refuse_reader(754, "the link has expired")
+            return None
+        self.link = True
+        self.transport = _LinkTransport(self.transport)
+        return self._proven(key)
 
     async def _proof_checked_again(self, key: str) -> None:
         """Not a member of the cached log, or no log yet: another relay process on the same
@@ -121,6 +155,11 @@ class Session:
         assert log is not None
         await log.refresh()
         if self.closed:
+            return
+        if log.state is not None and key in log.state.links:
+            pending = self._link_proven(key)
+            if pending is not None:
+                await pending
             return
         if log.state is not None and not log.is_member(key):
             self.refuse_reader(722, "not a member of this document")
@@ -235,6 +274,8 @@ class Session:
         if self.room.log is not None:
             if self.challenge is not None:
                 return self._proof(text)
+            if self.link:
+                return self._from_link(text)
             if '"type"' in text:  # a membership frame? (messages have no "type")
                 control = self._control(text)
                 if control is not False:
@@ -242,6 +283,28 @@ class Session:
         if len(text) >= VERIFY_IN_THREAD_BYTES:
             return self._decide_later(text)
         return self._decide(analyze(text))
+
+    def _from_link(self, text: str):
+        """A link connection may only send a ``log-entry`` (its ``add-member``, checked by
+        :meth:`.members.RoomLog.append`); anything else: ``write-refused`` 753, ignored."""
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict) and obj.get("type") == "log-entry":
+            return self._control(text)
+        of = "ephemeral"
+        if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+            of = obj["type"] if obj["type"] in ("lockbox", "reader-proof") else "ephemeral"
+        elif isinstance(obj, dict) and isinstance(obj.get("publicData"), dict):
+            pd = obj["publicData"]
+            of = "update" if "refSnapshotId" in pd else "snapshot" if "snapshotId" in pd else of
+        self.send(
+            frames.write_refused(
+                of, "SECSYNC_ERROR_753", reason="a link connection may only add a member"
+            )
+        )
+        return None
 
     def _control(self, text: str):
         """A ``log-entry`` (appended, awaited before the next frame) or a second
@@ -259,7 +322,16 @@ class Session:
                 return None
             log = self.room.log
             assert log is not None
-            return log.append(self, obj.get("entry"))
+            return log.append(self, obj.get("entry"), obj.get("lockboxes"))
+        if type_ == "lockbox":
+            if not self.identity.can_write:
+                self.send(frames.error("unauthorized", "no permission to write"))
+                self.send(frames.simple("unauthorized"))
+                self.close(CLOSE_POLICY, "unauthorized")
+                return None
+            log = self.room.log
+            assert log is not None
+            return log.save_lockbox(self, obj.get("lockbox"))
         if type_ == "reader-proof":
             self.bad_input("invalid-message", "this connection's key is proven already", "type")
             return None
@@ -335,6 +407,11 @@ class Session:
                     return self._after_refresh(inbound)
                 self._write_refused(kind, pd, reason)
                 return None
+            if kind != "ephemeral":
+                refusal = self._epoch_refusal(kind, pd)
+                if refusal is not None:
+                    self._write_refused(kind, pd, refusal[1], refusal[0])
+                    return None
         if kind == "ephemeral":
             frame = OutFrame(frames.with_type("ephemeral-message", inbound.body))
             self.room.broadcast(None, frame, self)
@@ -364,15 +441,49 @@ class Session:
         if not self.closed:
             self._continue(True, inbound, refreshed=True)
 
-    def _write_refused(self, kind: str, pd: Mapping, reason: str) -> None:
-        """``write-refused`` (724): not to be retried; an ephemeral message is dropped."""
+    def _epoch_refusal(self, kind: str, pd: Mapping) -> tuple[str, str] | None:
+        """Issue 12: a snapshot's ``epoch`` is the one at its ``logHead`` (767) and not
+        older than the current one (768); an update's snapshot is not of an older epoch than
+        the current one (768). ``(code, reason)`` or ``None``."""
+        log = self.room.log
+        assert log is not None and log.state is not None
+        state = log.state
+        active = self.room.state.active
+        if kind == "update":
+            if (
+                active is not None
+                and active.snapshot_id == pd.get("refSnapshotId")
+                and active.epoch < state.epoch
+            ):
+                return (
+                    "SECSYNC_ERROR_768",
+                    f"the snapshot is in epoch {active.epoch}, the current one is {state.epoch}",
+                )
+            return None
+        head = pd["logHead"]  # checked by write_refusal
+        try:
+            check_message_epoch(
+                state,
+                pd.get("epoch"),
+                LogHead(head["seq"], head["hash"]),
+                parent=active.epoch if active is not None else None,
+            )
+        except MembershipError as exc:
+            return exc.code, str(exc)
+        return None
+
+    def _write_refused(
+        self, kind: str, pd: Mapping, reason: str, code: str = "SECSYNC_ERROR_724"
+    ) -> None:
+        """``write-refused`` (724, or 767 / 768 for epochs): not to be retried; an ephemeral
+        message is dropped."""
         if kind == "snapshot":
             snapshot_id, clock = pd.get("snapshotId"), None
         elif kind == "update":
             snapshot_id, clock = pd.get("refSnapshotId"), pd.get("clock")
         else:
             snapshot_id = clock = None
-        self.send(frames.write_refused(kind, "SECSYNC_ERROR_724", snapshot_id, clock, reason))
+        self.send(frames.write_refused(kind, code, snapshot_id, clock, reason))
 
     def _reject(self, kind: str, pd: Mapping, code: str, message: str, field=None) -> None:
         """A malformed message: the error, then the reference answer of its kind (with the
@@ -461,9 +572,14 @@ class Session:
             else:
                 self._snapshot_failed(refusal.code, refusal.message, *refusal.missing_since)
             return
-        rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size)
+        epoch = 0
+        if room.log is not None:  # checked by _epoch_refusal
+            epoch = parse_epoch(inbound.public_data.get("epoch"))
+        before = room.state.active.epoch if room.state.active is not None else 0
+        rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size, epoch)
         write = self.relay.store.save_snapshot(
             self.doc_id,
+            epoch=epoch,
             snapshot_id=pd.snapshot_id,
             parent_snapshot_id=pd.parent_snapshot_id,
             parent_clocks=pd.parent_snapshot_update_clocks,
@@ -478,6 +594,7 @@ class Session:
             pd.parent_snapshot_id,
             pd.parent_snapshot_update_clocks,
             body,
+            epoch > before,
         )
         self._commit(write, done)
 
@@ -487,6 +604,7 @@ class Session:
         parent_id: str,
         parent_clocks: Mapping[str, int],
         body: str,
+        new_epoch: bool,
         result: SaveResult,
     ) -> None:
         room = self.room
@@ -495,6 +613,8 @@ class Session:
                 room.mark_stored()
             self.send(frames.snapshot_saved(snapshot_id))
             room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
+            if new_epoch:  # the first snapshot of a new epoch: older ones are superseded
+                self.relay.retention_after_rotation(room)
         else:
             # the store refused what the room's memory accepted (another writer on the
             # database, or a failed write): re-read the rule state before the next frame,
@@ -539,6 +659,23 @@ class Session:
                 )
 
         spawn(answer())
+
+
+class _LinkTransport:
+    """A link connection's transport: broadcasts (snapshots, updates, ephemeral messages,
+    sent with ``send_frame``) are dropped; the frames meant for it (``send_text``: its
+    ``document`` frame, log entries, its lockboxes, answers) go through."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def send_frame(self, frame) -> None:
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
 
 
 def _result(fut: asyncio.Future) -> SaveResult:
