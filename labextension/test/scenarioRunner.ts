@@ -3,6 +3,7 @@
  * through the browser's sans-IO SyncEngine — the twin of the Runner in
  * tests/client/test_scenarios.py, which runs the same files through engine.py.
  */
+import { HEADS_PREFIX, isHeadsContent } from '../src/secsync/engineHeads';
 import { isDeepStrictEqual } from 'node:util';
 import * as Y from 'yjs';
 import {
@@ -249,6 +250,7 @@ export class ScenarioRunner {
         writeHeads: client.writeHeads ?? false,
         knownLogHead: client.knownLogHead ?? null,
         rootEntry: client.logRoot ?? null,
+        remembered: client.remembered ?? null,
         onEvent: (event, data) => this.events.push([event, data])
       }
     );
@@ -371,6 +373,9 @@ export class ScenarioRunner {
         break;
       case 'peer':
         this.peerStep(step);
+        break;
+      case 'tick':
+        engine.tick(step.now);
         break;
       case 'backoff':
         result = backoffDelay(step.retries);
@@ -512,6 +517,11 @@ export class ScenarioRunner {
         assertEqual(EPHEMERAL_TYPES[plaintext[0]], want.ephemeralType, 'ephemeral type');
         if (want.content !== undefined) {
           assertEqual(b64encode(plaintext.slice(1 + 24 + 4)), want.content, 'ephemeral content');
+        }
+        if (want.heads !== undefined) {
+          const content = plaintext.slice(1 + 24 + 4);
+          assertEqual(isHeadsContent(content), true, 'a heads message');
+          assertEqual(JSON.parse(new TextDecoder().decode(content.slice(HEADS_PREFIX.length))), want.heads, 'heads');
         }
         return;
       }

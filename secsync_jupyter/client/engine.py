@@ -861,6 +861,7 @@ class SyncEngine:
             rollback = self._check_remembered(snapshot, obj.get("snapshotProofChain"))
             if rollback is not None:
                 self.rolled_back = True
+                self.document_state = FAILED
                 self._fail(rollback)
                 self._emit("rollback", detail=rollback.detail)
                 return

@@ -25,6 +25,7 @@ from secsync_jupyter.client.engine import (
     backoff_delay,
     default_snapshot_policy,
 )
+from secsync_jupyter.client.heads import HEADS_PREFIX
 from secsync_jupyter.client.ydoc import YDocAdapter, deserialize_updates
 from secsync_jupyter.protocol import (
     EphemeralMessage,
@@ -64,6 +65,8 @@ CLIENT_CODES = [
 #: the membership-log codes a client records (issue 11); 707 / 708 / 710–717 are the relay's
 #: answers or caught by create_entry before anything is sent
 MEMBERSHIP_CODES = [f"SECSYNC_ERROR_{n}" for n in (701, 704, 706, 709, 718, 722, 724, 725)]
+#: the issue 13 codes a client records (causal heads, heads between peers, remembered state)
+HEADS_CODES = [f"SECSYNC_ERROR_{n}" for n in (801, 802, 803, 804, 805, 806)]
 #: the issue 10 decisions (docs/client.md, "Engine rules") each pinned by a scenario
 DECISIONS = [
     "decision:snapshot-policy-300",
@@ -177,6 +180,7 @@ class Runner:
             on_event=lambda kind, data: self.events.append((kind, data)),
             known_log_head=client.get("knownLogHead"),
             log_root=client.get("logRoot"),
+            remembered=client.get("remembered"),
         )
         #: the nonce of the latest reader-challenge fed to the engine
         self.challenge: str | None = None
@@ -294,6 +298,8 @@ class Runner:
             (self.faults.add if step["on"] else self.faults.discard)(step["hook"])
         elif do == "peer":
             self._peer_step(step)
+        elif do == "tick":
+            engine.tick(step["now"])
         elif do == "backoff":
             result = backoff_delay(step["retries"]) * 1000
         elif do == "policy":
@@ -406,6 +412,10 @@ class Runner:
                 assert EPHEMERAL_TYPES[decoded.type] == want["ephemeralType"]
                 if "content" in want:
                     assert b64encode(decoded.content) == want["content"]
+                if "heads" in want:
+                    assert decoded.content.startswith(HEADS_PREFIX), decoded.content[:20]
+                    heads = json.loads(decoded.content[len(HEADS_PREFIX) :])
+                    assert heads == want["heads"], f"heads {heads} != {want['heads']}"
                 continue
             pd = frame["publicData"]
             for k, v in want.get("publicData", {}).items():
@@ -450,6 +460,7 @@ def test_scenarios_cover_every_client_error_code_and_decision():
     assert len(FILES) >= 70
     assert [c for c in CLIENT_CODES if c not in covered] == []
     assert [c for c in MEMBERSHIP_CODES if c not in covered] == []
+    assert [c for c in HEADS_CODES if c not in covered] == []
     assert [d for d in DECISIONS if d not in covered] == []
     for rule in (
         "rule:update-save-failed",

@@ -1661,6 +1661,301 @@ def heads_802_snapshot() -> Scenario:
     return sc
 
 
+# ---------------------------------- heads between live collaborators (issue 13, part 2)
+
+#: the content of a heads message starts with these bytes (docs/protocol.md)
+HEADS_PREFIX = b"\x00secsync-heads/1\n"
+
+
+def heads_content(snapshot_id: str, chain: list[str], clocks: dict[str, int], log=None) -> bytes:
+    """A peer's heads message content (authors by name)."""
+    body: dict[str, Any] = {
+        "snapshotId": snapshot_id,
+        "chain": chain,
+        "clocks": {PUB.get(k, k): v for k, v in sorted(clocks.items())},
+    }
+    if log is not None:
+        body["log"] = log
+    return HEADS_PREFIX + json.dumps(body, separators=(",", ":")).encode()
+
+
+def sent_heads(snapshot_id: str, clocks: dict[str, int], chain: list[str] = ()) -> dict:
+    """Our heads message as the runner reads it back (``heads``: the decoded JSON)."""
+    return {
+        "kind": "ephemeral",
+        "ephemeralType": "message",
+        "heads": {
+            "snapshotId": snapshot_id,
+            "chain": list(chain),
+            "clocks": {f"${k}": v for k, v in clocks.items()},
+        },
+    }
+
+
+def tick(sc: Scenario, now: float, **expect: Any) -> None:
+    sc.step("tick", expect, now=now)
+
+
+def peer_heads(sc: Scenario, peer: str, content: bytes, **expect: Any) -> None:
+    sc.step("peer", expect, peer=peer, send="message", content=b64(content))
+
+
+@scenario
+def heads_806_seen_by_peer() -> Scenario:
+    sc = Scenario(
+        "heads-806-withheld-seen-by-peer",
+        "Live heads: the engine sends its heads (active snapshot, chain, every author's clock,"
+        " ours acknowledged) in an ephemeral message at its first tick and every 5 s; peer C's"
+        " heads say C has applied B's clock 1 on our snapshot, which the relay has not"
+        " delivered to us. Within the 10 s grace period nothing is reported; after it, 806"
+        " (not fatal) and the event heads-withheld naming B, C and the clock — once.",
+        ["SECSYNC_ERROR_806", "rule:heads-live-send", "rule:heads-live-withheld"],
+    )
+    sc.peer("C")
+    s1 = loaded(sc)
+    tick(sc, 0, sent=[sent_heads(s1.id, {})])
+    _peer_handshake(sc, "C")
+    peer_heads(
+        sc,
+        "C",
+        heads_content(s1.id, [], {"B": 1}),
+        sent=[],
+        delivered=[],
+        errors=[],
+        events=[ev("peer-heads", peer="$C", snapshotId=s1.id)],
+    )
+    tick(sc, 1, sent=[sent_heads(s1.id, {})])  # a new peer: our heads soon (at most 1/s)
+    tick(sc, 2, sent=[], errors=[])
+    tick(sc, 6, sent=[sent_heads(s1.id, {})], errors=[])  # every 5 s when nothing changed
+    tick(
+        sc,
+        10,
+        sent=[],
+        errors=["SECSYNC_ERROR_806"],
+        events=[
+            ev("error", code="SECSYNC_ERROR_806", fatal=False),
+            ev("heads-withheld", seenBy="$C", authors=["$B"], missing=[["$B", 1]]),
+        ],
+        state="connected",
+        reconnectRequested=False,
+    )
+    tick(sc, 30, sent=[sent_heads(s1.id, {})], errors=["SECSYNC_ERROR_806"], events=[])
+    return sc
+
+
+@scenario
+def heads_delivered_in_grace() -> Scenario:
+    sc = Scenario(
+        "heads-delivered-within-grace",
+        "What a peer has seen and the relay delivers within the grace period is no alarm:"
+        " peer C's heads name B's clock 1 and our own clock 5 (ours are never claimed against"
+        " us); B's updates come at once. After our acknowledged write our heads go out at the"
+        " next tick (at most one a second), naming our acknowledged clock.",
+        ["rule:heads-live-send", "rule:heads-live-withheld"],
+    )
+    sc.peer("C")
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    sc.connect()
+    sc.document(s1, sent=[INIT], text="Hello")
+    tick(sc, 0, sent=[sent_heads(s1.id, {})])
+    _peer_handshake(sc, "C")
+    peer_heads(sc, "C", heads_content(s1.id, [], {"A": 5, "B": 1}), sent=[], errors=[])
+    u0 = sc.update([b.append(" wor")], s1, 0)
+    u1 = sc.update([b.append("ld")], s1, 1)
+    sc.receive(u0.wire(type="update"), mirror={"apply": [b64(c) for c in u0.changes]})
+    sc.receive(u1.wire(type="update"), mirror={"apply": [b64(c) for c in u1.changes]})
+    sc.edit((11, "!"))
+    sc.flush(sent=[sent_update(s1.id, 0, text="Hello world!")])
+    sc.receive(saved(s1.id, 0), isSynced=True)
+    tick(sc, 0.5, sent=[])  # changed, but less than a second after the last
+    tick(sc, 1, sent=[sent_heads(s1.id, {"A": 0, "B": 1})])
+    tick(sc, 30, sent=[sent_heads(s1.id, {"A": 0, "B": 1})], errors=[], events=[])
+    return sc
+
+
+@scenario
+def heads_805_fork() -> Scenario:
+    sc = Scenario(
+        "heads-805-fork",
+        "Peer C is on a snapshot that is not in our chain, and ours is not in its chain: after"
+        " the grace period (it could be one the relay is about to deliver), a fork: 805 and"
+        " the event fork naming C. Peer B is on a snapshot we do not have whose chain holds"
+        " ours: B is ahead, the relay has not delivered it to us: 806. A peer on an ancestor"
+        " of ours (behind) is no alarm. Each is reported once.",
+        ["SECSYNC_ERROR_805", "SECSYNC_ERROR_806", "rule:heads-live-fork"],
+    )
+    sc.peer("B")
+    sc.peer("C")
+    b = Writer("B")
+    b.append("Hello")
+    s0 = sc.snapshot("S0", b.state())
+    b.append("!")
+    s1 = sc.snapshot("S1", b.state(), parent=s0)
+    sc.connect()
+    sc.document(s1, sent=[INIT], text="Hello!")
+    tick(sc, 0, sent=[sent_heads(s1.id, {}, [s0.id])])
+    _peer_handshake(sc, "B")
+    _peer_handshake(sc, "C")
+    other, ahead = sc.sid("other"), sc.sid("ahead")
+    peer_heads(sc, "C", heads_content(other, [sc.sid("root")], {}), sent=[], errors=[])
+    peer_heads(sc, "B", heads_content(ahead, [s0.id, s1.id], {}), sent=[], errors=[])
+    tick(sc, 1, sent=[sent_heads(s1.id, {}, [s0.id])], errors=[])
+    # a third peer message: B went back to our parent (behind us): no claim
+    peer_heads(sc, "B", heads_content(s0.id, [], {"B": 7}), sent=[], errors=[])
+    tick(
+        sc,
+        10,
+        sent=[sent_heads(s1.id, {}, [s0.id])],
+        errors=["SECSYNC_ERROR_805"],
+        events=[
+            ev("error", code="SECSYNC_ERROR_805", fatal=False),
+            ev("fork", peer="$C"),
+        ],
+    )
+    return sc
+
+
+@scenario
+def heads_806_snapshot_ahead() -> Scenario:
+    sc = Scenario(
+        "heads-806-snapshot-ahead",
+        "Peer B says it is on a snapshot we do not have, whose chain holds ours: the relay"
+        " has not delivered B's newer snapshot to us: 806 after the grace period; a heads"
+        " message that is not valid JSON is 307 (ignored).",
+        ["SECSYNC_ERROR_806", "rule:heads-live-withheld"],
+    )
+    sc.peer("B")
+    s1 = loaded(sc)
+    tick(sc, 0, sent=[sent_heads(s1.id, {})])
+    _peer_handshake(sc, "B")
+    ahead = sc.sid("ahead")
+    peer_heads(sc, "B", HEADS_PREFIX + b"{", sent=[], ephemeralErrors=["SECSYNC_ERROR_307"])
+    peer_heads(sc, "B", heads_content(ahead, [s1.id], {"B": 3}), sent=[], errors=[])
+    tick(
+        sc,
+        10,
+        sent=[sent_heads(s1.id, {})],
+        errors=["SECSYNC_ERROR_806"],
+        events=[
+            ev("error", code="SECSYNC_ERROR_806", fatal=False),
+            ev("heads-withheld", seenBy="$B", authors=[], missing=[]),
+        ],
+    )
+    return sc
+
+
+# ------------------------------------------------------ remembered state (issue 13, part 3)
+
+
+def _remembered(snap: Snap, clocks: dict[str, int]) -> dict[str, Any]:
+    return {"snapshot": snap.known(clocks), "logHead": None}
+
+
+@scenario
+def remembered_804_fewer_updates() -> Scenario:
+    b = Writer("B")
+    b.append("Hello")
+    probe = Scenario("remembered-804-fewer-updates", "", [])
+    s1 = probe.snapshot("S1", b.state())
+    u0 = probe.update([b.append(" world")], s1, 0)
+    probe.update([b.append("!")], s1, 1)
+    sc = Scenario(
+        "remembered-804-fewer-updates",
+        "The client remembers snapshot S1 with B's clock 1 (verified in an earlier load). The"
+        " first load asks for a complete load with the proof chain from S1 (knownSnapshotId,"
+        " no clocks); the relay serves S1 with B's update 0 only: fewer updates than verified"
+        " before, a rollback: 804 fails the load (event rollback).",
+        ["SECSYNC_ERROR_804", "rule:remembered-state"],
+        remembered=_remembered(s1, {"B": 1}),
+    )
+    sc._n = probe._n
+    sc.connect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        }
+    )
+    sc.document(
+        s1,
+        [u0],
+        sent=[INIT],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_804"],
+        events=[
+            ev("remote-change", kind="snapshot", snapshotId=s1.id),
+            ev("remote-change", kind="updates", count=1),
+            ev("error", code="SECSYNC_ERROR_804", fatal=True),
+            ev("state", state="failed"),
+            ev("rollback"),
+        ],
+    )
+    return sc
+
+
+@scenario
+def remembered_804_not_descending() -> Scenario:
+    b = Writer("B")
+    b.append("Hello")
+    probe = Scenario("remembered-804-not-descending", "", [])
+    s1 = probe.snapshot("S1", b.state())
+    b.append(" world")
+    s2 = probe.snapshot("S2", b.state(), parent=s1)
+    sc = Scenario(
+        "remembered-804-not-descending",
+        "The client remembers S2; the relay serves S2's parent S1 (an older snapshot, no"
+        " proof chain from S2): 804 fails the load.",
+        ["SECSYNC_ERROR_804", "rule:remembered-state"],
+        remembered=_remembered(s2, {}),
+    )
+    sc._n = probe._n
+    sc.connect()
+    sc.document(
+        s1, sent=[INIT], state="failed", documentState="failed", errors=["SECSYNC_ERROR_804"]
+    )
+    return sc
+
+
+@scenario
+def remembered_descendant_loads() -> Scenario:
+    b = Writer("B")
+    b.append("Hello")
+    probe = Scenario("remembered-descendant-loads", "", [])
+    s1 = probe.snapshot("S1", b.state())
+    u0 = probe.update([b.append(" world")], s1, 0)
+    b.append("!")
+    s2 = probe.snapshot("S2", b.state(), parent=s1, clocks={"B": 0})
+    b2 = b.append("?")
+    sc = Scenario(
+        "remembered-descendant-loads",
+        "The client remembers S1 with B's clock 0; the relay serves S2 with the proof chain"
+        " from S1, and S2 records B's clock 0 of S1: it descends from what was verified,"
+        " the load completes without an error. The same snapshot with at least the"
+        " remembered clocks would too.",
+        ["rule:remembered-state"],
+        remembered=_remembered(s1, {"B": 0}),
+    )
+    sc._n = probe._n
+    del u0
+    u2 = sc.update([b2], s2, 0)
+    sc.connect()
+    sc.document(
+        s2,
+        [u2],
+        [s2.entry()],
+        sent=[INIT],
+        state="connected",
+        documentState="complete",
+        errors=[],
+        text="Hello world!?",
+        activeClocks={"$B": 0},
+    )
+    return sc
+
+
 @scenario
 def snapshot_save_failed_retry() -> Scenario:
     sc = Scenario(

@@ -35,6 +35,7 @@
  * The driver is `document.ts` (WebSocket, backoff, batching timer, waiters, status).
  */
 import { EngineAcks } from './engineAcks';
+import { checkRemembered, decodeHeads, isHeadsContent } from './engineHeads';
 import { verifyAndDecryptParsedEphemeralMessage } from './ephemeral';
 import { ProtocolError, SecsyncError } from './errors';
 import {
@@ -229,7 +230,21 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
       this._fail(rethrowUnlessRule(exc).error);
       return;
     }
+    if (!this._loadedOnce && this.remembered !== null) {
+      const rollback = checkRemembered(this.remembered, this.active, snapshot, obj.snapshotProofChain, (ids) =>
+        this.heads.noteChain(ids)
+      );
+      if (rollback !== null) {
+        this.rolledBack = true;
+        this.documentState = FAILED;
+        this._fail(rollback);
+        this._emit('rollback', { detail: rollback.message });
+        return;
+      }
+    }
     this.documentState = COMPLETE;
+    this._loadedOnce = true;
+    this.heads.loaded();
     this._emit('loaded');
   }
 
@@ -270,6 +285,8 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
     }
     this.snapshotSaveFailures = 0;
     this.snapshots = [...this.snapshots, flight.info].slice(-3);
+    this.heads.noteChain([flight.parentSnapshotId, flight.info.snapshotId]);
+    this.heads.dirty = true;
     this.snapshotInFlight = null;
     this.localClock = -1;
     this._requeueStaleUpdates();
@@ -364,7 +381,19 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
     }
     const afterId = sessionOf();
     if (afterId !== undefined && afterId !== beforeId) {
+      this.heads.dirty = true; // a new peer (session) hears our heads soon
       this._emit('ephemeral-peer', { author });
+    }
+    if (result.content !== undefined && isHeadsContent(result.content)) {
+      let heads;
+      try {
+        heads = decodeHeads(result.content);
+      } catch (exc) {
+        pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_307', `heads: ${detailOf(exc)}`));
+        return;
+      }
+      this.heads.onPeerHeads(author, heads);
+      return;
     }
     if (result.content !== undefined) {
       try {
@@ -418,6 +447,7 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
       if (active === null || active.snapshotId !== info.snapshotId) {
         this.snapshots = [...this.snapshots, known.copy()].slice(-3);
       }
+      this.heads.noteChain([info.snapshotId]);
       return this.active;
     }
     let ancestor = false;
@@ -469,6 +499,8 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
       throw new Fail(errorWithCode('SECSYNC_ERROR_105', exc));
     }
     this.snapshots = [...this.snapshots, info].slice(-3);
+    this.heads.noteChain(ancestor ? chain.map((c) => c.snapshotId) : [pd.parentSnapshotId]);
+    this.heads.noteChain([info.snapshotId]);
     this.log?.noteSnapshot(info.snapshotId, pd);
     this.localClock = -1;
     this._requeueStaleUpdates();

@@ -124,6 +124,7 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
     );
     this._acknowledgeClock(snapshotId, clock, done);
     this.updatesInFlight = this.updatesInFlight.filter((u) => !done.includes(u));
+    this.heads.dirty = true;
     this._emit('update-saved', { snapshotId, clock });
   }
 

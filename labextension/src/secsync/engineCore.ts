@@ -9,6 +9,7 @@ import { generateId, SignatureKeyPair } from './crypto';
 import { createEphemeralMessage, createEphemeralSession, EphemeralMessageType, EphemeralSession } from './ephemeral';
 import { SecsyncError, SecsyncErrorCode } from './errors';
 import { LogGuard } from './engineLog';
+import { HeadsTracker, parseRemembered, RememberedState } from './engineHeads';
 import { clockOf, KnownSnapshot } from './knownSnapshot';
 import { isLogDocId, LogHead } from './membership';
 import { createInitialSnapshot, createSnapshot } from './snapshot';
@@ -168,6 +169,14 @@ export interface SyncEngineOptions<C> {
   rootEntry?: Record<string, unknown> | null;
   /** the log head this client verified before (e.g. persisted): a log without it is 718 */
   knownLogHead?: LogHead | null;
+  /**
+   * issue 13: the state verified in an earlier load (`rememberedState()` then): the first
+   * load must descend from it (804); its log head is the known log head (718)
+   */
+  remembered?: unknown;
+  /** issue 13: grace period (s) and interval (s) of the heads between live collaborators */
+  headsGrace?: number;
+  headsInterval?: number;
 }
 
 type KeySource = Uint8Array | ((info: KnownSnapshot | null) => Uint8Array);
@@ -228,6 +237,14 @@ export abstract class EngineCore<C = Uint8Array> {
   /** what the latest `document` frame held (for diagnostics and tests) */
   lastDocument: { snapshot: boolean; updates: number; mode: string } | null = null;
 
+  /** issue 13: our chain, the peers' heads and what they have seen that we have not */
+  readonly heads: HeadsTracker;
+  /** issue 13: the state verified in an earlier load (checked by the first load: 804) */
+  readonly remembered: RememberedState | null;
+  /** set when the first load did not descend from the remembered state (804) */
+  rolledBack = false;
+  protected _loadedOnce = false;
+
   protected readonly _key: KeySource;
   protected _ephemeralKey: Uint8Array | null = null;
 
@@ -249,6 +266,19 @@ export abstract class EngineCore<C = Uint8Array> {
     this.strictEphemeralDocId = options.strictEphemeralDocId ?? true;
     // documents with a log: heads always written (docs/protocol.md); others: default off
     this.writeHeads = isLogDocId(docId) || (options.writeHeads ?? false);
+    this.remembered = options.remembered != null ? parseRemembered(options.remembered) : null;
+    const knownLogHead = options.knownLogHead ?? this.remembered?.logHead ?? null;
+    this.heads = new HeadsTracker({
+      pubKey: this.pubKey,
+      active: () => this.active,
+      receivedClock: (info, author) => this._receivedClock(info, author),
+      logHead: () => this.log?.head() ?? null,
+      logHashAt: (seq) => this.log?.state?.hashes[seq] ?? null,
+      record: (error) => this._record(error),
+      emit: (event, data) => this._emit(event, data)
+    });
+    this.heads.grace = options.headsGrace ?? this.heads.grace;
+    this.heads.interval = options.headsInterval ?? this.heads.interval;
     this.log = isLogDocId(docId)
       ? new LogGuard(
           {
@@ -262,12 +292,55 @@ export abstract class EngineCore<C = Uint8Array> {
             requestReconnect: () => this._requestReconnect(),
             loaded: () => this.state === CONNECTED && this.documentState === COMPLETE
           },
-          { rootEntry: options.rootEntry, knownLogHead: options.knownLogHead }
+          { rootEntry: options.rootEntry, knownLogHead }
         )
       : null;
     this.loadKnown = options.knownSnapshot ?? null;
     this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
     this.pending = Array.from(options.pendingChanges ?? []);
+    this.heads.noteChain([this.loadKnown?.snapshotId, this.remembered?.snapshot?.snapshotId]);
+  }
+
+  /** The highest clock of `author` on `info` this client has (its own: sent). */
+  protected abstract _receivedClock(info: KnownSnapshot, author: string): number;
+
+  // ------------------------------------------- issue 13: heads, remembered state
+
+  /** Our heads message (null before a verified snapshot). */
+  headsContent(): Uint8Array | null {
+    return this.documentState === COMPLETE ? this.heads.content() : null;
+  }
+
+  /**
+   * The driver's clock (seconds; about once a second): sends our heads when due (soon after
+   * an acknowledged write or a new peer, at most once a second, else every 5 s) and reports
+   * what peers have seen that still has not reached us after the grace period (806 / 805).
+   */
+  tick(now: number): void {
+    this.heads.now = now;
+    if (this.state !== CONNECTED || this.documentState !== COMPLETE) {
+      return;
+    }
+    this.heads.check();
+    if (this.heads.due(now)) {
+      const content = this.heads.content();
+      if (content !== null && this.sendEphemeral(content)) {
+        this.heads.sent(now);
+      }
+    }
+  }
+
+  /**
+   * What to remember of this document for the next load (`remembered`): the active snapshot
+   * with every author's clock, the verified log head. null while nothing verified is at hand
+   * or after a rollback (804: the earlier state stays the one to remember).
+   */
+  rememberedState(): RememberedState | null {
+    if (this.rolledBack || this.documentState !== COMPLETE || this.state === FAILED) {
+      return null;
+    }
+    const active = this.active;
+    return { snapshot: active !== null ? active.toJSON() : null, logHead: this.log?.head() ?? null };
   }
 
   // ------------------------------------------------------------------ helpers
@@ -346,6 +419,11 @@ export abstract class EngineCore<C = Uint8Array> {
   /** Query parameters for the next connection (besides `sessionKey`). */
   connectionParams(): Record<string, string> {
     const log = this.log?.connectionParams() ?? {};
+    const remembered = this.remembered?.snapshot ?? null;
+    if (this.loadKnown === null && remembered !== null && !this._loadedOnce) {
+      // a complete load, with the proof chain from the snapshot verified before (804)
+      return { mode: 'complete', knownSnapshotId: remembered.snapshotId, knownSnapshotUpdateClocks: '{}', ...log };
+    }
     if (this.loadKnown === null) {
       return { mode: 'complete', ...log };
     }

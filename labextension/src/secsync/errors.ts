@@ -46,6 +46,9 @@ export type SecsyncErrorCode =
   | 'SECSYNC_ERROR_801'
   | 'SECSYNC_ERROR_802'
   | 'SECSYNC_ERROR_803'
+  | 'SECSYNC_ERROR_804'
+  | 'SECSYNC_ERROR_805'
+  | 'SECSYNC_ERROR_806'
   | MembershipErrorCode // 700-749: membership log (membershipCodes.ts)
   // not part of the reference numbering: a malformed frame from the relay / bad local input
   | 'SECSYNC_ERROR_PROTOCOL';
@@ -92,6 +95,9 @@ export const ERROR_DESCRIPTIONS: Record<SecsyncErrorCode, string> = {
   SECSYNC_ERROR_801: "an update's heads name updates the relay has not delivered",
   SECSYNC_ERROR_802: "a snapshot's parent clocks name updates the relay has not delivered",
   SECSYNC_ERROR_803: 'the document was served incompletely: missing updates did not come',
+  SECSYNC_ERROR_804: 'rollback: the relay served an older state than this client verified before',
+  SECSYNC_ERROR_805: "fork: a collaborator is on a history that is not this client's",
+  SECSYNC_ERROR_806: 'withheld: a collaborator has seen updates the relay has not delivered',
   SECSYNC_ERROR_PROTOCOL: 'protocol error'
 };
 
