@@ -3,6 +3,7 @@
  * hold no connection state: the snapshot policy of the options, and
  * the answers of an asynchronous `isValidClient` fetched before a frame enters the engine.
  */
+import type { RememberedStore } from './rememberedState';
 import type * as Y from 'yjs';
 import type { Awareness } from 'y-protocols/awareness';
 import type { SignatureKeyPair } from './crypto';
@@ -91,6 +92,14 @@ export interface SecsyncYjsClientOptions {
   rootEntry?: Record<string, unknown>;
   /** the log head verified in an earlier session (`client.logHead`): a log without it is 718 */
   knownLogHead?: LogHead;
+  /**
+   * issue 13: where the state verified last is kept per document and checked by the next
+   * load (804 / 718); e.g. `defaultRememberedStore()` (localStorage). Default: none.
+   */
+  rememberedStore?: RememberedStore | null;
+  /** issue 13: heads between live collaborators: grace period and interval (s; 10 and 5) */
+  headsGraceSeconds?: number;
+  headsIntervalSeconds?: number;
 }
 
 /** The engine's policy function for the options' `snapshotPolicy`. */

@@ -68,6 +68,7 @@ import { MembersClient, notNow } from './membershipClient';
 import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 import { YDocAdapter } from './yjsContent';
+import { HeadsDriver } from './headsDriver';
 
 export * from './clientOptions';
 export { createLogDocument, MembershipError } from './membershipClient';
@@ -86,6 +87,11 @@ export class SecsyncYjsClient extends MembersClient {
   readonly engine: SyncEngine<Uint8Array>;
   readonly adapter: YDocAdapter;
   readonly bridge: AwarenessBridge | null = null;
+  /**
+   * issue 13: `alerts` (withheld 801 / 806, served-incompletely 803, fork 805, rollback 804),
+   * `onAlert(cb)`, `peerHeads` (each live collaborator's latest heads); see engineHeads.ts
+   */
+  readonly heads: HeadsDriver;
   readonly stats = {
     updatesSent: 0,
     snapshotsSent: 0,
@@ -176,8 +182,12 @@ export class SecsyncYjsClient extends MembersClient {
       onEvent: (event, data) => this._onEngineEvent(event, data),
       strictEphemeralDocId: options.strictEphemeralDocId,
       rootEntry: options.rootEntry,
-      knownLogHead: options.knownLogHead
+      knownLogHead: options.knownLogHead,
+      remembered: options.rememberedStore?.load(this.docId) ?? null,
+      headsGrace: options.headsGraceSeconds,
+      headsInterval: options.headsIntervalSeconds
     });
+    this.heads = new HeadsDriver(this.docId, this.engine, options.rememberedStore ?? null, (fn) => this._call(fn));
 
     if (this.awareness) {
       this.bridge = new AwarenessBridge(
@@ -306,6 +316,7 @@ export class SecsyncYjsClient extends MembersClient {
     // announce that we are gone (sent while the socket is open)
     this.bridge?.leave();
     this._destroyed = true;
+    this.heads.destroy();
     this.adapter.close();
     this.bridge?.destroy();
     this.disconnect();
@@ -532,6 +543,7 @@ export class SecsyncYjsClient extends MembersClient {
 
   private _onEngineEvent(event: string, data: Record<string, unknown>): void {
     this._calls.onEvent(event, data);
+    this.heads?.onEvent(event, data); // issue 13: alerts, remembered state
     switch (event) {
       case 'loaded':
         this._retries = 0;

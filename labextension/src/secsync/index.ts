@@ -19,3 +19,6 @@ export * from './sharelink';
 export * from './engine'; // with ./engineCore
 export * from './awareness';
 export * from './document';
+export * from './engineHeads'; // issue 13: heads between collaborators, remembered state
+export * from './rememberedState';
+export * from './headsDriver';
