@@ -124,6 +124,8 @@ def _connection(args: argparse.Namespace) -> dict[str, Any]:
         options["max_frame_bytes"] = args.max_frame_bytes
     if getattr(args, "identity", None) is not None:
         options["identity"] = args.identity  # used by documents with a membership log
+    if getattr(args, "state", None) is not None:
+        options["state_file"] = args.state  # issue 13: checked on load, updated after it
     return options
 
 
@@ -182,6 +184,12 @@ def add_subcommands(sub: Any) -> None:
             help="your identity file, for documents with a membership log (default:"
             " $SECSYNC_IDENTITY or ~/.config/secsync-jupyter/identity.json; create it with"
             " `secsync-jupyter identity`)",
+        )
+        p.add_argument(
+            "--state",
+            metavar="FILE",
+            help="remembered-state file: what was verified last is kept there and the next"
+            " load is checked against it (a rollback by the relay: SECSYNC_ERROR_804)",
         )
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 

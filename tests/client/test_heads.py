@@ -361,3 +361,41 @@ async def test_state_file_is_checked_and_keeps_other_documents(tmp_path):
     path.write_text(json.dumps({"version": 1, "documents": {"d": {"snapshot": {"x": 1}}}}))
     with pytest.raises(ValueError, match=r"snapshot\.snapshotId"):
         await open_document("ws://127.0.0.1:9", "d", KEY, state_file=path, open_timeout=1)
+
+
+# ------------------------------------------------------------------------ CLI --state
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    from .conftest import Relay
+
+    relay = Relay("ours", tmp_path_factory.mktemp("heads-cli-relay"))
+    yield relay
+    relay.stop()
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_cli_state_option_remembers_and_checks(ours, tmp_path, capsys):
+    import nbformat
+
+    from secsync_jupyter.cli import main
+
+    src = tmp_path / "in.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), src)
+    state = tmp_path / "state.json"
+
+    def run(*argv):  # the CLI runs its own event loop: off this test's loop
+        return asyncio.get_running_loop().run_in_executor(None, main, list(argv))
+
+    assert await run("import", str(src), ours.url, "--state", str(state)) == 0
+    link = capsys.readouterr().out.strip()
+    assert await run("cat", link, "--state", str(state)) == 0
+    assert "x = 1" in capsys.readouterr().out
+    (doc_id,) = json.loads(state.read_text())["documents"]
+    mem = load_remembered(state, doc_id)
+    assert mem["snapshot"] is not None and mem["logHead"]["seq"] == 0 and len(mem["log"]) == 1
+    state.write_text("[]")  # not a state file: a one-line error, nothing overwritten
+    assert await run("cat", link, "--state", str(state)) == 1
+    assert "not a secsync-jupyter state file" in capsys.readouterr().err
+    assert state.read_text() == "[]"
