@@ -41,6 +41,7 @@ from .engine import (
     SyncEngine,
     backoff_delay,
 )
+from .epochs_client import entry_lockboxes
 from .identity_file import UserIdentity, resolve_identity
 from .precheck import check_signatures_in_threads, precheck_frame, verify_pool
 from .state_file import load_remembered, save_remembered
@@ -169,8 +170,10 @@ class SecsyncDocument:
         state_file: str | Any = None,
         heads_grace: float | None = None,
         heads_interval: float | None = None,
+        keyring: Any = None,
+        keyring_file: Any = None,
     ):
-        if doc_id is None or key is None:
+        if (doc_id is None or key is None) and keyring is None:
             from ..sharelink import parse_share_link
 
             link = parse_share_link(relay_url)
@@ -181,7 +184,7 @@ class SecsyncDocument:
             from ..protocol import b64decode
 
             key = b64decode(key, field="key", length=32)
-        if len(key) != 32:
+        if key is not None and len(key) != 32:
             raise ValueError("the document key must be 32 bytes")
         #: the identity this client signs with (a document with a log: a member's key)
         self.identity: UserIdentity | None = None
@@ -198,7 +201,7 @@ class SecsyncDocument:
             signing_key = SigningKeyPair.from_private_key(bytes(signing_key))
         self.relay_url = relay_url.rstrip("/")
         self.doc_id = doc_id
-        self._key = bytes(key)
+        self._key = bytes(key) if key is not None else None  # None: joined through a link
         self.signing_key = signing_key
         self.session_key = session_key or "secsync-jupyter"
         self.doc = doc if doc is not None else Doc()
@@ -233,7 +236,7 @@ class SecsyncDocument:
         )
         self.engine = SyncEngine(
             doc_id,
-            bytes(key),
+            bytes(key) if key is not None else bytes(32),  # unused with epoch keys (issue 12)
             self.adapter,
             signing_key,
             snapshot_policy=snapshot_policy,
@@ -244,6 +247,10 @@ class SecsyncDocument:
             log_root=log_root,
             remembered=remembered,
         )
+        if self.engine.has_log:  # issue 12: epoch keys, lockboxes, the keyring file
+            from .epochs_client import attach_epoch_keys
+
+            attach_epoch_keys(self, key, keyring, keyring_file)
         if heads_grace is not None:
             self.engine.heads_grace = float(heads_grace)
         if heads_interval is not None:
@@ -397,9 +404,40 @@ class SecsyncDocument:
         """Change a member's role (see :meth:`add_member`)."""
         return await self._change("set-role", _target(member), role, timeout)
 
-    async def remove_member(self, member: Any, *, timeout: float | None = 60.0):
-        """Remove a member (yourself: leave). Their open connections are closed by the relay."""
-        return await self._change("remove-member", _target(member), None, timeout)
+    async def remove_member(
+        self, member: Any, *, timeout: float | None = 60.0, rotate: bool = True
+    ):
+        """Remove a member (yourself: leave). Their open connections are closed by the relay.
+        Then (issue 12) the key is rotated, unless ``rotate=False`` or you left."""
+        state = await self._change("remove-member", _target(member), None, timeout)
+        if rotate and self.engine.role == "admin":
+            from .epochs_client import rotate_key
+
+            state = await rotate_key(self, timeout=timeout)
+        return state
+
+    # issue 12: key rotation and invitation links (epochs_client.py, links_client.py)
+    async def rotate_key(self, *, timeout: float | None = 60.0) -> MembershipState:
+        """Rotate the document key (admins): a new epoch, a lockbox for everyone."""
+        from .epochs_client import rotate_key
+
+        return await rotate_key(self, timeout=timeout)
+
+    async def create_link(self, role: str = "viewer", label: str = "link", **kw: Any):
+        from .links_client import create_link
+
+        return await create_link(self, role, label, **kw)
+
+    @property
+    def links(self) -> list[Any]:
+        from .links_client import list_links
+
+        return list_links(self)
+
+    async def revoke_link(self, link: Any, *, remove_joined: bool = False, **kw: Any):
+        from .links_client import revoke_link
+
+        return await revoke_link(self, link, remove_joined=remove_joined, **kw)
 
     async def _change(self, kind: str, target: Any, role: str | None, timeout: float | None):
         if not self.engine.has_log:
@@ -427,7 +465,7 @@ class SecsyncDocument:
                 assert state is not None
                 entry, _ = create_entry(state, self.signing_key, kind, target, role)
                 self._entry_results.pop(entry.hash, None)
-                engine.append_entry(entry)
+                engine.append_entry(entry, lockboxes=entry_lockboxes(engine, entry))
                 self._pump()
                 await self._wait_for(lambda h=entry.hash: h in self._entry_results, None)
                 code = self._entry_results.pop(entry.hash)
@@ -673,6 +711,10 @@ class SecsyncDocument:
             self._schedule_save()
         if kind == "loaded":
             self.save_state()
+            if self.engine.epochs is not None:  # issue 12: an admin rotates when needed
+                from .epochs_client import rotate_if_needed
+
+                rotate_if_needed(self)
         if kind == "remote-change":
             for callback in list(self._change_callbacks):
                 try:
@@ -937,8 +979,13 @@ def open_document(
     ``d.doc`` is the live pycrdt ``Doc``; ``await d.synced()`` waits until the relay
     acknowledged every local change. A missing ``signing_key`` means a fresh one. Also
     works as ``d = await open_document(...)`` (then ``await d.close()``). ``relay_url`` may
-    be a share link instead (then leave ``doc_id`` and ``key`` out).
+    be a share link instead (then leave ``doc_id`` and ``key`` out), or an invitation link
+    (``#link=``: joins as ``identity=``, issue 12).
     """
+    from .links_client import LinkOpener, is_link_url
+
+    if doc_id is None and key is None and is_link_url(relay_url):
+        return LinkOpener(relay_url, None, {"session_key": session_key, **options})
     return _Opener(
         lambda: SecsyncDocument(
             relay_url,

@@ -206,6 +206,8 @@ class KnownSnapshot:
     #: never claims an older membership than the one it was built on)
     log_seq: int = -1
     update_log_seqs: dict[str, int] = field(default_factory=dict)
+    #: issue 12: the key epoch of the snapshot (``publicData.epoch``, absent: 0)
+    epoch: int = 0
 
     @property
     def proof_entry(self) -> SnapshotProofChainEntry:
@@ -231,6 +233,7 @@ class KnownSnapshot:
             self.updates_bytes,
             self.log_seq,
             dict(self.update_log_seqs),
+            self.epoch,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -239,6 +242,7 @@ class KnownSnapshot:
             "snapshotCiphertextHash": self.snapshot_ciphertext_hash,
             "parentSnapshotProof": self.parent_snapshot_proof,
             "updateClocks": dict(self.update_clocks),
+            **({"epoch": self.epoch} if self.epoch else {}),
         }
 
     @classmethod
@@ -252,6 +256,7 @@ class KnownSnapshot:
             str(obj["parentSnapshotProof"]),
             dict(clocks),
             sum(c + 1 for c in clocks.values()),
+            epoch=obj["epoch"] if type(obj.get("epoch")) is int else 0,
         )
 
 
@@ -261,6 +266,8 @@ class _UpdateInFlight:
     clock: int
     changes: list[Any]
     size: int
+    #: the clocks its heads named (recorded as named once it is acknowledged)
+    heads: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -362,6 +369,9 @@ class SyncEngine:
         self.heads_missing_asked: set[tuple[str, int]] = set()
         #: the next connection reloads completely (all updates of the active snapshot)
         self.heads_reload = False
+        #: (snapshot id, {author: clock}): what our acknowledged updates' heads named on it
+        #: (the next update names only the clocks that advanced since)
+        self._heads_named: tuple[str, dict[str, int]] = ("", {})
         #: set when a missing update still did not come after a complete reload
         self.served_incompletely = False
         #: what the latest ``document`` frame held (for diagnostics and tests)
@@ -399,6 +409,8 @@ class SyncEngine:
         ) = None
         #: our appended entry (other than the root) the relay has not answered yet
         self.entry_in_flight: Entry | None = None
+        #: issue 12: the epoch keys (an ``epochs_client.EpochKeys``, set by the driver)
+        self.epochs: Any = None
         #: the relay refused a write of ours (724): read-only until a later entry lets us write
         self.write_refused = False
         #: (state, {(author, logHead.seq): may write}) — role lookups of the current state
@@ -591,6 +603,8 @@ class SyncEngine:
         )
 
     def key_for(self, info: KnownSnapshot | None) -> bytes:
+        if self.epochs is not None:  # issue 12: the key of the snapshot's epoch
+            return self.epochs.key_for(info)
         return self._key(info) if callable(self._key) else self._key
 
     def _emit(self, event: str, **data: Any) -> None:
@@ -776,6 +790,9 @@ class SyncEngine:
                 "log-entry-saved": self._on_log_entry_saved,
                 "log-entry-failed": self._on_log_entry_failed,
                 "write-refused": self._on_write_refused,
+                "lockbox": self._on_lockbox,
+                "lockbox-saved": self._on_lockbox,
+                "lockbox-failed": self._on_lockbox,
             }.get(kind)
         if handler is None:
             self._emit("custom-message", message=obj)
@@ -819,6 +836,9 @@ class SyncEngine:
                 return
             if self.state != CONNECTED:  # not a member (any more)
                 return
+            if self.epochs is not None:  # issue 12: our lockboxes, before any snapshot
+                for error in self.epochs.open(self.log, obj.get("lockboxes")):
+                    self._record(error)
             if self.ephemeral is not None:
                 self._stamp_ephemeral()
         if self.ephemeral is not None:
@@ -930,7 +950,18 @@ class SyncEngine:
         if self.snapshot_save_failures >= MAX_SNAPSHOT_SAVE_FAILURES:
             self._request_reconnect()
 
+    def _on_lockbox(self, obj: Mapping[str, Any]) -> None:
+        if self.epochs is not None:
+            for error in self.epochs.on_frame(self, obj):
+                self._record(error)
+
     def _on_update(self, obj: Mapping[str, Any]) -> None:
+        active = self.active
+        log = self.log
+        superseded = self.epochs is not None and active is not None and log is not None
+        if superseded and active.epoch < log.epoch:  # issue 12: written in an older epoch
+            self._record(_err("SECSYNC_ERROR_768", f"update in epoch {active.epoch}"))
+            return
         try:
             self._process_updates([obj], self.active)
         except _Fail as exc:
@@ -960,6 +991,12 @@ class SyncEngine:
         ]
         self._acknowledge_clock(snapshot_id, clock, done)
         self.updates_in_flight = [u for u in self.updates_in_flight if u not in done]
+        for upd in done:  # what they named has reached the relay: not named again
+            if self._heads_named[0] != upd.snapshot_id:
+                self._heads_named = (upd.snapshot_id, {})
+            named = self._heads_named[1]
+            for author, c in upd.heads.items():
+                named[author] = max(c, named.get(author, -1))
         self.heads_dirty = True
         self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
 
@@ -1183,7 +1220,7 @@ class SyncEngine:
             )
             self._root_sent = True
 
-    def append_entry(self, entry: Entry | Mapping[str, Any]) -> None:
+    def append_entry(self, entry: Entry | Mapping[str, Any], lockboxes: Any = None) -> None:
         """Send one membership entry (made with ``create_entry`` on :attr:`log`); the relay
         answers ``log-entry-saved`` (event ``log-entry-saved``, the log moves on) or
         ``log-entry-failed`` (event ``log-entry-failed`` with the code). One at a time."""
@@ -1196,7 +1233,10 @@ class SyncEngine:
         parsed = parse_entry(entry)
         verify_entry(self.log, parsed)  # raises the rule's code (it must fit our head)
         self.entry_in_flight = parsed
-        self.outbox.append(_frame({"type": "log-entry", "entry": parsed.to_json()}))
+        frame: dict[str, Any] = {"type": "log-entry", "entry": parsed.to_json()}
+        if lockboxes:  # issue 12: stored with the entry, atomically
+            frame["lockboxes"] = [getattr(lb, "to_json", lambda b=lb: b)() for lb in lockboxes]
+        self.outbox.append(_frame(frame))
 
     def _on_log_entry(self, obj: Mapping[str, Any]) -> None:
         """Another member's entry, accepted by the relay: verified here (never taken on the
@@ -1339,6 +1379,7 @@ class SyncEngine:
         info = KnownSnapshot.of(snapshot)
         info.log_seq = log_seq
         if known is not None and known.proof_entry == info.proof_entry:
+            info.epoch = known.epoch
             # already applied (e.g. a delta load whose snapshot is still the active one)
             active = self.active
             if active is None or active.snapshot_id != info.snapshot_id:
@@ -1353,6 +1394,11 @@ class SyncEngine:
                     f" ({known.log_seq})",
                 )
             )
+        if self.epochs is not None and self.log is not None:  # issue 12: 766-769
+            try:
+                info.epoch = self.epochs.check_snapshot(self.log, pd.raw, log_seq, known, live)
+            except ProtocolError as exc:
+                raise _Ignore(exc)
         ancestor = False
         parent_clock: int | None = None
         if known is not None and chain:
@@ -1391,6 +1437,8 @@ class SyncEngine:
             self.adapter.apply_snapshot(content)
         except Exception as exc:
             raise _Fail(_err("SECSYNC_ERROR_105", str(exc)))
+        if self.epochs is not None:
+            self.epochs.accepted(info.epoch)
         self.snapshots = [*self.snapshots, info][-3:]
         self._note_chain([c.snapshot_id for c in chain] if ancestor else [pd.parent_snapshot_id])
         self._note_chain([info.snapshot_id])
@@ -1447,6 +1495,8 @@ class SyncEngine:
                 else {}
             )
             info = KnownSnapshot(snap_id, "", "", clocks)
+            epoch = snapshot["publicData"].get("epoch")
+            info.epoch = epoch if type(epoch) is int else 0  # issue 12: its epoch's key
         else:
             base = known if known is not None else self.active
             if base is None:
@@ -1626,6 +1676,12 @@ class SyncEngine:
             or len(self.updates_in_flight) >= MAX_UPDATES_IN_FLIGHT
         ):
             return
+        if self.epochs is not None and self.log is not None:  # issue 12
+            epoch = self.epochs.write_epoch(self.log)
+            if epoch is None:
+                return  # no key for the current epoch yet: changes wait for our lockbox
+            if self.pending and self.active is not None and self.active.epoch < epoch:
+                self.snapshot_requested = True  # the new epoch begins with a snapshot
         if not self.snapshot_requested:
             if not self.pending:
                 return
@@ -1644,6 +1700,12 @@ class SyncEngine:
             if self.log is not None:
                 public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             key = self.key_for(active)
+            epoch = 0
+            if self.epochs is not None and self.log is not None:  # issue 12: the newest epoch
+                epoch = self.log.epoch
+                key = self.epochs.key(epoch)
+                if epoch:
+                    public_data["epoch"] = epoch
             if active is None:
                 snapshot = create_initial_snapshot(content, public_data, key, self.signing_key)
             else:
@@ -1661,6 +1723,7 @@ class SyncEngine:
             self._fail(_err("SECSYNC_ERROR_401", str(exc)))
             return
         info = KnownSnapshot.of(snapshot)
+        info.epoch = epoch
         if self.log is not None:
             info.log_seq = self.log.head.seq
         self.snapshot_in_flight = _SnapshotInFlight(
@@ -1684,8 +1747,9 @@ class SyncEngine:
                 "docId": self.doc_id,
                 "pubKey": self.pub_key,
             }
+            heads = self._heads(active) if self.write_heads else {}
             if self.write_heads:
-                public_data[HEADS_FIELD] = {"clocks": self._heads(active)}
+                public_data[HEADS_FIELD] = {"clocks": heads}
             if self.log is not None:
                 public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             update = create_update(
@@ -1701,16 +1765,23 @@ class SyncEngine:
         self.local_clock = clock
         self.pending = []
         self.updates_in_flight.append(
-            _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext))
+            _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext), heads)
         )
         self._send(update)
 
     def _heads(self, active: KnownSnapshot) -> dict[str, int]:
         """What we had applied on ``active`` when writing: every other author's highest
-        clock (ours is implied by the update's clock). Beyond :data:`MAX_HEADS` authors only
-        the most recently advanced (highest clocks, then pubKey order) are named: a reader
-        cannot notice from this update that the others' updates were withheld."""
-        clocks = [(k, v) for k, v in active.update_clocks.items() if k != self.pub_key]
+        clock (ours is implied by the update's clock) that advanced since what our
+        acknowledged updates on it named (compact: a reader has read those, in order; the
+        first update on a snapshot names every author). Beyond :data:`MAX_HEADS` authors only
+        the most advanced (highest clocks, then pubKey order) are named; the others are named
+        by a later update."""
+        named = self._heads_named[1] if self._heads_named[0] == active.snapshot_id else {}
+        clocks = [
+            (k, v)
+            for k, v in active.update_clocks.items()
+            if k != self.pub_key and v > named.get(k, -1)
+        ]
         if len(clocks) > MAX_HEADS:
             clocks = sorted(clocks, key=lambda kv: (-kv[1], kv[0]))[:MAX_HEADS]
         return dict(sorted(clocks))

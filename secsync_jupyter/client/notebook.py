@@ -221,6 +221,24 @@ class Notebook:
     async def remove_member(self, member: Any, **kw: Any):
         return await self.document.remove_member(member, **kw)
 
+    # issue 12 (epochs_client.py, links_client.py)
+    async def rotate_key(self, **kw: Any):
+        """Rotate the document key (admins): a new epoch, a lockbox for everyone."""
+        return await self.document.rotate_key(**kw)
+
+    async def create_link(self, role: str = "viewer", label: str = "link", **kw: Any):
+        """An invitation link (``…#link=…``) with ``role`` and ``label``; ``expires_at=``."""
+        return await self.document.create_link(role, label, **kw)
+
+    @property
+    def links(self):
+        """Every link of the log, with who joined through each."""
+        return self.document.links
+
+    async def revoke_link(self, link: Any, **kw: Any):
+        """Revoke a link (``remove_joined=True``: also remove who joined through it)."""
+        return await self.document.revoke_link(link, **kw)
+
     async def create_snapshot(self, timeout: float | None = None) -> str:
         return await self.document.create_snapshot(timeout)
 
@@ -341,8 +359,12 @@ def open_notebook(
     ``nb.add_code_cell("print(1)")`` adds a cell, ``await nb.synced()`` waits for the relay's
     acknowledgement, ``nb.on_change(cb)`` reports remote changes and ``nb.collaborators``
     lists who is here. ``relay_url`` may also be a share link (then leave ``doc_id`` and
-    ``key`` out).
+    ``key`` out), or an invitation link (``#link=``: joins as ``identity=``, issue 12).
     """
+    from .links_client import LinkOpener, is_link_url
+
+    if doc_id is None and key is None and is_link_url(relay_url):
+        return LinkOpener(relay_url, Notebook, {"session_key": session_key, **options})
     return _NotebookOpener(
         lambda: SecsyncDocument(
             relay_url,

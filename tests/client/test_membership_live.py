@@ -86,7 +86,7 @@ async def test_owner_adds_viewer_promotes_demotes_removes(ours, tmp_path):
     # the owner reopens: the log is verified again from the root, its head is the same
     async with _open(link, owner) as again:
         assert again.role == "admin" and len(again.members) == 1
-        assert again.document.log_head.seq == 4
+        assert again.document.log_head.seq == 5  # remove-member, then rotate-key (issue 12)
 
 
 async def test_reconnect_gets_the_log_as_a_delta(ours, tmp_path):

@@ -1,0 +1,339 @@
+"""Key epochs in the Python client (issue 12), against the in-test relay of epoch_relay.py
+(the issue-12 frames; honest unless a test makes it misbehave): rotation, the keyring, an
+offline member catching up with its lockbox, concurrent rotations, a removed member locked
+out of everything new even when the relay helps it, 769 (an older epoch served as current)
+and 768 (writes in a superseded epoch)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from pycrdt import Text
+
+from secsync_jupyter.client import SyncFailed, open_document
+from secsync_jupyter.client.epochs_client import KeyringFile
+from secsync_jupyter.protocol import (
+    ProtocolError,
+    SigningKeyPair,
+    create_initial_snapshot,
+    create_snapshot,
+    generate_id,
+    verify_and_decrypt_snapshot,
+)
+from secsync_jupyter.protocol.epochs import open_lockbox
+from secsync_jupyter.protocol.membership import MembershipError, verify_log
+from secsync_jupyter.protocol.messages import Snapshot
+
+from .epoch_relay import EpochRelay
+from .helpers import KEY, A, B, C
+from .scripted import ScriptedRelay
+from .test_membership_client import Author, Log
+
+pytestmark = pytest.mark.asyncio
+
+D = SigningKeyPair.from_seed(bytes(range(3, 35)))
+
+
+async def until(predicate, timeout: float = 15.0) -> None:
+    """Poll ``predicate`` (the relay's state changes too, not only the documents')."""
+
+    async def loop():
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(loop(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"not reached within {timeout} s") from None
+
+
+def text(d) -> str:
+    return str(d.doc.get("content", type=Text))
+
+
+def write(d, s: str) -> None:
+    t = d.doc.get("content", type=Text)
+    t += s
+
+
+def setup(*members) -> tuple[Log, EpochRelay]:
+    """A log owned by A with ``members`` ((keypair, role), …) and A's snapshot "Hello"."""
+    log = Log(owner=A, label=json.dumps([m[0].public_key_b64 for m in members]))
+    for kp, role in members:
+        log.append(A, "add-member", kp, role)
+    author = Author(log, A)
+    author.edit("Hello")
+    snap = author.make_snapshot().to_json()
+    return log, EpochRelay(log.entries, snap)
+
+
+def opened(relay: ScriptedRelay, er: EpochRelay, who, tmp_path=None, **kw):
+    keyring_file = tmp_path / f"{who.public_key_b64[:6]}.json" if tmp_path else False
+    return open_document(
+        relay.url, er.doc_id, KEY, identity=who, awareness=False, keyring_file=keyring_file, **kw
+    )
+
+
+async def test_rotate_then_write_in_new_epoch_read_by_member(tmp_path):
+    _log, er = setup((B, "editor"), (C, "viewer"))
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, B, tmp_path) as b,
+        opened(relay, er, C, tmp_path) as c,
+    ):
+        assert text(b) == "Hello"
+        state = await a.rotate_key()
+        assert state.epoch == 1
+        assert sorted(r for e, r in er.lockboxes if e == 1) == sorted(
+            k.public_key_b64 for k in (A, B, C)
+        )
+        await until(lambda: er.active["publicData"].get("epoch") == 1)
+        write(a, " after")
+        await a.synced()
+        await until(lambda: text(b) == "Hello after" and text(c) == "Hello after")
+        write(b, "!")
+        await b.synced()
+        await until(lambda: text(a) == "Hello after!")
+        assert 1 in b.engine.epochs.keyring and 1 in c.engine.epochs.keyring
+        assert b.engine.epochs.key(1) == a.engine.epochs.key(1)
+        assert er.refused == [] and a.errors == [] and b.errors == []
+    # the keyring is kept in the file (mode 0600), both epochs
+    ring, seen = KeyringFile(tmp_path / f"{B.public_key_b64[:6]}.json").load(er.doc_id)
+    assert ring.epochs == [0, 1] and seen == 1
+    assert (tmp_path / f"{B.public_key_b64[:6]}.json").stat().st_mode & 0o777 == 0o600
+    verify_log(er.entries, er.doc_id)
+
+
+async def test_offline_member_catches_up_with_its_lockbox(tmp_path):
+    _log, er = setup((B, "editor"))
+    async with ScriptedRelay(er) as relay:
+        async with opened(relay, er, B, tmp_path) as b:
+            assert text(b) == "Hello"
+        async with opened(relay, er, A, tmp_path) as a:  # B is offline
+            await a.rotate_key()
+            write(a, " world")
+            await a.synced()
+            await until(lambda: er.active["publicData"].get("epoch") == 1)
+        async with opened(relay, er, B, tmp_path) as b:  # its lockbox in the document frame
+            assert text(b) == "Hello world"
+            assert b.engine.active.epoch == 1 and b.engine.epochs.keyring.epochs == [0, 1]
+            write(b, "!")
+            await b.synced()
+            assert er.refused == []
+
+
+async def test_concurrent_rotations_converge(tmp_path):
+    _log, er = setup((B, "admin"))
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, B, tmp_path) as b,
+    ):
+        _sa, _sb = await asyncio.gather(a.rotate_key(), b.rotate_key())
+        # one chain: one rotation won, the other saw it and did not rotate again (not needed)
+        verify_log(er.entries, er.doc_id)
+        assert er.state.epoch in (1, 2)
+        await until(lambda: a.log.head == b.log.head == er.state.head)
+        epoch = er.state.epoch
+        await until(lambda: epoch in a.engine.epochs.keyring and epoch in b.engine.epochs.keyring)
+        assert a.engine.epochs.key(epoch) == b.engine.epochs.key(epoch)
+        write(a, " A")
+        await a.synced()
+        await until(lambda: text(b) == "Hello A")
+        write(b, " B")
+        await b.synced()
+        await until(lambda: text(a) == text(b) == "Hello A B")
+        assert er.refused == []
+
+
+async def test_remove_member_rotates_and_removed_member_reads_nothing_new(tmp_path):
+    _log, er = setup((B, "editor"), (C, "editor"))
+    async with ScriptedRelay(er) as relay:
+        async with (
+            opened(relay, er, A, tmp_path) as a,
+            opened(relay, er, C, tmp_path) as c,
+        ):
+            assert text(c) == "Hello"
+            await a.remove_member(C.public_key_b64)  # then a rotation, automatically
+            assert a.log.epoch == 1 and C.public_key_b64 not in a.log.members
+            await until(lambda: c.state == "no-access")
+            write(a, " secret after removal")
+            await a.synced()
+            await until(lambda: er.active["publicData"].get("epoch") == 1)
+        assert not any(r == C.public_key_b64 for e, r in er.lockboxes if e == 1)
+        # a malicious relay: lets C in, sends it the new ciphertext and everyone's lockboxes
+        er.admit_anyone = True
+        er.leak_lockboxes = True
+        with pytest.raises(SyncFailed):
+            await opened(relay, er, C, tmp_path)
+        ring, _ = KeyringFile(tmp_path / f"{C.public_key_b64[:6]}.json").load(er.doc_id)
+        assert ring.epochs == [0]  # nothing of epoch 1
+        snapshot = Snapshot.from_json(er.active)
+        for lb in [lb for (e, _r), lb in er.lockboxes.items() if e == 1]:
+            with pytest.raises(MembershipError) as info:  # sealed to others
+                open_lockbox(er.state, C, lb)
+            assert info.value.code == "SECSYNC_ERROR_763"
+            with pytest.raises(MembershipError) as info:  # relabelled to C: does not open
+                open_lockbox(er.state, C, {**lb, "recipient": C.public_key_b64})
+            assert info.value.code == "SECSYNC_ERROR_761"
+        for key in (ring.key(0), KEY):
+            with pytest.raises(ProtocolError):  # no key C holds decrypts what came after
+                verify_and_decrypt_snapshot(snapshot, key, er.doc_id, C.public_key_b64)
+
+
+async def test_older_epoch_served_as_current_is_769(tmp_path):
+    _log, er = setup((B, "editor"))
+    async with ScriptedRelay(er) as relay:
+        old = er.active
+        async with opened(relay, er, A, tmp_path) as a, opened(relay, er, B, tmp_path) as b:
+            await a.rotate_key()
+            write(a, " new")
+            await a.synced()
+            await until(lambda: text(b) == "Hello new" and b.engine.active.epoch == 1)
+        er.serve = old  # the epoch-0 snapshot again, as if nothing happened
+        with pytest.raises(SyncFailed) as info:
+            await opened(relay, er, B, tmp_path)
+        assert info.value.code == "SECSYNC_ERROR_769"
+
+
+async def test_snapshot_in_superseded_epoch_rejected_768(tmp_path):
+    """After a rotation B has seen (the rotator's first snapshot not there yet), a live
+    snapshot of epoch 0 — under an old log head, on the epoch-0 snapshot, all consistent
+    otherwise — that a relay forwards anyway is rejected (768), content unchanged."""
+    from secsync_jupyter.protocol import snapshot_ciphertext_hash
+
+    _log, er = setup((B, "editor"), (D, "editor"))
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, B, tmp_path) as b,
+    ):
+        active = er.active
+        old_head = active["publicData"]["logHead"]
+        a.engine.request_snapshot = lambda: None  # A writes no snapshot now
+        await a.rotate_key()
+        await until(lambda: b.log.epoch == 1)
+        er.lax_epochs = True
+        act = Snapshot.from_json(active)
+        pd = {
+            "docId": er.doc_id,
+            "pubKey": D.public_key_b64,
+            "snapshotId": generate_id(),
+            "logHead": old_head,
+            "parentSnapshotId": act.public_data.snapshot_id,
+            "parentSnapshotUpdateClocks": {},
+        }
+        stale = create_snapshot(
+            b"\x00\x00",
+            pd,
+            KEY,
+            D,
+            snapshot_ciphertext_hash(act),
+            act.public_data.parent_snapshot_proof,
+        )
+        await er.broadcast({"type": "snapshot", "snapshot": stale.to_json()})
+        await until(lambda: any(e.code == "SECSYNC_ERROR_768" for e in b.errors))
+        assert text(b) == "Hello" and b.engine.active.snapshot_id == act.public_data.snapshot_id
+        assert b.state == "connected"
+        # an honest relay again: B (holding the new key) writes an epoch-1 snapshot
+        er.lax_epochs = False
+        write(b, "!")
+        await b.synced()
+        assert er.active["publicData"]["epoch"] == 1 and er.refused == []
+
+
+async def test_update_on_old_epoch_snapshot_after_rotation_rejected_768(tmp_path):
+    log, er = setup((B, "editor"), (D, "editor"))
+    author = Author(log, D)
+    author.edit("Hello")
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, B, tmp_path) as b,
+    ):
+        author.snapshot = Snapshot.from_json(er.active)
+        state_before = a.log
+        # the relay keeps the epoch-0 snapshot active (no new snapshot yet)
+        a.engine.request_snapshot = lambda: None
+        await a.rotate_key()
+        await until(lambda: b.log.epoch == 1)
+        er.lax_epochs = True
+        upd = author.make_update(" stale", head=state_before.head.to_json())
+        await er.broadcast(upd)
+        await until(lambda: any(e.code == "SECSYNC_ERROR_768" for e in b.errors))
+        assert text(b) == "Hello"
+
+
+async def test_epoch0_key_from_lockbox_is_checked_before_writing(tmp_path):
+    """A key of epoch 0 from a lockbox (no keyCheck) is not used for writing until it opened
+    a writer's epoch-0 snapshot; a wrong one fails the load (the AEAD is key-committing)."""
+    from secsync_jupyter.protocol.epochs import seal_lockbox
+
+    _log, er = setup((B, "editor"))
+    wrong = bytes(32)
+    er.lockboxes[(0, B.public_key_b64)] = seal_lockbox(er.doc_id, 0, wrong, B.public_key).to_json()
+    from secsync_jupyter.client.document import SecsyncDocument
+    from secsync_jupyter.protocol.epochs import Keyring
+
+    async with ScriptedRelay(er) as relay:
+        d = SecsyncDocument(
+            relay.url,
+            er.doc_id,
+            None,
+            identity=B,
+            awareness=False,
+            keyring=Keyring(),
+            keyring_file=False,
+        )
+        with pytest.raises(SyncFailed):
+            await d.start()
+        await d.close(wait_synced=False)
+        assert 0 in d.engine.epochs.keyring and d.engine.epochs.unconfirmed0
+        assert d.engine.epochs.write_epoch(d.log) is None
+        # the right key: confirmed by decrypting A's snapshot, then B writes
+        er.lockboxes[(0, B.public_key_b64)] = seal_lockbox(
+            er.doc_id, 0, KEY, B.public_key
+        ).to_json()
+        d = SecsyncDocument(
+            relay.url,
+            er.doc_id,
+            None,
+            identity=B,
+            awareness=False,
+            keyring=Keyring(),
+            keyring_file=False,
+        )
+        await d.start()
+        assert text(d) == "Hello" and not d.engine.epochs.unconfirmed0
+        write(d, "!")
+        await d.synced()
+        await d.close()
+
+
+_ = (C, create_initial_snapshot)
+
+
+async def test_admin_rotates_on_load_when_needed(tmp_path):
+    """B was removed by an admin who went offline before rotating: the next admin to load
+    the document rotates (B gets no lockbox of the new epoch)."""
+    log, er = setup((B, "editor"), (C, "viewer"))
+    log.append(A, "remove-member", B)
+    er.entries = list(log.entries)
+    er.state = verify_log(er.entries, er.doc_id)
+    assert er.state.rotation_needed(10**13)
+    async with ScriptedRelay(er) as relay, opened(relay, er, A, tmp_path) as a:
+        await until(lambda: er.state.epoch == 1 and a.log.epoch == 1)
+        assert sorted(r for e, r in er.lockboxes if e == 1) == sorted(
+            [A.public_key_b64, C.public_key_b64]
+        )
+        await until(lambda: er.active["publicData"].get("epoch") == 1)
+    # a viewer does not (and cannot) rotate
+    log2, er2 = setup((B, "editor"), (C, "viewer"))
+    log2.append(A, "remove-member", B)
+    er2.entries = list(log2.entries)
+    er2.state = verify_log(er2.entries, er2.doc_id)
+    async with ScriptedRelay(er2) as relay, opened(relay, er2, C, tmp_path) as c:
+        assert text(c) == "Hello" and c.log.epoch == 0 and c.log.head == er2.state.head

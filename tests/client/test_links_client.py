@@ -1,0 +1,161 @@
+"""Invitation links in the Python client (issue 12), against the in-test relay of
+epoch_relay.py: join as viewer (read-only) and editor, ``nb.links`` with who joined, a revoked
+link cannot join and its key gets no lockbox of the new epoch, someone who joined through it
+keeps access until removed, an expired link cannot join, a malformed fragment is 770."""
+
+from __future__ import annotations
+
+import pytest
+
+from secsync_jupyter.client import ReadOnlyError, open_document
+from secsync_jupyter.client.links_client import is_link_url
+from secsync_jupyter.protocol import SigningKeyPair
+from secsync_jupyter.protocol.links import create_link as core_create_link
+from secsync_jupyter.protocol.links import link_keypair, parse_fragment
+from secsync_jupyter.protocol.membership import MembershipError, verify_log
+
+from .epoch_relay import EpochRelay
+from .helpers import KEY, A
+from .scripted import ScriptedRelay
+from .test_epochs_client import setup, text, until, write
+from .test_membership_client import T0
+
+pytestmark = pytest.mark.asyncio
+
+D = SigningKeyPair.from_seed(bytes(range(3, 35)))
+E = SigningKeyPair.from_seed(bytes(range(4, 36)))
+F = SigningKeyPair.from_seed(bytes(range(5, 37)))
+
+
+def owner(relay, er, tmp_path):
+    return open_document(
+        relay.url,
+        er.doc_id,
+        KEY,
+        identity=A,
+        awareness=False,
+        keyring_file=tmp_path / "A.json",
+    )
+
+
+def join(url: str, who, tmp_path):
+    return open_document(
+        url, identity=who, awareness=False, keyring_file=tmp_path / f"{who.public_key_b64[:6]}.json"
+    )
+
+
+async def test_viewer_and_editor_links_join_as_themselves(tmp_path):
+    _log, er = setup()
+    async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
+        viewer_link = await a.create_link("viewer", "for readers")
+        editor_link = await a.create_link(role="editor", label="for writers")
+        url = str(viewer_link)
+        assert is_link_url(url) and url.startswith(relay.url) and "#link=" in url
+        secret = parse_fragment(url.split("#", 1)[1]).link_secret
+        assert link_keypair(secret).public_key_b64 == viewer_link.pub_key
+        assert KEY.hex() not in url and "key=" not in url.split("#", 1)[1]
+
+        async with join(url, D, tmp_path) as d:
+            assert d.role == "viewer" and d.read_only and text(d) == "Hello"
+            member = d.log.members[D.public_key_b64]
+            assert member.via == viewer_link.pub_key and member.added_by == viewer_link.pub_key
+            with pytest.raises(ReadOnlyError):
+                d.check_writable()
+            async with join(str(editor_link), E, tmp_path) as e:
+                assert e.role == "editor" and not e.read_only and text(e) == "Hello"
+                write(e, " from E")
+                await e.synced()
+                await until(lambda: text(a) == text(d) == "Hello from E")
+        links = {li.label: li for li in a.links}
+        assert links["for readers"].joined == (D.public_key_b64,)
+        assert links["for writers"].joined == (E.public_key_b64,)
+        assert all(li.live and li.removed is None for li in a.links)
+        # the link connections got no content: only the link's lockbox and the log
+        assert er.refused == []
+    verify_log(er.entries, er.doc_id)
+
+
+async def test_link_to_a_rotated_document_gives_the_current_key(tmp_path):
+    _log, er = setup()
+    async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
+        await a.rotate_key()
+        write(a, " rotated")
+        await a.synced()
+        await until(lambda: er.active["publicData"].get("epoch") == 1)
+        link = await a.create_link("editor", "after rotation")
+        async with join(str(link), D, tmp_path) as d:
+            assert text(d) == "Hello rotated"
+            assert d.engine.epochs.keyring.epochs == [1]  # nothing older
+            write(d, "!")
+            await d.synced()
+            await until(lambda: text(a) == "Hello rotated!")
+
+
+async def test_revoked_link_cannot_join_and_joined_member_keeps_access(tmp_path):
+    _log, er = setup()
+    async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
+        link = await a.create_link("viewer", "revoke me")
+        async with join(str(link), D, tmp_path) as d:
+            assert text(d) == "Hello"
+            state = await a.revoke_link(link)
+            assert state.links[link.pub_key].removed is not None and state.epoch == 1
+            # the link's key got no lockbox of the new epoch; D (a member) did
+            assert (1, link.pub_key) not in er.lockboxes and (1, D.public_key_b64) in er.lockboxes
+            write(a, " after revoke")
+            await a.synced()
+            await until(lambda: text(d) == "Hello after revoke")  # D keeps access
+            assert d.engine.active.epoch == 1
+        with pytest.raises(MembershipError) as info:
+            await join(str(link), F, tmp_path)
+        assert info.value.code == "SECSYNC_ERROR_755"
+        assert F.public_key_b64 not in er.state.members
+        [revoked] = a.links
+        assert not revoked.live and revoked.joined == (D.public_key_b64,)
+
+
+async def test_revoke_with_remove_joined_removes_them_and_rotates_once(tmp_path):
+    _log, er = setup()
+    async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
+        link = await a.create_link("editor", "team")
+        other = await a.create_link("editor", "other team")
+        async with join(str(link), D, tmp_path) as d, join(str(other), E, tmp_path) as e:
+            await a.revoke_link(link, remove_joined=True)
+            await until(lambda: d.state == "no-access")
+            kinds = [x["kind"] for x in er.entries[-3:]]
+            assert kinds == ["remove-link", "remove-member", "rotate-key"]
+            write(e, " E still writes")
+            await e.synced()
+            await until(lambda: text(a) == "Hello E still writes")
+            assert (1, D.public_key_b64) not in er.lockboxes
+            assert "E still writes" not in text(d)
+
+
+async def test_expired_link_cannot_join(tmp_path):
+    log, _ = setup()
+    # a link that expired long ago (fixed timestamps in 2026-01-01)
+    new = core_create_link(
+        log.state, A, "editor", "old", expires_at=T0 + 60_000, epoch_key=KEY, at=T0 + 10
+    )
+    log.entries.append(new.entry.to_json())
+    log.state = new.state
+    _unused, er = setup()
+    er = EpochRelay(log.entries, er.active)
+    er.lockboxes[(0, new.pub_key)] = new.lockbox.to_json()
+    async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
+        from secsync_jupyter.client.links_client import link_url
+
+        url = link_url(a, new.secret)
+        with pytest.raises(MembershipError) as info:
+            await join(url, D, tmp_path)
+        assert info.value.code == "SECSYNC_ERROR_754"
+        assert D.public_key_b64 not in er.state.members
+        [expired] = a.links
+        assert not expired.live and expired.removed is None
+
+
+async def test_malformed_link_fragment_is_770(tmp_path):
+    _log, er = setup()
+    async with ScriptedRelay(er) as relay:
+        with pytest.raises(MembershipError) as info:
+            await join(f"{relay.url}/secsync/open/{er.doc_id}#link=short", D, tmp_path)
+        assert info.value.code == "SECSYNC_ERROR_770"
