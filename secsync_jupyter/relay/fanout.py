@@ -10,6 +10,10 @@ of truth:
   ``p <docId> <position>`` for every inserted row; PostgreSQL delivers it when, and only if,
   the transaction commits. Each process LISTENs on one dedicated connection (reconnected with
   back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one).
+  An update whose notification fits PostgreSQL's 8000-byte payload travels whole
+  (``u <docId> <position> <snapshotId> <pubKey> <clock> <message>``): when its position directly
+  follows the delivered one it is delivered from the notification, without a read; otherwise
+  (a gap: a missed notification, a write of this process not answered yet) it is a doorbell.
 * **The rows.** A notification only says "document D has something after position P". Each
   open room (:class:`Feed`) remembers the last position it *delivered*; on a notification newer
   than that, the process reads the rows after it from the store (:func:`rows_after`: snapshots
@@ -97,15 +101,28 @@ def _trigger_sql(schema: str, channel: str) -> str:
     return f"""
     CREATE OR REPLACE FUNCTION {schema}.fanout_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
+    DECLARE
+        v_doc text;
+        v_sid text;
+        v_pos text;
+        v_row text;
     BEGIN
         IF TG_TABLE_NAME = 'snapshots' THEN
             PERFORM pg_notify('{channel}', 'p ' || NEW.doc_id || ' ' || (NEW.seq << 32)::text);
         ELSIF TG_TABLE_NAME = 'log_entries' THEN
             PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
         ELSE
-            PERFORM pg_notify('{channel}', 'p ' ||
-                (SELECT s.doc_id FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq) ||
-                ' ' || ((NEW.snapshot_seq << 32) | NEW.version)::text);
+            SELECT s.doc_id, s.snapshot_id INTO v_doc, v_sid
+              FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq;
+            v_pos := ((NEW.snapshot_seq << 32) | NEW.version)::text;
+            -- a small update travels whole (no read needed), a large one rings the bell only
+            v_row := 'u ' || v_doc || ' ' || v_pos || ' ' || v_sid || ' ' || NEW.pub_key || ' '
+                     || NEW.clock::text || ' ' || NEW.message;
+            IF octet_length(v_row) < 8000 THEN
+                PERFORM pg_notify('{channel}', v_row);
+            ELSE
+                PERFORM pg_notify('{channel}', 'p ' || v_doc || ' ' || v_pos);
+            END IF;
         END IF;
         RETURN NULL;
     END $$;
@@ -198,6 +215,8 @@ class FanOut:
         self.notifications = 0
         self.reads = 0
         self.rows_read = 0
+        #: updates delivered from their notification (no read)
+        self.rows_notified = 0
         self.connections = 0
         self.ephemeral_sent = 0
         self.ephemeral_received = 0
@@ -358,7 +377,9 @@ class FanOut:
             self.own_notifications += 1
             return
         kind, _, rest = payload.partition(" ")
-        if kind == "p":
+        if kind == "u":
+            self._on_update(rest)
+        elif kind == "p":
             doc_id, _, pos = rest.partition(" ")
             room = self.relay.rooms.get(doc_id)
             if room is not None and room.feed is not None:
@@ -385,6 +406,25 @@ class FanOut:
                 self.kick(room, 0)
             else:
                 room.send_all(None, OutFrame(text), None)
+
+    def _on_update(self, rest: str) -> None:
+        """An update of another process, whole: delivered at once when it directly follows
+        the delivered position (and the log, if any, is not behind), else a read."""
+        doc_id, pos_text, sid, pub, clock, message = rest.split(" ", 5)
+        room = self.relay.rooms.get(doc_id)
+        if room is None or room.feed is None:
+            return
+        feed = room.feed
+        pos = int(pos_text)
+        if feed.delivered is not None and pos <= feed.delivered:
+            return
+        if (doc_id, ("u", sid, pub, int(clock))) in self._writing:
+            return  # this process's own write: its answer delivers it
+        if feed.delivered is not None and pos == feed.delivered + 1 and not _log_behind(room):
+            self.rows_notified += 1
+            self._deliver_row(room, Row((pos, "u", message, sid, pub, int(clock), None, None)))
+            return
+        self.kick(room, pos)
 
     def _catch_up_all(self) -> None:
         for room in list(self.relay.rooms.values()):
@@ -496,8 +536,11 @@ class FanOut:
                         # the log entries a message names reach clients before the message:
                         # they committed before it, so this read (after the rows') has them
                         # (whether or not their notification has arrived yet)
+                        target = feed.log_wanted
                         await log.refresh()
-                        if _log_behind(room):  # not stored after all, or did not verify
+                        if log.head_seq < target == feed.log_wanted:
+                            # notified before this read, yet not there (did not verify): give
+                            # up on them (a newer notification meanwhile: read again)
                             feed.log_wanted = log.head_seq
                 except asyncio.CancelledError:
                     raise
