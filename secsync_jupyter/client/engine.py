@@ -266,6 +266,8 @@ class _UpdateInFlight:
     clock: int
     changes: list[Any]
     size: int
+    #: the clocks its heads named (recorded as named once it is acknowledged)
+    heads: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -367,6 +369,9 @@ class SyncEngine:
         self.heads_missing_asked: set[tuple[str, int]] = set()
         #: the next connection reloads completely (all updates of the active snapshot)
         self.heads_reload = False
+        #: (snapshot id, {author: clock}): what our acknowledged updates' heads named on it
+        #: (the next update names only the clocks that advanced since)
+        self._heads_named: tuple[str, dict[str, int]] = ("", {})
         #: set when a missing update still did not come after a complete reload
         self.served_incompletely = False
         #: what the latest ``document`` frame held (for diagnostics and tests)
@@ -986,6 +991,12 @@ class SyncEngine:
         ]
         self._acknowledge_clock(snapshot_id, clock, done)
         self.updates_in_flight = [u for u in self.updates_in_flight if u not in done]
+        for upd in done:  # what they named has reached the relay: not named again
+            if self._heads_named[0] != upd.snapshot_id:
+                self._heads_named = (upd.snapshot_id, {})
+            named = self._heads_named[1]
+            for author, c in upd.heads.items():
+                named[author] = max(c, named.get(author, -1))
         self.heads_dirty = True
         self._emit("update-saved", snapshot_id=snapshot_id, clock=clock)
 
@@ -1736,8 +1747,9 @@ class SyncEngine:
                 "docId": self.doc_id,
                 "pubKey": self.pub_key,
             }
+            heads = self._heads(active) if self.write_heads else {}
             if self.write_heads:
-                public_data[HEADS_FIELD] = {"clocks": self._heads(active)}
+                public_data[HEADS_FIELD] = {"clocks": heads}
             if self.log is not None:
                 public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             update = create_update(
@@ -1753,16 +1765,23 @@ class SyncEngine:
         self.local_clock = clock
         self.pending = []
         self.updates_in_flight.append(
-            _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext))
+            _UpdateInFlight(active.snapshot_id, clock, changes, len(update.ciphertext), heads)
         )
         self._send(update)
 
     def _heads(self, active: KnownSnapshot) -> dict[str, int]:
         """What we had applied on ``active`` when writing: every other author's highest
-        clock (ours is implied by the update's clock). Beyond :data:`MAX_HEADS` authors only
-        the most recently advanced (highest clocks, then pubKey order) are named: a reader
-        cannot notice from this update that the others' updates were withheld."""
-        clocks = [(k, v) for k, v in active.update_clocks.items() if k != self.pub_key]
+        clock (ours is implied by the update's clock) that advanced since what our
+        acknowledged updates on it named (compact: a reader has read those, in order; the
+        first update on a snapshot names every author). Beyond :data:`MAX_HEADS` authors only
+        the most advanced (highest clocks, then pubKey order) are named; the others are named
+        by a later update."""
+        named = self._heads_named[1] if self._heads_named[0] == active.snapshot_id else {}
+        clocks = [
+            (k, v)
+            for k, v in active.update_clocks.items()
+            if k != self.pub_key and v > named.get(k, -1)
+        ]
         if len(clocks) > MAX_HEADS:
             clocks = sorted(clocks, key=lambda kv: (-kv[1], kv[0]))[:MAX_HEADS]
         return dict(sorted(clocks))

@@ -1516,8 +1516,10 @@ def heads_written() -> Scenario:
         "heads-written",
         "With writeHeads, our update carries, in its signed public data, heads: every other"
         " author's highest clock applied on the active snapshot (ours is implied by its"
-        " clock). An update whose heads name only clocks we have (among them our own update"
-        " still in flight) is no alarm; nor are heads of a shape we do not know.",
+        " clock) that advanced since what our acknowledged updates on it named (the first"
+        " names all). An update whose heads name only clocks we have (among them our own"
+        " update still in flight) is no alarm; nor are heads of a shape we do not know. Our"
+        " next update names C's clock 2, not B's 0 (named before, acknowledged).",
         ["rule:heads-written", "rule:heads-check"],
         writeHeads=True,
     )
@@ -1540,6 +1542,15 @@ def heads_written() -> Scenario:
     sc.receive(c1.wire(type="update"), mirror={"apply": [b64(c1.changes[0])]}, errors=[])
     sc.receive(c2.wire(type="update"), mirror={"apply": [b64(c2.changes[0])]}, errors=[])
     sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0, "$B": 0, "$C": 2})
+    sc.edit((15, "?"))
+    sent = sent_update(s1.id, 1, text=">>>Hello world!?")
+    sent["publicData"]["heads"] = {"clocks": {"$C": 2}}
+    sc.flush(sent=[sent])
+    sc.receive(saved(s1.id, 1), isSynced=True)
+    sc.edit((16, "."))
+    sent = sent_update(s1.id, 2, text=">>>Hello world!?.")
+    sent["publicData"]["heads"] = {"clocks": {}}
+    sc.flush(sent=[sent])
     return sc
 
 

@@ -124,6 +124,16 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
     );
     this._acknowledgeClock(snapshotId, clock, done);
     this.updatesInFlight = this.updatesInFlight.filter((u) => !done.includes(u));
+    for (const upd of done) {
+      // what they named has reached the relay: not named again
+      if (this.headsNamed.snapshotId !== upd.snapshotId) {
+        this.headsNamed = { snapshotId: upd.snapshotId, clocks: {} };
+      }
+      const named = this.headsNamed.clocks;
+      for (const [author, c] of Object.entries(upd.heads ?? {})) {
+        named[author] = Math.max(c, clockOf(named, author));
+      }
+    }
     this.heads.dirty = true;
     this._emit('update-saved', { snapshotId, clock });
   }

@@ -126,6 +126,8 @@ export interface UpdateInFlight<C> {
   clock: number;
   changes: C[];
   size: number;
+  /** the clocks its heads named (recorded as named once it is acknowledged) */
+  heads?: Record<string, number>;
 }
 
 export interface SnapshotInFlight<C> {
@@ -229,6 +231,8 @@ export abstract class EngineCore<C = Uint8Array> {
   headsReload = false;
   /** set when a missing update still did not come after a complete reload */
   servedIncompletely = false;
+  /** what our acknowledged updates' heads named on a snapshot (the next names what advanced) */
+  headsNamed: { snapshotId: string; clocks: Record<string, number> } = { snapshotId: '', clocks: {} };
   localClock = -1;
   snapshotSaveFailures = 0;
   updateSaveFailures = 0;
@@ -632,6 +636,7 @@ export abstract class EngineCore<C = Uint8Array> {
     const changes = this.pending;
     let update: Update;
     let clock: number;
+    const heads = this.writeHeads ? this._heads(active) : {};
     try {
       const merged =
         this.adapter.mergeChanges !== undefined && changes.length > 1
@@ -646,7 +651,7 @@ export abstract class EngineCore<C = Uint8Array> {
           docId: this.docId,
           pubKey: this.pubKey,
           ...this._logField(),
-          ...(this.writeHeads ? { [HEADS_FIELD]: { clocks: this._heads(active) } } : {})
+          ...(this.writeHeads ? { [HEADS_FIELD]: { clocks: heads } } : {})
         },
         this.keyFor(active),
         this.signingKey,
@@ -662,19 +667,24 @@ export abstract class EngineCore<C = Uint8Array> {
       snapshotId: active.snapshotId,
       clock,
       changes,
-      size: update.ciphertext.length
+      size: update.ciphertext.length,
+      heads
     });
     this._send(update);
   }
 
   /**
    * What we had applied on `active` when writing: every other author's highest clock (ours
-   * is implied by the update's clock). Beyond `MAX_HEADS` authors only the most recently
-   * advanced (highest clocks, then pubKey order) are named: a reader cannot notice from this
-   * update that the others' updates were withheld.
+   * is implied by the update's clock) that advanced since what our acknowledged updates on
+   * it named (compact: a reader has read those, in order; the first update on a snapshot
+   * names every author). Beyond `MAX_HEADS` authors only the most advanced (highest clocks,
+   * then pubKey order) are named; the others are named by a later update.
    */
   protected _heads(active: KnownSnapshot): Record<string, number> {
-    let clocks = Object.entries(active.updateClocks).filter(([k]) => k !== this.pubKey);
+    const named = this.headsNamed.snapshotId === active.snapshotId ? this.headsNamed.clocks : {};
+    let clocks = Object.entries(active.updateClocks).filter(
+      ([k, v]) => k !== this.pubKey && v > clockOf(named, k)
+    );
     if (clocks.length > MAX_HEADS) {
       clocks = clocks
         .sort(([ka, va], [kb, vb]) => vb - va || (ka < kb ? -1 : ka > kb ? 1 : 0))

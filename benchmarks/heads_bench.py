@@ -1,0 +1,191 @@
+"""What issue 13 costs: heads in updates (size, load_bench (b)), the heads messages between
+live collaborators (traffic when idle), and what the remembered state saves on a first open
+of a document with a 50-entry membership log (load_bench (a), issue 11's goal).
+
+    .venv/bin/python benchmarks/heads_bench.py [--repeat 40] [--authors 10] [--wall]
+
+On load_bench's Yjs data (built by ``benchmarks/load_bench.py`` first, cached):
+
+* update size: every update of case (b) written with the public data our clients use in a
+  document with a log (``logHead`` and ``heads``) vs the same update without ``heads``; the
+  wire JSON bytes. Heads name only the authors whose clock advanced since the writer's
+  previous acknowledged update: none (a writer alone, or nobody else typed meanwhile), one,
+  and the worst case, all ``authors - 1`` others (4-digit clocks);
+* load (b): one snapshot + 1,000 updates, each update carrying heads (empty, and the worst
+  case) vs no heads (a document without a log; the engine reads heads on every update);
+* load (a) with a log of 50 entries: a first open (the whole log verified: 50 Ed25519
+  checks), an open with the remembered state (the log from the state file, parsed and
+  checked without signatures; the relay sends only the entries after its head: none), and
+  the same document without a log. The engine is built inside the timed part (the
+  remembered log is adopted there);
+* heads traffic: the size of one heads message (an ephemeral frame, ``authors`` clocks and
+  a log head) and how many a client sends per minute when nothing changes.
+
+CPU time (threads included; ``--wall``: elapsed) per load, variants interleaved, best and
+median of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import load_bench as lb
+import membership_load_bench as mlb
+from pycrdt import Doc, Text
+
+from secsync_jupyter.client.engine import SyncEngine
+from secsync_jupyter.client.heads import HEADS_INTERVAL_SECONDS, encode_heads
+from secsync_jupyter.client.precheck import check_signatures_in_threads, precheck_frame
+from secsync_jupyter.client.ydoc import YDocAdapter, serialize_updates
+from secsync_jupyter.protocol import (
+    EphemeralSession,
+    SigningKeyPair,
+    create_initial_snapshot,
+    create_update,
+)
+from secsync_jupyter.protocol.membership import LogHead
+
+
+def others(n: int) -> dict[str, int]:
+    """``n`` other authors' clocks (4 digits: a long session on one snapshot)."""
+    return {
+        SigningKeyPair.from_seed((1000 + i).to_bytes(32, "little")).public_key_b64: 1000 + 37 * i
+        for i in range(n)
+    }
+
+
+def update_frames(data, doc_id, heads, log_head=None) -> tuple[str, list[int]]:
+    """Case (b) as a ``document`` frame: updates with ``heads`` (or none); and each update's
+    wire size."""
+    yjs = data["yjs"]
+    head = bytes.fromhex(yjs["b_snapshot"])
+    tail = [bytes.fromhex(u) for u in yjs["tail"]]
+    base = {"docId": doc_id, "pubKey": lb.SIGNER.public_key_b64}
+    if log_head is not None:
+        base["logHead"] = log_head
+    snap = create_initial_snapshot(head, {**base, "snapshotId": "snapshot-b"}, lb.KEY, lb.SIGNER)
+    updates, sizes = [], []
+    for i, u in enumerate(tail):
+        pd = {**base, "refSnapshotId": "snapshot-b"}
+        if heads is not None:
+            pd["heads"] = {"clocks": heads}
+        wire = create_update(serialize_updates([u]), pd, lb.KEY, lb.SIGNER, i).to_json()
+        updates.append(wire)
+        sizes.append(len(json.dumps({**wire, "type": "update"}, separators=(",", ":"))))
+    frame = {"type": "document", "snapshot": snap.to_json(), "updates": updates}
+    return json.dumps(frame, separators=(",", ":")), sizes
+
+
+def load(doc_id, text, clock, **engine_kw) -> tuple[float, str]:
+    t0 = clock()
+    doc = Doc()
+    engine = SyncEngine(doc_id, lb.KEY, YDocAdapter(doc), lb.SIGNER, **engine_kw)
+    engine.check_signatures = check_signatures_in_threads
+    engine.connecting()
+    engine.connected()
+    obj = json.loads(text)
+    engine.receive(obj, precheck_frame(engine, obj))
+    elapsed = clock() - t0
+    assert engine.document_state == "complete", engine.errors
+    return elapsed, str(doc.get("content", type=Text))
+
+
+def report(title, results, base_name):
+    base = results[base_name]
+    print(title)
+    for name, times in results.items():
+        best, median = min(times), statistics.median(times)
+        print(
+            f"  {name:<34} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
+            f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=40)
+    ap.add_argument("--authors", type=int, default=10)
+    ap.add_argument("--wall", action="store_true", help="elapsed time instead of CPU time")
+    args = ap.parse_args(argv)
+    cached = lb.cache_dir() / "data-all.json"
+    data = lb.build(None) if not cached.exists() else json.loads(cached.read_text())
+    clock = time.perf_counter if args.wall else time.process_time
+    heads = others(args.authors - 1)
+    log_state, entries = mlb.make_log(50)
+    log_head = log_state.head.to_json()
+
+    # ---- update size
+    _, plain_sizes = update_frames(data, lb.DOC_ID, None, log_head)
+    _, bare_sizes = update_frames(data, lb.DOC_ID, None)
+    mean = statistics.mean
+    print(
+        f"update size (wire JSON, {len(plain_sizes)} typing updates of load_bench (b)):"
+        f" without heads {mean(bare_sizes):.0f} B (no log) / {mean(plain_sizes):.0f} B"
+        " (with logHead)"
+    )
+    one = dict(list(heads.items())[:1])
+    for label, named in (("none new", {}), ("1 author new", one), ("all 9 new", heads)):
+        _, sizes = update_frames(data, lb.DOC_ID, named, log_head)
+        print(
+            f"  heads, {label:<13} {mean(sizes):6.0f} B: +{mean(sizes) - mean(plain_sizes):.0f} B"
+            f" = +{mean(sizes) / mean(plain_sizes) * 100 - 100:.1f} %"
+        )
+
+    # ---- heads traffic
+    session = EphemeralSession(log_state.doc_id, lb.KEY, lb.SIGNER)
+    session._public_data["logHead"] = log_head
+    content = encode_heads(
+        "snapshot-b", ["s" * 32] * 3, {**heads, lb.SIGNER.public_key_b64: 5}, LogHead(**log_head)
+    )
+    frame = json.dumps(
+        {**session.create(content).to_json(), "type": "ephemeral-message"}, separators=(",", ":")
+    )
+    per_minute = 60 / HEADS_INTERVAL_SECONDS
+    print(
+        f"heads message ({args.authors} authors, 3 ancestors, log head): content"
+        f" {len(content)} B, ephemeral frame {len(frame)} B; idle: {per_minute:.0f} per client"
+        f" per minute = {per_minute * len(frame) / 1024:.1f} KiB/min sent, relayed to each peer"
+    )
+
+    # ---- load (b): heads in every update vs none
+    text_plain, _ = update_frames(data, lb.DOC_ID, None)
+    text_empty, _ = update_frames(data, lb.DOC_ID, {})
+    text_heads, _ = update_frames(data, lb.DOC_ID, heads)
+    res_b = {"no heads": [], "heads, none new": [], f"heads, all {args.authors - 1} new": []}
+    # ---- load (a) with a log of 50
+    a_plain = mlb.frames(data, lb.DOC_ID)["a"]
+    a_log = mlb.frames(data, log_state.doc_id, log_head, entries)["a"]
+    a_delta = json.loads(a_log)
+    a_delta["log"], a_delta["logFrom"] = [], log_state.head.seq + 1
+    a_delta = json.dumps(a_delta, separators=(",", ":"))
+    remembered = {"snapshot": None, "logHead": log_head, "log": entries}
+    res_a = {"no log": [], "log of 50, first open": [], "log of 50, remembered state": []}
+    for _ in range(args.repeat):
+        for name, text in zip(res_b, (text_plain, text_empty, text_heads), strict=True):
+            elapsed, got = load(lb.DOC_ID, text, clock)
+            assert got == data["expected"]
+            res_b[name].append(elapsed)
+        for name, (doc_id, text, kw) in zip(
+            res_a,
+            (
+                (lb.DOC_ID, a_plain, {}),
+                (log_state.doc_id, a_log, {}),
+                (log_state.doc_id, a_delta, {"remembered": remembered}),
+            ),
+            strict=True,
+        ):
+            elapsed, got = load(doc_id, text, clock, **kw)
+            assert got == data["expected"]
+            res_a[name].append(elapsed)
+    what = "elapsed" if args.wall else "CPU"
+    report(f"load (b), {what} time best / median of {args.repeat}:", res_b, "no heads")
+    report(f"load (a), {what} time best / median of {args.repeat}:", res_a, "no log")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
