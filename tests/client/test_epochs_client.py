@@ -337,3 +337,43 @@ async def test_admin_rotates_on_load_when_needed(tmp_path):
     er2.state = verify_log(er2.entries, er2.doc_id)
     async with ScriptedRelay(er2) as relay, opened(relay, er2, C, tmp_path) as c:
         assert text(c) == "Hello" and c.log.epoch == 0 and c.log.head == er2.state.head
+
+
+# ---------------------------------------------------------------- our real relay
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    from .conftest import Relay
+
+    relay = Relay("ours", tmp_path_factory.mktemp("epochs-relay"))
+    yield relay
+    relay.stop()
+
+
+async def test_real_relay_concurrent_rotations_converge_and_old_epoch_refused(ours, tmp_path):
+    from secsync_jupyter.client import create_notebook, open_notebook
+    from secsync_jupyter.client.identity_file import create_identity
+
+    owner = create_identity(tmp_path / "o" / "identity.json", name="O")
+    second = create_identity(tmp_path / "s" / "identity.json", name="S")
+    async with create_notebook(ours.url, identity=owner, awareness=False) as nb:
+        nb.add_code_cell("x = 1")
+        await nb.create_snapshot(timeout=20)
+        await nb.add_member(second.identity_string, "admin", timeout=20)
+        async with open_notebook(nb.share_link, identity=second, awareness=False) as s:
+            for _ in range(3):
+                await asyncio.gather(nb.rotate_key(timeout=20), s.rotate_key(timeout=20))
+                await nb.wait_for(lambda: nb.document.log_head == s.document.log_head, 20)
+            epoch = nb.document.log.epoch
+            assert 3 <= epoch <= 6  # each round: one or two rotations, one chain
+            await s.wait_for(lambda: epoch in s.document.engine.epochs.keyring, 20)
+            assert s.document.engine.epochs.key(epoch) == nb.document.engine.epochs.key(epoch)
+            nb.add_code_cell("from O")
+            await nb.synced(timeout=20)
+            await s.wait_for(lambda: len(s.cells) == 2, 20)
+            s.add_code_cell("from S")
+            await s.synced(timeout=20)
+            await nb.wait_for(lambda: len(nb.cells) == 3, 20)
+            assert nb.document.engine.active.epoch == epoch
+            assert not [e for e in nb.errors + s.errors if e.code.endswith(("767", "768"))]

@@ -5,6 +5,8 @@ keeps access until removed, an expired link cannot join, a malformed fragment is
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from secsync_jupyter.client import ReadOnlyError, open_document
@@ -159,3 +161,77 @@ async def test_malformed_link_fragment_is_770(tmp_path):
         with pytest.raises(MembershipError) as info:
             await join(f"{relay.url}/secsync/open/{er.doc_id}#link=short", D, tmp_path)
         assert info.value.code == "SECSYNC_ERROR_770"
+
+
+# ---------------------------------------------------------------- our real relay
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory):
+    from .conftest import Relay
+
+    relay = Relay("ours", tmp_path_factory.mktemp("links-relay"))
+    yield relay
+    relay.stop()
+
+
+async def test_real_relay_rotation_links_revocation(ours, tmp_path):
+    """Our relay (the issue-12 frames): rotate, a member offline during a removal's rotation
+    catches up with its lockbox, viewer / editor links, a revoked link cannot join while the
+    person who joined through it keeps reading, a removed member is locked out."""
+    from secsync_jupyter.client import create_notebook, open_notebook
+    from secsync_jupyter.client.identity_file import create_identity
+
+    ids = {n: create_identity(tmp_path / n / "identity.json", name=n) for n in "OBCDEF"}
+
+    def nb_open(url, who):
+        return open_notebook(url, identity=ids[who], awareness=False)
+
+    async with create_notebook(ours.url, identity=ids["O"], awareness=False) as nb:
+        nb.add_code_cell("x = 1")
+        await nb.create_snapshot(timeout=20)
+        share = nb.share_link
+        await nb.add_member(str(ids["B"].identity_string), "editor", timeout=20)
+        await nb.add_member(str(ids["C"].identity_string), "viewer", timeout=20)
+        async with nb_open(share, "B") as b:
+            async with nb_open(share, "C") as c:
+                state = await nb.rotate_key(timeout=20)
+                assert state.epoch == 1
+                nb.add_code_cell("y = 2")
+                await nb.synced(timeout=20)
+                await c.wait_for(lambda: len(c.cells) == 2, 20)
+                assert c.document.engine.active.epoch == 1
+            # C offline; B removed: a rotation to epoch 2 without B
+            await nb.remove_member(ids["B"].pub_key, timeout=20)
+            assert nb.document.log.epoch == 2
+            from secsync_jupyter.client import SyncFailed
+
+            with pytest.raises(SyncFailed) as removed:
+                await b.wait_for(lambda: False, 20)
+            assert removed.value.code == "SECSYNC_ERROR_725" and b.state == "no-access"
+        nb.add_code_cell("z = 3  # after B's removal")
+        await nb.synced(timeout=20)
+        async with nb_open(share, "C") as c:  # its epoch-2 lockbox in the document frame
+            assert [x.source for x in c.cells][-1] == "z = 3  # after B's removal"
+            assert c.document.engine.epochs.keyring.epochs == [0, 1, 2]
+
+        viewer_link = await nb.create_link("viewer", "readers", timeout=20)
+        editor_link = await nb.create_link("editor", "writers", timeout=20)
+        async with nb_open(str(viewer_link), "D") as d, nb_open(str(editor_link), "E") as e:
+            assert d.role == "viewer" and d.read_only and len(d.cells) == 3
+            assert e.role == "editor"
+            e.add_markdown_cell("from E")
+            await e.synced(timeout=20)
+            await nb.wait_for(lambda: len(nb.cells) == 4, 20)
+            await nb.revoke_link(viewer_link, timeout=20)
+            assert nb.document.log.epoch == 3
+            with pytest.raises(MembershipError) as info:
+                await asyncio.wait_for(nb_open(str(viewer_link), "F"), 20)
+            assert info.value.code == "SECSYNC_ERROR_755"
+            nb.add_code_cell("after revoke")
+            await nb.synced(timeout=20)
+            await d.wait_for(lambda: len(d.cells) == 5, 20)  # D keeps access
+            await e.wait_for(lambda: len(e.cells) == 5, 20)
+            links = {li.label: li for li in nb.links}
+            assert links["readers"].joined == (ids["D"].pub_key,) and not links["readers"].live
+            assert links["writers"].joined == (ids["E"].pub_key,) and links["writers"].live
