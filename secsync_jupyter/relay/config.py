@@ -19,7 +19,7 @@ from typing import Any
 
 from .policy import BUILTIN_POLICIES, AccessPolicy, AllowedAuthorsPolicy
 from .sqlite_store import SYNCHRONOUS_MODES
-from .store import STORE_SCHEMES, RelayStore, store_from_url
+from .store import STORE_SCHEMES, RelayStore, Retention, store_from_url
 
 MiB = 1024 * 1024
 
@@ -129,6 +129,14 @@ class RelayOptions:
         "commit, an acknowledged write survives a relay crash but an OS crash or power loss "
         "may lose the commits since the last checkpoint (about every 0.5 s); extra = full",
         choices=SYNCHRONOUS_MODES,
+    )
+    retention: str = setting(
+        "all",
+        "what is kept of superseded key epochs (documents with a membership log, after a "
+        "rotation): all, snapshots:N (the newest N snapshots of older epochs and their "
+        "updates), days:D (those younger than D days); run after each rotation and at start; "
+        "the active snapshot's epoch is never pruned",
+        metavar="all|snapshots:N|days:D",
     )
     access_policy: str = setting(
         "any-authenticated",
@@ -242,6 +250,10 @@ def from_args(parser: argparse.ArgumentParser, args: argparse.Namespace):
         if problem:
             parser.error(problem)
         values[s.name] = value
+    try:
+        parse_retention(values.get("retention", "all"))
+    except ValueError as exc:
+        parser.error(str(exc))
     return _split(values)
 
 
@@ -280,6 +292,24 @@ def from_traits(app: Any):
             raise ValueError(problem)
         values[s.name] = value
     return _split(values)
+
+
+def parse_retention(text: str) -> Retention:
+    """``all``, ``snapshots:N`` (N >= 0) or ``days:D`` (D >= 0, may be fractional) as a
+    :class:`.store.Retention`; ``ValueError`` otherwise."""
+    name, sep, value = str(text).strip().partition(":")
+    try:
+        if name == "all" and not sep:
+            return Retention()
+        if name == "snapshots" and sep and value.isdigit():
+            return Retention(keep_snapshots=int(value))
+        if name == "days" and sep:
+            days = float(value)
+            if days >= 0 and days != float("inf"):
+                return Retention(keep_seconds=days * 86400)
+    except ValueError:
+        pass
+    raise ValueError(f"retention must be all, snapshots:N or days:D, not {text!r}")
 
 
 def _split(values: dict[str, Any]) -> tuple[Limits, RelayOptions]:

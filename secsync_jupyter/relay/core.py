@@ -52,7 +52,7 @@ from .policy import AccessPolicy, AccessRequest, AnyAuthenticatedPolicy, Identit
 from .query import ConnectParams, QueryError, parse_query
 from .room import Room
 from .session import Session
-from .store import DocumentView, RelayStore, StoreError
+from .store import DocumentView, RelayStore, Retention, StoreError
 
 
 class Transport(Protocol):
@@ -81,6 +81,7 @@ class Relay:
         limits: Limits | None = None,
         *,
         log: logging.Logger | None = None,
+        retention: Retention | None = None,
     ):
         #: where the relay logs (inside Jupyter Server: a child of the server app's log)
         self.log = log or logging.getLogger("secsync_jupyter.relay")
@@ -90,6 +91,10 @@ class Relay:
             type(self.policy).broadcast_access is not AccessPolicy.broadcast_access
         )
         self.limits = limits or Limits()
+        #: what is kept of superseded key epochs (issue 12; docs/relay.md "Key epochs")
+        self.retention = retention or Retention()
+        #: pruning runs in flight (tests wait for them: :meth:`pruned`)
+        self._pruning: set[asyncio.Future] = set()
         self.admission = Admission(self.limits)
         self.rooms: dict[str, Room] = {}
         self.closing = False
@@ -108,12 +113,57 @@ class Relay:
         """Open the store (if not yet open) and count the stored documents."""
         await self.store.open()
         self.admission.stored_documents = await self.store.count_documents()
+        if not self.retention.keeps_all:
+            fut = asyncio.ensure_future(self.prune_all())
+            self._pruning.add(fut)
+            fut.add_done_callback(self._pruning.discard)
         pg = sys.modules.get(__package__ + ".pg_store")
         if self.fanout is None and pg is not None and isinstance(self.store, pg.PostgresStore):
             from .fanout import FanOut
 
             self.fanout = FanOut(self, self.store)
             await self.fanout.start()
+
+    # ------------------------------------------------------------------ retention
+    def retention_after_rotation(self, room: Room) -> None:
+        """After a rotation (its entry, then the first snapshot of the new epoch): prune the
+        document's superseded epochs as the retention says, in the background."""
+        if not self.retention.keeps_all:
+            self._prune_soon(room.doc_id)
+
+    def _prune_soon(self, doc_id: str) -> None:
+        fut = asyncio.ensure_future(self._prune(doc_id))
+        self._pruning.add(fut)
+        fut.add_done_callback(self._pruning.discard)
+
+    async def _prune(self, doc_id: str) -> None:
+        try:
+            result = await self.store.prune_superseded(doc_id, self.retention)
+        except Exception as exc:  # never fatal: the next rotation or start tries again
+            self.log.error("pruning superseded epochs of %s failed: %s", doc_id, exc)
+            return
+        if result.snapshots:
+            self.log.info(
+                "pruned %d snapshots and %d updates of superseded epochs of %s",
+                result.snapshots,
+                result.updates,
+                doc_id,
+            )
+
+    async def prune_all(self) -> None:
+        """Prune every document with a rotated key (at start)."""
+        try:
+            docs = await self.store.documents_with_epochs()
+        except Exception as exc:
+            self.log.error("listing documents to prune failed: %s", exc)
+            return
+        for doc_id in docs:
+            await self._prune(doc_id)
+
+    async def pruned(self) -> None:
+        """Wait for the pruning runs in flight."""
+        while self._pruning:
+            await asyncio.wait(list(self._pruning))
 
     async def load_state(self, room: Room):
         """A room's rule state (with fan-out: and the position it reflects)."""
@@ -219,10 +269,22 @@ class Relay:
         transport = session.transport
         doc_id = room.doc_id
         room.start_joining(session)
+        boxes: list[str] | None = None
         try:
-            view = await self.store.read_document(
-                doc_id, params.known_snapshot_id, params.known_clocks
-            )
+            if session.link:  # a link connection gets no content (docs/protocol.md)
+                view = DocumentView(None, (), (), 0, False, False)
+            else:
+                view = await self.store.read_document(
+                    doc_id, params.known_snapshot_id, params.known_clocks
+                )
+            if room.log is not None and session.pub_key is not None:
+                while True:  # the lockboxes of every entry in the log sent with them
+                    head = room.log.head_seq
+                    rows = await self.store.read_lockboxes(doc_id, session.pub_key)
+                    if room.log.head_seq == head:
+                        break
+                session.lockbox_epochs.update(r.epoch for r in rows)
+                boxes = [r.lockbox for r in rows]
             if room.log is not None and self.fanout is not None:
                 # the entries another process stored and the view's messages may name (they
                 # committed before those messages, so this read, after the view's, has them)
@@ -238,7 +300,7 @@ class Relay:
         log = None
         if room.log is not None:  # taken now, with nothing awaited before the join
             log = room.log.since(params.known_log_seq, params.known_log_hash)
-        return room.join(session, view, document_frame(view, params.mode, log))
+        return room.join(session, view, document_frame(view, params.mode, log, boxes, session.link))
 
     async def _room(self, transport: Transport, doc_id: str) -> Room | None:
         """The document's room, opened (its state loaded) if needed; ``None`` when refused."""
@@ -294,15 +356,23 @@ class Relay:
 
 
 def document_frame(
-    view: DocumentView, mode: str, log: tuple[list[str], int] | None = None
+    view: DocumentView,
+    mode: str,
+    log: tuple[list[str], int] | None = None,
+    lockboxes: list[str] | None = None,
+    link: bool = False,
 ) -> list[str]:
     """The parts of the ``document`` frame for a joining connection (``log``: the entries of
-    a document with a membership log and the ``seq`` of the first)."""
+    a document with a membership log and the ``seq`` of the first; ``lockboxes``: the
+    connection's own; ``link``: a link connection, no snapshot, no updates, no chain)."""
+    kw: dict[str, Any] = {"log": log, "lockboxes": lockboxes, "link": link}
+    if link:
+        return frames.document_parts(None, (), None, **kw)
     if not view.has_snapshot:
-        return frames.document_parts(None, (), (), log=log)
+        return frames.document_parts(None, (), (), **kw)
     if view.known_is_active and mode == "delta":
-        return frames.document_parts(None, view.updates, None, log=log)
+        return frames.document_parts(None, view.updates, None, **kw)
     if view.known_is_active:
         # complete mode with the active snapshot known: the snapshot, only the newer updates
-        return frames.document_parts(view.snapshot, view.updates, (), log=log)
-    return frames.document_parts(view.snapshot, view.updates, view.chain, log=log)
+        return frames.document_parts(view.snapshot, view.updates, (), **kw)
+    return frames.document_parts(view.snapshot, view.updates, view.chain, **kw)

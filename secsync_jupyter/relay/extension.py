@@ -76,7 +76,13 @@ class SecsyncRelayExtension(ExtensionApp):
             os.makedirs(os.path.dirname(os.path.abspath(options.db)), exist_ok=True)
         store = config.open_store(options, log=log)
         store.open_sync()  # a bad path fails the server start with a clear StoreError
-        self.relay = Relay(store, config.build_policy(options), limits, log=log)
+        self.relay = Relay(
+            store,
+            config.build_policy(options),
+            limits,
+            log=log,
+            retention=config.parse_retention(options.retention),
+        )
         self._relay_started: asyncio.Future | None = None
         self.settings["secsync_relay_extension"] = self
         self.log.info("Secsync relay: store %s", redact_url(config.store_url(options)))

@@ -140,6 +140,8 @@ def document_parts(
     chain: Iterable[SnapshotProofChainEntry] | None,
     type_: str = "document",
     log: tuple[Iterable[str], int] | None = None,
+    lockboxes: Iterable[str] | None = None,
+    link: bool = False,
 ) -> list[str]:
     """``{"type":…, "log"?: […], "logFrom"?: n, "snapshot"?: …, "updates": […],
     "snapshotProofChain"?: […]}`` from stored message texts (no re-serialization), as the
@@ -154,6 +156,10 @@ def document_parts(
                 parts.append(",")
             parts.append(entry)
         parts.append(f'],"logFrom":{int(log[1])}')
+    if lockboxes:  # issue 12: this connection's own lockboxes (absent when it has none)
+        parts.append(',"lockboxes":[' + ",".join(lockboxes) + "]")
+    if link:
+        parts.append(',"link":true')
     if snapshot is not None:
         parts += [',"snapshot":', snapshot]
     parts.append(',"updates":[')
@@ -229,3 +235,25 @@ def write_refused(of: str, code: str, snapshot_id=None, clock=None, reason: str 
     if reason:
         frame["reason"] = _text(reason)
     return _dumps(frame)
+
+
+# ---------------------------------------------------------------- key epochs (issue 12)
+def lockbox(text: str) -> str:
+    """A lockbox stored for this connection's key (``text``: its stored JSON)."""
+    return '{"type":"lockbox","lockbox":' + text + "}"
+
+
+def lockbox_saved(epoch: int, recipient: str) -> str:
+    return _dumps({"type": "lockbox-saved", "epoch": epoch, "recipient": recipient})
+
+
+def lockbox_failed(epoch, recipient, code: str, reason: str) -> str:
+    return _dumps(
+        {
+            "type": "lockbox-failed",
+            "epoch": epoch if type(epoch) is int else None,
+            "recipient": recipient if echoable(recipient) else None,
+            "code": code,
+            "reason": _text(reason),
+        }
+    )

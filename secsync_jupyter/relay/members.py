@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.epochs import Lockbox, check_lockbox, check_lockbox_set
 from ..protocol.membership import (
     Entry,
     MembershipError,
@@ -38,7 +40,7 @@ from ..protocol.membership import (
 from . import frames
 from .admission import CLOSE_POLICY
 from .frames import OutFrame
-from .store import LOG_ENTRY_CONFLICT, LOG_ENTRY_GAP, LogRow
+from .store import LOCKBOX_EXISTS, LOG_ENTRY_CONFLICT, LOG_ENTRY_GAP, LockboxRow, LogRow
 
 if TYPE_CHECKING:
     from .room import Room
@@ -51,6 +53,19 @@ _WRITERS = ("editor", "admin")
 
 def code_of(number: int) -> str:
     return f"SECSYNC_ERROR_{number}"
+
+
+def now_ms() -> int:
+    """The relay's clock (ms since the Unix epoch), for link expiry (754)."""
+    return int(time.time() * 1000)
+
+
+def _failure(number: int, field: str, reason: str) -> MembershipError:
+    return MembershipError(reason, code=code_of(number), field=field)
+
+
+def _lockbox_text(lb: Lockbox) -> str:
+    return frames.dumps(lb.to_json())
 
 
 class RoomLog:
@@ -138,12 +153,33 @@ class RoomLog:
         return type(seq) is int and seq > self.head_seq
 
     # ------------------------------------------------------------------ appending
-    async def append(self, session: Session, obj: Any) -> None:
-        """A ``log-entry`` frame's ``entry`` from ``session`` (whose key is proven)."""
+    async def append(self, session: Session, obj: Any, lockboxes: Any = None) -> None:
+        """A ``log-entry`` frame's ``entry`` (and ``lockboxes``, issue 12) from ``session``
+        (whose key is proven)."""
         async with self.lock:
-            await self._append(session, obj)
+            await self._append(session, obj, lockboxes)
 
-    async def _append(self, session: Session, obj: Any) -> None:
+    def _check_issue12(
+        self, session: Session, state: MembershipState, new: MembershipState, entry: Entry, lbs
+    ) -> list[Lockbox]:
+        """The issue-12 checks of an entry ``verify_entry`` accepted: a link connection's
+        entry (753), a link-signed entry at the relay's clock (754), the lockboxes (76x)."""
+        now = now_ms()
+        if session.link and (entry.kind != "add-member" or entry.signer != session.pub_key):
+            raise _failure(753, "kind", "a link connection may only add a member, signed by it")
+        link = state.links.get(entry.signer)
+        if link is not None and not link.live(now):
+            raise _failure(754, "signer", "the link has expired (relay clock)")
+        if entry.kind == "rotate-key":
+            assert entry.epoch is not None
+            return check_lockbox_set(new, entry.epoch, lbs if lbs is not None else None)
+        if lbs is None:
+            return []
+        if not isinstance(lbs, list):
+            raise _failure(760, "lockboxes", "expected an array")
+        return [check_lockbox(new, lb, now=now) for lb in lbs]
+
+    async def _append(self, session: Session, obj: Any, lockboxes: Any = None) -> None:
         if self.state is None:  # has another process stored the root meanwhile?
             await self._refresh()
         state = self.state
@@ -160,16 +196,26 @@ class RoomLog:
                         code=code_of(711),
                         field="signer",
                     )
+                if lockboxes is not None:
+                    raise _failure(760, "lockboxes", "the root has no lockboxes")
+                boxes: list[Lockbox] = []
             else:
                 new = verify_entry(state, obj)
                 entry = parse_entry(obj)
+                boxes = self._check_issue12(session, state, new, entry, lockboxes)
         except MembershipError as exc:
             self._failed(session, seq, exc.code, str(exc), exc.code in _WITH_LOG)
             return
         text = frames.dumps(entry.to_json())
+        rows = [LockboxRow(lb.epoch, lb.recipient, _lockbox_text(lb)) for lb in boxes]
         room = self.room
         write = room.relay.store.save_log_entry(
-            self.doc_id, seq=entry.seq, prev=entry.prev, hash=entry.hash, entry=text
+            self.doc_id,
+            seq=entry.seq,
+            prev=entry.prev,
+            hash=entry.hash,
+            entry=text,
+            lockboxes=rows,
         )
         fut = room.track(write)
         try:
@@ -181,7 +227,9 @@ class RoomLog:
             return
         room.end_write()
         if result.ok:
-            self._accept(new, [entry], [text], author=session)
+            self._accept(new, [entry], [text], author=session, lockboxes=rows)
+            if entry.kind == "rotate-key":
+                room.relay.retention_after_rotation(room)
             return
         if result.code in (LOG_ENTRY_CONFLICT, LOG_ENTRY_GAP):
             # another process appended first: learn its entries, then answer from them
@@ -209,9 +257,12 @@ class RoomLog:
         entries: list[Entry],
         texts: list[str],
         author: Session | None = None,
+        lockboxes: list[LockboxRow] = (),  # type: ignore[assignment]
     ) -> None:
         """Committed entries: extend the cached state, answer the author, send the entries to
-        every other joined connection, then re-check every connection."""
+        every other joined connection (without lockboxes: a link connection as text, its
+        transport drops broadcasts), each recipient its own lockbox, then re-check every
+        connection."""
         self.state = state
         self.texts.extend(texts)
         room = self.room
@@ -224,8 +275,85 @@ class RoomLog:
             frame = OutFrame(frames.log_entry(text))
             for s in room.sessions:
                 if s is not author:
-                    s.transport.send_frame(frame)
+                    if s.link:
+                        s.send(frame.text)
+                    else:
+                        s.transport.send_frame(frame)
+        for row in lockboxes:
+            self.deliver_lockbox(row, author)
         self.recheck()
+
+    def deliver_lockbox(self, row: LockboxRow, exclude: Session | None = None) -> None:
+        """A stored lockbox to the joined connections proven as its recipient."""
+        for s in self.room.sessions:
+            if (
+                s is not exclude
+                and s.pub_key == row.recipient
+                and row.epoch not in s.lockbox_epochs
+            ):
+                s.lockbox_epochs.add(row.epoch)
+                s.send(frames.lockbox(row.lockbox))
+
+    async def deliver_stored_lockboxes(self) -> None:
+        """Lockboxes stored by another relay process (learnt with its entries): each joined
+        connection gets those of its key it has not had yet."""
+        store = self.room.relay.store
+        for s in list(self.room.sessions):
+            if s.pub_key is None or s.closed:
+                continue
+            try:
+                rows = await store.read_lockboxes(self.doc_id, s.pub_key)
+            except Exception as exc:
+                self.room.relay.log.error("reading lockboxes of %s failed: %s", self.doc_id, exc)
+                return
+            for row in rows:
+                if row.epoch not in s.lockbox_epochs and not s.closed:
+                    s.lockbox_epochs.add(row.epoch)
+                    s.send(frames.lockbox(row.lockbox))
+
+    # ------------------------------------------------------------------ single lockboxes
+    async def save_lockbox(self, session: Session, obj: Any) -> None:
+        """A ``lockbox`` frame from a proven member (docs/protocol.md "Frames (issue 12)")."""
+        async with self.lock:
+            await self._save_lockbox(session, obj)
+
+    async def _save_lockbox(self, session: Session, obj: Any) -> None:
+        epoch = obj.get("epoch") if isinstance(obj, dict) else None
+        recipient = obj.get("recipient") if isinstance(obj, dict) else None
+        epoch = epoch if type(epoch) is int else None
+        recipient = recipient if isinstance(recipient, str) else None
+        state = self.state
+        try:
+            if state is None:
+                raise _failure(766, "epoch", "the document has no log yet")
+            lb = check_lockbox(state, obj, now=now_ms())
+        except MembershipError as exc:
+            session.send(frames.lockbox_failed(epoch, recipient, exc.code, str(exc)))
+            return
+        row = LockboxRow(lb.epoch, lb.recipient, _lockbox_text(lb))
+        room = self.room
+        fut = room.track(
+            room.relay.store.save_lockbox(
+                self.doc_id, epoch=lb.epoch, recipient=lb.recipient, lockbox=row.lockbox
+            )
+        )
+        try:
+            result = await fut
+        except Exception as exc:
+            result = None
+            reason = str(exc)
+        finally:
+            room.end_write()
+        if result is None or not result.ok:
+            if result is not None and result.code == LOCKBOX_EXISTS:
+                code, reason = code_of(762), "another lockbox for this epoch and recipient"
+            else:
+                code = code_of(750)
+                reason = "the relay could not store it" if result is None else result.message
+            session.send(frames.lockbox_failed(lb.epoch, lb.recipient, code, reason or ""))
+            return
+        session.send(frames.lockbox_saved(lb.epoch, lb.recipient))
+        self.deliver_lockbox(row, session)
 
     def recheck(self) -> None:
         """Close the connections of keys that are no longer members (725); a demoted member
@@ -235,8 +363,19 @@ class RoomLog:
             return
         members = state.members
         room = self.room
+        now = now_ms()
         for s in [*room.sessions, *room.joining]:
-            if s.pub_key is not None and s.pub_key not in members:
+            if s.pub_key is None:
+                continue
+            if s.link:
+                link = state.links.get(s.pub_key)
+                if link is None or link.removed is not None:
+                    s.send(frames.unauthorized(code_of(755), "the link was removed"))
+                    s.close(CLOSE_POLICY, "link removed")
+                elif not link.live(now):
+                    s.send(frames.unauthorized(code_of(754), "the link has expired"))
+                    s.close(CLOSE_POLICY, "link expired")
+            elif s.pub_key not in members:
                 s.send(frames.unauthorized(code_of(725), "removed"))
                 s.close(CLOSE_POLICY, "removed from the document")
 
@@ -263,7 +402,12 @@ class RoomLog:
             )
             return
         self._accept(state, [parse_entry(e) for e in entries], [r.entry for r in rows])
+        if any(e.get("kind") in _WITH_LOCKBOXES for e in entries):
+            # their lockboxes were stored in the same transactions: each connection its own
+            await self.deliver_stored_lockboxes()
 
 
 #: codes whose ``log-entry-failed`` carries the relay's entries from ``seq`` on
 _WITH_LOG = frozenset((code_of(707), code_of(709), code_of(708)))
+#: entry kinds that may come with lockboxes
+_WITH_LOCKBOXES = frozenset(("rotate-key", "add-member", "add-link"))

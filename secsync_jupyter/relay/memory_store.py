@@ -5,16 +5,21 @@ example of a second store plugged in by URL."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import SnapshotProofChainEntry
+from .sqlite_store import superseded_to_prune
 from .store import (
+    LOCKBOX_EXISTS,
     LOG_ENTRY_CONFLICT,
     LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LockboxRow,
     LogRow,
+    PruneResult,
     RelayStore,
     SaveResult,
     SnapshotInfo,
@@ -36,6 +41,8 @@ class _Snapshot:
     updates: list[tuple[int, str, int, str]] = field(default_factory=list)
     clocks: dict[str, int] = field(default_factory=dict)
     stored_bytes: int = 0
+    epoch: int = 0
+    created_at: float = 0.0
 
 
 @dataclass
@@ -60,6 +67,8 @@ class MemoryStore(RelayStore):
         self.documents: dict[str, _Document] = {}
         #: membership logs by document
         self.logs: dict[str, list[LogRow]] = {}
+        #: lockboxes by document, then (epoch, recipient)
+        self.lockboxes: dict[str, dict[tuple[int, str], LockboxRow]] = {}
         self._seq = 0
         self._open = False
 
@@ -95,7 +104,7 @@ class MemoryStore(RelayStore):
             return DocumentState(exists=True)
         return DocumentState(
             True,
-            SnapshotInfo(active.snapshot_id, active.ciphertext_hash, active.proof),
+            SnapshotInfo(active.snapshot_id, active.ciphertext_hash, active.proof, active.epoch),
             dict(active.clocks),
             active.stored_bytes,
         )
@@ -155,6 +164,8 @@ class MemoryStore(RelayStore):
             fields["parent_snapshot_proof"],
             message,
             stored_bytes=utf8_length(message),
+            epoch=fields.get("epoch", 0),
+            created_at=time.time(),
         )
         doc.snapshots.append(snap)
         doc.by_id[snapshot_id] = snap
@@ -187,7 +198,7 @@ class MemoryStore(RelayStore):
             raise StoreError("the store is closed")
         return [row for row in self.logs.get(doc_id, ()) if row.seq > after_seq]
 
-    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry, lockboxes=()):
         log = self.logs.get(doc_id, [])
         if seq < len(log):
             return self._done(_fail(LOG_ENTRY_CONFLICT, f"the log already has entry {seq}"))
@@ -197,4 +208,50 @@ class MemoryStore(RelayStore):
             return self._done(_fail(LOG_ENTRY_CONFLICT, f"entry {seq - 1} has another hash"))
         if self._open:
             self.logs.setdefault(doc_id, log).append(LogRow(seq, hash, entry))
+            boxes = self.lockboxes.setdefault(doc_id, {})
+            for lb in lockboxes:
+                boxes.setdefault((lb.epoch, lb.recipient), lb)
         return self._done(SaveResult(True))
+
+    def save_lockbox(self, doc_id, *, epoch, recipient, lockbox):
+        boxes = self.lockboxes.setdefault(doc_id, {})
+        stored = boxes.get((epoch, recipient))
+        if stored is not None:
+            if stored.lockbox == lockbox:
+                return self._done(SaveResult(True))
+            return self._done(
+                _fail(LOCKBOX_EXISTS, "another lockbox for this epoch and recipient is stored")
+            )
+        if self._open:
+            boxes[(epoch, recipient)] = LockboxRow(epoch, recipient, lockbox)
+        return self._done(SaveResult(True))
+
+    async def read_lockboxes(self, doc_id: str, recipient: str) -> list[LockboxRow]:
+        if not self._open:
+            raise StoreError("the store is closed")
+        rows = [r for r in self.lockboxes.get(doc_id, {}).values() if r.recipient == recipient]
+        return sorted(rows)
+
+    def prune_superseded(self, doc_id, retention):
+        fut = asyncio.get_running_loop().create_future()
+        doc = self.documents.get(doc_id)
+        active = doc.active if doc is not None else None
+        if active is None or active.epoch == 0 or not self._open:
+            fut.set_result(PruneResult())
+            return fut
+        rows = [
+            (s.seq, s.created_at)
+            for s in reversed(doc.snapshots)
+            if s.epoch < active.epoch and s is not active
+        ]
+        gone = set(superseded_to_prune(rows, retention, time.time()))
+        updates = sum(len(s.updates) for s in doc.snapshots if s.seq in gone)
+        doc.snapshots = [s for s in doc.snapshots if s.seq not in gone]
+        doc.by_id = {s.snapshot_id: s for s in doc.snapshots}
+        fut.set_result(PruneResult(len(gone), updates))
+        return fut
+
+    async def documents_with_epochs(self) -> list[str]:
+        return [
+            d for d, doc in self.documents.items() if doc.active is not None and doc.active.epoch
+        ]

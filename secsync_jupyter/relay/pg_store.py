@@ -53,13 +53,18 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from ..protocol import SnapshotProofChainEntry
+from .sqlite_store import superseded_to_prune
 from .store import (
+    LOCKBOX_EXISTS,
     LOG_ENTRY_CONFLICT,
     LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LockboxRow,
     LogRow,
+    PruneResult,
     RelayStore,
+    Retention,
     SaveResult,
     SnapshotInfo,
     StoreError,
@@ -235,19 +240,134 @@ MIGRATIONS: tuple[str, ...] = (
              VALUES (p_doc, p_seq, p_hash, p_prev, p_entry, extract(epoch FROM now())::bigint);
     END $$;
     """,
+    # 3: key epochs (issue 12): each snapshot's epoch (0 before), the lockboxes (one per
+    # document, epoch and recipient), stored with their log entry in one transaction
+    f"""
+    ALTER TABLE snapshots ADD COLUMN epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0);
+    CREATE TABLE lockboxes (
+        doc_id     text NOT NULL,
+        epoch      bigint NOT NULL CHECK (epoch >= 0),
+        recipient  text NOT NULL,
+        lockbox    text NOT NULL,
+        created_at bigint NOT NULL,
+        PRIMARY KEY (doc_id, recipient, epoch)
+    );
+
+    DROP FUNCTION save_snapshot(text, text, text, jsonb, text, text, text, text);
+    CREATE FUNCTION save_snapshot(
+        p_doc text, p_id text, p_parent text, p_clocks jsonb, p_pub text, p_hash text,
+        p_proof text, p_epoch bigint, p_message text,
+        OUT out_code text, OUT out_seq bigint, OUT out_created boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_active bigint;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        SELECT d.active_snapshot INTO v_active FROM documents d WHERE d.doc_id = p_doc;
+        out_created := NOT FOUND;
+        IF v_active IS NOT NULL THEN
+            IF (SELECT s.snapshot_id FROM snapshots s WHERE s.seq = v_active) <> p_parent THEN
+                out_code := 'snapshot-parent-not-active';
+            ELSIF (SELECT COALESCE(jsonb_object_agg(m.pub_key, m.clock), '{{}}'::jsonb)
+                     FROM (SELECT u.pub_key, MAX(u.clock) AS clock FROM updates u
+                            WHERE u.snapshot_seq = v_active GROUP BY u.pub_key) m) <> p_clocks THEN
+                out_code := 'snapshot-clocks-differ';
+            END IF;
+        END IF;
+        IF out_code IS NULL AND EXISTS (SELECT 1 FROM snapshots s
+                                        WHERE s.doc_id = p_doc AND s.snapshot_id = p_id) THEN
+            out_code := 'snapshot-id-exists';
+        END IF;
+        IF out_code IS NOT NULL THEN
+            out_created := false;
+            RETURN;
+        END IF;
+        IF out_created THEN
+            INSERT INTO documents (doc_id, active_snapshot, created_at)
+                 VALUES (p_doc, NULL, extract(epoch FROM now())::bigint);
+        END IF;
+        INSERT INTO snapshots (doc_id, snapshot_id, parent_snapshot_id, pub_key, ciphertext_hash,
+                               parent_snapshot_proof, message, created_at, epoch)
+             VALUES (p_doc, p_id, p_parent, p_pub, p_hash, p_proof, p_message,
+                     extract(epoch FROM now())::bigint, p_epoch)
+          RETURNING seq INTO out_seq;
+        UPDATE documents SET active_snapshot = out_seq, active_bytes = octet_length(p_message)
+         WHERE doc_id = p_doc;
+    END $$;
+
+    DROP FUNCTION save_log_entry(text, bigint, text, text, text);
+    CREATE FUNCTION save_log_entry(
+        p_doc text, p_seq bigint, p_prev text, p_hash text,
+        p_epochs bigint[], p_recipients text[], p_boxes text[], p_entry text,
+        OUT out_code text, OUT out_seq bigint, OUT out_unused boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_prev text;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        out_seq := p_seq;
+        IF EXISTS (SELECT 1 FROM log_entries l WHERE l.doc_id = p_doc AND l.seq = p_seq) THEN
+            out_code := 'log-entry-conflict';
+            RETURN;
+        END IF;
+        IF p_seq > 0 THEN
+            SELECT l.hash INTO v_prev FROM log_entries l
+             WHERE l.doc_id = p_doc AND l.seq = p_seq - 1;
+            IF NOT FOUND THEN
+                out_code := 'log-entry-gap';
+                RETURN;
+            ELSIF v_prev <> p_prev THEN
+                out_code := 'log-entry-conflict';
+                RETURN;
+            END IF;
+        END IF;
+        INSERT INTO log_entries (doc_id, seq, hash, prev, entry, created_at)
+             VALUES (p_doc, p_seq, p_hash, p_prev, p_entry, extract(epoch FROM now())::bigint);
+        INSERT INTO lockboxes (doc_id, epoch, recipient, lockbox, created_at)
+             SELECT p_doc, b.epoch, b.recipient, b.lockbox, extract(epoch FROM now())::bigint
+               FROM unnest(p_epochs, p_recipients, p_boxes) AS b(epoch, recipient, lockbox)
+             ON CONFLICT DO NOTHING;
+    END $$;
+
+    CREATE FUNCTION save_lockbox(
+        p_doc text, p_epoch bigint, p_recipient text, p_lockbox text,
+        OUT out_code text, OUT out_seq bigint, OUT out_unused boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        v_stored text;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({LOCK_DOCUMENT}, hashtext(p_doc));
+        SELECT l.lockbox INTO v_stored FROM lockboxes l
+         WHERE l.doc_id = p_doc AND l.recipient = p_recipient AND l.epoch = p_epoch;
+        IF FOUND THEN
+            IF v_stored <> p_lockbox THEN
+                out_code := 'lockbox-exists';
+            END IF;
+            RETURN;
+        END IF;
+        INSERT INTO lockboxes (doc_id, epoch, recipient, lockbox, created_at)
+             VALUES (p_doc, p_epoch, p_recipient, p_lockbox, extract(epoch FROM now())::bigint);
+    END $$;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _LOCK = "SELECT lock_documents($1::text[])"
 _SAVE_UPDATE = "SELECT * FROM save_update($1, $2, $3, $4, $5)"
-_SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7, $8)"
-_SAVE_LOG_ENTRY = "SELECT * FROM save_log_entry($1, $2, $3, $4, $5)"
-_SQL = {"update": _SAVE_UPDATE, "snapshot": _SAVE_SNAPSHOT, "log": _SAVE_LOG_ENTRY}
+_SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)"
+_SAVE_LOG_ENTRY = "SELECT * FROM save_log_entry($1, $2, $3, $4, $5, $6, $7, $8)"
+_SAVE_LOCKBOX = "SELECT * FROM save_lockbox($1, $2, $3, $4)"
+_SQL = {
+    "update": _SAVE_UPDATE,
+    "snapshot": _SAVE_SNAPSHOT,
+    "log": _SAVE_LOG_ENTRY,
+    "lockbox": _SAVE_LOCKBOX,
+}
 
 #: a document's active snapshot, stored bytes and last clock of each author, in one statement
 _LOAD_STATE = """
 SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof,
-       d.active_bytes, c.pub_keys, c.clocks
+       d.active_bytes, c.pub_keys, c.clocks, s.epoch
 FROM documents d
 LEFT JOIN snapshots s ON s.seq = d.active_snapshot
 LEFT JOIN LATERAL (
@@ -276,6 +396,7 @@ _REFUSALS = {
     "snapshot-id-exists": "a snapshot with this snapshotId already exists",
     LOG_ENTRY_CONFLICT: "the log already has entry {seq} or another entry before it",
     LOG_ENTRY_GAP: "entry {prev} is missing",
+    LOCKBOX_EXISTS: "another lockbox for this epoch and recipient is stored",
 }
 
 #: write transactions slower than this (seconds) are logged as warnings
@@ -521,11 +642,28 @@ class PostgresStore(RelayStore):
         clocks = json.dumps(dict(fields["parent_clocks"]))
         args = (doc_id, fields["snapshot_id"], fields["parent_snapshot_id"], clocks)
         args += tuple(fields[k] for k in ("pub_key", "ciphertext_hash", "parent_snapshot_proof"))
-        args += (fields["message"],)
+        args += (int(fields.get("epoch", 0)), fields["message"])
         return self._submit("snapshot", doc_id, args)
 
-    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
-        return self._submit("log", doc_id, (doc_id, seq, prev, hash, entry))
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry, lockboxes=()):
+        boxes = (
+            [lb.epoch for lb in lockboxes],
+            [lb.recipient for lb in lockboxes],
+            [lb.lockbox for lb in lockboxes],
+        )
+        return self._submit("log", doc_id, (doc_id, seq, prev, hash, *boxes, entry))
+
+    def save_lockbox(self, doc_id, *, epoch, recipient, lockbox):
+        return self._submit("lockbox", doc_id, (doc_id, epoch, recipient, lockbox))
+
+    async def read_lockboxes(self, doc_id: str, recipient: str) -> list[LockboxRow]:
+        return await self._read(_read_lockboxes, doc_id, recipient)
+
+    async def prune_superseded(self, doc_id: str, retention: Retention) -> PruneResult:
+        return await self._read(_prune_superseded, doc_id, retention)
+
+    async def documents_with_epochs(self) -> list[str]:
+        return await self._read(_documents_with_epochs)
 
     async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
         return await self._read(_read_log, doc_id, after_seq)
@@ -655,7 +793,7 @@ def _result(op: _Op, row) -> SaveResult:
     if code is not None:
         clock = op.args[3] if op.kind == "update" else None
         return _fail(code, _REFUSALS[code].format(clock=clock, seq=seq, prev=(seq or 0) - 1))
-    if op.kind == "log":
+    if op.kind in ("log", "lockbox"):
         return SaveResult(True)
     if op.kind == "update":
         return SaveResult(True, position(seq, third))
@@ -671,6 +809,51 @@ async def _read_log(conn, doc_id: str, after_seq: int) -> list[LogRow]:
     return [LogRow(*r) for r in rows]
 
 
+async def _read_lockboxes(conn, doc_id: str, recipient: str) -> list[LockboxRow]:
+    rows = await conn.fetch(
+        "SELECT epoch, recipient, lockbox FROM lockboxes WHERE doc_id = $1 AND recipient = $2 "
+        "ORDER BY epoch",
+        doc_id,
+        recipient,
+    )
+    return [LockboxRow(*r) for r in rows]
+
+
+async def _documents_with_epochs(conn) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT d.doc_id FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
+        "WHERE s.epoch > 0"
+    )
+    return [r[0] for r in rows]
+
+
+async def _prune_superseded(conn, doc_id: str, retention: Retention) -> PruneResult:
+    """Under the document's lock: the superseded snapshots ``retention`` does not keep, and
+    their updates (PostgreSQL reuses the space after its (auto)vacuum)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_DOCUMENT, doc_id)
+        row = await conn.fetchrow(
+            "SELECT s.seq, s.epoch FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot"
+            " WHERE d.doc_id = $1",
+            doc_id,
+        )
+        if row is None or row[1] == 0:
+            return PruneResult()
+        rows = await conn.fetch(
+            "SELECT seq, created_at FROM snapshots WHERE doc_id = $1 AND epoch < $2 "
+            "AND seq <> $3 ORDER BY seq DESC",
+            doc_id,
+            row[1],
+            row[0],
+        )
+        seqs = superseded_to_prune([tuple(r) for r in rows], retention, time.time())
+        if not seqs:
+            return PruneResult()
+        status = await conn.execute("DELETE FROM updates WHERE snapshot_seq = ANY($1)", seqs)
+        await conn.execute("DELETE FROM snapshots WHERE seq = ANY($1)", seqs)
+        return PruneResult(len(seqs), int(status.split()[-1]))
+
+
 async def _count_documents(conn) -> int:
     return await conn.fetchval("SELECT count(*) FROM documents")
 
@@ -682,7 +865,7 @@ async def _load_state(conn, doc_id: str) -> DocumentState:
     if row[0] is None:
         return DocumentState(exists=True)
     clocks = dict(zip(row[5], row[6], strict=True)) if row[5] else {}
-    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3]), clocks, row[4])
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[7]), clocks, row[4])
 
 
 async def _read_document(

@@ -90,8 +90,8 @@ def check_snapshot(
 
 
 def accept_snapshot(
-    state: DocumentState, pd: SnapshotPublicData, ciphertext_hash: str, size: int
+    state: DocumentState, pd: SnapshotPublicData, ciphertext_hash: str, size: int, epoch: int = 0
 ) -> None:
-    state.active = SnapshotInfo(pd.snapshot_id, ciphertext_hash, pd.parent_snapshot_proof)
+    state.active = SnapshotInfo(pd.snapshot_id, ciphertext_hash, pd.parent_snapshot_proof, epoch)
     state.clocks = {}
     state.stored_bytes = size

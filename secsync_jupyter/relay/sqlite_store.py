@@ -27,12 +27,16 @@ from typing import Any
 
 from ..protocol import SnapshotProofChainEntry
 from .store import (
+    LOCKBOX_EXISTS,
     LOG_ENTRY_CONFLICT,
     LOG_ENTRY_GAP,
     DocumentState,
     DocumentView,
+    LockboxRow,
     LogRow,
+    PruneResult,
     RelayStore,
+    Retention,
     SaveResult,
     SnapshotInfo,
     StoreError,
@@ -96,6 +100,19 @@ MIGRATIONS: tuple[str, ...] = (
         created_at INTEGER NOT NULL,
         PRIMARY KEY (doc_id, seq),
         UNIQUE (doc_id, seq, hash)
+    );
+    """,
+    # 4: key epochs (issue 12): each snapshot's epoch (0 before), and the lockboxes, one per
+    # (document, epoch, recipient), read by recipient
+    """
+    ALTER TABLE snapshots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0);
+    CREATE TABLE lockboxes (
+        doc_id     TEXT NOT NULL,
+        epoch      INTEGER NOT NULL CHECK (epoch >= 0),
+        recipient  TEXT NOT NULL,
+        lockbox    TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (doc_id, recipient, epoch)
     );
     """,
 )
@@ -209,6 +226,10 @@ class SQLiteStore(RelayStore):
                 )
             conn = self._connect()
             try:
+                # pruned epochs give their pages back to the file (issue 12 retention): a new
+                # database is created with incremental auto-vacuum, an older one converted once
+                # (a VACUUM) when it is migrated to schema 4
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode})")
@@ -246,6 +267,10 @@ class SQLiteStore(RelayStore):
                 f"database {self.path} has schema version {current}, newer than this relay "
                 f"({SCHEMA_VERSION}); upgrade secsync-jupyter"
             )
+        if current < 4 and conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")
+            self.log.info("converted %s to incremental auto-vacuum", self.path)
         for number in range(current, SCHEMA_VERSION):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -394,6 +419,18 @@ class SQLiteStore(RelayStore):
         return fut
 
     # ------------------------------------------------------------------ API
+    def save_lockbox(self, doc_id, *, epoch, recipient, lockbox):
+        return self._submit(self._wq, _save_lockbox, (doc_id, epoch, recipient, lockbox))
+
+    async def read_lockboxes(self, doc_id: str, recipient: str) -> list[LockboxRow]:
+        return await self._read(_read_lockboxes, (doc_id, recipient))
+
+    def prune_superseded(self, doc_id, retention):
+        return self._submit(self._wq, _prune_superseded, (doc_id, retention))
+
+    async def documents_with_epochs(self) -> list[str]:
+        return await self._read(_documents_with_epochs, ())
+
     def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message):
         return self._submit(self._wq, _save_update, (doc_id, snapshot_id, pub_key, clock, message))
 
@@ -408,6 +445,7 @@ class SQLiteStore(RelayStore):
         ciphertext_hash,
         parent_snapshot_proof,
         message,
+        epoch=0,
     ):
         args = (
             doc_id,
@@ -418,11 +456,13 @@ class SQLiteStore(RelayStore):
             ciphertext_hash,
             parent_snapshot_proof,
             message,
+            epoch,
         )
         return self._submit(self._wq, _save_snapshot, args)
 
-    def save_log_entry(self, doc_id, *, seq, prev, hash, entry):
-        return self._submit(self._wq, _save_log_entry, (doc_id, seq, prev, hash, entry))
+    def save_log_entry(self, doc_id, *, seq, prev, hash, entry, lockboxes=()):
+        args = (doc_id, seq, prev, hash, entry, tuple(lockboxes))
+        return self._submit(self._wq, _save_log_entry, args)
 
     async def read_log(self, doc_id: str, after_seq: int = -1) -> list[LogRow]:
         return await self._read(_read_log, (doc_id, after_seq))
@@ -475,7 +515,7 @@ def _save_update(conn, doc_id, snapshot_id, pub_key, clock, message) -> SaveResu
 
 
 def _save_snapshot(
-    conn, doc_id, snapshot_id, parent_id, parent_clocks, pub_key, chash, proof, message
+    conn, doc_id, snapshot_id, parent_id, parent_clocks, pub_key, chash, proof, message, epoch=0
 ) -> SaveResult:
     conn.execute("SAVEPOINT snapshot")
     try:
@@ -511,9 +551,9 @@ def _save_snapshot(
                 )
         cur = conn.execute(
             "INSERT INTO snapshots (doc_id, snapshot_id, parent_snapshot_id, pub_key, "
-            "ciphertext_hash, parent_snapshot_proof, message, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (doc_id, snapshot_id, parent_id, pub_key, chash, proof, message, now),
+            "ciphertext_hash, parent_snapshot_proof, message, created_at, epoch) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (doc_id, snapshot_id, parent_id, pub_key, chash, proof, message, now, epoch),
         )
         seq = cur.lastrowid
         conn.execute(
@@ -528,7 +568,7 @@ def _save_snapshot(
         conn.execute("RELEASE snapshot")
 
 
-def _save_log_entry(conn, doc_id, seq, prev, hash, entry) -> SaveResult:
+def _save_log_entry(conn, doc_id, seq, prev, hash, entry, lockboxes=()) -> SaveResult:
     if seq > 0:
         row = conn.execute(
             "SELECT hash FROM log_entries WHERE doc_id = ? AND seq = ?", (doc_id, seq - 1)
@@ -545,7 +585,94 @@ def _save_log_entry(conn, doc_id, seq, prev, hash, entry) -> SaveResult:
         )
     except sqlite3.IntegrityError:
         return _fail(LOG_ENTRY_CONFLICT, f"the log already has entry {seq}")
+    now = int(time.time())
+    conn.executemany(
+        "INSERT OR IGNORE INTO lockboxes (doc_id, epoch, recipient, lockbox, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(doc_id, lb.epoch, lb.recipient, lb.lockbox, now) for lb in lockboxes],
+    )
     return SaveResult(True)
+
+
+def _save_lockbox(conn, doc_id, epoch, recipient, lockbox) -> SaveResult:
+    row = conn.execute(
+        "SELECT lockbox FROM lockboxes WHERE doc_id = ? AND recipient = ? AND epoch = ?",
+        (doc_id, recipient, epoch),
+    ).fetchone()
+    if row is not None:
+        if row[0] == lockbox:
+            return SaveResult(True)
+        return _fail(LOCKBOX_EXISTS, "another lockbox for this epoch and recipient is stored")
+    conn.execute(
+        "INSERT INTO lockboxes (doc_id, epoch, recipient, lockbox, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (doc_id, epoch, recipient, lockbox, int(time.time())),
+    )
+    return SaveResult(True)
+
+
+def _read_lockboxes(conn, doc_id, recipient) -> list[LockboxRow]:
+    return [
+        LockboxRow(*r)
+        for r in conn.execute(
+            "SELECT epoch, recipient, lockbox FROM lockboxes WHERE doc_id = ? AND recipient = ? "
+            "ORDER BY epoch",
+            (doc_id, recipient),
+        )
+    ]
+
+
+def _documents_with_epochs(conn) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT d.doc_id FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
+            "WHERE s.epoch > 0"
+        )
+    ]
+
+
+def superseded_to_prune(rows, retention: Retention, now: float) -> list[int]:
+    """Of the superseded snapshots ``rows`` ((seq, created_at), newest first) those that
+    ``retention`` does not keep (the same choice in every store)."""
+    if retention.keeps_all:
+        return []
+    out = []
+    for i, (seq, created_at) in enumerate(rows):
+        if retention.keep_snapshots is not None and i < retention.keep_snapshots:
+            continue
+        if retention.keep_seconds is not None and created_at > now - retention.keep_seconds:
+            continue
+        out.append(seq)
+    return out
+
+
+def _prune_superseded(conn, doc_id, retention: Retention) -> PruneResult:
+    row = conn.execute(
+        "SELECT s.seq, s.epoch FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
+        "WHERE d.doc_id = ?",
+        (doc_id,),
+    ).fetchone()
+    if row is None or row[1] == 0:
+        return PruneResult()
+    rows = conn.execute(
+        "SELECT seq, created_at FROM snapshots WHERE doc_id = ? AND epoch < ? AND seq <> ? "
+        "ORDER BY seq DESC",
+        (doc_id, row[1], row[0]),
+    ).fetchall()
+    seqs = superseded_to_prune(rows, retention, time.time())
+    updates = 0
+    for seq in seqs:
+        updates += conn.execute("DELETE FROM updates WHERE snapshot_seq = ?", (seq,)).rowcount
+        conn.execute("DELETE FROM snapshots WHERE seq = ?", (seq,))
+    if seqs:
+        # the freed pages leave the file (incremental auto-vacuum; the file is truncated when
+        # the WAL is checkpointed). Python's sqlite3 steps a PRAGMA once, and each step of
+        # incremental_vacuum moves one page: one statement per free page, in this transaction
+        pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        for _ in range(pages):
+            conn.execute("PRAGMA incremental_vacuum")
+    return PruneResult(len(seqs), updates)
 
 
 def _read_log(conn, doc_id, after_seq) -> list[LogRow]:
@@ -565,7 +692,7 @@ def _count_documents(conn) -> int:
 def _load_state(conn, doc_id) -> DocumentState:
     row = conn.execute(
         "SELECT d.active_snapshot, s.snapshot_id, s.ciphertext_hash, s.parent_snapshot_proof, "
-        "d.active_bytes "
+        "d.active_bytes, s.epoch "
         "FROM documents d LEFT JOIN snapshots s ON s.seq = d.active_snapshot WHERE d.doc_id = ?",
         (doc_id,),
     ).fetchone()
@@ -579,7 +706,7 @@ def _load_state(conn, doc_id) -> DocumentState:
             (row[0],),
         ).fetchall()
     )
-    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3]), clocks, row[4])
+    return DocumentState(True, SnapshotInfo(row[1], row[2], row[3], row[5]), clocks, row[4])
 
 
 def _read_document(conn, doc_id, known_id, known_clocks: Mapping[str, int] | None) -> DocumentView:

@@ -560,13 +560,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return supervise(sys.argv[1:] if argv is None else argv, args)
     try:
-        return asyncio.run(_serve(args, store, policy, limits, keys, hub))
+        retention = config.parse_retention(options.retention)
+        return asyncio.run(_serve(args, store, policy, limits, keys, hub, retention))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(args, store, policy, limits, keys, hub=None) -> int:
-    relay = Relay(store, policy, limits)
+async def _serve(args, store, policy, limits, keys, hub=None, retention=None) -> int:
+    relay = Relay(store, policy, limits, retention=retention)
     server = StandaloneRelay(
         relay,
         session_keys=keys,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
@@ -64,6 +64,8 @@ class SnapshotInfo:
     snapshot_id: str
     ciphertext_hash: str
     parent_snapshot_proof: str
+    #: the key epoch it is written in (issue 12; 0 for documents without a log)
+    epoch: int = 0
 
 
 @dataclass
@@ -105,6 +107,40 @@ class LogRow(NamedTuple):
     hash: str
     entry: str
 
+
+class LockboxRow(NamedTuple):
+    """A stored lockbox (issue 12): its epoch, recipient and JSON text (the relay's canonical
+    serialization of the checked lockbox)."""
+
+    epoch: int
+    recipient: str
+    lockbox: str
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What :meth:`RelayStore.prune_superseded` keeps of superseded key epochs (snapshots of
+    an epoch older than the active snapshot's, and their updates): everything (both
+    ``None``), the newest ``keep_snapshots`` of them, or those younger than
+    ``keep_seconds``."""
+
+    keep_snapshots: int | None = None
+    keep_seconds: float | None = None
+
+    @property
+    def keeps_all(self) -> bool:
+        return self.keep_snapshots is None and self.keep_seconds is None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    snapshots: int = 0
+    updates: int = 0
+
+
+#: :meth:`RelayStore.save_lockbox`: a lockbox for this (epoch, recipient) is stored already;
+#: ``message`` is its text
+LOCKBOX_EXISTS = "lockbox-exists"
 
 #: refusal codes of :meth:`RelayStore.save_log_entry` and the protocol code they answer
 #: the log already has an entry at this seq, or the entry before it has another hash (707)
@@ -172,6 +208,7 @@ class RelayStore(abc.ABC):
         self,
         doc_id: str,
         *,
+        epoch: int = 0,
         snapshot_id: str,
         parent_snapshot_id: str,
         parent_clocks: Mapping[str, int],
@@ -182,7 +219,8 @@ class RelayStore(abc.ABC):
     ) -> Awaitable[SaveResult]:
         """Store a snapshot and make it active, atomically, only if the document has no
         snapshot or its active snapshot is ``parent_snapshot_id`` with exactly
-        ``parent_clocks``; snapshot ids are unique per document."""
+        ``parent_clocks``; snapshot ids are unique per document. ``epoch``: its key epoch
+        (issue 12), stored with it."""
 
     @abc.abstractmethod
     def save_update(
@@ -201,14 +239,45 @@ class RelayStore(abc.ABC):
 
     @abc.abstractmethod
     def save_log_entry(
-        self, doc_id: str, *, seq: int, prev: str, hash: str, entry: str
+        self,
+        doc_id: str,
+        *,
+        seq: int,
+        prev: str,
+        hash: str,
+        entry: str,
+        lockboxes: Sequence[LockboxRow] = (),
     ) -> Awaitable[SaveResult]:
         """Append an entry the relay has verified, atomically, only if it is the next one:
         ``seq`` 0 on an empty log, else the stored entry ``seq - 1`` has hash ``prev``. A
         second entry on the same parent is refused by the store itself (unique ``(doc_id,
         seq)``), whichever process appended first: ``LOG_ENTRY_CONFLICT`` when ``seq`` is
         taken or the entry before it has another hash, ``LOG_ENTRY_GAP`` when it is missing.
-        Committed in order with the document's other writes."""
+        Committed in order with the document's other writes. ``lockboxes`` (issue 12) are
+        stored in the same transaction (or not at all); one already stored for an (epoch,
+        recipient) stays as it is."""
+
+    # -- lockboxes and retention (issue 12; docs/protocol.md "Key epochs, lockboxes and links")
+    def save_lockbox(
+        self, doc_id: str, *, epoch: int, recipient: str, lockbox: str
+    ) -> Awaitable[SaveResult]:
+        """Store one lockbox (unique ``(doc_id, epoch, recipient)``): ok (also when the same
+        text is stored already), or ``LOCKBOX_EXISTS`` (another is stored: it stays)."""
+        raise StoreError(f"{type(self).__name__} does not store lockboxes")
+
+    async def read_lockboxes(self, doc_id: str, recipient: str) -> list[LockboxRow]:
+        """The lockboxes sealed to ``recipient``, oldest epoch first."""
+        raise StoreError(f"{type(self).__name__} does not store lockboxes")
+
+    def prune_superseded(self, doc_id: str, retention: Retention) -> Awaitable[PruneResult]:
+        """Delete the snapshots of ``doc_id`` of an epoch older than the active snapshot's
+        (never the active one) and their updates, but those ``retention`` keeps; free the
+        space where the store can (SQLite: incremental vacuum)."""
+        raise StoreError(f"{type(self).__name__} does not prune")
+
+    async def documents_with_epochs(self) -> list[str]:
+        """The documents whose active snapshot is in an epoch > 0 (pruning at start)."""
+        return []
 
 
 #: store classes by URL scheme (``scheme:…``); a new store registers here

@@ -62,6 +62,7 @@ async def test_migrations_create_a_versioned_schema_and_refuse_a_newer_one(pg_ur
         "snapshots",
         "updates",
         "log_entries",
+        "lockboxes",
         "schema_version",
     }
     store = await open_pg(pg_url)  # idempotent

@@ -193,4 +193,4 @@ async def test_migration_2_counts_the_bytes_of_existing_documents(tmp_path):
     finally:
         await store.close()
     with sqlite3.connect(path) as c:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
