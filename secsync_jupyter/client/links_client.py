@@ -399,7 +399,20 @@ async def open_link(url: str, identity: Any = None, *, opener: Callable[..., Any
         for k in ("token", "headers", "trusted_origins", "allow_insecure_token")
         if k in options
     }
-    relay_url, doc_id, keyring, user = await join_link(url, identity, **join_opts)
+    from .epochs_client import KeyringFile, default_keyring_file
+
+    user = resolve_identity(identity)
+    relay_url, doc_id, _secret, _key = _split_link_url(url)
+    where = options.get("keyring_file")
+    store = (
+        default_keyring_file(user.path)
+        if where is None
+        else (KeyringFile(where) if where is not False else None)
+    )
+    if store is not None and len(store.load(doc_id)[0]):
+        # joined before (our keys are kept): open as ourselves, the link is not needed
+        return opener(relay_url, doc_id, None, identity=user, keyring=Keyring(), **options)
+    relay_url, doc_id, keyring, user = await join_link(url, user, **join_opts)
     return opener(relay_url, doc_id, None, identity=user, keyring=keyring, **options)
 
 

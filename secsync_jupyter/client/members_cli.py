@@ -56,6 +56,10 @@ def add_membership_subcommands(sub: Any, connection_options, link_options) -> No
     connection_options(p)
     p.set_defaults(func=cmd_members)
 
+    from .links_cli import add_links_subcommands  # issue 12: links, rotate, join
+
+    add_links_subcommands(sub, connection_options, link_options)
+
 
 def cmd_identity(args: argparse.Namespace) -> int:
     from .identity_file import (

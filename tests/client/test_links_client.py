@@ -6,6 +6,7 @@ keeps access until removed, an expired link cannot join, a malformed fragment is
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -21,8 +22,6 @@ from .helpers import KEY, A
 from .scripted import ScriptedRelay
 from .test_epochs_client import setup, text, until, write
 from .test_membership_client import T0
-
-pytestmark = pytest.mark.asyncio
 
 D = SigningKeyPair.from_seed(bytes(range(3, 35)))
 E = SigningKeyPair.from_seed(bytes(range(4, 36)))
@@ -46,6 +45,7 @@ def join(url: str, who, tmp_path):
     )
 
 
+@pytest.mark.asyncio
 async def test_viewer_and_editor_links_join_as_themselves(tmp_path):
     _log, er = setup()
     async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
@@ -77,6 +77,7 @@ async def test_viewer_and_editor_links_join_as_themselves(tmp_path):
     verify_log(er.entries, er.doc_id)
 
 
+@pytest.mark.asyncio
 async def test_link_to_a_rotated_document_gives_the_current_key(tmp_path):
     _log, er = setup()
     async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
@@ -93,6 +94,7 @@ async def test_link_to_a_rotated_document_gives_the_current_key(tmp_path):
             await until(lambda: text(a) == "Hello rotated!")
 
 
+@pytest.mark.asyncio
 async def test_revoked_link_cannot_join_and_joined_member_keeps_access(tmp_path):
     _log, er = setup()
     async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
@@ -115,6 +117,7 @@ async def test_revoked_link_cannot_join_and_joined_member_keeps_access(tmp_path)
         assert not revoked.live and revoked.joined == (D.public_key_b64,)
 
 
+@pytest.mark.asyncio
 async def test_revoke_with_remove_joined_removes_them_and_rotates_once(tmp_path):
     _log, er = setup()
     async with ScriptedRelay(er) as relay, owner(relay, er, tmp_path) as a:
@@ -132,6 +135,7 @@ async def test_revoke_with_remove_joined_removes_them_and_rotates_once(tmp_path)
             assert "E still writes" not in text(d)
 
 
+@pytest.mark.asyncio
 async def test_expired_link_cannot_join(tmp_path):
     log, _ = setup()
     # a link that expired long ago (fixed timestamps in 2026-01-01)
@@ -155,6 +159,7 @@ async def test_expired_link_cannot_join(tmp_path):
         assert not expired.live and expired.removed is None
 
 
+@pytest.mark.asyncio
 async def test_malformed_link_fragment_is_770(tmp_path):
     _log, er = setup()
     async with ScriptedRelay(er) as relay:
@@ -175,6 +180,7 @@ def ours(tmp_path_factory):
     relay.stop()
 
 
+@pytest.mark.asyncio
 async def test_real_relay_rotation_links_revocation(ours, tmp_path):
     """Our relay (the issue-12 frames): rotate, a member offline during a removal's rotation
     catches up with its lockbox, viewer / editor links, a revoked link cannot join while the
@@ -235,3 +241,57 @@ async def test_real_relay_rotation_links_revocation(ours, tmp_path):
             links = {li.label: li for li in nb.links}
             assert links["readers"].joined == (ids["D"].pub_key,) and not links["readers"].live
             assert links["writers"].joined == (ids["E"].pub_key,) and links["writers"].live
+
+
+def test_cli_links_create_join_list_rotate_revoke(ours, tmp_path, capsys, identity_file):
+    import nbformat
+
+    from secsync_jupyter.cli import main
+    from secsync_jupyter.client.identity_file import create_identity
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    src = tmp_path / "n.ipynb"
+    nbformat.write(nb, src)
+    share = tmp_path / "share"
+    assert main(["import", str(src), ours.url, "--link-out", str(share)]) == 0
+    capsys.readouterr()
+    base = ["--link-file", str(share), "--timeout", "20"]
+
+    assert main(["links", "create", "--role", "viewer", "--label", "readers", *base]) == 0
+    out = capsys.readouterr()
+    invite = tmp_path / "invite"
+    invite.write_text(out.out.strip())
+    assert "#link=" in out.out and "send it privately" in out.err
+
+    dave = create_identity(tmp_path / "dave" / "identity.json", name="Dave")
+    dave_opts = ["--link-file", str(invite), "--identity", str(dave.path), "--timeout", "20"]
+    assert main(["join", *dave_opts]) == 0
+    assert "as viewer" in capsys.readouterr().out
+
+    assert main(["links", *base]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("live") and "'readers'" in line and "joined: Dave" in line
+
+    assert main(["rotate", *base]) == 0
+    assert "epoch 1" in capsys.readouterr().out
+
+    assert main(["links", "--json", *base]) == 0
+    [link] = json.loads(capsys.readouterr().out)
+    assert main(["links", "revoke", link["pub_key"], *base]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("revoked") and "joined: Dave" in line
+
+    erin = create_identity(tmp_path / "erin" / "identity.json", name="Erin")
+    erin_opts = ["--link-file", str(invite), "--identity", str(erin.path), "--timeout", "20"]
+    assert main(["join", *erin_opts]) == 1
+    assert "SECSYNC_ERROR_755" in capsys.readouterr().err
+    # Dave joined before the revocation: still a member, opens with the invitation link
+    assert main(["join", *dave_opts]) == 0
+    assert "as viewer" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as info:  # argparse: not a link role
+        main(["links", "create", "--role", "admin", *base])
+    assert info.value.code == 2 and "invalid choice: 'admin'" in capsys.readouterr().err
+    assert main(["links", "create", "--role", "editor", "--expires", "soon", *base]) == 1
+    assert "--expires" in capsys.readouterr().err
