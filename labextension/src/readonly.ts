@@ -90,7 +90,12 @@ export function installReadOnlyGuard(
     if (!changesNotebook(id)) {
       return false;
     }
-    const notebook = id.startsWith('docmanager:') ? app.shell.currentWidget : tracker.currentWidget;
+    // notebook commands act on the notebook tracker's current panel; menu commands (Run,
+    // Edit menus), save and snapshot on the shell's current widget
+    const onTracker = ['notebook:', 'cell-toolbar:', 'toc:', 'completer:', 'tooltip:'].some(p =>
+      id.startsWith(p)
+    );
+    const notebook = onTracker ? tracker.currentWidget : app.shell.currentWidget;
     const model = (notebook as NotebookPanel | null)?.context?.model?.sharedModel;
     return isReadOnly(registry.forModel(model as any));
   };
