@@ -9,11 +9,12 @@
  *   change kernel, save = snapshot, …) are disabled for it, from menus, toolbar, palette and
  *   shortcuts alike (CommandRegistry.isEnabled / execute), and the cell executor runs nothing
  *   (factories.ts); cells cannot be dropped into it;
+ * - no kernel is started for it (none is needed to read);
  * - the toolbar says "Viewer — read only".
  * A member promoted to editor gets the editable notebook back at once.
  */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
-import { Notification } from '@jupyterlab/apputils';
+import { ISessionContext, Notification } from '@jupyterlab/apputils';
 import type { Cell } from '@jupyterlab/cells';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { TranslationBundle } from '@jupyterlab/translation';
@@ -184,6 +185,21 @@ class ReadOnlyView {
     }
     this._panel.toggleClass(READ_ONLY_CLASS, readOnly);
     this._panel.context.model.readOnly = readOnly;
+    // a viewer starts no kernel (it runs nothing; no kernel prompt, no kernel metadata
+    // written); a running kernel is left alone. Promoted: the preference is restored (the
+    // kernel is started from the kernel menu or the toolbar).
+    const sessionContext = this._panel.sessionContext;
+    if (readOnly) {
+      this._kernelPreference = sessionContext.kernelPreference;
+      sessionContext.kernelPreference = {
+        ...this._kernelPreference,
+        shouldStart: false,
+        canStart: false
+      };
+    } else if (this._kernelPreference) {
+      sessionContext.kernelPreference = this._kernelPreference;
+      this._kernelPreference = null;
+    }
     if (readOnly) {
       this._panel.content.mode = 'command';
       if (!this._badge) {
@@ -211,6 +227,7 @@ class ReadOnlyView {
   private _session: IEncryptedSession | null = null;
   private _readOnly = false;
   private _badge: Widget | null = null;
+  private _kernelPreference: ISessionContext.IKernelPreference | null = null;
 }
 
 /** Makes `panel` read-only whenever this browser is a viewer of its document (live). */

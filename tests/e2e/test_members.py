@@ -46,7 +46,6 @@ from .helpers import (
     _wait_app,
     _wait_cell_text,
     _with_token,
-    notebook_json,
     python_identity,
 )
 
@@ -362,7 +361,8 @@ class _PythonOwner:
         from secsync_jupyter.client import create_notebook
 
         nb = await create_notebook(relay, key, identity=self.pair, token=TOKEN)
-        nb.set(notebook_json(f"x = '{text}'"))
+        # (no kernelspec: a browser that may edit it is asked which kernel to start)
+        nb.add_code_cell(f"x = '{text}'")
         await nb.synced(timeout=30)
         return nb
 
@@ -395,6 +395,11 @@ def test_python_members_enforced_in_browser(lab, browser):
             _type_at_end(b, 0, typed)
             b.keyboard.press("Escape")
             b.keyboard.press("b")
+            # a viewer starts no kernel: no kernel prompt (it would take the clicks above)
+            assert b.locator(".jp-Dialog").count() == 0
+            assert b.evaluate(
+                "() => window.jupyterapp.shell.currentWidget.sessionContext.hasNoKernel"
+            )
 
             # Promoted from Python: the browser types, Python receives it.
             owner.run(owner.nb.set_role(_pub_key(identity_b), "editor"))
