@@ -11,6 +11,11 @@ the whole log is verified) and every message names ``publicData.logHead`` (and u
 heads, as our clients write them in documents with a log). ``plain + fields``: the same public
 data in a document without a log (no membership checks): what the bigger public data alone
 costs. The data comes from load_bench's cache (built by ``benchmarks/load_bench.py`` first).
+
+Issue 12: ``rotated (epoch 1)`` is the log of 3 plus a ``rotate-key`` entry (100 recipients'
+lockboxes are not part of a load) with the snapshots in epoch 1 (``publicData.epoch``, the
+epoch key); ``log of 4`` is the same log length unrotated. Every document with a log loads
+with the client's epoch keys attached, as the driver does (``epochs_client.EpochKeys``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import load_bench as lb
 from pycrdt import Doc, Text
 
 from secsync_jupyter.client.engine import SyncEngine
+from secsync_jupyter.client.epochs_client import EpochKeys
 from secsync_jupyter.client.precheck import check_signatures_in_threads, precheck_frame
 from secsync_jupyter.client.ydoc import YDocAdapter, serialize_updates
 from secsync_jupyter.protocol import (
@@ -32,7 +38,8 @@ from secsync_jupyter.protocol import (
     create_initial_snapshot,
     create_update,
 )
-from secsync_jupyter.protocol.membership import create_entry, create_log
+from secsync_jupyter.protocol.epochs import Keyring, create_rotation
+from secsync_jupyter.protocol.membership import create_entry, create_log, is_log_doc_id
 
 T0 = 1767225600000
 
@@ -48,7 +55,20 @@ def make_log(n: int):
     return state, entries
 
 
-def frames(data: dict, doc_id: str, log_head=None, log=None) -> dict[str, str]:
+EPOCH_KEY = bytes(range(100, 132))
+
+
+def make_rotated_log(n: int):
+    """``make_log(n)`` plus a ``rotate-key`` to epoch 1 with :data:`EPOCH_KEY`."""
+    state, entries = make_log(n)
+    rotation = create_rotation(state, lb.SIGNER, key=EPOCH_KEY, at=T0 + n)
+    return rotation.state, [*entries, rotation.entry.to_json()]
+
+
+def frames(
+    data: dict, doc_id: str, log_head=None, log=None, key=None, epoch=None
+) -> dict[str, str]:
+    key = lb.KEY if key is None else key
     yjs = data["yjs"]
     full, head = bytes.fromhex(yjs["a"][0]), bytes.fromhex(yjs["b_snapshot"])
     tail = [bytes.fromhex(u) for u in yjs["tail"]]
@@ -60,14 +80,17 @@ def frames(data: dict, doc_id: str, log_head=None, log=None) -> dict[str, str]:
         return out
 
     def snap(content: bytes, sid: str) -> dict:
-        return create_initial_snapshot(content, pd(snapshotId=sid), lb.KEY, lb.SIGNER).to_json()
+        extra = {"epoch": epoch} if epoch else {}
+        return create_initial_snapshot(
+            content, pd(snapshotId=sid, **extra), key, lb.SIGNER
+        ).to_json()
 
     updates = []
     for i, u in enumerate(tail):
         p = pd(refSnapshotId="snapshot-b")
         if log_head is not None:
             p["heads"] = {"clocks": {}}
-        updates.append(create_update(serialize_updates([u]), p, lb.KEY, lb.SIGNER, i).to_json())
+        updates.append(create_update(serialize_updates([u]), p, key, lb.SIGNER, i).to_json())
     out = {}
     cases = {
         "a": {"type": "document", "snapshot": snap(full, "snapshot-a"), "updates": []},
@@ -84,6 +107,10 @@ def load(doc_id: str, text: str, clock) -> tuple[float, str]:
     doc = Doc()
     engine = SyncEngine(doc_id, lb.KEY, YDocAdapter(doc), lb.SIGNER)
     engine.check_signatures = check_signatures_in_threads  # as the driver sets it
+    if is_log_doc_id(doc_id):  # as the driver attaches them (issue 12)
+        engine.epochs = EpochKeys(
+            doc_id, lb.SIGNER, doc_key=lb.KEY, keyring=Keyring({1: EPOCH_KEY})
+        )
     engine.connecting()
     engine.connected()
     t0 = clock()
@@ -109,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             state.doc_id,
             frames(data, state.doc_id, state.head.to_json(), entries),
         )
+    state, entries = make_log(4)
+    variants["log of 4"] = (state.doc_id, frames(data, state.doc_id, state.head.to_json(), entries))
+    state, entries = make_rotated_log(3)
+    variants["rotated (epoch 1)"] = (
+        state.doc_id,
+        frames(data, state.doc_id, state.head.to_json(), entries, EPOCH_KEY, 1),
+    )
     state, _ = make_log(3)
     variants["plain + fields"] = (lb.DOC_ID, frames(data, lb.DOC_ID, state.head.to_json()))
     clock = time.perf_counter if args.wall else time.process_time
@@ -130,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             times = results[name][case]
             best, median = min(times), statistics.median(times)
             print(
-                f"({case}) {name:<15} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
+                f"({case}) {name:<17} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
                 f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
             )
     return 0
