@@ -670,6 +670,22 @@ class SecsyncDocument:
         """The latest heads each live collaborator sent (public key -> ``PeerHeads``)."""
         return dict(self.engine.peer_heads)
 
+    @property
+    def seen_by(self) -> dict[str, bool]:
+        """Read notifications (issue 13): per live collaborator (public key), whether its
+        latest heads show our latest acknowledged update on the active snapshot."""
+        active = self.engine.active
+        if active is None:
+            return {}
+        mine = active.update_clocks.get(self.pub_key, -1)
+        out = {}
+        for peer, heads in self.engine.peer_heads.items():
+            if heads.snapshot_id == active.snapshot_id:
+                out[peer] = heads.clocks.get(self.pub_key, -1) >= mine
+            else:  # on a snapshot after ours (it holds our saved updates), or not
+                out[peer] = active.snapshot_id in heads.chain
+        return out
+
     def save_state(self) -> None:
         """Write the remembered state to :attr:`state_file` now (also done after changes)."""
         if self._save_handle is not None:

@@ -183,6 +183,7 @@ async def test_withheld_author_detected_live_by_a_collaborators_heads():
             assert alert[1]["missing"] == [[B.public_key_b64, 3]]
             assert f"has not delivered 4 updates from {B.public_key_b64}" in alert[1]["detail"]
             assert d.peer_heads[C.public_key_b64].snapshot_id == sid
+            assert d.seen_by == {C.public_key_b64: True}  # we wrote nothing C has not seen
             # the client's own heads reach C, signed and encrypted like presence
             await until(lambda: bool(own), d)
             assert own[-1].snapshot_id == sid and own[-1].clocks == {}
@@ -399,3 +400,36 @@ async def test_cli_state_option_remembers_and_checks(ours, tmp_path, capsys):
     assert await run("cat", link, "--state", str(state)) == 1
     assert "not a secsync-jupyter state file" in capsys.readouterr().err
     assert state.read_text() == "[]"
+
+
+async def test_heads_messages_round_trip_and_malformed_ones_are_refused():
+    from secsync_jupyter.protocol.membership import LogHead
+
+    head = LogHead(3, "A" * 43)
+    content = encode_heads("s2", ["s0", "s1", "s2"], {B.public_key_b64: 4}, head)
+    assert content.startswith(HEADS_PREFIX) and content[0] == 0  # an empty awareness update
+    parsed = decode_heads(content)
+    assert (parsed.snapshot_id, parsed.chain, parsed.clocks, parsed.log) == (
+        "s2",
+        ("s0", "s1"),
+        {B.public_key_b64: 4},
+        head,
+    )
+    many = {f"k{i:03}": i for i in range(100)}  # at most 64 clocks: the highest
+    assert set(decode_heads(encode_heads("s", [], many, None)).clocks) == {
+        f"k{i:03}" for i in range(36, 100)
+    }
+    for body in (
+        b"[]",
+        b"{",
+        b'{"snapshotId": ""}',
+        b'{"snapshotId": "s", "chain": "x"}',
+        b'{"snapshotId": "s", "chain": ' + json.dumps(["c"] * 17).encode() + b"}",
+        b'{"snapshotId": "s", "clocks": {"a": -1}}',
+        b'{"snapshotId": "s", "clocks": {"a": 1.5}}',
+        b'{"snapshotId": "s", "log": {"seq": 1}}',
+        b"\xff",
+        b'{"snapshotId": "s", "x": "' + b"y" * 20000 + b'"}',
+    ):
+        with pytest.raises(ValueError):
+            decode_heads(HEADS_PREFIX + body)

@@ -93,9 +93,18 @@ async def test_soak_honest_relay_gives_no_report(ours, tmp_path):
         )
         assert [reports(nb) for nb in nbs] == [[]] * len(nbs)
         assert [nb.alerts for nb in nbs] == [[]] * len(nbs)
-        # the heads really went around: everyone has everyone else's
+        # the heads really went around: everyone has everyone else's, and (read
+        # notifications) everyone has seen everyone's last acknowledged update
         for nb in nbs:
             assert len(nb.document.peer_heads) == len(nbs) - 1
+        await until(
+            lambda: all(
+                len(nb.document.seen_by) == len(nbs) - 1 and all(nb.document.seen_by.values())
+                for nb in nbs
+            ),
+            *[nb.document for nb in nbs],
+            timeout=30,
+        )
     finally:
         for nb in nbs:
             await nb.document.close(wait_synced=False)
