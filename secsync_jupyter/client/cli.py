@@ -295,7 +295,22 @@ def _dump(notebook: dict[str, Any]) -> str:
 
 def _read_link(args: argparse.Namespace) -> dict[str, Any]:
     options = _connection(args)  # stdin conflicts are checked before anything is read
+    text = read_secret(args.link, args.link_file, LINK_ENV, "share link", option="--link-file")
+    from .links_client import is_link_url
+
+    if text is not None and is_link_url(text):  # issue 12: an invitation link (joins once)
+        return _run(_read_invitation(text, options), args.timeout)
+    args.link, args.link_file = text, None
     return _run(_read(_link(args), options), args.timeout)
+
+
+async def _read_invitation(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    from .notebook import open_notebook
+
+    async with open_notebook(url, **options) as nb:
+        if nb.document.engine.active is None:
+            raise RuntimeError(f"document {nb.doc_id} is empty on this relay")
+        return nb.to_dict()
 
 
 def cmd_cat(args: argparse.Namespace) -> int:

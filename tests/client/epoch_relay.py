@@ -60,6 +60,8 @@ class EpochRelay:
         self.refused: list[tuple[str, str]] = []
         #: admit any proven key (a relay that ignores the log)
         self.admit_anyone = False
+        #: keep a removed member's connection open and keep sending it everything
+        self.keep_removed = False
         self.lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- helpers
@@ -204,7 +206,7 @@ class EpochRelay:
                 for lb in parsed:
                     if lb.recipient == okey or self.leak_lockboxes:
                         await other.send({"type": "lockbox", "lockbox": lb.to_json()})
-                if not _link and okey not in state.members:
+                if not _link and okey not in state.members and not self.keep_removed:
                     await other.send(
                         {"type": "unauthorized", "code": "SECSYNC_ERROR_725", "reason": "removed"}
                     )

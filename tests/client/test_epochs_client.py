@@ -184,6 +184,31 @@ async def test_remove_member_rotates_and_removed_member_reads_nothing_new(tmp_pa
                 verify_and_decrypt_snapshot(snapshot, key, er.doc_id, C.public_key_b64)
 
 
+async def test_removed_member_kept_connected_by_relay_gets_nothing_new(tmp_path):
+    """A malicious relay keeps the removed member's connection open and sends it the
+    rotation, everyone's lockboxes (``leak_lockboxes``) and the new epoch's snapshot and
+    updates: its client stops at the removal entry it verified itself; nothing of epoch 1 is
+    opened or applied."""
+    _log, er = setup((B, "editor"), (C, "editor"))
+    er.keep_removed = True
+    er.leak_lockboxes = True
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, C, tmp_path) as c,
+    ):
+        await a.remove_member(C.public_key_b64)
+        write(a, " secret after removal")
+        await a.synced()
+        await until(lambda: er.active["publicData"].get("epoch") == 1)
+        write(a, " and more")
+        await a.synced()
+        assert len(er.updates.get(er.active["publicData"]["snapshotId"], [])) >= 1
+        await until(lambda: c.state == "no-access")
+        assert any(e.code == "SECSYNC_ERROR_725" for e in c.errors)
+        assert text(c) == "Hello" and c.engine.epochs.keyring.epochs == [0]
+
+
 async def test_older_epoch_served_as_current_is_769(tmp_path):
     _log, er = setup((B, "editor"))
     async with ScriptedRelay(er) as relay:

@@ -268,6 +268,8 @@ def test_cli_links_create_join_list_rotate_revoke(ours, tmp_path, capsys, identi
     dave_opts = ["--link-file", str(invite), "--identity", str(dave.path), "--timeout", "20"]
     assert main(["join", *dave_opts]) == 0
     assert "as viewer" in capsys.readouterr().out
+    assert main(["cat", *dave_opts]) == 0  # the notebook, read through the invitation link
+    assert json.loads(capsys.readouterr().out)["cells"][0]["source"] == "x = 1"
 
     assert main(["links", *base]) == 0
     [line] = capsys.readouterr().out.splitlines()
