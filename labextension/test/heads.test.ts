@@ -292,5 +292,10 @@ describe('issue 13 in the browser client', () => {
     for (const x of all) {
       expect(x.c.heads.peerHeads.size).toBe(all.length - 1);
     }
+    // read notifications: everyone has seen everyone's last acknowledged update
+    await waitFor(
+      () => all.every((x) => x.c.heads.seenBy().size === all.length - 1 && [...x.c.heads.seenBy().values()].every(Boolean)),
+      'seen by everyone'
+    );
   }, 60000);
 });

@@ -5,6 +5,7 @@
  * The twin of the issue 13 parts of `secsync_jupyter/client/document.py`.
  */
 import type { SyncEngine } from './engine';
+import { clockOf } from './knownSnapshot';
 import type { PeerHeads } from './engineHeads';
 import type { RememberedStore } from './rememberedState';
 
@@ -40,6 +41,28 @@ export class HeadsDriver {
   /** Each collaborator's latest heads (public key → heads). */
   get peerHeads(): Map<string, PeerHeads> {
     return new Map(this.engine.heads.peerHeads);
+  }
+
+  /**
+   * Read notifications: per live collaborator, whether its latest heads show our latest
+   * acknowledged update on the active snapshot (or a snapshot after ours).
+   */
+  seenBy(): Map<string, boolean> {
+    const out = new Map<string, boolean>();
+    const active = this.engine.active;
+    if (active === null) {
+      return out;
+    }
+    const mine = clockOf(active.updateClocks, this.engine.pubKey);
+    for (const [peer, heads] of this.engine.heads.peerHeads) {
+      out.set(
+        peer,
+        heads.snapshotId === active.snapshotId
+          ? clockOf(heads.clocks, this.engine.pubKey) >= mine
+          : heads.chain.includes(active.snapshotId)
+      );
+    }
+    return out;
   }
 
   onAlert(cb: (alert: HeadsAlert) => void): () => void {
