@@ -329,6 +329,11 @@ class SecsyncDocument:
         """The document's share link on this relay (holds the key: share it privately)."""
         from ..sharelink import format_share_link
 
+        if self._key is None:  # issue 12: joined through an invitation link, no epoch-0 key
+            raise ValueError(
+                f"no share link for {self.doc_id}: you joined through an invitation link (ask"
+                " an admin for a link, or use the invitation link again)"
+            )
         if self.relay_url.startswith(("ws://", "wss://")) and self.relay_url.endswith("/secsync"):
             # the relay inside Jupyter Server: the link JupyterLab opens (http(s)://…/open/…)
             server_url = "http" + self.relay_url[2 : -len("secsync")]

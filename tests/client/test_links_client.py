@@ -63,6 +63,8 @@ async def test_viewer_and_editor_links_join_as_themselves(tmp_path):
             assert member.via == viewer_link.pub_key and member.added_by == viewer_link.pub_key
             with pytest.raises(ReadOnlyError):
                 d.check_writable()
+            with pytest.raises(ValueError, match="invitation link"):
+                d.share_link  # noqa: B018 - no epoch-0 key to put in a #key= link
             async with join(str(editor_link), E, tmp_path) as e:
                 assert e.role == "editor" and not e.read_only and text(e) == "Hello"
                 write(e, " from E")
