@@ -107,9 +107,12 @@ def default_keyring_file(identity_path: Path | None) -> KeyringFile | None:
 class EpochKeys:
     """The epoch keys of one document for one member; the engine's hook (``engine.epochs``).
 
-    ``doc_key``: the epoch-0 key the user gave (``#key=`` link, creation, key store): trusted.
-    ``keyring``: keys kept from earlier sessions or a link join. ``epoch0_from_lockbox``: the
-    epoch-0 key in ``keyring`` came from a lockbox and is not confirmed yet."""
+    ``doc_key``: the epoch-0 key the user gave (``#key=`` link, creation): used for this
+    session, kept in the keyring file only once it decrypted an epoch-0 snapshot (or, with
+    ``trusted``, at once: the creator's own key) — a wrong key never overwrites a right one.
+    ``keyring``: keys opened from a link's lockbox (a join). An epoch-0 key from a lockbox has
+    no ``keyCheck``: it is used for writing only after it decrypted a writer's snapshot.
+    Keys of later epochs are checked against their ``keyCheck`` and kept at once."""
 
     def __init__(
         self,
@@ -120,22 +123,39 @@ class EpochKeys:
         keyring: Keyring | None = None,
         store: KeyringFile | None = None,
         epoch0_from_lockbox: bool = False,
+        trusted: bool = False,
     ):
         self.doc_id = doc_id
         self.keypair = keypair
         self.store = store
         self.seen: int | None = None
-        self.keyring = Keyring()
+        stored = Keyring()
         if store is not None:
-            self.keyring, self.seen = store.load(doc_id)
+            stored, self.seen = store.load(doc_id)
+        #: the confirmed epoch-0 key of the keyring file (written back as it is while the one
+        #: in use is not confirmed)
+        self._stored0 = stored.key(0) if 0 in stored else None
+        self.keyring = Keyring({e: stored.key(e) for e in stored.epochs if e != 0})
+        candidate0 = None
         for epoch in keyring.epochs if keyring is not None else []:
-            self.keyring.add(epoch, keyring.key(epoch))  # 762 if it conflicts with a kept key
-        self.unconfirmed0 = epoch0_from_lockbox and 0 not in self.keyring
+            if epoch == 0:
+                candidate0 = keyring.key(0)
+            else:
+                self.keyring.add(epoch, keyring.key(epoch))  # 762 if it conflicts
+        #: the epoch-0 key in use came from a lockbox and opened no snapshot yet: not for writing
+        self.unconfirmed0 = False
+        #: the epoch-0 key in use is confirmed (kept in the keyring file)
+        self.confirmed0 = False
         if doc_key is not None:
             self.keyring.add(0, doc_key)
-            self.unconfirmed0 = False
-        elif epoch0_from_lockbox:
-            self.unconfirmed0 = 0 in self.keyring
+            self.confirmed0 = trusted or doc_key == self._stored0
+        elif candidate0 is not None:
+            self.keyring.add(0, candidate0)
+            self.confirmed0 = candidate0 == self._stored0
+            self.unconfirmed0 = epoch0_from_lockbox and not self.confirmed0
+        elif self._stored0 is not None:
+            self.keyring.add(0, self._stored0)
+            self.confirmed0 = True
         #: an epoch whose snapshot came before we held its key (asked again on its lockbox)
         self.missing: int | None = None
         #: (epoch, recipient) -> None (saved) or the relay's code, for lockboxes we uploaded
@@ -145,8 +165,14 @@ class EpochKeys:
     # ------------------------------------------------------------------ keys
 
     def _save(self) -> None:
-        if self.store is not None:
-            self.store.save(self.doc_id, self.keyring, self.seen)
+        if self.store is None:
+            return
+        ring = Keyring({e: self.keyring.key(e) for e in self.keyring.epochs if e != 0})
+        if 0 in self.keyring and self.confirmed0:
+            ring.add(0, self.keyring.key(0))
+        elif self._stored0 is not None:
+            ring.add(0, self._stored0)
+        self.store.save(self.doc_id, ring, self.seen)
 
     def key(self, epoch: int) -> bytes:
         """The key of ``epoch`` (766 if we do not hold it)."""
@@ -204,8 +230,9 @@ class EpochKeys:
     def accepted(self, epoch: int) -> None:
         """A snapshot of ``epoch`` was decrypted (key-committing AEAD) and applied."""
         changed = False
-        if epoch == 0 and self.unconfirmed0:
+        if epoch == 0 and not self.confirmed0:  # it decrypted a writer's epoch-0 snapshot
             self.unconfirmed0 = False
+            self.confirmed0 = changed = True
         if self.seen is None or epoch > self.seen:
             self.seen = epoch
             changed = True
@@ -228,10 +255,10 @@ class EpochKeys:
         for raw in lockboxes:
             try:
                 lb = parse_lockbox(raw)
-                if lb.epoch == 0 and 0 not in self.keyring:
-                    # no keyCheck for epoch 0: usable for writing once it opened a snapshot
-                    self.unconfirmed0 = True
+                fresh0 = lb.epoch == 0 and 0 not in self.keyring
                 self.keyring.add_from_lockbox(state, self.keypair, lb)
+                if fresh0:  # no keyCheck for epoch 0: usable for writing once it opened one
+                    self.unconfirmed0 = True
                 added = True
             except MembershipError as exc:
                 errors.append(exc)
@@ -361,6 +388,7 @@ def attach_epoch_keys(document: Any, key: bytes | None, keyring: Any, keyring_fi
         keyring=keyring,
         store=store,
         epoch0_from_lockbox=from_link,
+        trusted=document.engine.log_root_pending is not None,  # we create it: our own key
     )
 
 

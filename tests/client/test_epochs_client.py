@@ -402,3 +402,30 @@ async def test_real_relay_concurrent_rotations_converge_and_old_epoch_refused(ou
             await nb.wait_for(lambda: len(nb.cells) == 3, 20)
             assert nb.document.engine.active.epoch == epoch
             assert not [e for e in nb.errors + s.errors if e.code.endswith(("767", "768"))]
+
+
+@pytest.mark.asyncio
+async def test_wrong_document_key_is_never_kept(tmp_path):
+    """A wrong #key= fails as before (101) and is not written to the keyring file; the
+    right key is kept once it decrypted a snapshot, and a wrong one later does not replace it."""
+    _log, er = setup((B, "editor"))
+    path = tmp_path / "B.json"
+
+    def open_b(relay, key):
+        return open_document(
+            relay.url, er.doc_id, key, identity=B, awareness=False, keyring_file=path
+        )
+
+    async with ScriptedRelay(er) as relay:
+        with pytest.raises(SyncFailed) as info:
+            await open_b(relay, bytes(32))
+        assert info.value.code == "SECSYNC_ERROR_101"
+        assert KeyringFile(path).load(er.doc_id)[0].epochs == []
+        async with open_b(relay, KEY) as b:
+            assert text(b) == "Hello"
+        ring, _ = KeyringFile(path).load(er.doc_id)
+        assert ring.key(0) == KEY
+        with pytest.raises(SyncFailed) as info:
+            await open_b(relay, bytes(32))
+        assert info.value.code == "SECSYNC_ERROR_101"
+        assert KeyringFile(path).load(er.doc_id)[0].key(0) == KEY
