@@ -233,8 +233,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const trans = translator.load(TRANSLATION_DOMAIN);
     const server = serverKey(app.serviceManager.serverSettings);
 
-    // A key made in this browser exists nowhere else until it is backed up.
-    onKeyCreated(() => {
+    // A key made in this browser exists nowhere else until it is backed up. Said once the new
+    // notebook is open (not amid its loading notification), or after 30 s anyway.
+    const warnWhenOpen = async (docId: string) => {
+      for (let i = 0; i < 120; i++) {
+        if (registry.all().some(s => s.docId === docId && s.status.loaded)) {
+          break;
+        }
+        await new Promise(resolve => setTimeout(resolve, 250));
+      }
+      await new Promise(resolve => setTimeout(resolve, 1000));
       Notification.warning(
         trans.__(
           'The key of the new encrypted notebook exists only in this browser. If this browser profile is lost, so is the notebook (for everyone without its share link). Back up your keys.'
@@ -249,7 +257,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           ]
         }
       );
-    });
+    };
+    onKeyCreated(docId => void warnWhenOpen(docId));
 
     app.commands.addCommand(BackupCommandIDs.backupKeys, {
       label: trans.__('Back Up Keys…'),
