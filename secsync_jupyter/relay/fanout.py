@@ -53,7 +53,8 @@ import asyncpg
 from . import frames
 from .frames import OutFrame
 from .pg_store import LOCK_MIGRATION, PostgresStore, _load_state
-from .store import VERSION_BITS, DocumentState, SnapshotInfo, StoreError
+from .room import spawn
+from .store import VERSION_BITS, DocumentState, SnapshotInfo, StoreError, snapshot_epoch
 
 if TYPE_CHECKING:
     from .core import Relay
@@ -111,6 +112,8 @@ def _trigger_sql(schema: str, channel: str) -> str:
             PERFORM pg_notify('{channel}', 'p ' || NEW.doc_id || ' ' || (NEW.seq << 32)::text);
         ELSIF TG_TABLE_NAME = 'log_entries' THEN
             PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
+        ELSIF TG_TABLE_NAME = 'lockboxes' THEN
+            PERFORM pg_notify('{channel}', 'k ' || NEW.doc_id || ' ' || NEW.recipient);
         ELSE
             SELECT s.doc_id, s.snapshot_id INTO v_doc, v_sid
               FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq;
@@ -266,7 +269,7 @@ class FanOut:
                 # the store's migration lock: relay processes starting together take turns
                 await conn.execute("SELECT pg_advisory_xact_lock($1, 1)", LOCK_MIGRATION)
                 await conn.execute(_trigger_sql(store.schema, self.channel))
-                for table in ("snapshots", "updates", "log_entries"):
+                for table in ("snapshots", "updates", "log_entries", "lockboxes"):
                     name = f"{store.schema}.{table}"
                     if await conn.fetchval("SELECT to_regclass($1)", name) is None:
                         continue  # a store without membership logs
@@ -390,6 +393,12 @@ class FanOut:
             if room is not None and room.feed is not None:
                 room.feed.log_wanted = max(room.feed.log_wanted, int(seq))
                 self.kick(room, 0)
+        elif kind == "k":  # issue 12: a lockbox stored by another process
+            doc_id, _, recipient = rest.partition(" ")
+            room = self.relay.rooms.get(doc_id)
+            log = getattr(room, "log", None)
+            if log is not None:
+                spawn(log.lockbox_notified(recipient))
         elif kind == "e":
             token, _, rest = rest.partition(" ")
             if token == self.token:
@@ -636,7 +645,8 @@ def _apply(room: Room, r: Row) -> None:
             return
         if not state.exists:
             room.mark_stored()
-        state.active = SnapshotInfo(r.snapshot_id, r.hash, r.proof)
+        epoch = snapshot_epoch(r.message) if room.log is not None else 0  # issue 12
+        state.active = SnapshotInfo(r.snapshot_id, r.hash, r.proof, epoch)
         state.clocks = {}
         state.stored_bytes = size
     elif (

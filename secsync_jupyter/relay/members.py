@@ -294,12 +294,22 @@ class RoomLog:
                 s.lockbox_epochs.add(row.epoch)
                 s.send(frames.lockbox(row.lockbox))
 
-    async def deliver_stored_lockboxes(self) -> None:
-        """Lockboxes stored by another relay process (learnt with its entries): each joined
-        connection gets those of its key it has not had yet."""
+    async def lockbox_notified(self, recipient: str) -> None:
+        """Another relay process stored a lockbox for ``recipient`` (the fan-out doorbell):
+        the entries it may come with first, then the recipient's connections get it."""
+        try:
+            await self.refresh()
+            await self.deliver_stored_lockboxes(recipient)
+        except Exception as exc:
+            self.room.relay.log.error("delivering lockboxes of %s failed: %s", self.doc_id, exc)
+
+    async def deliver_stored_lockboxes(self, recipient: str | None = None) -> None:
+        """Lockboxes stored by another relay process (learnt with its entries, or by the
+        fan-out doorbell): each joined connection (of ``recipient``, if given) gets those of
+        its key it has not had yet."""
         store = self.room.relay.store
         for s in list(self.room.sessions):
-            if s.pub_key is None or s.closed:
+            if s.pub_key is None or s.closed or recipient not in (None, s.pub_key):
                 continue
             try:
                 rows = await store.read_lockboxes(self.doc_id, s.pub_key)

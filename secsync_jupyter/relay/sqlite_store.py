@@ -641,8 +641,8 @@ def superseded_to_prune(rows, retention: Retention, now: float) -> list[int]:
     for i, (seq, created_at) in enumerate(rows):
         if retention.keep_snapshots is not None and i < retention.keep_snapshots:
             continue
-        if retention.keep_seconds is not None and created_at > now - retention.keep_seconds:
-            continue
+        if retention.keep_seconds and now - created_at < retention.keep_seconds:
+            continue  # younger than the retention (days:0 keeps none)
         out.append(seq)
     return out
 

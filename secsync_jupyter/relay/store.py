@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import json
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -51,6 +52,30 @@ def redact_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+_decoder = json.JSONDecoder()
+
+
+def snapshot_epoch(message: str) -> int:
+    """The key epoch of a stored snapshot message of a document with a log (its
+    ``publicData.epoch``, checked by the relay before it was stored; 0 when absent): for a
+    snapshot another relay process stored (:mod:`.fanout`). Only the public data is parsed
+    (it follows the base64 nonce and ciphertext)."""
+    i = message.find('"publicData":')
+    if i < 0:
+        return 0
+    j = i + len('"publicData":')
+    while j < len(message) and message[j] in " \t\r\n":
+        j += 1
+    try:
+        pd, _ = _decoder.raw_decode(message, j)
+    except ValueError:
+        return 0
+    epoch = pd.get("epoch") if isinstance(pd, dict) else None
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, float)) or epoch < 0:
+        return 0
+    return int(epoch) if float(epoch).is_integer() else 0
 
 
 class StoreError(Exception):

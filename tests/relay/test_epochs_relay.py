@@ -519,6 +519,24 @@ async def test_a_rotation_on_one_relay_reaches_its_recipients_on_another(pg_url)
         for conn, keys in ((bob, bob_keys), (carol, carol_keys)):
             assert await conn.next() == {"type": "log-entry", "entry": rotation.entry.to_json()}
             assert await conn.next() == {"type": "lockbox", "lockbox": mine[keys.public_key_b64]}
+        applied(team, rotation.entry, rotation.state)
+        # a lockbox alone (no entry) rings the doorbell: carol's connection gets it
+        lb0 = seal_lockbox(team.doc_id, 0, os.urandom(32), carol_keys.public_key_b64).to_json()
+        await owner.send({"type": "lockbox", "lockbox": lb0})
+        await owner.next("lockbox-saved")
+        assert await carol.next() == {"type": "lockbox", "lockbox": lb0}
+        # the first snapshot of the new epoch, written through the first relay: the second
+        # knows its epoch, so an update on it is accepted there (and one on the old is not)
+        snap = team.owner.at(team.state).initial_snapshot(epoch=1)
+        await owner.send(snap)
+        await owner.next("snapshot-saved")
+        for conn in (bob, carol):
+            assert (await conn.next())["type"] == "snapshot"
+        bob_member = team.member(bob_keys)
+        await bob.send(bob_member.update(snap, 0))
+        await bob.next("update-saved")
+        assert (await owner.next("update"))["publicData"]["pubKey"] == bob_member.pub
+        await carol.next("update")
         await nothing_more(owner, bob, carol)
         for c in (owner, bob, carol):
             await c.close()
