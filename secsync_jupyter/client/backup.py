@@ -477,8 +477,32 @@ def export_content(
     identity_file: Path | None = None,
 ) -> BackupContent:
     """The key store's keys (plus ``extra``, e.g. from share links) and the identity file."""
-    keys, _ = merge_keys(load_keys(keys_file), extra or [])
+    keys, _ = merge_keys(load_keys(keys_file), [*(extra or []), *keyring_keys(identity_file)])
     return BackupContent(keys=keys, identity=load_identity(identity_file))
+
+
+def keyring_keys(identity_file: Path | None = None) -> list[BackupKey]:
+    """The epoch-0 (document) keys of the Python client's keyring file (``$SECSYNC_KEYRINGS``,
+    else ``keyrings.json`` next to the identity file), e.g. of documents it created or joined.
+    Keys of later epochs (after a key rotation) are not part of format version 1."""
+    from .epochs_client import KEYRINGS_FORMAT, default_keyring_file
+
+    ring = default_keyring_file(identity_file or identity_path())
+    if ring is None or not ring.path.exists():
+        return []
+    data = _read_json_file(ring.path, "keyring file")
+    docs = data.get("documents") if isinstance(data, dict) else None
+    if not isinstance(docs, dict) or data.get("format") != KEYRINGS_FORMAT:
+        raise BackupError(f"{str(ring.path)!r} is not a secsync-jupyter keyring file")
+    keys = []
+    for doc_id, entry in sorted(docs.items()):
+        first = entry.get("keys", {}).get("0") if isinstance(entry, dict) else None
+        if is_doc_id(doc_id) and isinstance(first, str):
+            try:
+                keys.append(BackupKey(doc_id, b64decode(first, field="key", length=32)))
+            except ValueError:
+                raise BackupError(f"the keyring of {doc_id} in {str(ring.path)!r} is damaged")
+    return keys
 
 
 # ----------------------------------------------------------------------------------------

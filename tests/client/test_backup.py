@@ -176,6 +176,35 @@ def test_import_into_empty_config_writes_identity(config):
     assert exported.identity.public_key == content.identity.public_key
 
 
+def test_export_includes_the_keyring_files_document_keys(config, monkeypatch):
+    """Documents the Python client created or joined (keyrings.json next to the identity file,
+    issue 12): their epoch-0 key is backed up; the key store's entry wins for the same id."""
+    from secsync_jupyter.client.epochs_client import KEYRINGS_FORMAT
+
+    monkeypatch.delenv("SECSYNC_KEYRINGS", raising=False)
+    content = _content()
+    bk.import_backup(content)
+    created, later = generate_key(), generate_key()
+    (config / "keyrings.json").write_text(
+        json.dumps(
+            {
+                "format": KEYRINGS_FORMAT,
+                "version": 1,
+                "documents": {
+                    "madeHere": {"keys": {"0": b64encode(created), "1": b64encode(later)}},
+                    "docB": {"keys": {"0": b64encode(generate_key())}},
+                },
+            }
+        )
+    )
+    exported = {k.doc_id: k.key for k in bk.export_content().keys}
+    assert exported == {
+        "docA_-1": content.keys[0].key,
+        "docB": content.keys[1].key,
+        "madeHere": created,
+    }
+
+
 def test_damaged_key_store_is_left_alone(config):
     config.mkdir(parents=True)
     (config / "keys.json").write_text("{oops")
