@@ -50,8 +50,8 @@ def code(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------ helpers
-async def create(base: str, team: Team) -> RelayClient:
-    owner, doc = await join(base, team.doc_id, team.owner_keys)
+async def create(base: str, team: Team, **kw) -> RelayClient:
+    owner, doc = await join(base, team.doc_id, team.owner_keys, **kw)
     assert doc["log"] == [] and "lockboxes" not in doc
     assert (await append(owner, team.root))["type"] == "log-entry-saved"
     return owner
