@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import psutil
 import pytest
@@ -29,19 +30,34 @@ CANARY = "CANARY-pg-hub-91d2-plaintext-must-stay-with-the-users"
 def pg_hub(tmp_path_factory, pg_cluster):  # noqa: F811 (the fixture)
     db = pg_cluster.url(pg_cluster.create_database("hub"))
     with run_hub(tmp_path_factory.mktemp("pghub"), ["--db", db, "--processes", "2"]) as hub:
+        # run_hub is ready once the relay's whoami answers: one worker listens then; the
+        # supervisor starts the second after the first (a fresh Python process, seconds on a
+        # loaded machine). Until it listens the kernel sends every connection to the first.
+        port = service_port(hub)
+        deadline = time.monotonic() + 120
+        while len(relay_workers(hub, listening_on=port)) < 2:
+            assert hub.proc.poll() is None, hub.log()
+            assert time.monotonic() < deadline, "the relay's second worker never listened"
+            time.sleep(0.1)
         yield hub, db
 
 
-def relay_workers(hub) -> list[psutil.Process]:
-    """The relay's worker processes (started by the service's supervisor)."""
+def relay_workers(hub, listening_on: int | None = None) -> list[psutil.Process]:
+    """The relay's worker processes (started by the service's supervisor); ``listening_on``:
+    only those that listen on that port already (a worker just started does not yet)."""
     out = []
     for p in psutil.Process(hub.proc.pid).children(recursive=True):
         try:
-            cmd = p.cmdline()
+            if "--reuse-port" not in p.cmdline() or p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if listening_on is not None and not any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == listening_on
+                for c in p.net_connections(kind="tcp")
+            ):
+                continue
         except psutil.NoSuchProcess:
             continue
-        if "--reuse-port" in cmd and p.status() != psutil.STATUS_ZOMBIE:
-            out.append(p)
+        out.append(p)
     return out
 
 
@@ -66,7 +82,7 @@ def _cells(nb):
 async def test_hub_users_on_two_relay_processes_converge_and_survive_a_killed_worker(pg_hub):
     hub, db = pg_hub
     port = service_port(hub)
-    workers = relay_workers(hub)
+    workers = relay_workers(hub, listening_on=port)
     assert len(workers) == 2, [p.cmdline() for p in workers]
     tokens = [await asyncio.to_thread(hub.token, u) for u in ("alice", "bob")]
     doc_id, key = generate_id(), new_document_key()
@@ -77,15 +93,19 @@ async def test_hub_users_on_two_relay_processes_converge_and_survive_a_killed_wo
         a.add_markdown_cell(f"# {CANARY}")
         await a.synced(60)
         # more clients of both users, through the Hub's proxy: the kernel spreads their
-        # connections over the two workers
+        # connections over the two workers (by a hash of each connection's addresses: 8 land
+        # on one worker 1 time in 128, so more clients while one worker has none, up to 24)
         notebooks = [a]
-        for i in range(7):
+        counts = [0, 0]
+        for i in range(23):
             notebooks.append(
                 await stack.enter_async_context(
                     open_notebook(hub.relay_url, doc_id, key, token=tokens[i % 2], open_timeout=60)
                 )
             )
-        counts = [connections(w, port) for w in workers]
+            counts = [connections(w, port) for w in workers]
+            if len(notebooks) >= 8 and all(c > 0 for c in counts):
+                break
         assert all(c > 0 for c in counts), counts
         notebooks[-1].add_code_cell("print('from the last client')")
         for nb in notebooks:
@@ -102,8 +122,8 @@ async def test_hub_users_on_two_relay_processes_converge_and_survive_a_killed_wo
             await until(lambda nb=nb: len(nb.cells) == 4, *notebooks, timeout=90)
         assert all(_cells(nb) == _cells(a) for nb in notebooks)
         assert all(nb.errors == [] for nb in notebooks), [nb.errors for nb in notebooks]
-        for _ in range(600):  # the relay replaces the worker (polled: no document event)
-            if len([w for w in relay_workers(hub) if w.pid != victim.pid]) == 2:
+        for _ in range(600):  # the relay replaces the worker, listening (polled: no event)
+            if len([w for w in relay_workers(hub, port) if w.pid != victim.pid]) == 2:
                 break
             await asyncio.sleep(0.1)
         else:
