@@ -1925,6 +1925,8 @@ class SyncEngine:
         )
 
     def _check_claims(self) -> None:
+        if self.active is None:  # nothing verified to compare with (yet): claims wait
+            return
         kept: list[Claim] = []
         due: list[Claim] = []
         for claim in self.claims:

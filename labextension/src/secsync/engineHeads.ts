@@ -262,6 +262,9 @@ export class HeadsTracker {
 
   /** Settle the claims: met ones go, those past the grace period are reported (806 / 805). */
   check(): void {
+    if (this.host.active() === null) {
+      return; // nothing verified to compare with (yet): claims wait
+    }
     const kept: Claim[] = [];
     const due: Claim[] = [];
     for (const claim of this.claims) {
