@@ -1612,6 +1612,52 @@ def heads_801_reload() -> Scenario:
 
 
 @scenario
+def heads_801_on_load() -> Scenario:
+    sc = Scenario(
+        "heads-801-on-load",
+        "On load: the document frame holds B's update 0 and C's update 0, whose heads name B's"
+        " clock 1, which the frame lacks (the relay dropped B's last update): 801 (not fatal),"
+        " the load completes with the verified content and the client reconnects asking for"
+        " every update of the snapshot again.",
+        ["SECSYNC_ERROR_801", "rule:heads-check", "rule:heads-reload"],
+    )
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state())
+    u0 = sc.update([b.append(" world")], s1, 0)
+    sc.update([b.append("?")], s1, 1)  # dropped by the relay
+    c = Writer("C", b.state())
+    c0 = sc.update([c.insert(0, ">")], s1, 0, signer="C", heads={"B": 1})
+    sc.connect()
+    sc.document(
+        s1,
+        [u0, c0],
+        sent=[INIT],
+        documentState="complete",
+        errors=["SECSYNC_ERROR_801"],
+        events=[
+            ev("remote-change", kind="snapshot", snapshotId=s1.id),
+            ev("remote-change", kind="updates", count=2),
+            ev("error", code="SECSYNC_ERROR_801", fatal=False),
+            ev("withheld", authors=["$B"], missing=[["$B", 1]]),
+            ev("reconnect"),
+            ev("loaded"),
+        ],
+        reconnectRequested=True,
+        text=">Hello world",
+        activeClocks={"$B": 0, "$C": 0},
+    )
+    sc.disconnect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+        }
+    )
+    return sc
+
+
+@scenario
 def heads_803_served_incompletely() -> Scenario:
     sc = Scenario(
         "heads-803-served-incompletely",
