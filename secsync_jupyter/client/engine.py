@@ -1332,6 +1332,8 @@ class SyncEngine:
             return
         if self.write_refused and not self.updates_in_flight and self.snapshot_in_flight is None:
             return  # an answer to a write already given up
+        if self._superseded_write(obj, code):  # issue 12: a rotation raced it
+            return
         unconfirmed = [c for u in self.updates_in_flight for c in u.changes]
         if self.snapshot_in_flight is not None:
             unconfirmed += self.snapshot_in_flight.changes
@@ -1345,6 +1347,37 @@ class SyncEngine:
         self.write_refused = True
         if first:
             self._record(_err(code, f"the relay refused our {of}: read-only"))
+
+    def _superseded_write(self, obj: Mapping[str, Any], code: str) -> bool:
+        """Issue 12: a write of ours in an epoch our log has moved past (a rotation stored
+        before it, 767 / 768) is not a loss of rights: its changes go out again, the new epoch
+        beginning with a snapshot (once we hold its key). Answers to writes no longer in
+        flight are dropped. False: not such a refusal."""
+        if code not in ("SECSYNC_ERROR_767", "SECSYNC_ERROR_768") or self.epochs is None:
+            return False
+        flight, sid, active = self.snapshot_in_flight, obj.get("snapshotId"), self.active
+        if obj.get("of") == "update":
+            if sid not in {u.snapshot_id for u in self.updates_in_flight}:
+                return True  # updates given up already (their snapshot was superseded)
+            written = active.epoch if active is not None else 0
+        else:
+            if flight is None or flight.info.snapshot_id != sid:
+                return True
+            written = flight.info.epoch
+        if self.log is None or self.log.epoch <= written:
+            return False  # our log is behind the relay's: read-only until the entry comes
+        unconfirmed = [c for u in self.updates_in_flight for c in u.changes]
+        if flight is not None:
+            unconfirmed += flight.changes
+            self.snapshot_in_flight = None
+        self.pending = unconfirmed + self.pending
+        self.updates_in_flight = []
+        self.updates_discarded = []
+        active = self.active
+        self.local_clock = active.update_clocks.get(self.pub_key, -1) if active else -1
+        self.snapshot_requested = True
+        self._record(_err(code, f"our write in epoch {written} came after a rotation: rewritten"))
+        return True
 
     # ------------------------------------------------------- snapshot / updates
 

@@ -62,6 +62,10 @@ class EpochRelay:
         self.admit_anyone = False
         #: keep a removed member's connection open and keep sending it everything
         self.keep_removed = False
+        #: hold the entries (and lockboxes) for this key until its next write arrives, then
+        #: send them right before answering it (a rotation racing that write)
+        self.hold: str | None = None
+        self.held: list[dict[str, Any]] = []
         self.lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- helpers
@@ -167,6 +171,10 @@ class EpochRelay:
         if is_link:
             await conn.send({"type": "write-refused", "of": kind, "code": "SECSYNC_ERROR_753"})
             return
+        if key == self.hold and self.held and kind in ("snapshot", "update"):
+            for f in self.held:
+                await conn.send(f)
+            self.hold, self.held = None, []
         if kind == "snapshot":
             await self._snapshot(conn, frame)
         elif kind == "update":
@@ -202,10 +210,15 @@ class EpochRelay:
             if other is conn:
                 continue
             with contextlib.suppress(Exception):
-                await other.send({"type": "log-entry", "entry": entry.to_json()})
+                frames = [{"type": "log-entry", "entry": entry.to_json()}]
                 for lb in parsed:
                     if lb.recipient == okey or self.leak_lockboxes:
-                        await other.send({"type": "lockbox", "lockbox": lb.to_json()})
+                        frames.append({"type": "lockbox", "lockbox": lb.to_json()})
+                if okey == self.hold:
+                    self.held += frames
+                    continue
+                for f in frames:
+                    await other.send(f)
                 if not _link and okey not in state.members and not self.keep_removed:
                     await other.send(
                         {"type": "unauthorized", "code": "SECSYNC_ERROR_725", "reason": "removed"}

@@ -429,3 +429,32 @@ async def test_wrong_document_key_is_never_kept(tmp_path):
             await open_b(relay, bytes(32))
         assert info.value.code == "SECSYNC_ERROR_101"
         assert KeyringFile(path).load(er.doc_id)[0].key(0) == KEY
+
+
+@pytest.mark.asyncio
+async def test_write_racing_a_rotation_is_rewritten_in_the_new_epoch(tmp_path):
+    """B's update on the epoch-0 snapshot reaches the relay after A's rotation: the relay
+    sends B the rotation (and its lockbox), then refuses the update (768). B does not turn
+    read-only: its change goes out again as a snapshot in epoch 1, which A applies."""
+    _log, er = setup((B, "editor"))
+    async with (
+        ScriptedRelay(er) as relay,
+        opened(relay, er, A, tmp_path) as a,
+        opened(relay, er, B, tmp_path) as b,
+    ):
+        a.engine.request_snapshot = lambda: None  # A writes no snapshot after rotating
+        er.hold = B.public_key_b64
+        await a.rotate_key()
+        assert b.log.epoch == 0  # B has not heard of it yet
+        write(b, "X")
+        await until(lambda: er.active["publicData"].get("epoch") == 1)
+        await b.synced()
+        assert er.refused == [("update", "SECSYNC_ERROR_768")]
+        assert er.active["publicData"]["pubKey"] == B.public_key_b64
+        assert not b.read_only and b.log.epoch == 1
+        assert any(e.code == "SECSYNC_ERROR_768" for e in b.errors)
+        await until(lambda: text(a) == "HelloX")
+        write(b, "Y")  # and on it, an ordinary update
+        await b.synced()
+        await until(lambda: text(a) == "HelloXY")
+        assert er.refused == [("update", "SECSYNC_ERROR_768")]
