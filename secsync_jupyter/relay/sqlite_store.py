@@ -145,6 +145,8 @@ _STOP = object()
 SLOW_COMMIT = 0.1
 #: seconds between PASSIVE checkpoints by the reader thread
 CHECKPOINT_INTERVAL = 0.5
+#: pages given back to the file per write transaction when pruning (4 KiB pages: 2 MiB)
+VACUUM_PAGES = 512
 #: the writer checkpoints itself only when the WAL grows past this many pages (safety net)
 WRITER_AUTOCHECKPOINT_PAGES = 20_000
 
@@ -425,8 +427,19 @@ class SQLiteStore(RelayStore):
     async def read_lockboxes(self, doc_id: str, recipient: str) -> list[LockboxRow]:
         return await self._read(_read_lockboxes, (doc_id, recipient))
 
-    def prune_superseded(self, doc_id, retention):
-        return self._submit(self._wq, _prune_superseded, (doc_id, retention))
+    async def prune_superseded(self, doc_id: str, retention: Retention) -> PruneResult:
+        """In small write transactions (one snapshot with its updates, then
+        ``VACUUM_PAGES`` pages at a time), so that other documents' writes go on between
+        them: the writer is never held for long."""
+        seqs = await self._submit(self._wq, _superseded, (doc_id, retention))
+        snapshots = updates = 0
+        for seq in seqs:
+            deleted = await self._submit(self._wq, _delete_snapshot, (seq,))
+            snapshots += 1
+            updates += deleted
+        while seqs and await self._submit(self._wq, _vacuum_some, (VACUUM_PAGES,)):
+            pass
+        return PruneResult(snapshots, updates)
 
     async def documents_with_epochs(self) -> list[str]:
         return await self._read(_documents_with_epochs, ())
@@ -647,32 +660,41 @@ def superseded_to_prune(rows, retention: Retention, now: float) -> list[int]:
     return out
 
 
-def _prune_superseded(conn, doc_id, retention: Retention) -> PruneResult:
+def _superseded(conn, doc_id, retention: Retention) -> list[int]:
+    """The seqs of the document's superseded snapshots ``retention`` does not keep."""
     row = conn.execute(
         "SELECT s.seq, s.epoch FROM documents d JOIN snapshots s ON s.seq = d.active_snapshot "
         "WHERE d.doc_id = ?",
         (doc_id,),
     ).fetchone()
     if row is None or row[1] == 0:
-        return PruneResult()
+        return []
     rows = conn.execute(
         "SELECT seq, created_at FROM snapshots WHERE doc_id = ? AND epoch < ? AND seq <> ? "
         "ORDER BY seq DESC",
         (doc_id, row[1], row[0]),
     ).fetchall()
-    seqs = superseded_to_prune(rows, retention, time.time())
-    updates = 0
-    for seq in seqs:
-        updates += conn.execute("DELETE FROM updates WHERE snapshot_seq = ?", (seq,)).rowcount
-        conn.execute("DELETE FROM snapshots WHERE seq = ?", (seq,))
-    if seqs:
-        # the freed pages leave the file (incremental auto-vacuum; the file is truncated when
-        # the WAL is checkpointed). Python's sqlite3 steps a PRAGMA once, and each step of
-        # incremental_vacuum moves one page: one statement per free page, in this transaction
-        pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        for _ in range(pages):
-            conn.execute("PRAGMA incremental_vacuum")
-    return PruneResult(len(seqs), updates)
+    return superseded_to_prune(rows, retention, time.time())
+
+
+def _delete_snapshot(conn, seq) -> int:
+    """A superseded snapshot and its updates (never an active one); the updates deleted."""
+    if conn.execute("SELECT 1 FROM documents WHERE active_snapshot = ?", (seq,)).fetchone():
+        return 0
+    updates = conn.execute("DELETE FROM updates WHERE snapshot_seq = ?", (seq,)).rowcount
+    conn.execute("DELETE FROM snapshots WHERE seq = ?", (seq,))
+    return updates
+
+
+def _vacuum_some(conn, pages: int) -> int:
+    """Give up to ``pages`` free pages back to the file (incremental auto-vacuum; the file
+    is truncated when the WAL is checkpointed); the number still free before. Python's
+    sqlite3 steps a PRAGMA once, and each step of ``incremental_vacuum`` moves one page: one
+    statement per page."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    for _ in range(min(free, pages)):
+        conn.execute("PRAGMA incremental_vacuum")
+    return free
 
 
 def _read_log(conn, doc_id, after_seq) -> list[LogRow]:
