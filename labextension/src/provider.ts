@@ -388,9 +388,10 @@ export class EncryptedDocumentProvider
       // changes made while that many are unacknowledged are merged into the next one.
       batchDelayMs: 0,
       onProgress: (loaded: number, total: number) => {
+        // (the status item shows the percentage; the progress toast is not updated: see
+        // _progressMessage)
         this._status = { ...this._status, progress: { loaded, total } };
         this._statusChanged.emit(this._status);
-        this._updateProgress();
       }
     } as ConstructorParameters<typeof SecsyncYjsClient>[0]);
     // A closed tab (or browser) leaves the others' presence at once: the removal of our
@@ -590,24 +591,14 @@ export class EncryptedDocumentProvider
     this._progressShownAt = Date.now();
   }
 
-  private _updateProgress(): void {
-    if (this._progressId) {
-      Notification.update({
-        id: this._progressId,
-        message: this._progressMessage(),
-        type: 'in-progress',
-        autoClose: false
-      });
-    }
-  }
-
+  /**
+   * The progress toast's text. The toast is emitted once and dismissed once, never updated:
+   * JupyterLab's toasts (react-toastify 9) apply an update later (on a timer) and re-add the
+   * toast then, so a dismiss right after an update (the last progress step, then loaded) left
+   * "Loading …" on screen for good. The percentage is in the status item (status.ts).
+   */
   private _progressMessage(): string {
-    const p = this._status.progress;
     const name = this._path.split('/').pop();
-    if (p && p.total > 0) {
-      const pct = Math.min(100, Math.round((100 * p.loaded) / p.total));
-      return this._trans.__('Decrypting %1… %2% (%3/%4)', name, pct, p.loaded, p.total);
-    }
     return this._trans.__('Loading encrypted notebook %1…', name);
   }
 
