@@ -57,8 +57,8 @@ function accessOf(reason: string | undefined | null): IEncryptedStatus['access']
 
 /** How long loading may take before a progress notification is shown. */
 const PROGRESS_DELAY_MS = 400;
-/** How long a progress notification stays at least (see _dismissProgress). */
-const PROGRESS_MIN_SHOWN_MS = 600;
+/** Checks (every 100 ms) for the progress toast's element before dismissing it anyway. */
+const PROGRESS_DISMISS_TRIES = 100;
 
 export function serverKey(serverSettings: ServerConnection.ISettings): string {
   return serverSettings.baseUrl;
@@ -588,7 +588,6 @@ export class EncryptedDocumentProvider
     this._progressId = Notification.emit(this._progressMessage(), 'in-progress', {
       autoClose: false
     });
-    this._progressShownAt = Date.now();
   }
 
   /**
@@ -604,15 +603,23 @@ export class EncryptedDocumentProvider
 
   private _dismissProgress(): void {
     if (this._progressId) {
-      // A toast dismissed right after it was emitted, before the toast container rendered
-      // it, stays on screen ("Loading …" after the notebook loaded): give it a moment.
+      // A toast dismissed before JupyterLab's toast container has rendered it (it loads the
+      // toast library on the page's first notification) stays on screen ("Loading …" after
+      // the notebook loaded): dismiss once it is shown (its element has the id), or after
+      // PROGRESS_DISMISS_TRIES checks if toasts are not shown at all.
       const id = this._progressId;
-      const wait = PROGRESS_MIN_SHOWN_MS - (Date.now() - this._progressShownAt);
-      if (wait > 0) {
-        window.setTimeout(() => Notification.dismiss(id), wait);
-      } else {
-        Notification.dismiss(id);
-      }
+      const dismiss = (tries: number) => {
+        if (tries <= 0) {
+          Notification.dismiss(id);
+        } else if (document.getElementById(id)) {
+          // (shown: let the toast close itself, then drop it from the notification list)
+          Notification.update({ id, message: this._trans.__('Loaded.'), autoClose: 1 });
+          window.setTimeout(() => Notification.dismiss(id), 2000);
+        } else {
+          window.setTimeout(() => dismiss(tries - 1), 100);
+        }
+      };
+      dismiss(PROGRESS_DISMISS_TRIES);
       this._progressId = null;
     }
   }
@@ -678,7 +685,6 @@ export class EncryptedDocumentProvider
   private _readyDone = false;
   private _isDisposed = false;
   private _progressId: string | null = null;
-  private _progressShownAt = 0;
   private _progressTimer: number | null = null;
   private _status: IEncryptedStatus = {
     connection: 'connecting',
