@@ -291,6 +291,7 @@ def from_traits(app: Any):
         if problem:
             raise ValueError(problem)
         values[s.name] = value
+    parse_retention(values.get("retention", "all"))  # ValueError: the server does not start
     return _split(values)
 
 

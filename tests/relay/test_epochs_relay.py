@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,7 +25,7 @@ from secsync_jupyter.protocol.links import (
     link_keypair,
 )
 from secsync_jupyter.protocol.membership import create_entry, create_log
-from secsync_jupyter.relay import Relay
+from secsync_jupyter.relay import Relay, config
 from secsync_jupyter.relay.config import parse_retention
 from secsync_jupyter.relay.standalone import StandaloneRelay, build_parser
 from secsync_jupyter.relay.store import Retention, store_from_url
@@ -665,4 +666,13 @@ async def test_retention_option_parses_and_refuses_bad_values():
             parse_retention(bad)
     parser = build_parser()
     args = parser.parse_args(["--open", "--retention", "snapshots:2"])
-    assert args.retention == "snapshots:2"
+    assert config.from_args(parser, args)[1].retention == "snapshots:2"
+    with pytest.raises(SystemExit) as exited:  # a usage error, status 2
+        config.from_args(parser, parser.parse_args(["--open", "--retention", "keep"]))
+    assert exited.value.code == 2
+    # the traitlet: a bad value stops the server start (ValueError)
+    app = SimpleNamespace(**{st.trait: st.default for st in config.settings() if st.trait})
+    assert config.from_traits(app)[1].retention == "all"
+    app.retention = "days:x"
+    with pytest.raises(ValueError, match="retention must be"):
+        config.from_traits(app)
