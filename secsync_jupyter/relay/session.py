@@ -146,7 +146,20 @@ class Session:
             return None
         self.link = True
         self.transport = _LinkTransport(self.transport)
-        return self._proven(key)
+        return self._link_joined(key, link.expires_at)
+
+    async def _link_joined(self, key: str, expires_at: int | None) -> None:
+        await self._proven(key)
+        if expires_at is not None and not self.closed:
+            # the link's connection ends when the link expires (at the relay's clock)
+            delay = max(0, expires_at + 1 - now_ms()) / 1000
+            self._timer = asyncio.get_running_loop().call_later(delay, self._link_expired)
+
+    def _link_expired(self) -> None:
+        self._timer = None
+        if not self.closed:
+            self.send(frames.unauthorized("SECSYNC_ERROR_754", "the link has expired"))
+            self.close(CLOSE_POLICY, "link expired")
 
     async def _proof_checked_again(self, key: str) -> None:
         """Not a member of the cached log, or no log yet: another relay process on the same

@@ -427,6 +427,27 @@ async def test_an_expired_link_can_neither_read_nor_sign(relay):
     await owner.close()
 
 
+async def test_a_link_connection_ends_when_the_link_expires(relay):
+    """A link live at its reader proof: its connection is closed with 754 once the relay's
+    clock passes the link's expiresAt (here about three seconds later)."""
+    team = Team()
+    owner = await create(relay.url, team)
+    expires = int(time.time() * 1000) + 3000
+    link = create_link(team.state, team.owner_keys, "viewer", "Soon", expires_at=expires)
+    assert (await send_entry(owner, link.entry))["type"] == "log-entry-saved"
+    conn, doc = await join(relay.url, team.doc_id, link_keypair(link.secret))
+    assert doc["link"] is True
+    assert await conn.wait_closed() == 1008
+    assert conn.frames[-1] == {
+        "type": "unauthorized",
+        "code": code(754),
+        "reason": "the link has expired",
+    }
+    assert int(time.time() * 1000) > expires
+    await nothing_more(owner)
+    await owner.close()
+
+
 # ------------------------------------------------------------------------------ epochs on writes
 async def test_writes_in_a_superseded_epoch_are_refused(relay):
     team = Team()
