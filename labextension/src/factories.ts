@@ -118,11 +118,23 @@ export const cellExecutorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = 
         ? new NotebookCellServerExecutor({ serverSettings: app.serviceManager.serverSettings })
         : null;
     return Object.freeze({
-      runCell: (options: INotebookCellExecutor.IRunCellOptions) => {
+      runCell: async (options: INotebookCellExecutor.IRunCellOptions) => {
         const session = registry.forModel(options.notebook.sharedModel);
         if (session && isReadOnly(session)) {
           // a viewer runs nothing (its outputs could not be saved): readonly.ts
-          return Promise.resolve(false);
+          return false;
+        }
+        const sessionContext = options.sessionContext;
+        if (session && sessionContext && !sessionContext.isReady) {
+          // The notebook shows (and is editable) before its kernel session exists: the
+          // session context creates it once the document is populated (with a membership
+          // log, after our role is known). A cell run while that session is being created
+          // was lost: JupyterLab's runCell sees a kernel pending (not "no kernel"), finds no
+          // session yet and clears the cell; nothing runs. Wait for the session context.
+          await sessionContext.ready;
+          if (isReadOnly(session) || options.cell.isDisposed) {
+            return false;
+          }
         }
         if (session) {
           // The server cannot read an encrypted notebook: this browser executes the cell

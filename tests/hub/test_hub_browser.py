@@ -17,8 +17,10 @@ from ..e2e.helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
     NB,
+    _add_member,
     _cell_editor,
     _focus_end_of_cell,
+    _my_identity,
     _new_page,
     _share_link,
     _wait_app,
@@ -63,13 +65,16 @@ def test_two_hub_users_type_into_one_encrypted_notebook(hub):
             assert pointer["relay"].endswith(f"/services/{SERVICE}"), pointer
             _focus_end_of_cell(a, 0)
             a.keyboard.type(f"s = '{canary}'")
+            # new notebooks have a membership log (issue 11): bob copies his identity in his
+            # own JupyterLab, alice adds him as an editor, then sends the link
+            _login(b, hub, "bob")
+            _add_member(a, _my_identity(b), "editor")
             link = _share_link(a)
             # the link opens in the reader's own server (the Hub's user-redirect), so bob
             # needs no access to alice's server
             parts = urllib.parse.urlsplit(link)
             assert parts.path == f"/hub/user-redirect/secsync/open/{pointer['docId']}", link
             assert urllib.parse.parse_qs(parts.query) == {"relay": [pointer["relay"]]}, link
-            _login(b, hub, "bob")
             b.goto(link)
             _wait_app(b)
             assert urllib.parse.urlsplit(b.url).path.startswith("/user/bob/"), b.url
