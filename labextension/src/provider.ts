@@ -24,6 +24,7 @@ import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync
 import type { MembershipState, Role } from './secsync/membership';
 import { MembershipError } from './secsync/membershipError';
 import { parseShareLink } from './secsync/sharelink';
+import { defaultRememberedStore } from './secsync/rememberedState';
 
 /**
  * The membership part of the sync client (docs/labextension.md, "Members and roles: the sync
@@ -371,7 +372,7 @@ export class EncryptedDocumentProvider
 
     // A new document with a log: its root entry goes first (made by New Encrypted Notebook).
     const rootEntry = registry.takePendingLogRoot(pointer.docId);
-    const makeClient = () => new SecsyncYjsClient({
+    const newClient = () => new SecsyncYjsClient({
       url,
       docId: pointer.docId,
       ...(rootEntry ? { rootEntry } : {}),
@@ -384,6 +385,9 @@ export class EncryptedDocumentProvider
       sessionKey: sessionKeyFor(pointer.relay, relayContext(), registry.settings.relaySessionKey),
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
+      // the last snapshot, clocks and log head this browser verified (localStorage): a relay
+      // that later serves an older or diverging state is detected after a reload (804 / 718)
+      rememberedStore: defaultRememberedStore(),
       // Send each change at once (typing latency): up to 16 updates may be in flight, and
       // changes made while that many are unacknowledged are merged into the next one.
       batchDelayMs: 0,
@@ -394,6 +398,13 @@ export class EncryptedDocumentProvider
         this._statusChanged.emit(this._status);
       }
     } as ConstructorParameters<typeof SecsyncYjsClient>[0]);
+    // issue 13: a relay that withholds, forks or rolls back what this browser sees is said
+    // out loud (the details are in the browser console and client.heads.alerts)
+    const makeClient = () => {
+      const client = newClient();
+      client.heads?.onAlert(alert => this._onRelayAlert(alert.kind, alert.data));
+      return client;
+    };
     // A closed tab (or browser) leaves the others' presence at once: the removal of our
     // awareness state goes out while the page hides (the socket is still open then), instead
     // of the others timing the state out after 30 s.
@@ -458,6 +469,41 @@ export class EncryptedDocumentProvider
     this._dismissProgress();
     this._ready.resolve();
   }
+
+  /** A warning (at most one per kind every 30 s) when the relay misbehaves (issue 13). */
+  private _onRelayAlert(kind: string, data: Record<string, unknown>): void {
+    if (this._isDisposed) {
+      return;
+    }
+    const now = Date.now();
+    if (now - (this._alertedAt.get(kind) ?? 0) < 30_000) {
+      return;
+    }
+    this._alertedAt.set(kind, now);
+    const detail = typeof data.detail === 'string' ? data.detail : '';
+    let message: string;
+    if (kind === 'fork') {
+      message = this._trans.__(
+        'The relay shows %1 differently to a collaborator than to you (a fork): changes may be hidden from one of you. %2',
+        this._path,
+        detail
+      );
+    } else if (kind === 'rollback') {
+      message = this._trans.__(
+        'The relay served an older state of %1 than this browser verified before (a rollback). %2',
+        this._path,
+        detail
+      );
+    } else {
+      message = this._trans.__(
+        'The relay has not delivered all changes of %1 that were written (withheld or dropped). %2',
+        this._path,
+        detail
+      );
+    }
+    Notification.warning(message.trim(), { autoClose: false });
+  }
+  private _alertedAt = new Map<string, number>();
 
   /** Waits for retryAccess() after a refusal; the failed client is dropped. */
   private async _waitForAccessRetry(): Promise<void> {
