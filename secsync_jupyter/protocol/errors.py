@@ -62,7 +62,9 @@ ERROR_MESSAGES: dict[str, str] = {
     "SECSYNC_ERROR_801": "an update's heads name updates the relay has not delivered",
     "SECSYNC_ERROR_802": "a snapshot's parent clocks name updates the relay has not delivered",
     "SECSYNC_ERROR_803": "the document was served incompletely: missing updates did not come",
-    "SECSYNC_ERROR_804": "rollback: the relay served an older state than this client verified before",
+    "SECSYNC_ERROR_804": (
+        "rollback: the relay served an older state than this client verified before"
+    ),
     "SECSYNC_ERROR_805": "fork: a collaborator is on a history that is not this client's",
     "SECSYNC_ERROR_806": "withheld: a collaborator has seen updates the relay has not delivered",
 }
