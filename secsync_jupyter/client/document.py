@@ -455,13 +455,7 @@ class SecsyncDocument:
             engine = self.engine
 
             def ready() -> bool:  # loaded, and no entry of ours waiting for the relay
-                return (
-                    engine.state == CONNECTED
-                    and engine.document_state == "complete"
-                    and engine.log is not None
-                    and engine.entry_in_flight is None
-                    and engine.log_root_pending is None
-                )
+                return engine.ready_to_append
 
             while True:
                 while not ready():  # re-checked right before appending: no await between

@@ -602,6 +602,18 @@ class SyncEngine:
             and self.entry_in_flight is None
         )
 
+    @property
+    def ready_to_append(self) -> bool:
+        """Connected, loaded, with a verified log and no entry of ours waiting for the relay:
+        a membership change (entry) may be built on ``self.log`` and appended now."""
+        return (
+            self.state == CONNECTED
+            and self.document_state == COMPLETE
+            and self.log is not None
+            and self.entry_in_flight is None
+            and self.log_root_pending is None
+        )
+
     def key_for(self, info: KnownSnapshot | None) -> bytes:
         if self.epochs is not None:  # issue 12: the key of the snapshot's epoch
             return self.epochs.key_for(info)

@@ -299,7 +299,6 @@ async def rotate_key(
     lockbox set, the key into the keyring once the relay saved it, then a snapshot in the new
     epoch. Lost a race (707 / 709): the new head is verified; rotated again only if still
     needed (someone else's rotation since ours was made counts)."""
-    from .document import CONNECTED
 
     engine = document.engine
     epochs: EpochKeys | None = engine.epochs
@@ -311,13 +310,7 @@ async def rotate_key(
         for _attempt in range(MAX_ROTATION_RETRIES + 1):
 
             def ready() -> bool:
-                return (
-                    engine.state == CONNECTED
-                    and engine.document_state == "complete"
-                    and engine.log is not None
-                    and engine.entry_in_flight is None
-                    and engine.log_root_pending is None
-                )
+                return engine.ready_to_append
 
             while not ready():
                 await document._wait_for(ready, None)

@@ -141,7 +141,6 @@ async def _append(
 ) -> MembershipState:
     """Append the entry ``build(state)`` makes (with its lockboxes) on the current head; a
     lost race (707 / 709) is rebuilt on the verified new head."""
-    from .engine import CONNECTED
 
     engine = document.engine
 
@@ -149,13 +148,7 @@ async def _append(
         for _ in range(MAX_RETRIES + 1):
 
             def ready() -> bool:
-                return (
-                    engine.state == CONNECTED
-                    and engine.document_state == "complete"
-                    and engine.log is not None
-                    and engine.entry_in_flight is None
-                    and engine.log_root_pending is None
-                )
+                return engine.ready_to_append
 
             while not ready():
                 await document._wait_for(ready, None)
