@@ -80,4 +80,6 @@ def test_notebook_runs(path: pathlib.Path, tmp_path: pathlib.Path, monkeypatch):
         assert lines <= MAX_OUTPUT_LINES, f"{path.name} cell {index} prints {lines} lines"
         for out in cell.outputs:
             if out.output_type == "stream":
-                assert out.name == "stdout", f"{path.name} cell {index} wrote to stderr"
+                assert out.name == "stdout", (
+                    f"{path.name} cell {index} wrote to stderr: {out.get('text', '')[:2000]!r}"
+                )
