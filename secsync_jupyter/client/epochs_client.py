@@ -328,22 +328,16 @@ async def rotate_key(
             h = rotation.entry.hash
             await document._wait_for(lambda h=h: h in document._entry_results, None)
             code = document._entry_results.pop(h)
+            if code is None:  # dropped unanswered: the next log says whether it is there
+                await document.loaded()
             log = engine.log
-            if log is not None and h in log.hashes:
+            if log is not None and h in log.hashes:  # stored: write the new epoch's snapshot
                 epochs.add_key(rotation.epoch, rotation.key)
                 engine.request_snapshot()
                 engine.flush()
                 document._pump()
                 return log
-            if code is None:  # dropped unanswered: the next log says whether it is there
-                await document.loaded()
-                log = engine.log
-                if log is not None and h in log.hashes:
-                    epochs.add_key(rotation.epoch, rotation.key)
-                    engine.request_snapshot()
-                    engine.flush()
-                    document._pump()
-                    return log
+            if code is None:
                 continue
             if code not in ("SECSYNC_ERROR_707", "SECSYNC_ERROR_709"):
                 raise _err(int(code.rsplit("_", 1)[-1]), "the relay refused the rotate-key entry")
