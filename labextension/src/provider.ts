@@ -19,6 +19,7 @@ import { confirmRelay, storeKeyFromLink } from './prompts';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
 import { ensureHubServiceLogin, hubServiceBase } from './hubrelay';
 import { classifyRelay, sessionKeyFor } from './relaypolicy';
+import { collaboratorName, RelayAlerts } from './relayalerts';
 import { b64encode } from './secsync/base64';
 import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync/document';
 import type { MembershipState, Role } from './secsync/membership';
@@ -108,6 +109,11 @@ export class EncryptedDocumentProvider
     this._serverSettings = options.serverSettings ?? ServerConnection.makeSettings();
     this._drive = options.drive;
     this._defaultKernel = options.defaultKernel;
+    this.relayAlerts = new RelayAlerts(
+      this._trans,
+      () => this._path,
+      pubKey => collaboratorName(this._sharedModel.awareness, this.membership, pubKey)
+    );
 
     this._user.userChanged.connect(this._onUserChanged, this);
     // An encrypted notebook is never "dirty": every change goes to the relay (encrypted) as it
@@ -215,6 +221,8 @@ export class EncryptedDocumentProvider
   get ownPublicKey(): string {
     return this._ownPublicKey;
   }
+
+  readonly relayAlerts: RelayAlerts;
 
   // ---- IMembership ----------------------------------------------------------------------
 
@@ -399,10 +407,11 @@ export class EncryptedDocumentProvider
       }
     } as ConstructorParameters<typeof SecsyncYjsClient>[0]);
     // issue 13: a relay that withholds, forks or rolls back what this browser sees is said
-    // out loud (the details are in the browser console and client.heads.alerts)
+    // out loud, next to the collaborator concerned (relayalerts.ts; details in the console)
     const makeClient = () => {
       const client = newClient();
-      client.heads?.onAlert(alert => this._onRelayAlert(alert.kind, alert.data));
+      client.heads?.onAlert(alert => this.relayAlerts.add(alert));
+      this.relayAlerts.attach(client.heads);
       return client;
     };
     // A closed tab (or browser) leaves the others' presence at once: the removal of our
@@ -470,40 +479,6 @@ export class EncryptedDocumentProvider
     this._ready.resolve();
   }
 
-  /** A warning (at most one per kind every 30 s) when the relay misbehaves (issue 13). */
-  private _onRelayAlert(kind: string, data: Record<string, unknown>): void {
-    if (this._isDisposed) {
-      return;
-    }
-    const now = Date.now();
-    if (now - (this._alertedAt.get(kind) ?? 0) < 30_000) {
-      return;
-    }
-    this._alertedAt.set(kind, now);
-    const detail = typeof data.detail === 'string' ? data.detail : '';
-    let message: string;
-    if (kind === 'fork') {
-      message = this._trans.__(
-        'The relay shows %1 differently to a collaborator than to you (a fork): changes may be hidden from one of you. %2',
-        this._path,
-        detail
-      );
-    } else if (kind === 'rollback') {
-      message = this._trans.__(
-        'The relay served an older state of %1 than this browser verified before (a rollback). %2',
-        this._path,
-        detail
-      );
-    } else {
-      message = this._trans.__(
-        'The relay has not delivered all changes of %1 that were written (withheld or dropped). %2',
-        this._path,
-        detail
-      );
-    }
-    Notification.warning(message.trim(), { autoClose: false });
-  }
-  private _alertedAt = new Map<string, number>();
 
   /** Waits for retryAccess() after a refusal; the failed client is dropped. */
   private async _waitForAccessRetry(): Promise<void> {

@@ -6,6 +6,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import type { ISharedDocument } from '@jupyter/ydoc';
 import type * as nbformat from '@jupyterlab/nbformat';
 
+import type { RelayAlerts } from './relayalerts';
 import type { MembershipState, Role } from './secsync/membership';
 
 export interface IEncryptedStatus {
@@ -62,6 +63,8 @@ export interface IEncryptedSession extends IMembership {
   readonly statusChanged: ISignal<IEncryptedSession, IEncryptedStatus>;
   /** The verified signing key (b64) of this browser. */
   readonly ownPublicKey: string;
+  /** What the sync client noticed of the relay misbehaving, per collaborator (issue 13). */
+  readonly relayAlerts: RelayAlerts;
   /** Encrypt and upload a full snapshot now. */
   snapshotNow(): Promise<void>;
   /** The key, for share links (stays in the browser). */

@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { encryptedNotebookIcon } from './icons';
 import { fingerprint, keyOnlyHere } from './keystore';
 import { myRoleLabel } from './members';
+import { collaboratorMarker, seenMarker } from './relayalerts';
 import { IEncryptedSession, registry } from './registry';
 
 /** What the collaborators popup offers besides the list (commands of index.ts). */
@@ -109,7 +110,10 @@ export class EncryptedStatusItem extends Widget {
       usersIcon.element({ tag: 'span', height: '14px', width: '14px' }),
       this._countText
     );
-    this.node.append(lock, this._label, this._role, this._count);
+    // issue 13: shown once the relay was caught withholding, forking or rolling back
+    this._alert = document.createElement('span');
+    this._alert.className = 'jp-secsync-StatusItem-alert';
+    this.node.append(lock, this._label, this._role, this._count, this._alert);
   }
 
   get session(): IEncryptedSession | null {
@@ -124,11 +128,13 @@ export class EncryptedStatusItem extends Widget {
       this._session.statusChanged.disconnect(this._onStatus, this);
       this._session.membershipChanged.disconnect(this._onStatus, this);
       this._session.sharedModel.awareness.off('change', this._awarenessChanged);
+      this._session.relayAlerts.changed.disconnect(this._onStatus, this);
     }
     this._session = session;
     if (session) {
       session.statusChanged.connect(this._onStatus, this);
       session.membershipChanged.connect(this._onStatus, this);
+      session.relayAlerts.changed.connect(this._onStatus, this);
       session.sharedModel.awareness.on('change', this._awarenessChanged);
     }
     this.update();
@@ -176,6 +182,17 @@ export class EncryptedStatusItem extends Widget {
         others
       );
     }
+    const alerts = session.relayAlerts.count;
+    const alertText = alerts > 0 ? '⚠ ' + this._trans.__('relay') : '';
+    if (this._alert.textContent !== alertText) {
+      this._alert.textContent = alertText;
+      this._alert.dataset.alerts = String(alerts);
+      this._alert.title = alertText
+        ? this._trans.__(
+            'The relay withheld, forked or rolled back changes of this notebook: click for who is concerned'
+          )
+        : '';
+    }
     this.node.title = session.status.lastError
       ? this._trans.__('Last error: %1', session.status.lastError)
       : this._trans.__('End-to-end encrypted notebook — click for collaborators');
@@ -190,6 +207,7 @@ export class EncryptedStatusItem extends Widget {
   private _role: HTMLSpanElement;
   private _count: HTMLSpanElement;
   private _countText: Text;
+  private _alert: HTMLSpanElement;
   private _session: IEncryptedSession | null = null;
   private _awarenessChanged: () => void;
 }
@@ -210,14 +228,30 @@ export async function showCollaborators(
     body.node.appendChild(intro);
     const table = document.createElement('table');
     const head = table.insertRow();
-    for (const h of [trans.__('Name'), trans.__('Key fingerprint')]) {
+    for (const h of [trans.__('Name'), trans.__('Key fingerprint'), trans.__('Relay')]) {
       const th = document.createElement('th');
       th.textContent = h;
       head.appendChild(th);
     }
-    for (const c of collaborators(session)) {
+    const alerts = session.relayAlerts;
+    const rows: ICollaborator[] = collaborators(session);
+    // authors the relay withheld who are not here now get a row too (named by the log)
+    for (const pubKey of alerts.byCollaborator.keys()) {
+      if (!rows.some(c => c.pubKey === pubKey)) {
+        rows.push({
+          clientId: -1,
+          name: session.membership?.members.get(pubKey)?.name || trans.__('(not connected)'),
+          color: 'transparent',
+          pubKey,
+          fingerprint: fingerprint(pubKey),
+          isSelf: false
+        });
+      }
+    }
+    for (const c of rows) {
       const row = table.insertRow();
       row.className = 'jp-secsync-Collaborator';
+      row.dataset.pubkey = c.pubKey ?? '';
       const name = row.insertCell();
       const dot = document.createElement('span');
       dot.className = 'jp-secsync-Collaborator-dot';
@@ -226,8 +260,22 @@ export async function showCollaborators(
       const fp = row.insertCell();
       fp.className = 'jp-secsync-Collaborator-fingerprint';
       fp.textContent = c.fingerprint;
+      // issue 13: what the relay did to this collaborator's changes, and "seen by"
+      const relay = row.insertCell();
+      relay.className = 'jp-secsync-Collaborator-relay';
+      if (c.pubKey && !c.isSelf) {
+        const marker = collaboratorMarker(alerts.byCollaborator.get(c.pubKey), trans);
+        const seen = c.clientId >= 0 ? seenMarker(alerts.seenBy(c.pubKey), trans) : null;
+        relay.append(...[marker, seen].filter((e): e is HTMLElement => e !== null));
+      }
     }
     body.node.appendChild(table);
+    for (const text of alerts.general) {
+      const p = document.createElement('p');
+      p.className = 'jp-secsync-Collaborators-relayAlert';
+      p.textContent = '⚠ ' + text;
+      body.node.appendChild(p);
+    }
     const state = document.createElement('p');
     state.className = 'jp-secsync-Collaborators-state';
     state.textContent = trans.__(
@@ -270,6 +318,19 @@ export async function showCollaborators(
   render();
   const onChange = () => render();
   session.sharedModel.awareness.on('change', onChange);
+  session.relayAlerts.changed.connect(onChange);
+  // "seen by" follows the collaborators' heads (about every 5 s): redraw when it changes
+  const seenNow = () =>
+    collaborators(session)
+      .map(c => (c.pubKey ? String(session.relayAlerts.seenBy(c.pubKey)) : ''))
+      .join();
+  let seen = seenNow();
+  const timer = window.setInterval(() => {
+    if (seenNow() !== seen) {
+      seen = seenNow();
+      render();
+    }
+  }, 1000);
   try {
     await showDialog({
       title: trans.__('Collaborators on %1', session.path.split('/').pop()),
@@ -277,6 +338,8 @@ export async function showCollaborators(
       buttons: [Dialog.okButton({ label: trans.__('Close') })]
     });
   } finally {
+    window.clearInterval(timer);
+    session.relayAlerts.changed.disconnect(onChange);
     session.sharedModel.awareness.off('change', onChange);
   }
 }
