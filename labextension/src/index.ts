@@ -365,6 +365,9 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
      * link's key never silently replaces a different stored key.
      */
     async function openLink(link: IParsedLink): Promise<void> {
+      if (link.linkSecret && link.key.length !== 32) {
+        return openInvitationLink(link, link.linkSecret);
+      }
       if (link.key.length !== 32) {
         throw new Error(trans.__('The link carries no key (#key=…).'));
       }
@@ -375,6 +378,35 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       }
       await storeKeyFromLink(link.docId, link.key, trans);
       // an open tab of this document waiting for its key continues
+      for (const session of registry.all()) {
+        if (session.docId === link.docId) {
+          session.retryStoredKey();
+        }
+      }
+      if (!path) {
+        path = await uniquePath(cwd(), `Shared encrypted notebook ${link.docId.slice(0, 6)}`);
+        await writePointer(path, link.docId, link.relay);
+        Notification.info(
+          trans.__('Created %1 on this server for the shared encrypted notebook (no key in it).', path),
+          { autoClose: 6000 }
+        );
+      }
+      await openPointer(path);
+    }
+
+    /**
+     * Opens an invitation link (issue 12, `#link=`): the notebook's session joins through it
+     * before connecting (provider.ts → secsync/linkJoin.ts) and says in its panel when the
+     * link is expired, revoked or damaged. Same relay rules as a share link.
+     */
+    async function openInvitationLink(link: IParsedLink, secret: Uint8Array): Promise<void> {
+      let path = await findPointer(link.docId);
+      if (!path && !(await confirmRelay(link.relay, trans.__('This invitation link'), trans))) {
+        Notification.info(trans.__('The shared notebook was not opened.'), { autoClose: 6000 });
+        return;
+      }
+      registry.setPendingLink(link.docId, secret);
+      // an open tab of this document waiting for its key joins through it
       for (const session of registry.all()) {
         if (session.docId === link.docId) {
           session.retryStoredKey();
@@ -560,7 +592,8 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       execute: async args => {
         const check = (text: string): string | null => {
           try {
-            return parseLink(text).key.length === 32
+            const parsed = parseLink(text);
+            return parsed.key.length === 32 || parsed.linkSecret
               ? null
               : trans.__('The link has no key (the part from #key= on is missing).');
           } catch (e) {

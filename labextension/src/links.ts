@@ -7,11 +7,15 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 
 import { registry } from './registry';
 import { IRelayContext } from './relaypolicy';
+import { formatFragment, parseFragment } from './secsync/links';
 import { formatShareLink, parseShareLink } from './secsync/sharelink';
 
 export interface IParsedLink {
   docId: string;
+  /** the document key of a `#key=` link (empty for an invitation link without one) */
   key: Uint8Array;
+  /** the secret of an invitation link (`#link=`, issue 12), else null */
+  linkSecret: Uint8Array | null;
   /** ws(s) relay base when the link names a remote relay; null = the link's Jupyter server. */
   relay: string | null;
 }
@@ -55,9 +59,31 @@ export function shareLinkFor(docId: string, key: Uint8Array, relay: string | nul
  * own relay, else the ws(s) relay base (another Jupyter server's relay or a standalone one).
  */
 export function parseLink(text: string): IParsedLink {
-  const parsed = parseShareLink(text.trim());
+  const trimmed = text.trim();
+  const hash = trimmed.indexOf('#');
+  const fragment = hash < 0 ? '' : trimmed.slice(hash + 1);
+  if (/(^|&)link=/.test(fragment)) {
+    // an invitation link (issue 12): the fragment strictly (770), the rest as a share link
+    const parts = parseFragment(fragment);
+    const base = trimmed.slice(0, hash) + formatFragment({ key: new Uint8Array(32) });
+    const parsed = parseShareLink(base);
+    const relay = parsed.relayUrl === ownRelayBase() ? null : parsed.relayUrl;
+    return {
+      docId: parsed.docId,
+      key: parts.key ?? new Uint8Array(0),
+      linkSecret: parts.linkSecret,
+      relay
+    };
+  }
+  const parsed = parseShareLink(trimmed);
   const relay = parsed.relayUrl === ownRelayBase() ? null : parsed.relayUrl;
-  return { docId: parsed.docId, key: parsed.key, relay };
+  return { docId: parsed.docId, key: parsed.key, linkSecret: null, relay };
+}
+
+/** The invitation link (`#link=<secret>`) of a document, in the form of its share link. */
+export function invitationLinkFor(docId: string, secret: Uint8Array, relay: string | null): string {
+  const base = shareLinkFor(docId, new Uint8Array(32), relay);
+  return base.slice(0, base.indexOf('#')) + formatFragment({ linkSecret: secret });
 }
 
 /**
@@ -71,29 +97,79 @@ export function takeLinkFromLocation(): IParsedLink | null {
   if (!docId) {
     return null;
   }
-  const hash = new URLSearchParams(url.hash.replace(/^#/, ''));
+  const fragment = url.hash.replace(/^#/, '');
+  const hash = new URLSearchParams(fragment);
   const keyText = hash.get('key');
   const relay = url.searchParams.get('secsync-relay');
   url.searchParams.delete('secsync-doc');
   url.searchParams.delete('secsync-relay');
   url.hash = '';
   window.history.replaceState(window.history.state, '', url.toString());
-  if (!keyText) {
-    return { docId, key: new Uint8Array(0), relay };
+  const isInvitation = hash.has('link');
+  if (!keyText && !isInvitation) {
+    return { docId, key: new Uint8Array(0), linkSecret: null, relay };
   }
-  // Re-use the strict parser: rebuild the canonical link form.
+  // Re-use the strict parser: rebuild the canonical link form (an invitation link's
+  // fragment as it came: parsed strictly, 770).
   const link =
     jupyterBase() +
     'secsync/open/' +
     encodeURIComponent(docId) +
     (relay ? '?relay=' + encodeURIComponent(relay) : '') +
-    '#key=' +
-    keyText;
+    (isInvitation ? '#' + fragment : '#key=' + keyText);
   return parseLink(link);
+}
+
+/**
+ * What the user is told when joining through an invitation link fails (no internal codes):
+ * expired (754), revoked (755), malformed (770), not a link of this notebook (711), the
+ * relay unreachable (700) and the rest.
+ */
+export function describeJoinError(error: unknown, trans: TranslationBundle): string {
+  const code = (error as { code?: unknown })?.code;
+  const m = typeof code === 'string' ? /^SECSYNC_ERROR_(\d+)$/.exec(code) : null;
+  switch (m ? Number(m[1]) : null) {
+    case 754:
+      return trans.__(
+        'This invitation link has expired: nobody can join through it any more. Ask the notebook’s owner for a new link.'
+      );
+    case 755:
+      return trans.__(
+        'This invitation link was revoked by the notebook’s owner: nobody can join through it any more. Ask the owner for a new link.'
+      );
+    case 770:
+      return trans.__(
+        'This invitation link is damaged or cut off (the part from #link= on). Copy the whole link, exactly as it was shared.'
+      );
+    case 711:
+    case 722:
+      return trans.__(
+        'This invitation link does not belong to this notebook (or was never created). Ask its owner for a new link.'
+      );
+    case 756:
+      return trans.__('This invitation link cannot give that role.');
+    case 706:
+      return trans.__('This notebook has no members list, so invitation links do not apply to it.');
+    case 766:
+    case 761:
+    case 762:
+      return trans.__(
+        'The invitation link does not open the notebook’s current key. Ask its owner for a new link.'
+      );
+    case 700:
+      return trans.__(
+        'Could not reach the notebook’s relay to join through the invitation link. Check the connection and try again.'
+      );
+    default:
+      return trans.__('Joining through this invitation link failed. Ask the notebook’s owner for a new link.');
+  }
 }
 
 /** What the user is told about a share link that does not parse (no internal error codes). */
 export function describeLinkError(error: unknown, trans: TranslationBundle): string {
+  if ((error as { code?: unknown })?.code === 'SECSYNC_ERROR_770') {
+    return describeJoinError(error, trans); // an invitation link's fragment
+  }
   const raw = error instanceof Error ? error.message : String(error);
   const detail = raw.replace(/^SECSYNC_ERROR_\w+: /, '').replace(/^share link: /, '');
   const whole = trans.__('Copy the whole link, exactly as it was shared.');

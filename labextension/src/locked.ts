@@ -16,11 +16,14 @@ import { encryptedNotebookIcon } from './icons';
 import { copyText, myIdentity } from './myidentity';
 import { IEncryptedSession, registry } from './registry';
 
-type LockKind = 'key' | 'not-member' | 'removed' | null;
+type LockKind = 'key' | 'not-member' | 'removed' | 'link' | null;
 
 function lockOf(session: IEncryptedSession | null): LockKind {
   if (!session) {
     return null;
+  }
+  if (session.status.linkError) {
+    return 'link';
   }
   if (session.status.locked) {
     return 'key';
@@ -60,6 +63,8 @@ class LockedView {
     this._node = null;
     if (kind === 'key') {
       this._node = this._build();
+    } else if (kind === 'link') {
+      this._node = this._buildLinkError();
     } else if (kind) {
       this._node = this._buildNotMember(kind);
     }
@@ -130,6 +135,33 @@ class LockedView {
     buttons.className = 'jp-secsync-Locked-buttons';
     buttons.append(close, retry, copy);
     box.append(title, text, identity, info, buttons);
+    node.appendChild(box);
+    return node;
+  }
+
+  /** Joining through an invitation link failed (issue 12): why, in words. */
+  private _buildLinkError(): HTMLElement {
+    const trans = this._trans;
+    const node = document.createElement('div');
+    node.className = 'jp-secsync-Locked jp-secsync-LinkError';
+    const box = document.createElement('div');
+    box.className = 'jp-secsync-Locked-box';
+    const title = document.createElement('h2');
+    title.append(
+      encryptedNotebookIcon.element({ tag: 'span', height: '24px', width: '24px' }),
+      document.createTextNode(' ' + trans.__('This invitation link cannot be used'))
+    );
+    const text = document.createElement('p');
+    text.className = 'jp-secsync-LinkError-text';
+    text.textContent = this._session?.status.linkError ?? '';
+    const close = document.createElement('button');
+    close.className = 'jp-Dialog-button jp-mod-reject jp-mod-styled jp-secsync-Locked-close';
+    close.textContent = trans.__('Close this tab');
+    close.addEventListener('click', () => this._panel.close());
+    const buttons = document.createElement('div');
+    buttons.className = 'jp-secsync-Locked-buttons';
+    buttons.append(close);
+    box.append(title, text, buttons);
     node.appendChild(box);
     return node;
   }

@@ -12,8 +12,9 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import { PromiseDelegate } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { getDocumentKey, getSigningKeyPair, rememberPointerPath } from './keystore';
-import { describeLinkError, relayContext } from './links';
+import { getDocumentKey, getSigningKeyPair, rememberPointerPath, setDocumentKey } from './keystore';
+import { describeJoinError, describeLinkError, parseLink, relayContext } from './links';
+import { displayNameOf } from './myidentity';
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
 import { confirmRelay, storeKeyFromLink } from './prompts';
 import { IEncryptedSession, IEncryptedStatus, registry } from './registry';
@@ -25,6 +26,7 @@ import { SecsyncStatus, SecsyncYjsClient, WebSocketConstructor } from './secsync
 import type { MembershipState, Role } from './secsync/membership';
 import { MembershipError } from './secsync/membershipError';
 import { parseShareLink } from './secsync/sharelink';
+import { joinThroughLink, LinkJoinResult } from './secsync/linkJoin';
 import { defaultRememberedStore } from './secsync/rememberedState';
 
 /**
@@ -328,9 +330,16 @@ export class EncryptedDocumentProvider
     // 2. The key: only in this browser. Without it the session is "locked": the notebook
     // panel shows a field for the share link (index.ts, locked.ts) — no modal, so that tabs
     // restored from a shared workspace do not block anyone.
+    // An invitation link (issue 12) opened for this document joins first (step 4b), after
+    // the relay is confirmed; pasted into the locked panel, it does the same.
     let key = getDocumentKey(pointer.docId);
-    if (!key) {
+    let linkSecret = registry.takePendingLink(pointer.docId) ?? null;
+    if (!key && !linkSecret) {
       key = await this._waitForKey();
+      if (!key) {
+        linkSecret = this._pastedLinkSecret;
+        this._pastedLinkSecret = null;
+      }
     }
     this._key = key;
 
@@ -368,6 +377,58 @@ export class EncryptedDocumentProvider
         return;
       }
     }
+    const sessionKey = sessionKeyFor(pointer.relay, relayContext(), registry.settings.relaySessionKey);
+
+    // 4b. Joining through an invitation link (issue 12, secsync/linkJoin.ts): connect as the
+    // link, add our own identity (signed by the link) with a lockbox of the key sealed to us,
+    // keep the key; then we open the notebook as ourselves. A browser that holds a key
+    // already opens as before if the link no longer works (revoked or expired).
+    let epoch0FromLockbox = false;
+    if (linkSecret) {
+      let joined: LinkJoinResult | null = null;
+      try {
+        joined = await joinThroughLink({
+          url,
+          docId: pointer.docId,
+          secret: linkSecret,
+          identity: signatureKeyPair,
+          name: displayNameOf(this._user),
+          sessionKey,
+          WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor
+        });
+      } catch (e) {
+        if (!key) {
+          console.warn('secsync-jupyter: joining through the invitation link failed', e);
+          this._dismissProgress();
+          this._status = { ...this._status, linkError: describeJoinError(e, this._trans) };
+          this._statusChanged.emit(this._status);
+          return; // the panel says why (locked.ts); the tab can be closed
+        }
+      }
+      if (this._isDisposed) {
+        return;
+      }
+      if (joined && !key && joined.keyring.has(0)) {
+        key = joined.keyring.key(0);
+        setDocumentKey(pointer.docId, key, 'link');
+        epoch0FromLockbox = true;
+      }
+      this._joinedKeyring = joined?.keyring ?? null;
+      if (!key) {
+        this._status = {
+          ...this._status,
+          linkError: this._trans.__(
+            'You joined, but the key of this notebook was changed since the link was made and this browser cannot open it yet.'
+          )
+        };
+        this._statusChanged.emit(this._status);
+        return;
+      }
+      this._key = key;
+    }
+    if (!key) {
+      return;
+    }
     const awareness = this._sharedModel.awareness;
     this._onUserChanged(this._user);
 
@@ -385,12 +446,13 @@ export class EncryptedDocumentProvider
       docId: pointer.docId,
       ...(rootEntry ? { rootEntry } : {}),
       key,
+      ...(this._joinedKeyring ? { keyring: this._joinedKeyring, epoch0FromLockbox } : {}),
       signatureKeyPair,
       ydoc: this._sharedModel.ydoc,
       awareness,
       // the relay of the relayUrl setting authenticates connections with the session key
       // setting; no other relay (named by a link or a pointer file) ever receives it
-      sessionKey: sessionKeyFor(pointer.relay, relayContext(), registry.settings.relaySessionKey),
+      sessionKey,
       WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor,
       snapshotPolicy: { maxUpdates: Math.max(1, registry.settings.snapshotEveryUpdates) },
       // the last snapshot, clocks and log head this browser verified (localStorage): a relay
@@ -500,8 +562,9 @@ export class EncryptedDocumentProvider
     this._membershipChanged.emit(state);
   }
 
-  private _waitForKey(): Promise<Uint8Array> {
-    this._unlocked = new PromiseDelegate<Uint8Array>();
+  /** Resolves with the key, or null when an invitation link was pasted (`_pastedLinkSecret`). */
+  private _waitForKey(): Promise<Uint8Array | null> {
+    this._unlocked = new PromiseDelegate<Uint8Array | null>();
     this._setLocked(true);
     return this._unlocked.promise;
   }
@@ -518,8 +581,27 @@ export class EncryptedDocumentProvider
     }
     let link;
     try {
+      const parsed = parseLink(text);
+      if (parsed.linkSecret && !parsed.key.length) {
+        // an invitation link (issue 12): join through it
+        if (parsed.docId !== docId) {
+          throw new Error(
+            this._trans.__(
+              'This link is for another encrypted notebook (document %1), not for %2.',
+              parsed.docId,
+              this._path
+            )
+          );
+        }
+        this._pastedLinkSecret = parsed.linkSecret;
+        this._resolveKey(null);
+        return;
+      }
       link = parseShareLink(text.trim());
     } catch (e) {
+      if (e instanceof Error && !(e as { code?: unknown }).code) {
+        throw e;
+      }
       throw new Error(describeLinkError(e, this._trans));
     }
     if (link.docId !== docId) {
@@ -539,10 +621,16 @@ export class EncryptedDocumentProvider
     const key = this._unlocked && this.docId ? getDocumentKey(this.docId) : null;
     if (key) {
       this._resolveKey(key);
+      return;
+    }
+    const link = this._unlocked && this.docId ? registry.takePendingLink(this.docId) : undefined;
+    if (link) {
+      this._pastedLinkSecret = link;
+      this._resolveKey(null);
     }
   }
 
-  private _resolveKey(key: Uint8Array): void {
+  private _resolveKey(key: Uint8Array | null): void {
     const waiting = this._unlocked;
     if (waiting) {
       this._unlocked = null;
@@ -677,7 +765,11 @@ export class EncryptedDocumentProvider
   private _defaultKernel: () => { name: string; display_name: string; language?: string } | null;
   private _pointer: IPointer | null = null;
   private _key: Uint8Array | null = null;
-  private _unlocked: PromiseDelegate<Uint8Array> | null = null;
+  private _unlocked: PromiseDelegate<Uint8Array | null> | null = null;
+  /** an invitation link pasted into the locked panel (issue 12) */
+  private _pastedLinkSecret: Uint8Array | null = null;
+  /** the keys the link's lockboxes gave (issue 12 join) */
+  private _joinedKeyring: LinkJoinResult['keyring'] | null = null;
   private _ownPublicKey = '';
   private _relayUrl = '';
   private _client: SecsyncYjsClient | null = null;

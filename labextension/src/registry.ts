@@ -33,6 +33,11 @@ export interface IEncryptedStatus {
   role: Role | null;
   /** True while local changes are not sent (viewer, not a member): the panel is read-only. */
   readOnly: boolean;
+  /**
+   * Joining through an invitation link failed (issue 12: expired, revoked, damaged…): what
+   * the panel tells the user (locked.ts), in words; null otherwise.
+   */
+  linkError?: string | null;
 }
 
 /** The membership of an encrypted document (docs/protocol.md, "Membership log"). */
@@ -141,6 +146,20 @@ class Registry {
     return value;
   }
 
+  /**
+   * An invitation link (issue 12) to join `docId` through: the session of the document
+   * takes it before connecting (provider.ts, secsync/linkJoin.ts).
+   */
+  setPendingLink(docId: string, secret: Uint8Array): void {
+    this._pendingLinks.set(docId, secret);
+  }
+
+  takePendingLink(docId: string): Uint8Array | undefined {
+    const value = this._pendingLinks.get(docId);
+    this._pendingLinks.delete(docId);
+    return value;
+  }
+
   /** Content to write into a new, still empty encrypted document ("encrypt a copy"). */
   setPendingImport(docId: string, content: nbformat.INotebookContent): void {
     this._pendingImports.set(docId, content);
@@ -156,6 +175,7 @@ class Registry {
   private _sessions = new Set<IEncryptedSession>();
   private _pendingImports = new Map<string, nbformat.INotebookContent>();
   private _pendingRoots = new Map<string, Record<string, unknown>>();
+  private _pendingLinks = new Map<string, Uint8Array>();
   private _sessionsChanged = new Signal<this, void>(this);
 }
 

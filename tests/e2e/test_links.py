@@ -1,0 +1,219 @@
+"""Invitation links in real Chromium (issue 12, JupyterLab side).
+
+1. Python ⇄ browser: a viewer link made by a Python owner (`nb.create_link`) is opened in a
+   browser: the browser joins as itself (the link signs the `add-member` of the browser's own
+   identity), reads, read-only; Python lists it as joined through that link. An expired link
+   and a damaged one are refused in words. The Python owner revokes the link and removes who
+   joined (`revoke_link(remove_joined=True)`, one rotation): the browser's panel says so.
+2. The Share dialog: the owner (browser A) creates a viewer link; browser B opens it and
+   reads (read-only); browser C joined as editor through another link types throughout; A
+   revokes B's link and removes those who joined through it in one action (one rotation):
+   B gets no new content and says why, C keeps working (in the new epoch); A's status shows
+   "key rotated by … at …". A link made in the browser is joined by Python (`open_notebook`
+   with the link), and a revoke in the browser is seen by Python.
+
+Run:  .venv/bin/pytest tests/e2e/test_links.py -x -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import secrets
+import time
+
+import pytest
+
+from .helpers import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NB,
+    TOKEN,
+    _cell_editor,
+    _execute,
+    _my_identity,
+    _new_page,
+    _pub_key,
+    _wait_app,
+    _wait_cell_text,
+    _with_token,
+    python_identity,
+)
+
+pytestmark = pytest.mark.browser
+
+SYNCED = ".jp-secsync-StatusItem[data-state='synced']"
+ROLE = ".jp-secsync-StatusItem-role"
+READ_ONLY = f"{NB}.jp-secsync-mod-readOnly"
+NOT_MEMBER = f"{NB} .jp-secsync-NotMember"
+LINK_ERROR = f"{NB} .jp-secsync-LinkError"
+SHARE = ".jp-Dialog .jp-secsync-Share"
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def _session(browser, name: str):
+    logs: list[str] = []
+    ctx, page = _new_page(browser, name, logs)
+    try:
+        yield page
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with contextlib.suppress(Exception):
+            page.screenshot(path=ARTIFACTS / f"e2e-links-{name}-failure.png")
+        raise
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"e2e-links-{name}-console.log").write_text("\n".join(logs))
+        ctx.close()
+
+
+def _python(coro):
+    """Runs a coroutine of the Python client (own thread: sync Playwright keeps a loop here)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=120)
+
+
+def _start(lab, page, workspace: str) -> None:
+    page.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
+    _wait_app(page)
+
+
+def _cells_text(page) -> str:
+    return page.locator(NB).inner_text()
+
+
+def _type_at_end(page, index: int, text: str) -> None:
+    _cell_editor(page, index).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(text)
+
+
+def _open_link(page, link: str) -> None:
+    """Opens a link in a page (a fresh JupyterLab load, as a click on a received link)."""
+    page.goto(_with_token(link))
+    _wait_app(page)
+
+
+class _PythonOwner:
+    """A notebook created by the Python client (its owner), kept open in a thread."""
+
+    def __init__(self, lab, text: str):
+        self.pair, _ = python_identity("python-owner")
+        self.loop = asyncio.new_event_loop()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pool.submit(asyncio.set_event_loop, self.loop).result()
+        relay = lab.url.replace("http", "ws", 1) + "secsync"
+        self.nb = self.run(self._create(relay, text))
+
+    async def _create(self, relay: str, text: str):
+        from secsync_jupyter.client import create_notebook
+
+        nb = await create_notebook(relay, identity=self.pair, token=TOKEN, keyring_file=False)
+        nb.add_code_cell(f"x = '{text}'")
+        await nb.synced(timeout=30)
+        return nb
+
+    def run(self, coro):
+        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.run(self.nb.close())
+        self.pool.submit(self.loop.close).result()
+        self.pool.shutdown()
+
+
+# ----------------------------------------------------------------------------------------
+# 1. a link made in Python, joined by browsers
+# ----------------------------------------------------------------------------------------
+
+
+def test_python_link_joined_by_browser(lab, browser):
+    canary = f"PYLINK-{secrets.token_hex(4)}"
+    owner = _PythonOwner(lab, canary)
+    try:
+        link = owner.run(owner.nb.create_link("viewer", "for B"))
+        url = str(link)
+        assert "#link=" in url and "key=" not in url.split("#", 1)[1], url
+        with _session(browser, "B-pylink") as b:
+            _start(lab, b, "b-pylink")
+            identity_b = _my_identity(b)
+            _open_link(b, url)
+            # joined as itself, through the link: reads, read-only
+            _wait_cell_text(b, 0, canary, timeout=60_000)
+            b.locator(READ_ONLY).wait_for(timeout=30_000)
+            b.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
+            assert b.locator(".jp-Dialog").count() == 0
+
+            async def joined_through() -> tuple:
+                for _ in range(300):
+                    links = owner.nb.links
+                    if links and links[0].joined:
+                        return links[0].joined
+                    await asyncio.sleep(0.1)
+                return ()
+
+            assert owner.run(joined_through()) == (_pub_key(identity_b),)
+            member = owner.nb.document.engine.log.members[_pub_key(identity_b)]
+            assert (member.role, member.via) == ("viewer", link.pub_key)
+
+            # a change of the owner arrives live
+            live = f"LIVE-{secrets.token_hex(3)}"
+
+            async def write(text: str):
+                owner.nb.cells[0].source = f"x = '{canary}' # {text}"
+                await owner.nb.synced(timeout=30)
+
+            owner.run(write(live))
+            _wait_cell_text(b, 0, live, timeout=30_000)
+
+            # an expired link: the panel says so, in words
+            expires = int(time.time() * 1000) + 1500
+            expired = owner.run(owner.nb.create_link("editor", "short", expires_at=expires))
+            while time.time() * 1000 <= expires + 200:
+                time.sleep(0.1)
+            with _session(browser, "C-expired") as c:
+                _start(lab, c, "c-expired")
+                _open_link(c, str(expired))
+                panel = c.locator(LINK_ERROR)
+                panel.wait_for(timeout=60_000)
+                text = panel.inner_text()
+                assert "This invitation link has expired" in text, text
+                assert "SECSYNC" not in text and "75" not in text, text
+                assert canary not in _cells_text(c)
+                # a damaged link, pasted: answered in words
+                _execute(c, "secsync:open-share-link")
+                field = c.locator(".jp-Dialog .jp-secsync-LinkInput")
+                field.wait_for(timeout=20_000)
+                field.fill(url[:-3] + ("AAA" if url[-3:] != "AAA" else "BBB") + "x")
+                c.locator(".jp-Dialog .jp-mod-accept").click()
+                c.locator(".jp-Dialog", has_text="damaged or cut off").wait_for(timeout=20_000)
+                assert "SECSYNC" not in c.locator(".jp-Dialog").inner_text()
+                c.keyboard.press("Escape")
+
+            # the owner revokes the link and removes who joined through it (one rotation):
+            # B's panel says why, B gets nothing more
+            owner.run(owner.nb.revoke_link(link, remove_joined=True))
+            removed = b.locator(f"{NOT_MEMBER}[data-kind='removed']")
+            removed.wait_for(timeout=30_000)
+            assert "You were removed from this notebook" in removed.inner_text()
+            after = f"AFTER-{secrets.token_hex(3)}"
+            owner.run(write(after))
+            assert after not in _cells_text(b)
+            assert owner.nb.document.engine.log.epoch == 1
+    finally:
+        owner.close()
