@@ -25,6 +25,7 @@ import {
 import { b64encode } from '../src/secsync/base64';
 import { createLogDocument } from '../src/secsync/document';
 import { formatIdentity } from '../src/secsync/membership';
+import { LocalStorageStore, REMEMBERED_LOG_PREFIX } from '../src/secsync/rememberedState';
 import { LABEXT_DIR, REPO_DIR } from './helpers/paths';
 import { RelayHandle, startRelay, WsProxy } from './helpers/relays';
 
@@ -259,6 +260,50 @@ describe('membership log against the Python relay', () => {
         [0, 2],
         [2, 1]
       ]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a reload with the remembered state (localStorage) verifies only the new entries', async () => {
+    const key = generateKey();
+    const A = createSignatureKeyPair();
+    const E = createSignatureKeyPair();
+    const { docId, rootEntry } = createLogDocument(A);
+    const a = open(docId, key, A, { rootEntry });
+    await a.c.loaded;
+    a.text.insert(0, 'x');
+    await a.c.synced();
+    await a.c.addMember(formatIdentity(E.publicKey), 'editor');
+    const storage = new Map<string, string>();
+    const localStorage = {
+      getItem: (k: string) => storage.get(k) ?? null,
+      setItem: (k: string, v: string) => void storage.set(k, v),
+      removeItem: (k: string) => void storage.delete(k)
+    };
+    const proxy = await WsProxy.start(relay.base);
+    try {
+      const e1 = open(docId, key, E, { rememberedStore: new LocalStorageStore(localStorage) }, proxy.base);
+      await e1.c.loaded;
+      e1.c.destroy(); // saves the remembered state: the log of 2 entries
+      expect(JSON.parse(storage.get(REMEMBERED_LOG_PREFIX + docId) as string).log).toHaveLength(2);
+      await a.c.setRole(pub(E), 'viewer');
+      // the reload: a new client with the same storage
+      const e2 = open(docId, key, E, { rememberedStore: new LocalStorageStore(localStorage) }, proxy.base);
+      expect(e2.c.myRole).toBe('editor'); // the remembered log, before the load
+      await e2.c.loaded;
+      await waitFor(() => e2.c.myRole === 'viewer', 'the demotion in the delta');
+      expect(e2.text.toString()).toBe('x');
+      expect(e2.c.errors.snapshotAndUpdate).toEqual([]);
+      expect(proxy.urls[0]).not.toContain('knownLogSeq');
+      expect(proxy.urls[1]).toContain(`knownLogSeq=1&knownLogHash=`);
+      const docs = proxy.downstream.map((d) => JSON.parse(d.frame)).filter((f) => f.type === 'document');
+      expect(docs.map((f) => [f.logFrom, f.log.length])).toEqual([
+        [0, 2],
+        [2, 1]
+      ]);
+      e2.c.destroy();
+      expect(JSON.parse(storage.get(REMEMBERED_LOG_PREFIX + docId) as string).log).toHaveLength(3);
     } finally {
       await proxy.stop();
     }

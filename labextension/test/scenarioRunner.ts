@@ -440,7 +440,12 @@ export class ScenarioRunner {
       throws: () => this.thrown,
       role: () => e.log?.role ?? null,
       readOnly: () => (e.log !== null ? e.log.readOnly : false),
-      logHead: () => e.log?.head() ?? null
+      logHead: () => e.log?.head() ?? null,
+      rememberedLog: () => {
+        // how many log entries the state to remember holds (null: no state or no log)
+        const state = e.rememberedState();
+        return state?.log !== undefined ? state.log.length : null;
+      },
     };
     for (const [field, raw] of Object.entries<Json>(expect)) {
       const want = this.sub(raw);

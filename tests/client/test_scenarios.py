@@ -355,6 +355,7 @@ class Runner:
             "role": lambda: e.role,
             "readOnly": lambda: e.read_only,
             "logHead": lambda: e.log.head.to_json() if e.log is not None else None,
+            "rememberedLog": self._remembered_log,
         }
         for field, want in expect.items():
             want = self.sub(want)
@@ -369,6 +370,11 @@ class Runner:
             else:
                 got = actual[field]()
                 assert got == want, f"{field}: {got!r} != {want!r}"
+
+    def _remembered_log(self) -> int | None:
+        """How many log entries the state to remember holds (None: no state or no log)."""
+        state = self.engine.remembered_state()
+        return None if state is None or "log" not in state else len(state["log"])
 
     def _params(self) -> dict[str, Any]:
         params = dict(self.engine.connection_params())

@@ -2908,6 +2908,50 @@ def membership_create() -> Scenario:
     return sc
 
 
+@scenario
+def membership_remembered_log() -> Scenario:
+    log = standard_log("remembered")
+    head = log.head(2)
+    sc = log_scenario(
+        "membership-remembered-log-delta",
+        "The client remembers the log it verified in an earlier load (client.remembered: entries"
+        " 0..2, logHead 2). That log is the engine's from the start: its structure, chain and"
+        " authority are checked again, not its signatures (the point is to skip them), and the"
+        " role is known before connecting. The first connection asks for the entries after it"
+        " (knownLogSeq/knownLogHash); the relay's delta (logFrom 3) is verified on top, and the"
+        " state to remember holds the whole log again (4 entries).",
+        ["rule:remembered-log", "rule:log-delta"],
+        log,
+        remembered={"snapshot": None, "logHead": head, "log": list(log.entries)},
+    )
+    entry3 = log.append("B", "set-role", "C", "editor")
+    s1 = sc.snapshot("S1", text_state("Hello"), log_head=log.head(3))
+    sc.connect(
+        connectionParams={"mode": "complete", "knownLogSeq": "2", "knownLogHash": head["hash"]},
+        role="editor",
+        readOnly=False,
+        logHead=head,
+        rememberedLog=None,
+    )
+    sc.receive(challenge(sc), sent=[PROOF], events=[])
+    sc.document(
+        s1,
+        log=[entry3],
+        log_from=3,
+        sent=[{**INIT, "publicData": {"docId": sc.doc_id, "logHead": log.head(3)}}],
+        events=[
+            membership(log, 3, "editor"),
+            ev("remote-change", kind="snapshot", snapshotId=s1.id),
+            ev("loaded"),
+        ],
+        documentState="complete",
+        text="Hello",
+        logHead=log.head(3),
+        rememberedLog=4,
+    )
+    return sc
+
+
 def _live_rejection(name, description, covers, log, upto, frame, code, **client) -> None:
     def build() -> Scenario:
         sc = log_scenario(name, description, covers, log, **client)

@@ -296,7 +296,13 @@ export abstract class EngineCore<C = Uint8Array> {
             requestReconnect: () => this._requestReconnect(),
             loaded: () => this.state === CONNECTED && this.documentState === COMPLETE
           },
-          { rootEntry: options.rootEntry, knownLogHead }
+          {
+            rootEntry: options.rootEntry,
+            knownLogHead,
+            // its log: only the entries after its head are verified on load (the relay is
+            // asked for the delta); its head is the known head unless one was given
+            remembered: this.remembered && { ...this.remembered, useHead: options.knownLogHead == null }
+          }
         )
       : null;
     this.loadKnown = options.knownSnapshot ?? null;
@@ -336,7 +342,7 @@ export abstract class EngineCore<C = Uint8Array> {
 
   /**
    * What to remember of this document for the next load (`remembered`): the active snapshot
-   * with every author's clock, the verified log head. null while nothing verified is at hand
+   * with every author's clock, the verified log head and log. null while nothing verified is at hand
    * or after a rollback (804: the earlier state stays the one to remember).
    */
   rememberedState(): RememberedState | null {
@@ -344,7 +350,12 @@ export abstract class EngineCore<C = Uint8Array> {
       return null;
     }
     const active = this.active;
-    return { snapshot: active !== null ? active.toJSON() : null, logHead: this.log?.head() ?? null };
+    const log = this.log?.rememberedLog() ?? null;
+    return {
+      snapshot: active !== null ? active.toJSON() : null,
+      logHead: this.log?.head() ?? null,
+      ...(log !== null ? { log } : {})
+    };
   }
 
   // ------------------------------------------------------------------ helpers

@@ -70,17 +70,63 @@ export class LogGuard {
   /** logHead seq of each snapshot, and of each author's latest update on it */
   private _snapshotSeq = new Map<string, number>();
   private _updateSeq = new Map<string, Map<string, number>>();
+  /** the entries of the verified log (JSON), kept for the remembered state */
+  entries: unknown[] = [];
 
   constructor(
     private readonly host: LogHost,
-    options: { rootEntry?: Record<string, unknown> | null; knownLogHead?: LogHead | null } = {}
+    options: {
+      rootEntry?: Record<string, unknown> | null;
+      knownLogHead?: LogHead | null;
+      /** the remembered state's log and head; `useHead`: its head is the known head */
+      remembered?: { log?: unknown[]; logHead: LogHead | null; useHead: boolean } | null;
+    } = {}
   ) {
     this.knownHead = options.knownLogHead ? parseLogHead(options.knownLogHead) : null;
     if (options.rootEntry) {
       const root = parseEntry(options.rootEntry);
       this.state = verifyLog([root], host.docId); // 706 unless it binds this id
       this.rootPending = root;
+      this.entries = [entryToJson(root)];
     }
+    if (options.remembered) {
+      this._adoptRemembered(options.remembered);
+    }
+  }
+
+  /**
+   * The log of the remembered state (verified in an earlier load) becomes ours: the relay is
+   * asked for the entries after its head only. Our own stored entries: their structure,
+   * chain and authority are checked again, not their signatures (the point is to skip them).
+   * Throws an Error for a remembered log that does not verify or lacks its head.
+   */
+  private _adoptRemembered(remembered: { log?: unknown[]; logHead: LogHead | null; useHead: boolean }): void {
+    const log = remembered.log ?? [];
+    let head = remembered.logHead;
+    if (log.length > 0 && this.state === null) {
+      let state: MembershipState;
+      try {
+        state = verifyLog(log, this.host.docId, { checkSignatures: (items) => items.map(() => true) });
+      } catch (e) {
+        throw new Error(`remembered state of ${this.host.docId}: log: ${(e as Error).message}`);
+      }
+      if (head !== null && (head.seq > state.head.seq || state.hashes[head.seq] !== head.hash)) {
+        throw new Error(`remembered state of ${this.host.docId}: logHead not in its log`);
+      }
+      this.state = state;
+      this.entries = [...log];
+    }
+    if (remembered.useHead && head !== null) {
+      if (this.state !== null && this.state.head.seq > head.seq) {
+        head = { seq: this.state.head.seq, hash: this.state.head.hash };
+      }
+      this.knownHead = head;
+    }
+  }
+
+  /** The verified log's entries when they are all at hand (for the remembered state). */
+  rememberedLog(): unknown[] | null {
+    return this.state !== null && this.entries.length === this.state.head.seq + 1 ? [...this.entries] : null;
   }
 
   // ------------------------------------------------------------------ state
@@ -180,16 +226,20 @@ export class LogGuard {
       throw err(701, 'logFrom', 'expected an integer');
     }
     let state: MembershipState;
+    let entries: unknown[];
     if (from === 0) {
       if (log.length === 0 && this.rootPending !== null && this._rootSent) {
         return; // our new log, sent after the proof on this connection, not yet saved
       }
       state = verifyLog(log, this.host.docId, this.knownHead !== null ? { knownHead: this.knownHead } : {});
+      entries = [...log];
     } else if (this.state === null || from !== this.state.head.seq + 1) {
       throw err(701, 'logFrom', `the log continues at ${from}, not after the head this client has`);
     } else {
       state = extendLog(this.state, log);
+      entries = [...this.entries, ...log];
     }
+    this.entries = entries;
     if (this.rootPending !== null && state.hashes[0] === this.rootPending.hash) {
       this.rootPending = null; // the relay has it
     }
@@ -221,6 +271,7 @@ export class LogGuard {
       }
       return;
     }
+    this.entries.push(frame.entry);
     this._setState(state);
   }
 
@@ -276,6 +327,7 @@ export class LogGuard {
       this.host.emit('log-entry-failed', { seq: entry.seq, hash: entry.hash, code: e.code });
       return;
     }
+    this.entries.push(entryToJson(entry));
     this._setState(state);
     this.host.emit('log-entry-saved', { seq: entry.seq, hash: entry.hash });
   }
@@ -325,7 +377,10 @@ export class LogGuard {
       fresh.push(entry);
     }
     if (fresh.length > 0) {
-      this._setState(extendLog(state, fresh.map(entryToJson)));
+      const json = fresh.map(entryToJson);
+      const extended = extendLog(state, json);
+      this.entries.push(...json);
+      this._setState(extended);
     }
   }
 

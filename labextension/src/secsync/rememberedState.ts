@@ -5,7 +5,13 @@
  * The twin of `secsync_jupyter/client/state_file.py`. No key is stored.
  *
  * `LocalStorageStore` (the default in JupyterLab): one `localStorage` item per document,
- * `secsync-jupyter:remembered:<docId>`, JSON `{snapshot, logHead, savedAt}`.
+ * `secsync-jupyter:remembered:<docId>`, JSON `{snapshot, logHead, savedAt}`, and the verified
+ * membership log in a second item, `secsync-jupyter:remembered-log:<docId>`, JSON
+ * `{logHead, log}`, written only when the log's head moved (the state is saved about once a
+ * second while typing). A load verifies only the log entries after the remembered head (the
+ * relay is asked for them: knownLogSeq / knownLogHash), as the Python client does with its state
+ * file. The log is used only when its head is the remembered `logHead`; when it cannot be
+ * stored (quota) it is dropped and the next load verifies the whole log.
  */
 import type { RememberedState } from './engineHeads';
 
@@ -21,14 +27,31 @@ export interface RememberedStore {
 export interface StorageLike {
   getItem(key: string): string | null;
   setItem(key: string, value: string): void;
+  removeItem?(key: string): void;
 }
 
 export const REMEMBERED_PREFIX = 'secsync-jupyter:remembered:';
+export const REMEMBERED_LOG_PREFIX = 'secsync-jupyter:remembered-log:';
+
+function headMark(head: unknown): string {
+  const h = head as { seq?: unknown; hash?: unknown };
+  return `${String(h.seq)} ${String(h.hash)}`;
+}
+
+function sameHead(a: unknown, b: unknown): boolean {
+  const x = a as { seq?: unknown; hash?: unknown } | null;
+  const y = b as { seq?: unknown; hash?: unknown } | null;
+  return !!x && !!y && typeof x.seq === 'number' && x.seq === y.seq && typeof x.hash === 'string' && x.hash === y.hash;
+}
 
 export class LocalStorageStore implements RememberedStore {
+  /** per document, the log head whose log this store wrote last */
+  private readonly _logWritten = new Map<string, string>();
+
   constructor(
     private readonly storage: StorageLike,
-    private readonly prefix = REMEMBERED_PREFIX
+    private readonly prefix = REMEMBERED_PREFIX,
+    private readonly logPrefix = REMEMBERED_LOG_PREFIX
   ) {}
 
   load(docId: string): unknown {
@@ -36,15 +59,47 @@ export class LocalStorageStore implements RememberedStore {
     if (text === null) {
       return null;
     }
+    let state: unknown;
     try {
-      return JSON.parse(text);
+      state = JSON.parse(text);
     } catch (exc) {
       throw new Error(`the remembered state of ${docId} (localStorage ${this.prefix}${docId}) is not JSON: ${String(exc)}`);
     }
+    const logText = this.storage.getItem(this.logPrefix + docId);
+    if (logText !== null && state !== null && typeof state === 'object' && !Array.isArray(state)) {
+      let saved: { logHead?: unknown; log?: unknown } | null = null;
+      try {
+        saved = JSON.parse(logText);
+      } catch {
+        saved = null; // unreadable: the whole log is verified again
+      }
+      const head = (state as { logHead?: unknown }).logHead;
+      if (saved !== null && Array.isArray(saved.log) && sameHead(saved.logHead, head)) {
+        this._logWritten.set(docId, headMark(head));
+        return { ...state, log: saved.log };
+      }
+    }
+    return state;
   }
 
   save(docId: string, state: RememberedState): void {
-    this.storage.setItem(this.prefix + docId, JSON.stringify({ ...state, savedAt: Date.now() }));
+    const { log, ...rest } = state;
+    if (log !== undefined && state.logHead !== null) {
+      const mark = headMark(state.logHead);
+      if (this._logWritten.get(docId) !== mark) {
+        const text = JSON.stringify({ logHead: state.logHead, log });
+        try {
+          this.storage.setItem(this.logPrefix + docId, text);
+          this._logWritten.set(docId, mark);
+        } catch (exc) {
+          // e.g. the quota: keep the rest; the next load verifies the whole log
+          this._logWritten.delete(docId);
+          this.storage.removeItem?.(this.logPrefix + docId);
+          console.warn(`secsync ${docId}: cannot remember the membership log`, exc);
+        }
+      }
+    }
+    this.storage.setItem(this.prefix + docId, JSON.stringify({ ...rest, savedAt: Date.now() }));
   }
 }
 
