@@ -29,6 +29,8 @@ import {
   YDocAdapter
 } from '../src/secsync';
 import { verifyReaderProof } from '../src/secsync/membership';
+import { EpochKeys, MemoryKeyringStore } from '../src/secsync/engineEpochs';
+import { Keyring } from '../src/secsync/lockbox';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = any;
@@ -193,6 +195,8 @@ export class ScenarioRunner {
   private events: [string, Record<string, unknown>][] = [];
   private mirror = textOf();
   private readonly engineEphemeral: Json[] = [];
+  /** issue 12: the scenario's epoch keys (epoch 0: `key`) */
+  readonly epochKeys = new Map<number, Uint8Array>();
 
   constructor(readonly scenario: Json) {
     this.docId = scenario.docId;
@@ -222,6 +226,20 @@ export class ScenarioRunner {
         ? null
         : new Set<string>(client.allowedClients.map((n: string) => this.bindings[n] as string));
     const policy = client.snapshotPolicy;
+    this.epochKeys.set(0, this.key);
+    for (const [e, k] of Object.entries<string>(scenario.epochKeys ?? {})) {
+      this.epochKeys.set(Number(e), b64decode(k));
+    }
+    let epochs: EpochKeys | null = null;
+    if (client.epochs != null) {
+      const store = new MemoryKeyringStore();
+      store.data.set(this.docId, { keys: client.epochs.keyring ?? {}, seen: client.epochs.seen ?? null });
+      epochs = new EpochKeys(this.docId, this.signers[client.signer], {
+        store,
+        keyring: Keyring.fromJson(client.epochs.given ?? {}),
+        epoch0FromLockbox: client.epochs.epoch0FromLockbox ?? false
+      });
+    }
     this.engine = new SyncEngine<Uint8Array>(
       this.docId,
       () => {
@@ -251,6 +269,7 @@ export class ScenarioRunner {
         knownLogHead: client.knownLogHead ?? null,
         rootEntry: client.logRoot ?? null,
         remembered: client.remembered ?? null,
+        epochs,
         onEvent: (event, data) => this.events.push([event, data])
       }
     );
@@ -343,7 +362,7 @@ export class ScenarioRunner {
         break;
       case 'appendEntry':
         try {
-          engine.log?.appendEntry(this.sub(step.entry));
+          engine.log?.appendEntry(this.sub(step.entry), step.lockboxes ?? null);
           if (engine.log === null) {
             throw new Error('appendEntry on a document without a log');
           }
@@ -363,6 +382,9 @@ export class ScenarioRunner {
         break;
       case 'sendEphemeral':
         result = engine.sendEphemeral(b64decode(step.content));
+        break;
+      case 'addEpochKey':
+        engine.epochs?.addKey(step.epoch, b64decode(step.key));
         break;
       case 'fault':
         if (step.on) {
@@ -446,6 +468,8 @@ export class ScenarioRunner {
         const state = e.rememberedState();
         return state?.log !== undefined ? state.log.length : null;
       },
+      keyringEpochs: () => e.epochs?.keyring.epochs ?? null,
+      seenEpoch: () => e.epochs?.seen ?? null
     };
     for (const [field, raw] of Object.entries<Json>(expect)) {
       const want = this.sub(raw);
@@ -505,9 +529,11 @@ export class ScenarioRunner {
         return;
       }
       if (want.kind === 'log-entry') {
-        assertEqual(frame, { type: 'log-entry', entry: want.entry }, 'log-entry frame');
+        const lockboxes = want.lockboxes !== undefined ? { lockboxes: want.lockboxes } : {};
+        assertEqual(frame, { type: 'log-entry', entry: want.entry, ...lockboxes }, 'log-entry frame');
         return;
       }
+      const key = this.epochKeys.get(want.epoch ?? 0) as Uint8Array; // issue 12: the epoch's key
       if (want.kind === 'ephemeral') {
         for (const [k, v] of Object.entries(want.publicData ?? {})) {
           assertEqual(frame.publicData[k], this.sub(v), `publicData.${k}`);
@@ -516,7 +542,7 @@ export class ScenarioRunner {
         const plaintext = decryptAead(
           b64decode(frame.ciphertext),
           canonicalizeAndToBase64(frame.publicData),
-          this.key,
+          key,
           frame.nonce
         );
         assertEqual(EPHEMERAL_TYPES[plaintext[0]], want.ephemeralType, 'ephemeral type');
@@ -536,7 +562,7 @@ export class ScenarioRunner {
       }
       if (want.kind === 'snapshot') {
         const result = verifyAndDecryptSnapshot(frame, {
-          key: this.key,
+          key: this.epochKeys.get(pd.epoch ?? 0) as Uint8Array,
           currentDocId: this.docId,
           currentClientPublicKey: pd.pubKey
         });
@@ -549,7 +575,7 @@ export class ScenarioRunner {
         this.mirror = textOf(result.content);
       } else {
         const result = verifyAndDecryptUpdate(frame, {
-          key: this.key,
+          key,
           currentDocId: this.docId,
           currentActiveSnapshotId: pd.refSnapshotId,
           currentClock: pd.clock - 1

@@ -855,6 +855,7 @@ class SyncEngine:
                 self._stamp_ephemeral()
         if self.ephemeral is not None:
             try:
+                self._ephemeral_write_key()
                 self._send(self.ephemeral.initialize())
             except ProtocolError as exc:
                 self._push(self.ephemeral_authoring_errors, _err("SECSYNC_ERROR_601", str(exc)))
@@ -1079,7 +1080,7 @@ class SyncEngine:
         before = session.peers.get(author)
         before_id = before.session_id if before is not None else None
         try:
-            result = session.receive(message)
+            result = self._receive_ephemeral(session, message)
         except EphemeralError as exc:
             self._push(self.ephemeral_errors, exc)
             return
@@ -1176,6 +1177,36 @@ class SyncEngine:
             self._push(self.errors, error)
             self._emit("error", error=error, fatal=True)
             self.no_access("removed" if old_role is not None else "not-a-member")
+
+    def _ephemeral_write_key(self) -> None:
+        """Issue 12: our ephemeral messages are in the key of our active snapshot's epoch (the
+        snapshot our updates reference; before any, the newest key we hold), so presence moves
+        to the new key with the first snapshot of a new epoch. Raises 766 without a key."""
+        if self.epochs is not None and self.ephemeral is not None:
+            self.ephemeral.key = self.key_for(self.active)
+
+    def _receive_ephemeral(self, session: EphemeralSession, message: EphemeralMessage):
+        """``session.receive``; issue 12: in the key of our active snapshot's epoch first, then
+        every other epoch key we hold, newest first (a peer one snapshot behind or ahead of
+        ours across a rotation; its author was checked against the log). A reply (session
+        proof) goes out in the key that opened the message."""
+        if self.epochs is None:
+            return session.receive(message)
+        ring = self.epochs.keyring
+        first = self.active.epoch if self.active is not None else ring.newest
+        epochs = ([first] if first is not None and first in ring else []) + [
+            e for e in reversed(ring.epochs) if e != first
+        ]
+        error = EphemeralError(code="SECSYNC_ERROR_301", field="ciphertext")
+        for epoch in epochs:
+            session.key = ring.key(epoch)
+            try:
+                return session.receive(message)
+            except EphemeralError as exc:
+                if exc.code != "SECSYNC_ERROR_301":
+                    raise
+                error = exc
+        raise error
 
     def _stamp_ephemeral(self) -> None:
         """Our ephemeral messages name the log head we verified (a private field of the
@@ -2070,6 +2101,7 @@ class SyncEngine:
         if self.has_log and (self.log is None or self.document_state == PENDING):
             return False  # our messages name the verified log head: not before the log
         try:
+            self._ephemeral_write_key()
             message = self.ephemeral.create(bytes(content))
         except (CreationError, ProtocolError) as exc:
             self._push(self.ephemeral_authoring_errors, _err("SECSYNC_ERROR_601", str(exc)))

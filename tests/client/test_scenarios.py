@@ -25,6 +25,7 @@ from secsync_jupyter.client.engine import (
     backoff_delay,
     default_snapshot_policy,
 )
+from secsync_jupyter.client.epochs_client import EpochKeys
 from secsync_jupyter.client.heads import HEADS_PREFIX
 from secsync_jupyter.client.ydoc import YDocAdapter, deserialize_updates
 from secsync_jupyter.protocol import (
@@ -41,6 +42,7 @@ from secsync_jupyter.protocol import (
     verify_and_decrypt_update,
 )
 from secsync_jupyter.protocol.ephemeral import decrypt_ephemeral
+from secsync_jupyter.protocol.epochs import Keyring
 from secsync_jupyter.protocol.membership import verify_reader_proof
 
 from .scripted import frame_kind
@@ -126,6 +128,19 @@ class FaultyAdapter(YDocAdapter):
         super().apply_ephemeral(content, author)
 
 
+class MemoryKeyrings:
+    """A keyring store in memory (the scenario's ``client.epochs``: keyring and seen)."""
+
+    def __init__(self, keys: dict[str, str], seen: int | None):
+        self.keys, self.seen = keys, seen
+
+    def load(self, doc_id: str) -> tuple[Keyring, int | None]:
+        return Keyring.from_json(self.keys), self.seen
+
+    def save(self, doc_id: str, keyring: Keyring, seen: int | None) -> None:
+        self.keys, self.seen = keyring.to_json(), seen
+
+
 def _text_of(state: bytes | None = None) -> tuple[Doc, Text]:
     doc = Doc()
     text = doc.get("content", type=Text)
@@ -182,6 +197,19 @@ class Runner:
             log_root=client.get("logRoot"),
             remembered=client.get("remembered"),
         )
+        #: issue 12: the scenario's epoch keys (epoch 0: ``key``) and the engine's keyring
+        self.epoch_keys = {0: self.key} | {
+            int(e): b64decode(k) for e, k in scenario.get("epochKeys", {}).items()
+        }
+        epochs = client.get("epochs")
+        if epochs is not None:
+            self.engine.epochs = EpochKeys(
+                self.doc_id,
+                self.signers[client["signer"]],
+                store=MemoryKeyrings(epochs.get("keyring", {}), epochs.get("seen")),
+                keyring=Keyring.from_json(epochs.get("given", {})),
+                epoch0_from_lockbox=epochs.get("epoch0FromLockbox", False),
+            )
         #: the nonce of the latest reader-challenge fed to the engine
         self.challenge: str | None = None
         self.mirror, self.mirror_text = _text_of()
@@ -289,11 +317,13 @@ class Runner:
             engine.request_snapshot()
         elif do == "appendEntry":
             try:
-                engine.append_entry(step["entry"])
+                engine.append_entry(step["entry"], lockboxes=step.get("lockboxes"))
             except ProtocolError as exc:
                 thrown = exc.code
         elif do == "sendEphemeral":
             result = engine.send_ephemeral(b64decode(step["content"]))
+        elif do == "addEpochKey":
+            engine.epochs.add_key(step["epoch"], b64decode(step["key"]))
         elif do == "fault":
             (self.faults.add if step["on"] else self.faults.discard)(step["hook"])
         elif do == "peer":
@@ -356,6 +386,8 @@ class Runner:
             "readOnly": lambda: e.read_only,
             "logHead": lambda: e.log.head.to_json() if e.log is not None else None,
             "rememberedLog": self._remembered_log,
+            "keyringEpochs": lambda: e.epochs.keyring.epochs,
+            "seenEpoch": lambda: e.epochs.seen,
         }
         for field, want in expect.items():
             want = self.sub(want)
@@ -407,14 +439,16 @@ class Runner:
                 assert set(frame) == {"type", "pubKey", "signature"}, frame
                 continue
             if want["kind"] == "log-entry":
-                assert frame == {"type": "log-entry", "entry": want["entry"]}, frame
+                lockboxes = {"lockboxes": want["lockboxes"]} if "lockboxes" in want else {}
+                assert frame == {"type": "log-entry", "entry": want["entry"], **lockboxes}, frame
                 continue
+            key = self.epoch_keys[want.get("epoch", 0)]  # issue 12: the epoch's key
             if want["kind"] == "ephemeral":
                 for k, v in want.get("publicData", {}).items():
                     got = frame["publicData"].get(k)
                     assert got == self.sub(v), f"publicData.{k}: {got!r} != {v!r}"
                 self.engine_ephemeral.append(frame)
-                decoded = decrypt_ephemeral(EphemeralMessage.from_json(frame), self.key)
+                decoded = decrypt_ephemeral(EphemeralMessage.from_json(frame), key)
                 assert EPHEMERAL_TYPES[decoded.type] == want["ephemeralType"]
                 if "content" in want:
                     assert b64encode(decoded.content) == want["content"]
@@ -428,7 +462,7 @@ class Runner:
                 assert pd.get(k) == self.sub(v), f"publicData.{k}: {pd.get(k)!r} != {v!r}"
             if want["kind"] == "snapshot":
                 content = verify_and_decrypt_snapshot(
-                    Snapshot.from_json(frame), self.key, self.doc_id
+                    Snapshot.from_json(frame), self.epoch_keys[pd.get("epoch", 0)], self.doc_id
                 )
                 if "bind" in want:
                     self.bindings[want["bind"]] = pd["snapshotId"]
@@ -436,7 +470,7 @@ class Runner:
             else:
                 content = verify_and_decrypt_update(
                     Update.from_json(frame),
-                    self.key,
+                    key,
                     pd["refSnapshotId"],
                     pd["clock"] - 1,
                     current_doc_id=self.doc_id,

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import nacl.bindings as sodium
 from pycrdt import Doc, Text
 
 from secsync_jupyter.client.ydoc import serialize_updates
@@ -36,7 +37,9 @@ from secsync_jupyter.protocol import (
     snapshot_ciphertext_hash,
 )
 from secsync_jupyter.protocol.crypto import DOMAIN_EPHEMERAL_MESSAGE, sign_message
-from secsync_jupyter.protocol.membership import create_entry, create_log
+from secsync_jupyter.protocol.epochs import epoch_key_check, lockbox_set_hash
+from secsync_jupyter.protocol.identity import box_public_key
+from secsync_jupyter.protocol.membership import create_entry, create_log, next_entry
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -134,6 +137,8 @@ class Scenario:
         self._n = 0
         #: the document id (a document with a membership log: ``m1_`` + its root's hash)
         self.doc_id = DOC_ID
+        #: issue 12: epoch -> key of the epochs after 0 (epoch 0 is ``KEY``)
+        self.epoch_keys: dict[int, bytes] = {}
 
     # deterministic randomness
     def _digest(self, label: str, size: int) -> bytes:
@@ -159,11 +164,14 @@ class Scenario:
         doc_id: str | None = None,
         parent_hash: str | None = None,
         log_head: dict[str, Any] | None = None,
+        epoch: int | None = None,
     ) -> Snap:
         doc_id = doc_id or self.doc_id
         pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "snapshotId": self.sid(label)}
         if log_head is not None:
             pd["logHead"] = log_head
+        if epoch is not None:
+            pd["epoch"] = epoch
         kp = SIGNERS[signer]
         if parent is None:
             return Snap(create_initial_snapshot(state, pd, key, kp, nonce=self.nonce()), state)
@@ -322,6 +330,11 @@ class Scenario:
             "docId": self.doc_id,
             "key": b64(KEY),
             "keys": {n: {"seed": SEEDS[n].hex(), "pubKey": PUB[n]} for n in SEEDS},
+            **(
+                {"epochKeys": {str(e): b64(k) for e, k in sorted(self.epoch_keys.items()) if e}}
+                if self.epoch_keys
+                else {}
+            ),
             "client": self.client,
             "peers": self.peers,
             "steps": self.steps,
@@ -3561,6 +3574,464 @@ def membership_live_gap() -> Scenario:
         events=[ev("error", code="SECSYNC_ERROR_709", fatal=False), ev("reconnect")],
         reconnectRequested=True,
         logHead=log.head(1),
+    )
+    return sc
+
+
+# ================================================================ key epochs (issue 12)
+
+
+def epoch_key(label: str) -> bytes:
+    return hashlib.blake2b(f"epoch-key/{label}".encode(), digest_size=32).digest()
+
+
+def det_seal(message: bytes, recipient: str, label: str) -> str:
+    """libsodium's sealed box with a fixed ephemeral key (``crypto_box_seal`` is randomized;
+    this opens with ``crypto_box_seal_open`` like any sealed box — see make_epoch_vectors.py)."""
+    esk = hashlib.blake2b(f"ephemeral/{label}".encode(), digest_size=32).digest()
+    epk = sodium.crypto_scalarmult_base(esk)
+    rpk = box_public_key(recipient)
+    nonce = hashlib.blake2b(epk + rpk, digest_size=24).digest()
+    return b64(epk + sodium.crypto_box(message, nonce, rpk, esk))
+
+
+def lockbox_of(doc_id: str, epoch: int, key: bytes, recipient: str, sealed_to: str | None = None):
+    """``recipient``'s lockbox of ``key`` (``sealed_to``: box sealed to another key, 761)."""
+    box = det_seal(key, PUB[sealed_to or recipient], f"{doc_id}/{epoch}/{recipient}/{sealed_to}")
+    return {"docId": doc_id, "epoch": epoch, "recipient": PUB[recipient], "box": box}
+
+
+class EpochLog(Log):
+    """A scenario log that can rotate the key (B, the owner, is the admin)."""
+
+    def __init__(self, label: str):
+        super().__init__(label)
+        self.label = label
+        self.keys: dict[int, bytes] = {0: KEY}
+        self.lockboxes: dict[int, list[dict[str, Any]]] = {}
+
+    def rotate(self, signer: str = "B") -> dict[str, Any]:
+        state = self.states[-1]
+        epoch = state.epoch + 1
+        key = epoch_key(f"{self.label}/{epoch}")
+        at = T0 + 1000 * len(self.entries)
+        names = {v: k for k, v in PUB.items()}
+        boxes = [
+            lockbox_of(self.doc_id, epoch, key, names[r]) for r in sorted(state.recipients(at))
+        ]
+        fields = {
+            "epoch": epoch,
+            "keyCheck": epoch_key_check(self.doc_id, epoch, key),
+            "lockboxHash": lockbox_set_hash(self.doc_id, epoch, boxes),
+        }
+        entry, new = next_entry(state, SIGNERS[signer], "rotate-key", fields, at=at)
+        self.entries.append(entry.to_json())
+        self.states.append(new)
+        self.keys[epoch] = key
+        self.lockboxes[epoch] = boxes
+        return entry.to_json()
+
+    def lockbox(self, epoch: int, recipient: str = "A") -> dict[str, Any]:
+        return next(b for b in self.lockboxes[epoch] if b["recipient"] == PUB[recipient])
+
+
+def epoch_scenario(name, description, covers, log: EpochLog, **epochs) -> Scenario:
+    """A scenario on ``log`` whose engine (A, editor) keeps epoch keys: ``keyring`` (stored,
+    default epoch 0 only), ``seen``, ``given`` / ``epoch0FromLockbox`` (a link's join)."""
+    epochs.setdefault("keyring", {"0": b64(KEY)})
+    sc = log_scenario(name, description, covers, log, epochs=epochs)
+    sc.epoch_keys = log.keys  # (the same dict: keys of later rotations too)
+    return sc
+
+
+def sent_in(epoch: int, sent: dict[str, Any], **public: Any) -> dict[str, Any]:
+    """``sent`` (an update / ephemeral) encrypted with epoch ``epoch``'s key."""
+    out = {**sent, "epoch": epoch}
+    if public:
+        out["publicData"] = {**sent.get("publicData", {}), **public}
+    return out
+
+
+def lockbox_frame(lb: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "lockbox", "lockbox": lb}
+
+
+def live_rotation(sc: Scenario, log: EpochLog, **expect: Any) -> dict[str, Any]:
+    """B rotates the key: the rotate-key entry arrives live (our log: epoch +1)."""
+    entry = log.rotate()
+    seq = len(log.entries) - 1
+    sc.receive(
+        {"type": "log-entry", "entry": entry},
+        events=[membership(log, seq, "editor")],
+        logHead=log.head(seq),
+        **expect,
+    )
+    return entry
+
+
+@scenario
+def epochs_snapshot_with_keyring() -> Scenario:
+    log = standard_log_epochs("keyring")
+    log.rotate()
+    sc = epoch_scenario(
+        "epochs-snapshot-decrypted-with-keyring",
+        "A snapshot in epoch 1 (publicData.epoch, logHead after the rotate-key) is decrypted with"
+        " the keyring's epoch-1 key; updates on it use the same key (ours and B's), and our"
+        " ephemeral messages too; the newest epoch accepted is remembered.",
+        ["rule:epoch-key-per-snapshot", "rule:epoch-seen"],
+        log,
+        keyring={"0": b64(KEY), "1": b64(log.keys[1])},
+    )
+    head = log.head(3)
+    s1 = sc.snapshot("S1", text_state("Hello"), key=log.keys[1], log_head=head, epoch=1)
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        s1,
+        log=list(log.entries),
+        sent=[sent_in(1, INIT, logHead=head)],
+        documentState="complete",
+        text="Hello",
+        seenEpoch=1,
+        keyringEpochs=[0, 1],
+    )
+    b = Writer("B", s1.state)
+    u0 = sc.update([b.append(", world")], s1, 0, key=log.keys[1], log_head=head)
+    sc.receive(u0.wire(type="update"), {"apply": [b64(c) for c in u0.changes]}, text="Hello, world")
+    sc.edit(insert=(12, "!"))
+    sc.flush(sent=[sent_in(1, sent_log_update(sc, head, s1.id, 0, text="Hello, world!"))])
+    sc.step(
+        "sendEphemeral",
+        {"sent": [sent_in(1, sent_ephemeral("message", b"hi"))], "returns": True},
+        content=b64(b"hi"),
+    )
+    return sc
+
+
+def standard_log_epochs(label: str) -> EpochLog:
+    """B creates the document (owner), adds A (the engine) as editor and C as viewer."""
+    log = EpochLog(label)
+    log.append("B", "add-member", "A", "editor")
+    log.append("B", "add-member", "C", "viewer")
+    return log
+
+
+@scenario
+def epochs_766_live_then_lockbox() -> Scenario:
+    log = standard_log_epochs("766")
+    sc = epoch_scenario(
+        "epochs-766-no-key",
+        "After a live rotate-key, B's snapshot of epoch 1 arrives before our lockbox: 766 (no key"
+        " for the epoch), recorded, content unchanged; our lockbox then opens (its keyCheck"
+        " matches) and the engine reconnects to load the snapshot it could not read.",
+        ["SECSYNC_ERROR_766", "rule:lockbox-live", "rule:missing-epoch-reload"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    live_rotation(sc, log)
+    s2 = sc.snapshot(
+        "S2", text_state("Hello there"), key=log.keys[1], log_head=log.head(3), epoch=1, parent=s1
+    )
+    sc.receive(
+        snapshot_frame(s2),
+        errors=["SECSYNC_ERROR_766"],
+        text="Hello",
+        activeSnapshot=s1.id,
+        keyringEpochs=[0],
+        reconnectRequested=False,
+    )
+    sc.receive(
+        lockbox_frame(log.lockbox(1)),
+        keyringEpochs=[0, 1],
+        errors=["SECSYNC_ERROR_766"],
+        reconnectRequested=True,
+    )
+    return sc
+
+
+@scenario
+def epochs_767() -> Scenario:
+    log = standard_log_epochs("767")
+    sc = epoch_scenario(
+        "epochs-767-wrong-epoch",
+        "A snapshot's epoch must be the epoch at its logHead: epoch 0 under the rotate-key's"
+        " head, or epoch 1 under an earlier head, or a malformed epoch, is 767 (ignored, content"
+        " unchanged).",
+        ["SECSYNC_ERROR_767"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    live_rotation(sc, log)
+    k1 = log.keys[1]
+    bad = [
+        sc.snapshot("S2", text_state("zero"), log_head=log.head(3), epoch=0, parent=s1),
+        sc.snapshot("S3", text_state("one"), key=k1, log_head=log.head(2), epoch=1, parent=s1),
+        sc.snapshot("S4", text_state("str"), key=k1, log_head=log.head(3), epoch="1", parent=s1),
+    ]
+    for n, snap in enumerate(bad, start=1):
+        sc.receive(snapshot_frame(snap), errors=["SECSYNC_ERROR_767"] * n, text="Hello")
+    return sc
+
+
+@scenario
+def epochs_768_superseded() -> Scenario:
+    log = standard_log_epochs("768")
+    sc = epoch_scenario(
+        "epochs-768-superseded-epoch",
+        "After a live rotate-key (epoch 1), a live snapshot still written in epoch 0 (under the"
+        " head before the rotation) and a live update on the epoch-0 snapshot are 768 (written"
+        " in a superseded epoch): recorded, ignored, content unchanged.",
+        ["SECSYNC_ERROR_768", "rule:epoch-superseded"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    b = Writer("B", s1.state)
+    live_rotation(sc, log)
+    s2 = sc.snapshot("S2", text_state("Old epoch"), log_head=log.head(2), parent=s1)
+    sc.receive(snapshot_frame(s2), errors=["SECSYNC_ERROR_768"], text="Hello")
+    u0 = sc.update([b.append("!")], s1, 0, log_head=log.head(2))
+    sc.receive(u0.wire(type="update"), errors=["SECSYNC_ERROR_768"] * 2, text="Hello")
+    return sc
+
+
+@scenario
+def epochs_769_rollback() -> Scenario:
+    log = standard_log_epochs("769")
+    log.rotate()
+    sc = epoch_scenario(
+        "epochs-769-rollback",
+        "The engine accepted a snapshot of epoch 1 before (seen 1); the relay now serves an"
+        " epoch-0 snapshot as current (valid at its logHead, before the rotation): 769, the"
+        " load fails.",
+        ["SECSYNC_ERROR_769", "rule:epoch-seen"],
+        log,
+        keyring={"0": b64(KEY), "1": b64(log.keys[1])},
+        seen=1,
+    )
+    s1 = sc.snapshot("S1", text_state("Old"), log_head=log.head(2))
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        s1,
+        log=list(log.entries),
+        mirror=False,
+        sent=[sent_in(1, INIT, logHead=log.head(3))],
+        state="failed",
+        documentState="failed",
+        errors=["SECSYNC_ERROR_769"],
+        text="",
+    )
+    return sc
+
+
+@scenario
+def epochs_lockboxes() -> Scenario:
+    log = standard_log_epochs("lockboxes")
+    log.rotate()
+    other = standard_log_epochs("lockboxes-other")
+    k1 = log.keys[1]
+    sc = epoch_scenario(
+        "epochs-lockboxes",
+        "The document frame's lockboxes are opened before its snapshot: one for another"
+        " document (763), one sealed to another key (761), one whose key does not match the"
+        " rotate-key's keyCheck (762) and one sealed to C (763) are recorded and their keys"
+        " not used; ours opens and decrypts the epoch-1 snapshot. lockbox-saved changes"
+        " nothing; lockbox-failed is recorded with its code.",
+        [
+            "SECSYNC_ERROR_761",
+            "SECSYNC_ERROR_762",
+            "SECSYNC_ERROR_763",
+            "rule:lockboxes-in-document",
+            "rule:lockbox-answers",
+        ],
+        log,
+    )
+    head = log.head(3)
+    s1 = sc.snapshot("S1", text_state("Hello"), key=k1, log_head=head, epoch=1)
+    boxes = [
+        lockbox_of(other.doc_id, 1, k1, "A"),
+        lockbox_of(log.doc_id, 1, k1, "A", sealed_to="C"),
+        lockbox_of(log.doc_id, 1, WRONG_KEY, "A"),
+        log.lockbox(1, "C"),
+        log.lockbox(1, "A"),
+    ]
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    frame = {
+        "type": "document",
+        "snapshot": s1.wire(),
+        "updates": [],
+        "log": list(log.entries),
+        "logFrom": 0,
+        "lockboxes": boxes,
+    }
+    codes = ["SECSYNC_ERROR_763", "SECSYNC_ERROR_762", "SECSYNC_ERROR_761", "SECSYNC_ERROR_763"]
+    sc.receive(
+        frame,
+        {"reset": b64(s1.state)},
+        sent=[sent_in(1, INIT, logHead=head)],
+        documentState="complete",
+        text="Hello",
+        keyringEpochs=[0, 1],
+        seenEpoch=1,
+        errors=codes,
+    )
+    sc.receive({"type": "lockbox-saved", "epoch": 1, "recipient": PUB["C"]}, errors=codes)
+    sc.receive(
+        {
+            "type": "lockbox-failed",
+            "epoch": 1,
+            "recipient": PUB["C"],
+            "code": "SECSYNC_ERROR_765",
+            "reason": "not a recipient",
+        },
+        errors=["SECSYNC_ERROR_765", *codes],
+    )
+    return sc
+
+
+@scenario
+def epochs_epoch0_lockbox() -> Scenario:
+    log = standard_log_epochs("epoch0")
+    sc = epoch_scenario(
+        "epochs-epoch0-lockbox-after-snapshot",
+        "A member who joined through a link holds epoch 0's key only from a lockbox (epoch 0"
+        " has no keyCheck): the engine reads with it but writes nothing until the key has"
+        " decrypted a writer's epoch-0 snapshot; then our pending change goes out.",
+        ["rule:epoch0-lockbox-confirmed"],
+        log,
+        keyring={},
+        epoch0FromLockbox=True,
+    )
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.receive(
+        {
+            "type": "document",
+            "updates": [],
+            "log": list(log.entries),
+            "logFrom": 0,
+            "lockboxes": [lockbox_of(log.doc_id, 0, KEY, "A")],
+        },
+        sent=[],  # (no key at connect: no ephemeral session on this connection)
+        documentState="complete",
+        keyringEpochs=[0],
+        seenEpoch=None,
+    )
+    sc.edit(insert=(0, "x"))
+    sc.flush(sent=[], pending=1)
+    s1 = sc.snapshot("S1", text_state("Hello"), log_head=log.head(2))
+    sc.receive(
+        snapshot_frame(s1),
+        {"reset": b64(s1.state)},
+        seenEpoch=0,
+        sent=[sent_log_update(sc, log.head(2), s1.id, 0, changes=1)],
+        pending=0,
+    )
+    return sc
+
+
+@scenario
+def epochs_write_after_rotation() -> Scenario:
+    log = standard_log_epochs("write")
+    sc = epoch_scenario(
+        "epochs-write-in-new-epoch",
+        "After a live rotate-key the engine writes nothing until its lockbox of the new epoch"
+        " opens; then its pending change goes out as a snapshot in epoch 1 (publicData.epoch,"
+        " the new key), and later updates on it use epoch 1's key.",
+        ["rule:write-newest-epoch", "rule:new-epoch-begins-with-snapshot"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    live_rotation(sc, log)
+    sc.edit(insert=(5, "!"))
+    sc.flush(sent=[], pending=1)
+    snap = sent_snapshot(s1.id, {}, bind="S2", text="Hello!")
+    snap["publicData"].update(docId=sc.doc_id, logHead=log.head(3), epoch=1)
+    sc.receive(lockbox_frame(log.lockbox(1)), keyringEpochs=[0, 1], sent=[snap], errors=[])
+    sc.receive(snapshot_saved("S2"), activeSnapshot="$S2")
+    sc.edit(insert=(6, "?"))
+    sc.flush(sent=[sent_in(1, sent_log_update(sc, log.head(3), "$S2", 0, text="Hello!?"))])
+    return sc
+
+
+@scenario
+def epochs_own_write_rewritten() -> Scenario:
+    log = standard_log_epochs("rewritten")
+    sc = epoch_scenario(
+        "epochs-768-own-write-rewritten",
+        "Our update on the epoch-0 snapshot raced B's rotation: the relay stored the rotate-key"
+        " first and refuses the update with 768. That is not a loss of rights: recorded, not"
+        " read-only, and the change goes out again as a snapshot in epoch 1.",
+        ["rule:superseded-write-rewritten"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    sc.edit(insert=(5, "!"))
+    sc.flush(sent=[sent_log_update(sc, log.head(2), s1.id, 0, text="Hello!")])
+    live_rotation(sc, log)
+    sc.receive(lockbox_frame(log.lockbox(1)), keyringEpochs=[0, 1], sent=[])
+    snap = sent_snapshot(s1.id, {}, bind="S2", text="Hello!")
+    snap["publicData"].update(docId=sc.doc_id, logHead=log.head(3), epoch=1)
+    sc.receive(
+        {
+            "type": "write-refused",
+            "of": "update",
+            "code": "SECSYNC_ERROR_768",
+            "snapshotId": s1.id,
+            "clock": 0,
+        },
+        errors=["SECSYNC_ERROR_768"],
+        readOnly=False,
+        sent=[snap],
+    )
+    sc.receive(snapshot_saved("S2"), activeSnapshot="$S2", isSynced=True)
+    return sc
+
+
+@scenario
+def epochs_ephemeral_across_rotation() -> Scenario:
+    log = standard_log_epochs("ephemeral")
+    sc = epoch_scenario(
+        "epochs-ephemeral-across-rotation",
+        "Ephemeral messages carry no epoch: they are in the key of the writer's active snapshot."
+        " Before B's epoch-1 snapshot arrives ours are in epoch 0; after it, in epoch 1. A"
+        " peer's message in either epoch is opened (active epoch first, then the other keys"
+        " held) and answered in the key that opened it.",
+        ["rule:ephemeral-epoch"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    live_rotation(sc, log)
+    sc.receive(lockbox_frame(log.lockbox(1)), keyringEpochs=[0, 1])
+    sc.step(
+        "sendEphemeral",
+        {"sent": [sent_in(0, sent_ephemeral("message", b"a"))], "returns": True},
+        content=b64(b"a"),
+    )
+    k1 = log.keys[1]
+    s2 = sc.snapshot("S2", text_state("Hello!"), key=k1, log_head=log.head(3), epoch=1, parent=s1)
+    sc.receive(snapshot_frame(s2), {"reset": b64(s2.state)}, text="Hello!", activeSnapshot=s2.id)
+    sc.step(
+        "sendEphemeral",
+        {"sent": [sent_in(1, sent_ephemeral("message", b"b"))], "returns": True},
+        content=b64(b"b"),
+    )
+    head = log.head(3)
+    sc.receive(
+        sc.ephemeral("initialize", signer="B", key=k1, log_head=head),
+        sent=[sent_in(1, sent_ephemeral("proofAndRequestProof"), logHead=head)],
+        ephemeralErrors=[],
+    )
+    sc.receive(
+        sc.ephemeral("initialize", signer="C", key=KEY, log_head=head),
+        sent=[sent_in(0, sent_ephemeral("proofAndRequestProof"), logHead=head)],
+        ephemeralErrors=[],
+    )
+    sc.receive(
+        sc.ephemeral("initialize", signer="B", key=WRONG_KEY, log_head=head),
+        sent=[],
+        ephemeralErrors=["SECSYNC_ERROR_301"],
     )
     return sc
 

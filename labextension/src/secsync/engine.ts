@@ -156,6 +156,9 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
       case 'log-entry-saved':
       case 'log-entry-failed':
       case 'write-refused':
+      case 'lockbox':
+      case 'lockbox-saved':
+      case 'lockbox-failed':
         if (this.log === null) {
           this._emit('custom-message', { message: obj });
           return;
@@ -195,6 +198,12 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
     }
     if (this.state !== CONNECTED) {
       return; // not a member (any more)
+    }
+    if (this.epochs !== null && this.log?.state) {
+      // issue 12: our lockboxes, before any snapshot
+      for (const error of this.epochs.open(this.log.state, obj.lockboxes)) {
+        this._record(error);
+      }
     }
     if (this.ephemeral !== null) {
       this._sendEphemeralMessage(new Uint8Array(), 'initialize');
@@ -326,6 +335,13 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
   }
 
   private _onUpdate(obj: Frame): void {
+    const active = this.active;
+    const state = this.log?.state ?? null;
+    if (this.epochs !== null && active !== null && state !== null && active.epoch < state.epoch) {
+      // issue 12: written in an older epoch
+      this._record(errorWithCode('SECSYNC_ERROR_768', `update in epoch ${active.epoch}`));
+      return;
+    }
     try {
       this._processUpdates([obj], this.active);
     } catch (exc) {
@@ -366,18 +382,30 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
         ? session.validSessions[author].sessionId
         : undefined;
     const beforeId = sessionOf();
-    const result = verifyAndDecryptParsedEphemeralMessage(message, {
-      key: this._ephemeralKey as Uint8Array,
-      currentDocId: this.docId,
-      session,
-      signatureKeyPair: this.signingKey,
-      strictDocId: this.strictEphemeralDocId
-    });
+    let result: ReturnType<typeof verifyAndDecryptParsedEphemeralMessage> = {
+      error: errorWithCode('SECSYNC_ERROR_301', 'no epoch key')
+    };
+    let usedKey: Uint8Array | undefined;
+    for (const key of this._ephemeralReadKeys()) {
+      // issue 12: a peer may be one snapshot behind or ahead of ours across a rotation
+      usedKey = key;
+      result = verifyAndDecryptParsedEphemeralMessage(message, {
+        key,
+        currentDocId: this.docId,
+        session,
+        signatureKeyPair: this.signingKey,
+        strictDocId: this.strictEphemeralDocId
+      });
+      if (result.error === null || result.error.code !== 'SECSYNC_ERROR_301') {
+        break;
+      }
+    }
     if (result.error !== null) {
       pushError(this.ephemeralErrors, result.error);
     }
     if (result.proof !== undefined) {
-      this._sendEphemeralMessage(result.proof, result.requestProof ? 'proofAndRequestProof' : 'proof');
+      const kind = result.requestProof ? 'proofAndRequestProof' : 'proof';
+      this._sendEphemeralMessage(result.proof, kind, this.epochs !== null ? usedKey : undefined);
     }
     const afterId = sessionOf();
     if (afterId !== undefined && afterId !== beforeId) {
@@ -402,6 +430,35 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
         pushError(this.ephemeralErrors, errorWithCode('SECSYNC_ERROR_300', exc));
       }
     }
+  }
+
+  /**
+   * The keys an ephemeral message may be in: the session's key, or (issue 12) the key of our
+   * active snapshot's epoch first, then every other epoch key we hold, newest first (a peer
+   * whose active snapshot is of another epoch across a rotation; its author was checked
+   * against the log, and we only hold keys we were given).
+   */
+  private _ephemeralReadKeys(): Uint8Array[] {
+    if (this.epochs === null) {
+      return [this._ephemeralKey as Uint8Array];
+    }
+    const keys: Uint8Array[] = [];
+    let first: number | null = null;
+    try {
+      first = this.active !== null ? this.active.epoch : this.epochs.keyring.newest;
+      if (first !== null) {
+        keys.push(this.epochs.key(first));
+      }
+    } catch {
+      first = null;
+    }
+    const ring = this.epochs.keyring;
+    for (const epoch of ring.epochs.reverse()) {
+      if (epoch !== first) {
+        keys.push(ring.key(epoch));
+      }
+    }
+    return keys;
   }
 
   // ------------------------------------------------------- snapshot / updates
@@ -442,6 +499,7 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
     }
     const info = KnownSnapshot.of(snapshot);
     if (known !== null && sameEntry(known.proofEntry, info.proofEntry)) {
+      info.epoch = known.epoch;
       // already applied (e.g. a delta load whose snapshot is still the active one)
       const active = this.active;
       if (active === null || active.snapshotId !== info.snapshotId) {
@@ -449,6 +507,19 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
       }
       this.heads.noteChain([info.snapshotId]);
       return this.active;
+    }
+    const state = this.log?.state ?? null;
+    if (this.epochs !== null && state !== null) {
+      // issue 12: 766-769 (logHead was checked by the log: an entry of it)
+      try {
+        const logSeq = (pd as unknown as { logHead: { seq: number } }).logHead.seq;
+        info.epoch = this.epochs.checkSnapshot(state, pd as unknown as Record<string, unknown>, logSeq, known, live);
+      } catch (exc) {
+        if (!(exc instanceof SecsyncError)) {
+          throw exc;
+        }
+        throw new Ignore(exc);
+      }
     }
     let ancestor = false;
     let parentClock: number | undefined;
@@ -498,6 +569,7 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
     } catch (exc) {
       throw new Fail(errorWithCode('SECSYNC_ERROR_105', exc));
     }
+    this.epochs?.accepted(info.epoch);
     this.snapshots = [...this.snapshots, info].slice(-3);
     this.heads.noteChain(ancestor ? chain.map((c) => c.snapshotId) : [pd.parentSnapshotId]);
     this.heads.noteChain([info.snapshotId]);

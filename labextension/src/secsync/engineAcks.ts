@@ -59,8 +59,14 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
         }
         this.fail(exc.error);
       }
-    } else {
+    } else if (obj.type === 'write-refused') {
       this._onWriteRefused(obj, log);
+    } else if (this.epochs !== null) {
+      // issue 12: lockbox / lockbox-saved / lockbox-failed
+      const host = { logState: log.state, requestReconnect: () => this._requestReconnect() };
+      for (const error of this.epochs.onFrame(host, obj)) {
+        this._record(error);
+      }
     }
   }
 
@@ -80,6 +86,9 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
     if (log.writeRefused && this.updatesInFlight.length === 0 && this.snapshotInFlight === null) {
       return; // an answer to a write already given up
     }
+    if (this._supersededWrite(obj, code, log)) {
+      return; // issue 12: a rotation raced it
+    }
     const unconfirmed: C[] = [];
     for (const u of this.updatesInFlight) {
       unconfirmed.push(...u.changes);
@@ -98,6 +107,53 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
     if (first) {
       this._record(new SecsyncError(code as SecsyncErrorCode, `the relay refused our ${String(obj.of)}: read-only`));
     }
+  }
+
+  /**
+   * Issue 12: a write of ours in an epoch our log has moved past (a rotation stored before
+   * it, 767 / 768) is not a loss of rights: its changes go out again, the new epoch beginning
+   * with a snapshot (once we hold its key). Answers to writes no longer in flight are dropped.
+   * False: not such a refusal.
+   */
+  protected _supersededWrite(obj: Frame, code: string, log: LogGuard): boolean {
+    if ((code !== 'SECSYNC_ERROR_767' && code !== 'SECSYNC_ERROR_768') || this.epochs === null) {
+      return false;
+    }
+    const flight = this.snapshotInFlight;
+    const sid = obj.snapshotId;
+    const active = this.active;
+    let written: number;
+    if (obj.of === 'update') {
+      if (!this.updatesInFlight.some((u) => u.snapshotId === sid)) {
+        return true; // updates given up already (their snapshot was superseded)
+      }
+      written = active !== null ? active.epoch : 0;
+    } else {
+      if (flight === null || flight.info.snapshotId !== sid) {
+        return true;
+      }
+      written = flight.info.epoch;
+    }
+    if (log.state === null || log.state.epoch <= written) {
+      return false; // our log is behind the relay's: read-only until the entry comes
+    }
+    const unconfirmed: C[] = [];
+    for (const u of this.updatesInFlight) {
+      unconfirmed.push(...u.changes);
+    }
+    if (flight !== null) {
+      unconfirmed.push(...flight.changes);
+      this.snapshotInFlight = null;
+    }
+    this.pending = unconfirmed.concat(this.pending);
+    this.updatesInFlight = [];
+    this.updatesDiscarded = [];
+    this.localClock = active !== null ? clockOf(active.updateClocks, this.pubKey) : -1;
+    this.snapshotRequested = true;
+    this._record(
+      new SecsyncError(code as SecsyncErrorCode, `our write in epoch ${written} came after a rotation: rewritten`)
+    );
+    return true;
   }
 
   protected _onUpdateSaved(obj: Frame): void {

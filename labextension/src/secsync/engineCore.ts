@@ -9,6 +9,7 @@ import { generateId, SignatureKeyPair } from './crypto';
 import { createEphemeralMessage, createEphemeralSession, EphemeralMessageType, EphemeralSession } from './ephemeral';
 import { SecsyncError, SecsyncErrorCode } from './errors';
 import { LogGuard } from './engineLog';
+import type { EpochKeys } from './engineEpochs';
 import { HeadsTracker, parseRemembered, RememberedState } from './engineHeads';
 import { clockOf, KnownSnapshot } from './knownSnapshot';
 import { isLogDocId, LogHead } from './membership';
@@ -179,6 +180,8 @@ export interface SyncEngineOptions<C> {
   /** issue 13: grace period (s) and interval (s) of the heads between live collaborators */
   headsGrace?: number;
   headsInterval?: number;
+  /** issue 12: the epoch keys of a document with a log (engineEpochs.ts; the key is then unused) */
+  epochs?: EpochKeys | null;
 }
 
 type KeySource = Uint8Array | ((info: KnownSnapshot | null) => Uint8Array);
@@ -196,6 +199,8 @@ export abstract class EngineCore<C = Uint8Array> {
   readonly writeHeads: boolean;
   /** the membership log of a document with a log (`m1_…` id; engineLog.ts), else null */
   readonly log: LogGuard | null;
+  /** issue 12: the epoch keys (engineEpochs.ts; documents with a log), else null */
+  readonly epochs: EpochKeys | null;
 
   state: EngineState = DISCONNECTED;
   documentState: DocumentState = PENDING;
@@ -305,6 +310,7 @@ export abstract class EngineCore<C = Uint8Array> {
           }
         )
       : null;
+    this.epochs = this.log !== null ? options.epochs ?? null : null;
     this.loadKnown = options.knownSnapshot ?? null;
     this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
     this.pending = Array.from(options.pendingChanges ?? []);
@@ -378,6 +384,9 @@ export abstract class EngineCore<C = Uint8Array> {
   }
 
   keyFor(info: KnownSnapshot | null): Uint8Array {
+    if (this.epochs !== null) {
+      return this.epochs.keyFor(info); // issue 12: the key of the snapshot's epoch
+    }
     return typeof this._key === 'function' ? this._key(info) : this._key;
   }
 
@@ -476,6 +485,7 @@ export abstract class EngineCore<C = Uint8Array> {
     // our next update on the known snapshot follows our last acknowledged one
     this.localClock = resume ? clockOf((this.loadKnown as KnownSnapshot).updateClocks, this.pubKey) : -1;
     try {
+      // (issue 12: with epochs the key is chosen again per message, _ephemeralWriteKey)
       this._ephemeralKey = this.keyFor(this.active);
       this.ephemeral = createEphemeralSession();
     } catch (exc) {
@@ -584,6 +594,16 @@ export abstract class EngineCore<C = Uint8Array> {
     ) {
       return; // (a viewer, a non-member or a refused writer sends nothing; changes stay pending)
     }
+    if (this.epochs !== null && this.log?.state) {
+      // issue 12
+      const epoch = this.epochs.writeEpoch(this.log.state);
+      if (epoch === null) {
+        return; // no key for the current epoch yet: changes wait for our lockbox
+      }
+      if (this.pending.length > 0 && this.active !== null && this.active.epoch < epoch) {
+        this.snapshotRequested = true; // the new epoch begins with a snapshot
+      }
+    }
     if (!this.snapshotRequested) {
       if (this.pending.length === 0) {
         return;
@@ -601,11 +621,25 @@ export abstract class EngineCore<C = Uint8Array> {
   protected _createAndSendSnapshot(): void {
     const active = this.active;
     let snapshot: Snapshot;
+    let epoch = 0;
     try {
       const snapshotId = generateId();
       const content = this.adapter.snapshotContent();
-      const base = { docId: this.docId, pubKey: this.pubKey, snapshotId, ...this._logField() };
-      const key = this.keyFor(active);
+      const base: { docId: string; pubKey: string; snapshotId: string; epoch?: number } = {
+        docId: this.docId,
+        pubKey: this.pubKey,
+        snapshotId,
+        ...this._logField()
+      };
+      let key = this.keyFor(active);
+      if (this.epochs !== null && this.log?.state) {
+        // issue 12: the newest epoch
+        epoch = this.log.state.epoch;
+        key = this.epochs.key(epoch);
+        if (epoch) {
+          base.epoch = epoch;
+        }
+      }
       if (active === null) {
         snapshot = createInitialSnapshot(
           content,
@@ -631,8 +665,10 @@ export abstract class EngineCore<C = Uint8Array> {
       this._fail(errorWithCode('SECSYNC_ERROR_401', exc));
       return;
     }
+    const info = KnownSnapshot.of(snapshot);
+    info.epoch = epoch;
     this.snapshotInFlight = {
-      info: KnownSnapshot.of(snapshot),
+      info,
       parentSnapshotId: snapshot.publicData.parentSnapshotId,
       changes: this.pending
     };
@@ -719,7 +755,20 @@ export abstract class EngineCore<C = Uint8Array> {
     return this._sendEphemeralMessage(content, 'message');
   }
 
-  protected _sendEphemeralMessage(content: Uint8Array, type: EphemeralMessageType): boolean {
+  /**
+   * The key of our ephemeral messages: issue 12, the key of our active snapshot's epoch (the
+   * snapshot our updates reference; before any, the newest key we hold), so a rotation moves
+   * presence to the new key with the first snapshot of the new epoch; else the session's key.
+   */
+  protected _ephemeralWriteKey(): Uint8Array {
+    if (this.epochs !== null) {
+      return this.keyFor(this.active);
+    }
+    return this._ephemeralKey as Uint8Array;
+  }
+
+  /** `key`: a reply (session proof) goes out in the key of the message it answers. */
+  protected _sendEphemeralMessage(content: Uint8Array, type: EphemeralMessageType, key?: Uint8Array): boolean {
     const session = this.ephemeral as EphemeralSession;
     let message: EphemeralMessage;
     try {
@@ -727,7 +776,7 @@ export abstract class EngineCore<C = Uint8Array> {
         content,
         type,
         { docId: this.docId, pubKey: this.pubKey, ...this._logField() },
-        this._ephemeralKey as Uint8Array,
+        key ?? this._ephemeralWriteKey(),
         this.signingKey,
         session.id,
         session.counter

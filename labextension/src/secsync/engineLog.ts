@@ -281,7 +281,7 @@ export class LogGuard {
    * (event `log-entry-failed` with the code). One at a time; throws when it cannot be sent
    * now (an Error) or does not fit our head (its MembershipError).
    */
-  appendEntry(entry: unknown): void {
+  appendEntry(entry: unknown, lockboxes?: readonly unknown[] | null): void {
     if (this.state === null) {
       throw new Error('this document has no verified membership log');
     }
@@ -294,7 +294,9 @@ export class LogGuard {
     const parsed = parseEntry(entry);
     verifyEntry(this.state, parsed); // the rule's code (it must fit our head)
     this.entryInFlight = parsed;
-    this.host.send({ type: 'log-entry', entry: entryToJson(parsed) });
+    // issue 12: lockboxes go with the entry (a rotation's set, a new member's), stored atomically
+    const frame = { type: 'log-entry', entry: entryToJson(parsed), ...(lockboxes?.length ? { lockboxes } : {}) };
+    this.host.send(frame);
   }
 
   onSaved(frame: Record<string, unknown>): void {

@@ -14,6 +14,9 @@ export function clockOf(clocks: UpdateClocks, pubKey: string): number {
 
 /** A snapshot the client already has (`knownSnapshotInfo` in the reference). */
 export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
+  /** issue 12: the key epoch of the snapshot (`publicData.epoch`, absent: 0) */
+  epoch = 0;
+
   constructor(
     public snapshotId: string,
     public snapshotCiphertextHash: string,
@@ -41,7 +44,7 @@ export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
   }
 
   copy(): KnownSnapshot {
-    return new KnownSnapshot(
+    const copy = new KnownSnapshot(
       this.snapshotId,
       this.snapshotCiphertextHash,
       this.parentSnapshotProof,
@@ -49,10 +52,16 @@ export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
       this.updatesCount,
       this.updatesBytes
     );
+    copy.epoch = this.epoch;
+    return copy;
   }
 
-  toJSON(): SnapshotInfoWithUpdateClocks {
-    return { ...this.proofEntry, updateClocks: { ...this.updateClocks } };
+  toJSON(): SnapshotInfoWithUpdateClocks & { epoch?: number } {
+    return {
+      ...this.proofEntry,
+      updateClocks: { ...this.updateClocks },
+      ...(this.epoch ? { epoch: this.epoch } : {})
+    };
   }
 
   static fromJSON(obj: SnapshotInfoWithUpdateClocks): KnownSnapshot {
@@ -65,12 +74,15 @@ export class KnownSnapshot implements SnapshotInfoWithUpdateClocks {
     }
     const updateClocks = { ...(clocks as UpdateClocks) };
     const count = Object.values(updateClocks).reduce((n, c) => n + c + 1, 0);
-    return new KnownSnapshot(
+    const known = new KnownSnapshot(
       String(obj.snapshotId),
       String(obj.snapshotCiphertextHash),
       String(obj.parentSnapshotProof),
       updateClocks,
       count
     );
+    const epoch = (obj as { epoch?: unknown }).epoch;
+    known.epoch = typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : 0;
+    return known;
   }
 }
