@@ -7,6 +7,9 @@ next to the Ed25519-verify-alone floor measured in the same run.
 Rows (median and best of --runs):
 * verify_log, one by one: what a client does on load (parse, signature, chain, rules);
 * verify_log with the signatures checked in bulk by 2 threads (``check_signatures``);
+* verify_log with the signatures split between this process and the worker processes, as the
+  Python client does when they run (``precheck.check_signatures_in_processes``, the pool
+  started and warm before the timing: spawning it is a one-time cost, printed apart);
 * verify_entry, one entry on a 50-member state: what the relay does per append;
 * the floor: N Ed25519 verifications alone (libsodium through PyNaCl), and parsing alone.
 The TypeScript row runs src/secsync/membership.ts (libsodium-wrappers, WebAssembly) through
@@ -222,6 +225,22 @@ def main() -> None:
         par = timed(lambda: verify_log(next(it), doc_id, check_signatures=bulk), args.runs)
     row(f"Python verify_log, {n} entries, signatures, 2 threads", par)
 
+    from secsync_jupyter.client import precheck
+
+    t = time.perf_counter()
+    precheck.warm_process_pool()
+    while precheck._running_pool() is None:
+        time.sleep(0.001)
+    started = time.perf_counter() - t
+    print(f"(process pool of {precheck._workers()} workers started in {started:.2f} s)")
+    copies = [fresh() for _ in range(args.runs)]
+    it = iter(copies)
+    proc_cpu: list[float] = []
+    check = precheck.check_signatures_in_processes
+    proc = timed(lambda: verify_log(next(it), doc_id, check_signatures=check), args.runs, proc_cpu)
+    row(f"Python verify_log, {n} entries, signatures, processes", proc, cpu=proc_cpu)
+    precheck._reset_process_pool()
+
     parsed = [parse_entry(e) for e in log]
     sigs = [(p.signature, p.signed_bytes, p.signer) for p in parsed]
     from secsync_jupyter.protocol.encoding import b64decode_checked
@@ -253,7 +272,8 @@ def main() -> None:
     med = statistics.median
     print(
         f"goal: {n} entries in <= 50 ms (Python): one by one median {med(seq):.1f} ms "
-        f"(CPU {med(seq_cpu):.1f} ms), with 2 threads {med(par):.1f} ms; the signatures alone "
+        f"(CPU {med(seq_cpu):.1f} ms), with 2 threads {med(par):.1f} ms, split with the worker "
+        f"processes {med(proc):.1f} ms (best {min(proc):.1f}); the signatures alone "
         f"take {med(floor):.1f} ms (CPU {med(floor_cpu):.1f} ms)"
     )
     rotation(args)

@@ -43,7 +43,7 @@ from .engine import (
 )
 from .epochs_client import entry_lockboxes
 from .identity_file import UserIdentity, resolve_identity
-from .precheck import check_signatures_in_threads, precheck_frame, verify_pool
+from .precheck import check_signatures_in_processes, precheck_frame, verify_pool
 from .state_file import load_remembered, save_remembered
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
@@ -261,8 +261,9 @@ class SecsyncDocument:
         #: ``heads-withheld`` (806), ``fork`` (805), ``rollback`` (804)
         self.alerts: list[tuple[str, dict[str, Any]]] = []
         self._alert_callbacks: list[Callable[[str, dict[str, Any]], Any]] = []
-        # the signatures of a long membership log are checked in the verify pool
-        self.engine.check_signatures = check_signatures_in_threads
+        # the signatures of a long membership log are checked in the verify pool, or partly in
+        # the worker processes when they run (a very long log starts them)
+        self.engine.check_signatures = check_signatures_in_processes
         #: answers to our membership entries: entry hash -> None (saved) or the error code
         self._entry_results: dict[str, str | None] = {}
         self.awareness: AwarenessBridge | None = None

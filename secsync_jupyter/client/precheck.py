@@ -41,9 +41,12 @@ __all__ = [
     "Unparsable",
     "check_in_processes",
     "check_in_threads",
+    "check_signatures_in_processes",
+    "check_signatures_in_threads",
     "precheck_frame",
     "process_pool",
     "verify_pool",
+    "warm_process_pool",
 ]
 
 log = logging.getLogger("secsync_jupyter.client")
@@ -324,8 +327,9 @@ def _warm_worker() -> None:
 
 
 def _reset_process_pool() -> None:
-    global _PROCESS_POOL
+    global _PROCESS_POOL, _POOL_READY
     pool, _PROCESS_POOL = _PROCESS_POOL, None
+    _POOL_READY = None
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -361,6 +365,13 @@ def precheck_frame(engine: Any, frame: Mapping[str, Any]) -> Precheck | None:
 
 #: a membership log at least this long has its entry signatures checked in the verify pool
 LOG_PARALLEL_THRESHOLD = 32
+#: ... and at least this long partly in the worker processes when they are running
+#: (:func:`check_signatures_in_processes`; e.g. started by a large frame or
+#: :func:`warm_process_pool`) ...
+LOG_PROCESS_THRESHOLD = 256
+#: ... which a log at least this long starts (spawning costs about as much as verifying a few
+#: thousand entries); ``None``: never started for a log
+LOG_PROCESS_START: int | None = 8192
 
 
 def check_signatures_in_threads(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
@@ -377,3 +388,75 @@ def check_signatures_in_threads(items: Sequence[tuple[bytes, bytes, bytes]]) -> 
     size = -(-len(items) // _workers())
     futures = [pool.submit(run, items[i : i + size]) for i in range(0, len(items), size)]
     return [ok for f in futures for ok in f.result()]
+
+
+def verify_signatures_chunk(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """Ed25519 checks of ``(signature, message, public key)`` items (runs in a worker)."""
+    from ..protocol.crypto import verify_detached
+
+    return [verify_detached(sig, msg, pk) for sig, msg, pk in items]
+
+
+_POOL_READY: Any = None
+
+
+def warm_process_pool() -> None:
+    """Start the worker processes in the background (non-blocking after the spawn): a later
+    :func:`check_signatures_in_processes` uses them once they are up. Spawning costs about
+    half a second of the workers' own time, once per process."""
+    global _POOL_READY
+    if _POOL_READY is None:
+        try:
+            pool = process_pool()
+            _POOL_READY = [pool.submit(_warm_worker) for _ in range(_workers())]
+        except Exception:  # no processes here (e.g. a sandbox): threads it is
+            log.warning("secsync: cannot start the process pool", exc_info=True)
+            _POOL_READY = []
+
+
+def _running_pool() -> Any:
+    """The process pool when it is started and every worker answered, else ``None``."""
+    ready = _POOL_READY
+    if not ready or _PROCESS_POOL is None:
+        return None
+    if not all(f.done() and f.exception() is None for f in ready):
+        return None
+    return _PROCESS_POOL
+
+
+def check_signatures_in_processes(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """``verify_log(check_signatures=…)`` for long logs: the Ed25519 checks split between this
+    process and the worker processes (no GIL: each core verifies; the results are the same as
+    one by one). Only when the pool is already running (:func:`warm_process_pool`) and the log
+    has at least :data:`LOG_PROCESS_THRESHOLD` entries, or the log is long enough to start it
+    (:data:`LOG_PROCESS_START`); else :func:`check_signatures_in_threads`.
+    A failing pool (a worker killed) is replaced next time; its items are checked here."""
+    n = len(items)
+    if LOG_PROCESS_START is not None and n >= LOG_PROCESS_START:
+        warm_process_pool()
+        pool = _PROCESS_POOL
+    else:
+        pool = _running_pool() if n >= LOG_PROCESS_THRESHOLD else None
+    if pool is None:
+        return check_signatures_in_threads(items)
+    # one part here, one per worker on the other cores (a worker on our core only adds IPC)
+    parts = 1 + max(1, min(_workers(), (os.cpu_count() or 2) - 1))
+    size = -(-n // parts)
+    chunks = [items[i : i + size] for i in range(size, n, size)]
+    try:
+        futures = [pool.submit(verify_signatures_chunk, chunk) for chunk in chunks]
+    except Exception:  # e.g. a broken pool (a worker was killed)
+        log.warning("secsync: the process pool failed; verifying here", exc_info=True)
+        _reset_process_pool()
+        futures = [None] * len(chunks)
+    results = verify_signatures_chunk(items[:size])
+    for future, chunk in zip(futures, chunks, strict=True):
+        part = None
+        if future is not None:
+            try:
+                part = future.result()
+            except Exception:
+                log.warning("secsync: the process pool failed; verifying here", exc_info=True)
+                _reset_process_pool()
+        results.extend(part if part is not None else verify_signatures_chunk(chunk))
+    return results

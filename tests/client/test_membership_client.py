@@ -625,6 +625,55 @@ async def test_long_log_signatures_checked_in_threads_same_results():
         assert (info.value.code, info.value.index) == ("SECSYNC_ERROR_704", 40)
 
 
+async def test_long_log_signatures_checked_in_processes_same_results():
+    """With the worker processes running, a long log's signatures are split between this
+    process and the workers (spawned, real processes): same state; a forged entry in the
+    workers' part and one in this process's part are found at the same index with the same
+    code; a killed worker's part is checked here instead (the pool is replaced)."""
+    import os
+    import signal
+    import time
+
+    from secsync_jupyter.client import precheck
+    from secsync_jupyter.protocol import SigningKeyPair
+    from secsync_jupyter.protocol.membership import MembershipError as CoreError
+
+    log = Log(label="long-processes")
+    for i in range(precheck.LOG_PROCESS_THRESHOLD + 44):
+        log.append(B, "add-member", SigningKeyPair.from_seed(i.to_bytes(32, "big")), "viewer")
+    n = len(log.entries)
+    check = precheck.check_signatures_in_processes
+    precheck.warm_process_pool()
+    try:
+        deadline = time.monotonic() + 60
+        while precheck._running_pool() is None:
+            assert time.monotonic() < deadline, "the worker processes did not start"
+            await asyncio.sleep(0.02)
+        pool = precheck._running_pool()
+        calls = []
+        original = pool.submit
+        pool.submit = lambda fn, *a: calls.append(len(a[0])) or original(fn, *a)
+        try:
+            assert verify_log(log.entries, log.doc_id, check_signatures=check) == verify_log(
+                log.entries, log.doc_id
+            )
+        finally:
+            del pool.submit
+        assert calls and sum(calls) < n  # the workers checked a part, this process the rest
+        for index in (n - 3, 5):
+            forged = list(log.entries)
+            forged[index] = {**forged[index], "signature": forged[index - 1]["signature"]}
+            with pytest.raises(CoreError) as info:
+                verify_log(forged, log.doc_id, check_signatures=check)
+            assert (info.value.code, info.value.index) == ("SECSYNC_ERROR_704", index)
+        for pid in list(pool._processes):  # a broken pool: its part is checked here
+            os.kill(pid, signal.SIGKILL)
+        assert verify_log(log.entries, log.doc_id, check_signatures=check).head.seq == n - 1
+        assert precheck._running_pool() is None  # replaced on the next warm-up
+    finally:
+        precheck._reset_process_pool()
+
+
 async def test_concurrent_membership_changes_go_one_at_a_time():
     log = Log(owner=A, label="concurrent")
     author = Author(log, A)
