@@ -5,6 +5,8 @@
  */
 import { b64decode, b64encode } from './secsync/base64';
 import { createSignatureKeyPair } from './secsync/crypto';
+import type { KeyringStore } from './secsync/engineEpochs';
+import { Keyring } from './secsync/lockbox';
 import { ready as sodiumReady, sodium } from './secsync/sodium';
 
 const PREFIX = 'secsync-jupyter:';
@@ -14,6 +16,7 @@ const RELAY_PREFIX = PREFIX + 'approved-relay:';
 const SIGNING_KEY = PREFIX + 'signing-key-pair';
 const INFO_PREFIX = PREFIX + 'key-info:';
 const IDENTITY_INFO = PREFIX + 'identity-info';
+const KEYRING_PREFIX = PREFIX + 'keyring:';
 
 /**
  * Where a stored key came from and when it was last exported in a key backup (backup.ts).
@@ -96,6 +99,95 @@ export function forgetDocumentKey(docId: string): void {
   storage().removeItem(KEY_PREFIX + docId);
   storage().removeItem(INFO_PREFIX + docId);
 }
+
+// ---- issue 12: the keyring of a document with a membership log (epoch -> key) ----------
+
+/**
+ * The epoch keys this browser holds for `docId` and the newest epoch of a snapshot it
+ * accepted (`seen`, the 769 rule). Epoch 0 is the document key (`getDocumentKey`); the later
+ * epochs are in `secsync-jupyter:keyring:<docId>` = `{"keys": {"1": b64, …}, "seen": n}`. A
+ * damaged entry is an error (never read as empty, never overwritten by saveKeyring).
+ */
+export function getKeyring(docId: string): { keyring: Keyring; seen: number | null } {
+  const keyring = new Keyring();
+  const key0 = getDocumentKey(docId);
+  if (key0) {
+    keyring.add(0, key0);
+  }
+  const raw = storage().getItem(KEYRING_PREFIX + docId);
+  if (raw === null) {
+    return { keyring, seen: null };
+  }
+  const entry = parseKeyringEntry(docId, raw);
+  for (const epoch of entry.keyring.epochs) {
+    if (epoch !== 0) {
+      keyring.add(epoch, entry.keyring.key(epoch));
+    }
+  }
+  return { keyring, seen: entry.seen };
+}
+
+function parseKeyringEntry(docId: string, raw: string): { keyring: Keyring; seen: number | null } {
+  try {
+    const data = JSON.parse(raw);
+    if (!data || typeof data !== 'object' || Array.isArray(data)) {
+      throw new Error('expected a JSON object');
+    }
+    const seen = data.seen;
+    if (seen != null && !(typeof seen === 'number' && Number.isSafeInteger(seen) && seen >= 0)) {
+      throw new Error('bad seen epoch');
+    }
+    return { keyring: Keyring.fromJson(data.keys ?? {}), seen: seen ?? null };
+  } catch (e) {
+    throw new Error(`the stored keyring of ${docId} is damaged: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Keep the epoch keys of `docId` (and `seen`): epochs >= 1 in its keyring entry, epoch 0 as
+ * the document key when none is stored yet (origin 'link': it came from a lockbox). Keys are
+ * only added: a stored key of an epoch is never replaced by another (762, nothing written).
+ */
+export function saveKeyring(docId: string, ring: Keyring, seen: number | null): void {
+  const raw = storage().getItem(KEYRING_PREFIX + docId);
+  const merged = raw === null ? new Keyring() : parseKeyringEntry(docId, raw).keyring;
+  for (const epoch of ring.epochs) {
+    if (epoch !== 0) {
+      merged.add(epoch, ring.key(epoch)); // 762 if it conflicts: nothing written
+    }
+  }
+  const key0 = ring.has(0) ? ring.key(0) : null;
+  const stored0 = getDocumentKey(docId);
+  if (key0 && stored0 && !keysEqual(key0, stored0)) {
+    throw new Error(`epoch 0 of ${docId}: another document key is stored here (kept)`);
+  }
+  const keys = merged.toJson();
+  const entry = JSON.stringify({ keys, ...(seen !== null ? { seen } : {}) });
+  if (Object.keys(keys).length > 0 || seen !== null) {
+    if (storage().getItem(KEYRING_PREFIX + docId) !== entry) {
+      storage().setItem(KEYRING_PREFIX + docId, entry);
+    }
+  }
+  if (key0 && !stored0) {
+    setDocumentKey(docId, key0, 'link');
+  }
+}
+
+/** The document ids with a keyring entry (keys of epochs after 0, or a seen epoch). */
+export function storedKeyringDocIds(): string[] {
+  const ids: string[] = [];
+  const store = storage();
+  for (let i = 0; i < store.length; i++) {
+    const name = store.key(i);
+    if (name?.startsWith(KEYRING_PREFIX)) {
+      ids.push(name.slice(KEYRING_PREFIX.length));
+    }
+  }
+  return ids.sort();
+}
+
+/** The SecsyncYjsClient `keyringStore` of JupyterLab: this browser's localStorage. */
+export const browserKeyringStore: KeyringStore = { load: getKeyring, save: saveKeyring };
 
 /** The document ids this browser has a key for. */
 export function storedDocIds(): string[] {

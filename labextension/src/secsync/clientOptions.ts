@@ -7,6 +7,8 @@ import type { RememberedStore } from './rememberedState';
 import type * as Y from 'yjs';
 import type { Awareness } from 'y-protocols/awareness';
 import type { SignatureKeyPair } from './crypto';
+import type { KeyringStore } from './engineEpochs';
+import type { Keyring } from './lockbox';
 import {
   defaultSnapshotPolicy,
   DocumentState,
@@ -62,8 +64,19 @@ export type IsValidClient = (
 export interface SecsyncYjsClientOptions {
   url: string;
   docId: string;
-  key: Uint8Array;
+  /** the document key (epoch 0); a document with a log may open with only `keyring` */
+  key?: Uint8Array;
   signatureKeyPair: SignatureKeyPair;
+  /** issue 12: epoch keys given for this session (e.g. opened from a link's lockboxes) */
+  keyring?: Keyring | null;
+  /** issue 12: where the epoch keys are kept (JupyterLab: keystore.ts browserKeyringStore) */
+  keyringStore?: KeyringStore | null;
+  /**
+   * issue 12: the epoch-0 key (of `keyring`, or `key`) came from a lockbox: not used for
+   * writing until it decrypted a writer's epoch-0 snapshot (default: `key` absent and
+   * `keyring` given)
+   */
+  epoch0FromLockbox?: boolean;
   ydoc: Y.Doc;
   awareness?: Awareness;
   sessionKey?: string;

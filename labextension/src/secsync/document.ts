@@ -69,6 +69,7 @@ import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 import { YDocAdapter } from './yjsContent';
 import { HeadsDriver } from './headsDriver';
+import { EpochKeys } from './engineEpochs';
 
 export * from './clientOptions';
 export { createLogDocument, MembershipError } from './membershipClient';
@@ -138,7 +139,10 @@ export class SecsyncYjsClient extends MembersClient {
     if (!isValidDocId(options.docId)) {
       throw new ProtocolError('invalid docId');
     }
-    if (!(options.key instanceof Uint8Array) || options.key.length !== 32) {
+    const keyring = options.keyring ?? null;
+    const hasKey = options.key instanceof Uint8Array && options.key.length === 32;
+    if (!hasKey && (options.key != null || keyring === null || !isLogDocId(options.docId))) {
+      // (a document with a log may open with only a keyring: a join through a link)
       throw new ProtocolError('key must be 32 bytes');
     }
     const impl =
@@ -174,7 +178,24 @@ export class SecsyncYjsClient extends MembersClient {
       (update) => this._onLocalUpdate(update),
       (content, author) => this._onEphemeral(content, author)
     );
-    this.engine = new SyncEngine(this.docId, options.key, this.adapter, options.signatureKeyPair, {
+    let epochs: EpochKeys | null = null;
+    if (isLogDocId(options.docId)) {
+      // issue 12: the key of each epoch (the given key is epoch 0's); an epoch-0 key that
+      // came from a link's lockbox writes only once it decrypted a writer's snapshot
+      const fromLockbox = options.epoch0FromLockbox ?? (!hasKey && keyring !== null);
+      epochs = new EpochKeys(options.docId, options.signatureKeyPair, {
+        docKey: hasKey && !(fromLockbox && keyring?.has(0)) ? options.key : null,
+        keyring,
+        store: options.keyringStore ?? null,
+        epoch0FromLockbox: fromLockbox,
+        trusted: options.rootEntry != null // we create it: our own key
+      });
+    }
+    const noKey = (): Uint8Array => {
+      throw err(766, 'epoch', 'no document key');
+    };
+    this.engine = new SyncEngine(this.docId, hasKey ? (options.key as Uint8Array) : noKey, this.adapter, options.signatureKeyPair, {
+      epochs,
       snapshotPolicy: snapshotPolicyFunction(options.snapshotPolicy),
       isValidClient: this._authorizer?.check,
       knownSnapshot: options.knownSnapshot ? KnownSnapshot.fromJSON(options.knownSnapshot) : null,
@@ -255,6 +276,14 @@ export class SecsyncYjsClient extends MembersClient {
     return () => {
       this._statusListeners.delete(cb);
     };
+  }
+
+  /** issue 12: an automatic rotation failed: recorded (the next load tries again). */
+  protected _rotationFailed(error: unknown): void {
+    const code = (error as { code?: string }).code ?? 'SECSYNC_ERROR_750';
+    const detail = `automatic key rotation failed: ${error instanceof Error ? error.message : String(error)}`;
+    pushError(this.engine.errors, new SecsyncError(code as SecsyncError['code'], detail));
+    this._notify();
   }
 
   protected get _terminal(): boolean {
@@ -547,6 +576,7 @@ export class SecsyncYjsClient extends MembersClient {
     switch (event) {
       case 'loaded':
         this._retries = 0;
+        this._rotateIfNeeded(); // issue 12: an admin rotates when the log says it is due
         if (!this._loadedSettled) {
           this._loadedSettled = true;
           this._resolveLoaded();

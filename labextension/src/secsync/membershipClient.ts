@@ -22,9 +22,26 @@
  * a malformed identity string, the relay's code when it refuses, 700 when the client is not
  * connected and loaded or is destroyed meanwhile. 707/709 (someone appended first) are retried
  * on the new head after verifying the relay's entries, while still allowed.
+ *
+ * Key epochs (issue 12; the twin of epochs_client.py `rotate_key` / `rotate_if_needed` /
+ * `entry_lockboxes`):
+ *
+ *   await client.rotateKey()      // admin: a new epoch, a lockbox for every member and live
+ *                                 //   link; resolves once saved (key kept, a snapshot follows)
+ *   await client.removeMember(k)  // an admin's removal is followed by a rotation
+ *                                 //   ({rotate: false}: not; leaving yourself: not)
+ *   await client.appendEntry((state) => ({entry, lockboxes}), {rotate?})   // any entry (links)
+ *   client.keyring / client.epoch // the epoch keys held, the log's current epoch
+ *
+ * An admin's add-member carries the new member's lockbox of the current epoch; after each load
+ * an admin whose log says a rotation is due (`rotationNeeded(now)`: a member left, a link
+ * expired or was removed without a rotation) rotates. A rotation that lost a race (707 / 709)
+ * is made again on the new head (new key, new lockboxes) only while still needed.
  */
 import type { SignatureKeyPair } from './crypto';
+import type { EpochKeys } from './engineEpochs';
 import { LogGuard, MAX_LOG_ENTRY_RETRIES } from './engineLog';
+import { createRotation, Keyring, Lockbox, sealLockbox } from './lockbox';
 import {
   createEntry,
   createLog,
@@ -77,9 +94,14 @@ export function addMemberChange(identity: string, role: Role): MembershipChange 
   return { kind: 'add-member', target: id.pubKey, role: checkRole(role), name: id.name };
 }
 
+/** What a call appends on a head: the entry and its lockboxes; null: nothing (any more). */
+export type EntryBuilder = (state: MembershipState) => { entry: MembershipEntry; lockboxes?: Lockbox[] | null } | null;
+
 interface Call {
-  change: MembershipChange;
-  resolve: () => void;
+  build: EntryBuilder;
+  /** the entry was saved (the state after it) */
+  saved?: (state: MembershipState) => void;
+  resolve: (state: MembershipState | null) => void;
   reject: (e: Error) => void;
   /** the entry sent for it (seq, hash): its answer is due, or it may be in the next log */
   sent: { seq: number; hash: string } | null;
@@ -90,6 +112,29 @@ interface Call {
 interface LogEngine {
   readonly log: LogGuard | null;
   readonly signingKey: SignatureKeyPair;
+  /** issue 12: the epoch keys (null: no log) */
+  readonly epochs?: EpochKeys | null;
+  requestSnapshot?(): void;
+}
+
+/** A moment for the log's time rules: now, and never before the head's entry. */
+export function logNow(state: MembershipState): number {
+  return Math.max(Date.now(), state.headAt);
+}
+
+/**
+ * issue 12 (`entry_lockboxes`): the lockbox that goes with an add-member — the current
+ * epoch's key sealed to the new member (when we hold it), so that it can read at once.
+ */
+export function entryLockboxes(
+  epochs: EpochKeys | null | undefined,
+  state: MembershipState,
+  entry: MembershipEntry
+): Lockbox[] | null {
+  if (!epochs || entry.kind !== 'add-member' || entry.target === undefined || !epochs.keyring.has(state.epoch)) {
+    return null;
+  }
+  return [sealLockbox(state.docId, state.epoch, epochs.key(state.epoch), entry.target)];
 }
 
 /**
@@ -121,8 +166,57 @@ export class MembershipCalls {
     } catch (e) {
       return Promise.reject(e);
     }
-    return new Promise<void>((resolve, reject) => {
-      this._queue.push({ change, resolve, reject, sent: null, retries: 0 });
+    const build: EntryBuilder = (state) => {
+      const entry = createEntry(state, this._engine.signingKey, change.kind, change.target, change.role, {
+        name: change.name
+      }).entry;
+      return { entry, lockboxes: entryLockboxes(this._engine.epochs, state, entry) };
+    };
+    return this.requestEntry(build).then(() => undefined);
+  }
+
+  /**
+   * Any entry: `build` is called on the verified head when the engine can take an entry (and
+   * again on the new head after a lost race); resolves with the state after it (null: build
+   * said there was nothing to do), rejects with build's exception or the relay's code.
+   */
+  requestEntry(build: EntryBuilder, saved?: (state: MembershipState) => void): Promise<MembershipState | null> {
+    return new Promise<MembershipState | null>((resolve, reject) => {
+      this._queue.push({ build, saved, resolve, reject, sent: null, retries: 0 });
+    });
+  }
+
+  /**
+   * issue 12 (`rotate_key`): an admin's rotation, queued like any entry. `ifNeeded`: only
+   * when `rotationNeeded(now)`; a retry after a lost race (707 / 709) is made only while a
+   * rotation is still needed or nobody rotated since (a new key and lockboxes each time).
+   */
+  rotate(options: { ifNeeded?: boolean } = {}): Promise<MembershipState | null> {
+    const epochs = this._engine.epochs;
+    if (!epochs) {
+      return Promise.reject(notNow('this document has no membership log'));
+    }
+    let startEpoch: number | null = null;
+    let key: { epoch: number; key: Uint8Array } | null = null;
+    const build: EntryBuilder = (state) => {
+      const needed = state.rotationNeeded(logNow(state));
+      if (options.ifNeeded && !needed) {
+        return null;
+      }
+      if (startEpoch === null) {
+        startEpoch = state.epoch;
+      } else if (state.epoch > startEpoch && !needed) {
+        return null; // another admin rotated meanwhile: nothing left to do
+      }
+      const rotation = createRotation(state, this._engine.signingKey);
+      key = { epoch: rotation.epoch, key: rotation.key };
+      return { entry: rotation.entry, lockboxes: rotation.lockboxes };
+    };
+    return this.requestEntry(build, () => {
+      if (key !== null) {
+        epochs.addKey(key.epoch, key.key);
+        this._engine.requestSnapshot?.(); // the new epoch begins with our snapshot
+      }
     });
   }
 
@@ -135,16 +229,18 @@ export class MembershipCalls {
         return;
       }
       if (call.sent !== null && log.state.hashes[call.sent.seq] === call.sent.hash) {
-        this._settle(call, null); // stored after all (its answer was lost with a connection)
+        this._settle(call, null, true); // stored after all (its answer was lost with a connection)
         continue;
       }
       let entry: MembershipEntry;
       try {
-        const c = call.change;
-        entry = createEntry(log.state, this._engine.signingKey, c.kind, c.target, c.role, {
-          name: c.name
-        }).entry;
-        log.appendEntry(entryToJson(entry));
+        const built = call.build(log.state);
+        if (built === null) {
+          this._settle(call, null);
+          continue;
+        }
+        entry = built.entry;
+        log.appendEntry(entryToJson(entry), built.lockboxes ?? null);
       } catch (e) {
         this._settle(call, e instanceof Error ? e : new Error(String(e)));
         continue;
@@ -166,11 +262,11 @@ export class MembershipCalls {
     }
     if (event === 'log-entry-saved') {
       this._due = false;
-      this._settle(call, null);
+      this._settle(call, null, true);
     } else if (event === 'log-entry-failed') {
       this._due = false;
       if (this._engine.log?.state?.hashes[call.sent.seq] === call.sent.hash) {
-        this._settle(call, null); // in the verified log after all (e.g. it came back as a log-entry)
+        this._settle(call, null, true); // in the verified log after all (e.g. it came back as a log-entry)
         return;
       }
       const code = data.code;
@@ -184,13 +280,22 @@ export class MembershipCalls {
     }
   }
 
-  private _settle(call: Call, error: Error | null): void {
+  private _settle(call: Call, error: Error | null, saved = false): void {
     this._queue = this._queue.filter((c) => c !== call);
-    if (error === null) {
-      call.resolve();
-    } else {
+    if (error !== null) {
       call.reject(error);
+      return;
     }
+    const state = this._engine.log?.state ?? null;
+    if (saved && state !== null) {
+      try {
+        call.saved?.(state);
+      } catch (e) {
+        call.reject(e instanceof Error ? e : new Error(String(e)));
+        return;
+      }
+    }
+    call.resolve(saved ? state : null);
   }
 
   rejectAll(error: Error): void {
@@ -279,18 +384,99 @@ export abstract class MembersClient {
     }
   }
 
-  /** Remove a member (your own key: leave the document). */
-  removeMember(pubKey: string): Promise<void> {
-    return this._membershipCall({ kind: 'remove-member', target: pubKey, role: null, name: null });
+  /**
+   * Remove a member (your own key: leave the document). Then (issue 12) an admin rotates the
+   * key, unless `rotate: false` (e.g. several removals followed by one `rotateKey()`) or you left.
+   */
+  async removeMember(pubKey: string, options: { rotate?: boolean } = {}): Promise<void> {
+    await this._membershipCall({ kind: 'remove-member', target: pubKey, role: null, name: null });
+    if ((options.rotate ?? true) && this.engine.log?.role === 'admin' && this.engine.epochs) {
+      // (if needed: after several removals at once, one rotation covers them all)
+      await this._queued(() => this._calls.rotate({ ifNeeded: true }));
+    }
   }
 
-  private _membershipCall(change: Parameters<MembershipCalls['request']>[0]): Promise<void> {
+  /** issue 12: the epoch keys this client holds (null: no log). */
+  get keyring(): Keyring | null {
+    return this.engine.epochs?.keyring ?? null;
+  }
+
+  /** issue 12: the log's current key epoch (null: no log, or not loaded yet). */
+  get epoch(): number | null {
+    return this.engine.log?.state?.epoch ?? null;
+  }
+
+  /**
+   * issue 12: rotate the document key (admins): a new epoch, its key sealed to every member
+   * and live link (uploaded with the `rotate-key` entry); resolves once the relay saved it
+   * and the key is kept; the next snapshot is in the new epoch. 712 unless admin.
+   */
+  async rotateKey(): Promise<void> {
+    await this._queued(() => this._calls.rotate());
+  }
+
+  /**
+   * Append any entry (e.g. add-link / remove-link, links.ts): `build(state)` makes it on the
+   * verified head (again after a lost race, at most MAX_LOG_ENTRY_RETRIES times) with the
+   * lockboxes to upload with it. Resolves with the state after it. An admin's remove-link or
+   * remove-member is followed by a rotation unless `rotate: false`.
+   */
+  async appendEntry(build: EntryBuilder, options: { rotate?: boolean } = {}): Promise<MembershipState | null> {
+    let kind: string | null = null;
+    const state = await this._queued(() =>
+      this._calls.requestEntry((s) => {
+        const built = build(s);
+        kind = built?.entry.kind ?? null;
+        return built;
+      })
+    );
+    const removal = kind === 'remove-member' || kind === 'remove-link';
+    if (removal && (options.rotate ?? true) && this.engine.log?.role === 'admin' && this.engine.epochs) {
+      await this._queued(() => this._calls.rotate({ ifNeeded: true }));
+      return this.membership;
+    }
+    return state;
+  }
+
+  /** After a load: an admin whose log says a rotation is due rotates (in the background). */
+  protected _rotateIfNeeded(): void {
+    const state = this.engine.log?.state ?? null;
+    if (
+      state === null ||
+      !this.engine.epochs ||
+      this._rotating ||
+      this.engine.log?.role !== 'admin' ||
+      !state.rotationNeeded(logNow(state))
+    ) {
+      return;
+    }
+    this._rotating = true;
+    this._queued(() => this._calls.rotate({ ifNeeded: true }))
+      .catch((e) => {
+        // recorded; the next load tries again
+        this.engine.epochs && this._rotationFailed(e);
+      })
+      .finally(() => {
+        this._rotating = false;
+      });
+  }
+
+  private _rotating = false;
+
+  /** An automatic rotation failed (recorded by the driver). */
+  protected abstract _rotationFailed(error: unknown): void;
+
+  private _queued<T>(make: () => Promise<T>): Promise<T> {
     if (this._destroyed || this._terminal) {
       return Promise.reject(notNow('the client is closed or has no access'));
     }
-    const done = this._calls.request(change);
+    const done = make();
     this._pump();
     return done;
+  }
+
+  private _membershipCall(change: Parameters<MembershipCalls['request']>[0]): Promise<void> {
+    return this._queued(() => this._calls.request(change));
   }
 
   protected _notifyMembership(): void {
