@@ -383,7 +383,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         // decisions first (asked one at a time), then the writes
         const plan = planImport(getDocumentKey, content.keys);
-        const toStore: IBackupKey[] = [];
+        const toStore: (IBackupKey & { key: Uint8Array })[] = [];
         let same = 0;
         let kept = 0;
         for (const { key, decision } of plan) {

@@ -1,6 +1,7 @@
 /**
  * The key backup file format (docs/backup.md), shared with the Python client
- * (secsync_jupyter/client/backup.py): document keys and a signing identity, encrypted with a
+ * (secsync_jupyter/client/backup.py): document keys (version 2: with each document's epoch
+ * keys after key rotations, issue 12) and a signing identity, encrypted with a
  * key derived from a passphrase by libsodium's crypto_pwhash (Argon2id v1.3) and sealed with
  * crypto_secretbox (XSalsa20-Poly1305).
  *
@@ -11,9 +12,13 @@ import type SodiumSumo from 'libsodium-wrappers-sumo';
 
 import { b64decode, b64encode, isB64 } from './secsync/base64';
 import { isValidDocId } from './secsync/ids';
+import { Keyring } from './secsync/lockbox';
 
 export const BACKUP_FORMAT = 'secsync-jupyter-key-backup';
-export const BACKUP_VERSION = 1;
+/** What writers write (2: key entries may carry `epochs` and `seen`; `key` may be null). */
+export const BACKUP_VERSION = 2;
+/** What readers read (version 1 files still import). */
+export const READ_VERSIONS: readonly number[] = [1, 2];
 export const KDF_NAME = 'argon2id13';
 export const CIPHER_NAME = 'xsalsa20poly1305';
 /** libsodium's OPSLIMIT_MODERATE / MEMLIMIT_MODERATE: about a second, 256 MiB. */
@@ -28,6 +33,7 @@ const NONCE_BYTES = 24;
 const MAC_BYTES = 16;
 export const MAX_FILE_BYTES = 16 * 1024 * 1024;
 const MAX_KEYS = 100000;
+const MAX_EPOCHS = 100000;
 const MAX_NAME_CHARS = 1024;
 export const MIN_PASSPHRASE_CHARS = 10;
 
@@ -44,11 +50,16 @@ export class BackupError extends Error {
 
 export interface IBackupKey {
   docId: string;
-  key: Uint8Array;
+  /** the document (epoch-0) key; null for a member holding only later epochs' keys */
+  key: Uint8Array | null;
   /** a file name the key was last used with (a hint for people) */
   name: string | null;
   /** when the key was stored where it was exported from (ISO 8601) */
   created: string | null;
+  /** keys of key epochs 1, 2, … (after key rotations), epoch -> key */
+  epochs?: Map<number, Uint8Array>;
+  /** the newest epoch of a snapshot the keyring's owner accepted (rollback check 769) */
+  seen?: number | null;
 }
 
 export interface IBackupIdentity {
@@ -103,6 +114,30 @@ function bytesField(value: unknown, length: number | null, what: string): Uint8A
   return bytes;
 }
 
+function epochsField(value: unknown, docId: string): Map<number, Uint8Array> {
+  const epochs = new Map<number, Uint8Array>();
+  if (value === null || value === undefined) {
+    return epochs;
+  }
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw damaged(`the epoch keys of document ${docId} are not an object`);
+  }
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > MAX_EPOCHS) {
+    throw damaged(`the epoch keys of document ${docId} are not an object`);
+  }
+  for (const [name, key] of entries) {
+    if (!/^[0-9]+$/.test(name) || String(Number(name)) !== name) {
+      throw damaged(`document ${docId} has an epoch ${JSON.stringify(name)} that is not a number`);
+    }
+    if (name === '0') {
+      throw damaged(`document ${docId} lists epoch 0 among its epoch keys`);
+    }
+    epochs.set(Number(name), bytesField(key, 32, `the key of epoch ${name} of document ${docId}`));
+  }
+  return epochs;
+}
+
 /** The decrypted content (a parsed JSON object) checked field by field. */
 export async function parseContent(data: unknown): Promise<IBackupContent> {
   if (!data || typeof data !== 'object' || Array.isArray(data)) {
@@ -126,11 +161,25 @@ export async function parseContent(data: unknown): Promise<IBackupContent> {
       throw damaged(`document ${k.docId} is listed twice`);
     }
     seen.add(k.docId);
+    const epochs = epochsField(k.epochs, k.docId);
+    const newest = k.seen;
+    if (
+      newest !== null &&
+      newest !== undefined &&
+      (typeof newest !== 'number' || !Number.isInteger(newest) || newest < 0 || newest >= 2 ** 31)
+    ) {
+      throw damaged(`'seen' of document ${k.docId} is not an epoch number`);
+    }
     keys.push({
       docId: k.docId,
-      key: bytesField(k.key, 32, `the key of document ${k.docId}`),
+      key:
+        (k.key === null || k.key === undefined) && epochs.size > 0
+          ? null
+          : bytesField(k.key, 32, `the key of document ${k.docId}`),
       name: optionalString(k.name, `the name of document ${k.docId}`),
-      created: optionalString(k.created, `the date of document ${k.docId}`, 64)
+      created: optionalString(k.created, `the date of document ${k.docId}`, 64),
+      epochs,
+      seen: typeof newest === 'number' ? newest : null
     });
   });
   let identity: IBackupIdentity | null = null;
@@ -165,9 +214,17 @@ function contentJson(content: IBackupContent): Record<string, unknown> {
       : null,
     keys: content.keys.map(k => ({
       docId: k.docId,
-      key: b64encode(k.key),
+      key: k.key ? b64encode(k.key) : null,
       name: k.name,
-      created: k.created
+      created: k.created,
+      ...(k.epochs && k.epochs.size > 0
+        ? {
+            epochs: Object.fromEntries(
+              [...k.epochs.entries()].sort((a, b) => a[0] - b[0]).map(([e, key]) => [String(e), b64encode(key)])
+            )
+          }
+        : {}),
+      ...(typeof k.seen === 'number' ? { seen: k.seen } : {})
     }))
   };
 }
@@ -263,10 +320,10 @@ export function parseEnvelope(text: string): IEnvelope {
   if (!data || typeof data !== 'object' || data.format !== BACKUP_FORMAT) {
     throw notOne("no 'format' field of one");
   }
-  if (data.version !== BACKUP_VERSION) {
+  if (!READ_VERSIONS.includes(data.version)) {
     throw new BackupError(
       'version',
-      `Key backup version ${JSON.stringify(data.version)} is not supported (this version reads version ${BACKUP_VERSION}).`
+      `Key backup version ${JSON.stringify(data.version)} is not supported (this version reads versions ${READ_VERSIONS.join(', ')}).`
     );
   }
   const kdf = data.kdf;
@@ -314,17 +371,90 @@ export async function decryptBackup(text: string, passphrase: string): Promise<I
 
 export type ImportDecision = 'add' | 'same' | 'conflict';
 
-/** What importing `incoming` does to each document, given the stored keys. */
+/**
+ * What importing `incoming` does to each document key (epoch 0), given the stored keys.
+ * Entries without a document key (only epoch keys) are not in the plan (planKeyringImport).
+ */
 export function planImport(
   stored: (docId: string) => Uint8Array | null,
   incoming: IBackupKey[]
-): { key: IBackupKey; decision: ImportDecision }[] {
-  return incoming.map(key => {
-    const mine = stored(key.docId);
-    if (!mine) {
-      return { key, decision: 'add' as const };
+): { key: IBackupKey & { key: Uint8Array }; decision: ImportDecision }[] {
+  return incoming
+    .filter((key): key is IBackupKey & { key: Uint8Array } => key.key !== null)
+    .map(key => {
+      const mine = stored(key.docId);
+      if (!mine) {
+        return { key, decision: 'add' as const };
+      }
+      return { key, decision: sameBytes(mine, key.key) ? ('same' as const) : ('conflict' as const) };
+    });
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** What importing one document's epoch keys does (planKeyringImport). */
+export interface IKeyringPlan {
+  docId: string;
+  /** the stored keyring with the backup's new epochs added (store it when `changed`) */
+  keyring: Keyring;
+  /** the newer of the stored and the backup's `seen` */
+  seen: number | null;
+  added: number[];
+  same: number[];
+  /** epochs whose stored key differs from the backup's: the stored key is kept */
+  conflicts: number[];
+  changed: boolean;
+}
+
+/**
+ * The epoch keys (1 and up) of each backup entry that has any, merged into the stored
+ * keyring (`stored(docId)`, e.g. keystore.ts getKeyring): new epochs are added, a
+ * different key for an epoch is a conflict and never replaces the stored one; `seen`
+ * only grows. Epoch 0 (the document key) is planImport's.
+ */
+export function planKeyringImport(
+  stored: (docId: string) => { keyring: Keyring; seen: number | null } | null,
+  incoming: IBackupKey[]
+): IKeyringPlan[] {
+  const plans: IKeyringPlan[] = [];
+  for (const entry of incoming) {
+    const epochs = entry.epochs ?? new Map<number, Uint8Array>();
+    const theirSeen = typeof entry.seen === 'number' ? entry.seen : null;
+    if (epochs.size === 0 && theirSeen === null) {
+      continue;
     }
-    const same = mine.length === key.key.length && mine.every((x, i) => x === key.key[i]);
-    return { key, decision: same ? ('same' as const) : ('conflict' as const) };
-  });
+    const mine = stored(entry.docId);
+    const keyring = new Keyring();
+    for (const e of mine?.keyring.epochs ?? []) {
+      keyring.add(e, mine!.keyring.key(e));
+    }
+    const plan: IKeyringPlan = {
+      docId: entry.docId,
+      keyring,
+      seen: mine?.seen ?? null,
+      added: [],
+      same: [],
+      conflicts: [],
+      changed: false
+    };
+    for (const [epoch, key] of [...epochs.entries()].sort((a, b) => a[0] - b[0])) {
+      if (!keyring.has(epoch)) {
+        keyring.add(epoch, key);
+        plan.added.push(epoch);
+        plan.changed = true;
+      } else if (sameBytes(keyring.key(epoch), key)) {
+        plan.same.push(epoch);
+      } else {
+        plan.conflicts.push(epoch);
+      }
+    }
+    if (theirSeen !== null && (plan.seen === null || theirSeen > plan.seen)) {
+      plan.seen = theirSeen;
+      plan.changed = true;
+    }
+    plans.push(plan);
+  }
+  return plans;
 }

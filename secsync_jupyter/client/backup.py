@@ -1,8 +1,9 @@
 """Key backups: document keys and a signing identity in one passphrase-protected file.
 
 The format (docs/backup.md) is shared with the browser extension (labextension/src/backup.ts):
-a JSON object ``{"format": "secsync-jupyter-key-backup", "version": 1, "kdf": {...},
-"cipher": {...}, "ciphertext": ...}``. The passphrase (UTF-8 of its NFC form) goes through
+a JSON object ``{"format": "secsync-jupyter-key-backup", "version": 2, "kdf": {...},
+"cipher": {...}, "ciphertext": ...}`` (version 1 files, without epoch keys, are still read).
+The passphrase (UTF-8 of its NFC form) goes through
 libsodium's ``crypto_pwhash`` (Argon2id v1.3, parameters and 16-byte salt in ``kdf``) to a
 32-byte key; ``crypto_secretbox`` (XSalsa20-Poly1305, 24-byte nonce in ``cipher``) encrypts
 the JSON content (:class:`BackupContent`). Changing any field changes the derived key or fails
@@ -10,8 +11,10 @@ the authenticator: a wrong passphrase and a changed file both fail as :class:`Ba
 
 The Python side's keys live in a small key store (:func:`keys_path`: ``$SECSYNC_KEYS`` or
 ``$XDG_CONFIG_HOME/secsync-jupyter/keys.json``, mode 0600); its identity in the identity file
-(:func:`identity_path`). Importing merges: a key or identity that differs from the stored one
-is never replaced unless asked for (``replace=True``).
+(:func:`identity_path`); the keys of later key epochs (issue 12) in the keyring file next to
+the identity (epochs_client.KeyringFile). Importing merges: a document key or identity that
+differs from the stored one is never replaced unless asked for (``replace=True``); an epoch
+key that differs from the stored one for that epoch is never replaced (reported).
 """
 
 from __future__ import annotations
@@ -36,7 +39,10 @@ from ..protocol import SigningKeyPair, b64decode, b64encode
 from ..protocol.ids import is_doc_id
 
 FORMAT = "secsync-jupyter-key-backup"
-VERSION = 1
+#: what writers write (2: key entries may carry ``epochs`` and ``seen``, ``key`` may be null)
+VERSION = 2
+#: what readers read
+READ_VERSIONS = (1, 2)
 KDF_NAME = "argon2id13"
 CIPHER_NAME = "xsalsa20poly1305"
 #: libsodium's crypto_pwhash_OPSLIMIT_MODERATE / MEMLIMIT_MODERATE (about 1 s, 256 MiB)
@@ -49,6 +55,7 @@ MIN_OPSLIMIT = 1
 MIN_MEMLIMIT = 8 * 1024
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_KEYS = 100_000
+MAX_EPOCHS = 100_000
 MAX_NAME_CHARS = 1024
 MIN_PASSPHRASE_CHARS = 10
 
@@ -84,11 +91,29 @@ def identity_fingerprint(public_key: bytes) -> str:
 @dataclass
 class BackupKey:
     doc_id: str
-    key: bytes = field(repr=False)
+    #: the document (epoch-0) key; None for a member that holds only later epochs' keys
+    key: bytes | None = field(repr=False)
     #: a file name the key was last used with (a hint for people, may be None)
     name: str | None = None
     #: when the key was stored where it was exported from (ISO 8601, may be None)
     created: str | None = None
+    #: the keys of key epochs 1, 2, … (issue 12: after key rotations), epoch -> key
+    epochs: dict[int, bytes] = field(default_factory=dict, repr=False)
+    #: the newest epoch of a snapshot the keyring's owner accepted (rollback check 769)
+    seen: int | None = None
+
+    def entry_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "docId": self.doc_id,
+            "key": None if self.key is None else b64encode(self.key),
+            "name": self.name,
+            "created": self.created,
+        }
+        if self.epochs:
+            out["epochs"] = {str(e): b64encode(self.epochs[e]) for e in sorted(self.epochs)}
+        if self.seen is not None:
+            out["seen"] = self.seen
+        return out
 
 
 @dataclass
@@ -109,10 +134,7 @@ class BackupContent:
                 "publicKey": b64encode(self.identity.public_key),
                 "seed": b64encode(self.identity.seed),
             },
-            "keys": [
-                {"docId": k.doc_id, "key": b64encode(k.key), "name": k.name, "created": k.created}
-                for k in self.keys
-            ],
+            "keys": [k.entry_json() for k in self.keys],
         }
 
 
@@ -126,6 +148,27 @@ def _optional_str(value: Any, what: str, limit: int = MAX_NAME_CHARS) -> str | N
     if not isinstance(value, str) or len(value) > limit:
         raise _damaged(f"{what} is not a string of at most {limit} characters")
     return value
+
+
+def _parse_epochs(value: Any, doc_id: str) -> dict[int, bytes]:
+    """``{"1": b64, …}``: keys of epochs 1 and up (epoch 0 is the entry's ``key``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_EPOCHS:
+        raise _damaged(f"the epoch keys of document {doc_id} are not an object")
+    epochs: dict[int, bytes] = {}
+    for name, key in value.items():
+        if not isinstance(name, str) or not name.isdigit() or str(int(name)) != name:
+            raise _damaged(f"document {doc_id} has an epoch {name!r} that is not a number")
+        if int(name) == 0:
+            raise _damaged(f"document {doc_id} lists epoch 0 among its epoch keys")
+        try:
+            epochs[int(name)] = b64decode(key, field="key", length=32)
+        except ValueError:
+            raise _damaged(
+                f"the key of epoch {name} of document {doc_id} is not 32 bytes of base64url"
+            )
+    return epochs
 
 
 def parse_content(data: Any) -> BackupContent:
@@ -146,16 +189,26 @@ def parse_content(data: Any) -> BackupContent:
         if doc_id in seen:
             raise _damaged(f"document {doc_id} is listed twice")
         seen.add(doc_id)
-        try:
-            key = b64decode(item.get("key"), field="key", length=32)
-        except ValueError:
-            raise _damaged(f"the key of document {doc_id} is not 32 bytes of base64url")
+        epochs = _parse_epochs(item.get("epochs"), doc_id)
+        key = None
+        if item.get("key") is not None or not epochs:
+            try:
+                key = b64decode(item.get("key"), field="key", length=32)
+            except ValueError:
+                raise _damaged(f"the key of document {doc_id} is not 32 bytes of base64url")
+        newest = item.get("seen")
+        if newest is not None and (
+            not isinstance(newest, int) or isinstance(newest, bool) or not 0 <= newest < 2**31
+        ):
+            raise _damaged(f"'seen' of document {doc_id} is not an epoch number")
         keys.append(
             BackupKey(
                 doc_id,
                 key,
                 _optional_str(item.get("name"), f"the name of document {doc_id}"),
                 _optional_str(item.get("created"), f"the date of document {doc_id}", 64),
+                epochs,
+                newest,
             )
         )
     identity = None
@@ -254,10 +307,10 @@ def _parse_envelope(text: str | bytes) -> _Envelope:
         raise BackupError("this is not a secsync-jupyter key backup (not JSON)")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise BackupError("this is not a secsync-jupyter key backup (no 'format' field of one)")
-    if data.get("version") != VERSION:
+    if data.get("version") not in READ_VERSIONS or isinstance(data.get("version"), bool):
         raise BackupError(
             f"key backup version {data.get('version')!r} is not supported (this program reads"
-            f" version {VERSION}); use a newer secsync-jupyter"
+            f" versions {', '.join(map(str, READ_VERSIONS))}); use a newer secsync-jupyter"
         )
     kdf, cipher = data.get("kdf"), data.get("cipher")
     if not isinstance(kdf, dict) or kdf.get("name") != KDF_NAME:
@@ -360,7 +413,12 @@ def load_keys(path: Path | None = None) -> list[BackupKey]:
 
 
 def save_keys(keys: list[BackupKey], path: Path | None = None) -> None:
-    content = BackupContent(keys=keys).to_json()["keys"]
+    """Writes the key store: the document (epoch-0) keys (epoch keys go to the keyring file)."""
+    content = [
+        BackupKey(k.doc_id, k.key, k.name, k.created).entry_json()
+        for k in keys
+        if k.key is not None
+    ]
     text = json.dumps({"format": KEYS_FORMAT, "version": 1, "keys": content}, indent=2) + "\n"
     _write_private(path or keys_path(), text)
 
@@ -414,6 +472,11 @@ class MergeResult:
     identity: str = "none"
     #: where a replaced identity file was moved
     identity_moved: Path | None = None
+    #: epoch keys (issue 12) added to the keyring file / already there: (docId, epoch)
+    epochs_added: list[tuple[str, int]] = field(default_factory=list)
+    epochs_unchanged: list[tuple[str, int]] = field(default_factory=list)
+    #: epoch keys that differ from the stored key of that epoch: the stored one was kept
+    epoch_conflicts: list[tuple[str, int]] = field(default_factory=list)
 
 
 def merge_keys(
@@ -425,6 +488,8 @@ def merge_keys(
     by_id = {k.doc_id: k for k in stored}
     merged = list(stored)
     for k in incoming:
+        if k.key is None:  # only epoch keys: for the keyring file (merge_keyrings)
+            continue
         mine = by_id.get(k.doc_id)
         if mine is None:
             entry = BackupKey(k.doc_id, k.key, k.name, k.created)
@@ -454,9 +519,15 @@ def import_backup(
     """Merges a decrypted backup into the key store and the identity file."""
     stored = load_keys(keys_file)  # a damaged store fails here, before anything is written
     current = load_identity(identity_file)
+    rings = _keyring_file(identity_file)
+    has_epochs = [k for k in content.keys if k.epochs or k.seen is not None]
+    stored_rings = {k.doc_id: _load_ring(rings, k.doc_id) for k in has_epochs} if rings else {}
     merged, result = merge_keys(stored, content.keys, replace=replace_keys)
     if result.added or result.replaced:
         save_keys(merged, keys_file)
+    if rings is not None:
+        for k in has_epochs:
+            merge_keyring(rings, k, stored_rings[k.doc_id], result)
     if content.identity is not None:
         if current is None or (
             replace_identity and current.public_key != content.identity.public_key
@@ -470,38 +541,91 @@ def import_backup(
     return result
 
 
+def _keyring_file(identity_file: Path | None):
+    from .epochs_client import default_keyring_file
+
+    return default_keyring_file(identity_file or identity_path())
+
+
+def _load_ring(rings: Any, doc_id: str) -> tuple[Any, int | None]:
+    try:
+        return rings.load(doc_id)
+    except ValueError as exc:
+        raise BackupError(f"{exc} (left as it is)")
+
+
+def merge_keyring(
+    rings: Any, incoming: BackupKey, stored: tuple[Any, int | None], result: MergeResult
+) -> None:
+    """Adds ``incoming``'s epoch keys (and its epoch-0 key where the keyring has none) to the
+    keyring file: an epoch already holding another key keeps it (``result.epoch_conflicts``,
+    epoch 0 too); ``seen`` becomes the newer of the two."""
+    from ..protocol.epochs import Keyring
+
+    ring, seen = stored
+    keys = dict(incoming.epochs)
+    if incoming.key is not None:
+        keys[0] = incoming.key
+    merged = Keyring({e: ring.key(e) for e in ring.epochs})
+    changed = False
+    for epoch in sorted(keys):
+        if epoch not in ring:
+            merged.add(epoch, keys[epoch])
+            changed = True
+            if epoch:  # (epoch 0: the document key, counted by merge_keys)
+                result.epochs_added.append((incoming.doc_id, epoch))
+        elif ring.key(epoch) != keys[epoch]:
+            result.epoch_conflicts.append((incoming.doc_id, epoch))
+        elif epoch:
+            result.epochs_unchanged.append((incoming.doc_id, epoch))
+    if incoming.seen is not None and (seen is None or incoming.seen > seen):
+        seen, changed = incoming.seen, True
+    if changed:
+        rings.save(incoming.doc_id, merged, seen)
+
+
 def export_content(
     extra: list[BackupKey] | None = None,
     *,
     keys_file: Path | None = None,
     identity_file: Path | None = None,
 ) -> BackupContent:
-    """The key store's keys (plus ``extra``, e.g. from share links) and the identity file."""
-    keys, _ = merge_keys(load_keys(keys_file), [*(extra or []), *keyring_keys(identity_file)])
+    """The key store's keys (plus ``extra``, e.g. from share links), the keyring file's
+    keyrings and the identity file."""
+    rings = keyring_keys(identity_file)
+    keys, _ = merge_keys(load_keys(keys_file), [*(extra or []), *rings])
+    by_id = {k.doc_id: k for k in keys}
+    for ring in rings:  # epoch keys and `seen` of the keyring file, with the document key
+        mine = by_id.get(ring.doc_id)
+        if mine is None:
+            keys.append(ring)
+        else:
+            mine.epochs, mine.seen = ring.epochs, ring.seen
     return BackupContent(keys=keys, identity=load_identity(identity_file))
 
 
 def keyring_keys(identity_file: Path | None = None) -> list[BackupKey]:
-    """The epoch-0 (document) keys of the Python client's keyring file (``$SECSYNC_KEYRINGS``,
-    else ``keyrings.json`` next to the identity file), e.g. of documents it created or joined.
-    Keys of later epochs (after a key rotation) are not part of format version 1."""
-    from .epochs_client import KEYRINGS_FORMAT, default_keyring_file
-
-    ring = default_keyring_file(identity_file or identity_path())
-    if ring is None or not ring.path.exists():
+    """The keyrings of the Python client's keyring file (``$SECSYNC_KEYRINGS``, else
+    ``keyrings.json`` next to the identity file), e.g. of documents it created or joined: the
+    epoch-0 key as ``key`` (None when it holds only later epochs), the others as ``epochs``,
+    and ``seen``."""
+    rings = _keyring_file(identity_file)
+    if rings is None or not rings.path.exists():
         return []
-    data = _read_json_file(ring.path, "keyring file")
-    docs = data.get("documents") if isinstance(data, dict) else None
-    if not isinstance(docs, dict) or data.get("format") != KEYRINGS_FORMAT:
-        raise BackupError(f"{str(ring.path)!r} is not a secsync-jupyter keyring file")
+    try:
+        doc_ids = sorted(rings._read())
+    except ValueError as exc:
+        raise BackupError(str(exc))
     keys = []
-    for doc_id, entry in sorted(docs.items()):
-        first = entry.get("keys", {}).get("0") if isinstance(entry, dict) else None
-        if is_doc_id(doc_id) and isinstance(first, str):
-            try:
-                keys.append(BackupKey(doc_id, b64decode(first, field="key", length=32)))
-            except ValueError:
-                raise BackupError(f"the keyring of {doc_id} in {str(ring.path)!r} is damaged")
+    for doc_id in doc_ids:
+        if not is_doc_id(doc_id):
+            continue
+        ring, seen = _load_ring(rings, doc_id)
+        if not len(ring):
+            continue
+        first = ring.key(0) if 0 in ring else None
+        later = {e: ring.key(e) for e in ring.epochs if e != 0}
+        keys.append(BackupKey(doc_id, first, None, None, later, seen))
     return keys
 
 
@@ -576,7 +700,10 @@ def _summary(content: BackupContent) -> list[str]:
     ]
     for k in content.keys:
         name = f"  {k.name}" if k.name else ""
-        lines.append(f"  {k.doc_id}  key fingerprint {key_fingerprint(k.key)}{name}")
+        first = "(none)" if k.key is None else key_fingerprint(k.key)
+        lines.append(f"  {k.doc_id}  key fingerprint {first}{name}")
+        for epoch in sorted(k.epochs):
+            lines.append(f"    epoch {epoch}  key fingerprint {key_fingerprint(k.epochs[epoch])}")
     return lines
 
 
@@ -629,6 +756,17 @@ def cmd_backup_import(args: Any) -> int:
         print(
             f"  kept the stored key of {doc_id}: the backup's differs"
             " (--replace-keys to take the backup's)"
+        )
+    if result.epochs_added or result.epochs_unchanged or result.epoch_conflicts:
+        print(
+            f"{len(result.epochs_added)} epoch key(s) added, {len(result.epochs_unchanged)}"
+            f" already stored, {len(result.epoch_conflicts)} conflicting (kept)"
+            f" -> {_keyring_file(None).path}"
+        )
+    for doc_id, epoch in result.epoch_conflicts:
+        print(
+            f"  CONFLICT: the backup holds another key for epoch {epoch} of {doc_id} than"
+            " the keyring file; the stored key was kept (it is never replaced)"
         )
     identity = {
         "none": "the backup has no identity",

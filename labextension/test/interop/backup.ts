@@ -4,7 +4,8 @@
  *
  *   vite-node test/interop/backup.ts encrypt PASSPHRASE_FILE CONTENT_JSON [opslimit memlimit]
  *       prints the backup file (CONTENT_JSON: {created, createdBy, identity: {seed} | null,
- *       keys: [{docId, key, name, created}]}, keys and seed base64url)
+ *       keys: [{docId, key | null, name, created, epochs?: {"1": key, …}, seen?}]}, keys and
+ *       seed base64url)
  *   vite-node test/interop/backup.ts decrypt PASSPHRASE_FILE BACKUP_FILE
  *       prints {"ok": true, "content": ...} or {"ok": false, "kind": ..., "message": ...}
  */
@@ -29,7 +30,13 @@ async function main(): Promise<void> {
         created: data.created,
         createdBy: data.createdBy,
         identity,
-        keys: data.keys.map((k: any) => ({ ...k, key: b64decode(k.key) }))
+        keys: data.keys.map((k: any) => ({
+          ...k,
+          key: k.key === null ? null : b64decode(k.key),
+          epochs: new Map(
+            Object.entries(k.epochs ?? {}).map(([e, key]) => [Number(e), b64decode(key as string)])
+          )
+        }))
       },
       passphrase,
       ops ? { opslimit: Number(ops), memlimit: Number(mem) } : {}
@@ -43,7 +50,13 @@ async function main(): Promise<void> {
         identity: content.identity
           ? { seed: b64encode(content.identity.seed), publicKey: b64encode(content.identity.publicKey) }
           : null,
-        keys: content.keys.map(k => ({ ...k, key: b64encode(k.key) }))
+        keys: content.keys.map(k => ({
+          ...k,
+          key: k.key === null ? null : b64encode(k.key),
+          epochs: Object.fromEntries(
+            [...(k.epochs ?? new Map()).entries()].map(([e, key]) => [String(e), b64encode(key)])
+          )
+        }))
       };
       process.stdout.write(JSON.stringify({ ok: true, content: out }) + '\n');
     } catch (e) {
