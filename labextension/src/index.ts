@@ -680,6 +680,7 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.showCollaborators,
         CommandIDs.snapshotNow,
         MemberCommandIDs.members,
+        MemberCommandIDs.share,
         MemberCommandIDs.myIdentity
       ]) {
         palette.addItem({ command, category, args: { isPalette: true } });

@@ -6,9 +6,10 @@ import type { JupyterFrontEnd } from '@jupyterlab/application';
 import { CommandToolbarButton, Dialog } from '@jupyterlab/apputils';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import { usersIcon } from '@jupyterlab/ui-components';
+import { linkIcon, usersIcon } from '@jupyterlab/ui-components';
 
 import { showMembers } from './members';
+import { showShare } from './sharedialog';
 import { showMyIdentity } from './myidentity';
 import { installReadOnlyGuard, showReadOnlyState } from './readonly';
 import { IEncryptedSession, registry } from './registry';
@@ -17,6 +18,7 @@ import type { IStatusActions } from './status';
 export namespace MemberCommandIDs {
   export const myIdentity = 'secsync:my-identity';
   export const members = 'secsync:members';
+  export const share = 'secsync:share';
 }
 
 /**
@@ -68,6 +70,26 @@ export function addMemberCommands(
     }
   });
 
+  // issue 12: invitation links (sharedialog.ts)
+  app.commands.addCommand(MemberCommandIDs.share, {
+    label: args => (args.toolbar ? trans.__('Share') : trans.__('Share Encrypted Notebook (Invitation Links)…')),
+    caption: trans.__(
+      'Invitation links: create a viewer or editor link, see who joined through each, revoke'
+    ),
+    icon: args => (args.toolbar ? linkIcon : undefined),
+    isEnabled: args => !!args.toolbar || !!sessionFor(args)?.membership,
+    execute: args => {
+      const session = sessionFor(args);
+      if (!session) {
+        throw new Error(trans.__('The current document is not an encrypted notebook.'));
+      }
+      if (!session.status.loaded) {
+        throw new Error(trans.__('%1 is still loading.', session.path));
+      }
+      return showShare(session, trans);
+    }
+  });
+
   return {
     myIdentity: () => {
       Dialog.tracker.currentWidget?.reject();
@@ -95,6 +117,16 @@ export function decorateEncryptedPanel(
       id: MemberCommandIDs.members,
       args: { toolbar: true, panelId: panel.id },
       label: trans.__('Members')
+    })
+  );
+  panel.toolbar.insertItem(
+    1,
+    'secsyncShare',
+    new CommandToolbarButton({
+      commands: app.commands,
+      id: MemberCommandIDs.share,
+      args: { toolbar: true, panelId: panel.id },
+      label: trans.__('Share')
     })
   );
   showReadOnlyState(panel, trans);

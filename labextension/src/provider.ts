@@ -13,7 +13,13 @@ import { PromiseDelegate } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { getDocumentKey, getSigningKeyPair, rememberPointerPath, setDocumentKey } from './keystore';
-import { describeJoinError, describeLinkError, parseLink, relayContext } from './links';
+import {
+  describeJoinError,
+  describeLinkError,
+  invitationLinkFor,
+  parseLink,
+  relayContext
+} from './links';
 import { displayNameOf } from './myidentity';
 import { IPointer, parsePointer, relayDocumentUrl } from './pointer';
 import { confirmRelay, storeKeyFromLink } from './prompts';
@@ -27,6 +33,7 @@ import type { MembershipState, Role } from './secsync/membership';
 import { MembershipError } from './secsync/membershipError';
 import { parseShareLink } from './secsync/sharelink';
 import { joinThroughLink, LinkJoinResult } from './secsync/linkJoin';
+import { canAppend, createLinkOn, revokeLinkOn } from './secsync/linkCalls';
 import { defaultRememberedStore } from './secsync/rememberedState';
 
 /**
@@ -255,6 +262,35 @@ export class EncryptedDocumentProvider
 
   removeMember(pubKey: string): Promise<void> {
     return this._membersClient().removeMember(pubKey);
+  }
+
+  async createLink(
+    role: 'viewer' | 'editor',
+    label: string,
+    expiresAt: number | null
+  ): Promise<string> {
+    const client = this._linkClient();
+    const keyPair = await getSigningKeyPair();
+    const made = await createLinkOn(client, keyPair, role, label, { expiresAt, docKey: this._key });
+    return invitationLinkFor(this.docId, made.secret, this.relayBase);
+  }
+
+  async revokeLink(linkPubKey: string, removeJoined: boolean): Promise<void> {
+    const client = this._linkClient();
+    const keyPair = await getSigningKeyPair();
+    await revokeLinkOn(client, keyPair, linkPubKey, { removeJoined });
+  }
+
+  private _linkClient() {
+    const client = this._client as unknown;
+    if (!canAppend(client)) {
+      throw new MembershipError(
+        'SECSYNC_ERROR_700',
+        null,
+        this._trans.__('The encrypted notebook is not connected.')
+      );
+    }
+    return client;
   }
 
   private _membersClient(): IMembershipClient {

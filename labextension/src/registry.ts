@@ -56,6 +56,13 @@ export interface IMembership {
   addMember(identity: string, role: Role): Promise<void>;
   setRole(pubKey: string, role: Role): Promise<void>;
   removeMember(pubKey: string): Promise<void>;
+  /**
+   * Invitation links (issue 12, sharedialog.ts): an admin creates one (resolves with its URL,
+   * `#link=…`), or revokes one — with `removeJoined`, also removes who joined through it —
+   * and the key is rotated.
+   */
+  createLink(role: 'viewer' | 'editor', label: string, expiresAt: number | null): Promise<string>;
+  revokeLink(linkPubKey: string, removeJoined: boolean): Promise<void>;
 }
 
 export interface IEncryptedSession extends IMembership {

@@ -12,6 +12,7 @@ import { fingerprint, keyOnlyHere } from './keystore';
 import { myRoleLabel } from './members';
 import { collaboratorMarker, seenMarker } from './relayalerts';
 import { IEncryptedSession, registry } from './registry';
+import { rotationText } from './sharedialog';
 
 /** What the collaborators popup offers besides the list (commands of index.ts). */
 export interface IStatusActions {
@@ -285,6 +286,14 @@ export async function showCollaborators(
       stateOf(session)
     );
     body.node.appendChild(state);
+    // issue 12: the latest key rotation (sharedialog.ts)
+    const rotated = rotationText(session.membership, trans);
+    if (rotated) {
+      const p = document.createElement('p');
+      p.className = 'jp-secsync-Collaborators-rotated';
+      p.textContent = rotated + '.';
+      body.node.appendChild(p);
+    }
     if (keyOnlyHere(session.docId)) {
       const warn = document.createElement('p');
       warn.className = 'jp-secsync-Collaborators-backupWarning';

@@ -32,9 +32,12 @@ from .helpers import (
     NB,
     TOKEN,
     _cell_editor,
+    _close_members,
     _execute,
+    _member_row,
     _my_identity,
     _new_page,
+    _open_members,
     _pub_key,
     _wait_app,
     _wait_cell_text,
@@ -217,3 +220,233 @@ def test_python_link_joined_by_browser(lab, browser):
             assert owner.nb.document.engine.log.epoch == 1
     finally:
         owner.close()
+
+
+# ----------------------------------------------------------------------------------------
+# 2. the Share dialog: links made, joined and revoked in browsers
+# ----------------------------------------------------------------------------------------
+
+
+def _open_share(page) -> None:
+    """The Share dialog of the current encrypted notebook (its toolbar button)."""
+    page.locator(f"{NB} .jp-Toolbar-item[data-jp-item-name='secsyncShare']").click()
+    page.locator(SHARE).wait_for(timeout=30_000)
+
+
+def _close_share(page) -> None:
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    page.locator(SHARE).wait_for(state="detached", timeout=20_000)
+
+
+def _create_link(page, role: str, label: str) -> str:
+    """An admin creates a link in the Share dialog; returns its URL (shown once)."""
+    _open_share(page)
+    page.locator(f"{SHARE} .jp-secsync-Share-role").select_option(role)
+    page.locator(f"{SHARE} .jp-secsync-Share-label").fill(label)
+    page.locator(f"{SHARE} .jp-secsync-Share-createButton").click()
+    field = page.locator(f"{SHARE} .jp-secsync-Share-newLink")
+    field.wait_for(timeout=30_000)
+    url = field.input_value()
+    row = page.locator(f"{SHARE} .jp-secsync-ShareLink[data-state='live']", has_text=label)
+    row.wait_for(timeout=30_000)
+    assert page.locator(f"{SHARE} .jp-secsync-Share-createError").inner_text() == ""
+    _close_share(page)
+    assert "/secsync/open/m1_" in url and "#link=" in url, url
+    return url
+
+
+def _link_row(page, label: str):
+    return page.locator(f"{SHARE} .jp-secsync-ShareLink", has_text=label)
+
+
+def _revoke(page, label: str, remove_joined: bool) -> None:
+    """An admin revokes a link in the Share dialog (and removes who joined, if asked)."""
+    _open_share(page)
+    row = _link_row(page, label)
+    row.locator(".jp-secsync-ShareLink-revoke").click()
+    check = row.locator(".jp-secsync-ShareLink-removeJoined")
+    if remove_joined:
+        check.check()
+    else:
+        check.uncheck()
+    row.locator(".jp-secsync-ShareLink-confirmRevoke").click()
+    page.locator(f"{SHARE} .jp-secsync-ShareLink[data-state='revoked']", has_text=label).wait_for(
+        timeout=60_000
+    )
+    page.locator(f"{SHARE} .jp-secsync-Share-status", has_text="the key was changed").wait_for(
+        timeout=60_000
+    )
+    assert page.locator(f"{SHARE} .jp-secsync-Share-listError").inner_text() == ""
+    _close_share(page)
+
+
+def test_share_dialog_viewer_link_revoked_editor_keeps_working(lab, browser):
+    canary = f"SHARE-{secrets.token_hex(4)}"
+    with (
+        _session(browser, "owner-share") as a,
+        _session(browser, "B-share") as b,
+        _session(browser, "C-share") as c,
+    ):
+        _start(lab, a, "owner-share")
+        _execute(a, "secsync:new-notebook")
+        a.wait_for_selector(SYNCED, timeout=60_000)
+        a.locator(ROLE, has_text="owner").wait_for(timeout=30_000)
+        _type_at_end(a, 0, f"x = '{canary}'")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+
+        link_b = _create_link(a, "viewer", "for B")
+        link_c = _create_link(a, "editor", "for C")
+        assert link_b != link_c
+
+        # B opens the viewer link: joins as itself, reads, read-only
+        _start(lab, b, "b-share")
+        identity_b = _my_identity(b)
+        _open_link(b, link_b)
+        _wait_cell_text(b, 0, canary, timeout=60_000)
+        b.locator(READ_ONLY).wait_for(timeout=30_000)
+        b.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
+
+        # C opens the editor link: types, A sees it
+        _start(lab, c, "c-share")
+        identity_c = _my_identity(c)
+        _open_link(c, link_c)
+        _wait_cell_text(c, 0, canary, timeout=60_000)
+        c.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+        from_c = f"FROMC-{secrets.token_hex(3)}"
+        _type_at_end(c, 0, f" # {from_c}")
+        _wait_cell_text(a, 0, from_c, timeout=30_000)
+        _wait_cell_text(b, 0, from_c, timeout=30_000)
+
+        # the owner's dialog lists who joined through each link
+        _open_share(a)
+        row_b = _link_row(a, "for B")
+        assert row_b.get_attribute("data-joined") == "1"
+        assert row_b.get_attribute("data-pubkey") not in (_pub_key(identity_b), None)
+        assert _link_row(a, "for C").get_attribute("data-joined") == "1"
+        assert a.locator(f"{SHARE} .jp-secsync-Share-rotated").count() == 0
+        _close_share(a)
+
+        # revoke B's link and remove who joined through it: one action, one rotation
+        _revoke(a, "for B", remove_joined=True)
+        removed = b.locator(f"{NOT_MEMBER}[data-kind='removed']")
+        removed.wait_for(timeout=30_000)
+        assert "You were removed from this notebook" in removed.inner_text()
+        _open_share(a)
+        assert _link_row(a, "for B").get_attribute("data-joined") == "0"
+        assert "Key rotated by" in a.locator(f"{SHARE} .jp-secsync-Share-rotated").inner_text()
+        _close_share(a)
+
+        # B gets nothing new; C keeps working (the new epoch), both ways
+        after = f"AFTER-{secrets.token_hex(3)}"
+        _type_at_end(a, 0, f" # {after}")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        _wait_cell_text(c, 0, after, timeout=30_000)
+        from_c2 = f"FROMC2-{secrets.token_hex(3)}"
+        _type_at_end(c, 0, f" # {from_c2}")
+        _wait_cell_text(a, 0, from_c2, timeout=30_000)
+        c.wait_for_selector(SYNCED, timeout=30_000)
+        assert after not in _cells_text(b) and from_c2 not in _cells_text(b)
+        assert c.locator(NOT_MEMBER).count() == 0
+        # the Members dialog: C an editor (joined through its link), B gone
+        _open_members(a)
+        _member_row(a, identity_c, "editor").wait_for(timeout=20_000)
+        assert _member_row(a, identity_b).count() == 0
+        _close_members(a)
+
+        # the owner's status popup: key rotated by the owner, at a time
+        a.click(".jp-secsync-StatusItem")
+        rotated = a.locator(".jp-secsync-Collaborators-rotated")
+        rotated.wait_for(timeout=20_000)
+        assert rotated.inner_text().startswith("Key rotated by ")
+        a.keyboard.press("Escape")
+
+
+# ----------------------------------------------------------------------------------------
+# 3. a link made in the browser, joined by Python; a revoke in the browser seen by Python
+# ----------------------------------------------------------------------------------------
+
+
+class _PyLoop:
+    """An asyncio loop of the Python client in its own thread (objects stay open on it)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pool.submit(asyncio.set_event_loop, self.loop).result()
+
+    def run(self, coro):
+        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
+
+    def close(self):
+        self.pool.submit(self.loop.close).result()
+        self.pool.shutdown()
+
+
+def test_browser_link_joined_by_python(lab, browser):
+    from secsync_jupyter import open_notebook
+
+    canary = f"BRLINK-{secrets.token_hex(4)}"
+    pair, _ = python_identity("python-joiner")
+    py = _PyLoop()
+    nb = None
+    try:
+        with _session(browser, "owner-brlink") as a:
+            _start(lab, a, "owner-brlink")
+            _execute(a, "secsync:new-notebook")
+            a.wait_for_selector(SYNCED, timeout=60_000)
+            _type_at_end(a, 0, f"x = '{canary}'")
+            a.wait_for_selector(SYNCED, timeout=30_000)
+            url = _create_link(a, "editor", "for Python")
+
+            # Python joins through the browser's link (as itself) and writes
+            async def join():
+                return await open_notebook(url, identity=pair, token=TOKEN, keyring_file=False)
+
+            nb = py.run(join())
+            assert nb.role == "editor"
+            assert canary in str(nb.cells[0].source)
+            member = nb.document.engine.log.members[pair.public_key_b64]
+            assert member.via is not None and member.role == "editor"
+            text = f"PYJOINED-{secrets.token_hex(3)}"
+
+            async def add(t: str):
+                nb.add_markdown_cell(t)
+                await nb.synced(timeout=30)
+
+            py.run(add(text))
+            a.wait_for_function(
+                "([s, t]) => document.querySelector(s).textContent.includes(t)",
+                arg=[NB, text],
+                timeout=30_000,
+            )
+            # the browser lists Python as joined through its link
+            _open_share(a)
+            assert _link_row(a, "for Python").get_attribute("data-joined") == "1"
+            _close_share(a)
+
+            # the browser revokes the link (Python stays a member): Python sees the revoke
+            # and the rotation, and keeps writing in the new epoch
+            _revoke(a, "for Python", remove_joined=False)
+
+            async def revoked_seen() -> tuple:
+                for _ in range(300):
+                    log = nb.document.engine.log
+                    links = nb.links
+                    if links and links[0].removed is not None and log.epoch >= 1:
+                        return links[0].removed is not None, log.epoch, nb.role
+                    await asyncio.sleep(0.1)
+                return False, nb.document.engine.log.epoch, nb.role
+
+            assert py.run(revoked_seen()) == (True, 1, "editor")
+            text2 = f"PYAFTER-{secrets.token_hex(3)}"
+            py.run(add(text2))
+            a.wait_for_function(
+                "([s, t]) => document.querySelector(s).textContent.includes(t)",
+                arg=[NB, text2],
+                timeout=30_000,
+            )
+    finally:
+        if nb is not None:
+            with contextlib.suppress(Exception):
+                py.run(nb.close())
+        py.close()
