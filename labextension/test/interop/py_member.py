@@ -9,10 +9,11 @@ JSON lines on stdin, one answer per line on stdout ({"ok": true, ...} or {"ok": 
   {"op": "create", "name"}                   -> {"docId", "key"}   (Python owns the new log)
   {"op": "open", "docId", "key"}             -> {}
   {"op": "add", "identity", "role"} / {"op": "setRole", "pubKey", "role"}
-  {"op": "remove", "pubKey"}
+  {"op": "remove", "pubKey"}                 (an admin's removal rotates the key, issue 12)
   {"op": "append", "text"}                   -> {}  (acknowledged by the relay)
   {"op": "waitText", "text"} / {"op": "waitRole", "role"}
-  {"op": "state"}                            -> {"text", "role", "readOnly", "errors", "state"}
+  {"op": "state"}                            -> {"text", "role", "readOnly", "errors", "state",
+                                                 "epoch", "keyring"}
 """
 
 import asyncio
@@ -82,6 +83,9 @@ async def main() -> None:
                 "readOnly": doc.engine.read_only,
                 "errors": [e.code for e in doc.errors],
                 "state": doc.state,
+                # issue 12: the log's current epoch and the epochs whose keys it holds
+                "epoch": doc.engine.log.epoch if doc.engine.log is not None else None,
+                "keyring": doc.engine.epochs.keyring.epochs if doc.engine.epochs else None,
             }
         raise ValueError(f"unknown op {op}")
 
