@@ -21,6 +21,9 @@ derived from each Ed25519 key), the lockbox-set hash, the key check and the sign
 ``rotate-key`` entry (checked against the state) — in Python and in TypeScript on node
 (src/secsync/lockbox.ts, libsodium-wrappers as in the browser), and the relay's check of the
 uploaded set (``check_lockbox_set``). Goals: ≤ 100 ms in Python, ≤ 200 ms in the browser.
+And the browser client's whole rotation against our relay on loopback (node, ``--no-relay``
+skips it): ``client.rotateKey()`` for that many members until saved, then the new epoch's
+snapshot until saved. ``--only-rotation`` skips the log rows.
 """
 
 from __future__ import annotations
@@ -83,6 +86,49 @@ for (let i = 0; i < runs + 2; i++) {
   if (r.lockboxes.length !== state.members.size) throw new Error('wrong number of lockboxes');
   times.push(performance.now() - t);
 }
+console.log(JSON.stringify(times.slice(2)));
+"""
+
+#: issue 12, the browser client's whole rotation through our relay (node, libsodium.js):
+#: ``client.rotateKey()`` (createRotation on the engine's verified state, the rotate-key with
+#: its lockbox set uploaded, checked and saved by the relay, the key kept) and the snapshot of
+#: the new epoch until saved (``synced()``)
+ROTATION_CLIENT_TS = """
+import fs from 'node:fs';
+import WebSocket from 'ws';
+import * as Y from 'yjs';
+import { createSignatureKeyPair, generateKey, ready, SecsyncYjsClient } from './src/secsync';
+import { createLogDocument } from './src/secsync/document';
+import { formatIdentity } from './src/secsync/membership';
+const { base, members, runs } = JSON.parse(fs.readFileSync(process.argv[2], 'utf-8'));
+await ready();
+const admin = createSignatureKeyPair();
+const { docId, rootEntry } = createLogDocument(admin, 'Admin');
+const ydoc = new Y.Doc();
+const client = new SecsyncYjsClient({
+  url: `${base}/${docId}`, docId, key: generateKey(), rootEntry, signatureKeyPair: admin, ydoc,
+  WebSocketImpl: WebSocket as any, batchDelayMs: 0
+});
+client.connect();
+await client.loaded;
+ydoc.getText('content').insert(0, 'x'.repeat(2000));
+await client.synced();
+for (let i = 1; i < members; i++) {
+  await client.addMember(formatIdentity(createSignatureKeyPair().publicKey, `m${i}`), 'editor');
+}
+const times: number[] = [];
+for (let i = 0; i < runs + 2; i++) {
+  const t = performance.now();
+  await client.rotateKey();
+  await client.synced();
+  times.push(performance.now() - t);
+}
+const state = client.membership!;
+if (state.epoch !== runs + 2 || state.epochs[state.epoch].recipients?.size !== members) {
+  throw new Error('not the rotations asked for');
+}
+if (client.engine.active?.epoch !== state.epoch) throw new Error('no snapshot in the new epoch');
+client.destroy();
 console.log(JSON.stringify(times.slice(2)));
 """
 
@@ -176,10 +222,11 @@ def run_ts(source: str, payload: dict) -> list[float] | None:
                 capture_output=True,
                 text=True,
                 timeout=600,
-                check=True,
             )
         finally:
             script.unlink()
+        if out.returncode != 0:
+            raise RuntimeError(f"the TypeScript bench failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -190,8 +237,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--no-node", action="store_true", help="skip the TypeScript rows")
     ap.add_argument("--rotation-members", type=int, default=100)
+    ap.add_argument(
+        "--no-relay", action="store_true", help="skip the browser client's rotation via our relay"
+    )
+    ap.add_argument("--only-rotation", action="store_true", help="only the rotation rows")
     args = ap.parse_args()
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    if args.only_rotation:
+        rotation(args)
+        print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        return
     log, doc_id, final = build_log(args.entries, args.members)
     kinds = {}
     for e in log:
@@ -299,12 +354,36 @@ def rotation(args) -> None:
         ts = run_ts(ROTATION_TS, payload)
         if ts:
             row(f"TypeScript createRotation, node, {n} members", ts)
+    client = None
+    if not args.no_node and not args.no_relay:
+        client = rotation_through_relay(n, args.runs)
+        if client:
+            row(f"TypeScript client.rotateKey() + snapshot, relay, {n}", client)
     med = statistics.median
     print(
         f"goal: rotation for {n} members <= 100 ms in Python: median {med(py):.1f} ms "
         f"(CPU {med(cpu):.1f} ms)"
         + (f"; <= 200 ms in the browser engine: node median {med(ts):.1f} ms" if ts else "")
+        + (
+            f" (client.rotateKey() via our relay + new-epoch snapshot: {med(client):.1f} ms)"
+            if client
+            else ""
+        )
     )
+
+
+def rotation_through_relay(members: int, runs: int) -> list[float] | None:
+    """The browser client's rotation (document.ts / membershipClient.ts on node) against our
+    relay on loopback (SQLite in a temporary directory): ``runs`` rotations of ``members``."""
+    from link_join_bench import start_relay
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url = start_relay(pathlib.Path(tmp))
+        try:
+            return run_ts(ROTATION_CLIENT_TS, {"base": url, "members": members, "runs": runs})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
