@@ -2,7 +2,9 @@
  * Key backup (issue 15): this browser's document keys and signing identity, exported to a
  * passphrase-protected file the user keeps (format: backupformat.ts, docs/backup.md) and
  * imported in another browser (merging: a different stored key or identity is replaced only
- * when the user says so). A key made in this browser and not backed up since is announced at
+ * when the user says so). Each document's epoch keys (issue 12: keys after rotations,
+ * keystore.ts getKeyring) travel with it; an epoch key that differs from the one stored here
+ * is never replaced, only reported. A key made in this browser and not backed up since is announced at
  * creation and in the status popup (status.ts, keystore.keyOnlyHere).
  *
  * Plugin `secsync-jupyter:backup`: commands secsync:backup-keys and secsync:restore-keys.
@@ -21,20 +23,24 @@ import {
   decryptBackup,
   encryptBackup,
   parseEnvelope,
-  planImport
+  planImport,
+  planKeyringImport
 } from './backupformat';
 import {
   fingerprint,
   getDocumentKey,
+  getKeyring,
   getSigningKeyPair,
   keyFingerprint,
   keyInfo,
   knownPointerPath,
   markBackedUp,
   onKeyCreated,
+  saveKeyring,
   setDocumentKey,
   setSigningKeyPair,
   storedDocIds,
+  storedKeyringDocIds,
   storedSigningKeyPair
 } from './keystore';
 import { serverKey } from './provider';
@@ -266,7 +272,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         'Save the keys of your encrypted notebooks and your identity to a passphrase-protected file'
       ),
       execute: async () => {
-        const docIds = storedDocIds();
+        // document keys, and keyrings of documents joined after a rotation (no epoch-0 key)
+        const docIds = [...new Set([...storedDocIds(), ...storedKeyringDocIds()])].sort();
         let error = '';
         let passphrase = '';
         for (;;) {
@@ -292,17 +299,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const now = new Date();
         const pair = await getSigningKeyPair();
         const keys: IBackupKey[] = [];
-        for (const docId of docIds) {
-          const key = getDocumentKey(docId);
-          if (key) {
-            const stored = keyInfo(docId)?.stored;
-            keys.push({
-              docId,
-              key,
-              name: knownPointerPath(server, docId),
-              created: stored ? new Date(stored).toISOString() : null
-            });
+        try {
+          for (const docId of docIds) {
+            const key = getDocumentKey(docId);
+            // the epoch keys after 0 and `seen` (a damaged stored keyring stops the backup)
+            const ring = getKeyring(docId);
+            const epochs = new Map(
+              ring.keyring.epochs.filter(e => e !== 0).map(e => [e, ring.keyring.key(e)])
+            );
+            if (key || epochs.size > 0) {
+              const stored = keyInfo(docId)?.stored;
+              keys.push({
+                docId,
+                key,
+                name: knownPointerPath(server, docId),
+                created: stored ? new Date(stored).toISOString() : null,
+                epochs,
+                seen: ring.seen
+              });
+            }
           }
+        } catch (e) {
+          Notification.error(
+            trans.__('No backup was made: %1', (e as Error).message ?? String(e)),
+            { autoClose: false }
+          );
+          return null;
         }
         const content: IBackupContent = {
           created: now.toISOString(),
@@ -445,8 +467,46 @@ const plugin: JupyterFrontEndPlugin<void> = {
         for (const key of toStore) {
           setDocumentKey(key.docId, key.key, 'backup');
         }
-        // open tabs waiting for one of these keys continue
+        // the epoch keys after 0 (issue 12): added; a different stored key is kept, reported
+        const epochs = { added: 0, same: 0, conflicts: [] as string[], damaged: [] as string[] };
         const restored = new Set(toStore.map(k => k.docId));
+        for (const entry of content.keys) {
+          let plans;
+          try {
+            plans = planKeyringImport(getKeyring, [entry]);
+          } catch (e) {
+            epochs.damaged.push(`${entry.docId}: ${(e as Error).message}`);
+            continue;
+          }
+          for (const p of plans) {
+            epochs.added += p.added.length;
+            epochs.same += p.same.length;
+            epochs.conflicts.push(...p.conflicts.map(e => trans.__('epoch %1 of %2', e, p.docId)));
+            if (p.changed) {
+              saveKeyring(p.docId, p.keyring, p.seen);
+              restored.add(p.docId);
+            }
+          }
+        }
+        if (epochs.conflicts.length > 0 || epochs.damaged.length > 0) {
+          Notification.warning(
+            [
+              ...(epochs.conflicts.length
+                ? [
+                    trans.__(
+                      'The backup holds another key than this browser for %1. The key stored here was kept (an epoch key is never replaced).',
+                      epochs.conflicts.join(', ')
+                    )
+                  ]
+                : []),
+              ...epochs.damaged.map(d =>
+                trans.__('Epoch keys not restored (the stored keyring is damaged): %1', d)
+              )
+            ].join(' '),
+            { autoClose: false }
+          );
+        }
+        // open tabs waiting for one of these keys continue
         for (const session of registry.all()) {
           if (restored.has(session.docId)) {
             session.retryStoredKey();
@@ -459,6 +519,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (kept) {
           parts.push(trans.__('%1 kept (a different key is stored here)', kept));
         }
+        if (epochs.added || epochs.conflicts.length) {
+          parts.push(
+            trans._n('%1 epoch key restored', '%1 epoch keys restored', epochs.added) +
+              (epochs.conflicts.length
+                ? ' ' + trans.__('(%1 conflicting, kept)', epochs.conflicts.length)
+                : '')
+          );
+        }
         parts.push(
           {
             none: trans.__('no identity in the backup'),
@@ -469,7 +537,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           }[identity]!
         );
         Notification.success(parts.join(' · '), { autoClose: 10000 });
-        return { restored: toStore.length, same, kept, identity };
+        return {
+          restored: toStore.length,
+          same,
+          kept,
+          identity,
+          epochsRestored: epochs.added,
+          epochsSame: epochs.same,
+          epochConflicts: epochs.conflicts
+        };
       }
     });
 
