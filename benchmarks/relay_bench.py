@@ -146,10 +146,22 @@ class OursMessages:
 
     ``members`` > 0: a document with a membership log of that many members (issue 11): the
     writers are editors, the readers and the rest viewers; messages carry ``logHead`` and
-    every connection answers the reader challenge with its key (``self.keys``)."""
+    every connection answers the reader challenge with its key (``self.keys``).
+
+    ``heads``: every update carries causal heads (issue 13, ``publicData.heads``) as our
+    clients write them when every other author moved since the writer's previous update (the
+    case of workload A): the clocks of all other writers, here ``max(0, clock - 8)`` (the
+    window in flight)."""
 
     def __init__(
-        self, doc_id: str, writers: int, per_writer: int, payload: int, members: int = 0, readers=0
+        self,
+        doc_id: str,
+        writers: int,
+        per_writer: int,
+        payload: int,
+        members: int = 0,
+        readers=0,
+        heads: bool = False,
     ):
         from secsync_jupyter.protocol import (
             SigningKeyPair,
@@ -191,9 +203,12 @@ class OursMessages:
             kp = self.keys[w]
             self.pubkeys[kp.public_key_b64] = w
             pd = {"docId": doc_id, "pubKey": kp.public_key_b64, "refSnapshotId": sid, **extra}
+            others = sorted(k.public_key_b64 for k in self.keys[:writers] if k is not kp)
             msgs = []
             for clock in range(per_writer):
                 content = f'["<{w}:{clock}>{"x" * payload}"]'.encode()
+                if heads:
+                    pd["heads"] = {"clocks": {o: max(0, clock - 8) for o in others}}
                 u = create_update(content, pd, self.key, kp, clock)
                 msgs.append(json.dumps(u.to_json(), separators=(",", ":")))
             self.updates.append(msgs)
@@ -252,6 +267,7 @@ async def run_workload(
     proc: psutil.Process | list[psutil.Process],
     db: psutil.Process | None = None,
     members: int = 0,
+    heads: bool = False,
 ) -> dict:
     """One workload against one server (and its database server ``db``, whose CPU is reported
     apart); returns the figures. Several ``url`` / ``proc``: one relay as several processes,
@@ -273,7 +289,7 @@ async def run_workload(
     if kind == "ours":
         members = max(members, writers + readers + 1) if members else 0
         msgs = await asyncio.to_thread(
-            OursMessages, doc_id, writers, per_writer, payload, members, readers
+            OursMessages, doc_id, writers, per_writer, payload, members, readers, heads
         )
         doc_id = msgs.doc_id
         rooms = [f"{u}/{doc_id}?sessionKey=bench" for u in urls]
@@ -391,6 +407,8 @@ async def run_workload(
     gen_cpu = (me1.user + me1.system - me0.user - me0.system) / elapsed * 100
     return {
         "accepted_per_s": stats.accepted / elapsed,
+        # the size of one update message (ours: writer 0's 65th, heads at their full width)
+        "update_bytes": len(msgs.updates[0][64]) if kind == "ours" else 0,
         "offered_per_s": stats.sent / elapsed,
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
@@ -808,13 +826,19 @@ async def bench(args) -> dict:
                         print(f"  {label:10s} R: " + _fmt_recovery(r), flush=True)
                         continue  # one process is gone: R comes last
                     w = WORKLOADS[name]
-                    # --members N: our relay runs the workload without a log and with one,
-                    # in alternating order (the second run in a process tends to be slower)
-                    variants = [0, args.members] if args.members and kind == "ours" else [0]
-                    by_members: dict[int, list] = {m: [] for m in variants}
+                    # --members N: our relay runs the workload without a log and with one;
+                    # --heads: also with heads in every update (in the document with the log
+                    # if --members); in alternating order (the second run in a process tends
+                    # to be slower)
+                    variants = [(0, False)]
+                    if args.members and kind == "ours":
+                        variants.append((args.members, False))
+                    if args.heads and kind == "ours":
+                        variants.append((args.members, True))
+                    by_variant: dict[tuple, list] = {v: [] for v in variants}
                     for rep in range(args.repeat):
-                        for members in variants if rep % 2 == 0 else variants[::-1]:
-                            by_members[members].append(
+                        for members, heads in variants if rep % 2 == 0 else variants[::-1]:
+                            by_variant[(members, heads)].append(
                                 await run_workload(
                                     kind,
                                     urls if n_proc > 1 else url,
@@ -823,26 +847,43 @@ async def bench(args) -> dict:
                                     proc=pss if n_proc > 1 else ps,
                                     db=db if on_pg else None,
                                     members=members,
+                                    heads=heads,
                                     **w,
                                 )
                             )
-                    for members, runs in by_members.items():
-                        key = (label, name) if not members else (f"{label}+m{members}", name)
+
+                    def vlabel(members, heads, label=label):
+                        return (
+                            label
+                            + (f"+m{members}" if members else "")
+                            + ("+heads" if heads else "")
+                        )
+
+                    for (members, heads), runs in by_variant.items():
+                        key = (vlabel(members, heads), name)
                         runs.sort(key=lambda r: r["accepted_per_s"])
                         results[key] = runs[len(runs) // 2]  # median by throughput
                         results[(key[0], name + "-runs")] = runs
                         print(f"  {key[0]:9s} {name}: " + _fmt(results[key]), flush=True)
-                        if members:
+                        if members or heads:
+                            base_key = vlabel(members if heads else 0, False)
                             ratio = (
                                 results[key]["accepted_per_s"]
-                                / results[(label, name)]["accepted_per_s"]
+                                / results[(base_key, name)]["accepted_per_s"]
                             )
-                            base = results[(label, name + "-runs")]
+                            base = results[(base_key, name + "-runs")]
+                            what = (
+                                f"heads in every update (vs {base_key})"
+                                if heads
+                                else f"a membership log ({members} members)"
+                            )
                             print(
                                 f"  {key[0]:9s} {name}: {ratio:.1%} of the throughput without "
-                                f"a membership log ({members} members; medians of "
-                                f"{len(runs)} runs in alternating order); relay CPU per "
-                                f"accepted update {_cpu_ms(runs):.3f} vs {_cpu_ms(base):.3f} ms",
+                                f"{what}; medians of {len(runs)} runs in alternating order; "
+                                f"relay CPU per accepted update {_cpu_ms(runs):.3f} vs "
+                                f"{_cpu_ms(base):.3f} ms; bytes per update "
+                                f"{runs[0].get('update_bytes', 0):.0f} vs "
+                                f"{base[0].get('update_bytes', 0):.0f}",
                                 flush=True,
                             )
                     if len(runs) > 1:
@@ -1046,6 +1087,12 @@ def main() -> None:
         default=0,
         help="also run our relay's A/B on a document with a membership log of N members "
         "(issue 11; reader proofs, logHead checks) and print the throughput ratio",
+    )
+    p.add_argument(
+        "--heads",
+        action="store_true",
+        help="also run our relay's A/B with causal heads in every update (issue 13; the "
+        "document with the --members log if given) and print the throughput ratio",
     )
     p.add_argument("--docs", type=int, default=1000, help="documents of workload D")
     p.add_argument(
