@@ -201,7 +201,19 @@ describe('key epochs between Python and the browser (Python relay)', () => {
       const c = open(docId, key0, C);
       await c.c.loaded;
 
+      // each client's answers to its entries (one of the two rotations loses the race: 707)
+      const failed: string[] = [];
+      for (const x of [a, c]) {
+        const orig = x.c.engine.onEvent;
+        x.c.engine.onEvent = (event, data) => {
+          if (event === 'log-entry-failed') {
+            failed.push(String(data.code));
+          }
+          orig?.(event, data);
+        };
+      }
       await Promise.all([a.c.rotateKey(), c.c.rotateKey()]);
+      expect(failed).toEqual(['SECSYNC_ERROR_707']); // rebuilt on the new head: none needed
       await waitFor(() => a.c.epoch === 1 && c.c.epoch === 1, 'both at epoch 1');
       await waitFor(
         () => a.c.keyring?.has(1) === true && c.c.keyring?.has(1) === true,
