@@ -12,7 +12,13 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import { PromiseDelegate } from '@lumino/coreutils';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { getDocumentKey, getSigningKeyPair, rememberPointerPath, setDocumentKey } from './keystore';
+import {
+  browserKeyringStore,
+  getDocumentKey,
+  getKeyring,
+  getSigningKeyPair,
+  rememberPointerPath
+} from './keystore';
 import {
   describeJoinError,
   describeLinkError,
@@ -34,6 +40,16 @@ import { MembershipError } from './secsync/membershipError';
 import { parseShareLink } from './secsync/sharelink';
 import { joinThroughLink, LinkJoinResult } from './secsync/linkJoin';
 import { canAppend, createLinkOn, revokeLinkOn } from './secsync/linkCalls';
+import { Keyring } from './secsync/lockbox';
+
+/** True when this browser keeps epoch keys of `docId` (issue 12; a damaged entry: false). */
+function hasStoredEpochKeys(docId: string): boolean {
+  try {
+    return getKeyring(docId).keyring.size > 0;
+  } catch {
+    return false;
+  }
+}
 import { defaultRememberedStore } from './secsync/rememberedState';
 
 /**
@@ -321,10 +337,12 @@ export class EncryptedDocumentProvider
   }
 
   documentKey(): Uint8Array {
-    if (!this._key) {
+    // (issue 12: after a join through a link the epoch-0 key is kept once confirmed)
+    const key = this._key ?? (this.docId ? getDocumentKey(this.docId) : null);
+    if (!key) {
       throw new Error('no key loaded');
     }
-    return this._key;
+    return key;
   }
 
   async snapshotNow(): Promise<void> {
@@ -368,9 +386,12 @@ export class EncryptedDocumentProvider
     // restored from a shared workspace do not block anyone.
     // An invitation link (issue 12) opened for this document joins first (step 4b), after
     // the relay is confirmed; pasted into the locked panel, it does the same.
+    // (issue 12: a member who joined after a key rotation may hold only later epochs' keys,
+    // kept in its keyring: it opens with those)
     let key = getDocumentKey(pointer.docId);
+    const storedEpochs = !key && hasStoredEpochKeys(pointer.docId);
     let linkSecret = registry.takePendingLink(pointer.docId) ?? null;
-    if (!key && !linkSecret) {
+    if (!key && !storedEpochs && !linkSecret) {
       key = await this._waitForKey();
       if (!key) {
         linkSecret = this._pastedLinkSecret;
@@ -417,9 +438,10 @@ export class EncryptedDocumentProvider
 
     // 4b. Joining through an invitation link (issue 12, secsync/linkJoin.ts): connect as the
     // link, add our own identity (signed by the link) with a lockbox of the key sealed to us,
-    // keep the key; then we open the notebook as ourselves. A browser that holds a key
+    // then we open the notebook as ourselves with the keys the link's lockboxes held (the
+    // engine keeps them, browserKeyringStore; an epoch-0 key from a lockbox is kept and
+    // written with only once it decrypted a writer's snapshot). A browser that holds keys
     // already opens as before if the link no longer works (revoked or expired).
-    let epoch0FromLockbox = false;
     if (linkSecret) {
       let joined: LinkJoinResult | null = null;
       try {
@@ -433,7 +455,7 @@ export class EncryptedDocumentProvider
           WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor
         });
       } catch (e) {
-        if (!key) {
+        if (!key && !storedEpochs) {
           console.warn('secsync-jupyter: joining through the invitation link failed', e);
           this._dismissProgress();
           this._status = { ...this._status, linkError: describeJoinError(e, this._trans) };
@@ -444,26 +466,8 @@ export class EncryptedDocumentProvider
       if (this._isDisposed) {
         return;
       }
-      if (joined && !key && joined.keyring.has(0)) {
-        key = joined.keyring.key(0);
-        setDocumentKey(pointer.docId, key, 'link');
-        epoch0FromLockbox = true;
-      }
+      // (a member already: its own lockboxes come when it connects as itself)
       this._joinedKeyring = joined?.keyring ?? null;
-      if (!key) {
-        this._status = {
-          ...this._status,
-          linkError: this._trans.__(
-            'You joined, but the key of this notebook was changed since the link was made and this browser cannot open it yet.'
-          )
-        };
-        this._statusChanged.emit(this._status);
-        return;
-      }
-      this._key = key;
-    }
-    if (!key) {
-      return;
     }
     const awareness = this._sharedModel.awareness;
     this._onUserChanged(this._user);
@@ -481,8 +485,15 @@ export class EncryptedDocumentProvider
       url,
       docId: pointer.docId,
       ...(rootEntry ? { rootEntry } : {}),
-      key,
-      ...(this._joinedKeyring ? { keyring: this._joinedKeyring, epoch0FromLockbox } : {}),
+      ...(key ? { key } : {}),
+      // issue 12: the epoch keys (the keyring store of this browser; a join's keys; a
+      // document with a log opens with only a keyring)
+      ...(this._joinedKeyring
+        ? { keyring: this._joinedKeyring, epoch0FromLockbox: !key }
+        : key
+          ? {}
+          : { keyring: new Keyring() }),
+      keyringStore: browserKeyringStore,
       signatureKeyPair,
       ydoc: this._sharedModel.ydoc,
       awareness,

@@ -105,6 +105,12 @@ def _type_at_end(page, index: int, text: str) -> None:
     page.keyboard.type(text)
 
 
+def _no_kernel(page) -> None:
+    """An editor of a notebook without a kernelspec is asked for a kernel: none."""
+    page.locator(".jp-Dialog button", has_text="No Kernel").click(timeout=30_000)
+    page.locator(".jp-Dialog").wait_for(state="detached", timeout=20_000)
+
+
 def _open_link(page, link: str) -> None:
     """Opens a link in a page (a fresh JupyterLab load, as a click on a received link)."""
     page.goto(_with_token(link))
@@ -450,3 +456,61 @@ def test_browser_link_joined_by_python(lab, browser):
             with contextlib.suppress(Exception):
                 py.run(nb.close())
         py.close()
+
+
+# ----------------------------------------------------------------------------------------
+# 4. a link made after a key rotation: the browser holds only the new epoch's key
+# ----------------------------------------------------------------------------------------
+
+
+def test_join_after_rotation_then_reload(lab, browser):
+    canary = f"ROTATED-{secrets.token_hex(4)}"
+    owner = _PythonOwner(lab, canary)
+    try:
+
+        async def rotate_then_link():
+            await owner.nb.rotate_key()
+            owner.nb.cells[0].source = f"x = '{canary}' # epoch 1"
+            await owner.nb.synced(timeout=30)
+            return await owner.nb.create_link("editor", "after rotation")
+
+        link = owner.run(rotate_then_link())
+        assert owner.nb.document.engine.log.epoch == 1
+        with _session(browser, "B-rotated") as b:
+            _start(lab, b, "b-rotated")
+            _open_link(b, str(link))
+            _wait_cell_text(b, 0, "# epoch 1", timeout=60_000)
+            b.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+            _no_kernel(b)
+            # only the epoch-1 key came with the link (none of epoch 0)
+            stored = b.evaluate(
+                """(docId) => [localStorage.getItem('secsync-jupyter:doc-key:' + docId),
+                               localStorage.getItem('secsync-jupyter:keyring:' + docId)]""",
+                owner.nb.doc_id,
+            )
+            assert stored[0] is None and '"1"' in (stored[1] or ""), stored
+            typed = f"FROMB-{secrets.token_hex(3)}"
+            _type_at_end(b, 0, f" # {typed}")
+            b.wait_for_selector(SYNCED, timeout=30_000)
+
+            async def source_with(text: str) -> str:
+                for _ in range(300):
+                    if text in str(owner.nb.cells[0].source):
+                        break
+                    await asyncio.sleep(0.1)
+                return str(owner.nb.cells[0].source)
+
+            assert typed in owner.run(source_with(typed))
+
+            # a reload opens it again from this browser's keyring (no document key, no link)
+            b.reload()
+            _wait_app(b)
+            _wait_cell_text(b, 0, typed, timeout=60_000)
+            assert b.locator(f"{NB} .jp-secsync-Locked").count() == 0
+            _no_kernel(b)
+            again = f"AGAIN-{secrets.token_hex(3)}"
+            _type_at_end(b, 0, f" # {again}")
+            b.wait_for_selector(SYNCED, timeout=30_000)
+            assert again in owner.run(source_with(again))
+    finally:
+        owner.close()
