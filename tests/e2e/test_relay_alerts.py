@@ -175,9 +175,16 @@ def test_withheld_author_is_marked_next_to_them(lab, browser):
     canary = f"ALERTS-{secrets.token_hex(4)}"
     with _session(browser, "A") as a, _session(browser, "B") as b:
         mitm = ManInTheMiddle(b)
-        key_a, _key_b = _new_shared_notebook(lab, a, b, canary)
+        key_a, key_b = _new_shared_notebook(lab, a, b, canary)
         assert mitm.first_document is not None  # B's frames go through the man in the middle
         assert b.locator(RELAY_ALERT).inner_text() == ""  # an honest relay: nothing said
+        # read notifications: B's signed heads show A's latest change ("seen ✓" at A)
+        a.click(".jp-secsync-StatusItem")
+        row_b = a.locator(f".jp-Dialog .jp-secsync-Collaborator[data-pubkey='{key_b}']")
+        row_b.locator(".jp-secsync-SeenBy[data-seen='true']").wait_for(timeout=30_000)
+        assert row_b.locator(".jp-secsync-RelayAlert").count() == 0
+        a.keyboard.press("Escape")
+        row_b.wait_for(state="detached", timeout=20_000)
 
         # From now on the relay withholds A's updates from B.
         mitm.withhold = key_a
@@ -212,13 +219,10 @@ def test_withheld_author_is_marked_next_to_them(lab, browser):
         toast.first.wait_for(timeout=20_000)
         assert name_a in toast.first.inner_text()
 
-        # A, whose relay is honest, sees nothing wrong and "seen ✓" is not claimed for B
-        # (B never received A's latest change).
+        # A, whose relay is honest, sees nothing wrong, and "seen ✓" is no longer claimed
+        # for B (B never received A's latest change).
         assert a.locator(RELAY_ALERT).inner_text() == ""
         a.click(".jp-secsync-StatusItem")
-        row_b = a.locator(".jp-Dialog .jp-secsync-Collaborator:not([data-pubkey=''])").filter(
-            has_not_text="(you)"
-        )
         row_b.locator(".jp-secsync-SeenBy[data-seen='false']").wait_for(timeout=30_000)
         a.keyboard.press("Escape")
 
