@@ -69,6 +69,8 @@ CLIENT_CODES = [
 MEMBERSHIP_CODES = [f"SECSYNC_ERROR_{n}" for n in (701, 704, 706, 709, 718, 722, 724, 725)]
 #: the issue 13 codes a client records (causal heads, heads between peers, remembered state)
 HEADS_CODES = [f"SECSYNC_ERROR_{n}" for n in (801, 802, 803, 804, 805, 806)]
+#: the issue 12 codes a client records (lockboxes, keys per epoch, epochs of snapshots)
+EPOCH_CODES = [f"SECSYNC_ERROR_{n}" for n in (761, 762, 763, 766, 767, 768, 769)]
 #: the issue 10 decisions (docs/client.md, "Engine rules") each pinned by a scenario
 DECISIONS = [
     "decision:snapshot-policy-300",
@@ -501,6 +503,7 @@ def test_scenarios_cover_every_client_error_code_and_decision():
     assert [c for c in CLIENT_CODES if c not in covered] == []
     assert [c for c in MEMBERSHIP_CODES if c not in covered] == []
     assert [c for c in HEADS_CODES if c not in covered] == []
+    assert [c for c in EPOCH_CODES if c not in covered] == []
     assert [d for d in DECISIONS if d not in covered] == []
     for rule in (
         "rule:update-save-failed",
