@@ -3990,6 +3990,48 @@ def epochs_own_write_rewritten() -> Scenario:
 
 
 @scenario
+def epochs_own_rotation() -> Scenario:
+    log = EpochLog("own-rotation")
+    log.append("B", "add-member", "A", "admin")
+    log.append("B", "add-member", "C", "viewer")
+    sc = epoch_scenario(
+        "epochs-own-rotation",
+        "The engine's own rotation (the driver's rotate_key / rotateKey): the rotate-key goes"
+        " out with its lockbox set (one per member); once saved our log is in epoch 1 but we"
+        " write nothing until the driver keeps the new key; then the pending change goes out"
+        " as a snapshot in epoch 1.",
+        ["rule:rotation-with-lockboxes", "rule:write-newest-epoch"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    entry = log.rotate(signer="A")
+    boxes = log.lockboxes[1]
+    sc.step(
+        "appendEntry",
+        {"sent": [{**sent_log_entry(entry), "lockboxes": boxes}]},
+        entry=entry,
+        lockboxes=boxes,
+    )
+    sc.receive(
+        {"type": "log-entry-saved", **log.head(3)},
+        events=[
+            ev("membership", seq=3, hash=log.head(3)["hash"], role="admin"),
+            ev("log-entry-saved", seq=3, hash=log.head(3)["hash"]),
+        ],
+        logHead=log.head(3),
+        keyringEpochs=[0],
+    )
+    sc.edit(insert=(5, "!"))
+    sc.flush(sent=[], pending=1)
+    snap = sent_snapshot(s1.id, {}, bind="S2", text="Hello!")
+    snap["publicData"].update(docId=sc.doc_id, logHead=log.head(3), epoch=1)
+    sc.step("addEpochKey", {"keyringEpochs": [0, 1]}, epoch=1, key=b64(log.keys[1]))
+    sc.flush(sent=[snap], pending=0)
+    sc.receive(snapshot_saved("S2"), activeSnapshot="$S2", isSynced=True)
+    return sc
+
+
+@scenario
 def epochs_ephemeral_across_rotation() -> Scenario:
     log = standard_log_epochs("ephemeral")
     sc = epoch_scenario(
