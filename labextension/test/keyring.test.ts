@@ -106,6 +106,21 @@ describe('keystore keyrings', () => {
     expect(b.confirmed0).toBe(true);
   });
 
+  it('EpochKeys: a store that cannot keep a key does not stop the session (the key stays in memory)', () => {
+    const me = createSignatureKeyPair();
+    storage.setItem(KEYRING_ITEM, '{"keys": {"1": "damaged"}}');
+    const k0 = generateKey();
+    keystore.setDocumentKey(DOC, k0, 'link');
+    expect(() => new EpochKeys(DOC, me, { store: keystore.browserKeyringStore })).toThrow(/damaged/);
+    storage.removeItem(KEYRING_ITEM);
+    const e = new EpochKeys(DOC, me, { store: keystore.browserKeyringStore });
+    storage.setItem(KEYRING_ITEM, '{"keys": {"1": "damaged"}}'); // damaged meanwhile
+    e.addKey(2, generateKey());
+    expect(e.keyring.epochs).toEqual([0, 2]);
+    expect(e.storeError?.message).toMatch(/damaged/);
+    expect(storage.getItem(KEYRING_ITEM)).toBe('{"keys": {"1": "damaged"}}');
+  });
+
   it('EpochKeys: an unconfirmed epoch-0 key from a lockbox is not written to the store', () => {
     const me = createSignatureKeyPair();
     const k0 = generateKey();

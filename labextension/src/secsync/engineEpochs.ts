@@ -139,8 +139,19 @@ export class EpochKeys {
     } else if (this._stored0 !== null) {
       ring.add(0, this._stored0);
     }
-    this.store.save(this.docId, ring, this.seen);
+    try {
+      this.store.save(this.docId, ring, this.seen);
+      this.storeError = null;
+    } catch (e) {
+      // (the browser: a full or damaged localStorage must not stop reading and writing; the
+      // keys stay in memory for this session and the store keeps what it had)
+      this.storeError = e instanceof Error ? e : new Error(String(e));
+      console.warn(`secsync: the keyring of ${this.docId} could not be kept`, e);
+    }
   }
+
+  /** the last failure to keep the keyring in the store (null: kept) */
+  storeError: Error | null = null;
 
   /** The key of `epoch` (766 if we do not hold it). */
   key(epoch: number): Uint8Array {
