@@ -4032,6 +4032,55 @@ def epochs_own_rotation() -> Scenario:
 
 
 @scenario
+def epochs_removed_member_gets_nothing() -> Scenario:
+    log = standard_log_epochs("removed")
+    sc = epoch_scenario(
+        "epochs-removed-member-gets-nothing",
+        "A removed member (A) and a relay that keeps sending it what follows: the new epoch's"
+        " snapshot and update while withholding the entries (their logHead is not in A's log:"
+        " 114 / 215), B's lockbox (763: sealed to someone else) and B's lockbox relabelled for A"
+        " (766: A's log has no epoch 1). Content and keyring unchanged; the removal entry, once"
+        " sent, ends the session (725), and nothing after it is read.",
+        ["rule:removed-member-no-new-key"],
+        log,
+    )
+    s1 = log_loaded(sc, log, 2)
+    log.append("B", "remove-member", "A")
+    log.rotate()
+    k1 = log.keys[1]
+    head = log.head(4)
+    s2 = sc.snapshot("S2", text_state("Secret"), key=k1, log_head=head, epoch=1, parent=s1)
+    sc.receive(
+        snapshot_frame(s2),
+        errors=["SECSYNC_ERROR_114"],
+        text="Hello",
+        keyringEpochs=[0],
+    )
+    b = Writer("B", s2.state)
+    u0 = sc.update([b.append(" more")], s2, 0, key=k1, log_head=head)
+    sc.receive(u0.wire(type="update"), errors=["SECSYNC_ERROR_215", "SECSYNC_ERROR_114"])
+    theirs = log.lockbox(1, "B")
+    errors = ["SECSYNC_ERROR_763", "SECSYNC_ERROR_215", "SECSYNC_ERROR_114"]
+    sc.receive(lockbox_frame(theirs), errors=errors, keyringEpochs=[0])
+    relabelled = {**theirs, "recipient": PUB["A"]}
+    errors = ["SECSYNC_ERROR_766", *errors]
+    sc.receive(lockbox_frame(relabelled), errors=errors, keyringEpochs=[0], text="Hello")
+    sc.receive(
+        {"type": "log-entry", "entry": log.entries[3]},
+        events=[
+            membership(log, 3, None),
+            ev("error", code="SECSYNC_ERROR_725", fatal=True),
+            ev("state", state="no-access"),
+        ],
+        state="no-access",
+        errors=["SECSYNC_ERROR_725", *errors],
+    )
+    sc.receive({"type": "log-entry", "entry": log.entries[4]}, logHead=log.head(3), events=[])
+    sc.receive(lockbox_frame(theirs), keyringEpochs=[0], text="Hello", events=[])
+    return sc
+
+
+@scenario
 def epochs_ephemeral_across_rotation() -> Scenario:
     log = standard_log_epochs("ephemeral")
     sc = epoch_scenario(
