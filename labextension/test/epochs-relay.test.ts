@@ -250,6 +250,34 @@ describe('key epochs between Python and the browser (Python relay)', () => {
     }
   });
 
+  test('a member offline during a rotation catches up on reconnect with its new lockbox (delta load)', async () => {
+    const key0 = generateKey();
+    const A = createSignatureKeyPair();
+    const B = createSignatureKeyPair();
+    const { docId, rootEntry } = createLogDocument(A, 'Ada');
+    const a = open(docId, key0, A, { rootEntry });
+    await a.c.loaded;
+    a.text.insert(0, 'one');
+    await a.c.synced();
+    await a.c.addMember(formatIdentity(B.publicKey, 'Bo'), 'editor');
+    const b = open(docId, key0, B);
+    await b.c.loaded;
+    b.c.disconnect();
+    b.text.insert(b.text.length, ' (b offline)');
+    await a.c.rotateKey();
+    a.text.insert(a.text.length, ' two');
+    await a.c.synced();
+    expect(b.c.keyring?.epochs).toEqual([0]);
+    b.c.connect();
+    await waitFor(() => b.text.toString().includes(' two'), "A's epoch-1 change at B");
+    expect(b.c.keyring?.epochs).toEqual([0, 1]);
+    expect(b.c.engine.lastDocument?.mode).toBe('delta');
+    await b.c.synced(); // its offline change goes out in epoch 1
+    expect(b.c.engine.active?.epoch).toBe(1);
+    await waitFor(() => a.text.toString() === b.text.toString(), 'both converge');
+    expect(a.text.toString()).toContain('(b offline)');
+  });
+
   test('a member leaves by itself: the admin browser rotates on its next load', async () => {
     const key0 = generateKey();
     const A = createSignatureKeyPair();
