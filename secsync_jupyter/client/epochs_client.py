@@ -278,9 +278,13 @@ class EpochKeys:
             return errors
         epoch, recipient = obj.get("epoch"), obj.get("recipient")
         if type(epoch) is int and isinstance(recipient, str):
-            code = obj.get("code") if kind == "lockbox-failed" else None
+            code = obj.get("code")
             self.lockbox_results[(epoch, recipient)] = (
-                code if isinstance(code, str) or code is None else "SECSYNC_ERROR_750"
+                None  # saved
+                if kind != "lockbox-failed"
+                else code
+                if isinstance(code, str)
+                else "SECSYNC_ERROR_750"  # refused without a code: never read as saved
             )
         if kind == "lockbox-failed":
             code = obj.get("code") if isinstance(obj.get("code"), str) else "SECSYNC_ERROR_750"
