@@ -86,6 +86,11 @@ export function describeShareError(error: unknown, trans: TranslationBundle): st
       return trans.__('An invitation link gives the viewer or the editor role, never admin.');
     case 757:
       return trans.__('This link was revoked already.');
+    case 741:
+    case 780:
+      return trans.__(
+        'This label is not accepted: 1 to 100 characters, no control or invisible characters, no spaces at either end.'
+      );
     case 759:
       return trans.__('The expiry must be in the future.');
     case 766:

@@ -342,6 +342,16 @@ def test_share_dialog_viewer_link_revoked_editor_keeps_working(lab, browser):
         assert "Key rotated by" in a.locator(f"{SHARE} .jp-secsync-Share-rotated").inner_text()
         _close_share(a)
 
+        # nobody joins through the revoked link any more: a fresh browser is told why
+        with _session(browser, "D-share") as d:
+            _start(lab, d, "d-share")
+            _open_link(d, link_b)
+            panel = d.locator(LINK_ERROR)
+            panel.wait_for(timeout=60_000)
+            text = panel.inner_text()
+            assert "This invitation link was revoked" in text, text
+            assert "SECSYNC" not in text and canary not in _cells_text(d)
+
         # B gets nothing new; C keeps working (the new epoch), both ways
         after = f"AFTER-{secrets.token_hex(3)}"
         _type_at_end(a, 0, f" # {after}")
