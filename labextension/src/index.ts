@@ -405,12 +405,16 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
         Notification.info(trans.__('The shared notebook was not opened.'), { autoClose: 6000 });
         return;
       }
-      registry.setPendingLink(link.docId, secret);
-      // an open tab of this document waiting for its key joins through it
+      // an open tab of this document waiting for access joins through it; else its next
+      // session does (provider.ts)
+      let taken = false;
       for (const session of registry.all()) {
-        if (session.docId === link.docId) {
-          session.retryStoredKey();
+        if (session.docId === link.docId && !taken) {
+          taken = await session.joinLink(secret);
         }
+      }
+      if (!taken) {
+        registry.setPendingLink(link.docId, secret);
       }
       if (!path) {
         path = await uniquePath(cwd(), `Shared encrypted notebook ${link.docId.slice(0, 6)}`);

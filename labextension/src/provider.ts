@@ -200,6 +200,8 @@ export class EncryptedDocumentProvider
       this._unlocked = null;
     }
     this._retryAccess?.reject(new Error('disposed'));
+    this._anotherLink?.reject(new Error('disposed'));
+    this._anotherLink = null;
     this._retryAccess = null;
     this._unsubscribeStatus?.();
     this._unsubscribeMembership?.();
@@ -441,26 +443,35 @@ export class EncryptedDocumentProvider
     // then we open the notebook as ourselves with the keys the link's lockboxes held (the
     // engine keeps them, browserKeyringStore; an epoch-0 key from a lockbox is kept and
     // written with only once it decrypted a writer's snapshot). A browser that holds keys
-    // already opens as before if the link no longer works (revoked or expired).
-    if (linkSecret) {
+    // already opens as before if the link no longer works (revoked or expired). A link that
+    // cannot be used leaves the panel saying why until another link is opened (joinLink).
+    this._join = (secret: Uint8Array) =>
+      joinThroughLink({
+        url,
+        docId: pointer.docId,
+        secret,
+        identity: signatureKeyPair,
+        name: displayNameOf(this._user),
+        sessionKey,
+        WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor
+      });
+    while (linkSecret) {
       let joined: LinkJoinResult | null = null;
       try {
-        joined = await joinThroughLink({
-          url,
-          docId: pointer.docId,
-          secret: linkSecret,
-          identity: signatureKeyPair,
-          name: displayNameOf(this._user),
-          sessionKey,
-          WebSocketImpl: this._serverSettings.WebSocket as unknown as WebSocketConstructor
-        });
+        joined = await this._join(linkSecret);
       } catch (e) {
         if (!key && !storedEpochs) {
           console.warn('secsync-jupyter: joining through the invitation link failed', e);
           this._dismissProgress();
           this._status = { ...this._status, linkError: describeJoinError(e, this._trans) };
           this._statusChanged.emit(this._status);
-          return; // the panel says why (locked.ts); the tab can be closed
+          // the panel says why (locked.ts); the tab can be closed, or another link opened
+          this._anotherLink = new PromiseDelegate<Uint8Array>();
+          linkSecret = await this._anotherLink.promise;
+          this._anotherLink = null;
+          this._status = { ...this._status, linkError: null };
+          this._statusChanged.emit(this._status);
+          continue;
         }
       }
       if (this._isDisposed) {
@@ -468,6 +479,7 @@ export class EncryptedDocumentProvider
       }
       // (a member already: its own lockboxes come when it connects as itself)
       this._joinedKeyring = joined?.keyring ?? null;
+      break;
     }
     const awareness = this._sharedModel.awareness;
     this._onUserChanged(this._user);
@@ -664,6 +676,35 @@ export class EncryptedDocumentProvider
     this._resolveKey(key);
   }
 
+  /**
+   * An invitation link opened for this document while its tab is open (issue 12): joins
+   * when the panel waits for it — no key yet, a link that could not be used, not a member
+   * (any more) — and connects again. Resolves false when there was nothing to do (a member
+   * already), rejects with the reason in words when the join fails.
+   */
+  async joinLink(secret: Uint8Array): Promise<boolean> {
+    if (this._unlocked) {
+      this._pastedLinkSecret = secret;
+      this._resolveKey(null);
+      return true;
+    }
+    if (this._anotherLink) {
+      this._anotherLink.resolve(secret);
+      return true;
+    }
+    if (this._status.access === 'member' || !this._retryAccess || !this._join) {
+      return false;
+    }
+    try {
+      const joined = await this._join(secret);
+      this._joinedKeyring = joined.keyring;
+    } catch (e) {
+      throw new Error(describeJoinError(e, this._trans));
+    }
+    this.retryAccess();
+    return true;
+  }
+
   retryStoredKey(): void {
     const key = this._unlocked && this.docId ? getDocumentKey(this.docId) : null;
     if (key) {
@@ -813,6 +854,10 @@ export class EncryptedDocumentProvider
   private _pointer: IPointer | null = null;
   private _key: Uint8Array | null = null;
   private _unlocked: PromiseDelegate<Uint8Array | null> | null = null;
+  /** joins through a link as this browser (set once connecting is possible; issue 12) */
+  private _join: ((secret: Uint8Array) => Promise<LinkJoinResult>) | null = null;
+  /** waiting for another link after one could not be used (issue 12) */
+  private _anotherLink: PromiseDelegate<Uint8Array> | null = null;
   /** an invitation link pasted into the locked panel (issue 12) */
   private _pastedLinkSecret: Uint8Array | null = null;
   /** the keys the link's lockboxes gave (issue 12 join) */

@@ -86,6 +86,11 @@ export interface IEncryptedSession extends IMembership {
    * with a message for the user when the link is not one of this document.
    */
   unlock(link: string): Promise<void>;
+  /**
+   * An invitation link opened for this document (issue 12): joins when the panel waits for
+   * access (no key, an unusable link, not a member); false: nothing to do.
+   */
+  joinLink(secret: Uint8Array): Promise<boolean>;
   /** A locked session continues if a key for its document has been stored meanwhile. */
   retryStoredKey(): void;
   /** After access was refused (not a member) or revoked: connect again. */

@@ -213,6 +213,14 @@ def test_python_link_joined_by_browser(lab, browser):
                 c.locator(".jp-Dialog", has_text="damaged or cut off").wait_for(timeout=20_000)
                 assert "SECSYNC" not in c.locator(".jp-Dialog").inner_text()
                 c.keyboard.press("Escape")
+                c.locator(".jp-Dialog").wait_for(state="detached", timeout=20_000)
+                # a link that works, opened while the panel says the first one expired:
+                # the same tab joins through it
+                fresh = owner.run(owner.nb.create_link("viewer", "fresh"))
+                _execute(c, "secsync:open-share-link", {"link": str(fresh)})
+                _wait_cell_text(c, 0, live, timeout=60_000)
+                c.locator(LINK_ERROR).wait_for(state="detached", timeout=30_000)
+                c.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
 
             # the owner revokes the link and removes who joined through it (one rotation):
             # B's panel says why, B gets nothing more
@@ -368,6 +376,14 @@ def test_share_dialog_viewer_link_revoked_editor_keeps_working(lab, browser):
         _member_row(a, identity_c, "editor").wait_for(timeout=20_000)
         assert _member_row(a, identity_b).count() == 0
         _close_members(a)
+
+        # a new link for B, opened in B's open tab (its panel says it was removed): B joins
+        # again through it, in place, and reads what was written meanwhile (epoch 1)
+        link_b2 = _create_link(a, "viewer", "B again")
+        _execute(b, "secsync:open-share-link", {"link": link_b2})
+        _wait_cell_text(b, 0, from_c2, timeout=60_000)
+        b.locator(NOT_MEMBER).wait_for(state="detached", timeout=30_000)
+        b.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
 
         # the owner's status popup: key rotated by the owner, at a time
         a.click(".jp-secsync-StatusItem")
