@@ -1,0 +1,89 @@
+"""Key epochs in real Chromium (issue 12, the browser engine): a Python owner removes a member
+and so rotates the document key; the JupyterLab browser that is still a member reads what the
+owner writes in the new epoch (its lockbox comes from the relay), live and after a reload,
+and writes in that epoch itself (the Python owner reads it). Before the browser engine knew
+epochs, the browser stopped reading at the rotation.
+
+Run:  .venv/bin/pytest tests/e2e/test_epochs_browser.py -x -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from .helpers import _my_identity, _pub_key, _wait_app, _wait_cell_text, python_identity
+from .test_members import (
+    SYNCED,
+    _PythonOwner,
+    _session,
+    _start,
+    _type_at_end,
+    browser,  # noqa: F401  (the Chromium fixture)
+)
+
+pytestmark = pytest.mark.browser
+
+
+def _no_kernel(page) -> None:
+    page.locator(".jp-Dialog button", has_text="No Kernel").click(timeout=30_000)
+    page.locator(".jp-Dialog").wait_for(state="detached", timeout=30_000)
+
+
+def test_browser_reads_and_writes_after_a_python_rotation(lab, browser):  # noqa: F811
+    canary = f"EPOCH0-{secrets.token_hex(4)}"
+    owner = _PythonOwner(lab, canary)
+    try:
+        engine = owner.nb.document.engine
+        with _session(browser, "B-epochs") as b:
+            _start(lab, b, "b-epochs")
+            identity_b = _my_identity(b)
+            owner.run(owner.nb.add_member(identity_b, "editor"))
+            _, identity_x = python_identity("python-removed")
+            owner.run(owner.nb.add_member(identity_x, "editor"))
+            b.goto(owner.link)
+            _wait_app(b)
+            _wait_cell_text(b, 0, canary, timeout=60_000)
+            _no_kernel(b)  # (an editor of a notebook without a kernelspec is asked)
+            b.wait_for_selector(SYNCED, timeout=30_000)
+
+            # Python removes X: the key rotates (epoch 1), then the owner writes in epoch 1.
+            owner.run(owner.nb.remove_member(_pub_key(identity_x)))
+            assert engine.log.epoch == 1
+            new = f"EPOCH1-{secrets.token_hex(4)}"
+
+            async def write_in_epoch_1() -> None:
+                owner.nb.cells[0].source = f"x = '{new}'"
+                await owner.nb.synced(timeout=30)
+
+            owner.run(write_in_epoch_1())
+            assert engine.active.epoch == 1
+            _wait_cell_text(b, 0, new, timeout=30_000)
+
+            # The browser writes in epoch 1; the Python owner reads it.
+            from_b = f"FROMB-{secrets.token_hex(3)}"
+            _type_at_end(b, 0, f" # {from_b}")
+            b.wait_for_selector(SYNCED, timeout=30_000)
+
+            async def source_with(text: str) -> str:
+                for _ in range(300):
+                    if text in str(owner.nb.cells[0].source):
+                        break
+                    await asyncio.sleep(0.1)
+                return str(owner.nb.cells[0].source)
+
+            assert from_b in owner.run(source_with(from_b))
+            assert engine.active.epoch == 1  # (the browser's writes went in on epoch 1)
+
+            # After a reload the browser opens the rotated notebook again (its lockbox from
+            # the relay), and nothing in it was refused.
+            b.reload()
+            _wait_app(b)
+            _wait_cell_text(b, 0, from_b, timeout=60_000)
+            _no_kernel(b)
+            b.wait_for_selector(SYNCED, timeout=30_000)
+            assert not [e for e in owner.nb.errors if e.code in ("SECSYNC_ERROR_768",)]
+    finally:
+        owner.close()
