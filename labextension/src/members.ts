@@ -222,7 +222,9 @@ class MembersBody extends Widget {
     );
     const nameOf = (key: string) => {
       const m = state.members.get(key);
-      return m?.name || fingerprintGroups(key);
+      // issue 12: people who joined through an invitation link were added by the link
+      const link = m ? undefined : state.links.get(key);
+      return m?.name || (link ? trans.__('link “%1”', link.label) : fingerprintGroups(key));
     };
     const rowError = el('p', 'jp-secsync-Members-error');
     for (const m of members) {

@@ -374,6 +374,7 @@ def test_share_dialog_viewer_link_revoked_editor_keeps_working(lab, browser):
         # the Members dialog: C an editor (joined through its link), B gone
         _open_members(a)
         _member_row(a, identity_c, "editor").wait_for(timeout=20_000)
+        assert "link “for C”" in _member_row(a, identity_c).inner_text()
         assert _member_row(a, identity_b).count() == 0
         _close_members(a)
 
