@@ -1,8 +1,13 @@
-"""Key epochs in real Chromium (issue 12, the browser engine): a Python owner removes a member
-and so rotates the document key; the JupyterLab browser that is still a member reads what the
-owner writes in the new epoch (its lockbox comes from the relay), live and after a reload,
-and writes in that epoch itself (the Python owner reads it). Before the browser engine knew
-epochs, the browser stopped reading at the rotation.
+"""Key epochs in real Chromium (issue 12, the browser engine):
+
+1. a Python owner removes a member and so rotates the document key; the JupyterLab browser
+   that is still a member reads what the owner writes in the new epoch (its lockbox comes
+   from the relay), live and after a reload, and writes in that epoch itself (the Python
+   owner reads it). Before the browser engine knew epochs, the browser stopped reading at
+   the rotation;
+2. the browser owner removes a member in the Members dialog: the browser rotates the key by
+   itself, and a Python member (given only the epoch-0 key of the share link) reads what the
+   browser writes in the new epoch through its lockbox.
 
 Run:  .venv/bin/pytest tests/e2e/test_epochs_browser.py -x -q
 """
@@ -14,10 +19,22 @@ import secrets
 
 import pytest
 
-from .helpers import _my_identity, _pub_key, _wait_app, _wait_cell_text, python_identity
+from .helpers import (
+    TOKEN,
+    _add_member,
+    _execute,
+    _my_identity,
+    _pub_key,
+    _share_link,
+    _wait_app,
+    _wait_cell_text,
+    python_identity,
+)
 from .test_members import (
     SYNCED,
+    _python,
     _PythonOwner,
+    _remove,
     _session,
     _start,
     _type_at_end,
@@ -87,3 +104,39 @@ def test_browser_reads_and_writes_after_a_python_rotation(lab, browser):  # noqa
             assert not [e for e in owner.nb.errors if e.code in ("SECSYNC_ERROR_768",)]
     finally:
         owner.close()
+
+
+async def _python_reads(link: str, pair, text: str):
+    """Opens as ``pair`` until ``text`` arrives in epoch 1: (epoch, keyring epochs, source)."""
+    from secsync_jupyter import open_notebook
+
+    async with open_notebook(link, token=TOKEN, signing_key=pair) as nb:
+        engine = nb.document.engine
+        await nb.wait_for(
+            lambda: engine.log.epoch == 1 and text in str(nb.cells[0].source), timeout=30
+        )
+        return engine.log.epoch, engine.epochs.keyring.epochs, str(nb.cells[0].source)
+
+
+def test_browser_admin_removal_rotates_and_python_reads(lab, browser):  # noqa: F811
+    canary = f"BROWSER0-{secrets.token_hex(4)}"
+    stays, id_stays = python_identity("python-stays")
+    _, id_removed = python_identity("python-removed")
+    with _session(browser, "owner-rotates") as a:
+        _start(lab, a, "owner-rotates")
+        _execute(a, "secsync:new-notebook")
+        a.wait_for_selector(SYNCED, timeout=60_000)
+        _type_at_end(a, 0, f"x = '{canary}'")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+        link = _share_link(a)  # carries the epoch-0 key only
+        _add_member(a, id_stays, "editor")
+        _add_member(a, id_removed, "editor")
+
+        _remove(a, id_removed)  # then the browser rotates (an admin's removal)
+        new = f"BROWSER1-{secrets.token_hex(4)}"
+        _type_at_end(a, 0, f" # {new}")
+        a.wait_for_selector(SYNCED, timeout=30_000)
+
+        epoch, keys, source = _python(_python_reads(link, stays, new))
+        assert (epoch, keys) == (1, [0, 1])
+        assert canary in source and new in source
