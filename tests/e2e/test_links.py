@@ -530,8 +530,11 @@ def test_join_after_rotation_then_reload(lab, browser):
             assert typed in owner.run(source_with(typed))
 
             # a reload opens it again from this browser's keyring (no document key, no link)
+            path = b.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
             b.reload()
             _wait_app(b)
+            # (the tab may or may not be restored from the workspace: open the file)
+            _execute(b, "docmanager:open", {"path": path})
             _wait_cell_text(b, 0, typed, timeout=60_000)
             assert b.locator(f"{NB} .jp-secsync-Locked").count() == 0
             _no_kernel(b)
@@ -539,5 +542,18 @@ def test_join_after_rotation_then_reload(lab, browser):
             _type_at_end(b, 0, f" # {again}")
             b.wait_for_selector(SYNCED, timeout=30_000)
             assert again in owner.run(source_with(again))
+
+        # a browser that opens the .secnb without a key: its locked panel takes the
+        # invitation link (pasted), joins, and opens the notebook
+        with _session(browser, "E-rotated") as e:
+            _start(lab, e, "e-rotated")
+            _execute(e, "docmanager:open", {"path": path})
+            field = e.locator(f"{NB} .jp-secsync-Locked .jp-secsync-LinkInput")
+            field.wait_for(timeout=60_000)
+            field.fill(str(link))
+            e.locator(f"{NB} .jp-secsync-Locked-unlock").click()
+            _wait_cell_text(e, 0, again, timeout=60_000)
+            e.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
+            assert e.locator(f"{NB} .jp-secsync-Locked").count() == 0
     finally:
         owner.close()
