@@ -66,6 +66,7 @@ import { LOCK_NOTEBOOK_SVG, encryptedNotebookIcon } from './icons';
 import { serverKey } from './provider';
 import { IEncryptedSession, registry } from './registry';
 import { relayRefusal } from './relaypolicy';
+import { showShare } from './sharedialog';
 import { EncryptedStatusItem, showCollaborators } from './status';
 import { renderEncryptedNotebooksUntrusted } from './trust';
 import {
@@ -578,14 +579,44 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
+    // One way to share, wherever it is started (Encryption menu, the notebook's and the file
+    // browser's context menus, the toolbar's Share, the status popup's Share…): a notebook
+    // with a membership log opens the Share dialog (invitation links; a `#key=` link would
+    // let nobody in and hand out the epoch-0 key, which a member who joined after a rotation
+    // does not even hold); a notebook without a log copies its `#key=` link (as before).
     app.commands.addCommand(CommandIDs.copyShareLink, {
       label: trans.__('Copy Share Link of Encrypted Notebook'),
-      caption: trans.__('Copy a link that carries the key in its #fragment'),
-      isEnabled: args => !!args.fromFileBrowser || !!currentSession()?.status.loaded,
+      caption: trans.__(
+        'Notebooks with members: the Share dialog (invitation links). Older notebooks: copy a link that carries the key in its #fragment'
+      ),
+      isEnabled: args =>
+        !!args.fromFileBrowser ||
+        !!(typeof args.path === 'string'
+          ? registry.all().find(s => s.path === args.path)
+          : currentSession()
+        )?.status.loaded,
       execute: async args => {
-        const s = args.fromFileBrowser ? await sessionOfSelection() : requireSession();
+        const s =
+          typeof args.path === 'string'
+            ? registry.all().find(session => session.path === args.path)
+            : args.fromFileBrowser
+              ? await sessionOfSelection()
+              : requireSession();
+        if (!s) {
+          throw new Error(trans.__('The current document is not an encrypted notebook.'));
+        }
+        if (s.membership || s.docId.startsWith('m1_')) {
+          await showShare(
+            s,
+            trans,
+            trans.__(
+              'This notebook has members: a link to it gives access only as an invitation link, made below (admins), or once an admin adds the person in Members.'
+            )
+          );
+          return null;
+        }
         const link = shareLinkFor(s.docId, s.documentKey(), s.relayBase);
-        await showShareLink(link, !!s.membership, trans);
+        await showShareLink(link, false, trans);
         return link;
       }
     });
@@ -737,19 +768,30 @@ const mainPlugin: JupyterFrontEndPlugin<void> = {
     );
 
     // Share links opened in the browser (redirected here by <base_url>secsync/open/<docId>).
-    const fromLocation = (() => {
-      try {
-        return takeLinkFromLocation();
-      } catch (e) {
-        Notification.error(describeLinkError(e, trans), { autoClose: 10000 });
-        return null;
-      }
-    })();
-    if (fromLocation) {
+    // A link that does not parse (a damaged `#link=` / `#key=`) is explained in a dialog, in
+    // words, once JupyterLab is up; nothing is created for it (no .secnb file).
+    const cannotOpen = (text: string) =>
       void app.restored.then(() =>
-        openLink(fromLocation).catch(e =>
-          Notification.error(trans.__('Could not open the shared notebook: %1', (e as Error).message))
-        )
+        showDialog({
+          title: trans.__('This link cannot be opened'),
+          body: text,
+          buttons: [Dialog.okButton({ label: trans.__('Close') })]
+        })
+      );
+    let fromLocation: IParsedLink | null = null;
+    try {
+      fromLocation = takeLinkFromLocation();
+    } catch (e) {
+      console.warn('secsync-jupyter: the link in the address bar does not parse', e);
+      cannotOpen(describeLinkError(e, trans));
+    }
+    if (fromLocation) {
+      const link = fromLocation;
+      void app.restored.then(() =>
+        openLink(link).catch(e => {
+          console.warn('secsync-jupyter: the link in the address bar was not opened', e);
+          cannotOpen(trans.__('Could not open the shared notebook: %1', (e as Error).message));
+        })
       );
     }
   }

@@ -77,7 +77,7 @@ export function addMemberCommands(
       'Invitation links: create a viewer or editor link, see who joined through each, revoke'
     ),
     icon: args => (args.toolbar ? linkIcon : undefined),
-    isEnabled: args => !!args.toolbar || !!sessionFor(args)?.membership,
+    isEnabled: args => !!args.toolbar || !!sessionFor(args)?.status.loaded,
     execute: args => {
       const session = sessionFor(args);
       if (!session) {
@@ -85,6 +85,10 @@ export function addMemberCommands(
       }
       if (!session.status.loaded) {
         throw new Error(trans.__('%1 is still loading.', session.path));
+      }
+      if (!session.membership && !session.docId.startsWith('m1_')) {
+        // no membership log: sharing is its #key= link, as Copy Share Link (index.ts)
+        return app.commands.execute('secsync:copy-share-link', { path: session.path });
       }
       return showShare(session, trans);
     }
@@ -98,6 +102,10 @@ export function addMemberCommands(
     members: session => {
       Dialog.tracker.currentWidget?.reject();
       void app.commands.execute(MemberCommandIDs.members, { path: session.path });
+    },
+    share: session => {
+      Dialog.tracker.currentWidget?.reject();
+      void app.commands.execute(MemberCommandIDs.share, { path: session.path });
     }
   };
 }

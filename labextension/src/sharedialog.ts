@@ -123,7 +123,8 @@ function linkState(link: Link, now: number): 'live' | 'expired' | 'revoked' {
 class ShareBody extends Widget {
   constructor(
     private _session: IEncryptedSession,
-    private _trans: TranslationBundle
+    private _trans: TranslationBundle,
+    private _note = ''
   ) {
     super();
     this.addClass('jp-secsync-Share');
@@ -186,6 +187,10 @@ class ShareBody extends Widget {
       return;
     }
     const admin = state.canManage(session.ownPublicKey);
+    if (this._note) {
+      // opened by Copy Share Link (index.ts): why there is no key link to copy
+      this.node.append(el('p', 'jp-secsync-Share-note', this._note));
+    }
     this.node.append(
       el(
         'p',
@@ -284,8 +289,9 @@ class ShareBody extends Widget {
         url.addEventListener('focus', () => url.select());
         const copy = el('button', 'jp-mod-styled jp-secsync-Share-copy', trans.__('Copy'));
         copy.addEventListener('click', () => {
-          copyText(this._newLink?.url ?? '');
-          this._status = trans.__('Copied.');
+          this._status = copyText(this._newLink?.url ?? '')
+            ? trans.__('Copied.')
+            : trans.__('Could not copy: select the link and copy it (Ctrl+C).');
           status.textContent = this._status;
         });
         const row = el('div', 'jp-secsync-Share-madeLine');
@@ -419,8 +425,12 @@ class ShareBody extends Widget {
 }
 
 /** The Share dialog of `session`. */
-export async function showShare(session: IEncryptedSession, trans: TranslationBundle): Promise<void> {
-  const body = new ShareBody(session, trans);
+export async function showShare(
+  session: IEncryptedSession,
+  trans: TranslationBundle,
+  note = ''
+): Promise<void> {
+  const body = new ShareBody(session, trans, note);
   try {
     await showDialog({
       title: trans.__('Share %1', session.path.split('/').pop()),

@@ -20,6 +20,8 @@ export interface IStatusActions {
   myIdentity(): void;
   /** The Members dialog of the session's notebook. */
   members(session: IEncryptedSession): void;
+  /** Share: the Share dialog (a notebook with members) or its #key= link (without). */
+  share(session: IEncryptedSession): void;
 }
 
 export interface ICollaborator {
@@ -320,7 +322,11 @@ export async function showCollaborators(
       members.className = 'jp-mod-styled jp-secsync-Collaborators-members';
       members.textContent = trans.__('Members…');
       members.addEventListener('click', () => actions.members(session));
-      buttons.append(identity, members);
+      const share = document.createElement('button');
+      share.className = 'jp-mod-styled jp-secsync-Collaborators-share';
+      share.textContent = trans.__('Share…');
+      share.addEventListener('click', () => actions.share(session));
+      buttons.append(identity, members, share);
       body.node.appendChild(buttons);
     }
   };

@@ -297,10 +297,43 @@ def _execute(page, command: str, args: dict | None = None) -> None:
     )
 
 
+_KEY_LINK_JS = r"""async () => {
+  const app = window.jupyterapp;
+  const path = app.shell.currentWidget.context.path;
+  const file = await app.serviceManager.contents.get(
+    path, {type: 'file', format: 'text', content: true});
+  const pointer = JSON.parse(file.content);
+  const key = localStorage.getItem('secsync-jupyter:doc-key:' + pointer.docId);
+  if (!key) { throw new Error('no epoch-0 key stored for ' + pointer.docId); }
+  const config = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+  const base = new URL(config.baseUrl, location.href).href.replace(/\/*$/, '/');
+  const hub = config.hubPrefix;
+  const root = pointer.relay && hub
+    ? new URL(hub.replace(/\/*$/, '/') + 'user-redirect/', location.href).href : base;
+  const own = base.replace(/^http/, 'ws') + 'secsync';
+  const relay = pointer.relay && (hub || pointer.relay !== own) ? pointer.relay : null;
+  return root + 'secsync/open/' + encodeURIComponent(pointer.docId)
+    + (relay ? '?relay=' + encodeURIComponent(relay) : '') + '#key=' + key;
+}"""
+
+
 def _share_link(page) -> str:
-    """The share link of the current encrypted notebook (from the Copy Share Link dialog)."""
+    """The `#key=` share link of the current encrypted notebook (docs/share-links.md).
+
+    A notebook without a membership log: from the Copy Share Link dialog. A notebook with a
+    log (New Encrypted Notebook): Copy Share Link opens the Share dialog (invitation links)
+    and shows no key, so the link is made here from the epoch-0 key this browser stores and
+    the pointer file, in the format of `shareLinkFor` (links.ts) - for tests that hand that
+    key to a member (a Python client, another browser) as before issue 12's change."""
+    doc_id = page.evaluate(
+        "async () => JSON.parse((await window.jupyterapp.serviceManager.contents.get("
+        "window.jupyterapp.shell.currentWidget.context.path,"
+        " {type: 'file', format: 'text', content: true})).content).docId"
+    )
+    if doc_id.startswith("m1_"):
+        return page.evaluate(_KEY_LINK_JS)
     _execute(page, "secsync:copy-share-link")
-    field = page.locator(".jp-secsync-ShareLink")
+    field = page.locator("input.jp-secsync-ShareLink")
     field.wait_for(timeout=20_000)
     link = field.input_value()
     page.keyboard.press("Escape")

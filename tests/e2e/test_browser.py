@@ -36,6 +36,7 @@ from .helpers import (
     _cell_editor,
     _focus_end_of_cell,
     _relay_storage,
+    _share_link,
     _share_with,
     _wait_app,
     _wait_cell_text,
@@ -267,11 +268,16 @@ def test_two_browsers_encrypted_notebook(lab):
                 "(s) => document.querySelectorAll(s + ' .jp-Cell').length === 2", arg=NB
             )
 
-            # --- A: copy the share link (dialog shows it too).
+            # --- A: Copy Share Link of a notebook with members opens the Share dialog
+            # (invitation links; no #key= link handed out). The link with the epoch-0 key
+            # that B gets here is made by the test helper from A's stored key.
             a.click("#jp-MainMenu >> text=Encryption")
             a.click(".lm-Menu-content >> text=Copy Share Link of Encrypted Notebook")
-            link = a.locator(".jp-secsync-ShareLink").input_value()
+            a.locator(".jp-Dialog .jp-secsync-Share").wait_for(timeout=20_000)
+            assert a.locator(".jp-Dialog input.jp-secsync-ShareLink").count() == 0
             a.keyboard.press("Escape")
+            a.locator(".jp-Dialog").wait_for(state="detached", timeout=20_000)
+            link = _share_link(a)
             parsed = urllib.parse.urlsplit(link)
             assert parsed.path.endswith(f"/secsync/open/{pointer['docId']}"), link
             assert parsed.fragment.startswith("key="), link

@@ -291,10 +291,13 @@ def test_secnb_context_menu_offers_our_entries_not_the_pointer_file(lab, browser
         content = json.loads(pathlib.Path(download.value.path()).read_text())
         assert canary in "".join(content["cells"][0]["source"])
 
-        # Copy Share Link from the menu gives the document's link.
+        # Copy Share Link from the menu: the notebook has members, so its Share dialog
+        # (invitation links) opens; no #key= link is handed out (test_share_entry.py).
         item.click(button="right")
         a.locator(".lm-Menu-item:visible", has_text="Copy Share Link of Encrypted Notebook").click()
-        assert a.locator(".jp-secsync-ShareLink").input_value() == link
+        a.locator(".jp-Dialog .jp-secsync-Share").wait_for(timeout=60_000)
+        assert name in a.locator(".jp-Dialog .jp-Dialog-header").inner_text()
+        assert a.locator(".jp-Dialog input.jp-secsync-ShareLink").count() == 0
         a.keyboard.press("Escape")
 
         # A plain notebook keeps the stock entries.
