@@ -2,6 +2,7 @@
 on the same Yjs data, as a document without a log and as documents with a membership log.
 
     .venv/bin/python benchmarks/membership_load_bench.py [--repeat 40] [--entries 3,50] [--wall]
+                                                         [--breakdown]
 
 Each load goes through the sync engine as a connection does (decode the ``document`` frame,
 check ahead, verify, apply); variants are interleaved, the CPU time of the load (threads
@@ -10,7 +11,10 @@ without a log are printed. With a log the frames carry the log (``logFrom`` 0: a
 the whole log is verified) and every message names ``publicData.logHead`` (and updates carry
 heads, as our clients write them in documents with a log). ``plain + fields``: the same public
 data in a document without a log (no membership checks): what the bigger public data alone
-costs. The data comes from load_bench's cache (built by ``benchmarks/load_bench.py`` first).
+costs. ``--breakdown`` adds the longest log with its signatures skipped (what parsing, chain,
+roles and the ``logHead`` checks cost) and checked one by one instead of in the verify threads
+(issue 11: where a first open's cost goes). The data comes from load_bench's cache (built
+by ``benchmarks/load_bench.py`` first).
 
 Issue 12: ``rotated (epoch 1)`` is the log of 3 plus a ``rotate-key`` entry (100 recipients'
 lockboxes are not part of a load) with the snapshots in epoch 1 (``publicData.epoch``, the
@@ -103,10 +107,15 @@ def frames(
     return out
 
 
-def load(doc_id: str, text: str, clock) -> tuple[float, str]:
+def skip_signatures(items):
+    """``--breakdown``: what a log costs without its Ed25519 checks (not a client's path)."""
+    return [True] * len(items)
+
+
+def load(doc_id: str, text: str, clock, check=check_signatures_in_threads) -> tuple[float, str]:
     doc = Doc()
     engine = SyncEngine(doc_id, lb.KEY, YDocAdapter(doc), lb.SIGNER)
-    engine.check_signatures = check_signatures_in_threads  # as the driver sets it
+    engine.check_signatures = check  # as the driver sets it (threads; --breakdown: others)
     if is_log_doc_id(doc_id):  # as the driver attaches them (issue 12)
         engine.epochs = EpochKeys(
             doc_id, lb.SIGNER, doc_key=lb.KEY, keyring=Keyring({1: EPOCH_KEY})
@@ -126,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=40)
     ap.add_argument("--entries", default="3,50", help="log sizes (default 3,50)")
     ap.add_argument("--wall", action="store_true", help="elapsed time instead of CPU time")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also the largest log with its signatures skipped and checked one by one (where a"
+        " first open's cost goes)",
+    )
     args = ap.parse_args(argv)
     cached = lb.cache_dir() / "data-all.json"
     data = lb.build(None) if not cached.exists() else json.loads(cached.read_text())
@@ -145,12 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     state, _ = make_log(3)
     variants["plain + fields"] = (lb.DOC_ID, frames(data, lb.DOC_ID, state.head.to_json()))
+    checks = {}
+    if args.breakdown:
+        n = max(int(x) for x in args.entries.split(","))
+        variants[f"{n}, sigs skipped"] = variants[f"log of {n}"]
+        checks[f"{n}, sigs skipped"] = skip_signatures
+        variants[f"{n}, one by one"] = variants[f"log of {n}"]
+        checks[f"{n}, one by one"] = None
     clock = time.perf_counter if args.wall else time.process_time
     results = {name: {"a": [], "b": []} for name in variants}
     for _ in range(args.repeat):
         for name, (doc_id, fr) in variants.items():
             for case in ("a", "b"):
-                elapsed, text = load(doc_id, fr[case], clock)
+                check = checks.get(name, check_signatures_in_threads)
+                elapsed, text = load(doc_id, fr[case], clock, check)
                 assert text == data["expected"], f"{name} ({case}) loaded another text"
                 results[name][case].append(elapsed)
     what = "elapsed" if args.wall else "CPU"
