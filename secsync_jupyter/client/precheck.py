@@ -415,11 +415,13 @@ def warm_process_pool() -> None:
 
 
 def _running_pool() -> Any:
-    """The process pool when it is started and every worker answered, else ``None``."""
+    """The process pool when it runs: warmed up with every worker answered, or made for a
+    large frame (:func:`precheck_frame`, whose workers answered before it returned); else
+    ``None``."""
     ready = _POOL_READY
-    if not ready or _PROCESS_POOL is None:
+    if _PROCESS_POOL is None or ready == []:
         return None
-    if not all(f.done() and f.exception() is None for f in ready):
+    if ready is not None and not all(f.done() and f.exception() is None for f in ready):
         return None
     return _PROCESS_POOL
 
