@@ -414,12 +414,13 @@ class SecsyncDocument:
         self, member: Any, *, timeout: float | None = 60.0, rotate: bool = True
     ):
         """Remove a member (yourself: leave). Their open connections are closed by the relay.
-        Then (issue 12) the key is rotated, unless ``rotate=False`` or you left."""
+        Then (issue 12) the key is rotated, unless ``rotate=False``, you left, or another
+        admin's rotation already made it unneeded (the browser client's rule too)."""
         state = await self._change("remove-member", _target(member), None, timeout)
         if rotate and self.engine.role == "admin":
             from .epochs_client import rotate_key
 
-            state = await rotate_key(self, timeout=timeout)
+            state = await rotate_key(self, timeout=timeout, if_needed=True)
         return state
 
     # issue 12: key rotation and invitation links (epochs_client.py, links_client.py)
