@@ -207,14 +207,23 @@ class Room:
             # the state is known to be wrong and cannot be re-read (the database is down): the
             # document is unavailable; its clients reconnect, which reopens the room from the
             # store once it answers again
-            for s in [*self.sessions, *self.joining, *getattr(self, "challenged", ())]:
-                s.send(frames.error("storage-failed", f"document unavailable: {exc}"))
-                s.close(CLOSE_TRY_AGAIN, "document unavailable")
+            self.unavailable(str(exc))
         finally:
             fut, self.reloading = self.reloading, None
             if fut is not None and not fut.done():
                 fut.set_result(None)
             self.end_write()
+
+    def unavailable(self, reason: str, answered: Session | None = None) -> None:
+        """Close every connection with ``CLOSE_TRY_AGAIN`` after a ``storage-failed`` error
+        (not repeated to ``answered``, which had its answer): the clients reconnect and read
+        the document again from the store. For a store that cannot answer, and for writes
+        broadcast once committed that could then not be made durable (docs/relay.md
+        "Durability")."""
+        for s in [*self.sessions, *self.joining, *self.challenged]:
+            if s is not answered:
+                s.send(frames.error("storage-failed", f"document unavailable: {reason}"))
+            s.close(CLOSE_TRY_AGAIN, "document unavailable")
 
     def maybe_close(self) -> None:
         """Close the room once it has no connection and no write in flight."""

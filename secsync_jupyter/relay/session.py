@@ -541,14 +541,25 @@ class Session:
             )
             return
         rules.accept_update(room.state, pd, size)
+        early = self._early_commit(partial(self._update_committed, body))
         write = self.relay.store.save_update(
             self.doc_id,
             snapshot_id=pd.ref_snapshot_id,
             pub_key=pd.pub_key,
             clock=pd.clock,
             message=body,
+            **early,
         )
-        self._commit(write, partial(self._update_done, pd.ref_snapshot_id, pd.clock, body))
+        done = partial(self._update_done, pd.ref_snapshot_id, pd.clock, body, bool(early))
+        self._commit(write, done)
+
+    def _early_commit(self, on_committed) -> dict:
+        """``{"on_committed": ...}`` for a store that reports commits before they are durable
+        (SQLite with synchronous full/extra, one process): the write is broadcast once
+        committed and acknowledged once durable (docs/relay.md "Durability"); else ``{}``."""
+        if getattr(self.relay.store, "early_commit", False) and self.relay.fanout is None:
+            return {"on_committed": on_committed}
+        return {}
 
     def _commit(self, write, done) -> None:
         """Hand a write to the store; ``done(result)`` once the store has answered (the room
@@ -563,14 +574,23 @@ class Session:
 
         room.track(write).add_done_callback(answered)
 
-    def _update_done(self, snapshot_id: str, clock: int, body: str, result: SaveResult) -> None:
+    def _update_committed(self, body: str, result: SaveResult) -> None:
+        if result.ok:
+            self.room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
+
+    def _update_done(
+        self, snapshot_id: str, clock: int, body: str, early: bool, result: SaveResult
+    ) -> None:
         if result.ok:
             self.send(frames.update_saved(snapshot_id, clock))
-            self.room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
+            if not early:
+                self._update_committed(body, result)
         else:
             self.send(frames.error(result.code or "storage-failed", result.message))
             self.send(frames.update_save_failed(snapshot_id, clock))
             self.room.reload()
+            if result.durable_failed:  # the others may have it: they reload the document
+                self.room.unavailable(result.message or "storage failed", self)
 
     # -- snapshots
     def _snapshot(
@@ -590,8 +610,10 @@ class Session:
             epoch = parse_epoch(inbound.public_data.get("epoch"))
         before = room.state.active.epoch if room.state.active is not None else 0
         rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size, epoch)
+        early = self._early_commit(partial(self._snapshot_committed, body))
         write = self.relay.store.save_snapshot(
             self.doc_id,
+            **early,
             epoch=epoch,
             snapshot_id=pd.snapshot_id,
             parent_snapshot_id=pd.parent_snapshot_id,
@@ -608,8 +630,13 @@ class Session:
             pd.parent_snapshot_update_clocks,
             body,
             epoch > before,
+            bool(early),
         )
         self._commit(write, done)
+
+    def _snapshot_committed(self, body: str, result: SaveResult) -> None:
+        if result.ok:
+            self.room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
 
     def _snapshot_done(
         self,
@@ -618,6 +645,7 @@ class Session:
         parent_clocks: Mapping[str, int],
         body: str,
         new_epoch: bool,
+        early: bool,
         result: SaveResult,
     ) -> None:
         room = self.room
@@ -625,9 +653,15 @@ class Session:
             if result.created_document:
                 room.mark_stored()
             self.send(frames.snapshot_saved(snapshot_id))
-            room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
+            if not early:
+                self._snapshot_committed(body, result)
             if new_epoch:  # the first snapshot of a new epoch: older ones are superseded
                 self.relay.retention_after_rotation(room)
+        elif result.durable_failed:  # the others may have it: they reload the document
+            self.send(frames.error("storage-failed", result.message))
+            self.send(frames.simple("snapshot-save-failed"))
+            room.reload()
+            room.unavailable(result.message or "storage failed", self)
         else:
             # the store refused what the room's memory accepted (another writer on the
             # database, or a failed write): re-read the rule state before the next frame,

@@ -4,6 +4,13 @@
   queue (up to ``max_batch``), runs them in one ``BEGIN IMMEDIATE`` transaction, commits once
   and then resolves all their futures from a single event-loop callback: acknowledgements are
   only ever sent for committed rows, and many messages share one commit (and one fsync).
+* With ``synchronous`` full/extra (the default) the writer connection runs
+  ``synchronous=NORMAL`` (its COMMIT writes the WAL without syncing it) and a **sync thread**
+  ``fdatasync``s the ``-wal`` file after the commits (one call for every commit waiting). The
+  writes' ``on_committed`` callbacks run right after the COMMIT (the relay broadcasts then);
+  their futures resolve only after the ``fdatasync`` (the relay acknowledges then), in commit
+  order. An acknowledged write is as durable as with ``synchronous=FULL``
+  (``benchmarks/wal_sync_check.py``, docs/relay.md "Durability").
 * One **reader thread** serves reads (document frames, proof chains, room state) from its own
   connection, each read in its own read transaction (a consistent WAL snapshot).
 * The rules are enforced by SQL inside the transaction (conditional inserts and unique
@@ -152,12 +159,19 @@ WRITER_AUTOCHECKPOINT_PAGES = 20_000
 
 
 class _Op:
-    __slots__ = ("args", "fn", "future")
+    __slots__ = ("args", "fn", "future", "on_committed")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, future: asyncio.Future):
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple,
+        future: asyncio.Future,
+        on_committed: Callable[[Any], None] | None = None,
+    ):
         self.fn = fn
         self.args = args
         self.future = future
+        self.on_committed = on_committed
 
 
 def _fail(code: str, message: str) -> SaveResult:
@@ -165,12 +179,13 @@ def _fail(code: str, message: str) -> SaveResult:
 
 
 class SQLiteStore(RelayStore):
-    """See the module docs. ``synchronous`` is ``"full"``/``"extra"`` (the default: the WAL is
-    fsynced on every group commit before its acknowledgements, so an acknowledged write
-    survives a power loss) or ``"normal"`` (a commit writes the WAL without fsync: an
-    acknowledged write survives any crash of the relay process, but an OS crash or power loss
-    may lose the commits since the last checkpoint's WAL sync; the reader thread checkpoints
-    every ``CHECKPOINT_INTERVAL``). docs/relay.md "Durability" has measurements."""
+    """See the module docs. ``synchronous`` is ``"full"``/``"extra"`` (the default: the sync
+    thread fdatasyncs the WAL after the commits and before their acknowledgements, so an
+    acknowledged write survives a power loss; ``on_committed`` runs before that) or
+    ``"normal"`` (a commit writes the WAL without fsync: an acknowledged write survives any
+    crash of the relay process, but an OS crash or power loss may lose the commits since the
+    last checkpoint's WAL sync; the reader thread checkpoints every ``CHECKPOINT_INTERVAL``).
+    docs/relay.md "Durability" has measurements."""
 
     def __init__(
         self,
@@ -185,8 +200,14 @@ class SQLiteStore(RelayStore):
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.synchronous = synchronous.lower()
+        #: full/extra: commits are made durable by our own fdatasync of the WAL (see the
+        #: module docs); ``save_update`` / ``save_snapshot`` then call ``on_committed`` before
+        #: their futures resolve
+        self.early_commit = self.synchronous != "normal"
         self.max_batch = max_batch
         self._wq: queue.SimpleQueue = queue.SimpleQueue()
+        #: committed batches waiting for the WAL's fdatasync (early_commit only)
+        self._sq: queue.SimpleQueue = queue.SimpleQueue()
         self._rq: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._open = False
@@ -204,13 +225,13 @@ class SQLiteStore(RelayStore):
         return cls(path, synchronous=options.get("synchronous", "full"), log=options.get("log"))
 
     # ------------------------------------------------------------------ lifecycle
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, synchronous: str | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        conn.execute(f"PRAGMA synchronous = {(synchronous or self.synchronous).upper()}")
         return conn
 
     def open_sync(self) -> None:
@@ -249,6 +270,11 @@ class SQLiteStore(RelayStore):
             target=self._reader_main, name="secsync-relay-reader", daemon=True
         )
         self._threads = [writer, reader]
+        if self.early_commit:
+            self._syncer = threading.Thread(
+                target=self._sync_main, name="secsync-relay-sync", daemon=True
+            )
+            self._syncer.start()
         # connect in the threads; make sure both could open the file before returning
         self._ready = threading.Barrier(3)
         self._start_error: Exception | None = None
@@ -300,9 +326,9 @@ class SQLiteStore(RelayStore):
         self._open = False
 
     # ------------------------------------------------------------------ threads
-    def _thread_connect(self) -> sqlite3.Connection | None:
+    def _thread_connect(self, synchronous: str | None = None) -> sqlite3.Connection | None:
         try:
-            conn = self._connect()
+            conn = self._connect(synchronous)
         except Exception as exc:  # reported by open_sync
             self._start_error = exc
             conn = None
@@ -310,8 +336,11 @@ class SQLiteStore(RelayStore):
         return conn
 
     def _writer_main(self) -> None:
-        conn = self._thread_connect()
+        # early_commit: NORMAL (no sync in COMMIT), the sync thread makes the commits durable
+        conn = self._thread_connect("normal" if self.early_commit else None)
         if conn is None:
+            if self.early_commit:
+                self._sq.put(_STOP)
             return
         conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
         stop = False
@@ -334,11 +363,87 @@ class SQLiteStore(RelayStore):
                     if op is not _STOP:
                         ops.append(op)
             if ops:
-                results = self._run_batch(conn, ops)
-                self._post(results)
+                results, committed = self._run_batch(conn, ops)
+                if self.early_commit:
+                    if committed:
+                        self._post_committed(results)
+                    # answered by the sync thread, in commit order (a failed batch too)
+                    self._sq.put((results, committed))
+                else:
+                    self._post(results)
+        if self.early_commit:
+            # the WAL stays open (this connection) until the last commit is synced
+            self._sq.put(_STOP)
+            self._syncer.join()
         conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, ops: list[_Op]) -> list[tuple[_Op, Any]]:
+    def _post_committed(self, results: list[tuple[_Op, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for op, result in results:
+            if op.on_committed is not None:
+                by_loop.setdefault(op.future.get_loop(), []).append((op.on_committed, result))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_call_committed, items)
+            except RuntimeError:  # loop closed meanwhile: nobody is waiting any more
+                pass
+
+    def sync_wal(self) -> None:
+        """``fdatasync`` the ``-wal`` file (the sync thread; tests replace it). Raises
+        ``OSError``."""
+        fd = os.open(self.path + "-wal", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def _sync_main(self) -> None:
+        """Make committed batches durable: one ``fdatasync`` of the WAL for every batch
+        waiting, then their answers, in commit order. A failed ``fdatasync`` fails every
+        write it should have covered (``storage-failed``, ``SaveResult.durable_failed``)."""
+        stop = False
+        while not stop:
+            items = [self._sq.get()]
+            while True:
+                try:
+                    items.append(self._sq.get_nowait())
+                except queue.Empty:
+                    break
+            if any(item is _STOP for item in items):
+                stop = True
+                items = [item for item in items if item is not _STOP]
+            error: Exception | None = None
+            if any(committed for _results, committed in items):
+                t0 = time.monotonic()
+                try:
+                    self.sync_wal()
+                except Exception as exc:  # OSError; anything else must not stop this thread
+                    error = exc
+                if time.monotonic() - t0 > SLOW_COMMIT:
+                    self.log.warning("slow WAL sync: %.0f ms", (time.monotonic() - t0) * 1000)
+            answers: list[tuple[_Op, Any]] = []
+            for results, committed in items:
+                if committed and error is not None:
+                    self.log.error(
+                        "fdatasync of the WAL failed (%d committed writes not acknowledged): %s",
+                        len(results),
+                        error,
+                    )
+                    failed = SaveResult(
+                        False,
+                        code="storage-failed",
+                        message=f"the relay could not store the message durably: {error}",
+                        durable_failed=True,
+                    )
+                    results = [(op, failed) for op, _result in results]
+                answers.extend(results)
+            if answers:
+                self._post(answers)
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, ops: list[_Op]
+    ) -> tuple[list[tuple[_Op, Any]], bool]:
+        """The answers of ``ops``, and whether their transaction committed."""
         try:
             t0 = time.monotonic()
             conn.execute("BEGIN IMMEDIATE")
@@ -354,7 +459,7 @@ class SQLiteStore(RelayStore):
                     (t2 - t1) * 1000,
                 )
             self.commits += 1
-            return results
+            return results, True
         except Exception as exc:
             self.log.error(
                 "write transaction failed (%d writes not acknowledged): %s", len(ops), exc
@@ -364,7 +469,7 @@ class SQLiteStore(RelayStore):
             except sqlite3.Error:
                 pass
             failed = _fail("storage-failed", f"the relay could not store the message: {exc}")
-            return [(op, failed) for op in ops]
+            return [(op, failed) for op in ops], False
 
     def _reader_main(self) -> None:
         conn = self._thread_connect()
@@ -412,12 +517,12 @@ class SQLiteStore(RelayStore):
             except RuntimeError:  # loop closed meanwhile: nobody is waiting any more
                 pass
 
-    def _submit(self, q: queue.SimpleQueue, fn, args) -> asyncio.Future:
+    def _submit(self, q: queue.SimpleQueue, fn, args, on_committed=None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         if not self._open or self._closing:
             fut.set_exception(StoreError("the store is closed"))
             return fut
-        q.put(_Op(fn, args, fut))
+        q.put(_Op(fn, args, fut, on_committed))
         return fut
 
     # ------------------------------------------------------------------ API
@@ -444,8 +549,11 @@ class SQLiteStore(RelayStore):
     async def documents_with_epochs(self) -> list[str]:
         return await self._read(_documents_with_epochs, ())
 
-    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message):
-        return self._submit(self._wq, _save_update, (doc_id, snapshot_id, pub_key, clock, message))
+    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message, on_committed=None):
+        """``on_committed(result)`` (``early_commit`` only): called on the loop right after
+        the COMMIT, before the future resolves (after the WAL's fdatasync)."""
+        args = (doc_id, snapshot_id, pub_key, clock, message)
+        return self._submit(self._wq, _save_update, args, on_committed)
 
     def save_snapshot(
         self,
@@ -459,6 +567,7 @@ class SQLiteStore(RelayStore):
         parent_snapshot_proof,
         message,
         epoch=0,
+        on_committed=None,
     ):
         args = (
             doc_id,
@@ -471,7 +580,7 @@ class SQLiteStore(RelayStore):
             message,
             epoch,
         )
-        return self._submit(self._wq, _save_snapshot, args)
+        return self._submit(self._wq, _save_snapshot, args, on_committed)
 
     def save_log_entry(self, doc_id, *, seq, prev, hash, entry, lockboxes=()):
         args = (doc_id, seq, prev, hash, entry, tuple(lockboxes))
@@ -495,6 +604,14 @@ class SQLiteStore(RelayStore):
         if isinstance(result, Exception):
             raise result
         return result
+
+
+def _call_committed(calls: list) -> None:
+    for fn, result in calls:
+        try:
+            fn(result)
+        except Exception:  # one write's callback must not keep the others from running
+            logging.getLogger("secsync_jupyter.relay.store").exception("on_committed failed")
 
 
 def _resolve(results: list[tuple[_Op, Any]]) -> None:

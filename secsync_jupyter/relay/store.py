@@ -184,6 +184,9 @@ class SaveResult:
     message: str | None = None
     #: true when this write created the document
     created_document: bool = False
+    #: true when the write was committed (and its ``on_committed`` called) but could not be
+    #: made durable (the SQLite store's fdatasync of the WAL failed)
+    durable_failed: bool = False
 
 
 class RelayStore(abc.ABC):
@@ -253,7 +256,16 @@ class RelayStore(abc.ABC):
     ) -> Awaitable[SaveResult]:
         """Store an update with the next version, atomically, only if ``snapshot_id`` is the
         active snapshot and ``clock`` is 0 for a new pubKey or its last clock + 1
-        (unique (snapshot, pubKey, clock))."""
+        (unique (snapshot, pubKey, clock)).
+
+        A store whose ``early_commit`` is true also takes ``on_committed=callback`` here and
+        in :meth:`save_snapshot`: ``callback(result)`` runs on the loop once the write is
+        committed (visible to readers, safe from a crash of this process), in commit order,
+        before the returned awaitable resolves once it is durable. Other stores: committed
+        is durable, there is no such argument."""
+
+    #: see :meth:`save_update` (the SQLite store with ``synchronous`` full/extra)
+    early_commit: bool = False
 
     # -- the membership log (issue 11; docs/protocol.md "Membership log")
     @abc.abstractmethod

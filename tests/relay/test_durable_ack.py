@@ -1,0 +1,115 @@
+"""Issue 15: with the SQLite store (``synchronous`` full, the default) a write is broadcast to
+the other connections once committed and acknowledged to its author only once the ``-wal``
+file is fsynced (docs/relay.md "Durability"). The store's sync is held or made to fail here,
+through ``SQLiteStore.sync_wal`` (the call the sync thread makes)."""
+
+from __future__ import annotations
+
+import errno
+import threading
+
+import pytest
+
+from secsync_jupyter.protocol import Update, generate_id, verify_and_decrypt_update
+
+from .conftest import start_relay
+from .util import TIMEOUT, Author, open_doc, seed
+
+pytestmark = pytest.mark.asyncio
+
+
+def hold_sync(store):
+    """Replace the store's WAL sync by one that waits for ``release`` (set at teardown too)."""
+    entered, release = threading.Event(), threading.Event()
+    original = store.sync_wal
+
+    def held() -> None:
+        entered.set()
+        release.wait(TIMEOUT)
+        original()
+
+    store.sync_wal = held
+    return entered, release
+
+
+async def test_peer_gets_update_before_author_is_acknowledged(tmp_path):
+    running = await start_relay(str(tmp_path / "relay.sqlite"))
+    store = running.relay.store
+    assert store.early_commit and store.synchronous == "full"
+    author = Author("doc-" + generate_id())
+    release = None
+    try:
+        b, _ = await open_doc(running.url, author.doc_id)
+        a, snap = await seed(running.url, author)
+        await b.next("snapshot")
+        entered, release = hold_sync(store)
+        # two updates while the sync is held: both committed and broadcast, none acknowledged
+        for clock in (0, 1):
+            await a.send(author.update(snap, clock, f"key {clock}".encode()))
+        for clock in (0, 1):
+            got = await b.next("update")
+            assert got["publicData"]["clock"] == clock
+            update = Update.from_json({k: v for k, v in got.items() if k != "type"})
+            content = verify_and_decrypt_update(
+                update, author.key, snap.public_data.snapshot_id, clock - 1
+            )
+            assert content == f"key {clock}".encode()
+        assert entered.is_set()
+        await a.roundtrip_ok()  # every frame of A answered so far: no acknowledgement yet
+        assert not [f for f in a.frames if f["type"] == "update-saved"]
+        release.set()
+        assert (await a.next("update-saved"))["clock"] == 0
+        assert (await a.next("update-saved"))["clock"] == 1
+        # a snapshot too: broadcast first, snapshot-saved after the sync
+        entered, release = hold_sync(store)
+        snap2 = author.snapshot(snap, {author.pub: 1})
+        await a.send(snap2)
+        got = await b.next("snapshot")
+        assert got["snapshot"]["publicData"]["snapshotId"] == snap2.public_data.snapshot_id
+        await a.roundtrip_ok()
+        assert len([f for f in a.frames if f["type"] == "snapshot-saved"]) == 1  # the first
+        release.set()
+        saved = await a.next("snapshot-saved")
+        assert saved["snapshotId"] == snap2.public_data.snapshot_id
+        await a.close()
+        await b.close()
+    finally:
+        if release is not None:
+            release.set()
+        await running.server.stop(timeout=2)
+
+
+async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
+    running = await start_relay(str(tmp_path / "relay.sqlite"))
+    store = running.relay.store
+    author = Author("doc-" + generate_id())
+    try:
+        b, _ = await open_doc(running.url, author.doc_id)
+        a, snap = await seed(running.url, author)
+        await b.next("snapshot")
+        original = store.sync_wal
+
+        def broken() -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        store.sync_wal = broken
+        await a.send(author.update(snap, 0))
+        # committed, so B got it; the author is told it failed, and both reconnect
+        assert (await b.next("update"))["publicData"]["clock"] == 0
+        err = await a.next("error")
+        assert err["code"] == "storage-failed" and "Input/output error" in err["message"]
+        failed = await a.next("update-save-failed")
+        assert failed["clock"] == 0
+        assert await a.wait_closed() == 1013
+        assert (await b.next("error"))["code"] == "storage-failed"
+        assert await b.wait_closed() == 1013
+        assert not [f for f in a.frames if f["type"] == "update-saved"]
+        # a reconnection reads what the store has (here the commit is in the database)
+        store.sync_wal = original
+        c, doc = await open_doc(running.url, author.doc_id)
+        assert [u["publicData"]["clock"] for u in doc["updates"]] == [0]
+        await c.send(author.update(snap, 1))
+        assert (await c.next("update-saved"))["clock"] == 1
+        await c.close()
+    finally:
+        await running.server.stop(timeout=2)
