@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ import psutil
 from websockets.asyncio.client import connect
 
 HOST = "127.0.0.1"
+#: --trace: (time, "sent"|"recv", docId, author key prefix, clock, receiving connection)
+TRACE: list[tuple] | None = None
 MARK_RE = re.compile(rb"<(\d+):(\d+)>")
 
 
@@ -315,6 +318,9 @@ async def run_workload(
 
     def record(key, now, at: int):
         t0 = sent_at.get(key)
+        if TRACE is not None and t0 is not None and measuring and kind == "ours":
+            TRACE.append((t0, "sent", doc_id, msgs.keys[key[0]].public_key_b64[:8], key[1], -1))
+            TRACE.append((now, "recv", doc_id, msgs.keys[key[0]].public_key_b64[:8], key[1], at))
         if t0 is not None and measuring:
             stats.latencies.append(now - t0)
             if key[0] % n_proc != at % n_proc:
@@ -556,6 +562,10 @@ async def many_documents(
                     mm = MARK_RE.search(m)
                     key = (d, int(mm.group(2))) if mm else None
                 t0 = sent_at.get(key) if key else None
+                if TRACE is not None and t0 is not None and measuring and kind == "ours":
+                    pub, doc = msgs[d].keys[0].public_key_b64[:8], msgs[d].doc_id
+                    TRACE.append((t0, "sent", doc, pub, key[1], -1))
+                    TRACE.append((now, "recv", doc, pub, key[1], d))
                 if t0 is not None and measuring:
                     latencies.append(now - t0)
         except Exception:
@@ -778,8 +788,11 @@ async def bench(args) -> dict:
         if args.store != "sqlite":  # the same relay on PostgreSQL (labels ours-pg…)
             pg_servers = [(lb.replace("ours", "ours-pg"), sync) for lb, sync in servers]
             servers = pg_servers if args.store == "postgres" else servers + pg_servers
-            pg = _test_utilities("pg").PgCluster(fsync=True).start()
+            logs = {"log_autovacuum_min_duration": "0", "log_checkpoints": "on"}
+            pg = _test_utilities("pg").PgCluster(fsync=True, settings=logs).start()
             atexit.register(pg.stop)
+            if args.trace:  # its log (checkpoints, lock waits) next to the trace; before stop
+                atexit.register(shutil.copy, pg.log, os.path.join(args.trace, "postgres.log"))
             db = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
         if not args.skip_pycrdt:
             servers.append(("pycrdt", None))
@@ -797,6 +810,9 @@ async def bench(args) -> dict:
                 urls.append(url)
             ps = psutil.Process(proc.pid)
             pss = [psutil.Process(x.pid) for x in popens]
+            sampler = None
+            if TRACE is not None and on_pg:
+                sampler = asyncio.ensure_future(sample_waits(store, label))
             try:
                 # memory first, on a fresh process (after a workload, freed heap is reused)
                 if args.idle_docs and not label.endswith("-full"):
@@ -898,10 +914,38 @@ async def bench(args) -> dict:
                             flush=True,
                         )
             finally:
+                if sampler is not None:
+                    sampler.cancel()
+                    await asyncio.gather(sampler, return_exceptions=True)
                 for x in popens:
                     x.terminate()
                     x.wait(20)
     return results
+
+
+async def sample_waits(url: str, label: str, interval: float = 0.01) -> None:
+    """--trace: what the relay's database connections are doing, every ``interval`` s
+    (pg_stat_activity: active with no wait, or the wait event), into TRACE."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        while True:
+            rows = await conn.fetch(
+                "SELECT application_name, state, wait_event_type, wait_event, "
+                "left(regexp_replace(query, '\\s+', ' ', 'g'), 30) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            t = time.perf_counter()
+            for app, state, wtype, wevent, query in rows:
+                if state in ("active", "idle in transaction"):
+                    what = f"{state}:{wtype}:{wevent}" if wtype else state
+                    what += f" [{query}]"
+                    assert TRACE is not None
+                    TRACE.append((t, "pg", label, app or "pool", what, -1))
+            await asyncio.sleep(interval)
+    finally:
+        await conn.close()
 
 
 def _cpu_ms(runs: list[dict]) -> float:
@@ -1120,6 +1164,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 s runs, 50 idle documents")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="record each update's stages in our relay processes ($SECSYNC_RELAY_TRACE, "
+        "secsync_jupyter/relay/trace.py) and its send / delivery times here, into DIR; "
+        "benchmarks/trace_report.py explains the slowest deliveries",
+    )
+    p.add_argument(
         "--large-doc",
         type=int,
         metavar="MIB",
@@ -1144,12 +1195,21 @@ def main() -> None:
         return
     if args.quick:
         args.duration, args.idle_docs = 2.0, 50
+    if args.trace:
+        global TRACE
+        os.makedirs(args.trace, exist_ok=True)
+        os.environ["SECSYNC_RELAY_TRACE"] = os.path.abspath(args.trace)  # our relay processes
+        TRACE = []
     print(
         f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
         f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}",
         flush=True,
     )
     results = asyncio.run(bench(args))
+    if TRACE:
+        with open(os.path.join(args.trace, f"generator-{os.getpid()}.tsv"), "w") as f:
+            for t, *rest in TRACE:
+                f.write(f"{t:.6f}\t" + "\t".join(str(x) for x in rest) + "\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{k[0]}.{k[1]}": v for k, v in results.items()}, f, indent=1)

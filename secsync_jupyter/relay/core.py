@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ..protocol import is_doc_id
-from . import frames
+from . import frames, trace
 from .admission import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL,
@@ -112,6 +112,7 @@ class Relay:
     async def start(self) -> None:
         """Open the store (if not yet open) and count the stored documents."""
         await self.store.open()
+        trace.start()
         self.admission.stored_documents = await self.store.count_documents()
         if not self.retention.keeps_all:
             fut = asyncio.ensure_future(self.prune_all())

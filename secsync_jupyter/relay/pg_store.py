@@ -6,7 +6,10 @@ acceptance rules enforced by the database.
   to ``max_batch``, and about ``max_batch_chars`` of messages), runs them in one transaction on
   a pooled connection and commits once; only then are their awaitables resolved:
   acknowledgements follow the ``COMMIT``, and many messages share one commit. Lanes of one
-  process, and the lanes of other relay processes on the same database, run concurrently.
+  process, and the lanes of other relay processes on the same database, run concurrently. A
+  batch of updates only (the usual one) is one statement, ``save_updates``, sent outside a
+  transaction block: one round trip, committed by the server before it answers, so no lock is
+  held while this process's event loop is busy elsewhere.
 * **The rules hold across processes** because they are checked inside the transaction, under a
   transaction-scoped advisory lock per document (``pg_advisory_xact_lock``, taken for every
   document of a batch in one sorted order, so two batches never deadlock), and backed by
@@ -53,6 +56,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from ..protocol import SnapshotProofChainEntry
+from . import trace
 from .sqlite_store import superseded_to_prune
 from .store import (
     LOCKBOX_EXISTS,
@@ -349,6 +353,29 @@ MIGRATIONS: tuple[str, ...] = (
              VALUES (p_doc, p_epoch, p_recipient, p_lockbox, extract(epoch FROM now())::bigint);
     END $$;
     """,
+    # 4: a batch of updates in one statement (sent outside a transaction block: one round trip,
+    # its own transaction, committed before the answer), so no lock is held while the relay's
+    # event loop is busy; it marks its transaction (``secsync.writer_notifies``) so the fan-out
+    # trigger leaves the doorbell of these rows to the writer process, after the commit
+    """
+    CREATE FUNCTION save_updates(
+        p_docs text[], p_snapshots text[], p_pubs text[], p_clocks bigint[], p_messages text[]
+    ) RETURNS TABLE (out_code text, out_seq bigint, out_version integer)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        i integer;
+    BEGIN
+        PERFORM set_config('secsync.writer_notifies', 'on', true);
+        IF (SELECT count(DISTINCT d) FROM unnest(p_docs) AS d) > 1 THEN
+            PERFORM lock_documents(p_docs);
+        END IF;
+        FOR i IN 1 .. coalesce(array_length(p_docs, 1), 0) LOOP
+            SELECT s.out_code, s.out_seq, s.out_version INTO out_code, out_seq, out_version
+              FROM save_update(p_docs[i], p_snapshots[i], p_pubs[i], p_clocks[i], p_messages[i]) s;
+            RETURN NEXT;
+        END LOOP;
+    END $$;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -357,6 +384,7 @@ _SAVE_UPDATE = "SELECT * FROM save_update($1, $2, $3, $4, $5)"
 _SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)"
 _SAVE_LOG_ENTRY = "SELECT * FROM save_log_entry($1, $2, $3, $4, $5, $6, $7, $8)"
 _SAVE_LOCKBOX = "SELECT * FROM save_lockbox($1, $2, $3, $4)"
+_SAVE_UPDATES = "SELECT * FROM save_updates($1::text[], $2::text[], $3::text[], $4, $5::text[])"
 _SQL = {
     "update": _SAVE_UPDATE,
     "snapshot": _SAVE_SNAPSHOT,
@@ -419,6 +447,15 @@ _RETRYABLE = (
     asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.InterfaceError,
     # a connection that received the server's termination notice while idle in the pool
+    asyncpg.exceptions.InternalClientError,
+)
+#: errors of a statement sent outside a transaction block that mean it did not commit: the server
+#: rolled it back (a deadlock, a serialization failure, an administrator's shutdown or cancel), or
+#: it was never sent (the connection was already closed, or not usable)
+_NOT_COMMITTED = (
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
 _DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -631,6 +668,8 @@ class PostgresStore(RelayStore):
             fut.set_exception(StoreError("the store is closed"))
             return fut
         lane = self._lanes[zlib.crc32(doc_id.encode()) % len(self._lanes)]
+        if trace.ON and kind == "update":
+            trace.ev("submit", doc_id, args[2][:8], args[3])
         lane.ops.append(_Op(kind, doc_id, args, fut))
         lane.wake.set()
         return fut
@@ -696,8 +735,11 @@ class PostgresStore(RelayStore):
         sent, because the connection was lost or the server asked to retry, runs once more on a
         new connection."""
         assert self._pool is not None
+        if all(op.kind == "update" for op in batch):
+            return await self._write_updates(batch)
         for attempt in (1, 2):
             committing = False
+            ta = time.monotonic()
             try:
                 async with self._pool.acquire() as conn:
                     t0 = time.monotonic()
@@ -735,6 +777,57 @@ class PostgresStore(RelayStore):
                     (t2 - t1) * 1000,
                 )
             self.commits += 1
+            if trace.ON:
+                for op in batch:
+                    if op.kind == "update":
+                        a = op.args
+                        trace.ev("commit", a[0], a[2][:8], a[3], len(batch), ta, t0, t1, t2)
+            return [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+        raise AssertionError("unreachable")
+
+    async def _write_updates(self, batch: list[_Op]) -> list[SaveResult]:
+        """A batch of updates only (the usual one): one statement, ``save_updates``, sent
+        outside a transaction block, so the server runs it as its own transaction and commits
+        it before it answers; one round trip, and the document locks are held only while the
+        server works (never while this process's event loop is busy with something else).
+        Retried once on a new connection when the statement cannot have committed (refused
+        before it was sent, or rolled back by the server); when the connection was lost while
+        the server had it, nobody knows: ``storage-failed``, as for a lost ``COMMIT``."""
+        assert self._pool is not None
+        args = ([], [], [], [], [])
+        for op in batch:
+            for column, value in zip(args, op.args, strict=True):
+                column.append(value)
+        for attempt in (1, 2):
+            sent = False
+            ta = time.monotonic()
+            try:
+                async with self._pool.acquire() as conn:
+                    t0 = time.monotonic()
+                    sent = not conn.is_closed()
+                    rows = await conn.fetch(_SAVE_UPDATES, *args)
+                    t1 = time.monotonic()
+            except Exception as exc:
+                if attempt == 1 and (not sent or isinstance(exc, _NOT_COMMITTED)):
+                    self.log.warning("write statement not run (%s); retrying", exc)
+                    await self._pool.expire_connections()
+                    continue
+                self.log.error(
+                    "write statement failed (%d writes not acknowledged): %s", len(batch), exc
+                )
+                failed = _fail("storage-failed", f"the relay could not store the message: {exc}")
+                return [failed] * len(batch)
+            if t1 - t0 > SLOW_COMMIT:
+                self.log.warning(
+                    "slow write transaction: %d writes, %.0f ms statement and commit",
+                    len(batch),
+                    (t1 - t0) * 1000,
+                )
+            self.commits += 1
+            if trace.ON:
+                for op in batch:
+                    a = op.args
+                    trace.ev("commit", a[0], a[2][:8], a[3], len(batch), ta, t0, t0, t1)
             return [_result(op, row) for op, row in zip(batch, rows, strict=True)]
         raise AssertionError("unreachable")
 

@@ -28,7 +28,7 @@ from ..protocol.membership import (
     verify_reader_proof,
 )
 from ..protocol.messages import SnapshotPublicData, UpdatePublicData
-from . import frames, rules
+from . import frames, rules, trace
 from .admission import CLOSE_POLICY
 from .frames import OutFrame
 from .inbound import VERIFY_IN_THREAD_BYTES, Inbound, analyze
@@ -541,6 +541,8 @@ class Session:
             )
             return
         rules.accept_update(room.state, pd, size)
+        if trace.ON:
+            trace.ev("accept", self.doc_id, pd.pub_key[:8], pd.clock)
         early = self._early_commit(partial(self._update_committed, body))
         write = self.relay.store.save_update(
             self.doc_id,
@@ -582,6 +584,8 @@ class Session:
         self, snapshot_id: str, clock: int, body: str, early: bool, result: SaveResult
     ) -> None:
         if result.ok:
+            if trace.ON:
+                trace.ev("ack", self.doc_id, trace.pub(body), clock, result.position)
             self.send(frames.update_saved(snapshot_id, clock))
             if not early:
                 self._update_committed(body, result)
