@@ -28,9 +28,12 @@ import {
   verifyAndDecryptUpdate,
   YDocAdapter
 } from '../src/secsync';
-import { verifyReaderProof } from '../src/secsync/membership';
+import { entryToJson, extendLog, verifyReaderProof } from '../src/secsync/membership';
+import { MembershipError } from '../src/secsync/membershipError';
+import { linkKeyPair } from '../src/secsync/links';
+import { JoinPlan, planJoin, planOn } from '../src/secsync/linkJoin';
 import { EpochKeys, MemoryKeyringStore } from '../src/secsync/engineEpochs';
-import { Keyring } from '../src/secsync/lockbox';
+import { Keyring, openLockbox } from '../src/secsync/lockbox';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = any;
@@ -604,4 +607,71 @@ function hexToBytes(hex: string): Uint8Array {
     out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   }
   return out;
+}
+
+/** A link join's plan against `expect` (tests/scenarios/README.md, "Joining through a link"). */
+function checkPlan(plan: JoinPlan, want: Json, joiner: SignatureKeyPair): void {
+  const head = plan.state.head;
+  expectEqual({ seq: head.seq, hash: head.hash }, want.logHead, 'logHead');
+  expectEqual(plan.entry !== null, want.joined, 'joined');
+  expectEqual(plan.role, want.role, 'role');
+  expectEqual(plan.keyring.epochs, want.keyringEpochs, 'keyringEpochs');
+  expectEqual(plan.entry ? entryToJson(plan.entry) : null, want.entry, 'entry');
+  if (want.lockbox === null) {
+    expectEqual(plan.lockbox, null, 'lockbox');
+    return;
+  }
+  const box = JSON.parse(JSON.stringify(plan.lockbox));
+  expectEqual(Object.keys(box).sort(), ['box', 'docId', 'epoch', 'recipient'], 'lockbox fields');
+  expectEqual(
+    [box.docId, box.epoch, box.recipient],
+    [plan.state.docId, want.lockbox.epoch, want.lockbox.recipient],
+    'lockbox'
+  );
+  // sealed to the joiner itself: it opens with the joiner's key and holds the epoch's key
+  expectEqual(b64encode(openLockbox(plan.state, joiner, box)), want.lockbox.key, 'lockbox key');
+}
+
+function expectEqual(actual: unknown, expected: unknown, what: string): void {
+  if (!isDeepStrictEqual(actual, expected)) {
+    throw new Error(
+      `${what}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`
+    );
+  }
+}
+
+/** A `"kind": "link-join"` scenario through `planJoin` (and `planOn` after a race). */
+export function runLinkJoin(sc: Json): void {
+  const link = linkKeyPair(sc.link.secret);
+  const joiner = createSignatureKeyPair(hexToBytes(sc.joiner.seed));
+  const me = b64encode(joiner.publicKey);
+  expectEqual(me, sc.joiner.pubKey, 'joiner');
+  const want = sc.expect;
+  const options = { name: sc.memberName };
+  if ('error' in want) {
+    let caught: unknown = null;
+    try {
+      planJoin(sc.frame, link, me, sc.docId, sc.now, options);
+    } catch (e) {
+      caught = e;
+    }
+    if (!(caught instanceof MembershipError)) {
+      throw new Error(`expected ${want.error}, got ${String(caught)}`);
+    }
+    expectEqual(caught.code, want.error, 'error');
+    expectEqual(caught.field, want.field, 'field');
+    expectEqual(caught.message.trim().length > 0, true, 'error in words');
+    return;
+  }
+  const plan = planJoin(sc.frame, link, me, sc.docId, sc.now, options);
+  checkPlan(plan, want, joiner);
+  if (sc.race) {
+    // log-entry-failed 707 with the relay's log: rebuild on the new head
+    const state = extendLog(
+      plan.state,
+      sc.race.log.filter((e: Json) => e.seq > plan.state.head.seq)
+    );
+    const again = planOn(state, plan.keyring, link, me, sc.race.now, options);
+    checkPlan(again, sc.race.expect, joiner);
+  }
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { ready } from '../src/secsync';
 import { REPO_DIR } from './helpers/paths';
-import { ScenarioRunner } from './scenarioRunner';
+import { runLinkJoin, ScenarioRunner } from './scenarioRunner';
 
 const DIR = path.join(REPO_DIR, 'tests', 'scenarios');
 const FILES = fs
@@ -40,7 +40,12 @@ describe('conformance scenarios', () => {
 
   for (const name of FILES) {
     test(name.replace(/\.json$/, ''), () => {
-      new ScenarioRunner(load(name)).run();
+      const sc = load(name);
+      if (sc.kind === 'link-join') {
+        runLinkJoin(sc);
+      } else {
+        new ScenarioRunner(sc).run();
+      }
     });
   }
 });

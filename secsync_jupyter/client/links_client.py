@@ -22,14 +22,13 @@ import websockets
 
 from ..protocol import ProtocolError
 from ..protocol.encoding import b64encode
-from ..protocol.epochs import Keyring, seal_lockbox
+from ..protocol.epochs import Keyring
 from ..protocol.links import (
     create_link as core_create_link,
 )
 from ..protocol.links import (
     create_remove_link,
     format_fragment,
-    join_via_link,
     link_keypair,
     parse_fragment,
 )
@@ -39,9 +38,9 @@ from ..protocol.membership import (
     create_reader_proof,
     extend_log,
     parse_entry,
-    verify_log,
 )
 from .identity_file import UserIdentity, resolve_identity
+from .link_join import plan_join, plan_on
 from .tokens import choose_token, is_loopback
 
 __all__ = [
@@ -325,31 +324,15 @@ async def join_link(
         await ws.send(json.dumps(create_reader_proof(link, doc_id, frame["nonce"])))
         while frame.get("type") != "document":
             frame = await _recv(ws, timeout)
-        state = verify_log(frame.get("log") or [], doc_id)
-        if user.pub_key in state.members:  # joined before: just our keys
-            keyring = Keyring()
-            return relay_url, doc_id, keyring, user
-        info = state.links.get(link.public_key_b64)
-        if info is None:
-            raise _err(711, "this link is not in the document's log", "signer")
-        if info.removed is not None:
-            raise _err(755, "the link was revoked")
-        if not info.live(max(_now_ms(), state.head_at)):
-            raise _err(754, "the link has expired")
-        keyring = Keyring()
-        boxes = frame.get("lockboxes") or []
-        for raw in boxes if isinstance(boxes, list) else []:
-            try:
-                keyring.add_from_lockbox(state, link, raw)
-            except MembershipError:
-                continue  # a bad one is not used; the current one must open below
+        me = user.keypair.public_key_b64
+        plan = plan_join(frame, link, me, doc_id, _now_ms(), name=name or user.name)
+        if not plan.joined:  # joined before: our keys come when we connect as ourselves
+            return relay_url, doc_id, Keyring(), user
+        state, keyring = plan.state, plan.keyring
         for _ in range(MAX_RETRIES + 1):
-            if state.epoch not in keyring:
-                raise _err(766, f"no lockbox of the link opens the current epoch {state.epoch}")
-            entry, _ = join_via_link(
-                state, link, user.keypair.public_key_b64, name=name or user.name
-            )
-            box = seal_lockbox(doc_id, state.epoch, keyring.key(state.epoch), user.pub_key)
+            if plan.entry is None:  # added meanwhile (by someone else)
+                return relay_url, doc_id, Keyring(), user
+            entry, box = plan.entry, plan.lockbox
             await ws.send(
                 json.dumps(
                     {"type": "log-entry", "entry": entry.to_json(), "lockboxes": [box.to_json()]}
@@ -379,6 +362,7 @@ async def join_link(
                     if code in ("SECSYNC_ERROR_707", "SECSYNC_ERROR_709") and isinstance(log, list):
                         fresh = [e for e in log if parse_entry(e).seq > state.head.seq]
                         state = extend_log(state, fresh)
+                        plan = plan_on(state, keyring, link, me, _now_ms(), name=name or user.name)
                         break  # rebuild on the new head
                     raise _err(code, f"the relay refused the join: {answer.get('reason') or code}")
         raise _err(707, "the join lost too many races")

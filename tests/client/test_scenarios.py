@@ -27,6 +27,7 @@ from secsync_jupyter.client.engine import (
 )
 from secsync_jupyter.client.epochs_client import EpochKeys
 from secsync_jupyter.client.heads import HEADS_PREFIX
+from secsync_jupyter.client.link_join import JoinPlan, plan_join, plan_on
 from secsync_jupyter.client.ydoc import YDocAdapter, deserialize_updates
 from secsync_jupyter.protocol import (
     EphemeralMessage,
@@ -42,8 +43,9 @@ from secsync_jupyter.protocol import (
     verify_and_decrypt_update,
 )
 from secsync_jupyter.protocol.ephemeral import decrypt_ephemeral
-from secsync_jupyter.protocol.epochs import Keyring
-from secsync_jupyter.protocol.membership import verify_reader_proof
+from secsync_jupyter.protocol.epochs import Keyring, open_lockbox
+from secsync_jupyter.protocol.links import link_keypair
+from secsync_jupyter.protocol.membership import MembershipError, extend_log, verify_reader_proof
 
 from .scripted import frame_kind
 
@@ -492,9 +494,58 @@ def _load(path: pathlib.Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _check_plan(plan: JoinPlan, want: dict[str, Any], joiner: SigningKeyPair) -> None:
+    """A link join's plan against ``expect`` (README.md, "Joining through a link")."""
+    head = plan.state.head
+    assert {"seq": head.seq, "hash": head.hash} == want["logHead"]
+    assert plan.joined is want["joined"]
+    assert plan.role == want["role"]
+    assert plan.keyring.epochs == want["keyringEpochs"]
+    assert (plan.entry.to_json() if plan.entry else None) == want["entry"]
+    if want["lockbox"] is None:
+        assert plan.lockbox is None
+        return
+    box = plan.lockbox.to_json()
+    assert set(box) == {"docId", "epoch", "recipient", "box"}
+    assert (box["docId"], box["epoch"], box["recipient"]) == (
+        plan.state.doc_id,
+        want["lockbox"]["epoch"],
+        want["lockbox"]["recipient"],
+    )
+    # sealed to the joiner itself: it opens with the joiner's key and holds the epoch's key
+    assert b64encode(open_lockbox(plan.state, joiner, box)) == want["lockbox"]["key"]
+
+
+def run_link_join(sc: dict[str, Any]) -> None:
+    """A ``"kind": "link-join"`` scenario through ``plan_join`` (and ``plan_on`` after a race)."""
+    link = link_keypair(sc["link"]["secret"])
+    joiner = SigningKeyPair.from_seed(bytes.fromhex(sc["joiner"]["seed"]))
+    me = joiner.public_key_b64
+    assert me == sc["joiner"]["pubKey"]
+    want = sc["expect"]
+    if "error" in want:
+        with pytest.raises(MembershipError) as info:
+            plan_join(sc["frame"], link, me, sc["docId"], sc["now"], name=sc["memberName"])
+        assert info.value.code == want["error"]
+        assert info.value.field == want["field"]
+        assert str(info.value).strip()  # said in words
+        return
+    plan = plan_join(sc["frame"], link, me, sc["docId"], sc["now"], name=sc["memberName"])
+    _check_plan(plan, want, joiner)
+    race = sc.get("race")
+    if race is not None:  # log-entry-failed 707 with the relay's log: rebuild on the new head
+        state = extend_log(plan.state, [e for e in race["log"] if e["seq"] > plan.state.head.seq])
+        again = plan_on(state, plan.keyring, link, me, race["now"], name=sc["memberName"])
+        _check_plan(again, race["expect"], joiner)
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_scenario(path):
-    Runner(_load(path)).run()
+    sc = _load(path)
+    if sc.get("kind") == "link-join":
+        run_link_join(sc)
+    else:
+        Runner(sc).run()
 
 
 def test_scenarios_cover_every_client_error_code_and_decision():
@@ -513,6 +564,10 @@ def test_scenarios_cover_every_client_error_code_and_decision():
         "rule:reconnect-delta",
         "rule:offline-edits",
         "rule:ephemeral-session",
+        "rule:link-join",
+        "rule:link-join-role",
+        "rule:link-join-already-member",
+        "rule:link-join-rebuild",
     ):
         assert rule in covered, rule
 

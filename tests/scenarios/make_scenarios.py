@@ -39,6 +39,7 @@ from secsync_jupyter.protocol import (
 from secsync_jupyter.protocol.crypto import DOMAIN_EPHEMERAL_MESSAGE, sign_message
 from secsync_jupyter.protocol.epochs import epoch_key_check, lockbox_set_hash
 from secsync_jupyter.protocol.identity import box_public_key
+from secsync_jupyter.protocol.links import join_via_link, link_keypair
 from secsync_jupyter.protocol.membership import create_entry, create_log, next_entry
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -4125,6 +4126,317 @@ def epochs_ephemeral_across_rotation() -> Scenario:
         ephemeralErrors=["SECSYNC_ERROR_301"],
     )
     return sc
+
+
+# ============================================================ link joins (issue 12)
+
+#: ``now`` of the link-join scenarios (ms): after every entry of their log
+LINK_NOW = T0 + 60_000
+LINK_EXPIRES = T0 + 3_600_000
+
+
+def link_secret(label: str) -> bytes:
+    return hashlib.blake2b(f"link-secret/{label}".encode(), digest_size=32).digest()
+
+
+LINK_KP = {n: link_keypair(link_secret(n)) for n in ("V", "E", "R", "X", "U")}
+
+
+def link_lockbox(doc_id: str, epoch: int, key: bytes, link: str, sealed_to: str | None = None):
+    """Link ``link``'s lockbox of ``key`` (``sealed_to``: a person's key, so it does not open)."""
+    recipient = LINK_KP[link].public_key_b64
+    to = PUB[sealed_to] if sealed_to else recipient
+    box = det_seal(key, to, f"{doc_id}/{epoch}/link-{link}/{sealed_to}")
+    return {"docId": doc_id, "epoch": epoch, "recipient": recipient, "box": box}
+
+
+class LinkLog(EpochLog):
+    """B (owner) adds A (editor), rotates (epoch 1), adds link V (viewer), E (editor, expires
+    an hour after T0), R (viewer) and removes R."""
+
+    def __init__(self, label: str = "links"):
+        super().__init__(label)
+        self.append("B", "add-member", "A", "editor")
+        self.rotate()
+        self.add_link("V", "viewer", "viewers")
+        self.add_link("E", "editor", "editors", expires_at=LINK_EXPIRES)
+        self.add_link("R", "viewer", "revoked")
+        self.sign("remove-link", {"target": LINK_KP["R"].public_key_b64})
+
+    def sign(self, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+        at = T0 + 1000 * len(self.entries)
+        entry, state = next_entry(self.states[-1], SIGNERS["B"], kind, fields, at=at)
+        self.entries.append(entry.to_json())
+        self.states.append(state)
+        return entry.to_json()
+
+    def add_link(self, link: str, role: str, label: str, expires_at: int | None = None) -> dict:
+        fields: dict[str, Any] = {"target": LINK_KP[link].public_key_b64, "role": role}
+        fields["label"] = label
+        if expires_at is not None:
+            fields["expiresAt"] = expires_at
+        return self.sign("add-link", fields)
+
+
+class LinkJoinScenario:
+    """A ``"kind": "link-join"`` scenario: the link connection's document frame in, the plan
+    (``plan_join`` / ``planJoin``) out — see README.md, "Joining through a link"."""
+
+    def __init__(self, name, description, covers, log: LinkLog, link: str, joiner: str = "C"):
+        self.name, self.description, self.covers = name, description, covers
+        self.log, self.link, self.joiner = log, link, joiner
+        self.doc_id = log.doc_id
+        self.now = LINK_NOW
+        self.member_name: str | None = None
+        self.frame: dict[str, Any] = {
+            "type": "document",
+            "log": list(log.entries),
+            "logFrom": 0,
+            "lockboxes": [link_lockbox(log.doc_id, 1, log.keys[1], link)],
+            "link": True,
+            "updates": [],
+        }
+        self.expect: dict[str, Any] = {}
+        self.race: dict[str, Any] | None = None
+
+    def joins(self, role: str, state=None, now: int | None = None) -> dict[str, Any]:
+        """The expected plan: the add-member of the joiner signed by the link, ``at`` = now."""
+        state = state or self.log.states[-1]
+        entry, _ = join_via_link(
+            state, LINK_KP[self.link], PUB[self.joiner], name=self.member_name, at=now or self.now
+        )
+        return {
+            "joined": True,
+            "role": role,
+            "logHead": {"seq": state.head.seq, "hash": state.head.hash},
+            "keyringEpochs": [1],
+            "entry": entry.to_json(),
+            "lockbox": {"epoch": 1, "recipient": PUB[self.joiner], "key": b64(self.log.keys[1])},
+        }
+
+    def fails(self, code: int, field: str | None) -> None:
+        self.expect = {"error": f"SECSYNC_ERROR_{code}", "field": field}
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "kind": "link-join",
+            "name": self.name,
+            "description": self.description,
+            "covers": self.covers,
+            "docId": self.doc_id,
+            "now": self.now,
+            "link": {"secret": b64(link_secret(self.link))},
+            "joiner": {"seed": SEEDS[self.joiner].hex(), "pubKey": PUB[self.joiner]},
+            "memberName": self.member_name,
+            "frame": self.frame,
+            "expect": self.expect,
+        }
+        if self.race is not None:
+            out["race"] = self.race
+        return out
+
+
+@scenario
+def link_join_viewer() -> LinkJoinScenario:
+    log = LinkLog()
+    sc = LinkJoinScenario(
+        "link-join-viewer",
+        "C opens viewer link V: the document frame (link: true, the whole log, V's lockbox of"
+        " epoch 1) is verified; C's plan is an add-member of C signed by V with V's role (viewer),"
+        " at = now, and a lockbox of the epoch-1 key sealed to C.",
+        ["rule:link-join", "rule:link-join-role"],
+        log,
+        "V",
+    )
+    sc.expect = sc.joins("viewer")
+    return sc
+
+
+@scenario
+def link_join_editor() -> LinkJoinScenario:
+    log = LinkLog()
+    sc = LinkJoinScenario(
+        "link-join-editor",
+        "C opens editor link E (expires in an hour) with a display name: add-member role editor,"
+        " name Carol, signed by E; our lockbox of the epoch-1 key.",
+        ["rule:link-join", "rule:link-join-role"],
+        log,
+        "E",
+    )
+    sc.member_name = "Carol"
+    sc.expect = sc.joins("editor")
+    return sc
+
+
+@scenario
+def link_join_rebuilt_after_707() -> LinkJoinScenario:
+    log = LinkLog()
+    sc = LinkJoinScenario(
+        "link-join-rebuilt-after-707",
+        "C's add-member lost a race (log-entry-failed 707 with the relay's log: B added link X"
+        " meanwhile): the log is extended with the newer entry and the join is planned again on"
+        " the new head (prev = X's entry, seq + 1), with the keys the link's lockbox gave.",
+        ["rule:link-join", "rule:link-join-rebuild"],
+        log,
+        "V",
+    )
+    sc.expect = sc.joins("viewer")
+    log.add_link("X", "viewer", "another")
+    sc.race = {"log": list(log.entries), "now": LINK_NOW + 1000, "expect": {}}
+    sc.race["expect"] = sc.joins("viewer", log.states[-1], LINK_NOW + 1000)
+    return sc
+
+
+@scenario
+def link_join_already_member() -> LinkJoinScenario:
+    log = LinkLog()
+    sc = LinkJoinScenario(
+        "link-join-already-member",
+        "A, already an editor, opens viewer link V: nothing is appended and no lockbox sent; the"
+        " role stays editor (its own lockboxes come when it connects as itself).",
+        ["rule:link-join-already-member"],
+        log,
+        "V",
+        joiner="A",
+    )
+    head = log.states[-1].head
+    sc.expect = {
+        "joined": False,
+        "role": "editor",
+        "logHead": {"seq": head.seq, "hash": head.hash},
+        "keyringEpochs": [1],
+        "entry": None,
+        "lockbox": None,
+    }
+    return sc
+
+
+def _link_join_error(name, description, code, field, link="V", change=None, doc_id=None):
+    def build() -> LinkJoinScenario:
+        log = LinkLog()
+        sc = LinkJoinScenario(
+            name, description, [f"SECSYNC_ERROR_{code}", "rule:link-join"], log, link
+        )
+        if doc_id is not None:
+            sc.doc_id = doc_id
+        if change is not None:
+            change(sc, log)
+        sc.fails(code, field)
+        return sc
+
+    build.__name__ = name.replace("-", "_")
+    scenario(build)
+
+
+def _later(sc: LinkJoinScenario, log: LinkLog) -> None:
+    sc.now = LINK_EXPIRES + 1
+
+
+def _boxes(*boxes: Callable[[LinkLog], dict[str, Any]]):
+    def change(sc: LinkJoinScenario, log: LinkLog) -> None:
+        sc.frame["lockboxes"] = [b(log) for b in boxes]
+
+    return change
+
+
+def _frame(**fields: Any):
+    def change(sc: LinkJoinScenario, log: LinkLog) -> None:
+        for k, v in fields.items():
+            if v is None:
+                sc.frame.pop(k, None)
+            else:
+                sc.frame[k] = v(sc) if callable(v) else v
+
+    return change
+
+
+def _a_snapshot(sc: LinkJoinScenario) -> dict[str, Any]:
+    maker = Scenario("link-join-snapshot", "", [])
+    maker.doc_id = sc.doc_id
+    return maker.snapshot("S1", text_state("Hello"), log_head=sc.log.head(), epoch=1).wire()
+
+
+_link_join_error(
+    "link-join-754-expired",
+    "C opens editor link E after its expiresAt (now = expiry + 1 ms): 754, nothing to send.",
+    754,
+    "signer",
+    "E",
+    _later,
+)
+_link_join_error(
+    "link-join-755-revoked",
+    "C opens link R, removed by B (remove-link): 755, nothing to send.",
+    755,
+    "signer",
+    "R",
+    _boxes(lambda log: link_lockbox(log.doc_id, 1, log.keys[1], "R")),
+)
+_link_join_error(
+    "link-join-711-not-a-link",
+    "C opens a link U that is not in the document's log: 711.",
+    711,
+    "signer",
+    "U",
+)
+_link_join_error(
+    "link-join-761-does-not-open",
+    "V's lockbox is sealed to A's key, not V's: it does not open (761), and no other lockbox"
+    " gives the current epoch's key: the join fails with 761.",
+    761,
+    "box",
+    change=_boxes(lambda log: link_lockbox(log.doc_id, 1, log.keys[1], "V", sealed_to="A")),
+)
+_link_join_error(
+    "link-join-762-key-check",
+    "V's lockbox opens but holds another key than epoch 1's keyCheck commits to: 762.",
+    762,
+    "keyCheck",
+    change=_boxes(lambda log: link_lockbox(log.doc_id, 1, WRONG_KEY, "V")),
+)
+_link_join_error(
+    "link-join-763-other-document",
+    "V's lockbox names another document: 763 (field docId).",
+    763,
+    "docId",
+    change=_boxes(lambda log: link_lockbox(LinkLog("other").doc_id, 1, log.keys[1], "V")),
+)
+_link_join_error(
+    "link-join-763-other-recipient",
+    "The frame holds A's lockbox instead of V's: 763 (field recipient).",
+    763,
+    "recipient",
+    change=_boxes(lambda log: log.lockbox(1, "A")),
+)
+_link_join_error(
+    "link-join-766-no-lockbox",
+    "The frame holds no lockbox of V: no key of the current epoch, 766.",
+    766,
+    "epoch",
+    change=_frame(lockboxes=None),
+)
+_link_join_error(
+    "link-join-701-no-link-flag",
+    "A document frame without link: true (the relay did not treat the connection as the"
+    " link's): 701 naming link, nothing sent.",
+    701,
+    "link",
+    change=_frame(link=None),
+)
+_link_join_error(
+    "link-join-701-snapshot",
+    "A link connection's document frame carrying a snapshot: 701 naming snapshot.",
+    701,
+    "snapshot",
+    change=_frame(snapshot=_a_snapshot),
+)
+_link_join_error(
+    "link-join-706-root",
+    "The frame's log is another document's (its root does not bind this docId): 706.",
+    706,
+    "root",
+    doc_id=LinkLog("another-document").doc_id,
+)
 
 
 # ===================================================================== output

@@ -18,6 +18,9 @@
  *    with a lockbox of the current key sealed to ourselves; a lost race (707 / 709) is
  *    rebuilt on the relay's newer entries; resolve on `log-entry-saved`.
  *
+ * Steps 2–4 decide without I/O in `planJoin` / `planOn` (pinned with `plan_join` / `plan_on`
+ * of secsync_jupyter/client/link_join.py by tests/scenarios/link-join-*.json).
+ *
  * Errors are `MembershipError`s with the protocol's code: 754 expired, 755 revoked, 711 not
  * a link of this document, 722 / 72x refused by the relay, 766 no key, 706 no membership
  * support, 700 connection lost or timed out.
@@ -27,17 +30,18 @@ import type { SignatureKeyPair } from './crypto';
 import type { WebSocketConstructor, WebSocketLike } from './clientOptions';
 import { linkLive } from './epochs';
 import { joinViaLink, linkKeyPair } from './links';
-import { Keyring, sealLockbox } from './lockbox';
+import { Keyring, Lockbox, sealLockbox } from './lockbox';
 import {
   createReaderProof,
   entryToJson,
   extendLog,
+  MembershipEntry,
   MembershipState,
   parseEntry,
   Role,
   verifyLog
 } from './membership';
-import { err, MembershipError } from './membershipError';
+import { err, isPlainObject, MembershipError } from './membershipError';
 
 export const MAX_JOIN_RETRIES = 5;
 
@@ -207,6 +211,115 @@ function addLockboxes(
   }
 }
 
+/** What to do (planJoin / planOn): `entry` and `lockbox` to send, both null when already a member. */
+export interface JoinPlan {
+  state: MembershipState;
+  /** the epoch keys the link's lockboxes hold */
+  keyring: Keyring;
+  /** the role we get (or have, when already a member) */
+  role: Role;
+  entry: MembershipEntry | null;
+  lockbox: Lockbox | null;
+}
+
+function absentOrEmpty(v: unknown): boolean {
+  return v === undefined || v === null || (Array.isArray(v) && v.length === 0);
+}
+
+/**
+ * Plan the join from the link connection's `document` frame (docs/protocol.md, "Frames
+ * (issue 12)", link connections) without I/O — the twin of `plan_join` in
+ * secsync_jupyter/client/link_join.py, pinned by tests/scenarios/link-join-*.json:
+ * `link: true`, no snapshot, no updates, the whole log (verified: 706 for a root not binding
+ * `docId`), the link's own lockboxes; a frame that is not that is 701 naming the field.
+ * `me`: our public key; `now`: ms.
+ */
+export function planJoin(
+  frame: unknown,
+  link: SignatureKeyPair,
+  me: string,
+  docId: string,
+  now: number,
+  options: { name?: string | null } = {}
+): JoinPlan {
+  if (!isPlainObject(frame) || frame.type !== 'document') {
+    throw err(701, 'type', 'expected the relay’s document frame');
+  }
+  if (frame.link !== true) {
+    throw err(701, 'link', 'the relay did not treat this connection as the link’s');
+  }
+  for (const field of ['snapshot', 'snapshotProofChain', 'updates']) {
+    if (!absentOrEmpty(frame[field])) {
+      throw err(701, field, 'a link connection gets no snapshots or updates');
+    }
+  }
+  if ((frame.logFrom ?? 0) !== 0) {
+    throw err(701, 'logFrom', 'a link connection gets the whole log');
+  }
+  if (!Array.isArray(frame.log)) {
+    throw err(701, 'log', 'the document frame holds no log');
+  }
+  const boxes = frame.lockboxes ?? [];
+  if (!Array.isArray(boxes)) {
+    throw err(760, 'lockboxes', 'expected a list of lockboxes');
+  }
+  const state = verifyLog(frame.log, docId);
+  const keyring = new Keyring();
+  let firstError: MembershipError | null = null;
+  for (const raw of boxes) {
+    try {
+      keyring.addFromLockbox(state, link, raw);
+    } catch (e) {
+      if (!(e instanceof MembershipError)) {
+        throw e;
+      }
+      firstError = firstError ?? e; // a bad one is not used
+    }
+  }
+  return planOn(state, keyring, link, me, now, { name: options.name, lockboxError: firstError });
+}
+
+/**
+ * Plan the join on a verified log with the keys the link's lockboxes gave (also after a lost
+ * race, 707 / 709, on the extended log): already a member → nothing; not a link of the log
+ * 711, revoked 755, expired at max(now, the head's time) 754; no key of the current epoch →
+ * the error of the link's lockbox that did not open (761 / 762 / 763 / 766) or 766. Else the
+ * `add-member` (role = the link's, `at` = max(now, the head's time)) and our lockbox.
+ */
+export function planOn(
+  state: MembershipState,
+  keyring: Keyring,
+  link: SignatureKeyPair,
+  me: string,
+  now: number,
+  options: { name?: string | null; lockboxError?: MembershipError | null } = {}
+): JoinPlan {
+  const member = state.members.get(me);
+  if (member !== undefined) {
+    return { state, keyring, role: member.role, entry: null, lockbox: null };
+  }
+  const info = state.links.get(b64encode(link.publicKey));
+  if (info === undefined) {
+    throw err(711, 'signer', 'this link is not in the document’s log');
+  }
+  if (info.removed !== undefined) {
+    throw err(755, 'signer', 'the link was revoked');
+  }
+  const at = Math.max(now, state.headAt);
+  if (!linkLive(info, at)) {
+    throw err(754, 'signer', 'the link has expired');
+  }
+  if (!keyring.has(state.epoch)) {
+    if (options.lockboxError) {
+      throw options.lockboxError;
+    }
+    throw err(766, 'epoch', `no lockbox of the link opens the current epoch ${state.epoch}`);
+  }
+  const { entry } = joinViaLink(state, link, me, null, { name: options.name ?? null, at });
+  const lockbox = sealLockbox(state.docId, state.epoch, keyring.key(state.epoch), me);
+  return { state, keyring, role: info.role, entry, lockbox };
+}
+
 /** Join `docId` through an invitation link as `identity` (see the module header). */
 export async function joinThroughLink(options: LinkJoinOptions): Promise<LinkJoinResult> {
   const { docId, identity } = options;
@@ -238,40 +351,25 @@ export async function joinThroughLink(options: LinkJoinOptions): Promise<LinkJoi
     while (frame.type !== 'document') {
       frame = await reader.next();
     }
-    let state = verifyLog(frame.log ?? [], docId);
-    const keyring = new Keyring();
-    const info = state.links.get(linkPubKey);
-    if (info !== undefined) {
-      addLockboxes(keyring, state, link, frame.lockboxes);
-    }
-    const member = state.members.get(me);
-    if (member !== undefined) {
-      // joined before (or added otherwise): our own lockboxes come when we connect as ourselves
-      return { state, keyring, role: member.role, joined: false, linkPubKey };
-    }
-    if (info === undefined) {
-      throw err(711, 'signer', 'this link is not in the document’s log');
-    }
-    if (info.removed !== undefined) {
-      throw err(755, 'signer', 'the link was revoked');
-    }
-    if (!linkLive(info, Math.max(now(), state.headAt))) {
-      throw err(754, 'signer', 'the link has expired');
-    }
+    let plan = planJoin(frame, link, me, docId, now(), { name: options.name ?? null });
+    let { state } = plan;
+    const { keyring } = plan;
     for (let attempt = 0; attempt <= MAX_JOIN_RETRIES; attempt++) {
-      if (!keyring.has(state.epoch)) {
-        throw err(766, 'epoch', `no lockbox of the link opens the current epoch ${state.epoch}`);
+      const { entry, lockbox } = plan;
+      if (entry === null || lockbox === null) {
+        // joined before (or added otherwise): our own lockboxes come when we connect as ourselves
+        return { state, keyring, role: plan.role, joined: false, linkPubKey };
       }
-      const { entry } = joinViaLink(state, link, me, null, { name: options.name ?? null });
-      const box = sealLockbox(docId, state.epoch, keyring.key(state.epoch), me);
-      reader.ws.send(JSON.stringify({ type: 'log-entry', entry: entryToJson(entry), lockboxes: [box] }));
+      reader.ws.send(
+        JSON.stringify({ type: 'log-entry', entry: entryToJson(entry), lockboxes: [lockbox] })
+      );
       let retry = false;
       while (!retry) {
         const answer = await reader.next();
         const kind = answer.type;
         if (kind === 'log-entry-saved' && answer.hash === entry.hash) {
           state = extendLog(state, [entryToJson(entry)]);
-          return { state, keyring, role: info.role, joined: true, linkPubKey };
+          return { state, keyring, role: plan.role, joined: true, linkPubKey };
         }
         if (kind === 'log-entry') {
           // someone else's entry: follow the log
@@ -288,10 +386,7 @@ export async function joinThroughLink(options: LinkJoinOptions): Promise<LinkJoi
           if ((code === 707 || code === 709) && Array.isArray(log)) {
             const fresh = log.filter((e) => parseEntry(e).seq > state.head.seq);
             state = extendLog(state, fresh);
-            const again = state.links.get(linkPubKey);
-            if (again?.removed !== undefined) {
-              throw err(755, 'signer', 'the link was revoked');
-            }
+            plan = planOn(state, keyring, link, me, now(), { name: options.name ?? null });
             retry = true; // rebuild on the new head
             continue;
           }
