@@ -5,6 +5,7 @@ through ``SQLiteStore.sync_wal`` (the call the sync thread makes)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import threading
 
@@ -54,7 +55,7 @@ async def test_peer_gets_update_before_author_is_acknowledged(tmp_path):
                 update, author.key, snap.public_data.snapshot_id, clock - 1
             )
             assert content == f"key {clock}".encode()
-        assert entered.is_set()
+        assert await asyncio.to_thread(entered.wait, TIMEOUT)  # the sync thread is held
         await a.roundtrip_ok()  # every frame of A answered so far: no acknowledgement yet
         assert not [f for f in a.frames if f["type"] == "update-saved"]
         release.set()
