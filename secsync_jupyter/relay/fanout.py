@@ -8,15 +8,8 @@ of truth:
 * **The doorbell.** A trigger on the store's ``snapshots`` and ``updates`` tables (installed
   idempotently by :meth:`FanOut.start`, not a store migration) calls ``pg_notify`` with
   ``p <docId> <position>`` for every inserted row; PostgreSQL delivers it when, and only if,
-  the transaction commits. Updates stored by the store's one-statement batches
-  (``save_updates``) are the exception: their writer process rings for them right after the
-  commit, on a connection of its own with ``synchronous_commit = off`` (:meth:`_send_main`),
-  because PostgreSQL makes every notifying commit of the cluster take one lock and hold it
-  through its WAL flush, which made all the write transactions of all relay processes commit
-  one after the other. Each process LISTENs on one dedicated connection (reconnected with
-  back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one,
-  then a *sweep* compares every open room with the store, so rows whose doorbell never came
-  are read within two sweeps).
+  the transaction commits. Each process LISTENs on one dedicated connection (reconnected with
+  back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one).
   An update whose notification fits PostgreSQL's 8000-byte payload travels whole
   (``u <docId> <position> <snapshotId> <pubKey> <clock> <message>``): when its position directly
   follows the delivered one it is delivered from the notification, without a read; otherwise
@@ -53,7 +46,6 @@ import os
 import secrets
 import time
 from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -122,9 +114,6 @@ def _trigger_sql(schema: str, channel: str) -> str:
             PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
         ELSIF TG_TABLE_NAME = 'lockboxes' THEN
             PERFORM pg_notify('{channel}', 'k ' || NEW.doc_id || ' ' || NEW.recipient);
-        ELSIF current_setting('secsync.writer_notifies', true) = 'on' THEN
-            -- an update of a save_updates batch: its writer rings after the commit
-            NULL;
         ELSE
             SELECT s.doc_id, s.snapshot_id INTO v_doc, v_sid
               FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq;
@@ -219,8 +208,8 @@ class FanOut:
         self.token = secrets.token_hex(6)
         self.connected = asyncio.Event()
         self._task: asyncio.Task | None = None
-        #: notifications to send, in order: ephemeral messages and this process's committed
-        #: updates (sent by one task on a connection of its own, see :meth:`_send_main`)
+        #: ephemeral notifications to send, in order (by one task on a connection of its own,
+        #: see :meth:`_send_main`)
         self._outbox: deque[str] = deque()
         #: backend process id of that connection (its notifications are this process's own)
         self._sender_pid = 0
@@ -240,14 +229,6 @@ class FanOut:
         self.ephemeral_received = 0
         self.ephemeral_too_large = 0
         self.own_notifications = 0
-        #: doorbells of this process's committed updates sent / lost (a lost one: the rows go
-        #: out with the next read of the room, at the latest after the next sweep)
-        self.doorbells_sent = 0
-        self.doorbells_lost = 0
-        #: rooms the periodic sweep found behind the store (a doorbell that never came)
-        self.sweep_kicks = 0
-        #: the rooms the last sweep found behind the store, and the store's position then
-        self._behind: dict[str, int] = {}
         #: backend process ids of this process's pooled connections (their notifications are
         #: this process's own commits, which it delivers itself)
         self._own_pids: set[int] = set()
@@ -338,7 +319,6 @@ class FanOut:
                         await asyncio.wait_for(lost.wait(), HEALTH_INTERVAL)
                     except asyncio.TimeoutError:
                         await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_TIMEOUT)
-                        await self._sweep()
                 if self._stopping:
                     return
                 raise ConnectionError("the LISTEN connection was closed")
@@ -352,41 +332,6 @@ class FanOut:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
-
-    async def _sweep(self) -> None:
-        """The net under the doorbell, after each health check of the LISTEN connection: the
-        stored position of every open room (one query on a pooled connection); a room still
-        behind the position the previous sweep found, and told of nothing as new since, reads.
-        (A committed update's doorbell is sent by its writer after the commit: a writer killed
-        in between, or a doorbell lost with the sending connection, leaves its rows to this
-        sweep; one that is merely late, on a busy machine, does not cause a read.)"""
-        rooms = [
-            r.doc_id
-            for r in self.relay.rooms.values()
-            if r.feed is not None and r.feed.delivered is not None
-        ]
-        if not rooms:
-            return
-        try:
-            rows = await asyncio.wait_for(self.store._read(_positions, rooms), HEALTH_TIMEOUT)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._warn(f"fan-out: the sweep of open documents failed ({exc}); next time")
-            return
-        before, self._behind = self._behind, {}
-        for doc_id, pos in rows:
-            room = self.relay.rooms.get(doc_id)
-            feed = room.feed if room is not None else None
-            if feed is None or feed.delivered is None:
-                continue
-            known = max(feed.delivered, feed.wanted)
-            if pos > known:
-                self._behind[doc_id] = pos
-            missed = before.get(doc_id, 0)
-            if missed > known:
-                self.sweep_kicks += 1
-                self.kick(room, missed)
 
     def _warn(self, text: str) -> None:
         now = time.monotonic()
@@ -409,28 +354,11 @@ class FanOut:
             fut.add_done_callback(lambda _f: writing.pop(k, None))
             return fut
 
-        outbox, wake = self._outbox, self._outbox_wake
-
-        def ring(doc_id, snapshot_id, pub_key, clock, message, fut: asyncio.Future) -> None:
-            """After the commit of an update: its doorbell (the update whole when it fits)."""
-            if fut.cancelled() or fut.exception() is not None:
-                return
-            result = fut.result()
-            if not result.ok:
-                return
-            payload = f"u {doc_id} {result.position} {snapshot_id} {pub_key} {clock} {message}"
-            if len(payload) > MAX_PAYLOAD or len(payload.encode("utf-8")) > MAX_PAYLOAD:
-                payload = f"p {doc_id} {result.position}"
-            outbox.append(payload)
-            wake.set()
-
         def update(doc_id, *, snapshot_id, pub_key, clock, message):
             fut = save_update(
                 doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message
             )
-            remember(doc_id, ("u", snapshot_id, pub_key, clock), fut)
-            fut.add_done_callback(partial(ring, doc_id, snapshot_id, pub_key, clock, message))
-            return fut
+            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut)
 
         def snapshot(doc_id, **fields):
             fut = save_snapshot(doc_id, **fields)
@@ -541,14 +469,12 @@ class FanOut:
         self._outbox_wake.set()
 
     async def _send_main(self) -> None:
-        """Send the queued notifications (ephemeral messages, doorbells of committed
-        updates) in order, many per round trip, on a connection of their own with
-        ``synchronous_commit = off``: a notification is no data (the rows it announces are
-        committed and flushed already), so its transaction need not wait for a WAL flush
-        while it holds PostgreSQL's notification queue lock, which every notifying commit of
-        the cluster takes in turn. A batch that cannot be sent is tried once more on a new
-        connection, then dropped: ephemeral messages are best effort, and the rows of a lost
-        doorbell go out with the room's next read (the next doorbell or the sweep)."""
+        """Send the queued ephemeral notifications in order, many per round trip, on a
+        connection of their own with ``synchronous_commit = off``: presence is no data, so its
+        transaction need not wait for a WAL flush while it holds PostgreSQL's notification
+        queue lock, which every notifying commit of the cluster takes in turn (before, each
+        batch was a pooled connection's commit, flushed under that lock). A batch that cannot
+        be sent is tried once more on a new connection, then dropped (best effort)."""
         conn = None
         try:
             while not self._stopping:
@@ -581,16 +507,9 @@ class FanOut:
                             conn = None
                         if attempt == 1:
                             continue
-                        doorbells = sum(1 for p in batch if p[0] != "e")
-                        self.doorbells_lost += doorbells
-                        self._warn(
-                            f"fan-out: {len(batch)} notifications not sent ({doorbells} "
-                            f"doorbells: their rows go out with the next read): {exc}"
-                        )
+                        self._warn(f"fan-out: {len(batch)} ephemeral messages not sent: {exc}")
                     else:
-                        doorbells = sum(1 for p in batch if p[0] != "e")
-                        self.doorbells_sent += doorbells
-                        self.ephemeral_sent += len(batch) - doorbells
+                        self.ephemeral_sent += len(batch)
                     break
         finally:
             if conn is not None:
@@ -766,18 +685,6 @@ class FanOut:
         if local and min(local) <= feed.delivered:
             for pos in [p for p in local if p <= feed.delivered]:
                 del local[pos]
-
-
-#: the stored position of each document of ``$1`` (those with a snapshot)
-_POSITIONS = """
-SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE(
-           (SELECT max(u.version) FROM updates u WHERE u.snapshot_seq = d.active_snapshot), 0)
-FROM documents d WHERE d.doc_id = ANY($1::text[]) AND d.active_snapshot IS NOT NULL
-"""
-
-
-async def _positions(conn, doc_ids: list[str]) -> list[tuple[str, int]]:
-    return [tuple(r) for r in await conn.fetch(_POSITIONS, doc_ids)]
 
 
 def _log_behind(room: Room) -> bool:

@@ -355,8 +355,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: a batch of updates in one statement (sent outside a transaction block: one round trip,
     # its own transaction, committed before the answer), so no lock is held while the relay's
-    # event loop is busy; it marks its transaction (``secsync.writer_notifies``) so the fan-out
-    # trigger leaves the doorbell of these rows to the writer process, after the commit
+    # event loop is busy
     """
     CREATE FUNCTION save_updates(
         p_docs text[], p_snapshots text[], p_pubs text[], p_clocks bigint[], p_messages text[]
@@ -365,7 +364,6 @@ MIGRATIONS: tuple[str, ...] = (
     DECLARE
         i integer;
     BEGIN
-        PERFORM set_config('secsync.writer_notifies', 'on', true);
         IF (SELECT count(DISTINCT d) FROM unnest(p_docs) AS d) > 1 THEN
             PERFORM lock_documents(p_docs);
         END IF;

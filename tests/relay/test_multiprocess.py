@@ -240,46 +240,6 @@ async def test_a_missed_notification_delays_but_loses_nothing(pg_cluster, pg_url
     await reader.close()
 
 
-# ------------------------------------------------------------------- doorbell after commit
-@pytest.mark.asyncio
-async def test_updates_committed_without_a_doorbell_reach_every_process(pg_url, start_relays):
-    """A writer process rings for its updates after their commit (relay/fanout.py), so a
-    writer killed in between leaves rows nobody rang for. Here they are stored by
-    ``save_updates`` straight in the database, as such a writer would have: the sweep of each
-    process's LISTEN connection finds its rooms behind the store and reads them, in order."""
-    p0, p1 = start_relays(pg_url, 2)
-    author = Author(generate_id())
-    writer, snap = await seed(p0.url, author)
-    reader, _ = await open_doc(p1.url, author.doc_id)
-    assert await write_updates(writer, author, snap, range(3)) == [0, 1, 2]
-    await until(lambda: len(received(reader)) == 3, "the updates rung for")
-
-    sid = snap.public_data.snapshot_id
-    messages = [dumps(author.update(snap, c, os.urandom(8)).to_json()) for c in (3, 4)]
-    rows = db_rows(
-        pg_url,
-        "SELECT out_code, out_version FROM save_updates(?, ?, ?, ?, ?)",
-        [author.doc_id] * 2,
-        [sid] * 2,
-        [author.pub] * 2,
-        [3, 4],
-        messages,
-    )
-    assert rows == [(None, 4), (None, 5)]
-    # no notification was sent for them (the trigger leaves save_updates rows to the writer)
-    await until(lambda: len(received(reader)) == 5, "the updates nobody rang for")
-    assert received(reader) == [(author.pub, c) for c in range(5)] == stored_order(pg_url)
-    # the writer's process too: its other connection gets them as broadcasts
-    await until(lambda: len(received(writer)) == 2, "the updates on the writer's process")
-    assert received(writer) == [(author.pub, 3), (author.pub, 4)]
-    # and the relays go on: later updates arrive, in order, nothing twice
-    assert await write_updates(writer, author, snap, range(5, 8)) == [5, 6, 7]
-    await until(lambda: len(received(reader)) == 8, "updates after the sweep")
-    assert received(reader) == [(author.pub, c) for c in range(8)]
-    await writer.close()
-    await reader.close()
-
-
 # ---------------------------------------------------------------------------- SIGKILL
 class Peer:
     """A client that reconnects in delta mode (to another process) when its connection
