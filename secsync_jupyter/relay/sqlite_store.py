@@ -204,6 +204,11 @@ class SQLiteStore(RelayStore):
         #: module docs); ``save_update`` / ``save_snapshot`` then call ``on_committed`` before
         #: their futures resolve
         self.early_commit = self.synchronous != "normal"
+        #: the first failed fdatasync of the WAL (early_commit only). Fail-stop, as PostgreSQL
+        #: does: after a failed fsync the kernel may have dropped the dirty pages and a later
+        #: fsync can succeed without them, so nothing written after it is broadcast or
+        #: acknowledged until the relay is restarted (reads still work).
+        self.sync_error: Exception | None = None
         self.max_batch = max_batch
         self._wq: queue.SimpleQueue = queue.SimpleQueue()
         #: committed batches waiting for the WAL's fdatasync (early_commit only)
@@ -365,7 +370,7 @@ class SQLiteStore(RelayStore):
             if ops:
                 results, committed = self._run_batch(conn, ops)
                 if self.early_commit:
-                    if committed:
+                    if committed and self.sync_error is None:
                         self._post_committed(results)
                     # answered by the sync thread, in commit order (a failed batch too)
                     self._sq.put((results, committed))
@@ -414,13 +419,21 @@ class SQLiteStore(RelayStore):
                 items = [item for item in items if item is not _STOP]
             error: Exception | None = None
             if any(committed for _results, committed in items):
-                t0 = time.monotonic()
-                try:
-                    self.sync_wal()
-                except Exception as exc:  # OSError; anything else must not stop this thread
-                    error = exc
-                if time.monotonic() - t0 > SLOW_COMMIT:
-                    self.log.warning("slow WAL sync: %.0f ms", (time.monotonic() - t0) * 1000)
+                if self.sync_error is not None:  # fail-stop (see __init__)
+                    error = self.sync_error
+                else:
+                    t0 = time.monotonic()
+                    try:
+                        self.sync_wal()
+                    except Exception as exc:  # OSError; anything else must not stop this thread
+                        error = self.sync_error = exc
+                        self.log.error(
+                            "fdatasync of the WAL failed: no write is acknowledged any more "
+                            "until the relay is restarted (%s)",
+                            exc,
+                        )
+                    if time.monotonic() - t0 > SLOW_COMMIT:
+                        self.log.warning("slow WAL sync: %.0f ms", (time.monotonic() - t0) * 1000)
             answers: list[tuple[_Op, Any]] = []
             for results, committed in items:
                 if committed and error is not None:
@@ -432,7 +445,10 @@ class SQLiteStore(RelayStore):
                     failed = SaveResult(
                         False,
                         code="storage-failed",
-                        message=f"the relay could not store the message durably: {error}",
+                        message=(
+                            f"the relay could not store the message durably ({error}); "
+                            "it refuses writes until it is restarted"
+                        ),
                         durable_failed=True,
                     )
                     results = [(op, failed) for op, _result in results]

@@ -105,12 +105,18 @@ async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
         assert (await b.next("error"))["code"] == "storage-failed"
         assert await b.wait_closed() == 1013
         assert not [f for f in a.frames if f["type"] == "update-saved"]
-        # a reconnection reads what the store has (here the commit is in the database)
+        # a reconnection reads what the store has (here the commit is in the database) ...
         store.sync_wal = original
         c, doc = await open_doc(running.url, author.doc_id)
         assert [u["publicData"]["clock"] for u in doc["updates"]] == [0]
+        # ... but fail-stop: even with the disk back, nothing is acknowledged or broadcast
+        # until the relay is restarted (the kernel may have dropped the unsynced pages)
+        d, _ = await open_doc(running.url, author.doc_id)
         await c.send(author.update(snap, 1))
-        assert (await c.next("update-saved"))["clock"] == 1
-        await c.close()
+        err = await c.next("error")
+        assert err["code"] == "storage-failed" and "restarted" in err["message"]
+        assert await c.wait_closed() == 1013 and await d.wait_closed() == 1013
+        assert not [f for f in c.frames if f["type"] == "update-saved"]
+        assert not [f for f in d.frames if f["type"] == "update"]  # frames arrive in order
     finally:
         await running.server.stop(timeout=2)
