@@ -118,7 +118,7 @@ class Room:
         else:
             for s in sessions:
                 if s is not exclude and pos > s.floor:
-                    s.transport.send_frame(frame)
+                    s.deliver(pos, frame)
             for s, buffered in self.joining.items():
                 if s is not exclude:
                     buffered.append((pos, frame))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from collections import deque
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -48,10 +49,12 @@ class Session:
 
     __slots__ = (
         "_busy",
+        "_held",
         "_inbox",
         "_log_budget",
         "_params",
         "_timer",
+        "_undurable",
         "challenge",
         "closed",
         "doc_id",
@@ -74,6 +77,11 @@ class Session:
         self.closed = False
         #: broadcasts at or below this position were already in the document frame
         self.floor = 0
+        #: early broadcast (docs/relay.md "Durability"): the positions of this connection's
+        #: writes that are committed (already broadcast) but not yet acknowledged, oldest
+        #: first, and the others' messages committed after the oldest, held until its ack
+        self._undurable: deque[int] = deque()
+        self._held: list[tuple[int, OutFrame]] = []
         self._busy = False
         self._inbox: list[Any] = []
         self._log_budget = ConnectionLog()
@@ -249,6 +257,31 @@ class Session:
     def send(self, text: str) -> None:
         if not self.closed:
             self.transport.send_text(text)
+
+    def deliver(self, pos: int, frame: OutFrame) -> None:
+        """Another connection's stored message at ``pos``. While a write of ours is committed
+        but not yet durable (early broadcast), what was committed after it waits for its
+        acknowledgement: a client never sees a message that may build on its write (another
+        client's snapshot containing it) before that write's ``update-saved`` /
+        ``snapshot-saved`` — the order every client, the reference's too, relies on (102)."""
+        if self._undurable and pos > self._undurable[0]:
+            self._held.append((pos, frame))
+        elif not self.closed:
+            self.transport.send_frame(frame)
+
+    def _durable(self) -> None:
+        """Our oldest committed write was answered (acknowledged, or failed durably): what
+        was held behind it goes out, in position order, up to our next one."""
+        if self._undurable:
+            self._undurable.popleft()
+        limit = self._undurable[0] if self._undurable else None
+        held, self._held = self._held, []
+        for pos, frame in held:
+            if limit is None or pos < limit:
+                if not self.closed:
+                    self.transport.send_frame(frame)
+            else:
+                self._held.append((pos, frame))
 
     def send_message(self, parts: list[str]) -> None:
         if not self.closed:
@@ -543,7 +576,7 @@ class Session:
         rules.accept_update(room.state, pd, size)
         if trace.ON:
             trace.ev("accept", self.doc_id, pd.pub_key[:8], pd.clock)
-        early = self._early_commit(partial(self._update_committed, body))
+        early = self._early_commit(partial(self._update_committed, body, True))
         write = self.relay.store.save_update(
             self.doc_id,
             snapshot_id=pd.ref_snapshot_id,
@@ -576,8 +609,10 @@ class Session:
 
         room.track(write).add_done_callback(answered)
 
-    def _update_committed(self, body: str, result: SaveResult) -> None:
+    def _update_committed(self, body: str, early: bool, result: SaveResult) -> None:
         if result.ok:
+            if early:
+                self._undurable.append(result.position)
             self.room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
 
     def _update_done(
@@ -587,11 +622,15 @@ class Session:
             if trace.ON:
                 trace.ev("ack", self.doc_id, trace.pub(body), clock, result.position)
             self.send(frames.update_saved(snapshot_id, clock))
-            if not early:
-                self._update_committed(body, result)
+            if early:
+                self._durable()
+            else:
+                self._update_committed(body, False, result)
         else:
             self.send(frames.error(result.code or "storage-failed", result.message))
             self.send(frames.update_save_failed(snapshot_id, clock))
+            if early and result.durable_failed:
+                self._durable()
             self.room.reload()
             if result.durable_failed:  # the others may have it: they reload the document
                 self.room.unavailable(result.message or "storage failed", self)
@@ -614,7 +653,7 @@ class Session:
             epoch = parse_epoch(inbound.public_data.get("epoch"))
         before = room.state.active.epoch if room.state.active is not None else 0
         rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size, epoch)
-        early = self._early_commit(partial(self._snapshot_committed, body))
+        early = self._early_commit(partial(self._snapshot_committed, body, True))
         write = self.relay.store.save_snapshot(
             self.doc_id,
             **early,
@@ -638,8 +677,10 @@ class Session:
         )
         self._commit(write, done)
 
-    def _snapshot_committed(self, body: str, result: SaveResult) -> None:
+    def _snapshot_committed(self, body: str, early: bool, result: SaveResult) -> None:
         if result.ok:
+            if early:
+                self._undurable.append(result.position)
             self.room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
 
     def _snapshot_done(
@@ -657,13 +698,17 @@ class Session:
             if result.created_document:
                 room.mark_stored()
             self.send(frames.snapshot_saved(snapshot_id))
-            if not early:
-                self._snapshot_committed(body, result)
+            if early:
+                self._durable()
+            else:
+                self._snapshot_committed(body, False, result)
             if new_epoch:  # the first snapshot of a new epoch: older ones are superseded
                 self.relay.retention_after_rotation(room)
         elif result.durable_failed:  # the others may have it: they reload the document
             self.send(frames.error("storage-failed", result.message))
             self.send(frames.simple("snapshot-save-failed"))
+            if early:
+                self._durable()
             room.reload()
             room.unavailable(result.message or "storage failed", self)
         else:

@@ -120,3 +120,38 @@ async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
         assert not [f for f in d.frames if f["type"] == "update"]  # frames arrive in order
     finally:
         await running.server.stop(timeout=2)
+
+
+async def test_author_gets_its_ack_before_a_peer_snapshot_containing_its_update(tmp_path):
+    """The early broadcast must not reorder what the author sees: B gets A's update before A's
+    acknowledgement and may snapshot on it at once, but A receives that snapshot only after
+    its own ``update-saved`` (else A, like the reference client, rejects it: 102)."""
+    running = await start_relay(str(tmp_path / "relay.sqlite"))
+    store = running.relay.store
+    author = Author("doc-" + generate_id())
+    other = Author(author.doc_id, key=author.key)
+    release = None
+    try:
+        b, _ = await open_doc(running.url, author.doc_id)
+        a, snap = await seed(running.url, author)
+        await b.next("snapshot")
+        entered, release = hold_sync(store)
+        await a.send(author.update(snap, 0))
+        assert (await b.next("update"))["publicData"]["clock"] == 0
+        snap_b = other.snapshot(snap, {author.pub: 0})
+        await b.send(snap_b)  # committed while A's update is still not durable
+        assert await asyncio.to_thread(entered.wait, TIMEOUT)
+        await a.roundtrip_ok()
+        assert not [f for f in a.frames if f["type"] in ("update-saved", "snapshot")]
+        release.set()
+        assert (await b.next("snapshot-saved"))["snapshotId"] == snap_b.public_data.snapshot_id
+        got = await a.next("snapshot")
+        assert got["snapshot"]["publicData"]["snapshotId"] == snap_b.public_data.snapshot_id
+        kinds = [f["type"] for f in a.frames if f["type"] in ("update-saved", "snapshot")]
+        assert kinds[-2:] == ["update-saved", "snapshot"], kinds
+        await a.close()
+        await b.close()
+    finally:
+        if release is not None:
+            release.set()
+        await running.server.stop(timeout=2)
