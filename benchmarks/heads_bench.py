@@ -21,8 +21,10 @@ On load_bench's Yjs data (built by ``benchmarks/load_bench.py`` first, cached):
 * heads traffic: the size of one heads message (an ephemeral frame, ``authors`` clocks and
   a log head) and how many a client sends per minute when nothing changes.
 
-CPU time (threads included; ``--wall``: elapsed) per load, variants interleaved, best and
-median of ``--repeat`` runs.
+CPU time (threads included; ``--wall``: elapsed) per load, variants interleaved (in another
+order each round), best and median of ``--repeat`` runs, and the median of the per-round
+ratios to the baseline with its 95 % interval (``paired.py``: what a few-percent goal is
+judged on at this machine's noise).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import time
 
 import load_bench as lb
 import membership_load_bench as mlb
+from paired import report_line, rotated, without_gc
 from pycrdt import Doc, Text
 
 from secsync_jupyter.client.engine import SyncEngine
@@ -96,13 +99,9 @@ def load(doc_id, text, clock, **engine_kw) -> tuple[float, str]:
 
 def report(title, results, base_name):
     base = results[base_name]
-    print(title)
+    print(title + " (paired: median of the per-round ratios, 95 % interval)")
     for name, times in results.items():
-        best, median = min(times), statistics.median(times)
-        print(
-            f"  {name:<34} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
-            f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
-        )
+        print(report_line(name, base, times))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,12 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     a_delta = json.dumps(a_delta, separators=(",", ":"))
     remembered = {"snapshot": None, "logHead": log_head, "log": entries}
     res_a = {"no log": [], "log of 50, first open": [], "log of 50, remembered state": []}
-    for _ in range(args.repeat):
-        for name, text in zip(res_b, (text_plain, text_empty, text_heads), strict=True):
-            elapsed, got = load(lb.DOC_ID, text, clock)
-            assert got == data["expected"]
-            res_b[name].append(elapsed)
-        for name, (doc_id, text, kw) in zip(
+    runs_b = list(zip(res_b, (text_plain, text_empty, text_heads), strict=True))
+    runs_a = list(
+        zip(
             res_a,
             (
                 (lb.DOC_ID, a_plain, {}),
@@ -177,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
                 (log_state.doc_id, a_delta, {"remembered": remembered}),
             ),
             strict=True,
-        ):
-            elapsed, got = load(doc_id, text, clock, **kw)
+        )
+    )
+    for round_no in range(args.repeat):
+        for name, text in rotated(runs_b, round_no):
+            elapsed, got = without_gc(lambda text=text: load(lb.DOC_ID, text, clock))
+            assert got == data["expected"]
+            res_b[name].append(elapsed)
+        for name, (doc_id, text, kw) in rotated(runs_a, round_no):
+            elapsed, got = without_gc(
+                lambda doc_id=doc_id, text=text, kw=kw: load(doc_id, text, clock, **kw)
+            )
             assert got == data["expected"]
             res_a[name].append(elapsed)
     what = "elapsed" if args.wall else "CPU"

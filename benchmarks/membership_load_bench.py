@@ -31,6 +31,7 @@ import sys
 import time
 
 import load_bench as lb
+from paired import ratio_interval, rotated, without_gc
 from pycrdt import Doc, Text
 
 from secsync_jupyter.client.engine import SyncEngine
@@ -169,26 +170,33 @@ def main(argv: list[str] | None = None) -> int:
         checks[f"{n}, one by one"] = None
     clock = time.perf_counter if args.wall else time.process_time
     results = {name: {"a": [], "b": []} for name in variants}
-    for _ in range(args.repeat):
-        for name, (doc_id, fr) in variants.items():
+    for round_no in range(args.repeat):
+        for name, (doc_id, fr) in rotated(list(variants.items()), round_no):
             for case in ("a", "b"):
                 check = checks.get(name, check_signatures_in_threads)
-                elapsed, text = load(doc_id, fr[case], clock, check)
+                elapsed, text = without_gc(
+                    lambda doc_id=doc_id, fr=fr, case=case, check=check: load(
+                        doc_id, fr[case], clock, check
+                    )
+                )
                 assert text == data["expected"], f"{name} ({case}) loaded another text"
                 results[name][case].append(elapsed)
     what = "elapsed" if args.wall else "CPU"
     print(
         f"{what} time per load, best / median of {args.repeat}"
-        " (ratio to the document without a log)"
+        " (ratio to the document without a log; paired: median of the per-round ratios,"
+        " 95 % interval)"
     )
     for case in ("a", "b"):
         base = results["no log"][case]
         for name in results:
             times = results[name][case]
             best, median = min(times), statistics.median(times)
+            m, lo, hi = ratio_interval(base, times)
             print(
                 f"({case}) {name:<17} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
                 f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
+                f"   paired x{m:.3f} [{lo:.3f}, {hi:.3f}]"
             )
     return 0
 
