@@ -134,6 +134,23 @@ def main(argv: list[str] | None = None) -> int:
             f" = +{mean(sizes) / mean(plain_sizes) * 100 - 100:.1f} %"
         )
 
+    # ---- a session of typing in turns: the mean over the updates of the session
+    by_k = {}
+    for k in range(args.authors):
+        _, sizes = update_frames(data, lb.DOC_ID, dict(list(heads.items())[:k]), log_head)
+        by_k[k] = mean(sizes)
+    print(
+        "  typing in turns of R updates each (a turn's first update names the authors who wrote"
+        " since the writer's previous one, the rest of the turn names none), mean overhead per"
+        " update:"
+    )
+    for active in (2, args.authors):
+        cells = []
+        for turn in (1, 5, 20, 100):
+            m = (by_k[active - 1] + (turn - 1) * by_k[0]) / turn
+            cells.append(f"R={turn}: +{m / mean(plain_sizes) * 100 - 100:.1f} %")
+        print(f"    {active:>2} of {args.authors} authors taking turns  " + ", ".join(cells))
+
     # ---- heads traffic
     session = EphemeralSession(log_state.doc_id, lb.KEY, lb.SIGNER)
     session._public_data["logHead"] = log_head
