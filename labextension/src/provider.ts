@@ -532,6 +532,10 @@ export class EncryptedDocumentProvider
     const makeClient = () => {
       const client = newClient();
       client.heads?.onAlert(alert => this.relayAlerts.add(alert));
+      // raised while the client was built (807: a damaged remembered state)
+      for (const alert of client.heads?.alerts ?? []) {
+        this.relayAlerts.add(alert);
+      }
       this.relayAlerts.attach(client.heads);
       return client;
     };

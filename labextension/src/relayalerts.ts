@@ -8,7 +8,8 @@
  * the authors whose updates are missing; `heads-withheld` 806 names the authors whose
  * updates a collaborator (`seenBy`) has seen but the relay has not delivered here (none:
  * log entries or a snapshot); `fork` 805 names the collaborator (`peer`) on another history;
- * `rollback` 804 concerns the whole document.
+ * `rollback` 804 concerns the whole document, as does `remembered-damaged` 807 (this browser's
+ * own remembered state could not be used).
  */
 import { Notification } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
@@ -55,7 +56,7 @@ export class RelayAlerts {
     return this._general;
   }
 
-  /** Number of alerts so far (0: nothing noticed). */
+  /** Number of alerts about the relay so far (0: nothing noticed). */
   get count(): number {
     return this._count;
   }
@@ -75,7 +76,9 @@ export class RelayAlerts {
 
   /** Records an alert of the sync client and warns (one notification per kind every 30 s). */
   add(alert: HeadsAlert): void {
-    this._count += 1;
+    if (alert.kind !== 'remembered-damaged') {
+      this._count += 1; // (807 is not the relay's doing: not counted in the status item)
+    }
     const data = alert.data;
     const detail = typeof data.detail === 'string' ? data.detail : '';
     const authors = stringList(data.authors);
@@ -96,6 +99,14 @@ export class RelayAlerts {
           this._nameOf(data.peer)
         )
       );
+    } else if (alert.kind === 'remembered-damaged') {
+      // not the relay: this browser's own record (807; the damaged value is kept aside)
+      const text = this._trans.__(
+        "This browser's remembered state of this notebook was damaged; it was checked from scratch; rollback detection starts again from now."
+      );
+      this._general.push(text);
+      this._general = this._general.slice(-5);
+      sentences.push(text);
     } else if (alert.kind === 'rollback') {
       const text = this._trans.__(
         'The relay served an older state of this notebook than this browser verified before (a rollback).'

@@ -13,6 +13,7 @@ import {
   LocalStorageStore,
   REMEMBERED_LOG_PREFIX,
   REMEMBERED_PREFIX,
+  RememberedDamagedError,
   StorageLike
 } from '../src/secsync/rememberedState';
 import { SyncEngine } from '../src/secsync/engine';
@@ -91,8 +92,9 @@ describe('LocalStorageStore with a membership log', () => {
     main.logHead = { seq: 2, hash: state.hashes[2] };
     storage.items.set(REMEMBERED_PREFIX + docId, JSON.stringify(main));
     expect((store.load(docId) as { log?: unknown }).log).toBeUndefined();
+    // an item that is not JSON is damaged (807: kept aside, checked from scratch)
     storage.items.set(REMEMBERED_LOG_PREFIX + docId, '{not json');
-    expect((store.load(docId) as { log?: unknown }).log).toBeUndefined();
+    expect(() => store.load(docId)).toThrow(RememberedDamagedError);
   });
 
   test('a log that cannot be stored (quota) is dropped, the rest is saved', () => {
@@ -130,20 +132,21 @@ describe('an engine with a remembered log', () => {
     expect(engine.log?.rememberedLog()).toEqual(entries);
   });
 
-  test('a remembered log without its head, or for another document, is refused', () => {
+  test('a remembered log without its head, or for another document, is not used (807)', () => {
     const { state, entries, docId, me } = makeLog(4);
-    expect(
-      () =>
-        new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
-          remembered: { snapshot: null, logHead: head(state), log: entries.slice(0, 3) }
-        })
-    ).toThrow(/logHead not in its log/);
+    const short = new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
+      remembered: { snapshot: null, logHead: head(state), log: entries.slice(0, 3) }
+    });
+    expect(short.errors.map((e) => e.code)).toEqual(['SECSYNC_ERROR_807']);
+    expect(short.rememberedDamaged).toMatch(/logHead not in its log/);
+    expect(short.log?.state).toBeNull();
+    expect(short.connectionParams()).toEqual({ mode: 'complete' }); // the whole log
     const other = makeLog(2);
-    expect(
-      () =>
-        new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
-          remembered: { snapshot: null, logHead: head(other.state), log: other.entries }
-        })
-    ).toThrow(/remembered state of .*: log: /);
+    const elsewhere = new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
+      remembered: { snapshot: null, logHead: head(other.state), log: other.entries }
+    });
+    expect(elsewhere.rememberedDamaged).toMatch(/remembered state of .*: log: /);
+    expect(elsewhere.log?.state).toBeNull();
+    expect(elsewhere.log?.knownHead).toBeNull();
   });
 });

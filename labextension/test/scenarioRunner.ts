@@ -471,6 +471,10 @@ export class ScenarioRunner {
         const state = e.rememberedState();
         return state?.log !== undefined ? state.log.length : null;
       },
+      // issue 13: the remembered state given could not be adopted (807)
+      rememberedDamaged: () => e.rememberedDamaged !== null,
+      // the active snapshot of the state to remember (null: no state or no snapshot)
+      rememberedSnapshot: () => e.rememberedState()?.snapshot?.snapshotId ?? null,
       keyringEpochs: () => e.epochs?.keyring.epochs ?? null,
       seenEpoch: () => e.epochs?.seen ?? null
     };

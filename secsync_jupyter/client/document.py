@@ -44,7 +44,7 @@ from .engine import (
 from .epochs_client import entry_lockboxes
 from .identity_file import UserIdentity, resolve_identity
 from .precheck import check_signatures_in_processes, precheck_frame, verify_pool
-from .state_file import load_remembered, save_remembered
+from .state_file import StateFileDamaged, load_remembered, save_remembered, set_aside
 from .tokens import TokenDecision, TokenPolicyError, choose_token, is_loopback
 from .ydoc import YDocAdapter
 
@@ -229,11 +229,13 @@ class SecsyncDocument:
         self.adapter = YDocAdapter(self.doc, self._on_local_update, self._on_ephemeral)
         #: the remembered-state file (issue 13): checked on load, kept up to date
         self.state_file = state_file
-        remembered = (
-            load_remembered(state_file, doc_id)
-            if state_file is not None and log_root is None
-            else None
-        )
+        remembered = None
+        damaged: StateFileDamaged | None = None  # kept aside below (807), never used
+        if state_file is not None and log_root is None:
+            try:
+                remembered = load_remembered(state_file, doc_id)
+            except StateFileDamaged as exc:
+                damaged = exc
         self.engine = SyncEngine(
             doc_id,
             bytes(key) if key is not None else bytes(32),  # unused with epoch keys (issue 12)
@@ -258,7 +260,8 @@ class SecsyncDocument:
         self._save_handle: asyncio.TimerHandle | None = None
         #: what the client noticed of the relay's misbehaviour (issue 13), newest last:
         #: ``(kind, data)`` with kind ``withheld`` (801), ``served-incompletely`` (803),
-        #: ``heads-withheld`` (806), ``fork`` (805), ``rollback`` (804)
+        #: ``heads-withheld`` (806), ``fork`` (805), ``rollback`` (804), and
+        #: ``remembered-damaged`` (807: the state file's state of this document was damaged)
         self.alerts: list[tuple[str, dict[str, Any]]] = []
         self._alert_callbacks: list[Callable[[str, dict[str, Any]], Any]] = []
         # the signatures of a long membership log are checked in the verify pool, or partly in
@@ -292,6 +295,10 @@ class SecsyncDocument:
         self._closing = False
         self._wake = asyncio.Event()
         self.connections = 0
+        if damaged is not None:
+            self.engine.remembered_unusable(str(damaged))
+        if self.engine.remembered_damaged is not None:
+            self._keep_damaged_state(damaged is not None and damaged.whole_file)
 
     # ----------------------------------------------------------------- status
 
@@ -701,6 +708,33 @@ class SecsyncDocument:
             except (OSError, ValueError) as exc:
                 log.warning("secsync %s: cannot write the state file: %s", self.doc_id, exc)
 
+    def _keep_damaged_state(self, whole_file: bool) -> None:
+        """Issue 13: the remembered state could not be used (807): the state file is kept
+        aside (moved when the whole file is damaged, else copied: the next save replaces the
+        entry), the alert ``remembered-damaged`` says so; the load is checked from scratch and
+        a new state is written after it. Raises ``StateFileError`` if it cannot be kept."""
+        aside = set_aside(self.state_file, move=whole_file)
+        self._alert(
+            "remembered-damaged",
+            {
+                "detail": self.engine.remembered_damaged,
+                "aside": str(aside),
+                "message": "The remembered state of this document was damaged (kept in"
+                f" {aside}); it was checked from scratch; rollback detection starts again"
+                " from now.",
+            },
+        )
+
+    def _alert(self, kind: str, data: dict[str, Any]) -> None:
+        self.alerts.append((kind, dict(data)))
+        del self.alerts[:-100]
+        log.warning("secsync %s: %s %s", self.doc_id, kind, data)
+        for alert in list(self._alert_callbacks):
+            try:
+                alert(kind, dict(data))
+            except Exception:
+                log.exception("on_alert callback failed")
+
     def _schedule_save(self) -> None:
         if self.state_file is not None and self._save_handle is None and self._loop is not None:
             self._save_handle = self._loop.call_later(1.0, self.save_state)
@@ -714,14 +748,7 @@ class SecsyncDocument:
 
     def _on_engine_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind in ("withheld", "served-incompletely", "heads-withheld", "fork", "rollback"):
-            self.alerts.append((kind, dict(data)))
-            del self.alerts[:-100]
-            log.warning("secsync %s: %s %s", self.doc_id, kind, data)
-            for alert in list(self._alert_callbacks):
-                try:
-                    alert(kind, dict(data))
-                except Exception:
-                    log.exception("on_alert callback failed")
+            self._alert(kind, data)
         elif kind in ("loaded", "update-saved", "snapshot-saved", "membership") or (
             kind == "remote-change"
         ):

@@ -450,38 +450,68 @@ class SyncEngine:
         self.remembered: Remembered | None = None
         #: set when the first load did not descend from the remembered state (804)
         self.rolled_back = False
+        #: why the remembered state given could not be adopted (807; ``None``: it was, or
+        #: none was given): this load is then a first load
+        self.remembered_damaged: str | None = None
         if remembered is not None:
-            self._adopt_remembered(remembered, known_log_head is None)
+            try:
+                self._adopt_remembered(remembered, known_log_head is None)
+            except Exception as exc:  # damaged local data: any failure to read it
+                # nothing of it was taken (_adopt_remembered commits only at its end); no
+                # event while the engine is being built: the error is in ``errors``
+                self._push(self.errors, self._remembered_error(str(exc)))
+
+    def _remembered_error(self, detail: str) -> ProtocolError:
+        self.remembered_damaged = detail
+        return _err(
+            "SECSYNC_ERROR_807",
+            f"{detail}; it was not used: this load is checked from scratch (the whole log, no"
+            " rollback check)",
+        )
+
+    def remembered_unusable(self, detail: str) -> None:
+        """The driver could not read the stored remembered state at all (e.g. not JSON):
+        recorded like a remembered state the engine cannot adopt (807, not fatal); the load is
+        a first load. Call before connecting, without ``remembered=``."""
+        if self.remembered is not None or self._loaded_once:
+            raise ValueError("remembered_unusable: a remembered state was already adopted")
+        self._record(self._remembered_error(f"remembered state of {self.doc_id}: {detail}"))
 
     def _adopt_remembered(self, obj: Mapping[str, Any], use_log_head: bool) -> None:
         """Take the state verified in an earlier load (``remembered_state()`` then): its
         verified log becomes ours (only the entries after its head are verified on load: the
         relay is asked for the delta), its snapshot and clocks are what the first load must
-        descend from (804), its log head what every log must contain (718)."""
+        descend from (804), its log head what every log must contain (718). Raises (nothing
+        taken) when it cannot be adopted: the caller records 807."""
+        prefix = f"remembered state of {self.doc_id}"
         try:
             remembered = remembered_from_json(obj)
-        except ValueError as exc:
-            raise ValueError(f"remembered state of {self.doc_id}: {exc}") from exc
-        if remembered.snapshot is not None:
-            KnownSnapshot.from_json(remembered.snapshot)  # shape checked
-            self.chain_ids.append(remembered.snapshot["snapshotId"])
+            if remembered.snapshot is not None:
+                KnownSnapshot.from_json(remembered.snapshot)  # shape checked
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{prefix}: {exc}") from exc
         head = remembered.log_head
         if head is not None and not self.has_log:
-            raise ValueError(f"remembered state of {self.doc_id}: a log head without a log")
+            raise ValueError(f"{prefix}: a log head without a log")
+        log_state: MembershipState | None = None
         if self.has_log and remembered.log and self.log is None:
             # our own file of entries verified before: their structure, chain and authority
             # are checked again, not their signatures (the point is to skip them)
             try:
-                state = verify_log(
+                log_state = verify_log(
                     remembered.log, self.doc_id, check_signatures=lambda items: [True] * len(items)
                 )
             except MembershipError as exc:
-                raise ValueError(f"remembered state of {self.doc_id}: log: {exc}") from exc
+                raise ValueError(f"{prefix}: log: {exc}") from exc
             if head is not None and (
-                head.seq > state.head.seq or state.hashes[head.seq] != head.hash
+                head.seq > log_state.head.seq or log_state.hashes[head.seq] != head.hash
             ):
-                raise ValueError(f"remembered state of {self.doc_id}: logHead not in its log")
-            self.log = state
+                raise ValueError(f"{prefix}: logHead not in its log")
+        # adopted: nothing above changed the engine
+        if remembered.snapshot is not None:
+            self.chain_ids.append(remembered.snapshot["snapshotId"])
+        if log_state is not None:
+            self.log = log_state
             self.log_entries = list(remembered.log)
         if use_log_head and head is not None:
             if self.log is not None and self.log.head.seq > head.seq:

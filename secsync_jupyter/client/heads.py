@@ -161,7 +161,9 @@ def remembered_from_json(obj: Any) -> Remembered:
         snap = dict(snap)
     head = obj.get("logHead")
     log_head = parse_log_head(head) if head is not None else None
-    log = obj.get("log") or []
-    if not isinstance(log, list):
+    log = obj.get("log")
+    if log is None:
+        log = []
+    elif not isinstance(log, list):
         raise ValueError("remembered state: log must be an array")
     return Remembered(snap, log_head, list(log))

@@ -67,6 +67,9 @@ ERROR_MESSAGES: dict[str, str] = {
     ),
     "SECSYNC_ERROR_805": "fork: a collaborator is on a history that is not this client's",
     "SECSYNC_ERROR_806": "withheld: a collaborator has seen updates the relay has not delivered",
+    "SECSYNC_ERROR_807": (
+        "this client's remembered state of the document is damaged: checked from scratch"
+    ),
 }
 
 

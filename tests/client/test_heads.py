@@ -359,9 +359,7 @@ async def test_state_file_is_checked_and_keeps_other_documents(tmp_path):
     with pytest.raises(StateFileError):  # never overwritten when not understood
         save_remembered(path, "doc-1", {"snapshot": None, "logHead": None})
     assert path.read_text() == "{not json"
-    path.write_text(json.dumps({"version": 1, "documents": {"d": {"snapshot": {"x": 1}}}}))
-    with pytest.raises(ValueError, match=r"snapshot\.snapshotId"):
-        await open_document("ws://127.0.0.1:9", "d", KEY, state_file=path, open_timeout=1)
+    # a damaged file or entry does not lock the user out: test_remembered_damaged.py (807)
 
 
 # ------------------------------------------------------------------------ CLI --state

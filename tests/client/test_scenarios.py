@@ -70,7 +70,7 @@ CLIENT_CODES = [
 #: answers or caught by create_entry before anything is sent
 MEMBERSHIP_CODES = [f"SECSYNC_ERROR_{n}" for n in (701, 704, 706, 709, 718, 722, 724, 725)]
 #: the issue 13 codes a client records (causal heads, heads between peers, remembered state)
-HEADS_CODES = [f"SECSYNC_ERROR_{n}" for n in (801, 802, 803, 804, 805, 806)]
+HEADS_CODES = [f"SECSYNC_ERROR_{n}" for n in (801, 802, 803, 804, 805, 806, 807)]
 #: the issue 12 codes a client records (lockboxes, keys per epoch, epochs of snapshots)
 EPOCH_CODES = [f"SECSYNC_ERROR_{n}" for n in (761, 762, 763, 766, 767, 768, 769)]
 #: the issue 10 decisions (docs/client.md, "Engine rules") each pinned by a scenario
@@ -390,6 +390,9 @@ class Runner:
             "readOnly": lambda: e.read_only,
             "logHead": lambda: e.log.head.to_json() if e.log is not None else None,
             "rememberedLog": self._remembered_log,
+            # issue 13: the remembered state given could not be adopted (807)
+            "rememberedDamaged": lambda: e.remembered_damaged is not None,
+            "rememberedSnapshot": self._remembered_snapshot,
             "keyringEpochs": lambda: e.epochs.keyring.epochs,
             "seenEpoch": lambda: e.epochs.seen,
         }
@@ -411,6 +414,13 @@ class Runner:
         """How many log entries the state to remember holds (None: no state or no log)."""
         state = self.engine.remembered_state()
         return None if state is None or "log" not in state else len(state["log"])
+
+    def _remembered_snapshot(self) -> str | None:
+        """The active snapshot of the state to remember (None: no state or no snapshot)."""
+        state = self.engine.remembered_state()
+        return (
+            None if state is None or state["snapshot"] is None else state["snapshot"]["snapshotId"]
+        )
 
     def _params(self) -> dict[str, Any]:
         params = dict(self.engine.connection_params())

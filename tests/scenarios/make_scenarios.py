@@ -2966,6 +2966,173 @@ def membership_remembered_log() -> Scenario:
     return sc
 
 
+# --------------------------------- a damaged remembered state (issue 13, part 3; 807)
+
+#: what an engine given a remembered state it cannot adopt does: records 807 (not fatal, no
+#: event while it is built), takes nothing of it, and loads as a first load
+_DAMAGED_COVERS = ["SECSYNC_ERROR_807", "rule:remembered-damaged"]
+
+
+def _remembered_807(label: str, description: str, damage: Callable[[Snap], Any]) -> None:
+    """A document without a log: the client's remembered state (of S2) is damaged by
+    ``damage``; the relay serves S2's parent S1 (a rollback, had the state been usable)."""
+
+    def build() -> Scenario:
+        b = Writer("B")
+        b.append("Hello")
+        probe = Scenario(f"remembered-807-{label}", "", [])
+        s1 = probe.snapshot("S1", b.state())
+        b.append(" world")
+        s2 = probe.snapshot("S2", b.state(), parent=s1)
+        sc = Scenario(
+            f"remembered-807-{label}",
+            f"The client's remembered state is damaged ({description}): the engine records"
+            " 807 when it is built (not fatal, no event then), uses nothing of it and loads as"
+            " a first load: a complete load without knownSnapshotId, no rollback check — S1,"
+            " older than the S2 the damaged state named, loads — and the state to remember"
+            " afterwards is S1's (the driver writes it over the damaged one, kept aside).",
+            _DAMAGED_COVERS,
+            remembered=damage(s2),
+        )
+        sc._n = probe._n
+        sc.connect(
+            connectionParams={"mode": "complete"},
+            errors=["SECSYNC_ERROR_807"],
+            rememberedDamaged=True,
+            rememberedSnapshot=None,
+            events=CONNECT_EVENTS,
+        )
+        sc.document(
+            s1,
+            sent=[INIT],
+            state="connected",
+            documentState="complete",
+            errors=["SECSYNC_ERROR_807"],
+            text="Hello",
+            rememberedSnapshot=s1.id,
+            events=[ev("remote-change", kind="snapshot", snapshotId=s1.id), ev("loaded")],
+        )
+        return sc
+
+    build.__name__ = f"remembered_807_{label}"
+    scenario(build)
+
+
+_remembered_807("not-an-object", "an array instead of an object", lambda s2: [s2.known()])
+_remembered_807(
+    "snapshot-id",
+    "snapshot.snapshotId is a number",
+    lambda s2: {"snapshot": {**s2.known(), "snapshotId": 7}, "logHead": None},
+)
+_remembered_807(
+    "clocks",
+    "snapshot.updateClocks maps an author to a string",
+    lambda s2: {"snapshot": {**s2.known(), "updateClocks": {PUB["B"]: "1"}}, "logHead": None},
+)
+_remembered_807(
+    "log-not-an-array",
+    "log is an object",
+    lambda s2: {"snapshot": s2.known(), "logHead": None, "log": {"0": {}}},
+)
+_remembered_807(
+    "log-head-without-log",
+    "a log head in a document without a membership log",
+    lambda s2: {"snapshot": s2.known(), "logHead": {"seq": 0, "hash": b64(bytes(32))}},
+)
+
+
+def _membership_remembered_807(
+    label: str, description: str, damage: Callable[[Log], dict[str, Any]]
+) -> None:
+    """A document with a log (entries 0..2 remembered, 3 new): the remembered log does not
+    check; the engine verifies the whole log the relay serves, from the root."""
+
+    def build() -> Scenario:
+        log = standard_log(f"remembered-807-{label}")
+        remembered = damage(log)
+        sc = log_scenario(
+            f"membership-remembered-807-{label}",
+            f"The client's remembered log does not check ({description}): 807 when the"
+            " engine is built (not fatal), nothing of it taken — no verified log, no known"
+            " head — so the first connection asks for the whole log (no knownLogSeq) and the"
+            " relay's log is verified from its root; the state to remember then holds the"
+            " whole log (4 entries).",
+            _DAMAGED_COVERS,
+            log,
+            remembered=remembered,
+        )
+        log.append("B", "set-role", "C", "editor")
+        s1 = sc.snapshot("S1", text_state("Hello"), log_head=log.head(3))
+        sc.connect(
+            connectionParams={"mode": "complete"},
+            errors=["SECSYNC_ERROR_807"],
+            rememberedDamaged=True,
+            role=None,
+            logHead=None,
+            rememberedLog=None,
+        )
+        sc.receive(challenge(sc), sent=[PROOF], events=[])
+        sc.document(
+            s1,
+            log=log.entries,
+            sent=[{**INIT, "publicData": {"docId": sc.doc_id, "logHead": log.head(3)}}],
+            events=[
+                membership(log, 3, "editor"),
+                ev("remote-change", kind="snapshot", snapshotId=s1.id),
+                ev("loaded"),
+            ],
+            errors=["SECSYNC_ERROR_807"],
+            documentState="complete",
+            text="Hello",
+            logHead=log.head(3),
+            role="editor",
+            rememberedLog=4,
+            rememberedSnapshot=s1.id,
+        )
+        return sc
+
+    build.__name__ = f"membership_remembered_807_{label}"
+    scenario(build)
+
+
+_membership_remembered_807(
+    "chain",
+    "entry 1 altered: entry 2's previous hash no longer names it",
+    lambda log: {
+        "snapshot": None,
+        "logHead": log.head(2),
+        "log": [log.entries[0], {**log.entries[1], "role": "admin"}, log.entries[2]],
+    },
+)
+_membership_remembered_807(
+    "signature",
+    "the last entry's signature altered: its hash is no longer the remembered head",
+    lambda log: {
+        "snapshot": None,
+        "logHead": log.head(2),
+        "log": [*log.entries[:2], {**log.entries[2], "signature": log.entries[1]["signature"]}],
+    },
+)
+_membership_remembered_807(
+    "other-document",
+    "a valid log of another document: its root does not bind this document id",
+    lambda log: {
+        "snapshot": None,
+        "logHead": standard_log("remembered-807-elsewhere").head(2),
+        "log": standard_log("remembered-807-elsewhere").entries,
+    },
+)
+_membership_remembered_807(
+    "head-not-in-log",
+    "the remembered head is not an entry of the remembered log",
+    lambda log: {
+        "snapshot": None,
+        "logHead": {"seq": 2, "hash": log.head(1)["hash"]},
+        "log": list(log.entries),
+    },
+)
+
+
 def _live_rejection(name, description, covers, log, upto, frame, code, **client) -> None:
     def build() -> Scenario:
         sc = log_scenario(name, description, covers, log, **client)

@@ -69,6 +69,7 @@ import { ready } from './sodium';
 import type { SnapshotInfoWithUpdateClocks } from './types';
 import { YDocAdapter } from './yjsContent';
 import { HeadsDriver } from './headsDriver';
+import { RememberedDamagedError } from './rememberedState';
 import { EpochKeys } from './engineEpochs';
 
 export * from './clientOptions';
@@ -89,7 +90,8 @@ export class SecsyncYjsClient extends MembersClient {
   readonly adapter: YDocAdapter;
   readonly bridge: AwarenessBridge | null = null;
   /**
-   * issue 13: `alerts` (withheld 801 / 806, served-incompletely 803, fork 805, rollback 804),
+   * issue 13: `alerts` (withheld 801 / 806, served-incompletely 803, fork 805, rollback 804,
+   * remembered-damaged 807),
    * `onAlert(cb)`, `peerHeads` (each live collaborator's latest heads); see engineHeads.ts
    */
   readonly heads: HeadsDriver;
@@ -194,6 +196,18 @@ export class SecsyncYjsClient extends MembersClient {
     const noKey = (): Uint8Array => {
       throw err(766, 'epoch', 'no document key');
     };
+    // issue 13: a stored state that cannot be read is kept aside (headsDriver.ts) and the
+    // load is checked from scratch (807)
+    let remembered: unknown = null;
+    let damaged: string | null = null;
+    try {
+      remembered = options.rememberedStore?.load(this.docId) ?? null;
+    } catch (exc) {
+      if (!(exc instanceof RememberedDamagedError)) {
+        throw exc;
+      }
+      damaged = exc.message;
+    }
     this.engine = new SyncEngine(this.docId, hasKey ? (options.key as Uint8Array) : noKey, this.adapter, options.signatureKeyPair, {
       epochs,
       snapshotPolicy: snapshotPolicyFunction(options.snapshotPolicy),
@@ -204,10 +218,13 @@ export class SecsyncYjsClient extends MembersClient {
       strictEphemeralDocId: options.strictEphemeralDocId,
       rootEntry: options.rootEntry,
       knownLogHead: options.knownLogHead,
-      remembered: options.rememberedStore?.load(this.docId) ?? null,
+      remembered,
       headsGrace: options.headsGraceSeconds,
       headsInterval: options.headsIntervalSeconds
     });
+    if (damaged !== null) {
+      this.engine.rememberedUnusable(damaged);
+    }
     this.heads = new HeadsDriver(this.docId, this.engine, options.rememberedStore ?? null, (fn) => this._call(fn));
 
     if (this.awareness) {

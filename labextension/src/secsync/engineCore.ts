@@ -252,6 +252,11 @@ export abstract class EngineCore<C = Uint8Array> {
   readonly remembered: RememberedState | null;
   /** set when the first load did not descend from the remembered state (804) */
   rolledBack = false;
+  /**
+   * why the remembered state given could not be adopted (807; null: it was, or none was
+   * given): this load is then a first load
+   */
+  rememberedDamaged: string | null = null;
   protected _loadedOnce = false;
 
   protected readonly _key: KeySource;
@@ -275,8 +280,21 @@ export abstract class EngineCore<C = Uint8Array> {
     this.strictEphemeralDocId = options.strictEphemeralDocId ?? true;
     // documents with a log: heads always written (docs/protocol.md); others: default off
     this.writeHeads = isLogDocId(docId) || (options.writeHeads ?? false);
-    this.remembered = options.remembered != null ? parseRemembered(options.remembered) : null;
-    const knownLogHead = options.knownLogHead ?? this.remembered?.logHead ?? null;
+    // issue 13: a remembered state that cannot be adopted (damaged local data) is reported
+    // (807, below) and this load is a first load; nothing of it is taken
+    let remembered: RememberedState | null = null;
+    let damaged: string | null = null;
+    if (options.remembered != null) {
+      try {
+        const parsed = parseRemembered(options.remembered);
+        if (parsed.logHead !== null && !isLogDocId(docId)) {
+          throw new Error('a log head without a log');
+        }
+        remembered = parsed;
+      } catch (e) {
+        damaged = `remembered state of ${docId}: ${(e as Error).message}`;
+      }
+    }
     this.heads = new HeadsTracker({
       pubKey: this.pubKey,
       active: () => this.active,
@@ -301,20 +319,49 @@ export abstract class EngineCore<C = Uint8Array> {
             requestReconnect: () => this._requestReconnect(),
             loaded: () => this.state === CONNECTED && this.documentState === COMPLETE
           },
-          {
-            rootEntry: options.rootEntry,
-            knownLogHead,
-            // its log: only the entries after its head are verified on load (the relay is
-            // asked for the delta); its head is the known head unless one was given
-            remembered: this.remembered && { ...this.remembered, useHead: options.knownLogHead == null }
-          }
+          { rootEntry: options.rootEntry, knownLogHead: options.knownLogHead ?? null }
         )
       : null;
+    if (remembered !== null && this.log !== null) {
+      try {
+        // its log: only the entries after its head are verified on load (the relay is
+        // asked for the delta); its head is the known head unless one was given
+        this.log.adoptRemembered({ ...remembered, useHead: options.knownLogHead == null });
+      } catch (e) {
+        damaged = (e as Error).message;
+        remembered = null;
+      }
+    }
+    this.remembered = remembered;
+    if (damaged !== null) {
+      // no event while the engine is being built: the error is in `errors`
+      pushError(this.errors, this._rememberedError(damaged));
+    }
     this.epochs = this.log !== null ? options.epochs ?? null : null;
     this.loadKnown = options.knownSnapshot ?? null;
     this.loadMode = this.loadKnown !== null ? options.loadMode ?? 'delta' : 'complete';
     this.pending = Array.from(options.pendingChanges ?? []);
     this.heads.noteChain([this.loadKnown?.snapshotId, this.remembered?.snapshot?.snapshotId]);
+  }
+
+  private _rememberedError(detail: string): SecsyncError {
+    this.rememberedDamaged = detail;
+    return new SecsyncError(
+      'SECSYNC_ERROR_807',
+      `${detail}; it was not used: this load is checked from scratch (the whole log, no rollback check)`
+    );
+  }
+
+  /**
+   * The driver could not read the stored remembered state at all (e.g. not JSON): recorded
+   * like a remembered state the engine cannot adopt (807, not fatal); the load is a first
+   * load. Call before connecting, without `remembered`.
+   */
+  rememberedUnusable(detail: string): void {
+    if (this.remembered !== null || this._loadedOnce) {
+      throw new Error('rememberedUnusable: a remembered state was already adopted');
+    }
+    this._record(this._rememberedError(`remembered state of ${this.docId}: ${detail}`));
   }
 
   /** The highest clock of `author` on `info` this client has (its own: sent). */

@@ -376,6 +376,9 @@ export function parseRemembered(obj: unknown): RememberedState {
     snapshot = KnownSnapshot.fromJSON(s as unknown as SnapshotInfoWithUpdateClocks).toJSON();
   }
   const logHead = obj.logHead === null || obj.logHead === undefined ? null : parseLogHead(obj.logHead);
+  if (obj.log !== null && obj.log !== undefined && !Array.isArray(obj.log)) {
+    throw new Error('remembered state: log must be an array');
+  }
   return { snapshot, logHead, ...(Array.isArray(obj.log) ? { log: obj.log } : {}) };
 }
 

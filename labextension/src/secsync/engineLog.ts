@@ -78,8 +78,6 @@ export class LogGuard {
     options: {
       rootEntry?: Record<string, unknown> | null;
       knownLogHead?: LogHead | null;
-      /** the remembered state's log and head; `useHead`: its head is the known head */
-      remembered?: { log?: unknown[]; logHead: LogHead | null; useHead: boolean } | null;
     } = {}
   ) {
     this.knownHead = options.knownLogHead ? parseLogHead(options.knownLogHead) : null;
@@ -89,18 +87,16 @@ export class LogGuard {
       this.rootPending = root;
       this.entries = [entryToJson(root)];
     }
-    if (options.remembered) {
-      this._adoptRemembered(options.remembered);
-    }
   }
 
   /**
    * The log of the remembered state (verified in an earlier load) becomes ours: the relay is
    * asked for the entries after its head only. Our own stored entries: their structure,
    * chain and authority are checked again, not their signatures (the point is to skip them).
-   * Throws an Error for a remembered log that does not verify or lacks its head.
+   * Throws an Error for a remembered log that does not verify or lacks its head (nothing is
+   * taken then: the engine records 807). `useHead`: its head is the known head (718).
    */
-  private _adoptRemembered(remembered: { log?: unknown[]; logHead: LogHead | null; useHead: boolean }): void {
+  adoptRemembered(remembered: { log?: unknown[]; logHead: LogHead | null; useHead: boolean }): void {
     const log = remembered.log ?? [];
     let head = remembered.logHead;
     if (log.length > 0 && this.state === null) {

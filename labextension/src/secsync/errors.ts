@@ -49,6 +49,7 @@ export type SecsyncErrorCode =
   | 'SECSYNC_ERROR_804'
   | 'SECSYNC_ERROR_805'
   | 'SECSYNC_ERROR_806'
+  | 'SECSYNC_ERROR_807'
   | MembershipErrorCode // 700-749: membership log (membershipCodes.ts)
   // not part of the reference numbering: a malformed frame from the relay / bad local input
   | 'SECSYNC_ERROR_PROTOCOL';
@@ -98,6 +99,7 @@ export const ERROR_DESCRIPTIONS: Record<SecsyncErrorCode, string> = {
   SECSYNC_ERROR_804: 'rollback: the relay served an older state than this client verified before',
   SECSYNC_ERROR_805: "fork: a collaborator is on a history that is not this client's",
   SECSYNC_ERROR_806: 'withheld: a collaborator has seen updates the relay has not delivered',
+  SECSYNC_ERROR_807: "this client's remembered state of the document is damaged: checked from scratch",
   SECSYNC_ERROR_PROTOCOL: 'protocol error'
 };
 

@@ -11,14 +11,17 @@ import type { RememberedStore } from './rememberedState';
 
 /** What the client noticed: `withheld` (801), `served-incompletely` (803), `heads-withheld`
  * (806: a collaborator has seen updates the relay has not delivered), `fork` (805), `rollback`
- * (804). `data` is the engine event's (e.g. `seenBy`, `missing`, `peer`, `detail`). */
+ * (804); and `remembered-damaged` (807: this browser's remembered state of the document could
+ * not be used — kept aside under `aside`, the load checked from scratch; raised while the
+ * client is built: read `alerts` after subscribing). `data` is the engine event's (e.g.
+ * `seenBy`, `missing`, `peer`, `detail`). */
 export interface HeadsAlert {
   kind: string;
   data: Record<string, unknown>;
   at: number;
 }
 
-export const ALERT_EVENTS = ['withheld', 'served-incompletely', 'heads-withheld', 'fork', 'rollback'];
+export const ALERT_EVENTS = ['withheld', 'served-incompletely', 'heads-withheld', 'fork', 'rollback', 'remembered-damaged'];
 const SAVE_EVENTS = ['loaded', 'update-saved', 'snapshot-saved', 'remote-change', 'membership'];
 
 export class HeadsDriver {
@@ -26,6 +29,8 @@ export class HeadsDriver {
   private _listeners = new Set<(alert: HeadsAlert) => void>();
   private _timer: ReturnType<typeof setInterval> | null;
   private _saveTimer: ReturnType<typeof setTimeout> | null = null;
+  /** false: a damaged state could not be kept aside, so nothing overwrites it */
+  private _keepStore = true;
 
   constructor(
     private readonly docId: string,
@@ -33,6 +38,18 @@ export class HeadsDriver {
     private readonly store: RememberedStore | null,
     call: (fn: () => void) => void
   ) {
+    if (engine.rememberedDamaged !== null) {
+      // issue 13: never destroyed silently — kept under side keys before a fresh state is
+      // written; if it cannot be kept (e.g. the quota), nothing is written this session
+      let aside: string[] = [];
+      try {
+        aside = store?.setAside?.(docId) ?? [];
+      } catch (exc) {
+        this._keepStore = false;
+        console.warn(`secsync ${docId}: cannot keep the damaged remembered state aside`, exc);
+      }
+      this.onEvent('remembered-damaged', { detail: engine.rememberedDamaged, aside });
+    }
     const period = Math.min(1000, engine.heads.interval * 200);
     this._timer = setInterval(() => call(() => engine.tick(performance.now() / 1000)), period);
     (this._timer as { unref?: () => void }).unref?.();
@@ -87,7 +104,7 @@ export class HeadsDriver {
           // a buggy listener must not break sync
         }
       }
-    } else if (SAVE_EVENTS.includes(event) && this.store !== null && this._saveTimer === null) {
+    } else if (SAVE_EVENTS.includes(event) && this.store !== null && this._keepStore && this._saveTimer === null) {
       this._saveTimer = setTimeout(() => this.save(), event === 'loaded' ? 0 : 1000);
     }
   }
@@ -99,7 +116,7 @@ export class HeadsDriver {
       this._saveTimer = null;
     }
     const state = this.engine.rememberedState();
-    if (this.store !== null && state !== null) {
+    if (this.store !== null && this._keepStore && state !== null) {
       try {
         this.store.save(this.docId, state);
       } catch (exc) {

@@ -12,15 +12,34 @@
  * relay is asked for them: knownLogSeq / knownLogHash), as the Python client does with its state
  * file. The log is used only when its head is the remembered `logHead`; when it cannot be
  * stored (quota) it is dropped and the next load verifies the whole log.
+ *
+ * A damaged item (not JSON; a log item that is not `{logHead, log: []}`) throws
+ * `RememberedDamagedError` from `load`; the client then loads from scratch (807) and
+ * `setAside` moves the items to side keys (`<key>:damaged`, `:damaged:2`… — never one
+ * overwritten) before a fresh state is written.
  */
 import type { RememberedState } from './engineHeads';
 
 export type { RememberedState } from './engineHeads';
 
-/** A place for remembered states (`load` returns the JSON object saved last, or null). */
+/** What a store holds for a document cannot be read (not JSON, or not its format). */
+export class RememberedDamagedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RememberedDamagedError';
+  }
+}
+
+/**
+ * A place for remembered states: `load` returns the JSON object saved last, or null (throws
+ * `RememberedDamagedError` when what is stored cannot be read); `setAside` keeps what is
+ * stored for a document under side keys and removes it (a damaged state: 807), returning the
+ * side keys.
+ */
 export interface RememberedStore {
   load(docId: string): unknown;
   save(docId: string, state: RememberedState): void;
+  setAside?(docId: string): string[];
 }
 
 /** Minimal `Storage` (window.localStorage). */
@@ -63,23 +82,48 @@ export class LocalStorageStore implements RememberedStore {
     try {
       state = JSON.parse(text);
     } catch (exc) {
-      throw new Error(`the remembered state of ${docId} (localStorage ${this.prefix}${docId}) is not JSON: ${String(exc)}`);
+      throw new RememberedDamagedError(`localStorage ${this.prefix}${docId} is not JSON: ${String(exc)}`);
     }
     const logText = this.storage.getItem(this.logPrefix + docId);
     if (logText !== null && state !== null && typeof state === 'object' && !Array.isArray(state)) {
-      let saved: { logHead?: unknown; log?: unknown } | null = null;
+      let saved: { logHead?: unknown; log?: unknown } | null;
       try {
         saved = JSON.parse(logText);
-      } catch {
-        saved = null; // unreadable: the whole log is verified again
+      } catch (exc) {
+        throw new RememberedDamagedError(`localStorage ${this.logPrefix}${docId} is not JSON: ${String(exc)}`);
+      }
+      if (saved === null || typeof saved !== 'object' || Array.isArray(saved) || !Array.isArray(saved.log)) {
+        throw new RememberedDamagedError(`localStorage ${this.logPrefix}${docId} is not {logHead, log: [entries]}`);
       }
       const head = (state as { logHead?: unknown }).logHead;
-      if (saved !== null && Array.isArray(saved.log) && sameHead(saved.logHead, head)) {
+      if (sameHead(saved.logHead, head)) {
         this._logWritten.set(docId, headMark(head));
         return { ...state, log: saved.log };
       }
+      // another head (the state moved on and the log could not be written): not used
     }
     return state;
+  }
+
+  setAside(docId: string): string[] {
+    const kept: string[] = [];
+    for (const key of [this.prefix + docId, this.logPrefix + docId]) {
+      const text = this.storage.getItem(key);
+      if (text === null) {
+        continue;
+      }
+      let aside = `${key}:damaged`;
+      for (let n = 2; this.storage.getItem(aside) !== null; n++) {
+        aside = `${key}:damaged:${n}`;
+      }
+      this.storage.setItem(aside, text); // throws (e.g. the quota): nothing removed
+      kept.push(aside);
+    }
+    for (const key of [this.prefix + docId, this.logPrefix + docId]) {
+      this.storage.removeItem?.(key);
+    }
+    this._logWritten.delete(docId);
+    return kept;
   }
 
   save(docId: string, state: RememberedState): void {
@@ -109,11 +153,32 @@ export class MemoryStore implements RememberedStore {
 
   load(docId: string): unknown {
     const text = this.items.get(docId);
-    return text === undefined ? null : JSON.parse(text);
+    if (text === undefined) {
+      return null;
+    }
+    try {
+      return JSON.parse(text);
+    } catch (exc) {
+      throw new RememberedDamagedError(`the remembered state of ${docId} is not JSON: ${String(exc)}`);
+    }
   }
 
   save(docId: string, state: RememberedState): void {
     this.items.set(docId, JSON.stringify(state));
+  }
+
+  setAside(docId: string): string[] {
+    const text = this.items.get(docId);
+    if (text === undefined) {
+      return [];
+    }
+    let aside = `${docId}:damaged`;
+    for (let n = 2; this.items.has(aside); n++) {
+      aside = `${docId}:damaged:${n}`;
+    }
+    this.items.set(aside, text);
+    this.items.delete(docId);
+    return [aside];
   }
 }
 
