@@ -106,7 +106,10 @@ export class RelayAlerts {
       );
       this._general.push(text);
       this._general = this._general.slice(-5);
-      sentences.push(text);
+      // the notification shows about 140 characters: the short form
+      sentences.push(
+        this._trans.__("This browser's record of this notebook was damaged: checked from scratch, rollback detection restarts now.")
+      );
     } else if (alert.kind === 'rollback') {
       const text = this._trans.__(
         'The relay served an older state of this notebook than this browser verified before (a rollback).'
