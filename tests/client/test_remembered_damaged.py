@@ -184,3 +184,30 @@ async def test_an_unreadable_state_file_is_a_clear_error_not_a_fallback(tmp_path
         await open_document("ws://127.0.0.1:9", "d", KEY, state_file=other, open_timeout=1)
     assert other.read_text() == '{"nbformat": 4}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "state.json"]
+
+
+async def test_cli_with_a_damaged_state_file_opens_and_says_so(ours, tmp_path, capsys, caplog):
+    import asyncio
+
+    import nbformat
+
+    from secsync_jupyter.cli import main
+
+    src = tmp_path / "in.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")]), src)
+    state = tmp_path / "state.json"
+
+    def run(*argv):  # the CLI runs its own event loop: off this test's loop
+        return asyncio.get_running_loop().run_in_executor(None, main, list(argv))
+
+    assert await run("import", str(src), ours.url, "--state", str(state)) == 0
+    link = capsys.readouterr().out.strip()
+    state.write_text("\x00" * 64)  # e.g. zeros after a crash
+    assert await run("cat", link, "--state", str(state)) == 0
+    assert "y = 2" in capsys.readouterr().out
+    # a warning (the CLI configures no logging: Python prints it on stderr)
+    (said,) = [r.getMessage() for r in caplog.records if "remembered-damaged" in r.getMessage()]
+    assert "checked from scratch" in said and str(tmp_path / "state.json.damaged") in said
+    assert (tmp_path / "state.json.damaged").read_text() == "\x00" * 64
+    (doc_id,) = json.loads(state.read_text())["documents"]  # a new state file
+    assert load_remembered(state, doc_id)["snapshot"] is not None
