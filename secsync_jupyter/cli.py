@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .protocol.encoding import b64_valid
+
 
 def _cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors import main as run
@@ -18,8 +20,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run()
 
 
+class _Parser(argparse.ArgumentParser):
+    """A public key (base64url of 32 bytes, 43 characters) may start with ``-``: argparse
+    would take it for an option and stop with "unrecognized arguments" (``links revoke KEY``,
+    ``members remove KEY`` for about one key in 64). Such a word is a positional argument
+    here, as argparse already does for negative numbers. Subcommand parsers are made with
+    the class of this one."""
+
+    def _parse_optional(self, arg_string):  # type: ignore[override]
+        if (
+            arg_string.startswith("-")
+            and arg_string not in self._option_string_actions
+            and b64_valid(arg_string, 32)
+        ):
+            return None
+        return super()._parse_optional(arg_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="secsync-jupyter",
         description="End-to-end encrypted collaboration for Jupyter notebooks (Secsync).",
     )

@@ -299,3 +299,53 @@ def test_cli_links_create_join_list_rotate_revoke(ours, tmp_path, capsys, identi
     assert info.value.code == 2 and "invalid choice: 'admin'" in capsys.readouterr().err
     assert main(["links", "create", "--role", "editor", "--expires", "soon", *base]) == 1
     assert "--expires" in capsys.readouterr().err
+
+
+def test_cli_public_keys_starting_with_dash(ours, tmp_path, capsys, monkeypatch):
+    """A public key is base64url: about one in 64 starts with '-', which argparse took for an
+    option ("unrecognized arguments", exit 2): ``links revoke KEY`` with such a link key (this
+    made test_cli_links_create_join_list_rotate_revoke fail now and then) and ``members
+    set-role`` / ``remove`` with such a member key. Here the keys are chosen to start with
+    '-' (the link's secret and the member's seed are fixed)."""
+    import nbformat
+
+    from secsync_jupyter.cli import main
+    from secsync_jupyter.client.identity_file import create_identity
+    from secsync_jupyter.protocol import links as core_links
+
+    link_secret = bytes([39]) * 32
+    assert link_keypair(link_secret).public_key_b64.startswith("-")
+    monkeypatch.setattr(core_links, "generate_link_secret", lambda: link_secret)
+    gil = create_identity(
+        tmp_path / "gil" / "identity.json",
+        name="Gil",
+        keypair=SigningKeyPair.from_seed(bytes([41]) * 32),
+    )
+    assert gil.pub_key.startswith("-")
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    src = tmp_path / "n.ipynb"
+    nbformat.write(nb, src)
+    share = tmp_path / "share"
+    assert main(["import", str(src), ours.url, "--link-out", str(share)]) == 0
+    base = ["--link-file", str(share), "--timeout", "20"]
+    assert main(["links", "create", "--role", "viewer", *base]) == 0
+    invite = tmp_path / "invite"
+    invite.write_text(capsys.readouterr().out.strip())
+    gil_opts = ["--link-file", str(invite), "--identity", str(gil.path), "--timeout", "20"]
+    assert main(["join", *gil_opts]) == 0
+    assert "as viewer" in capsys.readouterr().out
+
+    assert main(["members", "set-role", gil.pub_key, "--role", "editor", *base]) == 0
+    assert "editor" in capsys.readouterr().out
+    assert main(["members", "--json", *base]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["role"]) for m in listed] == [("Test", "admin"), ("Gil", "editor")]
+
+    assert main(["links", "revoke", link_keypair(link_secret).public_key_b64, *base]) == 0
+    assert capsys.readouterr().out.startswith("revoked")
+    assert main(["members", "remove", gil.pub_key, *base]) == 0
+    capsys.readouterr()
+    assert main(["members", "--json", *base]) == 0
+    assert [m["name"] for m in json.loads(capsys.readouterr().out)] == ["Test"]
