@@ -11,17 +11,11 @@
  *   the add-member and reads at once; the Python member reads what was written in the new epoch.
  * - A member leaves by itself: the admin's browser rotates on its next load (rotationNeeded).
  */
-import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
 import WebSocket from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import * as Y from 'yjs';
+import { describe, expect, test } from 'vitest';
 import {
   createSignatureKeyPair,
   generateKey,
-  ready,
-  SecsyncYjsClient,
   SecsyncYjsClientOptions,
   SignatureKeyPair,
   verifyAndDecryptSnapshot,
@@ -31,37 +25,11 @@ import { b64decode, b64encode } from '../src/secsync/base64';
 import { createLogDocument } from '../src/secsync/document';
 import { openLockbox } from '../src/secsync/lockbox';
 import { formatIdentity } from '../src/secsync/membership';
-import { LABEXT_DIR, REPO_DIR } from './helpers/paths';
-import { RelayHandle, startRelay } from './helpers/relays';
+import { pub, PyMember, usePythonRelay, waitFor } from './helpers/pythonRelay';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
-const WS = WebSocket as unknown as WebSocketConstructor;
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-let relay: RelayHandle;
-const clients: SecsyncYjsClient[] = [];
-
-beforeAll(async () => {
-  await ready();
-  relay = await startRelay('python');
-});
-afterAll(async () => {
-  await relay?.stop();
-});
-afterEach(() => {
-  for (const c of clients.splice(0)) {
-    c.destroy();
-  }
-});
+const env = usePythonRelay();
 
 /** A WebSocket that also keeps every frame it receives (to look at the relay's ciphertext). */
 function recordingWebSocket(frames: any[]): WebSocketConstructor {
@@ -74,54 +42,12 @@ function recordingWebSocket(frames: any[]): WebSocketConstructor {
 }
 
 function open(docId: string, key: Uint8Array, keyPair: SignatureKeyPair, extra: Partial<SecsyncYjsClientOptions> = {}) {
-  const ydoc = new Y.Doc();
-  const c = new SecsyncYjsClient({
-    url: `${relay.base}/${docId}`,
-    docId,
-    key,
-    signatureKeyPair: keyPair,
-    ydoc,
-    WebSocketImpl: WS,
-    batchDelayMs: 0,
-    maxReconnectDelayMs: 300,
-    ...extra
-  });
-  clients.push(c);
-  c.connect();
-  return { c, text: ydoc.getText('content') };
-}
-
-const pub = (k: SignatureKeyPair) => b64encode(k.publicKey);
-
-/** The Python member (test/interop/py_member.py), one JSON request / answer per line. */
-class PyMember {
-  private answers: Array<(a: any) => void> = [];
-  private constructor(private readonly proc: ChildProcessWithoutNullStreams) {
-    readline.createInterface({ input: proc.stdout }).on('line', (line) => this.answers.shift()?.(JSON.parse(line)));
-  }
-  static start(): PyMember {
-    const python = path.join(REPO_DIR, '.venv', 'bin', 'python');
-    return new PyMember(spawn(python, [path.join(LABEXT_DIR, 'test', 'interop', 'py_member.py'), relay.base]));
-  }
-  async call(req: Record<string, unknown>): Promise<any> {
-    const answer = await new Promise<any>((resolve) => {
-      this.answers.push(resolve);
-      this.proc.stdin.write(JSON.stringify(req) + '\n');
-    });
-    if (!answer.ok) {
-      throw new Error(`python ${String(req.op)}: ${answer.error}`);
-    }
-    return answer;
-  }
-  async stop(): Promise<void> {
-    this.proc.stdin.end();
-    await new Promise((r) => this.proc.on('exit', r));
-  }
+  return env.open(docId, keyPair, { key, ...extra });
 }
 
 describe('key epochs between Python and the browser (Python relay)', () => {
   test('Python removes a browser member and rotates: the remaining browser reads the new epoch, the removed one cannot', async () => {
-    const py = PyMember.start();
+    const py = PyMember.start(env.relay.base);
     try {
       const { docId, key } = await py.call({ op: 'create', name: 'Py' });
       const key0 = b64decode(key);
@@ -185,7 +111,7 @@ describe('key epochs between Python and the browser (Python relay)', () => {
   });
 
   test('two browser admins rotate at once: one chain; a member added later and the Python member read epoch 1', async () => {
-    const py = PyMember.start();
+    const py = PyMember.start(env.relay.base);
     try {
       const key0 = generateKey();
       const A = createSignatureKeyPair();

@@ -7,73 +7,21 @@
  * member joining again (nothing appended); revoking with "remove who joined" rotates once and
  * the joiner is cut off, while someone who joined through another link reads the new epoch.
  */
-import WebSocket from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import * as Y from 'yjs';
-import {
-  createSignatureKeyPair,
-  generateKey,
-  ready,
-  SecsyncYjsClient,
-  SecsyncYjsClientOptions,
-  SignatureKeyPair,
-  WebSocketConstructor
-} from '../src/secsync';
+import { describe, expect, test } from 'vitest';
+import { createSignatureKeyPair, generateKey, SignatureKeyPair } from '../src/secsync';
 import { b64encode } from '../src/secsync/base64';
 import { createLogDocument } from '../src/secsync/document';
 import { createLinkOn, revokeLinkOn } from '../src/secsync/linkCalls';
 import { joinThroughLink } from '../src/secsync/linkJoin';
-import { RelayHandle, startRelay } from './helpers/relays';
+import { pub, usePythonRelay, waitFor, WS } from './helpers/pythonRelay';
 
-const WS = WebSocket as unknown as WebSocketConstructor;
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-let relay: RelayHandle;
-const clients: SecsyncYjsClient[] = [];
-
-beforeAll(async () => {
-  await ready();
-  relay = await startRelay('python');
-});
-afterAll(async () => {
-  await relay?.stop();
-});
-afterEach(() => {
-  for (const c of clients.splice(0)) {
-    c.destroy();
-  }
-});
-
-function open(docId: string, keyPair: SignatureKeyPair, extra: Partial<SecsyncYjsClientOptions>) {
-  const ydoc = new Y.Doc();
-  const c = new SecsyncYjsClient({
-    url: `${relay.base}/${docId}`,
-    docId,
-    signatureKeyPair: keyPair,
-    ydoc,
-    WebSocketImpl: WS,
-    batchDelayMs: 0,
-    maxReconnectDelayMs: 300,
-    ...extra
-  } as SecsyncYjsClientOptions);
-  clients.push(c);
-  c.connect();
-  return { c, text: ydoc.getText('content') };
-}
+const env = usePythonRelay();
 
 function join(docId: string, secret: Uint8Array, identity: SignatureKeyPair, name = 'Joiner') {
   return joinThroughLink({
-    url: `${relay.base}/${docId}`,
+    url: `${env.relay.base}/${docId}`,
     docId,
     secret,
     identity,
@@ -92,8 +40,6 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   return 'resolved';
 }
 
-const pub = (k: SignatureKeyPair) => b64encode(k.publicKey);
-
 describe('invitation links against the Python relay', () => {
   test('join, read as oneself, revoke with its people, the other link keeps working', async () => {
     const A = createSignatureKeyPair();
@@ -101,7 +47,7 @@ describe('invitation links against the Python relay', () => {
     const C = createSignatureKeyPair();
     const key = generateKey();
     const { docId, rootEntry } = createLogDocument(A, 'Ada');
-    const a = open(docId, A, { key, rootEntry });
+    const a = env.open(docId, A, { key, rootEntry });
     await a.c.loaded;
     a.text.insert(0, 'hello');
     await a.c.synced();
@@ -130,7 +76,7 @@ describe('invitation links against the Python relay', () => {
     expect(again.state.head.seq).toBe(jb.state.head.seq);
 
     // B opens as itself with the link's keys: reads, read-only
-    const b = open(docId, B, { keyring: jb.keyring });
+    const b = env.open(docId, B, { keyring: jb.keyring });
     await b.c.loaded;
     expect(b.text.toString()).toBe('hello');
     expect(b.c.myRole).toBe('viewer');
@@ -138,7 +84,7 @@ describe('invitation links against the Python relay', () => {
 
     // C joins through the editor link and writes
     const jc = await join(docId, editorLink.secret, C, 'Cy');
-    const c = open(docId, C, { keyring: jc.keyring });
+    const c = env.open(docId, C, { keyring: jc.keyring });
     await c.c.loaded;
     expect(c.c.myRole).toBe('editor');
     c.text.insert(c.text.length, ' world');
@@ -175,7 +121,7 @@ describe('invitation links against the Python relay', () => {
     const D = createSignatureKeyPair();
     const jd = await join(docId, late.secret, D);
     expect(jd.keyring.epochs).toEqual([1]);
-    const d = open(docId, D, { keyring: jd.keyring });
+    const d = env.open(docId, D, { keyring: jd.keyring });
     await d.c.loaded;
     expect(d.text.toString()).toBe('>hello world!');
   }, 60000);
@@ -183,7 +129,7 @@ describe('invitation links against the Python relay', () => {
   test('expired and foreign links are refused, with their codes', async () => {
     const A = createSignatureKeyPair();
     const { docId, rootEntry } = createLogDocument(A, 'Ada');
-    const a = open(docId, A, { key: generateKey(), rootEntry });
+    const a = env.open(docId, A, { key: generateKey(), rootEntry });
     await a.c.loaded;
     a.text.insert(0, 'x');
     await a.c.synced();
@@ -196,7 +142,7 @@ describe('invitation links against the Python relay', () => {
 
     // a link of another document: not a member there (the relay refuses the proof)
     const other = createLogDocument(A, 'Ada');
-    const o = open(other.docId, A, { key: generateKey(), rootEntry: other.rootEntry });
+    const o = env.open(other.docId, A, { key: generateKey(), rootEntry: other.rootEntry });
     await o.c.loaded;
     const foreign = await createLinkOn(o.c as any, A, 'viewer', 'elsewhere');
     expect(await codeOf(join(docId, foreign.secret, createSignatureKeyPair()))).toBe(

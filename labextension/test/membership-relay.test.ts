@@ -7,82 +7,33 @@
  * (test/interop/py_member.py): members added from Python are enforced in the browser and the
  * other way round.
  */
-import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import path from 'node:path';
-import readline from 'node:readline';
-import WebSocket from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import * as Y from 'yjs';
+import { describe, expect, test } from 'vitest';
 import {
   createSignatureKeyPair,
   generateKey,
-  ready,
-  SecsyncYjsClient,
   SecsyncYjsClientOptions,
-  SignatureKeyPair,
-  WebSocketConstructor
+  SignatureKeyPair
 } from '../src/secsync';
 import { b64encode } from '../src/secsync/base64';
 import { createLogDocument } from '../src/secsync/document';
 import { formatIdentity } from '../src/secsync/membership';
 import { LocalStorageStore, REMEMBERED_LOG_PREFIX } from '../src/secsync/rememberedState';
-import { LABEXT_DIR, REPO_DIR } from './helpers/paths';
-import { RelayHandle, startRelay, WsProxy } from './helpers/relays';
+import { pub, PyMember, usePythonRelay, waitFor } from './helpers/pythonRelay';
+import { WsProxy } from './helpers/relays';
 
-const WS = WebSocket as unknown as WebSocketConstructor;
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-let relay: RelayHandle;
-const clients: SecsyncYjsClient[] = [];
-
-beforeAll(async () => {
-  await ready();
-  relay = await startRelay('python');
-});
-afterAll(async () => {
-  await relay?.stop();
-});
-afterEach(() => {
-  for (const c of clients.splice(0)) {
-    c.destroy();
-  }
-});
+const env = usePythonRelay();
 
 function open(
   docId: string,
   key: Uint8Array,
   keyPair: SignatureKeyPair,
   extra: Partial<SecsyncYjsClientOptions> = {},
-  base = relay.base
+  base?: string
 ) {
-  const ydoc = new Y.Doc();
-  const c = new SecsyncYjsClient({
-    url: `${base}/${docId}`,
-    docId,
-    key,
-    signatureKeyPair: keyPair,
-    ydoc,
-    WebSocketImpl: WS,
-    batchDelayMs: 0,
-    maxReconnectDelayMs: 300,
-    ...extra
-  });
-  clients.push(c);
-  c.connect();
-  return { c, text: ydoc.getText('content') };
+  return env.open(docId, keyPair, { key, ...extra }, base);
 }
-
-const pub = (k: SignatureKeyPair) => b64encode(k.publicKey);
 
 describe('membership log against the Python relay', () => {
   test('owner, editor and viewer: roles enforced by the relay and the clients, live', async () => {
@@ -170,7 +121,7 @@ describe('membership log against the Python relay', () => {
     a.text.insert(0, 'x');
     await a.c.synced();
     await a.c.addMember(formatIdentity(D.publicKey), 'admin');
-    const proxy = await WsProxy.start(relay.base);
+    const proxy = await WsProxy.start(env.relay.base);
     try {
       const d = open(docId, key, D, {}, proxy.base);
       await d.c.loaded;
@@ -210,7 +161,7 @@ describe('membership log against the Python relay', () => {
     a.text.insert(0, 'a');
     await a.c.synced();
     await a.c.addMember(formatIdentity(E.publicKey), 'editor');
-    const proxy = await WsProxy.start(relay.base);
+    const proxy = await WsProxy.start(env.relay.base);
     try {
       const e = open(docId, key, E, {}, proxy.base);
       await e.c.loaded;
@@ -244,7 +195,7 @@ describe('membership log against the Python relay', () => {
     a.text.insert(0, 'x');
     await a.c.synced();
     await a.c.addMember(formatIdentity(E.publicKey), 'editor');
-    const proxy = await WsProxy.start(relay.base);
+    const proxy = await WsProxy.start(env.relay.base);
     try {
       const e = open(docId, key, E, {}, proxy.base);
       await e.c.loaded;
@@ -284,7 +235,7 @@ describe('membership log against the Python relay', () => {
       setItem: (k: string, v: string) => void storage.set(k, v),
       removeItem: (k: string) => void storage.delete(k)
     };
-    const proxy = await WsProxy.start(relay.base);
+    const proxy = await WsProxy.start(env.relay.base);
     try {
       const e1 = open(docId, key, E, { rememberedStore: new LocalStorageStore(localStorage) }, proxy.base);
       await e1.c.loaded;
@@ -313,36 +264,9 @@ describe('membership log against the Python relay', () => {
   });
 });
 
-/** The Python member (test/interop/py_member.py), one JSON request / answer per line. */
-class PyMember {
-  private answers: Array<(a: any) => void> = [];
-  private constructor(private readonly proc: ChildProcessWithoutNullStreams) {
-    readline.createInterface({ input: proc.stdout }).on('line', (line) => this.answers.shift()?.(JSON.parse(line)));
-  }
-  static start(): PyMember {
-    const python = path.join(REPO_DIR, '.venv', 'bin', 'python');
-    return new PyMember(spawn(python, [path.join(LABEXT_DIR, 'test', 'interop', 'py_member.py'), relay.base]));
-  }
-  /** the answer (throws with Python's error unless `mayFail`) */
-  async call(req: Record<string, unknown>, mayFail = false): Promise<any> {
-    const answer = await new Promise<any>((resolve) => {
-      this.answers.push(resolve);
-      this.proc.stdin.write(JSON.stringify(req) + '\n');
-    });
-    if (!answer.ok && !mayFail) {
-      throw new Error(`python ${String(req.op)}: ${answer.error}`);
-    }
-    return answer;
-  }
-  async stop(): Promise<void> {
-    this.proc.stdin.end();
-    await new Promise((r) => this.proc.on('exit', r));
-  }
-}
-
 describe('membership log between Python and the browser (Python relay)', () => {
   test('members added from Python are enforced in the browser', async () => {
-    const py = PyMember.start();
+    const py = PyMember.start(env.relay.base);
     try {
       const { docId, key } = await py.call({ op: 'create', name: 'Py' });
       await py.call({ op: 'append', text: 'py1 ' });
@@ -369,7 +293,7 @@ describe('membership log between Python and the browser (Python relay)', () => {
   });
 
   test('members added from the browser are enforced in Python', async () => {
-    const py = PyMember.start();
+    const py = PyMember.start(env.relay.base);
     try {
       const { identity, pubKey } = await py.call({ op: 'identity' });
       const A = createSignatureKeyPair();
