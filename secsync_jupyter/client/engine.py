@@ -1854,7 +1854,7 @@ class SyncEngine:
                 "pubKey": self.pub_key,
             }
             heads = self._heads(active) if self.write_heads else {}
-            if self.write_heads:
+            if heads:  # heads that would name nothing are left out (docs/protocol.md)
                 public_data[HEADS_FIELD] = {"clocks": heads}
             if self.log is not None:
                 public_data[LOG_HEAD_FIELD] = self.log.head.to_json()

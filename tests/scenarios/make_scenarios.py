@@ -1562,8 +1562,7 @@ def heads_written() -> Scenario:
     sc.flush(sent=[sent])
     sc.receive(saved(s1.id, 1), isSynced=True)
     sc.edit((16, "."))
-    sent = sent_update(s1.id, 2, text=">>>Hello world!?.")
-    sent["publicData"]["heads"] = {"clocks": {}}
+    sent = sent_update(s1.id, 2, text=">>>Hello world!?.")  # heads naming nothing: left out
     sc.flush(sent=[sent])
     return sc
 
@@ -2848,8 +2847,7 @@ def membership_load_and_write() -> Scenario:
         logHead=head,
     )
     sc.edit(insert=(5, "!"))
-    update = sent_log_update(sc, head, s1.id, 0, text="Hello!")
-    update["publicData"]["heads"] = {"clocks": {}}
+    update = sent_log_update(sc, head, s1.id, 0, text="Hello!")  # no other author: no heads
     sc.flush(sent=[update])
     sc.receive(saved(s1.id, 0), isSynced=True)
     sc.disconnect(

@@ -745,7 +745,10 @@ export abstract class EngineCore<C = Uint8Array> {
           docId: this.docId,
           pubKey: this.pubKey,
           ...this._logField(),
-          ...(this.writeHeads ? { [HEADS_FIELD]: { clocks: heads } } : {})
+          // heads that would name nothing are left out (docs/protocol.md)
+          ...(this.writeHeads && Object.keys(heads).length > 0
+            ? { [HEADS_FIELD]: { clocks: heads } }
+            : {})
         },
         this.keyFor(active),
         this.signingKey,
