@@ -8,8 +8,14 @@ of truth:
 * **The doorbell.** A trigger on the store's ``snapshots`` and ``updates`` tables (installed
   idempotently by :meth:`FanOut.start`, not a store migration) calls ``pg_notify`` with
   ``p <docId> <position>`` for every inserted row; PostgreSQL delivers it when, and only if,
-  the transaction commits. Each process LISTENs on one dedicated connection (reconnected with
-  back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one).
+  the transaction commits. With the store option ``doorbell=writer`` a process's updates are
+  the exception: the trigger leaves them to their writer (``secsync.writer_notifies``), which
+  rings right after the commit (:meth:`.pg_store.PostgresStore._ring`), so its write
+  transactions take no notification lock (PostgreSQL holds it through the WAL flush of every
+  notifying commit of the cluster). Each process LISTENs on one dedicated connection
+  (reconnected with back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a
+  silently dead one, then a *sweep* compares every open room with the store, so rows whose
+  doorbell never came are read within two sweeps).
   An update whose notification fits PostgreSQL's 8000-byte payload travels whole
   (``u <docId> <position> <snapshotId> <pubKey> <clock> <message>``): when its position directly
   follows the delivered one it is delivered from the notification, without a read; otherwise
@@ -28,6 +34,9 @@ of truth:
   they were acknowledged (the author's connection excluded); rows of other processes also
   update the room's rule state (clocks, active snapshot, bytes), so its pre-checks follow the
   writes of the other processes.
+* **A process behind decides again**: a write its room's state would refuse in a way a lag
+  can explain (:data:`.rules.MAY_LAG`) waits for a read of the rows after the delivered
+  position (:meth:`FanOut.fresh`), then is decided on the fresh state.
 * **Ephemeral messages** (presence, cursors) are not stored: they travel in the notification
   payload itself (``e <process> <docId> <frame>``, sent in order by one task of the sending
   process, ignored by the sender). A payload must stay under PostgreSQL's 8000 bytes: a larger
@@ -114,6 +123,10 @@ def _trigger_sql(schema: str, channel: str) -> str:
             PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
         ELSIF TG_TABLE_NAME = 'lockboxes' THEN
             PERFORM pg_notify('{channel}', 'k ' || NEW.doc_id || ' ' || NEW.recipient);
+        ELSIF current_setting('secsync.writer_notifies', true) = 'on' THEN
+            -- an update of a relay process that rings for its updates after their commit
+            -- (doorbell=writer): its transaction takes no notification lock
+            NULL;
         ELSE
             SELECT s.doc_id, s.snapshot_id INTO v_doc, v_sid
               FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq;
@@ -173,8 +186,11 @@ class Feed:
         "force",
         "local",
         "log_wanted",
+        "reads_begun",
         "state_pos",
+        "superseded",
         "task",
+        "waiters",
         "wanted",
     )
 
@@ -194,6 +210,29 @@ class Feed:
         self.log_wanted = -1
         #: ephemeral frames of other processes held until the log entries before them are in
         self.ephemeral: list[OutFrame] = []
+        #: reads of the rows after the delivered position begun so far
+        self.reads_begun = 0
+        #: :meth:`FanOut.fresh` callers: (the read that must complete, its future)
+        self.waiters: list[tuple[int, asyncio.Future]] = []
+        #: the last snapshots known here to be superseded (catching up cannot make them
+        #: active again: a write naming one is refused without a read)
+        self.superseded: deque[str] = deque(maxlen=16)
+
+    def superseded_by_us(self, snapshot_id: str) -> None:
+        """``snapshot_id`` stopped being the room's active snapshot."""
+        self.superseded.append(snapshot_id)
+
+    def resolve(self, done: int | None) -> None:
+        """Answer the waiters whose read has completed (``done``: the last complete read);
+        ``None``: every waiter, unsuccessfully (the room is closing)."""
+        keep = []
+        for target, fut in self.waiters:
+            if done is None or target <= done:
+                if not fut.done():
+                    fut.set_result(done is not None)
+            else:
+                keep.append((target, fut))
+        self.waiters = keep
 
 
 class FanOut:
@@ -229,6 +268,12 @@ class FanOut:
         self.ephemeral_received = 0
         self.ephemeral_too_large = 0
         self.own_notifications = 0
+        #: writes the rooms' state would have refused, decided again after a read
+        self.lag_checks = 0
+        #: rooms the sweep found behind the store (rows whose doorbell never came)
+        self.sweep_kicks = 0
+        #: the rooms the last sweep found behind the store, and the store's position then
+        self._behind: dict[str, int] = {}
         #: backend process ids of this process's pooled connections (their notifications are
         #: this process's own commits, which it delivers itself)
         self._own_pids: set[int] = set()
@@ -241,6 +286,7 @@ class FanOut:
         """Install the doorbell trigger (idempotent) and start listening."""
         await self._install()
         self._track_writes()
+        self.store.ring = (self.channel, _doorbell)
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_main())
         self._sender = loop.create_task(self._send_main())
@@ -307,7 +353,8 @@ class FanOut:
                 )
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(self.channel, self._on_notify)
+                # looked up at each notification (tests hold notifications back through it)
+                await conn.add_listener(self.channel, lambda *a: self._on_notify(*a))
                 self.connections += 1
                 if self.connections > 1:
                     self.log.warning("fan-out: LISTEN connection restored; catching up")
@@ -319,6 +366,7 @@ class FanOut:
                         await asyncio.wait_for(lost.wait(), HEALTH_INTERVAL)
                     except asyncio.TimeoutError:
                         await asyncio.wait_for(conn.fetchval("SELECT 1"), HEALTH_TIMEOUT)
+                        await self._sweep()
                 if self._stopping:
                     return
                 raise ConnectionError("the LISTEN connection was closed")
@@ -332,6 +380,42 @@ class FanOut:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _sweep(self) -> None:
+        """The net under the writers' doorbells (``doorbell=writer``: sent after the commit,
+        so a writer killed in between, or a doorbell lost with its connection, rings for
+        nothing), after each health check of the LISTEN connection: the stored position of
+        every open room, in one query; a room still behind the position the previous sweep
+        found reads (a doorbell merely late on a busy machine causes no read). Rows nobody
+        rang for are delivered within two sweeps."""
+        rooms = [
+            r.doc_id
+            for r in self.relay.rooms.values()
+            if r.feed is not None and r.feed.delivered is not None
+        ]
+        if not rooms:
+            self._behind = {}
+            return
+        try:
+            rows = await asyncio.wait_for(self.store._read(_positions, rooms), HEALTH_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._warn(f"fan-out: the sweep of open documents failed ({exc}); next time")
+            return
+        before, self._behind = self._behind, {}
+        for doc_id, pos in rows:
+            room = self.relay.rooms.get(doc_id)
+            feed = room.feed if room is not None else None
+            if feed is None or feed.delivered is None:
+                continue
+            known = max(feed.delivered, feed.wanted)
+            if pos > known:
+                self._behind[doc_id] = pos
+            missed = before.get(doc_id, 0)
+            if missed > known:
+                self.sweep_kicks += 1
+                self.kick(room, missed)
 
     def _warn(self, text: str) -> None:
         now = time.monotonic()
@@ -532,6 +616,31 @@ class FanOut:
             self.kick(room, pos)
         return state
 
+    def may_be_behind(self, room: Room, snapshot_id: str | None) -> bool:
+        """Whether catching up may change a decision about a write naming ``snapshot_id``
+        (not one this room saw superseded)."""
+        feed = room.feed
+        return (
+            feed is not None and feed.delivered is not None and snapshot_id not in feed.superseded
+        )
+
+    async def fresh(self, room: Room) -> bool:
+        """Bring the room up to the store: wait for a read of the rows after its delivered
+        position that *begins* after this call, and for their delivery (which applies the
+        other processes' rows to the room's rule state). True when done; False when the read
+        failed or the room closed (the state is then as it was). A write the room's state
+        would refuse is decided again after this (rules.MAY_LAG): the other processes'
+        doorbells may lag behind what a client already knows."""
+        feed = room.feed
+        if feed is None or feed.delivered is None or not self._live(room):
+            return False
+        fut = asyncio.get_running_loop().create_future()
+        feed.waiters.append((feed.reads_begun + 1, fut))
+        feed.force = True
+        self.lag_checks += 1
+        self.kick(room, 0)
+        return await fut
+
     def committed(self, room: Room, pos: int, frame: OutFrame, author: Session | None) -> None:
         """A write of this process committed at ``pos``: broadcast it now if it follows the
         delivered position, else once the rows before it are delivered."""
@@ -584,9 +693,11 @@ class FanOut:
                     return
                 feed.force = False
                 rows: list[Row] = []
+                read = 0
                 try:
                     if forced or feed.wanted > feed.delivered:
                         t_read = trace.now()
+                        read = feed.reads_begun = feed.reads_begun + 1
                         rows = await self.store._read(rows_after, room.doc_id, feed.delivered)
                         if trace.ON:
                             last = rows[-1].pos if rows else 0
@@ -607,6 +718,8 @@ class FanOut:
                     raise
                 except Exception as exc:
                     feed.force = True
+                    # who waits for a fresh state decides on the state it has
+                    feed.resolve(None)
                     self._warn(f"fan-out: reading {room.doc_id} failed ({exc}); retrying")
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_BACKOFF)
@@ -634,8 +747,12 @@ class FanOut:
                     self._deliver_row(room, r)
                 if len(rows) >= READ_LIMIT:
                     feed.force = True
+                elif read and feed.waiters:
+                    feed.resolve(read)
         finally:
             feed.task = None
+            if feed.waiters and not self._live(room):
+                feed.resolve(None)
         if feed.local and self._live(room):  # committed meanwhile: deliver in order
             self.kick(room, max(feed.local))
 
@@ -687,6 +804,29 @@ class FanOut:
                 del local[pos]
 
 
+def _doorbell(args: tuple, result) -> str:
+    """The writer's notification of a committed update (``args``: the store's
+    ``(docId, snapshotId, pubKey, clock, message)``): the update whole when it fits a
+    payload, as the trigger sends it, else only the position."""
+    doc_id, snapshot_id, pub_key, clock, message = args
+    payload = f"u {doc_id} {result.position} {snapshot_id} {pub_key} {clock} {message}"
+    if len(payload) > MAX_PAYLOAD or len(payload.encode("utf-8")) > MAX_PAYLOAD:
+        return f"p {doc_id} {result.position}"
+    return payload
+
+
+#: the stored position of each document of ``$1`` (those with a snapshot)
+_POSITIONS = """
+SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE(
+           (SELECT max(u.version) FROM updates u WHERE u.snapshot_seq = d.active_snapshot), 0)
+FROM documents d WHERE d.doc_id = ANY($1::text[]) AND d.active_snapshot IS NOT NULL
+"""
+
+
+async def _positions(conn, doc_ids: list[str]) -> list[tuple[str, int]]:
+    return [tuple(r) for r in await conn.fetch(_POSITIONS, doc_ids)]
+
+
 def _log_behind(room: Room) -> bool:
     """Whether another process has committed membership-log entries this room lacks."""
     log = getattr(room, "log", None)
@@ -703,6 +843,8 @@ def _apply(room: Room, r: Row) -> None:
             return
         if not state.exists:
             room.mark_stored()
+        if active is not None and room.feed is not None:
+            room.feed.superseded_by_us(active.snapshot_id)
         epoch = snapshot_epoch(r.message) if room.log is not None else 0  # issue 12
         state.active = SnapshotInfo(r.snapshot_id, r.hash, r.proof, epoch)
         state.clocks = {}

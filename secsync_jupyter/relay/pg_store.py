@@ -29,7 +29,9 @@ acceptance rules enforced by the database.
 
 URL: ``postgresql://[user[:password]@][host][:port]/dbname[?options]`` as libpq/asyncpg read it
 (``host=/run/postgresql`` for a unix socket), plus this store's options ``schema``,
-``pool_size`` (connections per process, default 10) and ``writers`` (lanes, default 2).
+``pool_size`` (connections per process, default 10), ``writers`` (lanes, default 2) and
+``doorbell`` (``trigger``, the default, or ``writer``: who notifies the other relay processes of
+a committed update, see :mod:`.fanout`).
 docs/relay.md "PostgreSQL store" documents the choices.
 """
 
@@ -432,7 +434,9 @@ SLOW_COMMIT = 0.1
 COMMAND_TIMEOUT = 120.0
 SCHEMA_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: this store's URL options (the others go to asyncpg)
-OPTIONS = ("schema", "pool_size", "writers")
+OPTIONS = ("schema", "pool_size", "writers", "doorbell")
+#: who rings for a committed update (docs/relay.md "Fan-out across relay processes")
+DOORBELLS = ("trigger", "writer")
 SYNCHRONOUS_MODES = ("full", "normal", "extra")
 
 #: errors after which a write transaction that did not reach COMMIT is retried once on another
@@ -501,12 +505,15 @@ class PostgresStore(RelayStore):
         max_batch: int = 512,
         max_batch_chars: int = 16 * 1024 * 1024,
         command_timeout: float = COMMAND_TIMEOUT,
+        doorbell: str = "trigger",
         log: logging.Logger | None = None,
     ):
         if not SCHEMA_NAME_RE.fullmatch(schema):
             raise ValueError(f"schema must match {SCHEMA_NAME_RE.pattern}, not {schema!r}")
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        if doorbell not in DOORBELLS:
+            raise ValueError(f"doorbell must be one of {', '.join(DOORBELLS)}, not {doorbell!r}")
         if writers < 1 or pool_size <= writers:
             raise ValueError("need writers >= 1 and pool_size > writers (reads need a connection)")
         self.dsn = dsn
@@ -526,6 +533,15 @@ class PostgresStore(RelayStore):
         self._closing = False
         #: committed write transactions so far (tests and benchmarks)
         self.commits = 0
+        #: ``"writer"``: this process's updates do not notify from the trigger (their
+        #: transactions then need not take PostgreSQL's notification lock through their WAL
+        #: flush); the lane rings for them after the commit (:attr:`ring`)
+        self.doorbell = doorbell
+        #: set by the fan-out: ``(channel, payload(op args, result))`` of the writer's doorbell
+        self.ring: tuple[str, Any] | None = None
+        self.doorbells_sent = 0
+        self.doorbells_lost = 0
+        self._ring_warned = 0.0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -539,6 +555,8 @@ class PostgresStore(RelayStore):
         kw: dict[str, Any] = {}
         if "schema" in ours:
             kw["schema"] = ours["schema"]
+        if "doorbell" in ours:
+            kw["doorbell"] = ours["doorbell"]
         for name in ("pool_size", "writers"):
             if name in ours:
                 try:
@@ -587,6 +605,7 @@ class PostgresStore(RelayStore):
                 max_size=self.pool_size,
                 server_settings=self._settings,
                 reset=_no_reset,
+                init=_writer_notifies if self.doorbell == "writer" else None,
                 command_timeout=self.command_timeout,
             )
         except _DB_ERRORS as exc:
@@ -755,6 +774,9 @@ class PostgresStore(RelayStore):
                     committing = True
                     await tr.commit()
                     t2 = time.monotonic()
+                    results = [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+                    if self.ring is not None and self.doorbell == "writer":
+                        await self._ring(conn, batch, results)
             except Exception as exc:
                 if attempt == 1 and not committing and isinstance(exc, _RETRYABLE):
                     self.log.warning(
@@ -780,7 +802,7 @@ class PostgresStore(RelayStore):
                     if op.kind == "update":
                         a = op.args
                         trace.ev("commit", a[0], a[2][:8], a[3], len(batch), ta, t0, t1, t2)
-            return [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+            return results
         raise AssertionError("unreachable")
 
     async def _write_updates(self, batch: list[_Op]) -> list[SaveResult]:
@@ -805,6 +827,9 @@ class PostgresStore(RelayStore):
                     sent = not conn.is_closed()
                     rows = await conn.fetch(_SAVE_UPDATES, *args)
                     t1 = time.monotonic()
+                    results = [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+                    if self.ring is not None and self.doorbell == "writer":
+                        await self._ring(conn, batch, results)
             except Exception as exc:
                 if attempt == 1 and (not sent or isinstance(exc, _NOT_COMMITTED)):
                     self.log.warning("write statement not run (%s); retrying", exc)
@@ -826,8 +851,43 @@ class PostgresStore(RelayStore):
                 for op in batch:
                     a = op.args
                     trace.ev("commit", a[0], a[2][:8], a[3], len(batch), ta, t0, t0, t1)
-            return [_result(op, row) for op, row in zip(batch, rows, strict=True)]
+            return results
         raise AssertionError("unreachable")
+
+    async def _ring(self, conn, batch: list[_Op], results: list[SaveResult]) -> None:
+        """The writer's doorbell: answer the batch's writes first (acknowledgements and this
+        process's broadcasts need not wait), then, on the same connection, one statement
+        notifying every update of the batch that committed, in order, in a transaction with
+        ``synchronous_commit = off`` (a notification is no data: the rows are committed, and
+        flushed per the store's mode, already; so PostgreSQL's notification lock is held for
+        microseconds, not through a WAL flush). A doorbell that cannot be sent is lost: the
+        fan-out's sweep finds the rows (docs/relay.md "Fan-out across relay processes")."""
+        assert self.ring is not None
+        channel, payload = self.ring
+        payloads = []
+        for op, result in zip(batch, results, strict=True):
+            if not op.future.done():
+                op.future.set_result(result)
+            if op.kind == "update" and result.ok:
+                payloads.append(payload(op.args, result))
+        if not payloads:
+            return
+        try:
+            await conn.execute(_RING, channel, payloads)
+        except Exception as exc:
+            self.doorbells_lost += len(payloads)
+            now = time.monotonic()
+            if now - self._ring_warned >= 10:
+                self._ring_warned = now
+                self.log.warning(
+                    "%d doorbells not sent (%s): the fan-out's sweep finds their rows",
+                    len(payloads),
+                    exc,
+                )
+            return
+        self.doorbells_sent += len(payloads)
+        if trace.ON:
+            trace.ev("ring", batch[0].doc_id, len(payloads))
 
     # ------------------------------------------------------------------ reads
     async def count_documents(self) -> int:
@@ -854,6 +914,19 @@ class PostgresStore(RelayStore):
                     continue
                 raise StoreError(f"read failed: {exc}") from exc
         raise AssertionError("unreachable")
+
+
+#: the writer's doorbell: the notifications of a batch, in order, not waiting for a WAL flush
+_RING = """
+SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, t.p)
+  FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i) ORDER BY t.i
+"""
+
+
+async def _writer_notifies(conn) -> None:
+    """A pooled connection of a process that rings for its own updates: the fan-out trigger
+    leaves them to it (``secsync.writer_notifies``)."""
+    await conn.execute("SET secsync.writer_notifies = on")
 
 
 async def _no_reset(conn) -> None:

@@ -15,6 +15,18 @@ from dataclasses import dataclass
 from ..protocol.messages import SnapshotPublicData, UpdatePublicData
 from .store import DocumentState, SnapshotInfo
 
+#: refusals that a state lagging behind other processes' commits can cause (a newer active
+#: snapshot, an author's clocks written through another process); the others cannot be
+#: lifted by catching up (replays, quotas: the state only grows)
+MAY_LAG = frozenset(
+    {
+        "update-wrong-snapshot",
+        "update-clock-gap",
+        "snapshot-parent-not-active",
+        "snapshot-clocks-differ",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Refusal:

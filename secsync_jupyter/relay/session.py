@@ -432,7 +432,9 @@ class Session:
             if more is not None:
                 await more
 
-    def _continue(self, allowed: bool, inbound: Inbound, refreshed: bool = False):
+    def _continue(
+        self, allowed: bool, inbound: Inbound, refreshed: bool = False, caught_up: bool = False
+    ):
         kind = inbound.kind
         if not allowed:
             self.send(frames.error("unauthorized", f"the access policy denied {kind}"))
@@ -472,6 +474,8 @@ class Session:
             size,
             self.relay.limits.max_document_bytes,
         )
+        if refusal is not None and not caught_up and self._may_lag(refusal, msg):
+            return self._after_catch_up(inbound, refreshed)
         if isinstance(msg, Update):
             self._update(msg.public_data, inbound.body, size, refusal)
         else:
@@ -485,7 +489,34 @@ class Session:
         assert log is not None
         await log.refresh()
         if not self.closed:
-            self._continue(True, inbound, refreshed=True)
+            more = self._continue(True, inbound, refreshed=True)
+            if more is not None:
+                await more
+
+    def _may_lag(self, refusal: rules.Refusal, msg: Update | Snapshot) -> bool:
+        """Whether a refusal may come from a state lagging behind other relay processes'
+        commits (fan-out across processes): the message names a snapshot that is not known
+        here to be superseded, and the refusal is one catching up can lift."""
+        fanout = self.relay.fanout
+        if fanout is None or refusal.code not in rules.MAY_LAG:
+            return False
+        pd = msg.public_data
+        ref = pd.ref_snapshot_id if isinstance(pd, UpdatePublicData) else pd.parent_snapshot_id
+        return fanout.may_be_behind(self.room, ref)
+
+    async def _after_catch_up(self, inbound: Inbound, refreshed: bool) -> None:
+        """A write the in-memory state would refuse, in a document other processes write: the
+        room first reads the rows committed after its delivered position (delivering them and
+        applying them to its state), then the write is decided again on the fresh state. The
+        store stays the final arbiter; when the read fails, the decision is the same as
+        before. docs/relay.md "Fan-out across relay processes"."""
+        if trace.ON:
+            trace.ev("lag-check", self.doc_id)
+        await self.relay.fanout.fresh(self.room)
+        if not self.closed:
+            more = self._continue(True, inbound, refreshed, caught_up=True)
+            if more is not None:
+                await more
 
     def _epoch_refusal(self, kind: str, pd: Mapping) -> tuple[str, str] | None:
         """Issue 12: a snapshot's ``epoch`` is the one at its ``logHead`` (767) and not
@@ -652,6 +683,8 @@ class Session:
         if room.log is not None:  # checked by _epoch_refusal
             epoch = parse_epoch(inbound.public_data.get("epoch"))
         before = room.state.active.epoch if room.state.active is not None else 0
+        if room.feed is not None and room.state.active is not None:
+            room.feed.superseded_by_us(room.state.active.snapshot_id)
         rules.accept_snapshot(room.state, pd, inbound.ciphertext_hash, size, epoch)
         early = self._early_commit(partial(self._snapshot_committed, body, True))
         write = self.relay.store.save_snapshot(

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+import asyncpg
 import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -21,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from secsync_jupyter.protocol import SigningKeyPair, Snapshot, generate_id
 
 from .membership_util import Team, append, join
-from .pg import PgCluster, db_rows
+from .pg import PgCluster, _run_async, db_rows
 from .util import LISTEN_RE, Author, RelayClient, dumps, open_doc, seed, url_for
 
 TIMEOUT = 60.0
@@ -236,6 +237,68 @@ async def test_a_missed_notification_delays_but_loses_nothing(pg_cluster, pg_url
     await until(lambda: len(received(reader)) >= 45, "updates after the reconnection")
     assert received(reader) == [(author.pub, c) for c in range(45)]
     assert "LISTEN connection restored" in p1.log()
+    await writer.close()
+    await reader.close()
+
+
+# ------------------------------------------------------------- the writer's doorbell
+def store_without_doorbell(db: str, doc_id: str, sid: str, author: Author, clocks, messages):
+    """Store updates with ``save_updates`` on a connection that, like a relay process with
+    ``doorbell=writer``, leaves the doorbell to its writer, and never ring: what a writer
+    killed between its commit and its doorbell leaves behind."""
+
+    async def run() -> list[tuple]:
+        conn = await asyncpg.connect(db, server_settings={"search_path": "secsync"})
+        listener = await asyncpg.connect(db)
+        heard: list[str] = []
+        try:
+            await listener.add_listener("secsync_fanout", lambda *a: heard.append(a[3]))
+            await conn.execute("SET secsync.writer_notifies = on")
+            rows = await conn.fetch(
+                "SELECT out_code, out_version FROM save_updates($1, $2, $3, $4, $5)",
+                [doc_id] * len(clocks),
+                [sid] * len(clocks),
+                [author.pub] * len(clocks),
+                list(clocks),
+                messages,
+            )
+            await listener.fetchval("SELECT 1")  # a notification of that commit came before
+            assert heard == []  # the trigger left the doorbell to the writer
+            return [tuple(r) for r in rows]
+        finally:
+            await conn.close()
+            await listener.close()
+
+    return _run_async(run())
+
+
+@pytest.mark.asyncio
+async def test_writer_doorbell_and_its_sweep(pg_url, start_relays):
+    """``doorbell=writer``: each process rings for its updates after their commit (the
+    trigger leaves them to it), so other processes get them in order; rows whose doorbell
+    never came (a writer killed after its commit) are found by the sweep after the LISTEN
+    connection's health checks, in order, nothing twice."""
+    url = pg_url + "&doorbell=writer"
+    p0, p1 = start_relays(url, 2)
+    author = Author(generate_id())
+    writer, snap = await seed(p0.url, author)
+    reader, _ = await open_doc(p1.url, author.doc_id)
+    assert await write_updates(writer, author, snap, range(3)) == [0, 1, 2]
+    await until(lambda: len(received(reader)) == 3, "the updates rung for by their writer")
+
+    sid = snap.public_data.snapshot_id
+    messages = [dumps(author.update(snap, c, os.urandom(8)).to_json()) for c in (3, 4)]
+    rows = store_without_doorbell(pg_url, author.doc_id, sid, author, (3, 4), messages)
+    assert rows == [(None, 4), (None, 5)]
+    await until(lambda: len(received(reader)) == 5, "the updates nobody rang for")
+    assert received(reader) == [(author.pub, c) for c in range(5)] == stored_order(pg_url)
+    # the writer's process too: its other connection gets them as broadcasts
+    await until(lambda: len(received(writer)) == 2, "the updates on the writer's process")
+    assert received(writer) == [(author.pub, 3), (author.pub, 4)]
+    # and the relays go on: later updates arrive, in order, nothing twice
+    assert await write_updates(writer, author, snap, range(5, 8)) == [5, 6, 7]
+    await until(lambda: len(received(reader)) == 8, "updates after the sweep")
+    assert received(reader) == [(author.pub, c) for c in range(8)]
     await writer.close()
     await reader.close()
 

@@ -129,10 +129,13 @@ async def test_processes_starting_together_migrate_once(pg_url):
 
 # ------------------------------------------------------------------------- URL and errors
 async def test_url_options_and_schemas(pg_url):
-    store = store_from_url(pg_url + "&schema=other&pool_size=3&writers=1", synchronous="normal")
+    store = store_from_url(
+        pg_url + "&schema=other&pool_size=3&writers=1&doorbell=writer", synchronous="normal"
+    )
     assert isinstance(store, PostgresStore)
     assert (store.schema, store.pool_size, len(store._lanes)) == ("other", 3, 1)
-    assert "schema" not in store.dsn and "writers" not in store.dsn
+    assert store.doorbell == "writer" and store_from_url(pg_url).doorbell == "trigger"
+    assert "schema" not in store.dsn and "writers" not in store.dsn and "doorbell" not in store.dsn
     await store.open()
     default = await open_pg(pg_url)
     try:
@@ -145,6 +148,9 @@ async def test_url_options_and_schemas(pg_url):
             assert await conn.fetchval("SHOW synchronous_commit") == "off"
         async with default._pool.acquire() as conn:
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        # doorbell=writer: its connections leave the doorbell of their updates to the relay
+        async with store._pool.acquire() as conn:
+            assert await conn.fetchval("SHOW secsync.writer_notifies") == "on"
     finally:
         await store.close()
         await default.close()
@@ -152,6 +158,7 @@ async def test_url_options_and_schemas(pg_url):
         ("&writers=x", "writers must be an integer"),
         ("&schema=Bad-Name", "schema must match"),
         ("&writers=4&pool_size=4", "pool_size > writers"),
+        ("&doorbell=nobody", "doorbell must be one of trigger, writer"),
     ]:
         with pytest.raises(ValueError, match=message):
             store_from_url(pg_url + bad)

@@ -5,6 +5,8 @@ succeeds at the first attempt."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from secsync_jupyter.protocol import (
@@ -15,6 +17,7 @@ from secsync_jupyter.protocol import (
     snapshot_proof_entry,
 )
 
+from .conftest import start_relay
 from .pg import HeldWrites
 from .util import Author, RelayClient, dumps, open_doc
 
@@ -214,3 +217,114 @@ async def test_store_rejects_stale_clocks_answer_has_only_missing(relays, db_pat
     retry = a.snapshot(s1, merged(known, failed["updates"]))
     await client_a.send(retry)
     await client_a.next("snapshot-saved")
+
+
+# ------------------------------------------- a process behind the others (fan-out, PostgreSQL)
+class HeldNotifications:
+    """Holds back the notifications of one in-process relay's fan-out (its doorbells from the
+    other processes arrive late), then hands them over in their order."""
+
+    def __init__(self, relay):
+        self.fanout = relay.relay.fanout
+        self.held: list[tuple] = []
+        self._deliver = self.fanout._on_notify
+        self.fanout._on_notify = lambda *a: self.held.append(a)
+
+    def release(self) -> None:
+        self.fanout._on_notify = self._deliver
+        for args in self.held:
+            self._deliver(*args)
+
+
+def updates_and_snapshots(client: RelayClient) -> list[tuple[str, str]]:
+    """The broadcasts a client received: ("s", snapshotId) / ("u", "pubKey:clock")."""
+    out = []
+    for f in client.frames:
+        if f.get("type") == "snapshot":
+            out.append(("s", f["snapshot"]["publicData"]["snapshotId"]))
+        elif f.get("type") == "update":
+            out.append(("u", f"{f['publicData']['pubKey']}:{f['publicData']['clock']}"))
+    return out
+
+
+async def arrived(predicate, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (polling; fails after ``timeout`` seconds)."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_a_process_behind_catches_up_before_it_refuses(pg_url):
+    """Relay 1 gets no notification of relay 2's writes (held back). A client that knows
+    them (it read the document after they committed) writes on top of them through relay 1:
+    relay 1's state would refuse (wrong snapshot, parent not active, clocks differ); it reads
+    the rows after its delivered position first, delivers them in order to its clients, and
+    accepts. A write naming a snapshot relay 1 saw superseded is refused without a read; the
+    late notifications change nothing."""
+    r1, r2 = await start_relay(pg_url), await start_relay(pg_url)
+    try:
+        a = Author(generate_id())
+        b, c = Author(a.doc_id, a.key), Author(a.doc_id, a.key)
+        client_a, s1 = await seed(r1.url, a, 1)  # keeps the document open on relay 1
+        held = HeldNotifications(r1)
+        fanout = r1.relay.fanout
+        client_b, _ = await open_doc(r2.url, a.doc_id)
+        s2 = b.snapshot(s1, {a.pub: 0})
+        await client_b.send(s2)
+        await client_b.next("snapshot-saved")
+        await client_b.send(b.update(s2, 0))
+        await client_b.next("update-saved")
+        room = r1.relay.rooms[a.doc_id]
+        assert room.state.active.snapshot_id == s1.public_data.snapshot_id  # behind
+
+        # c reads the document through relay 1 (from the store): s2 and b's update
+        client_c, doc = await open_doc(r1.url, a.doc_id)
+        assert doc["snapshot"]["publicData"]["snapshotId"] == s2.public_data.snapshot_id
+        assert clocks_of(doc["updates"]) == [(b.pub, 0)]
+        checks = fanout.lag_checks
+        await client_c.send(c.update(s2, 0))  # relay 1's state: update-wrong-snapshot
+        assert (await client_c.next("update-saved"))["clock"] == 0
+        assert fanout.lag_checks == checks + 1
+        assert room.state.active.snapshot_id == s2.public_data.snapshot_id
+        assert room.state.clocks == {b.pub: 0, c.pub: 0}
+
+        # b writes on through relay 2; c snapshots with b's newest clock through relay 1
+        await client_b.send(b.update(s2, 1))
+        await client_b.next("update-saved")
+        s3 = c.snapshot(s2, {b.pub: 1, c.pub: 0})  # relay 1's state: snapshot-clocks-differ
+        await client_c.send(s3)
+        assert (await client_c.next("snapshot-saved"))["snapshotId"] == s3.public_data.snapshot_id
+        assert fanout.lag_checks == checks + 2
+
+        # a's stale update names s1, which relay 1 saw superseded: refused, no read
+        await client_a.send(a.update(s1, 1))
+        assert (await client_a.next("error"))["code"] == "update-wrong-snapshot"
+        await client_a.next("update-save-failed")
+        assert fanout.lag_checks == checks + 2
+
+        # a got relay 2's rows from the catch-up reads, in position order, with c's writes
+        expected = [
+            ("s", s2.public_data.snapshot_id),
+            ("u", f"{b.pub}:0"),
+            ("u", f"{c.pub}:0"),
+            ("u", f"{b.pub}:1"),
+            ("s", s3.public_data.snapshot_id),
+        ]
+        assert updates_and_snapshots(client_a) == expected
+        # the notifications held back arrive late: nothing is delivered twice
+        held.release()
+        await client_b.send(b.update(s3, 0))
+        await client_b.next("update-saved")
+        await arrived(lambda: len(updates_and_snapshots(client_a)) > len(expected))
+        await arrived(lambda: len(updates_and_snapshots(client_c)) >= 2)
+        await client_a.roundtrip_ok()
+        assert updates_and_snapshots(client_a) == [*expected, ("u", f"{b.pub}:0")]
+        # c got b's updates (relay 2's), never its own writes
+        assert updates_and_snapshots(client_c) == [("u", f"{b.pub}:1"), ("u", f"{b.pub}:0")]
+        for client in (client_a, client_b, client_c):
+            await client.close()
+    finally:
+        for r in (r1, r2):
+            await r.server.stop(timeout=2)
