@@ -271,10 +271,13 @@ async def run_workload(
     db: psutil.Process | None = None,
     members: int = 0,
     heads: bool = False,
+    generators: int = 1,
 ) -> dict:
     """One workload against one server (and its database server ``db``, whose CPU is reported
     apart); returns the figures. Several ``url`` / ``proc``: one relay as several processes,
-    connection i goes to process i mod N."""
+    connection i goes to process i mod N. ``generators`` > 1: the connections are driven by
+    that many generator processes (connection i by generator i mod G), see
+    :func:`_spread_workload`."""
     urls = url if isinstance(url, list) else [url]
     procs = proc if isinstance(proc, list) else [proc]
     n_proc = len(urls)
@@ -307,6 +310,18 @@ async def run_workload(
         msgs = await asyncio.to_thread(PycrdtMessages, writers, per_writer, payload)
         rooms = [f"{u}/{doc_id}" for u in urls]
         setup = None
+
+    if generators > 1:
+        if members:
+            raise SystemExit("--generators > 1 does not support --members")
+        try:
+            return await _spread_workload(
+                kind, msgs, doc_id, rooms, generators, writers, readers, window, rate,
+                duration, procs, db,
+            )  # fmt: skip
+        finally:
+            if setup is not None:
+                await setup.close()
 
     conns = [
         await connect(rooms[i % n_proc], max_size=None, compression=None)
@@ -425,6 +440,210 @@ async def run_workload(
         "relay_cpu_pct": cpu,
         "db_cpu_pct": (db1 - db0) / elapsed * 100,
         "generator_cpu_pct": gen_cpu,
+        "relay_rss_mb": rss / 2**20,
+    }
+
+
+# ------------------------------------------------------- load from several generator processes
+def _ident(pubkeys: dict[str, int], text: str) -> tuple[int, int] | None:
+    """:meth:`OursMessages.ident` without the messages object."""
+    i = text.find('"pubKey":"')
+    j = text.rfind('"clock":')
+    if i < 0 or j < 0:
+        return None
+    end = j + 8
+    while text[end].isdigit():
+        end += 1
+    return pubkeys[text[i + 10 : i + 53]], int(text[j + 8 : end])
+
+
+async def _drive(spec: dict, pipe) -> None:
+    """One generator process's share of a workload (connections ``spec["conns"]``): connect,
+    read the document frames, say ready, start at the time the parent sends, and send back
+    every send, receipt and acknowledgement with its ``time.monotonic()`` (one clock for every
+    process of the machine, so the parent computes latencies across generators)."""
+    kind, rooms, n_proc = spec["kind"], spec["rooms"], len(spec["rooms"])
+    writers, window, rate = spec["writers"], spec["window"], spec["rate"]
+    pubkeys = spec["pubkeys"]
+    mono = time.monotonic
+    conns = {}
+    for i in spec["conns"]:
+        ws = await connect(rooms[i % n_proc], max_size=None, compression=None)
+        if kind == "ours":
+            first = await ws.recv()
+            assert first.startswith('{"type":"document"'), first[:100]
+        conns[i] = ws
+    pipe.send("ready")
+    t_go, t_start, t_end = await asyncio.to_thread(pipe.recv)
+    sends: list[tuple[int, int, float]] = []
+    recvs: list[tuple[int, int, float, int]] = []
+    acks: list[float] = []
+    stop_sending = asyncio.Event()
+
+    async def reader_loop(idx: int, ws, on_ack) -> None:
+        try:
+            async for m in ws:
+                now = mono()
+                if kind == "ours":
+                    if m.startswith('{"type":"update",'):
+                        w, c = _ident(pubkeys, m)
+                        recvs.append((w, c, now, idx))
+                    elif m.startswith('{"type":"update-saved"'):
+                        on_ack(now)
+                elif m[0] == 0 and m[1] == 2:
+                    for mm in MARK_RE.finditer(m):
+                        w, c = int(mm.group(1)), int(mm.group(2))
+                        if w == idx:
+                            on_ack(now)
+                        else:
+                            recvs.append((w, c, now, idx))
+        except Exception:
+            pass
+
+    async def writer_loop(w: int, ws) -> None:
+        updates = spec["updates"][w]
+        sem = asyncio.Semaphore(window or 10**9)
+
+        def on_ack(now: float) -> None:
+            acks.append(now)
+            sem.release()
+
+        rtask = asyncio.ensure_future(reader_loop(w, ws, on_ack))
+        i = 0
+        next_t = t_go + random.random() / rate if rate else 0
+        while not stop_sending.is_set() and i < len(updates):
+            if window is not None:
+                await sem.acquire()
+            else:
+                delay = next_t - mono()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_t += 1 / rate
+            if stop_sending.is_set():
+                break
+            sends.append((w, i, mono()))
+            await ws.send(updates[i])
+            i += 1
+        await asyncio.sleep(1.0)  # let in-flight ones land
+        rtask.cancel()
+
+    await asyncio.sleep(max(0.0, t_go - mono()))
+    readers = [
+        asyncio.ensure_future(reader_loop(i, ws, lambda now: None))
+        for i, ws in conns.items()
+        if i >= writers
+    ]
+    tasks = [asyncio.ensure_future(writer_loop(i, ws)) for i, ws in conns.items() if i < writers]
+    await asyncio.sleep(max(0.0, t_start - mono()))
+    cpu0 = psutil.Process().cpu_times()
+    await asyncio.sleep(max(0.0, t_end - mono()))
+    cpu1 = psutil.Process().cpu_times()
+    stop_sending.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    for t in readers:
+        t.cancel()
+    for ws in conns.values():
+        await ws.close()
+    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    pipe.send({"sends": sends, "recvs": recvs, "acks": acks, "cpu_s": cpu})
+
+
+def _generator_main(spec: dict, pipe) -> None:
+    """Entry point of a generator process (multiprocessing, spawn)."""
+    asyncio.run(_drive(spec, pipe))
+
+
+async def _spread_workload(
+    kind, msgs, doc_id, rooms, generators, writers, readers, window, rate, duration, procs, db
+) -> dict:
+    """:func:`run_workload` with its connections driven by ``generators`` processes (one Python
+    process reading 55 connections at 500 updates/s is itself a bound on 2 cores). The same
+    figures: latency from a writer's send to each receipt at every other connection (both
+    ``time.monotonic()``), over receipts inside the measured window; accepted = the
+    acknowledgements received in it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    n_proc = len(rooms)
+    pubkeys = msgs.pubkeys if kind == "ours" else {}
+    children = []
+    for g in range(generators):
+        mine = [i for i in range(writers + readers) if i % generators == g]
+        spec = {
+            "kind": kind,
+            "rooms": rooms,
+            "conns": mine,
+            "writers": writers,
+            "window": window,
+            "rate": rate,
+            "pubkeys": pubkeys,
+            "updates": {w: msgs.updates[w] for w in mine if w < writers},
+        }
+        parent_end, child_end = ctx.Pipe()
+        proc = ctx.Process(target=_generator_main, args=(spec, child_end), daemon=True)
+        proc.start()
+        children.append((proc, parent_end))
+    try:
+        for _proc, pipe in children:
+            ready = await asyncio.to_thread(pipe.recv)
+            assert ready == "ready", ready
+        mono = time.monotonic
+        t_go = mono() + 0.5
+        t_start = t_go + min(2.0, duration / 4)  # warm-up
+        t_end = t_start + duration
+        for _, pipe in children:
+            pipe.send((t_go, t_start, t_end))
+        await asyncio.sleep(max(0.0, t_start - mono()))
+        cpu0 = [p.cpu_times() for p in procs]
+        db0 = db_cpu_seconds(db)
+        await asyncio.sleep(max(0.0, t_end - mono()))
+        cpu1 = [p.cpu_times() for p in procs]
+        db1 = db_cpu_seconds(db)
+        rss = sum(p.memory_info().rss for p in procs)
+        parts = [await asyncio.to_thread(pipe.recv) for _, pipe in children]
+    finally:
+        for proc, _ in children:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    sent_at = {(w, i): t for part in parts for w, i, t in part["sends"]}
+    lat, cross = [], []
+    for part in parts:
+        for w, i, t, at in part["recvs"]:
+            t0 = sent_at.get((w, i))
+            if t0 is None or not t_start <= t <= t_end:
+                continue
+            lat.append(t - t0)
+            if w % n_proc != at % n_proc:
+                cross.append(t - t0)
+            if TRACE is not None and kind == "ours":
+                pub = msgs.keys[w].public_key_b64[:8]
+                TRACE.append((t0, "sent", doc_id, pub, i, -1))
+                TRACE.append((t, "recv", doc_id, pub, i, at))
+    accepted = sum(1 for part in parts for t in part["acks"] if t_start <= t <= t_end)
+    sent = sum(1 for part in parts for _, _, t in part["sends"] if t_start <= t <= t_end)
+    elapsed = t_end - t_start
+    lat.sort()
+    cross.sort()
+
+    def pct(p, values=lat):
+        return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
+
+    cpu = sum(b.user + b.system - a.user - a.system for a, b in zip(cpu0, cpu1, strict=True))
+    return {
+        "accepted_per_s": accepted / elapsed,
+        "update_bytes": len(msgs.updates[0][64]) if kind == "ours" else 0,
+        "offered_per_s": sent / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "deliveries": len(lat),
+        "processes": n_proc,
+        "cross_deliveries": len(cross),
+        "cross_p99_ms": pct(0.99, cross),
+        "relay_cpu_pct": cpu / elapsed * 100,
+        "db_cpu_pct": (db1 - db0) / elapsed * 100,
+        "generator_cpu_pct": sum(part["cpu_s"] for part in parts) / elapsed * 100,
+        "generators": generators,
         "relay_rss_mb": rss / 2**20,
     }
 
@@ -799,7 +1018,9 @@ async def bench(args) -> dict:
         for label, sync in servers:
             kind = "pycrdt" if label == "pycrdt" else "ours"
             on_pg = label.startswith("ours-pg")
-            store = pg.url(pg.create_database("bench")) if on_pg else ""
+            store = db_url = pg.url(pg.create_database("bench")) if on_pg else ""
+            if on_pg and args.doorbell:
+                store += ("&" if "?" in store else "?") + f"doorbell={args.doorbell}"
             n_proc = args.processes if on_pg else 1
             if n_proc > 1:
                 label += f"x{n_proc}"
@@ -812,7 +1033,7 @@ async def bench(args) -> dict:
             pss = [psutil.Process(x.pid) for x in popens]
             sampler = None
             if TRACE is not None and on_pg:
-                sampler = asyncio.ensure_future(sample_waits(store, label))
+                sampler = asyncio.ensure_future(sample_waits(db_url, label))
             try:
                 # memory first, on a fresh process (after a workload, freed heap is reused)
                 if args.idle_docs and not label.endswith("-full"):
@@ -864,6 +1085,7 @@ async def bench(args) -> dict:
                                     db=db if on_pg else None,
                                     members=members,
                                     heads=heads,
+                                    generators=args.generators if name == "B" else 1,
                                     **w,
                                 )
                             )
@@ -980,7 +1202,9 @@ def _fmt(r: dict) -> str:
         f"{r['accepted_per_s']:7.0f} accepted/s (offered {r['offered_per_s']:.0f}/s), "
         f"p50 {r['p50_ms']:7.1f} ms, p99 {r['p99_ms']:7.1f} ms, relay CPU "
         f"{r['relay_cpu_pct']:3.0f}%, RSS {r['relay_rss_mb']:.0f} MB "
-        f"(generator CPU {r['generator_cpu_pct']:.0f}%)"
+        f"(generator CPU {r['generator_cpu_pct']:.0f}%"
+        + (f" in {r['generators']} processes" if r.get("generators", 1) > 1 else "")
+        + ")"
         + (f", PostgreSQL CPU {r['db_cpu_pct']:.0f}%" if r.get("db_cpu_pct") else "")
         + (
             f"; {r['processes']} processes, p99 across processes {r['cross_p99_ms']:.1f} ms"
@@ -1161,6 +1385,20 @@ def main() -> None:
         help="our relay's store; postgres: a throw-away PostgreSQL cluster (tests/relay/pg.py, "
         "fsync on) started by the benchmark (default: %(default)s)",
     )
+    p.add_argument(
+        "--generators",
+        type=int,
+        default=1,
+        help="drive workload B from this many generator processes (connection i by process "
+        "i mod G; latencies on the machine's one monotonic clock); default: %(default)s, "
+        "in this process",
+    )
+    p.add_argument(
+        "--doorbell",
+        choices=["trigger", "writer"],
+        help="the PostgreSQL relay's doorbell option (store URL ?doorbell=; docs/relay.md "
+        "'Fan-out across relay processes'); default: the store's",
+    )
     p.add_argument("--quick", action="store_true", help="2 s runs, 50 idle documents")
     p.add_argument("--json", help="also write the figures to this file")
     p.add_argument(
@@ -1202,7 +1440,10 @@ def main() -> None:
         TRACE = []
     print(
         f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
-        f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}",
+        f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}, "
+        f"processes {args.processes}, B from {args.generators} generator process(es), "
+        f"doorbell {args.doorbell or 'default'}, load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         flush=True,
     )
     results = asyncio.run(bench(args))
