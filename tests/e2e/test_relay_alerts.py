@@ -409,7 +409,7 @@ def _two_groups(lab, a, b, forking: bool):
     return groups, doc_id, key_a, key_b, base, text_a, text_b
 
 
-def _check_fork_marker(page, peer: str, own_snapshot: str, peer_snapshot: str) -> str:
+def _check_fork_marker(page, peer: str, own_snapshot: str, peer_snapshot: str, shot: str) -> str:
     """The collaborators popup of `page` shows "⚠ fork" next to `peer` (and nothing else);
     the warning notification names them. Returns the peer's name."""
     page.click(".jp-secsync-StatusItem")
@@ -429,6 +429,8 @@ def _check_fork_marker(page, peer: str, own_snapshot: str, peer_snapshot: str) -
         == page.locator(".jp-Dialog .jp-secsync-RelayAlert[data-kind='fork']").count()
     )
     assert page.locator(".jp-Dialog .jp-secsync-Collaborators-relayAlert").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)  # for a look at the words (not compared)
+    page.screenshot(path=ARTIFACTS / f"e2e-relay-alerts-fork-{shot}.png")
     page.keyboard.press("Escape")
     row.wait_for(state="detached", timeout=20_000)
     toast = page.locator(TOAST, has_text="different history")
@@ -462,8 +464,8 @@ def test_fork_is_marked_in_both_groups(lab, browser):
         assert groups.crossed["A"] > 0 and groups.crossed["B"] > 0
 
         # Next to the other group's collaborator, by name, in both.
-        _check_fork_marker(a, key_b, snap_a, snap_b)
-        _check_fork_marker(b, key_a, snap_b, snap_a)
+        _check_fork_marker(a, key_b, snap_a, snap_b, "A")
+        _check_fork_marker(b, key_a, snap_b, snap_a, "B")
 
         # Each keeps the content it verified: its own history, not the other's.
         content_a, content_b = a.locator(NB).inner_text(), b.locator(NB).inner_text()
