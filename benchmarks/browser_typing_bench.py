@@ -19,6 +19,7 @@ A keystroke slower than twice the stock median is counted under the stage it spe
 i.e. the fsync of the WAL) are counted from the server log. The relay's SQLite ``synchronous``
 mode can be varied (``--synchronous full,normal``: one lab each) to see what the durable commit
 costs; ``full`` is the default and the only mode with durable acknowledgements after power loss.
+The relay's checkpoints over 100 ms are counted too (docs/relay.md "Checkpoints").
 
     .venv/bin/python benchmarks/browser_typing_bench.py [--rounds 2] [--paced 25] [--burst 12]
         [--synchronous full]
@@ -122,6 +123,9 @@ PROBE = r"""
 SLOW_LOG = re.compile(
     r"\[W (\S+ \S+) ServerApp\.secsync_relay\] slow write transaction: .* (\d+) ms commit"
 )
+SLOW_CHECKPOINT_LOG = re.compile(
+    r"\[W (\S+ \S+) ServerApp\.secsync_relay\] slow checkpoint: (\d+) ms"
+)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -219,8 +223,9 @@ def _show(page, path: str) -> None:
     )
 
 
-def run_lab(args, synchronous: str, results: dict, loads: list) -> list[int]:
-    """One lab with the relay in `synchronous` mode; returns the slow commits (ms) it logged."""
+def run_lab(args, synchronous: str, results: dict, loads: list) -> tuple[list[int], list[int]]:
+    """One lab with the relay in `synchronous` mode; returns the slow commits and the slow
+    checkpoints (ms) it logged."""
     base = pathlib.Path(tempfile.mkdtemp(prefix="typing-browser-"))
     extra = os.environ.get("SECSYNC_E2E_LAB_ARGS", "")
     os.environ["SECSYNC_E2E_LAB_ARGS"] = (
@@ -232,7 +237,9 @@ def run_lab(args, synchronous: str, results: dict, loads: list) -> list[int]:
         os.environ["SECSYNC_E2E_LAB_ARGS"] = extra
 
 
-def _run_lab(args, base: pathlib.Path, synchronous: str, results: dict, loads: list) -> list[int]:
+def _run_lab(
+    args, base: pathlib.Path, synchronous: str, results: dict, loads: list
+) -> tuple[list[int], list[int]]:
     from playwright.sync_api import sync_playwright
 
     with _lab_session(base, artifact_prefix="typing-bench") as lab, sync_playwright() as pw:
@@ -267,7 +274,10 @@ def _run_lab(args, base: pathlib.Path, synchronous: str, results: dict, loads: l
                     results.setdefault((synchronous, kind, series), []).extend(rows)
         browser.close()
         log = (base / "lab.log").read_text(errors="replace")
-    return [int(m.group(2)) for m in SLOW_LOG.finditer(log)]
+    return (
+        [int(m.group(2)) for m in SLOW_LOG.finditer(log)],
+        [int(m.group(2)) for m in SLOW_CHECKPOINT_LOG.finditer(log)],
+    )
 
 
 def report(results: dict, loads: list, slow: dict) -> None:
@@ -275,10 +285,12 @@ def report(results: dict, loads: list, slow: dict) -> None:
         f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f}"
         f" on {os.cpu_count()} cores"
     )
-    for sync, commits in slow.items():
+    for sync, (commits, checkpoints) in slow.items():
         print(
             f"relay synchronous={sync}: {len(commits)} write transactions over 100 ms"
             + (f" (commit up to {max(commits)} ms)" if commits else "")
+            + f", {len(checkpoints)} checkpoints over 100 ms"
+            + (f" (up to {max(checkpoints)} ms)" if checkpoints else "")
         )
     print("\nA's screen -> B's screen, ms after the last key, p50/p90 (n samples)")
     print(f"{'relay':8} {'series':6} {'encrypted':>13} {'stock':>13} {'ratio p50/p90':>14}")
@@ -346,7 +358,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict = {}
     loads: list[float] = []
-    slow: dict[str, list[int]] = {}
+    slow: dict[str, tuple[list[int], list[int]]] = {}
     print(os.popen("uptime").read().strip())
     for sync in args.synchronous.split(","):
         slow[sync] = run_lab(args, sync, results, loads)

@@ -13,7 +13,16 @@ for paced typing (one key every 40 ms) and a burst (as fast as the loop allows),
 MAX_UPDATES_IN_FLIGHT = 1 (the former rule) and 16 (now) (--in-flight), alternated round by
 round so that a loaded machine hurts all alike. Medians / p90 in ms; the load average is printed.
 
+``--checkpoints interval,idle`` runs one relay per SQLite checkpoint schedule, alternated round
+by round: ``interval`` is the schedule before issue 15's change (a PASSIVE checkpoint about every
+0.5 s while writes come, the writer's own at 20,000 pages, the WAL restarted by the writer's
+next commit), ``idle`` the store's defaults (docs/relay.md "Checkpoints"). Each relay's write
+transactions, checkpoints and WAL restarts over 100 ms (its warnings) are counted. Series are
+separated by ``--pause`` seconds (default 0.6: a typist's pause, long enough for an idle
+checkpoint).
+
     .venv/bin/python benchmarks/typing_bench.py [--rounds 4] [--paced 30] [--burst 16]
+        [--in-flight 16] [--checkpoints interval,idle] [--synchronous full]
 """
 
 from __future__ import annotations
@@ -21,9 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from pycrdt import Text
@@ -31,7 +43,7 @@ from pycrdt import Text
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from relay_bench import start_ours
+from relay_bench import HOST, _read_url, start_ours
 
 from secsync_jupyter import new_document_key, open_document
 from secsync_jupyter.client import engine as engine_module
@@ -115,6 +127,66 @@ async def one_series(url: str, keys: int, pace: float) -> dict[str, list[float]]
     }
 
 
+#: the relay process with a checkpoint schedule set on its SQLite store (see the module docs)
+_RELAY_WITH_SCHEDULE = """
+import sys
+from secsync_jupyter.relay import sqlite_store, standalone
+schedule = sys.argv.pop(1)
+if schedule == "interval":
+    init = sqlite_store.SQLiteStore.__init__
+    def interval(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.checkpoint_idle = float("inf")
+        self.checkpoint_max_age = 0.5
+        self.checkpoint_wal_pages = 10**9
+        self.writer_autocheckpoint_pages = 20_000
+        self.restart_wal = False
+    sqlite_store.SQLiteStore.__init__ = interval
+elif schedule != "idle":
+    raise SystemExit("unknown checkpoint schedule " + schedule)
+sys.exit(standalone.main(sys.argv[1:]))
+"""
+
+SLOW = re.compile(
+    r"slow (write transaction|checkpoint|WAL sync|WAL restart)[^:]*: .*?(\d+) ms( commit)?$"
+)
+
+
+class Relay:
+    """A standalone relay on a fresh SQLite file; counts its slow-commit/checkpoint warnings."""
+
+    def __init__(self, tmp: str, synchronous: str, schedule: str):
+        db = os.path.join(tmp, f"{schedule}.sqlite")
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-c", _RELAY_WITH_SCHEDULE, schedule, "--open", "--host", HOST),
+                *("--port", "0", "--db", db, "--log-level", "warning"),
+                *("--synchronous", synchronous),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.url = _read_url(self.proc)
+        self.slow: dict[str, list[int]] = {
+            k: [] for k in ("write transaction", "checkpoint", "WAL sync", "WAL restart")
+        }
+        threading.Thread(target=self._read_warnings, daemon=True).start()
+
+    def _read_warnings(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            m = SLOW.search(line)
+            if m:
+                self.slow[m.group(1)].append(int(m.group(2)))
+            elif line:
+                print(f"  relay: {line}", file=sys.stderr)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def _fmt(values: list[float]) -> str:
     if not values:
         return "      -      -"
@@ -125,30 +197,55 @@ def _fmt(values: list[float]) -> str:
 
 async def main_async(args) -> None:
     tmp = tempfile.mkdtemp(prefix="typing-bench-")
-    proc, url = start_ours(tmp, args.synchronous)
+    if args.checkpoints:
+        relays = {c: Relay(tmp, args.synchronous, c) for c in args.checkpoints.split(",")}
+    else:
+        proc, url = start_ours(tmp, args.synchronous)
     try:
-        results: dict[tuple[int, str], dict[str, list[float]]] = {}
+        results: dict[tuple[str, int, str], dict[str, list[float]]] = {}
         loads = []
+        uptime = [os.popen("uptime").read().strip()]
+        schedules = list(relays) if args.checkpoints else ["-"]
         for r in range(args.rounds):
-            order = args.in_flight if r % 2 == 0 else args.in_flight[::-1]
-            for k in order:
-                engine_module.MAX_UPDATES_IN_FLIGHT = k
-                for series, keys, pace in (
-                    ("paced", args.paced, 0.04),
-                    ("burst", args.burst, 0.0),
-                ):
-                    loads.append(os.getloadavg()[0])
-                    out = await one_series(url, keys, pace)
-                    acc = results.setdefault((k, series), {s: [] for s in STAGES})
-                    for s in STAGES:
-                        acc[s].extend(out[s])
+            for schedule in schedules if r % 2 == 0 else schedules[::-1]:
+                target = relays[schedule].url if args.checkpoints else url
+                order = args.in_flight if r % 2 == 0 else args.in_flight[::-1]
+                for k in order:
+                    engine_module.MAX_UPDATES_IN_FLIGHT = k
+                    for series, keys, pace in (
+                        ("paced", args.paced, 0.04),
+                        ("burst", args.burst, 0.0),
+                    ):
+                        loads.append(os.getloadavg()[0])
+                        out = await one_series(target, keys, pace)
+                        acc = results.setdefault((schedule, k, series), {s: [] for s in STAGES})
+                        for s in STAGES:
+                            acc[s].extend(out[s])
+                        await asyncio.sleep(args.pause)
+        uptime.append(os.popen("uptime").read().strip())
+        print("\n".join(uptime))
         print(f"load average during the run: {min(loads):.1f}-{max(loads):.1f}")
-        print(f"{'in flight':>9} {'series':6} " + " ".join(f"{s + ' p50 p90':>13}" for s in STAGES))
-        for (k, series), acc in sorted(results.items()):
-            print(f"{k:9} {series:6} " + " ".join(_fmt(acc[s]) for s in STAGES))
+        print(
+            f"{'schedule':>9} {'in flight':>9} {'series':6} "
+            + " ".join(f"{s + ' p50 p90':>13}" for s in STAGES)
+        )
+        for (schedule, k, series), acc in sorted(results.items()):
+            print(f"{schedule:>9} {k:9} {series:6} " + " ".join(_fmt(acc[s]) for s in STAGES))
+        if args.checkpoints:
+            await asyncio.sleep(0.5)  # the last warnings
+            for schedule, relay in relays.items():
+                for what, ms in relay.slow.items():
+                    print(
+                        f"relay {schedule}: {len(ms)} {what}s over 100 ms"
+                        + (f" (max {max(ms)} ms)" if ms else "")
+                    )
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if args.checkpoints:
+            for relay in relays.values():
+                relay.stop()
+        else:
+            proc.terminate()
+            proc.wait(10)
 
 
 def main() -> None:
@@ -159,10 +256,16 @@ def main() -> None:
     ap.add_argument(
         "--in-flight",
         type=lambda v: [int(x) for x in v.split(",")],
-        default=[1, 16],
-        help="MAX_UPDATES_IN_FLIGHT values to compare, alternated (default 1,16)",
+        default=[16],
+        help="MAX_UPDATES_IN_FLIGHT values to compare, alternated (default 16; e.g. 1,16)",
     )
-    ap.add_argument("--synchronous", default="normal", help="the relay's SQLite synchronous")
+    ap.add_argument("--synchronous", default="full", help="the relay's SQLite synchronous")
+    ap.add_argument(
+        "--checkpoints",
+        default="interval,idle",
+        help="SQLite checkpoint schedules to compare, one relay each ('' : one default relay)",
+    )
+    ap.add_argument("--pause", type=float, default=0.6, help="seconds between series")
     asyncio.run(main_async(ap.parse_args()))
 
 

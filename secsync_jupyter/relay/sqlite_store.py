@@ -13,6 +13,13 @@
   (``benchmarks/wal_sync_check.py``, docs/relay.md "Durability").
 * One **reader thread** serves reads (document frames, proof chains, room state) from its own
   connection, each read in its own read transaction (a consistent WAL snapshot).
+* One **checkpoint thread** copies the WAL into the database file (PASSIVE checkpoints, which
+  never block the writer) when the writer has been idle for ``CHECKPOINT_IDLE``, or when
+  ``CHECKPOINT_WAL_PAGES`` frames wait in the WAL (a sustained load), and, with ``normal``,
+  when a commit has waited ``CHECKPOINT_MAX_AGE_NORMAL`` for the checkpoint that syncs it. A
+  checkpoint writes and fsyncs the database file, and a commit that runs beside it can stall
+  on the shared disk (docs/relay.md "Checkpoints"): typing rarely meets one this way. The
+  writer's own checkpoint at ``WRITER_AUTOCHECKPOINT_PAGES`` bounds the WAL.
 * The rules are enforced by SQL inside the transaction (conditional inserts and unique
   constraints), not by Python state, so they hold with several writers on the same file.
 
@@ -27,6 +34,7 @@ import logging
 import os
 import queue
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -150,12 +158,27 @@ _STOP = object()
 
 #: write transactions slower than this (seconds) are logged as warnings
 SLOW_COMMIT = 0.1
-#: seconds between PASSIVE checkpoints by the reader thread
-CHECKPOINT_INTERVAL = 0.5
+#: the checkpoint thread checkpoints once the writer has been idle this long (seconds): a
+#: pause in the writes, not one between two words (each checkpoint leads to a WAL restart,
+#: whose fsync a commit arriving meanwhile waits for: see ``_restart_wal``) ...
+CHECKPOINT_IDLE = 2.0
+#: ... or once this many WAL frames wait to be copied into the database (4 KiB pages: 4 MiB)
+CHECKPOINT_WAL_PAGES = 1_000
+#: ``normal`` only: ... or once a commit has waited this long (seconds) for the checkpoint that
+#: syncs it (the WAL reaches the disk only then: the tail an OS crash may lose, docs/relay.md)
+CHECKPOINT_MAX_AGE_NORMAL = 0.5
+#: how often the checkpoint thread looks again while writes keep coming (seconds)
+CHECKPOINT_POLL = 0.05
 #: pages given back to the file per write transaction when pruning (4 KiB pages: 2 MiB)
 VACUUM_PAGES = 512
-#: the writer checkpoints itself only when the WAL grows past this many pages (safety net)
-WRITER_AUTOCHECKPOINT_PAGES = 20_000
+#: the writer checkpoints itself (SQLite's auto-checkpoint, inside a COMMIT) when the WAL holds
+#: this many frames: it copies what the checkpoint thread has not copied yet, so that the next
+#: commit starts the WAL again from its beginning (bounds the WAL under a sustained load, when
+#: the checkpoint thread's PASSIVE checkpoints never catch up with the last frame)
+WRITER_AUTOCHECKPOINT_PAGES = 4_000
+#: the WAL-index header in the ``-shm`` file (https://sqlite.org/walformat.html): version,
+#: mxFrame (the last valid frame) and nBackfill (frames copied into the database)
+_WAL_INDEX_VERSION = 3007000
 
 
 class _Op:
@@ -184,8 +207,8 @@ class SQLiteStore(RelayStore):
     acknowledged write survives a power loss; ``on_committed`` runs before that) or
     ``"normal"`` (a commit writes the WAL without fsync: an acknowledged write survives any
     crash of the relay process, but an OS crash or power loss may lose the commits since the
-    last checkpoint's WAL sync; the reader thread checkpoints every ``CHECKPOINT_INTERVAL``).
-    docs/relay.md "Durability" has measurements."""
+    last checkpoint's WAL sync; the checkpoint thread checkpoints within
+    ``CHECKPOINT_MAX_AGE_NORMAL`` of a commit). docs/relay.md "Durability" has measurements."""
 
     def __init__(
         self,
@@ -219,6 +242,25 @@ class SQLiteStore(RelayStore):
         self._closing = False
         #: group commits so far (tests and benchmarks)
         self.commits = 0
+        #: checkpoints so far (the checkpoint thread's; tests and benchmarks)
+        self.checkpoints = 0
+        # checkpoint scheduling (module constants, read here so that a benchmark can set them)
+        self.checkpoint_idle = CHECKPOINT_IDLE
+        self.checkpoint_wal_pages = CHECKPOINT_WAL_PAGES
+        self.checkpoint_max_age = None if self.early_commit else CHECKPOINT_MAX_AGE_NORMAL
+        self.writer_autocheckpoint_pages = WRITER_AUTOCHECKPOINT_PAGES
+        #: after a complete checkpoint the checkpoint thread starts the WAL again itself (see
+        #: ``_restart_wal``); benchmarks turn it off to compare
+        self.restart_wal = True
+        #: WAL restarts made by the checkpoint thread (tests and benchmarks)
+        self.wal_restarts = 0
+        #: set by the writer after each commit; the checkpoint thread waits for it
+        self._wrote = threading.Event()
+        self._checkpoint_stop = threading.Event()
+        #: monotonic time of the writer's last commit / the oldest commit not yet checkpointed
+        self._last_write = 0.0
+        self._oldest_unchecked: float | None = None
+        self._in_batch = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -274,17 +316,21 @@ class SQLiteStore(RelayStore):
         reader = threading.Thread(
             target=self._reader_main, name="secsync-relay-reader", daemon=True
         )
-        self._threads = [writer, reader]
+        checkpointer = threading.Thread(
+            target=self._checkpoint_main, name="secsync-relay-checkpoint", daemon=True
+        )
+        self._threads = [writer, reader, checkpointer]
         if self.early_commit:
             self._syncer = threading.Thread(
                 target=self._sync_main, name="secsync-relay-sync", daemon=True
             )
             self._syncer.start()
-        # connect in the threads; make sure both could open the file before returning
-        self._ready = threading.Barrier(3)
+        # connect in the threads; make sure all could open the file before returning
+        self._ready = threading.Barrier(4)
         self._start_error: Exception | None = None
         writer.start()
         reader.start()
+        checkpointer.start()
         self._ready.wait()
         if self._start_error is not None:
             raise StoreError(f"cannot open database {self.path}: {self._start_error}")
@@ -323,6 +369,8 @@ class SQLiteStore(RelayStore):
         self._closing = True
         self._wq.put(_STOP)
         self._rq.put(_STOP)
+        self._checkpoint_stop.set()
+        self._wrote.set()
         loop = asyncio.get_running_loop()
         for t in self._threads:
             await loop.run_in_executor(None, t.join)
@@ -347,7 +395,7 @@ class SQLiteStore(RelayStore):
             if self.early_commit:
                 self._sq.put(_STOP)
             return
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {self.writer_autocheckpoint_pages}")
         stop = False
         while not stop:
             ops = [self._wq.get()]
@@ -460,6 +508,7 @@ class SQLiteStore(RelayStore):
         self, conn: sqlite3.Connection, ops: list[_Op]
     ) -> tuple[list[tuple[_Op, Any]], bool]:
         """The answers of ``ops``, and whether their transaction committed."""
+        self._in_batch = True
         try:
             t0 = time.monotonic()
             conn.execute("BEGIN IMMEDIATE")
@@ -467,6 +516,7 @@ class SQLiteStore(RelayStore):
             t1 = time.monotonic()
             conn.execute("COMMIT")
             t2 = time.monotonic()
+            self._wrote_at(t2)
             if t2 - t0 > SLOW_COMMIT:
                 self.log.warning(
                     "slow write transaction: %d writes, %.0f ms statements, %.0f ms commit",
@@ -486,30 +536,15 @@ class SQLiteStore(RelayStore):
                 pass
             failed = _fail("storage-failed", f"the relay could not store the message: {exc}")
             return [(op, failed) for op in ops], False
+        finally:
+            self._in_batch = False
 
     def _reader_main(self) -> None:
         conn = self._thread_connect()
         if conn is None:
             return
-        last_checkpoint = time.monotonic()
         while True:
-            try:
-                op = self._rq.get(timeout=CHECKPOINT_INTERVAL)
-            except queue.Empty:
-                op = None
-            if op is None or time.monotonic() - last_checkpoint > CHECKPOINT_INTERVAL:
-                # checkpoint here, off the writer's commit path (a PASSIVE checkpoint never
-                # blocks the writer); the writer's auto-checkpoint is only a safety net
-                try:
-                    t0 = time.monotonic()
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    if time.monotonic() - t0 > SLOW_COMMIT:
-                        self.log.warning("slow checkpoint: %.0f ms", (time.monotonic() - t0) * 1000)
-                except sqlite3.Error as exc:
-                    self.log.warning("checkpoint failed: %s", exc)
-                last_checkpoint = time.monotonic()
-                if op is None:
-                    continue
+            op = self._rq.get()
             if op is _STOP:
                 break
             try:
@@ -522,6 +557,113 @@ class SQLiteStore(RelayStore):
                 result = StoreError(f"read failed: {exc}")
             self._post([(op, result)])
         conn.close()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _wrote_at(self, now: float) -> None:
+        """The writer committed (its thread)."""
+        self._last_write = now
+        if self._oldest_unchecked is None:
+            self._oldest_unchecked = now
+        self._wrote.set()
+
+    def _checkpoint_due(self) -> bool:
+        now = time.monotonic()
+        if not self._in_batch and now - self._last_write >= self.checkpoint_idle:
+            return True
+        oldest, max_age = self._oldest_unchecked, self.checkpoint_max_age
+        if max_age is not None and oldest is not None and now - oldest >= max_age:
+            return True
+        return self.wal_frames_pending() >= self.checkpoint_wal_pages
+
+    def _checkpoint_main(self) -> None:
+        """Checkpoint after commits, when due (module docs): a PASSIVE checkpoint never blocks
+        the writer, but its writes and fsyncs share the disk with the writer's."""
+        # NORMAL: a checkpoint still syncs the WAL before it copies and the database after
+        # (SQLite's WAL mode); _restart_wal's commit needs no sync of its own
+        conn = self._thread_connect("normal")
+        if conn is None:
+            return
+        conn.execute("PRAGMA busy_timeout = 0")  # never wait for the writer's lock
+        try:
+            while True:
+                self._wrote.wait()
+                while not self._checkpoint_stop.is_set() and not self._checkpoint_due():
+                    self._checkpoint_stop.wait(CHECKPOINT_POLL)
+                if self._checkpoint_stop.is_set():
+                    break  # the last connection to close checkpoints
+                # commits from here on wait for the next checkpoint (this one may copy them too)
+                self._wrote.clear()
+                self._oldest_unchecked = None
+                self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint on ``conn`` (the checkpoint thread; benchmarks wrap it), then,
+        if it copied the whole WAL, the WAL's restart."""
+        try:
+            t0 = time.monotonic()
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if time.monotonic() - t0 > SLOW_COMMIT:
+                self.log.warning("slow checkpoint: %.0f ms", (time.monotonic() - t0) * 1000)
+            idle = not self._in_batch and self._wq.empty()
+            if self.restart_wal and not busy and 0 < frames == copied and idle:
+                self._restart_wal(conn)
+        except sqlite3.Error as exc:
+            self.log.warning("checkpoint failed: %s", exc)
+        self.checkpoints += 1
+
+    def _restart_wal(self, conn: sqlite3.Connection) -> None:
+        """Start the WAL again from its beginning, here rather than in the writer's next
+        COMMIT. The first commit after a complete checkpoint writes the WAL's new header and
+        ``fdatasync``s it (SQLite does so in every ``synchronous`` mode but OFF, so that a
+        stale header cannot bring old frames back); on a busy disk that sync is what made the
+        remaining slow commits (docs/relay.md "Checkpoints"). So the checkpoint thread makes
+        that first commit itself: it rewrites ``user_version`` with its own value (a write
+        that changes nothing). If the writer holds the write lock, it is skipped (the writer
+        then restarts the WAL itself, as before); a commit arriving meanwhile waits for it."""
+        t0 = time.monotonic()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # busy: the writer is writing
+            return
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.wal_restarts += 1
+        if time.monotonic() - t0 > SLOW_COMMIT:
+            self.log.warning(
+                "slow WAL restart (off the writer's path): %.0f ms", (time.monotonic() - t0) * 1000
+            )
+
+    def wal_frames_pending(self) -> int:
+        """WAL frames not yet copied into the database file, from the WAL-index header in the
+        ``-shm`` file (mxFrame - nBackfill; the format is documented and stable since SQLite
+        3.7.0). If that header cannot be read: the size of the ``-wal`` file in frames (its
+        high-water mark, never less than the frames pending)."""
+        try:
+            fd = os.open(self.path + "-shm", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                header = os.pread(fd, 100, 0)
+            finally:
+                os.close(fd)
+            if len(header) == 100:
+                version, _, _, init = struct.unpack_from("=IIIB", header, 0)
+                (max_frame,) = struct.unpack_from("=I", header, 16)
+                (backfilled,) = struct.unpack_from("=I", header, 96)
+                if version == _WAL_INDEX_VERSION and init:
+                    return max(0, max_frame - backfilled)
+        except OSError:
+            pass
+        try:
+            return max(0, os.path.getsize(self.path + "-wal") - 32) // (4096 + 24)
+        except OSError:
+            return 0
 
     def _post(self, results: list[tuple[_Op, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any]]] = {}

@@ -155,3 +155,48 @@ async def test_author_gets_its_ack_before_a_peer_snapshot_containing_its_update(
         if release is not None:
             release.set()
         await running.server.stop(timeout=2)
+
+
+async def test_a_checkpoint_between_commit_and_sync_keeps_the_write(tmp_path):
+    """The checkpoint thread may copy a commit into the database while the sync thread has not
+    yet synced it (docs/relay.md "Durability": the checkpoint syncs the WAL before it copies).
+    The author is acknowledged after the sync as always, and the update is there after a
+    restart of the relay."""
+    db = str(tmp_path / "relay.sqlite")
+    running = await start_relay(db)
+    store = running.relay.store
+    author = Author("doc-" + generate_id())
+    release = None
+    try:
+        b, _ = await open_doc(running.url, author.doc_id)
+        a, snap = await seed(running.url, author)
+        await b.next("snapshot")
+        entered, release = hold_sync(store)
+        restarts = store.wal_restarts
+        store.checkpoint_idle = 0.0  # the checkpoint thread goes right after the commit
+        await a.send(author.update(snap, 0, b"checkpointed before its sync"))
+        assert (await b.next("update"))["publicData"]["clock"] == 0
+        assert await asyncio.to_thread(entered.wait, TIMEOUT)
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        # a complete checkpoint (it copied the update into the database file), then the WAL
+        # started again: only after a checkpoint that copied every frame
+        while store.wal_restarts == restarts:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint"
+            await asyncio.sleep(0.02)
+        await a.roundtrip_ok()
+        assert not [f for f in a.frames if f["type"] == "update-saved"]  # still the sync's
+        release.set()
+        assert (await a.next("update-saved"))["clock"] == 0
+        await a.close()
+        await b.close()
+    finally:
+        if release is not None:
+            release.set()
+        await running.server.stop(timeout=2)
+    running = await start_relay(db)
+    try:
+        c, doc = await open_doc(running.url, author.doc_id)
+        assert [u["publicData"]["clock"] for u in doc["updates"]] == [0]
+        await c.close()
+    finally:
+        await running.server.stop(timeout=2)
