@@ -7,6 +7,11 @@ checkpoint copies frames into the database file, and (2) syncs the new WAL heade
 reuses the WAL after a checkpoint, before writing frames over old ones. This script runs a
 small workload under ``strace`` and prints the sync calls between markers, for the SQLite that
 Python uses. Needs ``strace``. Usage: ``python benchmarks/wal_sync_check.py``.
+
+The last steps check the store's WAL restart off the writer's path (docs/relay.md
+"Checkpoints"): a second connection (``synchronous=NORMAL``, as the store's checkpoint thread)
+checkpoints and then makes a commit that changes nothing (``user_version`` rewritten); that
+commit writes and syncs the new WAL header, and the writer's next commit only appends.
 """
 
 from __future__ import annotations
@@ -44,7 +49,19 @@ def child(directory: str, synchronous: str) -> None:
     conn.execute("INSERT INTO t VALUES (?)", ("c" * 100,))
     mark("commit-4")
     conn.execute("INSERT INTO t VALUES (?)", ("d" * 100,))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA synchronous = NORMAL")
+    mark("other-connection-checkpoint")
+    other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    mark("other-connection-restart-commit")
+    other.execute("BEGIN IMMEDIATE")
+    version = other.execute("PRAGMA user_version").fetchone()[0]
+    other.execute(f"PRAGMA user_version = {version}")
+    other.execute("COMMIT")
+    mark("writer-commit-after-that-restart")
+    conn.execute("INSERT INTO t VALUES (?)", ("e" * 100,))
     mark("end")
+    other.close()
     conn.close()
 
 
