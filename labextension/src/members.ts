@@ -5,11 +5,10 @@
  * (with a confirmation); everyone else sees the list. Every change is a signed log entry made
  * by the session (provider.ts → the sync client), which the relay and every member verify.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import type { User } from '@jupyterlab/services';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import { Widget } from '@lumino/widgets';
 
+import { codeOf, el, MembershipDialogBody, showBodyDialog } from './dialogbase';
 import { copyText, fingerprintGroups, myIdentity } from './myidentity';
 import { IEncryptedSession } from './registry';
 import type { Member, MembershipState, Role } from './secsync/membership';
@@ -47,12 +46,6 @@ export function myRoleLabel(session: IEncryptedSession, trans: TranslationBundle
   }
   const me = state.members.get(session.ownPublicKey) ?? null;
   return roleLabel(me, session.myRole, trans);
-}
-
-function codeOf(error: unknown): number | null {
-  const code = (error as { code?: unknown })?.code;
-  const m = typeof code === 'string' ? /^SECSYNC_ERROR_(\d+)$/.exec(code) : null;
-  return m ? Number(m[1]) : null;
 }
 
 /** What the user is told about a refused membership change or identity string (no codes). */
@@ -103,21 +96,6 @@ export function describeMembershipError(error: unknown, trans: TranslationBundle
   }
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
 function roleSelect(value: Role, trans: TranslationBundle, className: string): HTMLSelectElement {
   const select = el('select', `jp-mod-styled ${className}`);
   for (const role of ROLE_CHOICES) {
@@ -130,43 +108,21 @@ function roleSelect(value: Role, trans: TranslationBundle, className: string): H
 }
 
 /** The body of the Members dialog (re-rendered whenever the membership changes). */
-class MembersBody extends Widget {
+class MembersBody extends MembershipDialogBody<'row' | 'add'> {
   constructor(
-    private _session: IEncryptedSession,
-    private _trans: TranslationBundle,
+    session: IEncryptedSession,
+    trans: TranslationBundle,
     private _user: User.IManager | null
   ) {
-    super();
-    this.addClass('jp-secsync-Members');
-    _session.membershipChanged.connect(this._render, this);
+    super(session, trans, 'jp-secsync-Members');
     this._render();
   }
 
-  dispose(): void {
-    if (this.isDisposed) {
-      return;
-    }
-    this._session.membershipChanged.disconnect(this._render, this);
-    super.dispose();
+  protected _describe(error: unknown): string {
+    return describeMembershipError(error, this._trans);
   }
 
-  /** Runs an admin action, showing its error in words in the dialog. */
-  private async _run(action: () => Promise<void>, place: 'row' | 'add', done: string) {
-    this._error = null;
-    this.node.classList.add('jp-mod-busy');
-    try {
-      await action();
-      this._status = done;
-    } catch (e) {
-      this._status = '';
-      this._error = { place, text: describeMembershipError(e, this._trans) };
-    } finally {
-      this.node.classList.remove('jp-mod-busy');
-    }
-    this._render();
-  }
-
-  private _render(): void {
+  protected _render(): void {
     const trans = this._trans;
     const session = this._session;
     const state = session.membership;
@@ -391,9 +347,6 @@ class MembersBody extends Widget {
     );
     this.node.append(status, mine);
   }
-
-  private _status = '';
-  private _error: { place: 'row' | 'add'; text: string } | null = null;
 }
 
 /** The Members dialog of `session`. */
@@ -402,16 +355,11 @@ export async function showMembers(
   trans: TranslationBundle,
   user: User.IManager | null
 ): Promise<void> {
-  const body = new MembersBody(session, trans, user);
-  try {
-    await showDialog({
-      title: trans.__('Members of %1', session.path.split('/').pop()),
-      body,
-      buttons: [Dialog.okButton({ label: trans.__('Close') })]
-    });
-  } finally {
-    body.dispose();
-  }
+  await showBodyDialog(
+    trans.__('Members of %1', session.path.split('/').pop()),
+    new MembersBody(session, trans, user),
+    trans
+  );
 }
 
 export type { MembershipState };

@@ -9,10 +9,9 @@
  * The secret of a link exists only in its URL (fragment `#link=`): the dialog shows it once,
  * when it is made; the log holds the link's public key, role, label and expiry.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
-import { Widget } from '@lumino/widgets';
 
+import { codeOf, el, MembershipDialogBody, showBodyDialog } from './dialogbase';
 import { copyText, fingerprintGroups } from './myidentity';
 import { IEncryptedSession } from './registry';
 import type { Link, MembershipState } from './secsync/membership';
@@ -27,27 +26,6 @@ const EXPIRY_CHOICES: Array<[string, number | null]> = [
   ['7 days', 7 * 86400_000],
   ['30 days', 30 * 86400_000]
 ];
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-function codeOf(error: unknown): number | null {
-  const code = (error as { code?: unknown })?.code;
-  const m = typeof code === 'string' ? /^SECSYNC_ERROR_(\d+)$/.exec(code) : null;
-  return m ? Number(m[1]) : null;
-}
 
 /** A member's or link signer's display name (the fingerprint when it has none). */
 export function nameOf(state: MembershipState, key: string): string {
@@ -120,46 +98,21 @@ function linkState(link: Link, now: number): 'live' | 'expired' | 'revoked' {
 }
 
 /** The body of the Share dialog (re-rendered whenever the membership changes). */
-class ShareBody extends Widget {
+class ShareBody extends MembershipDialogBody<'create' | 'list'> {
   constructor(
-    private _session: IEncryptedSession,
-    private _trans: TranslationBundle,
+    session: IEncryptedSession,
+    trans: TranslationBundle,
     private _note = ''
   ) {
-    super();
-    this.addClass('jp-secsync-Share');
-    _session.membershipChanged.connect(this._render, this);
+    super(session, trans, 'jp-secsync-Share');
     this._render();
   }
 
-  dispose(): void {
-    if (this.isDisposed) {
-      return;
-    }
-    this._session.membershipChanged.disconnect(this._render, this);
-    super.dispose();
+  protected _describe(error: unknown): string {
+    return describeShareError(error, this._trans);
   }
 
-  private async _run(action: () => Promise<void>, place: 'create' | 'list', done: string) {
-    this._error = null;
-    this._busy = true;
-    this.node.classList.add('jp-mod-busy');
-    this._render();
-    try {
-      await action();
-      this._status = done;
-    } catch (e) {
-      console.warn('secsync-jupyter: link action failed', e);
-      this._status = '';
-      this._error = { place, text: describeShareError(e, this._trans) };
-    } finally {
-      this._busy = false;
-      this.node.classList.remove('jp-mod-busy');
-    }
-    this._render();
-  }
-
-  private _render(): void {
+  protected _render(): void {
     const trans = this._trans;
     const session = this._session;
     const state = session.membership;
@@ -256,7 +209,8 @@ class ShareBody extends Widget {
             label.value = '';
           },
           'create',
-          trans.__('Link “%1” created and copied.', text)
+          trans.__('Link “%1” created and copied.', text),
+          true
         );
       };
       button.addEventListener('click', submit);
@@ -398,7 +352,8 @@ class ShareBody extends Widget {
                       link.label,
                       joined.map(m => nameOf(state, m.pubKey)).join(', ')
                     )
-                  : trans.__('Link “%1” revoked; the key was changed.', link.label)
+                  : trans.__('Link “%1” revoked; the key was changed.', link.label),
+                true
               );
             });
             no.addEventListener('click', () => this._render());
@@ -418,9 +373,6 @@ class ShareBody extends Widget {
     this.node.append(listError, status);
   }
 
-  private _busy = false;
-  private _status = '';
-  private _error: { place: 'create' | 'list'; text: string } | null = null;
   private _newLink: { url: string; label: string; role: LinkRole } | null = null;
 }
 
@@ -430,14 +382,9 @@ export async function showShare(
   trans: TranslationBundle,
   note = ''
 ): Promise<void> {
-  const body = new ShareBody(session, trans, note);
-  try {
-    await showDialog({
-      title: trans.__('Share %1', session.path.split('/').pop()),
-      body,
-      buttons: [Dialog.okButton({ label: trans.__('Close') })]
-    });
-  } finally {
-    body.dispose();
-  }
+  await showBodyDialog(
+    trans.__('Share %1', session.path.split('/').pop()),
+    new ShareBody(session, trans, note),
+    trans
+  );
 }
