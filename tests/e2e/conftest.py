@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import _lab_session
+from .helpers import CHROMIUM, CHROMIUM_ARGS, _lab_session
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +22,16 @@ def lab_remote(tmp_path_factory):
         tmp_path_factory.mktemp("e2e-remote"), remote_relay=True, artifact_prefix="e2e-remote"
     ) as lab:
         yield lab
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (a test module may define its own ``browser``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

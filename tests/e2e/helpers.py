@@ -6,6 +6,8 @@ Fixtures using these live in conftest.py.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import importlib.util
 import json
@@ -246,6 +248,36 @@ def _new_page(browser, name: str, logs: list[str], init_script: str | None = Non
     return ctx, page
 
 
+@contextlib.contextmanager
+def _browser_session(browser, prefix: str, name: str):
+    """A new page of a fresh browser context named ``name``; its console goes to
+    ``ARTIFACTS/<prefix>-<name>-console.log``, a failure's screenshot next to it."""
+    logs: list[str] = []
+    ctx, page = _new_page(browser, name, logs)
+    try:
+        yield page
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        with contextlib.suppress(Exception):
+            page.screenshot(path=ARTIFACTS / f"{prefix}-{name}-failure.png")
+        raise
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"{prefix}-{name}-console.log").write_text("\n".join(logs))
+        ctx.close()
+
+
+def _python(coro):
+    """Runs a coroutine of the Python client (own thread: sync Playwright keeps a loop here)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=120)
+
+
+def _start(lab, page, workspace: str) -> None:
+    page.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
+    _wait_app(page)
+
+
 def _wait_app(page) -> None:
     page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
     page.wait_for_function(
@@ -256,6 +288,16 @@ def _wait_app(page) -> None:
 
 def _cell_editor(page, index: int):
     return page.locator(f"{NB} .jp-Cell").nth(index).locator(".cm-content")
+
+
+def _cells_text(page) -> str:
+    return page.locator(NB).inner_text()
+
+
+def _type_at_end(page, index: int, text: str) -> None:
+    _cell_editor(page, index).click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(text)
 
 
 def _focus_end_of_cell(page, index: int) -> None:

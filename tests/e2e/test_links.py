@@ -26,19 +26,18 @@ import time
 import pytest
 
 from .helpers import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NB,
     TOKEN,
-    _cell_editor,
+    _browser_session,
+    _cells_text,
     _close_members,
     _execute,
     _member_row,
     _my_identity,
-    _new_page,
     _open_members,
     _pub_key,
+    _start,
+    _type_at_end,
     _wait_app,
     _wait_cell_text,
     _with_token,
@@ -55,54 +54,8 @@ LINK_ERROR = f"{NB} .jp-secsync-LinkError"
 SHARE = ".jp-Dialog .jp-secsync-Share"
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
 def _session(browser, name: str):
-    logs: list[str] = []
-    ctx, page = _new_page(browser, name, logs)
-    try:
-        yield page
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        with contextlib.suppress(Exception):
-            page.screenshot(path=ARTIFACTS / f"e2e-links-{name}-failure.png")
-        raise
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"e2e-links-{name}-console.log").write_text("\n".join(logs))
-        ctx.close()
-
-
-def _python(coro):
-    """Runs a coroutine of the Python client (own thread: sync Playwright keeps a loop here)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result(timeout=120)
-
-
-def _start(lab, page, workspace: str) -> None:
-    page.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
-    _wait_app(page)
-
-
-def _cells_text(page) -> str:
-    return page.locator(NB).inner_text()
-
-
-def _type_at_end(page, index: int, text: str) -> None:
-    _cell_editor(page, index).click()
-    page.keyboard.press("Control+End")
-    page.keyboard.type(text)
+    return _browser_session(browser, "e2e-links", name)
 
 
 def _no_kernel(page) -> None:
