@@ -26,8 +26,6 @@ import pytest
 
 from .helpers import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NB,
     TOKEN,
     _cell_editor,
@@ -42,18 +40,6 @@ pytestmark = pytest.mark.browser
 SYNCED = ".jp-secsync-StatusItem[data-state='synced']"
 SHARE = ".jp-Dialog .jp-secsync-Share"
 KEY_LINK = ".jp-Dialog input.jp-secsync-ShareLink"
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ Run:  .venv/bin/python -m pytest -m browser tests/e2e/test_ux.py -s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -40,17 +39,15 @@ from secsync_jupyter.sharelink import parse_share_link
 
 from .helpers import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NB,
     REPO,
     TOKEN,
     _add_member,
+    _browser_session,
     _cell_editor,
     _execute,
     _free_port,
     _my_identity,
-    _new_page,
     _share_link,
     _share_with,
     _wait_app,
@@ -68,33 +65,8 @@ SYNCED = ".jp-secsync-StatusItem[data-state='synced']"
 CURRENT_TAB = "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current"
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
 def _session(browser, name: str):
-    logs: list[str] = []
-    ctx, page = _new_page(browser, name, logs)
-    try:
-        yield page
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        with contextlib.suppress(Exception):
-            page.screenshot(path=ARTIFACTS / f"e2e-ux-{name}-failure.png")
-        raise
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"e2e-ux-{name}-console.log").write_text("\n".join(logs))
-        ctx.close()
+    return _browser_session(browser, "e2e-ux", name)
 
 
 def _new_notebook(lab, page, text: str) -> str:
