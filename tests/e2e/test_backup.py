@@ -34,9 +34,6 @@ from .test_ux import (
     _pointer_of,
     _session,
 )
-from .test_ux import (
-    browser as browser,
-)
 
 pytestmark = pytest.mark.browser
 

@@ -24,7 +24,6 @@ from secsync_jupyter.protocol import b64encode, generate_key
 
 from .helpers import TOKEN, _execute, _my_identity, _wait_app
 from .test_ux import _session
-from .test_ux import browser as browser
 
 pytestmark = pytest.mark.browser
 

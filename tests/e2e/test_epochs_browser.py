@@ -37,7 +37,6 @@ from .test_members import (
     _session,
     _start,
     _type_at_end,
-    browser,  # noqa: F401  (the Chromium fixture)
 )
 
 pytestmark = pytest.mark.browser
@@ -48,7 +47,7 @@ def _no_kernel(page) -> None:
     page.locator(".jp-Dialog").wait_for(state="detached", timeout=30_000)
 
 
-def test_browser_reads_and_writes_after_a_python_rotation(lab, browser):  # noqa: F811
+def test_browser_reads_and_writes_after_a_python_rotation(lab, browser):
     canary = f"EPOCH0-{secrets.token_hex(4)}"
     owner = _PythonOwner(lab, canary)
     try:
@@ -134,7 +133,7 @@ def _key_link(lab, page) -> str:
     return format_share_link(doc_id, b64decode(key), server_url=lab.url)
 
 
-def test_browser_admin_removal_rotates_and_python_reads(lab, browser):  # noqa: F811
+def test_browser_admin_removal_rotates_and_python_reads(lab, browser):
     canary = f"BROWSER0-{secrets.token_hex(4)}"
     stays, id_stays = python_identity("python-stays")
     _, id_removed = python_identity("python-removed")

@@ -23,7 +23,6 @@ from secsync_jupyter.sharelink import parse_share_link
 
 from .helpers import CLOSE_ALL, NB, TOKEN, _execute, _wait_app, _wait_cell_text
 from .test_ux import CURRENT_TAB, SYNCED, _new_notebook, _pointer_of, _session
-from .test_ux import browser as browser
 
 pytestmark = pytest.mark.browser
 
