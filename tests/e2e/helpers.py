@@ -503,6 +503,43 @@ def python_identity(name: str = "python-e2e"):
     return pair, format_identity(pair.public_key, name)
 
 
+class _PythonOwner:
+    """A notebook with a membership log created by the Python client (its owner), kept open
+    in a thread; ``link``: its share link (``#key=``) with the token."""
+
+    def __init__(self, lab, text: str, keyring_file=None):
+        from secsync_jupyter.sharelink import format_share_link
+
+        self.pair, _ = python_identity("python-owner")
+        self.loop = asyncio.new_event_loop()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pool.submit(asyncio.set_event_loop, self.loop).result()
+        relay = lab.url.replace("http", "ws", 1) + "secsync"
+        key = secrets.token_bytes(32)
+        self.nb = self.run(self._create(relay, key, text, keyring_file))
+        self.link = _with_token(format_share_link(self.nb.doc_id, key, server_url=lab.url))
+
+    async def _create(self, relay: str, key: bytes, text: str, keyring_file):
+        from secsync_jupyter.client import create_notebook
+
+        nb = await create_notebook(
+            relay, key, identity=self.pair, token=TOKEN, keyring_file=keyring_file
+        )
+        # (no kernelspec: a browser that may edit it is asked which kernel to start)
+        nb.add_code_cell(f"x = '{text}'")
+        await nb.synced(timeout=30)
+        return nb
+
+    def run(self, coro):
+        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.run(self.nb.close())
+        self.pool.submit(self.loop.close).result()
+        self.pool.shutdown()
+
+
 def member_profile_script(pair) -> str:
     """An init script giving a fresh browser context the signing key pair `pair` (a browser
     profile that is a member but never opened the notebook: fresh-load measurements)."""

@@ -36,6 +36,7 @@ from .helpers import (
     _my_identity,
     _open_members,
     _pub_key,
+    _PythonOwner,
     _start,
     _type_at_end,
     _wait_app,
@@ -70,35 +71,6 @@ def _open_link(page, link: str) -> None:
     _wait_app(page)
 
 
-class _PythonOwner:
-    """A notebook created by the Python client (its owner), kept open in a thread."""
-
-    def __init__(self, lab, text: str):
-        self.pair, _ = python_identity("python-owner")
-        self.loop = asyncio.new_event_loop()
-        self.pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.pool.submit(asyncio.set_event_loop, self.loop).result()
-        relay = lab.url.replace("http", "ws", 1) + "secsync"
-        self.nb = self.run(self._create(relay, text))
-
-    async def _create(self, relay: str, text: str):
-        from secsync_jupyter.client import create_notebook
-
-        nb = await create_notebook(relay, identity=self.pair, token=TOKEN, keyring_file=False)
-        nb.add_code_cell(f"x = '{text}'")
-        await nb.synced(timeout=30)
-        return nb
-
-    def run(self, coro):
-        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
-
-    def close(self):
-        with contextlib.suppress(Exception):
-            self.run(self.nb.close())
-        self.pool.submit(self.loop.close).result()
-        self.pool.shutdown()
-
-
 # ----------------------------------------------------------------------------------------
 # 1. a link made in Python, joined by browsers
 # ----------------------------------------------------------------------------------------
@@ -106,7 +78,7 @@ class _PythonOwner:
 
 def test_python_link_joined_by_browser(lab, browser):
     canary = f"PYLINK-{secrets.token_hex(4)}"
-    owner = _PythonOwner(lab, canary)
+    owner = _PythonOwner(lab, canary, keyring_file=False)
     try:
         link = owner.run(owner.nb.create_link("viewer", "for B"))
         url = str(link)
@@ -445,7 +417,7 @@ def test_browser_link_joined_by_python(lab, browser):
 
 def test_join_after_rotation_then_reload(lab, browser):
     canary = f"ROTATED-{secrets.token_hex(4)}"
-    owner = _PythonOwner(lab, canary)
+    owner = _PythonOwner(lab, canary, keyring_file=False)
     try:
 
         async def rotate_then_link():

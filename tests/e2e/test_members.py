@@ -18,13 +18,9 @@ Run:  .venv/bin/pytest tests/e2e/test_members.py -x -q
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import secrets
 
 import pytest
-
-from secsync_jupyter.sharelink import format_share_link
 
 from .helpers import (
     MEMBERS,
@@ -40,6 +36,7 @@ from .helpers import (
     _open_members,
     _pub_key,
     _python,
+    _PythonOwner,
     _share_link,
     _start,
     _type_at_end,
@@ -296,38 +293,6 @@ def test_browser_members_enforced_in_python(lab, browser):
             arg=[NB, text],
             timeout=30_000,
         )
-
-
-class _PythonOwner:
-    """A notebook created by the Python client (its owner), kept open in a thread."""
-
-    def __init__(self, lab, text: str):
-        self.pair, _ = python_identity("python-owner")
-        self.loop = asyncio.new_event_loop()
-        self.pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.pool.submit(asyncio.set_event_loop, self.loop).result()
-        relay = lab.url.replace("http", "ws", 1) + "secsync"
-        key = secrets.token_bytes(32)
-        self.nb = self.run(self._create(relay, key, text))
-        self.link = _with_token(format_share_link(self.nb.doc_id, key, server_url=lab.url))
-
-    async def _create(self, relay: str, key: bytes, text: str):
-        from secsync_jupyter.client import create_notebook
-
-        nb = await create_notebook(relay, key, identity=self.pair, token=TOKEN)
-        # (no kernelspec: a browser that may edit it is asked which kernel to start)
-        nb.add_code_cell(f"x = '{text}'")
-        await nb.synced(timeout=30)
-        return nb
-
-    def run(self, coro):
-        return self.pool.submit(self.loop.run_until_complete, coro).result(timeout=120)
-
-    def close(self):
-        with contextlib.suppress(Exception):
-            self.run(self.nb.close())
-        self.pool.submit(self.loop.close).result()
-        self.pool.shutdown()
 
 
 def test_python_members_enforced_in_browser(lab, browser):
