@@ -312,6 +312,8 @@ async def test_a_process_behind_catches_up_before_it_refuses(pg_url):
             ("u", f"{b.pub}:1"),
             ("s", s3.public_data.snapshot_id),
         ]
+        # (a new snapshot of this process goes out with the room's next read: wait for it)
+        await arrived(lambda: len(updates_and_snapshots(client_a)) >= len(expected))
         assert updates_and_snapshots(client_a) == expected
         # the notifications held back arrive late: nothing is delivered twice
         held.release()
