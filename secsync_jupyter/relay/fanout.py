@@ -343,26 +343,50 @@ class FanOut:
     def _track_writes(self) -> None:
         """Remember this process's writes until the store has answered them, by the key of
         the row they make: a row read back while its write is unanswered waits for the answer
-        (then it goes out with its author excluded), other rows go out at once."""
+        (then it goes out with its author excluded), other rows go out at once. With an early
+        commit (``on_committed``: synchronous full on PostgreSQL, acknowledged after the flush
+        barrier) a read waits for the commit's callback only, which hands the row to
+        :meth:`committed`."""
         store = self.store
         save_update, save_snapshot = store.save_update, store.save_snapshot
         writing = self._writing
 
-        def remember(doc_id: str, key: tuple, fut: asyncio.Future) -> asyncio.Future:
+        def early(kw: dict) -> asyncio.Future | None:
+            """Wrap ``kw["on_committed"]``: the future resolved once it has run."""
+            on_committed = kw.get("on_committed")
+            if on_committed is None:
+                return None
+            ran = asyncio.get_running_loop().create_future()
+
+            def committed(result, on_committed=on_committed) -> None:
+                try:
+                    on_committed(result)
+                finally:
+                    if not ran.done():
+                        ran.set_result(None)
+
+            kw["on_committed"] = committed
+            return ran
+
+        def remember(doc_id, key, fut: asyncio.Future, ran) -> asyncio.Future:
             k = (doc_id, key)
-            writing[k] = fut
+            writing[k] = fut if ran is None else ran
             fut.add_done_callback(lambda _f: writing.pop(k, None))
+            if ran is not None:  # a write that failed before committing: its answer
+                fut.add_done_callback(lambda _f: ran.done() or ran.set_result(None))
             return fut
 
-        def update(doc_id, *, snapshot_id, pub_key, clock, message):
+        def update(doc_id, *, snapshot_id, pub_key, clock, message, **kw):
+            ran = early(kw)
             fut = save_update(
-                doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message
+                doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message, **kw
             )
-            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut)
+            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut, ran)
 
         def snapshot(doc_id, **fields):
+            ran = early(fields)
             fut = save_snapshot(doc_id, **fields)
-            return remember(doc_id, ("s", fields["snapshot_id"]), fut)
+            return remember(doc_id, ("s", fields["snapshot_id"]), fut, ran)
 
         store.save_update = update  # type: ignore[method-assign]
         store.save_snapshot = snapshot  # type: ignore[method-assign]
