@@ -5,7 +5,10 @@ acceptance rules enforced by the database.
   are committed in the order they were submitted). A lane takes every write waiting for it (up
   to ``max_batch``, and about ``max_batch_chars`` of messages), runs them in one transaction on
   a pooled connection and commits once; only then are their awaitables resolved:
-  acknowledgements follow the ``COMMIT``, and many messages share one commit. Lanes of one
+  acknowledgements follow the ``COMMIT``, and many messages share one commit (with
+  ``synchronous`` full, the default, the commit does not wait for its WAL flush: the writes'
+  ``on_committed`` run after it, their awaitables resolve after a *flush barrier*, see
+  :class:`PostgresStore` and docs/relay.md "Durability on PostgreSQL"). Lanes of one
   process, and the lanes of other relay processes on the same database, run concurrently. A
   batch of updates only (the usual one) is one statement, ``save_updates``, sent outside a
   transaction block: one round trip, committed by the server before it answers, so no lock is
