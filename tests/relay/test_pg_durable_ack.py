@@ -253,3 +253,49 @@ async def test_store_acknowledges_only_commits_its_barrier_connection_outlived(p
         assert (await store.read_document("d", "s1", {})).updates == ("a", "b", "c")
     finally:
         await store.close()
+
+
+async def test_rows_the_database_lost_make_other_processes_reload_the_document(pg_url):
+    """A database crash can lose commits the peers already got (before their flush). Made
+    certain here by deleting the last stored update and dropping the ``LISTEN`` connections
+    (a restart drops them): once a relay listens again, a document whose delivered position
+    the database no longer reaches closes its connections (1013); reconnected, the reader
+    gets what the database has, and the next update, at the lost update's position again,
+    reaches it."""
+    one, two = await two_relays(pg_url)
+    author = Author("doc-" + generate_id())
+    try:
+        a, snap = await seed(one.url, author)
+        reader, _ = await open_doc(two.url, author.doc_id)
+        for clock in (0, 1):
+            await a.send(author.update(snap, clock))
+            assert (await a.next("update-saved"))["clock"] == clock
+            assert (await reader.next("update"))["publicData"]["clock"] == clock
+        conn = await asyncpg.connect(pg_url, server_settings={"search_path": "secsync"})
+        try:
+            await conn.execute("DELETE FROM updates WHERE clock = 1")  # "lost in the crash"
+            assert await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'secsync-relay-fanout-%'"
+            )
+        finally:
+            await conn.close()
+        err = await reader.next("error")
+        assert err["code"] == "storage-failed" and "lost" in err["message"]
+        assert await reader.wait_closed() == 1013
+        assert await a.wait_closed() == 1013  # the writer's relay delivered it too
+        assert two.relay.fanout.lost_rows == 1 and one.relay.fanout.lost_rows == 1
+        reader, doc = await open_doc(two.url, author.doc_id)
+        assert [u["publicData"]["clock"] for u in doc["updates"]] == [0]
+        a, _ = await open_doc(one.url, author.doc_id)
+        await a.send(author.update(snap, 1, b"again"))
+        assert (await a.next("update-saved"))["clock"] == 1
+        got = await reader.next("update")
+        update = Update.from_json({k: v for k, v in got.items() if k != "type"})
+        assert verify_and_decrypt_update(update, author.key, snap.public_data.snapshot_id, 0) == (
+            b"again"
+        )
+        await a.close()
+        await reader.close()
+    finally:
+        await stop(one, two)
