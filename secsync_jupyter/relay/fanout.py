@@ -274,6 +274,8 @@ class FanOut:
         self.sweep_kicks = 0
         #: the rooms the last sweep found behind the store, and the store's position then
         self._behind: dict[str, int] = {}
+        #: rooms found to have delivered rows the database lost (restarted without them)
+        self.lost_rows = 0
         #: backend process ids of this process's pooled connections (their notifications are
         #: this process's own commits, which it delivers itself)
         self._own_pids: set[int] = set()
@@ -360,6 +362,10 @@ class FanOut:
                     self.log.warning("fan-out: LISTEN connection restored; catching up")
                 self.connected.set()
                 delay = 0.1
+                if self.connections > 1:  # the database may have restarted (see the method)
+                    check = spawn(self._check_lost_rows())
+                    self._tasks.add(check)
+                    check.add_done_callback(self._tasks.discard)
                 self._catch_up_all()
                 while not lost.is_set() and not self._stopping:
                     try:
@@ -427,26 +433,50 @@ class FanOut:
     def _track_writes(self) -> None:
         """Remember this process's writes until the store has answered them, by the key of
         the row they make: a row read back while its write is unanswered waits for the answer
-        (then it goes out with its author excluded), other rows go out at once."""
+        (then it goes out with its author excluded), other rows go out at once. With an early
+        commit (``on_committed``: synchronous full on PostgreSQL, acknowledged after the flush
+        barrier) a read waits for the commit's callback only, which hands the row to
+        :meth:`committed`."""
         store = self.store
         save_update, save_snapshot = store.save_update, store.save_snapshot
         writing = self._writing
 
-        def remember(doc_id: str, key: tuple, fut: asyncio.Future) -> asyncio.Future:
+        def early(kw: dict) -> asyncio.Future | None:
+            """Wrap ``kw["on_committed"]``: the future resolved once it has run."""
+            on_committed = kw.get("on_committed")
+            if on_committed is None:
+                return None
+            ran = asyncio.get_running_loop().create_future()
+
+            def committed(result, on_committed=on_committed) -> None:
+                try:
+                    on_committed(result)
+                finally:
+                    if not ran.done():
+                        ran.set_result(None)
+
+            kw["on_committed"] = committed
+            return ran
+
+        def remember(doc_id, key, fut: asyncio.Future, ran) -> asyncio.Future:
             k = (doc_id, key)
-            writing[k] = fut
+            writing[k] = fut if ran is None else ran
             fut.add_done_callback(lambda _f: writing.pop(k, None))
+            if ran is not None:  # a write that failed before committing: its answer
+                fut.add_done_callback(lambda _f: ran.done() or ran.set_result(None))
             return fut
 
-        def update(doc_id, *, snapshot_id, pub_key, clock, message):
+        def update(doc_id, *, snapshot_id, pub_key, clock, message, **kw):
+            ran = early(kw)
             fut = save_update(
-                doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message
+                doc_id, snapshot_id=snapshot_id, pub_key=pub_key, clock=clock, message=message, **kw
             )
-            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut)
+            return remember(doc_id, ("u", snapshot_id, pub_key, clock), fut, ran)
 
         def snapshot(doc_id, **fields):
+            ran = early(fields)
             fut = save_snapshot(doc_id, **fields)
-            return remember(doc_id, ("s", fields["snapshot_id"]), fut)
+            return remember(doc_id, ("s", fields["snapshot_id"]), fut, ran)
 
         store.save_update = update  # type: ignore[method-assign]
         store.save_snapshot = snapshot  # type: ignore[method-assign]
@@ -532,6 +562,38 @@ class FanOut:
             self._deliver_row(room, Row((pos, "u", message, sid, pub, int(clock), None, None)))
             return
         self.kick(room, pos)
+
+    async def _check_lost_rows(self) -> None:
+        """After the ``LISTEN`` connection came back: an open room that has delivered a
+        position the database no longer reaches has delivered rows the database lost (with
+        ``synchronous`` full a write is visible before its WAL flush; a crash of the server in
+        between loses it, docs/relay.md "Durability on PostgreSQL"). Its clients are told the
+        document is unavailable (1013) and reload it; the room, reopened, delivers from what
+        the database has (its positions may be reused by new writes)."""
+        # delivered before the read: committed before it, so the read has them unless lost
+        rooms = [
+            (r, r.feed.delivered)
+            for r in self.relay.rooms.values()
+            if r.feed is not None and r.feed.delivered
+        ]
+        if not rooms:
+            return
+        try:
+            rows = await self.store._read(_positions, [r.doc_id for r, _d in rooms])
+        except Exception as exc:
+            self._warn(f"fan-out: checking the open documents after a reconnection failed: {exc}")
+            return
+        stored = dict(rows)
+        for room, delivered in rooms:
+            if stored.get(room.doc_id, 0) < delivered and self._live(room):
+                self.lost_rows += 1
+                self.log.error(
+                    "fan-out: %s: the database no longer has messages delivered up to position "
+                    "%d (it restarted without them); its connections reload the document",
+                    room.doc_id,
+                    delivered,
+                )
+                room.unavailable("the database lost recent messages")
 
     def _catch_up_all(self) -> None:
         for room in list(self.relay.rooms.values()):
@@ -856,6 +918,17 @@ def _apply(room: Room, r: Row) -> None:
     ):
         state.clocks[r.pub_key] = r.clock
         state.stored_bytes += size
+
+
+async def _positions(conn, doc_ids: list[str]) -> list[tuple[str, int]]:
+    """The stored position of each of ``doc_ids`` (see :data:`_POSITION`)."""
+    rows = await conn.fetch(
+        "SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE((SELECT max(u.version) FROM "
+        "updates u WHERE u.snapshot_seq = d.active_snapshot), 0) FROM documents d "
+        "WHERE d.doc_id = ANY($1::text[])",
+        doc_ids,
+    )
+    return [(r[0], r[1] or 0) for r in rows]
 
 
 async def _notify_many(conn, channel: str, payloads: list[str]) -> None:

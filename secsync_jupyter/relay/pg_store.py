@@ -5,7 +5,10 @@ acceptance rules enforced by the database.
   are committed in the order they were submitted). A lane takes every write waiting for it (up
   to ``max_batch``, and about ``max_batch_chars`` of messages), runs them in one transaction on
   a pooled connection and commits once; only then are their awaitables resolved:
-  acknowledgements follow the ``COMMIT``, and many messages share one commit. Lanes of one
+  acknowledgements follow the ``COMMIT``, and many messages share one commit (with
+  ``synchronous`` full, the default, the commit does not wait for its WAL flush: the writes'
+  ``on_committed`` run after it, their awaitables resolve after a *flush barrier*, see
+  :class:`PostgresStore` and docs/relay.md "Durability on PostgreSQL"). Lanes of one
   process, and the lanes of other relay processes on the same database, run concurrently. A
   batch of updates only (the usual one) is one statement, ``save_updates``, sent outside a
   transaction block: one round trip, committed by the server before it answers, so no lock is
@@ -376,6 +379,16 @@ MIGRATIONS: tuple[str, ...] = (
         END LOOP;
     END $$;
     """,
+    # 5: the flush barrier (synchronous=full/extra): writes commit with synchronous_commit = off,
+    # then one small synchronous transaction per group of commits makes them durable before they
+    # are acknowledged; it must write WAL (a transaction that writes none does not wait for a
+    # flush), so it bumps this relay process's row (docs/relay.md "Durability on PostgreSQL")
+    """
+    CREATE TABLE flush_barrier (
+        backend integer PRIMARY KEY,
+        barriers bigint NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -385,6 +398,20 @@ _SAVE_SNAPSHOT = "SELECT * FROM save_snapshot($1, $2, $3, $4::jsonb, $5, $6, $7,
 _SAVE_LOG_ENTRY = "SELECT * FROM save_log_entry($1, $2, $3, $4, $5, $6, $7, $8)"
 _SAVE_LOCKBOX = "SELECT * FROM save_lockbox($1, $2, $3, $4)"
 _SAVE_UPDATES = "SELECT * FROM save_updates($1::text[], $2::text[], $3::text[], $4, $5::text[])"
+#: how many of a ``save_updates`` batch's updates are stored (documents, snapshots, pubKeys, clocks)
+_STORED_UPDATES = """
+SELECT count(*) FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+    AS b (doc_id, snapshot_id, pub_key, clock)
+JOIN snapshots s ON s.doc_id = b.doc_id AND s.snapshot_id = b.snapshot_id
+JOIN updates u ON u.snapshot_seq = s.seq AND u.pub_key = b.pub_key AND u.clock = b.clock
+"""
+#: the flush barrier: a transaction that writes WAL, committed with the server's
+#: ``synchronous_commit``, so its commit waits for the WAL up to its own commit record, which
+#: follows the commit records of every write transaction that had committed before it began
+_BARRIER = """
+INSERT INTO flush_barrier AS b (backend, barriers) VALUES (pg_backend_pid(), 1)
+ON CONFLICT (backend) DO UPDATE SET barriers = b.barriers + 1
+"""
 _SQL = {
     "update": _SAVE_UPDATE,
     "snapshot": _SAVE_SNAPSHOT,
@@ -463,14 +490,29 @@ _NOT_COMMITTED = (
 _DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-class _Op:
-    __slots__ = ("args", "doc_id", "future", "kind")
+def _server_ended(exc: BaseException) -> bool:
+    """The connection was lost while the server had a statement, and the server said it ended
+    the session ("terminating connection due to …": an administrator's or a shutdown's FATAL,
+    sent by a backend that aborts what it ran): the statement's transaction is over, so a read
+    on a new connection tells whether it committed. A plain network error says nothing of the
+    kind (the backend may still be running it)."""
+    return isinstance(exc, asyncpg.exceptions.PostgresConnectionError) and (
+        "terminating connection" in str(exc)
+    )
 
-    def __init__(self, kind: str, doc_id: str, args: tuple, future: asyncio.Future):
+
+class _Op:
+    __slots__ = ("args", "doc_id", "future", "kind", "on_committed")
+
+    def __init__(
+        self, kind: str, doc_id: str, args: tuple, future: asyncio.Future, on_committed=None
+    ):
         self.kind = kind
         self.doc_id = doc_id
         self.args = args
         self.future = future
+        #: early_commit: called with the result right after the COMMIT (before the barrier)
+        self.on_committed = on_committed
 
 
 class _Lane:
@@ -487,10 +529,14 @@ def _fail(code: str, message: str) -> SaveResult:
 
 
 class PostgresStore(RelayStore):
-    """See the module docs. ``synchronous``: ``"full"``/``"extra"`` (the default) keep the
-    server's ``synchronous_commit`` (``on`` unless the database says otherwise: a commit is
-    flushed to the WAL on disk before it returns, so an acknowledged write survives a power
-    loss); ``"normal"`` sets ``synchronous_commit = off`` for the relay's connections (a commit
+    """See the module docs. ``synchronous``: ``"full"``/``"extra"`` (the default): writes
+    commit with ``synchronous_commit = off`` (visible to readers and the other relay processes
+    at once, ``on_committed`` called: :attr:`early_commit`), then a *flush barrier*, one small
+    transaction committed with the server's ``synchronous_commit`` (``on`` unless the database
+    says otherwise) on a connection of its own, waits for the WAL flush past their commit
+    records; only then are they acknowledged (an acknowledged write survives a power loss).
+    One barrier serves every batch committed before it began. ``"normal"`` sets
+    ``synchronous_commit = off`` for the relay's connections and has no barrier (a commit
     returns before its WAL flush: an acknowledged write survives a crash of the relay, but a
     crash of the database server or the machine may lose the last ~0.6 s of commits)."""
 
@@ -527,6 +573,21 @@ class PostgresStore(RelayStore):
         self._settings = {"search_path": schema, "application_name": "secsync-relay"}
         if self.synchronous == "normal":
             self._settings["synchronous_commit"] = "off"
+        #: full/extra: writes commit asynchronously and are broadcast then (``on_committed``),
+        #: acknowledged after the flush barrier (:meth:`flush_barrier`)
+        self.early_commit = self.synchronous != "normal"
+        #: the pool's connections (writes, reads): without a WAL flush in their commits
+        self._pool_settings = {**self._settings, "synchronous_commit": "off"}
+        #: committed batches waiting for the flush barrier, in commit order: (ops, results)
+        self._undurable: list[tuple[list[_Op], list[SaveResult], Any]] = []
+        self._barrier_wake: asyncio.Event | None = None
+        self._barrier_lock: asyncio.Lock | None = None
+        self._barrier_task: asyncio.Task | None = None
+        self._barrier_conn: Any = None
+        self._lanes_done = False
+        #: flush barriers committed so far, and the ones that failed (tests and benchmarks)
+        self.barriers = 0
+        self.barriers_failed = 0
         self._lanes = [_Lane() for _ in range(writers)]
         self._pool: asyncpg.Pool | None = None
         self._open = False
@@ -603,7 +664,7 @@ class PostgresStore(RelayStore):
                 self.dsn,
                 min_size=min(2, self.pool_size),
                 max_size=self.pool_size,
-                server_settings=self._settings,
+                server_settings=self._pool_settings,
                 reset=_no_reset,
                 init=_writer_notifies if self.doorbell == "writer" else None,
                 command_timeout=self.command_timeout,
@@ -612,6 +673,11 @@ class PostgresStore(RelayStore):
             raise StoreError(f"cannot open database {self.name}: {exc}") from exc
         for lane in self._lanes:
             lane.task = asyncio.get_running_loop().create_task(self._lane_main(lane))
+        if self.early_commit:
+            self._barrier_wake = asyncio.Event()
+            self._barrier_lock = asyncio.Lock()
+            await self._barrier_connection()  # before the first commit (see _barrier_main)
+            self._barrier_task = asyncio.get_running_loop().create_task(self._barrier_main())
         self._open = True
 
     async def _migrate(self) -> None:
@@ -671,6 +737,11 @@ class PostgresStore(RelayStore):
             lane.wake.set()
         # every write already submitted is committed (or refused) and answered
         await asyncio.gather(*(lane.task for lane in self._lanes if lane.task is not None))
+        if self._barrier_task is not None:  # ... and made durable (or failed) and answered
+            self._lanes_done = True
+            assert self._barrier_wake is not None
+            self._barrier_wake.set()
+            await self._barrier_task
         assert self._pool is not None
         try:
             await asyncio.wait_for(self._pool.close(), 10)
@@ -679,7 +750,7 @@ class PostgresStore(RelayStore):
         self._open = False
 
     # ------------------------------------------------------------------ writes
-    def _submit(self, kind: str, doc_id: str, args: tuple) -> asyncio.Future:
+    def _submit(self, kind: str, doc_id: str, args: tuple, on_committed=None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         if not self._open or self._closing:
             fut.set_exception(StoreError("the store is closed"))
@@ -687,19 +758,24 @@ class PostgresStore(RelayStore):
         lane = self._lanes[zlib.crc32(doc_id.encode()) % len(self._lanes)]
         if trace.ON and kind == "update":
             trace.ev("submit", doc_id, args[2][:8], args[3])
-        lane.ops.append(_Op(kind, doc_id, args, fut))
+        lane.ops.append(_Op(kind, doc_id, args, fut, on_committed))
         lane.wake.set()
         return fut
 
-    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message):
-        return self._submit("update", doc_id, (doc_id, snapshot_id, pub_key, clock, message))
+    def save_update(self, doc_id, *, snapshot_id, pub_key, clock, message, on_committed=None):
+        """``on_committed(result)`` (``early_commit`` only): called on the loop right after
+        the COMMIT, before the future resolves (after the flush barrier)."""
+        args = (doc_id, snapshot_id, pub_key, clock, message)
+        return self._submit("update", doc_id, args, on_committed)
 
-    def save_snapshot(self, doc_id, **fields):  # the fields of RelayStore.save_snapshot
+    def save_snapshot(self, doc_id, *, on_committed=None, **fields):
+        """The fields of :meth:`RelayStore.save_snapshot`; ``on_committed`` as for
+        :meth:`save_update`."""
         clocks = json.dumps(dict(fields["parent_clocks"]))
         args = (doc_id, fields["snapshot_id"], fields["parent_snapshot_id"], clocks)
         args += tuple(fields[k] for k in ("pub_key", "ciphertext_hash", "parent_snapshot_proof"))
         args += (int(fields.get("epoch", 0)), fields["message"])
-        return self._submit("snapshot", doc_id, args)
+        return self._submit("snapshot", doc_id, args, on_committed)
 
     def save_log_entry(self, doc_id, *, seq, prev, hash, entry, lockboxes=()):
         boxes = (
@@ -737,14 +813,128 @@ class PostgresStore(RelayStore):
             while lane.ops and len(batch) < self.max_batch and size < self.max_batch_chars:
                 batch.append(lane.ops.popleft())
                 size += len(batch[-1].args[-1])
+            barrier = None
             try:
+                if self.early_commit:  # opened before the commit (see _barrier_main)
+                    barrier = await self._barrier_connection()
                 results = await self._write(batch)
             except Exception as exc:  # a bug: answer, and keep the lane alive for what follows
                 self.log.exception("write lane failed")
                 results = [_fail("storage-failed", f"internal error: {exc}")] * len(batch)
+            if self.early_commit and _committed(results):
+                self._after_commit(batch, results, barrier)
+                continue
             for op, result in zip(batch, results, strict=True):
                 if not op.future.done():
                     op.future.set_result(result)
+
+    def _after_commit(self, batch: list[_Op], results: list[SaveResult], barrier) -> None:
+        """``early_commit``: a batch has committed (asynchronously): its ``on_committed``
+        callbacks now (this lane commits a document's writes in order, so they run in commit
+        order), its answers after the next flush barrier. ``barrier``: the barrier's
+        connection as it was before the commit was sent (None: there was none)."""
+        for op, result in zip(batch, results, strict=True):
+            if op.on_committed is not None:
+                try:
+                    op.on_committed(result)
+                except Exception:  # one write's callback must not keep the others from running
+                    self.log.exception("on_committed failed")
+        self._undurable.append((batch, results, barrier))
+        assert self._barrier_wake is not None
+        self._barrier_wake.set()
+
+    async def _barrier_main(self) -> None:
+        """Make committed batches durable, then answer them in commit order: one flush
+        barrier for every batch waiting (the ones committed while a barrier runs wait for the
+        next). A failed barrier (the database restarted or the connection was lost: the
+        asynchronous commits may be gone) answers every write it should have covered
+        ``storage-failed`` with ``durable_failed`` (never acknowledged; the relay closes the
+        documents' connections so that their clients reload what the store has).
+
+        A barrier covers a batch only when it runs on the connection that was already open
+        before the batch's commit was sent: a crash of the database server ends every
+        connection, so that connection still answering proves no restart in between (a barrier
+        on a new connection could succeed on a server that recovered without the commits).
+        A batch committed without such a connection is answered like a failed barrier."""
+        assert self._barrier_wake is not None
+        while True:
+            if not self._undurable:
+                if self._lanes_done:
+                    break
+                self._barrier_wake.clear()
+                await self._barrier_wake.wait()
+                continue
+            waiting, self._undurable = self._undurable, []
+            error: Exception | None = None
+            t0 = time.monotonic()
+            conn = await self._barrier_connection()
+            try:
+                if conn is None:
+                    raise StoreError("no connection to the database")
+                await self.flush_barrier(conn)
+                self.barriers += 1
+            except Exception as exc:
+                error = exc
+                self.barriers_failed += 1
+                if conn is not None:
+                    conn.terminate()
+                if self._barrier_conn is conn:
+                    self._barrier_conn = None
+                writes = sum(len(batch) for batch, _results, _conn in waiting)
+                self.log.error(
+                    "flush barrier failed (%d committed writes not acknowledged): %s", writes, exc
+                )
+            if time.monotonic() - t0 > SLOW_COMMIT:
+                self.log.warning("slow flush barrier: %.0f ms", (time.monotonic() - t0) * 1000)
+            for batch, results, before in waiting:
+                if error is not None or before is not conn:
+                    reason = error or "the database connection was lost after the commit"
+                    failed = SaveResult(
+                        False,
+                        code="storage-failed",
+                        message=f"the relay could not store the message durably ({reason})",
+                        durable_failed=True,
+                    )
+                    results = [failed] * len(batch)
+                for op, result in zip(batch, results, strict=True):
+                    if not op.future.done():
+                        op.future.set_result(result)
+        if self._barrier_conn is not None:
+            self._barrier_conn.terminate()
+            self._barrier_conn = None
+
+    async def flush_barrier(self, conn) -> None:
+        """Wait until every transaction committed so far is flushed to the WAL on disk (as
+        the server's ``synchronous_commit`` says: with synchronous replication, on the standby
+        too): commit one transaction that writes WAL, synchronously, on the barrier's
+        connection ``conn``. Raises when it cannot (tests replace this method to hold or
+        break it)."""
+        await conn.execute(_BARRIER)
+
+    async def _barrier_connection(self):
+        """The barrier's own connection (with the server's ``synchronous_commit``), opened
+        when there is none or it was closed; None when the database cannot be reached."""
+        conn = self._barrier_conn
+        if conn is not None and not conn.is_closed():
+            return conn
+        assert self._barrier_lock is not None
+        async with self._barrier_lock:
+            conn = self._barrier_conn
+            if conn is not None and not conn.is_closed():
+                return conn
+            self._barrier_conn = None
+            try:
+                conn = await asyncpg.connect(
+                    self.dsn,
+                    server_settings={**self._settings, "application_name": "secsync-relay-flush"},
+                    timeout=min(self.command_timeout, 10.0),
+                    command_timeout=self.command_timeout,
+                )
+            except _DB_ERRORS as exc:
+                self.log.warning("no connection for the flush barrier: %s", exc)
+                return None
+            self._barrier_conn = conn
+            return conn
 
     async def _write(self, batch: list[_Op]) -> list[SaveResult]:
         """Run ``batch`` in one transaction; the results once it has committed (every write
@@ -831,7 +1021,11 @@ class PostgresStore(RelayStore):
                     if self.ring is not None and self.doorbell == "writer":
                         await self._ring(conn, batch, results)
             except Exception as exc:
-                if attempt == 1 and (not sent or isinstance(exc, _NOT_COMMITTED)):
+                if attempt == 1 and (
+                    not sent
+                    or isinstance(exc, _NOT_COMMITTED)
+                    or (_server_ended(exc) and await self._none_stored(args))
+                ):
                     self.log.warning("write statement not run (%s); retrying", exc)
                     await self._pool.expire_connections()
                     continue
@@ -854,19 +1048,39 @@ class PostgresStore(RelayStore):
             return results
         raise AssertionError("unreachable")
 
+    async def _none_stored(self, args: tuple) -> bool:
+        """After the connection was lost while the server had a ``save_updates`` statement:
+        true when, read on a new connection, none of the batch's updates is stored — the
+        statement did not commit (it is one transaction, which the backend ended before it
+        closed the connection — :func:`_server_ended` —, and a committed row is visible at once,
+        with early commit too), so it can run again. False when any is, or the check fails: the
+        outcome stays unknown (storage-failed, as for a lost ``COMMIT``)."""
+        assert self._pool is not None
+        try:
+            await self._pool.expire_connections()
+            async with self._pool.acquire() as conn:
+                stored = await conn.fetchval(_STORED_UPDATES, *args[:4])
+        except Exception as exc:  # the database is still away: unknown
+            self.log.warning("could not check whether a lost write was stored: %s", exc)
+            return False
+        return stored == 0
+
     async def _ring(self, conn, batch: list[_Op], results: list[SaveResult]) -> None:
-        """The writer's doorbell: answer the batch's writes first (acknowledgements and this
-        process's broadcasts need not wait), then, on the same connection, one statement
-        notifying every update of the batch that committed, in order, in a transaction with
-        ``synchronous_commit = off`` (a notification is no data: the rows are committed, and
-        flushed per the store's mode, already; so PostgreSQL's notification lock is held for
-        microseconds, not through a WAL flush). A doorbell that cannot be sent is lost: the
-        fan-out's sweep finds the rows (docs/relay.md "Fan-out across relay processes")."""
+        """The writer's doorbell: answer the batch's writes first (without early commit:
+        acknowledgements and this process's broadcasts need not wait), then, on the same
+        connection, one statement notifying every update of the batch that committed, in
+        order, in a transaction with ``synchronous_commit = off`` (a notification is no data:
+        the rows are committed, and flushed per the store's mode, already; so PostgreSQL's
+        notification lock is held for microseconds, not through a WAL flush). A doorbell that
+        cannot be sent is lost: the fan-out's sweep finds the rows (docs/relay.md "Fan-out
+        across relay processes")."""
         assert self.ring is not None
         channel, payload = self.ring
         payloads = []
         for op, result in zip(batch, results, strict=True):
-            if not op.future.done():
+            # with early commit the lane answers after the flush barrier (_after_commit): an
+            # answer here would acknowledge a write that is not durable yet
+            if not self.early_commit and not op.future.done():
                 op.future.set_result(result)
             if op.kind == "update" and result.ok:
                 payloads.append(payload(op.args, result))
@@ -950,6 +1164,12 @@ async def _statements(conn, batch: list[_Op]) -> list[Any]:
         else:
             rows.extend(await conn.fetchmany(sql, args))
     return rows
+
+
+def _committed(results: list[SaveResult]) -> bool:
+    """Whether a batch's transaction committed: a failed one answers every write
+    ``storage-failed``, a code the database's write functions never return."""
+    return not any(r.code == "storage-failed" for r in results)
 
 
 def _result(op: _Op, row) -> SaveResult:

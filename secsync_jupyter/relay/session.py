@@ -621,9 +621,9 @@ class Session:
 
     def _early_commit(self, on_committed) -> dict:
         """``{"on_committed": ...}`` for a store that reports commits before they are durable
-        (SQLite with synchronous full/extra, one process): the write is broadcast once
+        (SQLite or PostgreSQL with synchronous full/extra): the write is broadcast once
         committed and acknowledged once durable (docs/relay.md "Durability"); else ``{}``."""
-        if getattr(self.relay.store, "early_commit", False) and self.relay.fanout is None:
+        if getattr(self.relay.store, "early_commit", False):
             return {"on_committed": on_committed}
         return {}
 

@@ -185,7 +185,8 @@ class SaveResult:
     #: true when this write created the document
     created_document: bool = False
     #: true when the write was committed (and its ``on_committed`` called) but could not be
-    #: made durable (the SQLite store's fdatasync of the WAL failed)
+    #: made durable (the SQLite store's fdatasync of the WAL, or the PostgreSQL store's flush
+    #: barrier, failed)
     durable_failed: bool = False
 
 
@@ -264,7 +265,7 @@ class RelayStore(abc.ABC):
         before the returned awaitable resolves once it is durable. Other stores: committed
         is durable, there is no such argument."""
 
-    #: see :meth:`save_update` (the SQLite store with ``synchronous`` full/extra)
+    #: see :meth:`save_update` (the SQLite and PostgreSQL stores with ``synchronous`` full/extra)
     early_commit: bool = False
 
     # -- the membership log (issue 11; docs/protocol.md "Membership log")

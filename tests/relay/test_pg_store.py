@@ -64,6 +64,7 @@ async def test_migrations_create_a_versioned_schema_and_refuse_a_newer_one(pg_ur
         "log_entries",
         "lockboxes",
         "schema_version",
+        "flush_barrier",
     }
     store = await open_pg(pg_url)  # idempotent
     assert await store.count_documents() == 1
@@ -143,11 +144,16 @@ async def test_url_options_and_schemas(pg_url):
         # one database, two schemas: two separate relays' stores
         assert await default.count_documents() == 0
         assert (await default.save_snapshot("d", **snap_kw("s1"))).ok
-        # synchronous=normal: commits do not wait for their WAL flush
+        # synchronous=normal: commits do not wait for their WAL flush, and nothing else does
         async with store._pool.acquire() as conn:
             assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert not store.early_commit and store._barrier_conn is None and store.barriers == 0
+        # full (the default): the writes do not wait either (early commit), the flush barrier
+        # does, on its own connection with the server's setting
+        assert default.early_commit and default.barriers >= 1
         async with default._pool.acquire() as conn:
-            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+        assert await default._barrier_conn.fetchval("SHOW synchronous_commit") == "on"
         # doorbell=writer: its connections leave the doorbell of their updates to the relay
         async with store._pool.acquire() as conn:
             assert await conn.fetchval("SHOW secsync.writer_notifies") == "on"
