@@ -38,15 +38,13 @@ import pytest
 
 from .helpers import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CLOSE_ALL,
     NB,
     TOKEN,
+    _browser_session,
     _cell_editor,
     _execute,
     _my_identity,
-    _new_page,
     _pub_key,
     _share_with,
     _wait_app,
@@ -62,33 +60,9 @@ TOAST = ".Toastify__toast"
 RELAY_SOCKET = re.compile(r"/secsync/m1_[^/?]+(\?.*)?$")
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
 def _session(browser, name: str):
-    logs: list[str] = []
-    ctx, page = _new_page(browser, name, logs)
-    try:
-        yield page
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        with contextlib.suppress(Exception):
-            page.screenshot(path=ARTIFACTS / f"e2e-relay-alerts-{name}-failure.png")
-        raise
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"e2e-relay-alerts-{name}-console.log").write_text("\n".join(logs))
-        ctx.close()
+    """A fresh browser context's page (``browser``: conftest's headless Chromium)."""
+    return _browser_session(browser, "e2e-relay-alerts", name)
 
 
 class ManInTheMiddle:

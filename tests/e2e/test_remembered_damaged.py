@@ -12,20 +12,16 @@ Run:  .venv/bin/pytest tests/e2e/test_remembered_damaged.py -x -q
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 
 import pytest
 
 from .helpers import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NB,
     TOKEN,
+    _browser_session,
     _execute,
-    _new_page,
     _wait_app,
     _wait_cell_text,
 )
@@ -44,33 +40,9 @@ DOC_ID = """async () => JSON.parse((await window.jupyterapp.serviceManager.conte
   {type: 'file', format: 'text', content: true})).content).docId"""
 
 
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
 def _session(browser, name: str):
-    logs: list[str] = []
-    ctx, page = _new_page(browser, name, logs)
-    try:
-        yield page
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        with contextlib.suppress(Exception):
-            page.screenshot(path=ARTIFACTS / f"e2e-remembered-damaged-{name}-failure.png")
-        raise
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        (ARTIFACTS / f"e2e-remembered-damaged-{name}-console.log").write_text("\n".join(logs))
-        ctx.close()
+    """A fresh browser context's page (``browser``: conftest's headless Chromium)."""
+    return _browser_session(browser, "e2e-remembered-damaged", name)
 
 
 def _item(page, key: str) -> str | None:
