@@ -11,9 +11,14 @@ import threading
 
 import pytest
 
-from secsync_jupyter.protocol import Update, generate_id, verify_and_decrypt_update
+from secsync_jupyter.protocol import generate_id
 
 from .conftest import start_relay
+from .durable_checks import (
+    check_ack_before_peer_snapshot,
+    check_snapshot_broadcast_before_ack,
+    check_updates_broadcast_before_ack,
+)
 from .util import TIMEOUT, Author, open_doc, seed
 
 pytestmark = pytest.mark.asyncio
@@ -45,33 +50,13 @@ async def test_peer_gets_update_before_author_is_acknowledged(tmp_path):
         await b.next("snapshot")
         entered, release = hold_sync(store)
         # two updates while the sync is held: both committed and broadcast, none acknowledged
-        for clock in (0, 1):
-            await a.send(author.update(snap, clock, f"key {clock}".encode()))
-        for clock in (0, 1):
-            got = await b.next("update")
-            assert got["publicData"]["clock"] == clock
-            update = Update.from_json({k: v for k, v in got.items() if k != "type"})
-            content = verify_and_decrypt_update(
-                update, author.key, snap.public_data.snapshot_id, clock - 1
-            )
-            assert content == f"key {clock}".encode()
-        assert await asyncio.to_thread(entered.wait, TIMEOUT)  # the sync thread is held
-        await a.roundtrip_ok()  # every frame of A answered so far: no acknowledgement yet
-        assert not [f for f in a.frames if f["type"] == "update-saved"]
+        await check_updates_broadcast_before_ack(a, [b], author, snap, entered)
         release.set()
         assert (await a.next("update-saved"))["clock"] == 0
         assert (await a.next("update-saved"))["clock"] == 1
         # a snapshot too: broadcast first, snapshot-saved after the sync
         entered, release = hold_sync(store)
-        snap2 = author.snapshot(snap, {author.pub: 1})
-        await a.send(snap2)
-        got = await b.next("snapshot")
-        assert got["snapshot"]["publicData"]["snapshotId"] == snap2.public_data.snapshot_id
-        await a.roundtrip_ok()
-        assert len([f for f in a.frames if f["type"] == "snapshot-saved"]) == 1  # the first
-        release.set()
-        saved = await a.next("snapshot-saved")
-        assert saved["snapshotId"] == snap2.public_data.snapshot_id
+        await check_snapshot_broadcast_before_ack(a, [b], author, snap, 1, entered, release)
         await a.close()
         await b.close()
     finally:
@@ -123,32 +108,21 @@ async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
 
 
 async def test_author_gets_its_ack_before_a_peer_snapshot_containing_its_update(tmp_path):
-    """The early broadcast must not reorder what the author sees: B gets A's update before A's
-    acknowledgement and may snapshot on it at once, but A receives that snapshot only after
-    its own ``update-saved`` (else A, like the reference client, rejects it: 102)."""
+    """B, on the same relay, snapshots on A's update while A's sync is held: A receives that
+    snapshot only after its own ``update-saved`` (durable_checks.check_ack_before_peer_snapshot)."""
     running = await start_relay(str(tmp_path / "relay.sqlite"))
     store = running.relay.store
     author = Author("doc-" + generate_id())
-    other = Author(author.doc_id, key=author.key)
     release = None
     try:
         b, _ = await open_doc(running.url, author.doc_id)
         a, snap = await seed(running.url, author)
         await b.next("snapshot")
         entered, release = hold_sync(store)
-        await a.send(author.update(snap, 0))
-        assert (await b.next("update"))["publicData"]["clock"] == 0
-        snap_b = other.snapshot(snap, {author.pub: 0})
-        await b.send(snap_b)  # committed while A's update is still not durable
-        assert await asyncio.to_thread(entered.wait, TIMEOUT)
-        await a.roundtrip_ok()
-        assert not [f for f in a.frames if f["type"] in ("update-saved", "snapshot")]
-        release.set()
-        assert (await b.next("snapshot-saved"))["snapshotId"] == snap_b.public_data.snapshot_id
-        got = await a.next("snapshot")
-        assert got["snapshot"]["publicData"]["snapshotId"] == snap_b.public_data.snapshot_id
-        kinds = [f["type"] for f in a.frames if f["type"] in ("update-saved", "snapshot")]
-        assert kinds[-2:] == ["update-saved", "snapshot"], kinds
+        # B's snapshot-saved waits for the same held sync
+        await check_ack_before_peer_snapshot(
+            a, b, author, snap, entered, release, peer_saved_while_held=False
+        )
         await a.close()
         await b.close()
     finally:

@@ -20,6 +20,11 @@ from secsync_jupyter.protocol import Update, generate_id, verify_and_decrypt_upd
 from secsync_jupyter.relay.pg_store import PostgresStore
 
 from .conftest import start_relay
+from .durable_checks import (
+    check_ack_before_peer_snapshot,
+    check_snapshot_broadcast_before_ack,
+    check_updates_broadcast_before_ack,
+)
 from .util import TIMEOUT, Author, open_doc, seed
 
 pytestmark = pytest.mark.asyncio
@@ -78,37 +83,16 @@ async def test_peers_get_the_update_before_its_author_is_acknowledged(pg_url):
         remote, _ = await open_doc(two.url, author.doc_id)  # another relay process
         entered, release = hold_barrier(store)
         # two updates while the barrier is held: both committed and broadcast, none acknowledged
-        for clock in (0, 1):
-            await a.send(author.update(snap, clock, f"key {clock}".encode()))
-        for peer in (local, remote):
-            for clock in (0, 1):
-                got = await peer.next("update")
-                assert got["publicData"]["clock"] == clock
-                update = Update.from_json({k: v for k, v in got.items() if k != "type"})
-                content = verify_and_decrypt_update(
-                    update, author.key, snap.public_data.snapshot_id, clock - 1
-                )
-                assert content == f"key {clock}".encode()
-        await asyncio.wait_for(entered.wait(), TIMEOUT)  # the barrier is held
-        await a.roundtrip_ok()  # every frame of A answered so far: no acknowledgement yet
-        assert not [f for f in a.frames if f["type"] == "update-saved"]
+        await check_updates_broadcast_before_ack(a, [local, remote], author, snap, entered)
         assert await stored_clocks(pg_url, author.doc_id) == [0, 1]  # committed, visible
         release.set()
         assert (await a.next("update-saved"))["clock"] == 0
         assert (await a.next("update-saved"))["clock"] == 1
         # a snapshot too: broadcast first, snapshot-saved after the barrier
         entered, release = hold_barrier(store)
-        snap2 = author.snapshot(snap, {author.pub: 1})
-        await a.send(snap2)
-        for peer in (local, remote):
-            got = await peer.next("snapshot")
-            assert got["snapshot"]["publicData"]["snapshotId"] == snap2.public_data.snapshot_id
-        await asyncio.wait_for(entered.wait(), TIMEOUT)
-        await a.roundtrip_ok()
-        assert len([f for f in a.frames if f["type"] == "snapshot-saved"]) == 1  # the first
-        release.set()
-        saved = await a.next("snapshot-saved")
-        assert saved["snapshotId"] == snap2.public_data.snapshot_id
+        await check_snapshot_broadcast_before_ack(
+            a, [local, remote], author, snap, 1, entered, release
+        )
         assert store.barriers >= 2 and store.barriers_failed == 0
         for c in (a, local, remote):
             await c.close()
@@ -119,30 +103,20 @@ async def test_peers_get_the_update_before_its_author_is_acknowledged(pg_url):
 
 
 async def test_author_gets_its_ack_before_a_remote_snapshot_containing_its_update(pg_url):
-    """A peer on another relay process gets A's update before A's acknowledgement and
-    snapshots on it at once; A receives that snapshot only after its own ``update-saved``."""
+    """B, on another relay process, snapshots on A's update while A's barrier is held: A
+    receives that snapshot only after its own ``update-saved``
+    (durable_checks.check_ack_before_peer_snapshot)."""
     one, two = await two_relays(pg_url)
     author = Author("doc-" + generate_id())
-    other = Author(author.doc_id, key=author.key)
     release = None
     try:
         a, snap = await seed(one.url, author)
         b, _ = await open_doc(two.url, author.doc_id)
         entered, release = hold_barrier(one.relay.store)
-        await a.send(author.update(snap, 0))
-        assert (await b.next("update"))["publicData"]["clock"] == 0
-        snap_b = other.snapshot(snap, {author.pub: 0})
-        await b.send(snap_b)  # committed and acknowledged (its relay's barrier is not held)
-        assert (await b.next("snapshot-saved"))["snapshotId"] == snap_b.public_data.snapshot_id
-        await asyncio.wait_for(entered.wait(), TIMEOUT)
-        await a.roundtrip_ok()
-        # A's relay has B's snapshot by now (it answers A's frames in order), and holds it back
-        assert not [f for f in a.frames if f["type"] in ("update-saved", "snapshot")]
-        release.set()
-        got = await a.next("snapshot")
-        assert got["snapshot"]["publicData"]["snapshotId"] == snap_b.public_data.snapshot_id
-        kinds = [f["type"] for f in a.frames if f["type"] in ("update-saved", "snapshot")]
-        assert kinds[-2:] == ["update-saved", "snapshot"], kinds
+        # B's snapshot is committed and acknowledged: its relay's barrier is not held
+        await check_ack_before_peer_snapshot(
+            a, b, author, snap, entered, release, peer_saved_while_held=True
+        )
         await a.close()
         await b.close()
     finally:
