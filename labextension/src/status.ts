@@ -202,6 +202,11 @@ export class EncryptedStatusItem extends Widget {
   }
 
   private _onStatus(): void {
+    // The state attribute follows the session at once (the rest is redrawn in the next
+    // frame): `data-state='synced'` never shows a change typed a moment ago as saved.
+    if (this._session) {
+      this.node.dataset.state = stateOf(this._session);
+    }
     this.update();
   }
 

@@ -317,6 +317,18 @@ def _wait_cell_text(page, index: int, text: str, timeout: float = 20_000) -> Non
     )
 
 
+def _wait_workspace_lists(lab, workspace: str, paths: list[str], timeout: float = 60.0) -> None:
+    """Waits until JupyterLab saved workspace `workspace` with every one of `paths` in it (a
+    reload restores only what the server had saved)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = json.dumps(lab.api("GET", f"lab/api/workspaces/{workspace}"))
+        if all(json.dumps(p)[1:-1] in data for p in paths):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the workspace never listed {paths}")
+
+
 def _wait_kernel_ready(page, timeout: float = 120_000) -> None:
     """Waits until the current notebook's kernel is started, connected and idle."""
     page.wait_for_function(

@@ -24,6 +24,7 @@ from .helpers import (
     _execute,
     _wait_app,
     _wait_cell_text,
+    _wait_workspace_lists,
 )
 
 pytestmark = pytest.mark.browser
@@ -51,8 +52,9 @@ def _item(page, key: str) -> str | None:
 
 def test_damaged_remembered_state_is_kept_aside_and_the_notebook_opens(lab, browser):
     canary = f"DAMAGED-{secrets.token_hex(4)}"
+    workspace = f"damaged-{secrets.token_hex(3)}"
     with _session(browser, "A") as a:
-        a.goto(f"{lab.url}lab/workspaces/damaged-{secrets.token_hex(3)}?token={TOKEN}")
+        a.goto(f"{lab.url}lab/workspaces/{workspace}?token={TOKEN}")
         _wait_app(a)
         _execute(a, "secsync:new-notebook")
         a.wait_for_selector(SYNCED, timeout=60_000)
@@ -60,6 +62,9 @@ def test_damaged_remembered_state_is_kept_aside_and_the_notebook_opens(lab, brow
         a.keyboard.type(f"x = '{canary}'")
         a.wait_for_selector(SYNCED, timeout=30_000)
         doc_id = a.evaluate(DOC_ID)
+        # the reloads below reopen the notebook from the saved workspace
+        path = a.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
+        _wait_workspace_lists(lab, workspace, [path])
         state_key = f"secsync-jupyter:remembered:{doc_id}"
         log_key = f"secsync-jupyter:remembered-log:{doc_id}"
         # the state and the verified log are remembered (saved about a second after changes)

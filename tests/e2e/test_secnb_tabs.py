@@ -18,10 +18,19 @@ import time
 import urllib.parse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from secsync_jupyter.sharelink import parse_share_link
 
-from .helpers import CLOSE_ALL, NB, TOKEN, _execute, _wait_app, _wait_cell_text
+from .helpers import (
+    CLOSE_ALL,
+    NB,
+    TOKEN,
+    _execute,
+    _wait_app,
+    _wait_cell_text,
+    _wait_workspace_lists,
+)
 from .test_ux import CURRENT_TAB, SYNCED, _new_notebook, _pointer_of, _session
 
 pytestmark = pytest.mark.browser
@@ -50,6 +59,26 @@ def _wait_new_secnb(lab, before: dict[str, str], timeout: float = 60.0) -> str:
     raise AssertionError("no new .secnb file")
 
 
+def _select_only(page, name: str, timeout: float = 30.0) -> None:
+    """Clicks `name` in the file browser until it is the only selected item (Accel+D acts on
+    the selection; a click while the listing is being redrawn can miss)."""
+    selected = """(name) => {
+      const s = document.querySelectorAll('.jp-DirListing-item.jp-mod-selected');
+      return s.length === 1
+        && s[0].querySelector('.jp-DirListing-itemText').textContent.trim() === name
+        && s[0].contains(document.activeElement);
+    }"""
+    deadline = time.monotonic() + timeout
+    while True:
+        item = page.locator(".jp-DirListing-item", has_text=name)
+        item.locator(".jp-DirListing-itemText").click()
+        try:
+            page.wait_for_function(selected, arg=name, timeout=2_000)
+            return
+        except PlaywrightTimeout:
+            assert time.monotonic() < deadline, f"{name} never became the only selected file"
+
+
 def test_accel_d_and_file_duplicate_make_new_documents(lab, browser):
     canary = f"DUP-{secrets.token_hex(4)}"
     (lab.root / "plain-dup.txt").write_text("hello\n")
@@ -64,7 +93,7 @@ def test_accel_d_and_file_duplicate_make_new_documents(lab, browser):
 
         # Accel+D on the .secnb in the file browser
         before = _doc_ids(lab)
-        a.locator(".jp-DirListing-item", has_text=name).locator(".jp-DirListing-itemText").click()
+        _select_only(a, name)
         a.keyboard.press("Control+d")
         copy = _wait_new_secnb(lab, before)
         ids = _doc_ids(lab)
@@ -81,12 +110,13 @@ def test_accel_d_and_file_duplicate_make_new_documents(lab, browser):
         ids = _doc_ids(lab)
         assert len(set(ids.values())) == len(ids) == 3, ids
         assert second not in (name, copy)
+        # the duplicate is open, current and loaded (nothing of the command still to come)
+        a.locator(CURRENT_TAB, has_text=second).wait_for(timeout=60_000)
+        a.wait_for_selector(SYNCED, timeout=60_000)
         _wait_cell_text(a, 0, canary, timeout=60_000)
 
         # other files: the stock Duplicate
-        a.locator(".jp-DirListing-item", has_text="plain-dup.txt").locator(
-            ".jp-DirListing-itemText"
-        ).click()
+        _select_only(a, "plain-dup.txt")
         a.keyboard.press("Control+d")
         deadline = time.monotonic() + 30
         while not list(lab.root.glob("plain-dup-Copy*.txt")):
@@ -155,13 +185,3 @@ def _plain_notebook() -> dict:
     from .helpers import notebook_json
 
     return notebook_json("x = 1")
-
-
-def _wait_workspace_lists(lab, workspace: str, paths: list[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        data = json.dumps(lab.api("GET", f"lab/api/workspaces/{workspace}"))
-        if all(json.dumps(p)[1:-1] in data for p in paths):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the workspace never listed {paths}")
