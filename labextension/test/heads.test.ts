@@ -15,54 +15,28 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket, { WebSocketServer } from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import * as Y from 'yjs';
+import { afterEach, describe, expect, test } from 'vitest';
 import {
   createSignatureKeyPair,
   generateId,
   generateKey,
-  ready,
   SecsyncYjsClient,
   SecsyncYjsClientOptions,
-  SignatureKeyPair,
-  WebSocketConstructor
+  SignatureKeyPair
 } from '../src/secsync';
-import { b64encode } from '../src/secsync/base64';
 import { MemoryStore } from '../src/secsync/rememberedState';
-import { freePort, RelayHandle, startRelay } from './helpers/relays';
+import { pub, usePythonRelay, waitFor } from './helpers/pythonRelay';
+import { freePort, startRelay } from './helpers/relays';
 
-const WS = WebSocket as unknown as WebSocketConstructor;
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-const pub = (k: SignatureKeyPair) => b64encode(k.publicKey);
 const codes = (c: SecsyncYjsClient) => c.engine.errors.map((e) => e.code);
 const FAST = { headsGraceSeconds: 1, headsIntervalSeconds: 0.5 };
 
-let relay: RelayHandle;
-const clients: SecsyncYjsClient[] = [];
+const py = usePythonRelay();
 const servers: WebSocketServer[] = [];
 
-beforeAll(async () => {
-  await ready();
-  relay = await startRelay('python');
-});
-afterAll(async () => {
-  await relay?.stop();
-});
 afterEach(() => {
-  for (const c of clients.splice(0)) {
-    c.destroy();
-  }
   for (const s of servers.splice(0)) {
     for (const ws of s.clients) {
       ws.terminate();
@@ -71,23 +45,9 @@ afterEach(() => {
   }
 });
 
+/** A client of `docId` with `key` as `keyPair` on `base` (clients are destroyed after each test). */
 function open(docId: string, key: Uint8Array, keyPair: SignatureKeyPair, base: string, extra: Partial<SecsyncYjsClientOptions> = {}) {
-  const ydoc = new Y.Doc();
-  const c = new SecsyncYjsClient({
-    url: `${base}/${docId}`,
-    docId,
-    key,
-    signatureKeyPair: keyPair,
-    ydoc,
-    WebSocketImpl: WS,
-    batchDelayMs: 0,
-    maxReconnectDelayMs: 300,
-    ...FAST,
-    ...extra
-  });
-  clients.push(c);
-  c.connect();
-  return { c, text: ydoc.getText('content') };
+  return py.open(docId, keyPair, { key, ...FAST, ...extra }, base);
 }
 
 /**
@@ -147,17 +107,17 @@ describe('issue 13 in the browser client', () => {
     const docId = generateId();
     const key = generateKey();
     const [a, b, c] = [createSignatureKeyPair(), createSignatureKeyPair(), createSignatureKeyPair()];
-    const writer = open(docId, key, b, relay.base);
+    const writer = open(docId, key, b, py.relay.base);
     writer.text.insert(0, 'base;');
     await writer.c.createSnapshot();
     // connection 0 is A's: the relay (the MITM) never delivers B's updates to it
     const base = await mitm(
-      () => relay.base,
+      () => py.relay.base,
       (index, frame) => !(index === 0 && frame.type === 'update' && frame.publicData?.pubKey === pub(b))
     );
     const reader = open(docId, key, a, base);
     await reader.c.loaded;
-    const witness = open(docId, key, c, relay.base);
+    const witness = open(docId, key, c, py.relay.base);
     await witness.c.loaded;
     writer.text.insert(5, 'b1;');
     await writer.c.synced();
@@ -181,7 +141,7 @@ describe('issue 13 in the browser client', () => {
       const keys = [createSignatureKeyPair(), createSignatureKeyPair()];
       // group 0 (connection 0) on our relay, group 1 (connection 1) on another: two histories
       const base = await mitm(
-        (index) => (index === 0 ? relay.base : relay2.base),
+        (index) => (index === 0 ? py.relay.base : relay2.base),
         () => true,
         (index) => [1 - index]
       );
@@ -255,10 +215,10 @@ describe('issue 13 in the browser client', () => {
     const store = new MemoryStore();
     const opts = { headsGraceSeconds: 3, headsIntervalSeconds: 0.5, rememberedStore: store };
     const keys = [0, 1, 2, 3].map(() => createSignatureKeyPair());
-    const first = open(docId, key, keys[0], relay.base, opts);
+    const first = open(docId, key, keys[0], py.relay.base, opts);
     first.text.insert(0, 'start;');
     await first.c.createSnapshot();
-    const all = [first, ...keys.slice(1).map((k) => open(docId, key, k, relay.base, opts))];
+    const all = [first, ...keys.slice(1).map((k) => open(docId, key, k, py.relay.base, opts))];
     await Promise.all(all.map((x) => x.c.loaded));
     let seed = 13;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
@@ -276,7 +236,7 @@ describe('issue 13 in the browser client', () => {
         await Promise.all([x.c.createSnapshot(), y.c.createSnapshot()].map((p) => p.catch(() => undefined)));
       } else {
         x.c.destroy(); // closed, reopened from the remembered state
-        all[i] = open(docId, key, keys[i], relay.base, opts);
+        all[i] = open(docId, key, keys[i], py.relay.base, opts);
         await all[i].c.loaded;
       }
       await new Promise((r) => setTimeout(r, 50 + rnd() * 200));

@@ -8,18 +8,14 @@
  * load — or, when the damaged value cannot be kept (the quota), writes nothing. The engine rule
  * itself is pinned by the shared scenarios remembered-807-* / membership-remembered-807-*.
  */
-import WebSocket from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import * as Y from 'yjs';
+import { beforeAll, describe, expect, test } from 'vitest';
 import {
   createSignatureKeyPair,
   generateId,
   generateKey,
   ready,
-  SecsyncYjsClient,
   SecsyncYjsClientOptions,
-  SignatureKeyPair,
-  WebSocketConstructor
+  SignatureKeyPair
 } from '../src/secsync';
 import { SyncEngine } from '../src/secsync/engine';
 import {
@@ -29,9 +25,8 @@ import {
   RememberedDamagedError,
   StorageLike
 } from '../src/secsync/rememberedState';
-import { RelayHandle, startRelay } from './helpers/relays';
+import { usePythonRelay } from './helpers/pythonRelay';
 
-const WS = WebSocket as unknown as WebSocketConstructor;
 const DAMAGED = 'SECSYNC_ERROR_807';
 
 class FakeStorage implements StorageLike {
@@ -134,37 +129,10 @@ describe('the engine given a remembered state it cannot adopt', () => {
 });
 
 describe('SecsyncYjsClient with a damaged remembered state (our relay)', () => {
-  let relay: RelayHandle;
-  const clients: SecsyncYjsClient[] = [];
-
-  beforeAll(async () => {
-    relay = await startRelay('python');
-  });
-  afterAll(async () => {
-    await relay?.stop();
-  });
-  afterEach(() => {
-    for (const c of clients.splice(0)) {
-      c.destroy();
-    }
-  });
+  const py = usePythonRelay();
 
   function open(docId: string, key: Uint8Array, keyPair: SignatureKeyPair, extra: Partial<SecsyncYjsClientOptions>) {
-    const ydoc = new Y.Doc();
-    const c = new SecsyncYjsClient({
-      url: `${relay.base}/${docId}`,
-      docId,
-      key,
-      signatureKeyPair: keyPair,
-      ydoc,
-      WebSocketImpl: WS,
-      batchDelayMs: 0,
-      maxReconnectDelayMs: 300,
-      ...extra
-    });
-    clients.push(c);
-    c.connect();
-    return { c, text: ydoc.getText('content') };
+    return py.open(docId, keyPair, { key, ...extra });
   }
 
   /** A document with one snapshot ("hello"), remembered in `storage`. */

@@ -1,7 +1,8 @@
 /**
- * The start-up shared by the browser-engine tests against our Python relay
- * (epochs-relay, membership-relay, links-relay): one relay per test file, browser sync clients
- * on it (destroyed after each test), waiting for a condition, and the Python member
+ * The start-up shared by the browser-engine tests against our Python relay (epochs-relay,
+ * membership-relay, links-relay, heads, rememberedDamaged): one relay per test file (or per
+ * describe block it is called in), browser sync clients on it (destroyed after each test),
+ * waiting for a condition, and the Python member
  * (test/interop/py_member.py) driven one JSON request / answer per line.
  */
 import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
@@ -55,7 +56,8 @@ export interface PythonRelayClients {
   ): OpenClient;
 }
 
-/** Registers the hooks of a test file against the Python relay (call at the top level). */
+/** Registers the hooks of a test file against the Python relay (call at the top level, or in a
+ * describe block for its tests only). */
 export function usePythonRelay(): PythonRelayClients {
   let relay: RelayHandle | undefined;
   const clients: SecsyncYjsClient[] = [];
