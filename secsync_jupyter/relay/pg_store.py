@@ -490,14 +490,20 @@ _NOT_COMMITTED = (
 _DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+#: the FATAL errors ("terminating connection …") of a backend that ends its session and aborts
+#: what it ran: an administrator's (pg_terminate_backend), a shutdown's or the postmaster's end
+#: (57P01), another process's crash (57P02)
+_SESSION_ENDED = (asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError)
+
+
 def _server_ended(exc: BaseException) -> bool:
     """The connection was lost while the server had a statement, and the server said it ended
-    the session ("terminating connection due to …": an administrator's or a shutdown's FATAL,
-    sent by a backend that aborts what it ran): the statement's transaction is over, so a read
-    on a new connection tells whether it committed. A plain network error says nothing of the
-    kind (the backend may still be running it)."""
-    return isinstance(exc, asyncpg.exceptions.PostgresConnectionError) and (
-        "terminating connection" in str(exc)
+    the session (asyncpg raises ``ConnectionDoesNotExistError`` whose cause is the server's
+    FATAL, one of ``_SESSION_ENDED``): the statement's transaction is over, so a read on a new
+    connection tells whether it committed. A plain network error says nothing of the kind
+    (the backend may still be running it)."""
+    return isinstance(exc, asyncpg.exceptions.PostgresConnectionError) and isinstance(
+        exc.__cause__, _SESSION_ENDED
     )
 
 

@@ -293,6 +293,41 @@ async def test_lost_connections_and_a_database_restart(pg_url, pg_cluster):
         await store.close()
 
 
+async def test_a_statement_whose_session_the_server_ended_is_told_apart(pg_url):
+    """What a write's retry decides from (``pg_store._server_ended``): a statement whose backend
+    the server terminates fails with asyncpg's ``ConnectionDoesNotExistError`` caused by the
+    server's FATAL (``AdminShutdownError``): its transaction is over. A connection lost on the
+    client's side while the backend still runs the statement is no such end."""
+
+    async def running(conn) -> tuple[asyncio.Task, int]:
+        pid = conn.get_server_pid()
+        task = asyncio.create_task(conn.fetchval("SELECT pg_sleep(30)"))
+        query = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'"
+        for _ in range(500):
+            if (await sql(pg_url, query, pid))[0][0]:
+                return task, pid
+            await asyncio.sleep(0.01)
+        raise AssertionError("the statement never ran")
+
+    conn = await asyncpg.connect(pg_url)
+    task, pid = await running(conn)
+    assert (await sql(pg_url, "SELECT pg_terminate_backend($1)", pid))[0][0]
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError) as ended:
+        await task
+    assert isinstance(ended.value.__cause__, asyncpg.exceptions.AdminShutdownError)
+    assert pg_store._server_ended(ended.value)
+
+    conn = await asyncpg.connect(pg_url)
+    task, pid = await running(conn)
+    try:
+        conn.terminate()  # the client closes its socket; the backend goes on sleeping
+        with pytest.raises(Exception) as lost:
+            await task
+        assert not pg_store._server_ended(lost.value), repr(lost.value)
+    finally:
+        await sql(pg_url, "SELECT pg_terminate_backend($1)", pid)
+
+
 async def test_a_database_that_hangs_fails_writes_instead_of_holding_them(pg_url):
     """A write that cannot finish (another connection holds the tables) fails after the
     command timeout (1 s here): answered storage-failed, never acknowledged, not stored; the
