@@ -19,8 +19,6 @@ Wall-clock; best / median / p90 / worst printed, with the machine's load (``upti
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -28,10 +26,10 @@ import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
-LABEXT = HERE.parent / "labextension"
 sys.path.insert(0, str(HERE))
 
 from link_join_bench import start_relay  # noqa: E402
+from vite_node import run_ts  # noqa: E402
 
 JOIN_TS = """
 import fs from 'node:fs';
@@ -98,30 +96,6 @@ console.log(JSON.stringify({ join, open, logLength, bytes: expected.length }));
 """
 
 
-def run_ts(payload: dict) -> dict:
-    vite_node = LABEXT / "node_modules" / ".bin" / "vite-node"
-    if not vite_node.exists():
-        raise SystemExit("labextension/node_modules is not installed")
-    with tempfile.TemporaryDirectory() as tmp:
-        data = pathlib.Path(tmp) / "args.json"
-        data.write_text(json.dumps(payload))
-        script = LABEXT / f".browser-link-join-bench-{os.getpid()}.ts"
-        script.write_text(JOIN_TS)
-        try:
-            out = subprocess.run(
-                [str(vite_node), str(script), str(data)],
-                cwd=LABEXT,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-        finally:
-            script.unlink()
-    if out.returncode != 0:
-        raise RuntimeError(f"the TypeScript bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def row(name: str, ms: list[float]) -> str:
     s = sorted(ms)
     p90 = s[min(len(s) - 1, round(0.9 * (len(s) - 1)))]
@@ -141,9 +115,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_relay(pathlib.Path(tmp))
         try:
-            res = run_ts(
-                {"base": url, "members": args.members, "cells": args.cells, "joins": args.joins}
-            )
+            payload = {"base": url, "members": args.members, "cells": args.cells}
+            res = run_ts(JOIN_TS, {**payload, "joins": args.joins}, "browser-link-join-bench", 900)
         finally:
             proc.terminate()
             proc.wait(timeout=10)

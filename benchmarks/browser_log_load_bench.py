@@ -19,17 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pathlib
 import subprocess
 import sys
-import tempfile
 
 import load_bench as lb
 import membership_load_bench as mlb
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-LABEXT = REPO / "labextension"
+from vite_node import run_ts
 
 TS = """
 import fs from 'node:fs';
@@ -107,24 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
     }
     print("uptime:", uptime())
-    vite_node = LABEXT / "node_modules" / ".bin" / "vite-node"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = pathlib.Path(tmp) / "payload.json"
-        path.write_text(json.dumps(payload))
-        script = LABEXT / f".browser-log-load-bench-{os.getpid()}.ts"
-        script.write_text(TS)
-        try:
-            out = subprocess.run(
-                [str(vite_node), str(script), str(path)],
-                cwd=LABEXT,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-                check=True,
-            )
-        finally:
-            script.unlink()
-    results = json.loads(out.stdout.strip().splitlines()[-1])
+    results = run_ts(TS, payload, "browser-log-load-bench", 1200)
     import statistics
 
     base = results["no log"]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import vite_node
 
 from secsync_jupyter.protocol.crypto import SigningKeyPair, verify_detached
 from secsync_jupyter.protocol.epochs import check_lockbox_set, create_rotation
@@ -48,9 +49,6 @@ from secsync_jupyter.protocol.membership import (
     verify_entry,
     verify_log,
 )
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-LABEXT = REPO / "labextension"
 
 TS_SCRIPT = """
 import fs from 'node:fs';
@@ -206,28 +204,10 @@ def node_times(log: list[dict], doc_id: str, runs: int) -> list[float] | None:
 
 
 def run_ts(source: str, payload: dict) -> list[float] | None:
-    vite_node = LABEXT / "node_modules" / ".bin" / "vite-node"
-    if not vite_node.exists():
+    if not vite_node.available():
         print("(TypeScript row skipped: labextension/node_modules is not installed)")
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        data = pathlib.Path(tmp) / "log.json"
-        data.write_text(json.dumps(payload))
-        script = LABEXT / f".membership-bench-{os.getpid()}.ts"
-        script.write_text(source)
-        try:
-            out = subprocess.run(
-                [str(vite_node), str(script), str(data)],
-                cwd=LABEXT,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-        finally:
-            script.unlink()
-        if out.returncode != 0:
-            raise RuntimeError(f"the TypeScript bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return vite_node.run_ts(source, payload, "membership-bench", 600)
 
 
 def main() -> None:
