@@ -22,30 +22,12 @@ import {
   LocalStorageStore,
   REMEMBERED_LOG_PREFIX,
   REMEMBERED_PREFIX,
-  RememberedDamagedError,
-  StorageLike
+  RememberedDamagedError
 } from '../src/secsync/rememberedState';
 import { usePythonRelay } from './helpers/pythonRelay';
+import { FakeStorage, nullAdapter } from './helpers/remembered';
 
 const DAMAGED = 'SECSYNC_ERROR_807';
-
-class FakeStorage implements StorageLike {
-  readonly items = new Map<string, string>();
-  /** setItem of keys containing this throws (a full quota) */
-  failOn: string | null = null;
-  getItem(key: string): string | null {
-    return this.items.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    if (this.failOn !== null && key.includes(this.failOn)) {
-      throw new Error('QuotaExceededError');
-    }
-    this.items.set(key, value);
-  }
-  removeItem(key: string): void {
-    this.items.delete(key);
-  }
-}
 
 beforeAll(async () => {
   await ready();
@@ -97,18 +79,9 @@ describe('LocalStorageStore: damaged items', () => {
 });
 
 describe('the engine given a remembered state it cannot adopt', () => {
-  const adapter = {
-    snapshotContent: () => new Uint8Array(),
-    applySnapshot: () => undefined,
-    applyChanges: () => undefined,
-    serializeChanges: (c: Uint8Array[]) => c[0] ?? new Uint8Array(),
-    deserializeChanges: (b: Uint8Array) => [b],
-    applyEphemeral: () => undefined
-  };
-
   test('records 807 without an event, takes nothing, and a driver may report unreadable data the same way', () => {
     const events: string[] = [];
-    const engine = new SyncEngine('d', new Uint8Array(32), adapter as never, createSignatureKeyPair(), {
+    const engine = new SyncEngine('d', new Uint8Array(32), nullAdapter() as never, createSignatureKeyPair(), {
       remembered: { snapshot: { snapshotId: 7 }, logHead: null },
       onEvent: (event) => events.push(event)
     });
@@ -120,7 +93,7 @@ describe('the engine given a remembered state it cannot adopt', () => {
     expect(() => engine.rememberedUnusable('again')).not.toThrow(); // nothing was adopted
     expect(events).toEqual(['error']);
 
-    const fine = new SyncEngine('d', new Uint8Array(32), adapter as never, createSignatureKeyPair(), {
+    const fine = new SyncEngine('d', new Uint8Array(32), nullAdapter() as never, createSignatureKeyPair(), {
       remembered: { snapshot: null, logHead: null }
     });
     expect(fine.errors).toEqual([]);

@@ -13,31 +13,11 @@ import {
   LocalStorageStore,
   REMEMBERED_LOG_PREFIX,
   REMEMBERED_PREFIX,
-  RememberedDamagedError,
-  StorageLike
+  RememberedDamagedError
 } from '../src/secsync/rememberedState';
 import { SyncEngine } from '../src/secsync/engine';
 import { b64encode } from '../src/secsync/base64';
-
-class FakeStorage implements StorageLike {
-  readonly items = new Map<string, string>();
-  writes: string[] = [];
-  /** setItem of keys starting with this throws (a full quota) */
-  failPrefix: string | null = null;
-  getItem(key: string): string | null {
-    return this.items.get(key) ?? null;
-  }
-  setItem(key: string, value: string): void {
-    if (this.failPrefix !== null && key.startsWith(this.failPrefix)) {
-      throw new Error('QuotaExceededError');
-    }
-    this.writes.push(key);
-    this.items.set(key, value);
-  }
-  removeItem(key: string): void {
-    this.items.delete(key);
-  }
-}
+import { FakeStorage, nullAdapter } from './helpers/remembered';
 
 beforeAll(async () => {
   await ready();
@@ -102,7 +82,7 @@ describe('LocalStorageStore with a membership log', () => {
     const storage = new FakeStorage();
     const store = new LocalStorageStore(storage);
     store.save(docId, { snapshot: null, logHead: { seq: 1, hash: state.hashes[1] }, log: entries.slice(0, 2) });
-    storage.failPrefix = REMEMBERED_LOG_PREFIX;
+    storage.failOn = REMEMBERED_LOG_PREFIX;
     store.save(docId, { snapshot: null, logHead: head(state), log: entries });
     expect(storage.getItem(REMEMBERED_LOG_PREFIX + docId)).toBeNull();
     const loaded = store.load(docId) as { logHead: unknown; log?: unknown };
@@ -112,18 +92,9 @@ describe('LocalStorageStore with a membership log', () => {
 });
 
 describe('an engine with a remembered log', () => {
-  const adapter = () => ({
-    snapshotContent: () => new Uint8Array(),
-    applySnapshot: () => undefined,
-    applyChanges: () => undefined,
-    serializeChanges: (c: Uint8Array[]) => c[0] ?? new Uint8Array(),
-    deserializeChanges: (b: Uint8Array) => [b],
-    applyEphemeral: () => undefined
-  });
-
   test('starts from it: role known, only the delta asked for, the whole log remembered again', () => {
     const { state, entries, docId, me } = makeLog(6);
-    const engine = new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
+    const engine = new SyncEngine(docId, new Uint8Array(32), nullAdapter() as never, me, {
       remembered: { snapshot: null, logHead: head(state), log: entries }
     });
     expect(engine.log?.role).toBe('editor');
@@ -134,7 +105,7 @@ describe('an engine with a remembered log', () => {
 
   test('a remembered log without its head, or for another document, is not used (807)', () => {
     const { state, entries, docId, me } = makeLog(4);
-    const short = new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
+    const short = new SyncEngine(docId, new Uint8Array(32), nullAdapter() as never, me, {
       remembered: { snapshot: null, logHead: head(state), log: entries.slice(0, 3) }
     });
     expect(short.errors.map((e) => e.code)).toEqual(['SECSYNC_ERROR_807']);
@@ -142,7 +113,7 @@ describe('an engine with a remembered log', () => {
     expect(short.log?.state).toBeNull();
     expect(short.connectionParams()).toEqual({ mode: 'complete' }); // the whole log
     const other = makeLog(2);
-    const elsewhere = new SyncEngine(docId, new Uint8Array(32), adapter() as never, me, {
+    const elsewhere = new SyncEngine(docId, new Uint8Array(32), nullAdapter() as never, me, {
       remembered: { snapshot: null, logHead: head(other.state), log: other.entries }
     });
     expect(elsewhere.rememberedDamaged).toMatch(/remembered state of .*: log: /);
