@@ -24,13 +24,15 @@ the position in the log when a whole log was verified).
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -39,7 +41,7 @@ from .encoding import MAX_SAFE_INTEGER, b64decode_checked, b64encode, canonicali
 from .errors import ParseError, ProtocolError
 from .identity import Identity, IdentityError, check_display_name
 from .identity import _check_point as _check_identity_point
-from .ids import is_doc_id
+from .ids import DOC_ID_RE
 
 __all__ = [
     "DOMAIN_MEMBERSHIP_ENTRY",
@@ -289,16 +291,20 @@ def parse_entry(obj: Any) -> Entry:
 
     Fields are checked in one fixed order (v, kind, unknown fields, docId, seq, prev,
     signer, target, role, name, nonce, epoch, keyCheck, lockboxHash, label, expiresAt, at,
-    signature) so both languages name the same one."""
+    signature) so both languages name the same one. (Written out inline for speed: a
+    client parses every entry of a log on load; tests/client/test_log_fast_paths.py checks
+    it against the plain form, field by field and error by error.)"""
     if isinstance(obj, Entry):  # checked again: an Entry can be made or _replace()d by hand
         obj = obj.to_json()
     if type(obj) is not dict:
         raise _err(701, "entry", "expected a JSON object")
-    if "v" not in obj:
+    get = obj.get
+    v = get("v")
+    if v is None and "v" not in obj:
         raise _err(701, "v", "missing field")
-    if _int(obj["v"], "v") != LOG_FORMAT_VERSION:
+    if (type(v) is not int or v != LOG_FORMAT_VERSION) and _int(v, "v") != LOG_FORMAT_VERSION:
         raise _err(702, "v")
-    kind = obj.get("kind")
+    kind = get("kind")
     if type(kind) is not str:
         raise _err(701, "kind", "missing field" if kind is None else "expected a string")
     spec = _FIELDS.get(kind)
@@ -310,48 +316,93 @@ def parse_entry(obj: Any) -> Entry:
         if unknown:
             raise _err(701, _utf16_prefix(min(unknown, key=_utf16_key), 64), "unknown field")
     create = kind == "create"
-    doc_id = _get(obj, "docId", required)
-    if doc_id is not None and not is_doc_id(doc_id):
+    doc_id = get("docId")
+    if doc_id is None:
+        if "docId" in required:
+            _get(obj, "docId", required)
+    elif not isinstance(doc_id, str) or _DOC_ID_FULLMATCH(doc_id) is None:
         raise _err(701, "docId", "expected a document id")
-    seq = _int(_get(obj, "seq", required), "seq")
+    seq = get("seq")
+    if type(seq) is not int or seq < 0 or seq > MAX_SAFE_INTEGER:
+        seq = _int(_get(obj, "seq", required), "seq")
     if (seq == 0) != create:
         raise _err(701, "seq", "0 for create, at least 1 for any other kind")
-    prev = _get(obj, "prev", required)
+    prev = get("prev")
     if create:
         if prev != "":
+            if prev is None:
+                _get(obj, "prev", required)
             raise _err(701, "prev", 'must be "" for create')
-    else:
-        _b64(prev, "prev", 32)
-    signer = _b64(_get(obj, "signer", required), "signer", PUBLIC_KEY_BYTES)
-    target = _get(obj, "target", required)
-    if target is not None:
+    elif type(prev) is not str or _B64_32_FULLMATCH(prev) is None:
+        _b64(_get(obj, "prev", required), "prev", 32)
+    signer = get("signer")
+    if type(signer) is not str or _B64_32_FULLMATCH(signer) is None:
+        _b64(_get(obj, "signer", required), "signer", PUBLIC_KEY_BYTES)
+    target = get("target")
+    if target is None:
+        if "target" in required:
+            _get(obj, "target", required)
+    elif type(target) is not str or _B64_32_FULLMATCH(target) is None:
         _b64(target, "target", PUBLIC_KEY_BYTES)
-    role = _get(obj, "role", required)
-    if role is not None and (type(role) is not str or role not in _RANK):
+    role = get("role")
+    if role is None:
+        if "role" in required:
+            _get(obj, "role", required)
+    elif type(role) is not str or role not in _RANK:
         raise _err(701, "role", "expected one of " + ", ".join(ROLES))
-    name = obj.get("name")
+    name = get("name")
     if name is not None or "name" in obj:
         reason = check_display_name(name)
         if reason:
             raise _err(701, "name", reason)
-    nonce = _get(obj, "nonce", required)
-    if nonce is not None:
+    nonce = get("nonce")
+    if nonce is None:
+        if "nonce" in required:
+            _get(obj, "nonce", required)
+    else:
         _b64(nonce, "nonce", ROOT_NONCE_BYTES)
-    extra = None
-    if kind in _EPOCH_KINDS:
-        extra = _parse_extra(obj, kind, required)
-    at = _int(_get(obj, "at", required), "at")
-    signature = _b64(_get(obj, "signature", required), "signature", SIGNATURE_BYTES)
-    fields = (kind, seq, prev, signer, at, doc_id, target, role, name, nonce)
-    unsigned, full = _canonical(*fields, signature, extra)
-    digest = hashlib.blake2b(full, digest_size=32).digest()
-    signed = _DOMAIN_BYTES + unsigned
-    entry = Entry(
-        *fields[:5], signature, *fields[5:], LOG_FORMAT_VERSION, b64encode(digest), signed
+    extra = _parse_extra(obj, kind, required) if kind in _EPOCH_KINDS else None
+    at = get("at")
+    if type(at) is not int or at < 0 or at > MAX_SAFE_INTEGER:
+        at = _int(_get(obj, "at", required), "at")
+    signature = get("signature")
+    if type(signature) is not str or _B64_64_FULLMATCH(signature) is None:
+        _b64(_get(obj, "signature", required), "signature", SIGNATURE_BYTES)
+    unsigned, full = _canonical(
+        kind, seq, prev, signer, at, doc_id, target, role, name, nonce, signature, extra
     )
-    if extra is not None:
-        entry = entry._replace(**dict(zip(_EXTRA_NAMES, extra, strict=True)))
-    return entry
+    digest = _b2a_base64(_blake2b(full, digest_size=32).digest(), newline=False)
+    if extra is None:
+        extra = _NO_EXTRA
+    return _new_entry(
+        (
+            kind,
+            seq,
+            prev,
+            signer,
+            at,
+            signature,
+            doc_id,
+            target,
+            role,
+            name,
+            nonce,
+            LOG_FORMAT_VERSION,
+            digest.translate(_TO_URLSAFE_B64, b"=").decode(),
+            _DOMAIN_BYTES + unsigned,
+            *extra,
+        )
+    )
+
+
+_NO_EXTRA = (None, None, None, None, None)
+_new_entry = partial(tuple.__new__, Entry)
+_blake2b = hashlib.blake2b
+_b2a_base64 = binascii.b2a_base64
+_TO_URLSAFE_B64 = bytes.maketrans(b"+/", b"-_")
+_B64_32_FULLMATCH = _B64_32.fullmatch
+_B64_64_FULLMATCH = _B64_64.fullmatch
+_DOC_ID_FULLMATCH = DOC_ID_RE.fullmatch
 
 
 _EPOCH_KINDS = frozenset(("rotate-key", "add-link", "remove-link"))
@@ -835,7 +886,9 @@ def _checked(obj: Any) -> Entry:
 
 #: Checks Ed25519 signatures in bulk: ``[(signature, message, public key), …] -> [ok, …]``
 #: (e.g. spread over worker threads by a driver; the core itself stays single-threaded).
-SignatureCheck = Callable[[Sequence[tuple[bytes, bytes, bytes]]], Sequence[bool]]
+#: The answer is a sequence, or an iterable the core consumes in order as it applies the
+#: entries (results may still be computed elsewhere meanwhile); one ``True`` per item.
+SignatureCheck = Callable[[Sequence[tuple[bytes, bytes, bytes]]], Sequence[bool] | Iterable[bool]]
 
 
 def _at_index(exc: MembershipError, index: int) -> MembershipError:
@@ -854,26 +907,40 @@ def _verified(entries: Sequence[Any], offset: int, check: SignatureCheck | None)
                 raise _at_index(exc, index)
         return
     parsed: list[Entry | MembershipError] = []
+    append = parsed.append
     for obj in entries:
         try:
-            parsed.append(parse_entry(obj))
+            append(parse_entry(obj))
         except MembershipError as exc:
-            parsed.append(exc)
-    todo = [
-        (b64decode_checked(e.signature), e.signed_bytes, b64decode_checked(e.signer))
-        for e in parsed
-        if isinstance(e, Entry)
-    ]
-    results = list(check(todo))
-    if len(results) != len(todo):
+            append(exc)
+    keys: dict[str, bytes] = {}  # a log has few signers: each key is decoded once
+    todo = []
+    for e in parsed:
+        if type(e) is Entry:
+            key = keys.get(e.signer)
+            if key is None:
+                key = keys[e.signer] = b64decode_checked(e.signer)
+            todo.append((b64decode_checked(e.signature), e.signed_bytes, key))
+    results = check(todo)
+    if hasattr(results, "__len__") and len(results) != len(todo):
         raise ValueError("the signature check returned a wrong number of results")
+    # any other iterable is consumed as the entries are applied (e.g. the results of other
+    # processes still coming while the first entries are applied); its length checked as it goes
     ok = iter(results)
     for index, entry in enumerate(parsed, offset):
-        if isinstance(entry, MembershipError):
-            raise _at_index(entry, index)
-        if next(ok) is not True:
+        if type(entry) is not Entry:
+            raise _at_index(entry, index)  # type: ignore[arg-type]
+        result = next(ok, _MISSING)
+        if result is not True:
+            if result is _MISSING:
+                raise ValueError("the signature check returned a wrong number of results")
             raise _at_index(_err(704, "signature"), index)
         yield index, entry
+    if next(ok, _MISSING) is not _MISSING:
+        raise ValueError("the signature check returned a wrong number of results")
+
+
+_MISSING = object()
 
 
 def _root(root: Entry, doc_id: str | None) -> _Builder:
