@@ -6,6 +6,7 @@ through ``SQLiteStore.sync_wal`` (the call the sync thread makes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import threading
 
@@ -18,6 +19,7 @@ from .durable_checks import (
     check_ack_before_peer_snapshot,
     check_snapshot_broadcast_before_ack,
     check_updates_broadcast_before_ack,
+    wait_held,
 )
 from .util import TIMEOUT, Author, open_doc, seed
 
@@ -38,41 +40,52 @@ def hold_sync(store):
     return entered, release
 
 
-async def test_peer_gets_update_before_author_is_acknowledged(tmp_path):
-    running = await start_relay(str(tmp_path / "relay.sqlite"))
-    store = running.relay.store
-    assert store.early_commit and store.synchronous == "full"
+@contextlib.asynccontextmanager
+async def seeded(db: str):
+    """A relay on ``db`` with a new document: its author's connection ``a`` (the initial
+    snapshot saved) and a peer ``b`` that got that snapshot. Yields ``(running, author, a, b,
+    snap, hold)``; ``hold()`` is :func:`hold_sync` on the relay's store, every sync held so is
+    released at the end, then the relay stops."""
+    running = await start_relay(db)
     author = Author("doc-" + generate_id())
-    release = None
+    releases: list[threading.Event] = []
+
+    def hold():
+        entered, release = hold_sync(running.relay.store)
+        releases.append(release)
+        return entered, release
+
     try:
         b, _ = await open_doc(running.url, author.doc_id)
         a, snap = await seed(running.url, author)
         await b.next("snapshot")
-        entered, release = hold_sync(store)
+        yield running, author, a, b, snap, hold
+    finally:
+        for release in releases:
+            release.set()
+        await running.server.stop(timeout=2)
+
+
+async def test_peer_gets_update_before_author_is_acknowledged(tmp_path):
+    async with seeded(str(tmp_path / "relay.sqlite")) as (running, author, a, b, snap, hold):
+        store = running.relay.store
+        assert store.early_commit and store.synchronous == "full"
+        entered, release = hold()
         # two updates while the sync is held: both committed and broadcast, none acknowledged
         await check_updates_broadcast_before_ack(a, [b], author, snap, entered)
         release.set()
         assert (await a.next("update-saved"))["clock"] == 0
         assert (await a.next("update-saved"))["clock"] == 1
         # a snapshot too: broadcast first, snapshot-saved after the sync
-        entered, release = hold_sync(store)
+        entered, release = hold()
         await check_snapshot_broadcast_before_ack(a, [b], author, snap, 1, entered, release)
         await a.close()
         await b.close()
-    finally:
-        if release is not None:
-            release.set()
-        await running.server.stop(timeout=2)
 
 
 async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
-    running = await start_relay(str(tmp_path / "relay.sqlite"))
-    store = running.relay.store
-    author = Author("doc-" + generate_id())
-    try:
-        b, _ = await open_doc(running.url, author.doc_id)
-        a, snap = await seed(running.url, author)
-        await b.next("snapshot")
+    async with seeded(str(tmp_path / "relay.sqlite")) as (running, author, a, b, snap, _):
+        store = running.relay.store
         original = store.sync_wal
 
         def broken() -> None:
@@ -103,32 +116,19 @@ async def test_failed_sync_fails_the_write_and_peers_reload(tmp_path):
         assert await c.wait_closed() == 1013 and await d.wait_closed() == 1013
         assert not [f for f in c.frames if f["type"] == "update-saved"]
         assert not [f for f in d.frames if f["type"] == "update"]  # frames arrive in order
-    finally:
-        await running.server.stop(timeout=2)
 
 
 async def test_author_gets_its_ack_before_a_peer_snapshot_containing_its_update(tmp_path):
     """B, on the same relay, snapshots on A's update while A's sync is held: A receives that
     snapshot only after its own ``update-saved`` (durable_checks.check_ack_before_peer_snapshot)."""
-    running = await start_relay(str(tmp_path / "relay.sqlite"))
-    store = running.relay.store
-    author = Author("doc-" + generate_id())
-    release = None
-    try:
-        b, _ = await open_doc(running.url, author.doc_id)
-        a, snap = await seed(running.url, author)
-        await b.next("snapshot")
-        entered, release = hold_sync(store)
+    async with seeded(str(tmp_path / "relay.sqlite")) as (_, author, a, b, snap, hold):
+        entered, release = hold()
         # B's snapshot-saved waits for the same held sync
         await check_ack_before_peer_snapshot(
             a, b, author, snap, entered, release, peer_saved_while_held=False
         )
         await a.close()
         await b.close()
-    finally:
-        if release is not None:
-            release.set()
-        await running.server.stop(timeout=2)
 
 
 async def test_a_checkpoint_between_commit_and_sync_keeps_the_write(tmp_path):
@@ -137,20 +137,14 @@ async def test_a_checkpoint_between_commit_and_sync_keeps_the_write(tmp_path):
     The author is acknowledged after the sync as always, and the update is there after a
     restart of the relay."""
     db = str(tmp_path / "relay.sqlite")
-    running = await start_relay(db)
-    store = running.relay.store
-    author = Author("doc-" + generate_id())
-    release = None
-    try:
-        b, _ = await open_doc(running.url, author.doc_id)
-        a, snap = await seed(running.url, author)
-        await b.next("snapshot")
-        entered, release = hold_sync(store)
+    async with seeded(db) as (running, author, a, b, snap, hold):
+        store = running.relay.store
+        entered, release = hold()
         restarts = store.wal_restarts
         store.checkpoint_idle = 0.0  # the checkpoint thread goes right after the commit
         await a.send(author.update(snap, 0, b"checkpointed before its sync"))
         assert (await b.next("update"))["publicData"]["clock"] == 0
-        assert await asyncio.to_thread(entered.wait, TIMEOUT)
+        await wait_held(entered)
         deadline = asyncio.get_running_loop().time() + TIMEOUT
         # a complete checkpoint (it copied the update into the database file), then the WAL
         # started again: only after a checkpoint that copied every frame
@@ -163,10 +157,6 @@ async def test_a_checkpoint_between_commit_and_sync_keeps_the_write(tmp_path):
         assert (await a.next("update-saved"))["clock"] == 0
         await a.close()
         await b.close()
-    finally:
-        if release is not None:
-            release.set()
-        await running.server.stop(timeout=2)
     running = await start_relay(db)
     try:
         c, doc = await open_doc(running.url, author.doc_id)
