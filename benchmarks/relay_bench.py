@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import base64
 import json
 import os
 import random
@@ -272,6 +273,7 @@ async def run_workload(
     members: int = 0,
     heads: bool = False,
     generators: int = 1,
+    client: str = "lean",
 ) -> dict:
     """One workload against one server (and its database server ``db``, whose CPU is reported
     apart); returns the figures. Several ``url`` / ``proc``: one relay as several processes,
@@ -317,7 +319,7 @@ async def run_workload(
         try:
             return await _spread_workload(
                 kind, msgs, doc_id, rooms, generators, writers, readers, window, rate,
-                duration, procs, db,
+                duration, procs, db, client,
             )  # fmt: skip
         finally:
             if setup is not None:
@@ -334,7 +336,7 @@ async def run_workload(
     def record(key, now, at: int):
         t0 = sent_at.get(key)
         if TRACE is not None and t0 is not None and measuring and kind == "ours":
-            TRACE.append((t0, "sent", doc_id, msgs.keys[key[0]].public_key_b64[:8], key[1], -1))
+            TRACE.append((t0, "sent", doc_id, msgs.keys[key[0]].public_key_b64[:8], key[1], key[0]))
             TRACE.append((now, "recv", doc_id, msgs.keys[key[0]].public_key_b64[:8], key[1], at))
         if t0 is not None and measuring:
             stats.latencies.append(now - t0)
@@ -401,6 +403,7 @@ async def run_workload(
     cpu0 = [p.cpu_times() for p in procs]
     me0 = psutil.Process().cpu_times()
     db0 = db_cpu_seconds(db)
+    machine0 = psutil.cpu_times()
     stats.t_start = perf()
     await asyncio.sleep(duration)
     measuring = False
@@ -408,6 +411,7 @@ async def run_workload(
     cpu1 = [p.cpu_times() for p in procs]
     me1 = psutil.Process().cpu_times()
     db1 = db_cpu_seconds(db)
+    machine1 = psutil.cpu_times()
     rss = sum(p.memory_info().rss for p in procs)
     stop_sending.set()
     await asyncio.wait_for(asyncio.gather(*writer_tasks, return_exceptions=True), 60)
@@ -424,9 +428,13 @@ async def run_workload(
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
     cpu = sum(b.user + b.system - a.user - a.system for a, b in zip(cpu0, cpu1, strict=True))
+    me = me1.user + me1.system - me0.user - me0.system
+    shares = _cpu_shares(cpu, db1 - db0, me, machine0, machine1, elapsed, stats.accepted, len(lat))
     cpu = cpu / elapsed * 100
-    gen_cpu = (me1.user + me1.system - me0.user - me0.system) / elapsed * 100
+    gen_cpu = me / elapsed * 100
     return {
+        **shares,
+        "client": "websockets",
         "accepted_per_s": stats.accepted / elapsed,
         # the size of one update message (ours: writer 0's 65th, heads at their full width)
         "update_bytes": len(msgs.updates[0][64]) if kind == "ours" else 0,
@@ -550,12 +558,245 @@ async def _drive(spec: dict, pipe) -> None:
 
 def _generator_main(spec: dict, pipe) -> None:
     """Entry point of a generator process (multiprocessing, spawn)."""
-    asyncio.run(_drive(spec, pipe))
+    asyncio.run((_drive_lean if spec.get("client") == "lean" else _drive)(spec, pipe))
+
+
+# ------------------------------------------------------- a lean WebSocket client for the load
+class LeanClient(asyncio.Protocol):
+    """A minimal RFC 6455 client for the load generator (``--client lean``, the default with
+    ``--generators``): the handshake, masked sends, and the server's unmasked frames parsed
+    straight from each read (fragments joined, pings answered), every message handed to
+    ``handler(opcode, payload, now)`` with one ``time.monotonic()`` per read. The websockets
+    client spends ~25 µs per received frame (its parser, assembler and a task wake-up per
+    message); workload B delivers 27,000 frames/s, so on a 2-core machine the generators of
+    the benchmark took more CPU than the relays they measure. What the relay sends and what
+    is timed (send → the frame's arrival at the client process) are unchanged."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.handshaken = False
+        self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.early: list[tuple[int, bytes]] = []
+        self.first: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.handler = None
+        self._frag: list[bytes] | None = None
+        self._frag_op = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        for fut in (self.opened, self.first):
+            if not fut.done():
+                fut.set_exception(ConnectionError("connection lost"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.handshaken:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            del buf[: end + 4]
+            if b" 101 " not in status:
+                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                return
+            self.handshaken = True
+            self.opened.set_result(None)
+        now = time.monotonic()
+        i, n = 0, len(buf)
+        while n - i >= 2:
+            b0, ln = buf[i], buf[i + 1] & 0x7F
+            h = 2
+            if ln == 126:
+                if n - i < 4:
+                    break
+                ln, h = int.from_bytes(buf[i + 2 : i + 4], "big"), 4
+            elif ln == 127:
+                if n - i < 10:
+                    break
+                ln, h = int.from_bytes(buf[i + 2 : i + 10], "big"), 10
+            if n - i < h + ln:
+                break
+            payload = bytes(buf[i + h : i + h + ln])
+            i += h + ln
+            op = b0 & 0x0F
+            if op == 0:  # continuation
+                assert self._frag is not None
+                self._frag.append(payload)
+                if not b0 & 0x80:
+                    continue
+                payload, op, self._frag = b"".join(self._frag), self._frag_op, None
+            elif op in (1, 2) and not b0 & 0x80:
+                self._frag, self._frag_op = [payload], op
+                continue
+            if op in (1, 2):
+                if self.handler is not None:
+                    self.handler(op, payload, now)
+                elif not self.first.done():
+                    self.first.set_result(payload)
+                else:
+                    self.early.append((op, payload))
+            elif op == 9:
+                self._send(0xA, payload)
+            elif op == 8:
+                assert self.transport is not None
+                self.transport.close()
+                break
+        del buf[:i]
+
+    def _send(self, op: int, payload: bytes) -> None:
+        n = len(payload)
+        b0 = 0x80 | op
+        if n < 126:
+            header = bytes((b0, 0x80 | n))
+        elif n < 65536:
+            header = bytes((b0, 0xFE)) + n.to_bytes(2, "big")
+        else:
+            header = bytes((b0, 0xFF)) + n.to_bytes(8, "big")
+        key = os.urandom(4)
+        mask = (key * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+        assert self.transport is not None
+        self.transport.write(header + key + masked)
+
+    def send(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self._send(0x1, message.encode())
+        else:
+            self._send(0x2, message)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._send(0x8, (1000).to_bytes(2, "big"))
+            self.transport.close()
+
+
+async def lean_connect(url: str) -> LeanClient:
+    """Open a :class:`LeanClient` to ``ws://host:port/path?query``."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(LeanClient, u.hostname, u.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    assert client.transport is not None
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    client.transport.write(request.encode())
+    await asyncio.wait_for(client.opened, 30)
+    return client
+
+
+def _ident_bytes(pubkeys: dict[bytes, int], m: bytes) -> tuple[int, int]:
+    """:func:`_ident` on the frame's bytes."""
+    i = m.find(b'"pubKey":"')
+    j = m.rfind(b'"clock":')
+    end = j + 8
+    while 48 <= m[end] <= 57:
+        end += 1
+    return pubkeys[m[i + 10 : i + 53]], int(m[j + 8 : end])
+
+
+async def _drive_lean(spec: dict, pipe) -> None:
+    """:func:`_drive` with :class:`LeanClient` connections (same figures, same timing points:
+    a send is timed before it is written, a receipt when its bytes reached this process)."""
+    kind, rooms, n_proc = spec["kind"], spec["rooms"], len(spec["rooms"])
+    writers, window, rate = spec["writers"], spec["window"], spec["rate"]
+    pubkeys = {k.encode(): v for k, v in spec["pubkeys"].items()}
+    mono = time.monotonic
+    conns: dict[int, LeanClient] = {}
+    for i in spec["conns"]:
+        c = await lean_connect(rooms[i % n_proc])
+        if kind == "ours":
+            first = await asyncio.wait_for(c.first, 60)
+            assert first.startswith(b'{"type":"document"'), first[:100]
+        conns[i] = c
+    pipe.send("ready")
+    t_go, t_start, t_end = await asyncio.to_thread(pipe.recv)
+    sends: list[tuple[int, int, float]] = []
+    recvs: list[tuple[int, int, float, int]] = []
+    acks: list[float] = []
+    stop_sending = asyncio.Event()
+    sems = {w: asyncio.Semaphore(window or 10**9) for w in conns if w < writers}
+
+    def handler_for(idx: int):
+        sem = sems.get(idx)
+        append = recvs.append
+
+        def on_ack(now: float) -> None:
+            if sem is not None:
+                acks.append(now)
+                sem.release()
+
+        if kind == "ours":
+
+            def handle(op: int, m: bytes, now: float) -> None:
+                if m.startswith(b'{"type":"update",'):
+                    w, c = _ident_bytes(pubkeys, m)
+                    append((w, c, now, idx))
+                elif m.startswith(b'{"type":"update-saved"'):
+                    on_ack(now)
+
+        else:
+
+            def handle(op: int, m: bytes, now: float) -> None:
+                if m[0] == 0 and m[1] == 2:
+                    for mm in MARK_RE.finditer(m):
+                        w, c = int(mm.group(1)), int(mm.group(2))
+                        if w == idx:
+                            on_ack(now)
+                        else:
+                            append((w, c, now, idx))
+
+        return handle
+
+    for idx, c in conns.items():
+        c.handler = handler_for(idx)
+
+    async def writer_loop(w: int, c: LeanClient) -> None:
+        updates = spec["updates"][w]
+        sem = sems[w]
+        i = 0
+        next_t = t_go + random.random() / rate if rate else 0
+        while not stop_sending.is_set() and i < len(updates):
+            if window is not None:
+                await sem.acquire()
+            else:
+                delay = next_t - mono()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_t += 1 / rate
+            if stop_sending.is_set():
+                break
+            sends.append((w, i, mono()))
+            c.send(updates[i])
+            i += 1
+        await asyncio.sleep(1.0)  # let in-flight ones land
+
+    await asyncio.sleep(max(0.0, t_go - mono()))
+    tasks = [asyncio.ensure_future(writer_loop(i, c)) for i, c in conns.items() if i < writers]
+    await asyncio.sleep(max(0.0, t_start - mono()))
+    cpu0 = psutil.Process().cpu_times()
+    await asyncio.sleep(max(0.0, t_end - mono()))
+    cpu1 = psutil.Process().cpu_times()
+    stop_sending.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    for c in conns.values():
+        c.close()
+    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    pipe.send({"sends": sends, "recvs": recvs, "acks": acks, "cpu_s": cpu})
 
 
 async def _spread_workload(
-    kind, msgs, doc_id, rooms, generators, writers, readers, window, rate, duration, procs, db
-) -> dict:
+    kind, msgs, doc_id, rooms, generators, writers, readers, window, rate, duration, procs, db,
+    client="lean",
+) -> dict:  # fmt: skip
     """:func:`run_workload` with its connections driven by ``generators`` processes (one Python
     process reading 55 connections at 500 updates/s is itself a bound on 2 cores). The same
     figures: latency from a writer's send to each receipt at every other connection (both
@@ -578,6 +819,7 @@ async def _spread_workload(
             "rate": rate,
             "pubkeys": pubkeys,
             "updates": {w: msgs.updates[w] for w in mine if w < writers},
+            "client": client,
         }
         parent_end, child_end = ctx.Pipe()
         proc = ctx.Process(target=_generator_main, args=(spec, child_end), daemon=True)
@@ -596,9 +838,11 @@ async def _spread_workload(
         await asyncio.sleep(max(0.0, t_start - mono()))
         cpu0 = [p.cpu_times() for p in procs]
         db0 = db_cpu_seconds(db)
+        machine0 = psutil.cpu_times()
         await asyncio.sleep(max(0.0, t_end - mono()))
         cpu1 = [p.cpu_times() for p in procs]
         db1 = db_cpu_seconds(db)
+        machine1 = psutil.cpu_times()
         rss = sum(p.memory_info().rss for p in procs)
         parts = [await asyncio.to_thread(pipe.recv) for _, pipe in children]
     finally:
@@ -618,7 +862,7 @@ async def _spread_workload(
                 cross.append(t - t0)
             if TRACE is not None and kind == "ours":
                 pub = msgs.keys[w].public_key_b64[:8]
-                TRACE.append((t0, "sent", doc_id, pub, i, -1))
+                TRACE.append((t0, "sent", doc_id, pub, i, w))
                 TRACE.append((t, "recv", doc_id, pub, i, at))
     accepted = sum(1 for part in parts for t in part["acks"] if t_start <= t <= t_end)
     sent = sum(1 for part in parts for _, _, t in part["sends"] if t_start <= t <= t_end)
@@ -630,7 +874,10 @@ async def _spread_workload(
         return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else float("nan")
 
     cpu = sum(b.user + b.system - a.user - a.system for a, b in zip(cpu0, cpu1, strict=True))
+    gen_s = sum(part["cpu_s"] for part in parts)
     return {
+        **_cpu_shares(cpu, db1 - db0, gen_s, machine0, machine1, elapsed, accepted, len(lat)),
+        "client": client,
         "accepted_per_s": accepted / elapsed,
         "update_bytes": len(msgs.updates[0][64]) if kind == "ours" else 0,
         "offered_per_s": sent / elapsed,
@@ -1086,6 +1333,7 @@ async def bench(args) -> dict:
                                     members=members,
                                     heads=heads,
                                     generators=args.generators if name == "B" else 1,
+                                    client=args.client,
                                     **w,
                                 )
                             )
@@ -1170,6 +1418,49 @@ async def sample_waits(url: str, label: str, interval: float = 0.01) -> None:
         await conn.close()
 
 
+def _cpu_shares(relay_s, db_s, gen_s, machine0, machine1, elapsed, accepted, deliveries) -> dict:
+    """Where the machine's CPU went in the measured window (seconds of CPU per second, summed
+    over cores): the relay processes, the database server, the benchmark's own generator
+    process(es), everything else on the machine (``other``: other users' work), and idle; and
+    the relay's CPU per accepted update and per delivered frame. With every core busy, the
+    latencies include waiting for a core, whoever used it."""
+
+    def busy(t):
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    cores = psutil.cpu_count() or 1
+    machine = busy(machine1) - busy(machine0)
+    total = sum(machine1) - sum(machine0)
+    return {
+        "cores": cores,
+        "machine_busy_pct": machine / elapsed * 100,
+        "machine_idle_pct": (total - machine) / elapsed * 100,
+        "other_cpu_pct": max(0.0, machine - relay_s - db_s - gen_s) / elapsed * 100,
+        "relay_us_per_accepted": relay_s / accepted * 1e6 if accepted else float("nan"),
+        "relay_us_per_delivery": relay_s / deliveries * 1e6 if deliveries else float("nan"),
+        "db_us_per_accepted": db_s / accepted * 1e6 if accepted and db_s else float("nan"),
+    }
+
+
+def _fmt_shares(r: dict) -> str:
+    """The CPU line printed under each A/B result."""
+    if "machine_busy_pct" not in r:
+        return ""
+    return (
+        f"\n  {'':9s}    CPU of the machine ({r['cores']} cores = {r['cores'] * 100}%): relay "
+        f"{r['relay_cpu_pct']:.0f}%, PostgreSQL {r['db_cpu_pct']:.0f}%, benchmark generators "
+        f"{r['generator_cpu_pct']:.0f}% ({r.get('client', '?')} client), other processes "
+        f"{r['other_cpu_pct']:.0f}%, idle {r['machine_idle_pct']:.0f}%; relay CPU "
+        f"{r['relay_us_per_accepted']:.0f} µs per accepted update, "
+        f"{r['relay_us_per_delivery']:.1f} µs per delivered frame"
+        + (
+            f"; PostgreSQL {r['db_us_per_accepted']:.0f} µs per accepted update"
+            if r["db_us_per_accepted"] == r["db_us_per_accepted"]
+            else ""
+        )
+    )
+
+
 def _cpu_ms(runs: list[dict]) -> float:
     """Median relay CPU milliseconds per accepted update (less sensitive to a loaded machine
     than the throughput)."""
@@ -1211,6 +1502,7 @@ def _fmt(r: dict) -> str:
             if r.get("processes", 1) > 1
             else ""
         )
+        + _fmt_shares(r)
     )
 
 
@@ -1394,6 +1686,14 @@ def main() -> None:
         "in this process",
     )
     p.add_argument(
+        "--client",
+        default="lean",
+        choices=["lean", "websockets"],
+        help="with --generators: the generators' WebSocket client; lean (a minimal client in "
+        "this file, far less CPU per received frame) or websockets (the library, as before "
+        "session 6); default: %(default)s",
+    )
+    p.add_argument(
         "--doorbell",
         choices=["trigger", "writer"],
         help="the PostgreSQL relay's doorbell option (store URL ?doorbell=; docs/relay.md "
@@ -1441,8 +1741,9 @@ def main() -> None:
     print(
         f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
         f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}, "
-        f"processes {args.processes}, B from {args.generators} generator process(es), "
-        f"doorbell {args.doorbell or 'default'}, load average "
+        f"processes {args.processes}, B from {args.generators} generator process(es)"
+        + (f" ({args.client} client), " if args.generators > 1 else ", ")
+        + f"doorbell {args.doorbell or 'default'}, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         flush=True,
     )

@@ -17,7 +17,10 @@ stage (ms):
   ack       committed -> acknowledged by the writer's process (event loop)
   notify    committed -> the notification reached the other process
   deliver   -> sent by the delivering process (own: its ack; other: notification / read)
-  out       sent by the relay -> received by the generator's client
+  held      -> the receiving client's own acknowledgement, when the delivery waited for it
+            (a writer's connection holds what may build on its unacknowledged write:
+            Session.deliver; inferred: the receiver's own ack came between send and receipt)
+  out       sent by the relay (or, if held, the receiver's ack) -> received by the client
 
 and the event loops' late wake-ups per process (every time is ``time.monotonic()``, one clock
 for all processes of the machine).
@@ -26,6 +29,7 @@ for all processes of the machine).
 from __future__ import annotations
 
 import argparse
+import bisect
 import glob
 import os
 import statistics
@@ -47,6 +51,8 @@ def load(d: str):
     reads: list[tuple] = []
     late: dict[int, list[tuple[float, float]]] = defaultdict(list)
     recvs: list[tuple] = []
+    conn_pub: dict[tuple, str] = {}  # (doc, sending connection) -> author key prefix
+    acks_of: dict[tuple, list[float]] = defaultdict(list)  # (doc, author) -> ack times
     pg: list[tuple] = []  # (time, application, state[:wait type:wait event])
     for path in glob.glob(os.path.join(d, "trace-*.tsv")):
         pid = int(os.path.basename(path)[6:-4])
@@ -62,6 +68,7 @@ def load(d: str):
             elif stage == "ack":
                 u = up[(r[0], r[1], int(r[2]))]
                 u["ack"] = t
+                acks_of[(r[0], r[1])].append(t)
                 key_at[(r[0], int(r[3]))] = (r[0], r[1], int(r[2]))
             elif stage == "notify":
                 notes[(r[0], int(r[2]))].setdefault(pid, t)
@@ -75,18 +82,22 @@ def load(d: str):
         for t, stage, r in _rows(path):
             if stage == "sent":
                 up[(r[0], r[1], int(r[2]))]["sent"] = t
+                if len(r) > 3 and int(r[3]) >= 0:
+                    conn_pub[(r[0], int(r[3]))] = r[1]
             elif stage == "pg":
                 pg.append((t, r[1], r[2]))
             else:
                 recvs.append((t, (r[0], r[1], int(r[2])), int(r[3])))
-    return up, key_at, sends, notes, reads, late, recvs, pg
+    for v in acks_of.values():
+        v.sort()
+    return up, key_at, sends, notes, reads, late, recvs, pg, conn_pub, acks_of
 
 
 def report(d: str, slowest: float) -> None:
-    up, key_at, sends, notes, reads, late, recvs, pg = load(d)
+    up, key_at, sends, notes, reads, late, recvs, pg, conn_pub, acks_of = load(d)
     pos_of = {k: pos for (doc, pos), k in key_at.items()}
     rows = []
-    for t, key, _at in recvs:
+    for t, key, at in recvs:
         u = up.get(key)
         if not u or "sent" not in u or "t2" not in u or "ack" not in u:
             continue
@@ -99,6 +110,10 @@ def report(d: str, slowest: float) -> None:
         ts, pid = max(cands)
         cross = pid != u["pid"]
         note = notes.get(pos, {}).get(pid)
+        # the receiver's own acknowledgement between the send and the receipt: held for it
+        mine = acks_of.get((key[0], conn_pub.get((key[0], at), "")), ())
+        k = bisect.bisect_right(mine, t) - 1
+        released = mine[k] if k >= 0 and mine[k] > ts else None
         rows.append(
             {
                 "total": t - u["sent"],
@@ -110,7 +125,8 @@ def report(d: str, slowest: float) -> None:
                 "ack": u["ack"] - u["t2"],
                 "notify": (note - u["t2"]) if cross and note is not None else float("nan"),
                 "deliver": ts - (note if cross and note is not None else u["t2"]),
-                "out": t - ts,
+                "held": (released - ts) if released is not None else 0.0,
+                "out": t - (released if released is not None else ts),
                 "cross": cross,
                 "batch": u["batch"],
                 "workload": "D" if key[0].startswith("many") else "A/B",
@@ -120,7 +136,9 @@ def report(d: str, slowest: float) -> None:
     if not rows:
         print("no joined deliveries (were the relay processes stopped cleanly?)")
         return
-    stages = ["in", "queue", "pool", "stmts", "commit", "ack", "notify", "deliver", "out"]
+    stages = [
+        "in", "queue", "pool", "stmts", "commit", "ack", "notify", "deliver", "held", "out",
+    ]  # fmt: skip
 
     def show(title: str, sel: list[dict]) -> None:
         print(f"{title}: {len(sel)} deliveries")
