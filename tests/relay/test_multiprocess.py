@@ -23,76 +23,31 @@ from secsync_jupyter.protocol import SigningKeyPair, Snapshot, generate_id
 
 from .membership_util import Team, append, join
 from .pg import PgCluster, _run_async, db_rows
-from .util import LISTEN_RE, Author, RelayClient, dumps, open_doc, seed, url_for
+from .util import (
+    LISTEN_RE,
+    Author,
+    RelayClient,
+    RelayProcess,
+    dumps,
+    open_doc,
+    seed,
+    url_for,
+)
 
 TIMEOUT = 60.0
 
 
-class Relay:
-    """``secsync-relay --db <postgresql URL>`` in a subprocess (the documented form)."""
-
-    def __init__(self, db: str, log_path: str):
-        self.db = db
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self) -> Relay:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "secsync_jupyter.relay.standalone",
-                    "--port",
-                    "0",
-                    "--open",
-                    "--db",
-                    self.db,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        m = LISTEN_RE.search(line)
-        if not m:
-            self.proc.kill()
-            raise RuntimeError(f"relay did not start: {line!r}: {self.log()[-2000:]}")
-        self.url = m.group(1)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
 def start_relays(tmp_path):
-    started: list[Relay] = []
+    """``start(db, n)``: n ``secsync-relay --db <postgresql URL>`` processes (the documented
+    form), each logging to its own file; stopped at the end."""
+    started: list[RelayProcess] = []
 
-    def start(db: str, n: int) -> list[Relay]:
+    def start(db: str, n: int) -> list[RelayProcess]:
         out = []
         for _ in range(n):
-            r = Relay(db, str(tmp_path / f"relay{len(started)}.log")).start()
+            log = str(tmp_path / f"relay{len(started)}.log")
+            r = RelayProcess(db, log_path=log, db_option="--db").start()
             started.append(r)
             out.append(r)
         return out
@@ -145,7 +100,7 @@ async def write_updates(client: RelayClient, author: Author, snap, clocks, windo
     return acked
 
 
-def fanout_backends(db: str, relay: Relay) -> str:
+def fanout_backends(db: str, relay: RelayProcess) -> str:
     return (
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE application_name = 'secsync-relay-fanout-{relay.pid}'"

@@ -239,10 +239,15 @@ LISTEN_RE = re.compile(r"listening on (ws://\S+)")
 class RelayProcess:
     """``secsync-relay`` in a subprocess (port 0; the URL is read from its stdout)."""
 
-    def __init__(self, db: str, *args: str, log_path: str | None = None):
+    def __init__(
+        self, db: str, *args: str, log_path: str | None = None, db_option: str | None = None
+    ):
         self.db = db
         self.args = args
         self.log_path = log_path
+        #: the option that names ``db``: by default ``--store`` for a postgresql:// URL, else
+        #: ``--db`` (which takes a URL too: the documented form)
+        self.db_option = db_option
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
@@ -254,7 +259,8 @@ class RelayProcess:
             "--port",
             "0",
             # a SQLite file, or a postgresql:// URL (tests/relay/pg.py)
-            "--store" if self.db.startswith(("postgresql:", "postgres:")) else "--db",
+            self.db_option
+            or ("--store" if self.db.startswith(("postgresql:", "postgres:")) else "--db"),
             self.db,
             *self.args,
         ]
@@ -269,9 +275,21 @@ class RelayProcess:
         m = LISTEN_RE.search(line)
         if not m:
             self.proc.kill()
-            raise RuntimeError(f"relay did not start: {line!r}")
+            tail = self.log()[-2000:] if self.log_path else ""
+            raise RuntimeError(f"relay did not start: {line!r}: {tail}")
         self.url = m.group(1)
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        """What the relay wrote to ``log_path``."""
+        assert self.log_path is not None
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
