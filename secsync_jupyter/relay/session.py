@@ -43,6 +43,9 @@ from .store import SaveResult, utf8_length
 if TYPE_CHECKING:
     from .core import Relay, Transport
 
+#: how a broadcast ``update`` frame begins (:func:`.frames.with_type`)
+_UPDATE_FRAME = '{"type":"update",'
+
 
 class Session:
     """One connection to one document."""
@@ -55,6 +58,7 @@ class Session:
         "_params",
         "_timer",
         "_undurable",
+        "_undurable_snapshots",
         "challenge",
         "closed",
         "doc_id",
@@ -79,8 +83,10 @@ class Session:
         self.floor = 0
         #: early broadcast (docs/relay.md "Durability"): the positions of this connection's
         #: writes that are committed (already broadcast) but not yet acknowledged, oldest
-        #: first, and the others' messages committed after the oldest, held until its ack
-        self._undurable: deque[int] = deque()
+        #: first (with whether each is a snapshot), and the others' messages committed after
+        #: the oldest that must wait for its ack (:meth:`deliver`), held until then
+        self._undurable: deque[tuple[int, bool]] = deque()
+        self._undurable_snapshots = 0
         self._held: list[tuple[int, OutFrame]] = []
         self._busy = False
         self._inbox: list[Any] = []
@@ -260,28 +266,38 @@ class Session:
 
     def deliver(self, pos: int, frame: OutFrame) -> None:
         """Another connection's stored message at ``pos``. While a write of ours is committed
-        but not yet durable (early broadcast), what was committed after it waits for its
-        acknowledgement: a client never sees a message that may build on its write (another
-        client's snapshot containing it) before that write's ``update-saved`` /
-        ``snapshot-saved`` — the order every client, the reference's too, relies on (102)."""
-        if self._undurable and pos > self._undurable[0]:
+        but not yet durable (early broadcast), a message committed after it that may build on
+        it waits for its acknowledgement: a client never sees another client's snapshot that
+        may contain its write (102), nor anything on a snapshot of ours, before that write's
+        ``update-saved`` / ``snapshot-saved`` — the order every client, the reference's too,
+        relies on. Another author's *update* builds on no write of ours while all of ours
+        waiting are updates (an update holds its author's change only, on a snapshot we
+        have), so it goes out at once, unless something before it is held (position order
+        per connection)."""
+        if self._held or (
+            self._undurable and pos > self._undurable[0][0] and self._must_wait(frame)
+        ):
             self._held.append((pos, frame))
         elif not self.closed:
             self.transport.send_frame(frame)
 
+    def _must_wait(self, frame: OutFrame) -> bool:
+        """Whether ``frame``, committed after our oldest unacknowledged write, waits for it."""
+        return self._undurable_snapshots > 0 or not frame.text.startswith(_UPDATE_FRAME)
+
     def _durable(self) -> None:
         """Our oldest committed write was answered (acknowledged, or failed durably): what
-        was held behind it goes out, in position order, up to our next one."""
-        if self._undurable:
-            self._undurable.popleft()
-        limit = self._undurable[0] if self._undurable else None
+        was held behind it goes out, in position order, up to the first that must still
+        wait for our next one."""
+        if self._undurable and self._undurable.popleft()[1]:
+            self._undurable_snapshots -= 1
+        limit = self._undurable[0][0] if self._undurable else None
         held, self._held = self._held, []
         for pos, frame in held:
-            if limit is None or pos < limit:
-                if not self.closed:
-                    self.transport.send_frame(frame)
-            else:
+            if self._held or (limit is not None and pos > limit and self._must_wait(frame)):
                 self._held.append((pos, frame))
+            elif not self.closed:
+                self.transport.send_frame(frame)
 
     def send_message(self, parts: list[str]) -> None:
         if not self.closed:
@@ -643,7 +659,7 @@ class Session:
     def _update_committed(self, body: str, early: bool, result: SaveResult) -> None:
         if result.ok:
             if early:
-                self._undurable.append(result.position)
+                self._undurable.append((result.position, False))
             self.room.broadcast(result.position, OutFrame(frames.with_type("update", body)), self)
 
     def _update_done(
@@ -713,7 +729,8 @@ class Session:
     def _snapshot_committed(self, body: str, early: bool, result: SaveResult) -> None:
         if result.ok:
             if early:
-                self._undurable.append(result.position)
+                self._undurable.append((result.position, True))
+                self._undurable_snapshots += 1
             self.room.broadcast(result.position, OutFrame(frames.snapshot_broadcast(body)), self)
 
     def _snapshot_done(
