@@ -152,12 +152,22 @@ def _opened(relay: ScriptedRelay, log: Log, signer=A, **kw):
     return open_document(relay.url, log.doc_id, KEY, identity=signer, awareness=False, **kw)
 
 
-async def test_reader_proof_log_and_written_log_head():
-    log = Log()
-    log.append(B, "add-member", A, "editor")
-    author = Author(log)
-    author.edit("Hello")
+def _written(
+    label: str = "log", members=((A, "editor"),), owner=B, text: str = "Hello"
+) -> tuple[Log, Author]:
+    """A log of ``owner``'s whose entries add ``members`` ((key, role) pairs, in order) and
+    the owner's first snapshot of ``text`` on it."""
+    log = Log(owner=owner, label=label)
+    for who, role in members:
+        log.append(owner, "add-member", who, role)
+    author = Author(log, owner)
+    author.edit(text)
     author.make_snapshot()
+    return log, author
+
+
+async def test_reader_proof_log_and_written_log_head():
+    log, author = _written()
 
     async def script(conn: Conn):
         conn.proven = await serve(conn, log, author)
@@ -188,13 +198,7 @@ async def test_reader_proof_log_and_written_log_head():
     ("who", "role"), [("non-member", None), ("viewer", "viewer")], ids=["non-member", "viewer"]
 )
 async def test_update_by_non_member_or_viewer_rejected(who, role):
-    log = Log(label=who)
-    log.append(B, "add-member", A, "editor")
-    if role is not None:
-        log.append(B, "add-member", C, role)
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written(who, [(A, "editor")] + ([(C, role)] if role is not None else []))
     intruder = Author(log, C)
     intruder.doc.apply_update(author.doc.get_update())
     intruder.snapshot = author.snapshot
@@ -211,12 +215,7 @@ async def test_update_by_non_member_or_viewer_rejected(who, role):
 
 
 async def test_snapshot_by_viewer_rejected():
-    log = Log(label="viewer-snapshot")
-    log.append(B, "add-member", A, "editor")
-    log.append(B, "add-member", C, "viewer")
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written("viewer-snapshot", [(A, "editor"), (C, "viewer")])
     viewer = Author(log, C)
     viewer.edit("Replaced")
 
@@ -231,11 +230,7 @@ async def test_snapshot_by_viewer_rejected():
 
 
 async def test_forged_log_entry_rejected_and_writes_under_it_too():
-    log = Log(label="forged")
-    log.append(B, "add-member", A, "editor")
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written("forged")
     before = log.head()
     genuine = log.append(B, "add-member", C, "editor")
     forged = {**genuine, "role": "admin"}  # a changed entry: its signature no longer verifies
@@ -288,11 +283,7 @@ async def test_log_of_another_document_rejected():
 
 
 async def test_viewer_is_read_only_and_promotion_lets_it_write():
-    log = Log(label="read-only")
-    log.append(B, "add-member", A, "viewer")
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written("read-only", [(A, "viewer")])
     promoted = asyncio.Event()
 
     async def script(conn: Conn):
@@ -324,11 +315,7 @@ async def test_viewer_is_read_only_and_promotion_lets_it_write():
 
 
 async def test_write_refused_makes_read_only_without_retry_loop():
-    log = Log(label="refused")
-    log.append(B, "add-member", A, "editor")
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written("refused")
 
     async def script(conn: Conn):
         await serve(conn, log, author)
@@ -357,11 +344,7 @@ async def test_write_refused_makes_read_only_without_retry_loop():
 
 
 async def test_removed_member_gets_terminal_725_no_reconnect():
-    log = Log(label="removed")
-    log.append(B, "add-member", A, "editor")
-    author = Author(log)
-    author.edit("Hello")
-    author.make_snapshot()
+    log, author = _written("removed")
 
     opened = asyncio.Event()
 
@@ -453,10 +436,7 @@ class MembershipRelay:
 
 
 async def test_add_member_set_role_remove_resolve_on_saved():
-    log = Log(owner=A, label="owner-A")
-    author = Author(log, A)
-    author.edit("Hi")
-    author.make_snapshot()
+    log, author = _written("owner-A", [], owner=A, text="Hi")
     relay_script = MembershipRelay(log, author)
     bob = format_identity(B.public_key, "Bob")
 
@@ -482,11 +462,7 @@ async def test_add_member_set_role_remove_resolve_on_saved():
 
 
 async def test_add_member_retries_after_a_race_707():
-    log = Log(owner=A, label="race")
-    log.append(A, "add-member", B, "admin")
-    author = Author(log, A)
-    author.edit("Hi")
-    author.make_snapshot()
+    log, author = _written("race", [(B, "admin")], owner=A, text="Hi")
     relay_script = MembershipRelay(log, author)
     # B (an admin) appends first: the client verifies B's entry and rebuilds its own on it
     state = verify_log(log.entries, log.doc_id)
@@ -509,10 +485,7 @@ async def test_add_member_retries_after_a_race_707():
 
 
 async def test_add_member_refused_by_relay_raises_with_code():
-    log = Log(owner=A, label="refused-entry")
-    author = Author(log, A)
-    author.edit("Hi")
-    author.make_snapshot()
+    log, author = _written("refused-entry", [], owner=A, text="Hi")
 
     async def script(conn: Conn):
         await serve(conn, log, author)
@@ -586,10 +559,7 @@ async def test_log_document_needs_an_identity(tmp_path, monkeypatch):
 async def test_own_entry_echoed_as_log_entry_before_saved():
     """A relay that also sends our own accepted entry as a live log-entry before answering
     log-entry-saved: the change still resolves, no error is recorded."""
-    log = Log(owner=A, label="echo")
-    author = Author(log, A)
-    author.edit("Hi")
-    author.make_snapshot()
+    log, author = _written("echo", [], owner=A, text="Hi")
 
     async def script(conn: Conn):
         await serve(conn, log, author)
@@ -676,10 +646,7 @@ async def test_long_log_signatures_checked_in_processes_same_results():
 
 
 async def test_concurrent_membership_changes_go_one_at_a_time():
-    log = Log(owner=A, label="concurrent")
-    author = Author(log, A)
-    author.edit("Hi")
-    author.make_snapshot()
+    log, author = _written("concurrent", [], owner=A, text="Hi")
     relay_script = MembershipRelay(log, author)
     from secsync_jupyter.protocol import SigningKeyPair
 
