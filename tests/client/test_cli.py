@@ -78,6 +78,14 @@ def _write_notebook(tmp_path, source="secret = 42"):
     return path
 
 
+def _import_link_out(relay, tmp_path, link_file) -> int:
+    """``secsync-jupyter import <a new notebook> <relay> --link-out <link_file>``: its exit code."""
+    notebook = str(_write_notebook(tmp_path))
+    return main(
+        ["import", notebook, relay.url, "--link-out", str(link_file), *import_options(relay)]
+    )
+
+
 def _sources(text: str) -> list[str]:
     return [c.source for c in nbformat.reads(text, as_version=4).cells]
 
@@ -85,19 +93,7 @@ def _sources(text: str) -> list[str]:
 def test_links_come_from_a_file_stdin_or_the_environment(relay, tmp_path, capsys, monkeypatch):
     """No secret on the command line: the link goes to a private file, then is read back."""
     link_file = tmp_path / "link.txt"
-    assert (
-        main(
-            [
-                "import",
-                str(_write_notebook(tmp_path)),
-                relay.url,
-                "--link-out",
-                str(link_file),
-                *import_options(relay),
-            ]
-        )
-        == 0
-    )
+    assert _import_link_out(relay, tmp_path, link_file) == 0
     out = capsys.readouterr()
     assert out.out == "" and "#key=" not in out.err  # the link is only in the file
     assert link_file.stat().st_mode & 0o777 == 0o600
@@ -124,19 +120,7 @@ def test_links_come_from_a_file_stdin_or_the_environment(relay, tmp_path, capsys
     assert out_file.exists()
 
     # --link-out never overwrites an existing file
-    assert (
-        main(
-            [
-                "import",
-                str(_write_notebook(tmp_path)),
-                relay.url,
-                "--link-out",
-                str(link_file),
-                *import_options(relay),
-            ]
-        )
-        == 1
-    )
+    assert _import_link_out(relay, tmp_path, link_file) == 1
     assert "already exists" in capsys.readouterr().err
     assert link_file.read_text().strip() == link
 
@@ -190,19 +174,7 @@ def test_bad_link_and_token_input_is_a_clear_error(
 
 def test_a_token_on_the_command_line_is_warned_about(relay, tmp_path, capsys):
     link_file = tmp_path / "link.txt"
-    assert (
-        main(
-            [
-                "import",
-                str(_write_notebook(tmp_path)),
-                relay.url,
-                "--link-out",
-                str(link_file),
-                *import_options(relay),
-            ]
-        )
-        == 0
-    )
+    assert _import_link_out(relay, tmp_path, link_file) == 0
     capsys.readouterr()
     assert main(["cat", "--link-file", str(link_file), "--token", "t"]) == 0
     assert "--token shows in ps" in capsys.readouterr().err
