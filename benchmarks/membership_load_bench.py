@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import load_bench as lb
-from paired import ratio_interval, rotated, without_gc
+from paired import report_line, rotated, without_gc
 from pycrdt import Doc, Text
 
 from secsync_jupyter.client.engine import SyncEngine
@@ -190,14 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in ("a", "b"):
         base = results["no log"][case]
         for name in results:
-            times = results[name][case]
-            best, median = min(times), statistics.median(times)
-            m, lo, hi = ratio_interval(base, times)
-            print(
-                f"({case}) {name:<17} {best * 1000:8.2f} / {median * 1000:8.2f} ms"
-                f"   x{best / min(base):.3f} / x{median / statistics.median(base):.3f}"
-                f"   paired x{m:.3f} [{lo:.3f}, {hi:.3f}]"
-            )
+            # paired.report_line indents by two spaces: this table does not
+            print(report_line(f"({case}) {name}", base, results[name][case], width=21)[2:])
     return 0
 
 
