@@ -6,9 +6,6 @@ own rules."""
 from __future__ import annotations
 
 import hashlib
-import json
-import pathlib
-import sys
 
 import nacl.bindings as sodium
 import pytest
@@ -56,10 +53,10 @@ from secsync_jupyter.protocol.membership import (
     verify_reader_proof,
 )
 
-VECTORS_DIR = pathlib.Path(__file__).with_name("vectors")
-VECTORS_FILE = VECTORS_DIR / "epoch-vectors.json"
-V = json.loads(VECTORS_FILE.read_text(encoding="ascii"))
-M = json.loads((VECTORS_DIR / "membership-vectors.json").read_text(encoding="ascii"))
+from .vector_files import by_name, check_up_to_date, error_of, load
+
+V = load("epoch-vectors.json")
+M = load("membership-vectors.json")
 
 
 def _keypair(name: str) -> SigningKeyPair:
@@ -72,21 +69,8 @@ def _pub(name: str) -> str:
     return _keypair(name).public_key_b64
 
 
-def _by_name(cases):
-    return pytest.mark.parametrize("case", cases, ids=[c["name"] for c in cases])
-
-
-def _error(exc: MembershipError) -> dict:
-    return {"code": exc.code, "field": exc.field}
-
-
 def test_vectors_file_is_up_to_date():
-    sys.path.insert(0, str(VECTORS_DIR))
-    try:
-        import make_epoch_vectors
-    finally:
-        sys.path.remove(str(VECTORS_DIR))
-    assert make_epoch_vectors.render() == VECTORS_FILE.read_text(encoding="ascii")
+    check_up_to_date("epoch-vectors.json", "make_epoch_vectors")
 
 
 def test_vectors_cover_every_rule_code():
@@ -135,7 +119,7 @@ def _replay(steps):
     return entries, state
 
 
-@_by_name(V["validLogs"])
+@by_name(V["validLogs"])
 def test_valid_log(case):
     state = verify_log(case["log"], case["docId"])
     got = state.to_json()
@@ -159,7 +143,7 @@ def test_valid_log(case):
     assert replayed == state
 
 
-@_by_name(V["invalidLogs"])
+@by_name(V["invalidLogs"])
 def test_invalid_log(case):
     with pytest.raises(MembershipError) as info:
         verify_log(case["log"], case["docId"])
@@ -172,7 +156,7 @@ def test_invalid_log(case):
         before = state.to_json()
         with pytest.raises(MembershipError) as info:
             verify_entry(state, case["log"][index])
-        assert _error(info.value) == {k: case["error"][k] for k in ("code", "field")}
+        assert error_of(info.value) == {k: case["error"][k] for k in ("code", "field")}
         assert state.to_json() == before
         with pytest.raises(MembershipError) as info:
             extend_log(verify_log(case["log"][:1], case["docId"]), case["log"][1:])
@@ -185,7 +169,7 @@ LB = V["lockboxes"]
 STORY = verify_log(LB["log"], LB["docId"])
 
 
-@_by_name(LB["open"]["valid"])
+@by_name(LB["open"]["valid"])
 def test_open_lockbox(case):
     key = open_lockbox(STORY, _keypair(case["who"]), case["lockbox"])
     assert b64encode(key) == case["key"]
@@ -197,11 +181,11 @@ def test_open_lockbox(case):
     assert b64encode(ring.key(case["lockbox"]["epoch"])) == case["key"]
 
 
-@_by_name(LB["open"]["invalid"])
+@by_name(LB["open"]["invalid"])
 def test_open_lockbox_refused(case):
     with pytest.raises(MembershipError) as info:
         open_lockbox(STORY, _keypair(case["who"]), case["lockbox"])
-    assert _error(info.value) == case["error"]
+    assert error_of(info.value) == case["error"]
 
 
 @pytest.mark.parametrize("epoch", sorted(LB["sets"]))
@@ -212,20 +196,20 @@ def test_lockbox_set(epoch):
     assert check_lockbox_set(STORY, int(epoch), list(reversed(boxes))) == parsed
 
 
-@_by_name(LB["setInvalid"])
+@by_name(LB["setInvalid"])
 def test_lockbox_set_refused(case):
     with pytest.raises(MembershipError) as info:
         check_lockbox_set(STORY, case["epoch"], case["lockboxes"])
-    assert _error(info.value) == case["error"]
+    assert error_of(info.value) == case["error"]
     assert info.value.index == case["index"]
 
 
-@_by_name(LB["single"])
+@by_name(LB["single"])
 def test_single_lockbox(case):
     if "error" in case:
         with pytest.raises(MembershipError) as info:
             check_lockbox(STORY, case["lockbox"], now=case["now"])
-        assert _error(info.value) == case["error"]
+        assert error_of(info.value) == case["error"]
     else:
         assert check_lockbox(STORY, case["lockbox"], now=case["now"]).to_json() == case["lockbox"]
 
@@ -267,14 +251,14 @@ def test_fragment(case):
         assert format_fragment(key=frag.key, link_secret=frag.link_secret) == case["text"]
 
 
-@_by_name(V["fragments"]["invalid"])
+@by_name(V["fragments"]["invalid"])
 def test_fragment_refused(case):
     with pytest.raises(MembershipError) as info:
         parse_fragment(case["text"])
-    assert _error(info.value) == case["error"]
+    assert error_of(info.value) == case["error"]
 
 
-@_by_name(V["readerProofs"]["cases"])
+@by_name(V["readerProofs"]["cases"])
 def test_link_reader_proof(case):
     rp = V["readerProofs"]
     log = rp["logLinkRemoved"] if case.get("linkRemoved") else rp["log"]
@@ -282,13 +266,13 @@ def test_link_reader_proof(case):
     if "error" in case:
         with pytest.raises(MembershipError) as info:
             verify_reader_proof(case["proof"], rp["docId"], rp["nonce"], state, now=case["now"])
-        assert _error(info.value) == case["error"]
+        assert error_of(info.value) == case["error"]
     else:
         got = verify_reader_proof(case["proof"], rp["docId"], rp["nonce"], state, now=case["now"])
         assert got == case["result"]
 
 
-@_by_name(V["messageEpochs"]["cases"])
+@by_name(V["messageEpochs"]["cases"])
 def test_message_epoch(case):
     me = V["messageEpochs"]
     state = verify_log(me["log"], me["docId"])
@@ -296,7 +280,7 @@ def test_message_epoch(case):
     if "error" in case:
         with pytest.raises(MembershipError) as info:
             check_message_epoch(state, case["epoch"], head, **case["options"])
-        assert _error(info.value) == case["error"]
+        assert error_of(info.value) == case["error"]
     else:
         assert check_message_epoch(state, case["epoch"], head, **case["options"]) == case["result"]
 

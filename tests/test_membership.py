@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import pathlib
-import sys
 
 import nacl.bindings as sodium
 import pytest
@@ -47,30 +45,17 @@ from secsync_jupyter.protocol.membership import (
     verify_reader_proof,
 )
 
-VECTORS_DIR = pathlib.Path(__file__).with_name("vectors")
-VECTORS_FILE = VECTORS_DIR / "membership-vectors.json"
-V = json.loads(VECTORS_FILE.read_text(encoding="ascii"))
+from .vector_files import by_name, check_up_to_date, error_of, load
+
+V = load("membership-vectors.json")
 
 
 def _keypair(name: str) -> SigningKeyPair:
     return SigningKeyPair.from_seed(bytes.fromhex(V["keys"][name]["seed"]))
 
 
-def _by_name(cases):
-    return pytest.mark.parametrize("case", cases, ids=[c["name"] for c in cases])
-
-
-def _error(exc: MembershipError | IdentityError) -> dict:
-    return {"code": exc.code, "field": exc.field}
-
-
 def test_vectors_file_is_up_to_date():
-    sys.path.insert(0, str(VECTORS_DIR))
-    try:
-        import make_membership_vectors
-    finally:
-        sys.path.remove(str(VECTORS_DIR))
-    assert make_membership_vectors.render() == VECTORS_FILE.read_text(encoding="ascii")
+    check_up_to_date("membership-vectors.json", "make_membership_vectors")
 
 
 def test_vectors_cover_every_log_rule():
@@ -83,7 +68,7 @@ def test_vectors_cover_every_log_rule():
 # --- valid logs -------------------------------------------------------------------------
 
 
-@_by_name(V["validLogs"])
+@by_name(V["validLogs"])
 def test_valid_log(case):
     state = verify_log(case["log"], case["docId"])
     assert state.to_json()["members"] == case["expect"]["members"]
@@ -93,7 +78,7 @@ def test_valid_log(case):
     assert is_log_doc_id(case["docId"])
 
 
-@_by_name([c for c in V["validLogs"] if "entries" in c])
+@by_name([c for c in V["validLogs"] if "entries" in c])
 def test_valid_log_intermediates(case):
     for raw, expected in zip(case["log"], case["entries"], strict=True):
         entry = parse_entry(raw)
@@ -102,7 +87,7 @@ def test_valid_log_intermediates(case):
         assert entry.to_json() == raw
 
 
-@_by_name([c for c in V["validLogs"] if "steps" in c])
+@by_name([c for c in V["validLogs"] if "steps" in c])
 def test_entries_are_recreated_byte_for_byte(case):
     """Ed25519 is deterministic: the same steps make the same entries (same bytes signed)."""
     entries, state = [], None
@@ -121,7 +106,7 @@ def test_entries_are_recreated_byte_for_byte(case):
     assert entries == case["log"]
 
 
-@_by_name([c for c in V["validLogs"] if len(c["log"]) > 1])
+@by_name([c for c in V["validLogs"] if len(c["log"]) > 1])
 def test_valid_log_incrementally(case):
     """verify_entry one by one and extend_log on a prefix give the same state."""
     log = case["log"]
@@ -149,7 +134,7 @@ def _bulk(items):
     return [verify_detached(*item) for item in items]
 
 
-@_by_name(V["invalidLogs"])
+@by_name(V["invalidLogs"])
 @pytest.mark.parametrize("check", [None, _bulk], ids=["one-by-one", "bulk-signatures"])
 def test_invalid_log(case, check):
     with pytest.raises(MembershipError) as info:
@@ -167,7 +152,7 @@ def test_bulk_signature_check_must_answer_every_entry():
         verify_log(case["log"], case["docId"], check_signatures=lambda items: [True])
 
 
-@_by_name([c for c in V["invalidLogs"] if (c["error"]["index"] or 0) > 0])
+@by_name([c for c in V["invalidLogs"] if (c["error"]["index"] or 0) > 0])
 def test_invalid_entry_incrementally(case):
     """The relay's path: the prefix is accepted, the bad entry is refused with the same code,
     and the state it was checked against is unchanged."""
@@ -176,7 +161,7 @@ def test_invalid_entry_incrementally(case):
     before = state.to_json()
     with pytest.raises(MembershipError) as info:
         verify_entry(state, case["log"][index])
-    assert _error(info.value) == {k: case["error"][k] for k in ("code", "field")}
+    assert error_of(info.value) == {k: case["error"][k] for k in ("code", "field")}
     assert info.value.index is None
     assert state.to_json() == before
     root_only = verify_log(case["log"][:1], case["docId"])
@@ -213,11 +198,11 @@ def test_identity_surrounding_whitespace_is_ignored():
     assert parse_identity(case["text"]) == Identity(case["pubKey"], case["name"])
 
 
-@_by_name(V["identities"]["invalid"])
+@by_name(V["identities"]["invalid"])
 def test_identity_invalid(case):
     with pytest.raises(IdentityError) as info:
         parse_identity(case["text"])
-    assert _error(info.value) == case["error"]
+    assert error_of(info.value) == case["error"]
 
 
 def test_identity_format_refuses_bad_names_and_keys():
@@ -246,14 +231,14 @@ def test_box_keys_are_derived_from_the_signing_key(name):
 # --- reader proofs ----------------------------------------------------------------------
 
 
-@_by_name(V["readerProofs"]["cases"])
+@by_name(V["readerProofs"]["cases"])
 def test_reader_proof(case):
     rp = V["readerProofs"]
     state = None if case.get("withoutState") else verify_log(rp["log"], rp["docId"])
     if "error" in case:
         with pytest.raises(MembershipError) as info:
             verify_reader_proof(case["proof"], rp["docId"], rp["nonce"], state)
-        assert _error(info.value) == case["error"]
+        assert error_of(info.value) == case["error"]
     else:
         assert verify_reader_proof(case["proof"], rp["docId"], rp["nonce"], state) == case["result"]
 
