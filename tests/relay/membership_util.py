@@ -99,6 +99,22 @@ async def append(client: RelayClient, entry: Entry | dict) -> dict:
     return await answer(client, ("log-entry-saved", "log-entry-failed"))
 
 
+async def remove_and_see_closed(
+    team: Team, owner: RelayClient, member: RelayClient, member_pub: str
+) -> Entry:
+    """The owner removes a member (``owner``'s connection appends the entry): the member's
+    open connection gets that entry, then ``unauthorized`` 725, and is closed with 1008. The
+    entry is returned."""
+    remove = team.entry(team.owner_keys, "remove-member", member_pub)
+    assert (await append(owner, remove))["type"] == "log-entry-saved"
+    assert await member.wait_closed() == 1008
+    assert member.frames[-2:] == [
+        {"type": "log-entry", "entry": remove.to_json()},
+        {"type": "unauthorized", "code": "SECSYNC_ERROR_725", "reason": "removed"},
+    ]
+    return remove
+
+
 async def answer(client: RelayClient, types: tuple[str, ...]) -> dict:
     """The next frame of one of ``types``; the frames before it stay unread."""
 

@@ -14,7 +14,7 @@ from secsync_jupyter.protocol import SigningKeyPair
 from secsync_jupyter.protocol.membership import create_reader_proof
 from secsync_jupyter.relay import Limits
 
-from .membership_util import Team, append, connect, join
+from .membership_util import Team, append, connect, join, remove_and_see_closed
 from .pg import is_postgres
 from .util import RelayClient, url_for
 
@@ -175,12 +175,6 @@ async def test_extension_members_read_others_get_nothing(
         team.member(viewer_keys).update(doc["snapshot"]["publicData"]["snapshotId"], 0)
     )
     assert (await viewer.next("write-refused"))["code"] == code(724)
-    remove = team.entry(team.owner_keys, "remove-member", viewer_keys.public_key_b64)
-    assert (await append(owner, remove))["type"] == "log-entry-saved"
-    assert await viewer.wait_closed() == 1008
-    assert viewer.frames[-2:] == [
-        {"type": "log-entry", "entry": remove.to_json()},
-        {"type": "unauthorized", "code": code(725), "reason": "removed"},
-    ]
+    await remove_and_see_closed(team, owner, viewer, viewer_keys.public_key_b64)
     await owner.close()
     await asyncio.sleep(0)

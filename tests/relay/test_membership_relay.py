@@ -13,7 +13,14 @@ from secsync_jupyter.protocol import SigningKeyPair
 from secsync_jupyter.protocol.membership import create_entry, create_log
 
 from .conftest import start_relay
-from .membership_util import Team, append, join, next_fields, sign_entry
+from .membership_util import (
+    Team,
+    append,
+    join,
+    next_fields,
+    remove_and_see_closed,
+    sign_entry,
+)
 from .pg import is_postgres
 from .util import RelayClient
 
@@ -327,13 +334,7 @@ async def test_writes_by_non_members_viewers_demoted_and_removed_refused(relay):
     assert not editor_conn.closed
 
     # removed: the removing entry, then 725 and close 1008; its messages refused from others
-    remove = team.entry(team.owner_keys, "remove-member", viewer.pub)
-    assert (await append(owner_conn, remove))["type"] == "log-entry-saved"
-    assert await viewer_conn.wait_closed() == 1008
-    assert viewer_conn.frames[-2:] == [
-        {"type": "log-entry", "entry": remove.to_json()},
-        {"type": "unauthorized", "code": code(725), "reason": "removed"},
-    ]
+    remove = await remove_and_see_closed(team, owner_conn, viewer_conn, viewer.pub)
     assert (await editor_conn.next("log-entry"))["entry"] == remove.to_json()
     await refused(editor_conn, viewer.ephemeral(), "ephemeral")
     # nothing refused was stored or forwarded: the owner saw only the two accepted updates
@@ -467,11 +468,5 @@ async def removal_on_another_relay(first, second) -> None:
     first_frame, second_frame = await viewer.next(), await viewer.next()
     assert first_frame == {"type": "log-entry", "entry": add_editor.to_json()}
     assert second_frame["type"] == "snapshot"
-    remove = team.entry(team.owner_keys, "remove-member", viewer_keys.public_key_b64)
-    assert (await append(owner, remove))["type"] == "log-entry-saved"
-    assert await viewer.wait_closed() == 1008
-    assert viewer.frames[-2:] == [
-        {"type": "log-entry", "entry": remove.to_json()},
-        {"type": "unauthorized", "code": code(725), "reason": "removed"},
-    ]
+    await remove_and_see_closed(team, owner, viewer, viewer_keys.public_key_b64)
     await owner.close()
