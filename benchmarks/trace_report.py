@@ -17,10 +17,9 @@ stage (ms):
   ack       committed -> acknowledged by the writer's process (event loop)
   notify    committed -> the notification reached the other process
   deliver   -> sent by the delivering process (own: its ack; other: notification / read)
-  held      -> the receiving client's own acknowledgement, when the delivery waited for it
-            (a writer's connection holds what may build on its unacknowledged write:
-            Session.deliver; inferred: the receiver's own ack came between send and receipt)
-  out       sent by the relay (or, if held, the receiver's ack) -> received by the client
+  out       sent by the relay -> received by the generator's client (including the time a
+            writer's connection held it for that writer's own acknowledgement,
+            Session.deliver: counted apart, from the relay's hold/release events)
 
 and the event loops' late wake-ups per process (every time is ``time.monotonic()``, one clock
 for all processes of the machine).
@@ -29,7 +28,6 @@ for all processes of the machine).
 from __future__ import annotations
 
 import argparse
-import bisect
 import glob
 import os
 import statistics
@@ -51,9 +49,10 @@ def load(d: str):
     reads: list[tuple] = []
     late: dict[int, list[tuple[float, float]]] = defaultdict(list)
     recvs: list[tuple] = []
-    conn_pub: dict[tuple, str] = {}  # (doc, sending connection) -> author key prefix
-    acks_of: dict[tuple, list[float]] = defaultdict(list)  # (doc, author) -> ack times
     pg: list[tuple] = []  # (time, application, state[:wait type:wait event])
+    #: (process, doc, pos, session) -> {"hold": t, "release": t}: a delivery held for the
+    #: receiver's own acknowledgement (Session.deliver)
+    holds: dict[tuple, dict[str, float]] = defaultdict(dict)
     for path in glob.glob(os.path.join(d, "trace-*.tsv")):
         pid = int(os.path.basename(path)[6:-4])
         for t, stage, r in _rows(path):
@@ -68,7 +67,6 @@ def load(d: str):
             elif stage == "ack":
                 u = up[(r[0], r[1], int(r[2]))]
                 u["ack"] = t
-                acks_of[(r[0], r[1])].append(t)
                 key_at[(r[0], int(r[3]))] = (r[0], r[1], int(r[2]))
             elif stage == "notify":
                 notes[(r[0], int(r[2]))].setdefault(pid, t)
@@ -76,28 +74,26 @@ def load(d: str):
                 sends[(r[0], int(r[1]))].setdefault(pid, t)
             elif stage == "read":
                 reads.append((t, pid, r[0], int(r[1]), int(r[2]), float(r[4])))
+            elif stage in ("hold", "release"):
+                holds[(pid, r[0], int(r[1]), r[2])][stage] = t
             elif stage == "loop-late":
                 late[pid].append((t, float(r[1])))
     for path in glob.glob(os.path.join(d, "generator-*.tsv")):
         for t, stage, r in _rows(path):
             if stage == "sent":
                 up[(r[0], r[1], int(r[2]))]["sent"] = t
-                if len(r) > 3 and int(r[3]) >= 0:
-                    conn_pub[(r[0], int(r[3]))] = r[1]
             elif stage == "pg":
                 pg.append((t, r[1], r[2]))
             else:
                 recvs.append((t, (r[0], r[1], int(r[2])), int(r[3])))
-    for v in acks_of.values():
-        v.sort()
-    return up, key_at, sends, notes, reads, late, recvs, pg, conn_pub, acks_of
+    return up, key_at, sends, notes, reads, late, recvs, pg, holds
 
 
 def report(d: str, slowest: float) -> None:
-    up, key_at, sends, notes, reads, late, recvs, pg, conn_pub, acks_of = load(d)
+    up, key_at, sends, notes, reads, late, recvs, pg, holds = load(d)
     pos_of = {k: pos for (doc, pos), k in key_at.items()}
     rows = []
-    for t, key, at in recvs:
+    for t, key, _at in recvs:
         u = up.get(key)
         if not u or "sent" not in u or "t2" not in u or "ack" not in u:
             continue
@@ -110,10 +106,6 @@ def report(d: str, slowest: float) -> None:
         ts, pid = max(cands)
         cross = pid != u["pid"]
         note = notes.get(pos, {}).get(pid)
-        # the receiver's own acknowledgement between the send and the receipt: held for it
-        mine = acks_of.get((key[0], conn_pub.get((key[0], at), "")), ())
-        k = bisect.bisect_right(mine, t) - 1
-        released = mine[k] if k >= 0 and mine[k] > ts else None
         rows.append(
             {
                 "total": t - u["sent"],
@@ -125,8 +117,7 @@ def report(d: str, slowest: float) -> None:
                 "ack": u["ack"] - u["t2"],
                 "notify": (note - u["t2"]) if cross and note is not None else float("nan"),
                 "deliver": ts - (note if cross and note is not None else u["t2"]),
-                "held": (released - ts) if released is not None else 0.0,
-                "out": t - (released if released is not None else ts),
+                "out": t - ts,
                 "cross": cross,
                 "batch": u["batch"],
                 "workload": "D" if key[0].startswith("many") else "A/B",
@@ -137,7 +128,7 @@ def report(d: str, slowest: float) -> None:
         print("no joined deliveries (were the relay processes stopped cleanly?)")
         return
     stages = [
-        "in", "queue", "pool", "stmts", "commit", "ack", "notify", "deliver", "held", "out",
+        "in", "queue", "pool", "stmts", "commit", "ack", "notify", "deliver", "out",
     ]  # fmt: skip
 
     def show(title: str, sel: list[dict]) -> None:
@@ -191,6 +182,18 @@ def report(d: str, slowest: float) -> None:
         print(f"PostgreSQL connections of the relay, {samples} samples with one busy at least:")
         for what, c in sorted(counts.items(), key=lambda x: -x[1])[:12]:
             print(f"  {c:7d}  {what}")
+    held = sorted(
+        (h["release"] - h["hold"]) * 1000 for h in holds.values() if "hold" in h and "release" in h
+    )
+    if held:
+        print(
+            f"deliveries held for the receiver's own acknowledgement (relay trace): {len(held)} "
+            f"({len(held) / max(1, len(recvs)):.1%} of the receipts), held median "
+            f"{statistics.median(held):.1f} ms, p99 {held[int(0.99 * len(held))]:.1f} ms, "
+            f"max {held[-1]:.1f} ms"
+        )
+    else:
+        print("deliveries held for the receiver's own acknowledgement (relay trace): none")
     if reads:
         dur = sorted((t - t_start) * 1000 for t, _p, _d, _f, _n, t_start in reads)
         print(

@@ -278,6 +278,8 @@ class Session:
             self._undurable and pos > self._undurable[0][0] and self._must_wait(frame)
         ):
             self._held.append((pos, frame))
+            if trace.ON:
+                trace.ev("hold", self.doc_id, pos, id(self))
         elif not self.closed:
             self.transport.send_frame(frame)
 
@@ -298,6 +300,8 @@ class Session:
                 self._held.append((pos, frame))
             elif not self.closed:
                 self.transport.send_frame(frame)
+                if trace.ON:
+                    trace.ev("release", self.doc_id, pos, id(self))
 
     def send_message(self, parts: list[str]) -> None:
         if not self.closed:
