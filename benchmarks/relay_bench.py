@@ -1447,10 +1447,12 @@ def _fmt_shares(r: dict) -> str:
     if "machine_busy_pct" not in r:
         return ""
     return (
-        f"\n  {'':9s}    CPU of the machine ({r['cores']} cores = {r['cores'] * 100}%): relay "
-        f"{r['relay_cpu_pct']:.0f}%, PostgreSQL {r['db_cpu_pct']:.0f}%, benchmark generators "
+        f"\n  {'':9s}    CPU of the machine ({r['cores']} cores = {r['cores'] * 100}%): server "
+        f"{r['relay_cpu_pct']:.0f}%, "
+        + (f"PostgreSQL {r['db_cpu_pct']:.0f}%, " if r.get("db_cpu_pct") else "")
+        + f"benchmark generators "
         f"{r['generator_cpu_pct']:.0f}% ({r.get('client', '?')} client), other processes "
-        f"{r['other_cpu_pct']:.0f}%, idle {r['machine_idle_pct']:.0f}%; relay CPU "
+        f"{r['other_cpu_pct']:.0f}%, idle {r['machine_idle_pct']:.0f}%; server CPU "
         f"{r['relay_us_per_accepted']:.0f} µs per accepted update, "
         f"{r['relay_us_per_delivery']:.1f} µs per delivered frame"
         + (
