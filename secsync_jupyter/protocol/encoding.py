@@ -107,32 +107,72 @@ def _check_domain(value: Any, path: str) -> None:
 
 
 #: ``json.dumps`` with sorted keys and no spaces: byte for byte RFC 8785 for :func:`_plain`
-#: values (ASCII strings escape alike: quote, backslash, the short forms of BS TAB LF FF CR,
-#: other control characters as lowercase \u00xx, DEL as it is; ASCII keys sort alike by code
-#: point and by UTF-16 unit; safe integers print alike)
+#: values whose output is ASCII (ASCII strings escape alike: quote, backslash, the short forms
+#: of BS TAB LF FF CR, other control characters as lowercase \u00xx, DEL as it is; ASCII keys
+#: sort alike by code point and by UTF-16 unit; safe integers print alike)
 _encode_plain = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
 ).encode
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
+
+
+def _make_encode_plain():
+    """:data:`_encode_plain` without ``JSONEncoder.encode``'s per-call set-up (it builds a C
+    encoder on every call): the same C encoder, made once, with the same arguments."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    basestring = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or basestring is None:  # no C accelerator: the plain JSONEncoder
+        return _encode_plain
+    encoder = make(None, _no_default, basestring, None, ":", ",", True, False, False)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        if type(value) is str:  # as JSONEncoder.encode (the C encoder wants a container)
+            return basestring(value)
+        return join(encoder(value, 0))
+
+    return encode
+
+
+_encode_plain_c = _make_encode_plain()
+
+
 def _plain(value: Any) -> bool:
-    """Objects / arrays of ASCII strings (keys too), safe integers, booleans and null: the
-    shape of every public data and membership entry (the fast path of :func:`canonicalize`)."""
+    """Objects / arrays of exact strings (keys: exact strings), safe integers, booleans and
+    null: the shape of every public data and membership entry (the fast path of
+    :func:`canonicalize`, which also requires its output to be ASCII — that is, every key and
+    string ASCII — checked once on the output instead of string by string)."""
     t = type(value)
-    if t is str:
-        return value.isascii()
-    if t is int:
-        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
     if t is dict:
         for k, v in value.items():
-            if type(k) is not str or not k.isascii() or not _plain(v):
+            if type(k) is not str:
+                return False
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    return False
+            elif not _plain(v):
                 return False
         return True
-    if t is bool or value is None:
-        return True
     if t is list:
-        return all(_plain(v) for v in value)
-    return False
+        for v in value:
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    return False
+            elif not _plain(v):
+                return False
+        return True
+    if t is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    return t is str or t is bool or value is None
 
 
 def canonicalize(value: Any, *, field: str = "value") -> bytes:
@@ -145,7 +185,9 @@ def canonicalize(value: Any, *, field: str = "value") -> bytes:
     """
     try:
         if _plain(value):
-            return _encode_plain(value).encode("ascii")
+            text = _encode_plain_c(value)
+            if text.isascii():  # every key and string ASCII
+                return text.encode("ascii")
     except RecursionError:
         pass  # deeper than the fast path goes: the generic path decides
     _check_domain(value, field)
