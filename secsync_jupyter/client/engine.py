@@ -1712,9 +1712,13 @@ class SyncEngine:
                     continue
                 fatal = content
                 break
-            if related is not None:
-                heads = pd.raw.get(HEADS_FIELD)
-                if isinstance(heads, Mapping):
+            heads = pd.raw.get(HEADS_FIELD)
+            if heads is not None and related is not None:
+                if type(heads) is dict:  # as parsed from JSON: no ABC check
+                    named = heads.get("clocks")
+                    if type(named) is not dict or named:  # an empty dict names nothing
+                        withheld += self._missing(related, named, pd.pub_key)
+                elif isinstance(heads, Mapping):
                     withheld += self._missing(related, heads.get("clocks"), pd.pub_key)
             for info in self.snapshots:
                 if info.snapshot_id == related_id:
@@ -1903,13 +1907,17 @@ class SyncEngine:
         """(author, named clock, received clock) for each clock in ``named`` (a heads'
         ``clocks`` object, untrusted shape: anything else names nothing) this client has not
         received on ``info``; ``skip``: the writer (its own clock is checked by the relay)."""
-        if not isinstance(named, Mapping):
+        if type(named) is not dict and not isinstance(named, Mapping):
             return []
         out = []
+        received = info.update_clocks
+        own = self.pub_key if self.active is info else None  # as _received_clock, inline
         for author, clock in named.items():
             if author == skip or type(clock) is not int or clock < 0:
                 continue
-            have = self._received_clock(info, author)
+            have = received.get(author, -1)
+            if author == own:
+                have = max(have, self.local_clock)
             if have < clock:
                 out.append((author, clock, have))
         return out
