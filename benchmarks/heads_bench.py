@@ -12,7 +12,10 @@ On load_bench's Yjs data (built by ``benchmarks/load_bench.py`` first, cached):
   previous acknowledged update: none (a writer alone, or nobody else typed meanwhile), one,
   and the worst case, all ``authors - 1`` others (4-digit clocks);
 * load (b): one snapshot + 1,000 updates, each update carrying heads (one author, and the worst
-  case) vs no heads (a document without a log; the engine reads heads on every update);
+  case) vs no heads (a document without a log; the engine reads heads on every update). The
+  "new" variants name clocks the frame does not hold (never written: every update is a withheld
+  detection, 801 once per load); "1 author seen": every update names a clock the reader
+  received (another author wrote the first update), as in an honest session;
 * load (a) with a log of 50 entries: a first open (the whole log verified: 50 Ed25519
   checks), an open with the remembered state (the log from the state file, parsed and
   checked without signatures; the relay sends only the entries after its head: none), and
@@ -61,9 +64,11 @@ def others(n: int) -> dict[str, int]:
     }
 
 
-def update_frames(data, doc_id, heads, log_head=None) -> tuple[str, list[int]]:
+def update_frames(data, doc_id, heads, log_head=None, first_by=None) -> tuple[str, list[int]]:
     """Case (b) as a ``document`` frame: updates with ``heads`` (or none); and each update's
-    wire size."""
+    wire size. ``first_by``: another author writes the first update (its clock 0, no heads)
+    and the others (load_bench's signer, clocks from 0) name it in their heads (``heads``
+    is then ``{first_by: 0}``: a clock the reader received, as in an honest session)."""
     yjs = data["yjs"]
     head = bytes.fromhex(yjs["b_snapshot"])
     tail = [bytes.fromhex(u) for u in yjs["tail"]]
@@ -74,9 +79,13 @@ def update_frames(data, doc_id, heads, log_head=None) -> tuple[str, list[int]]:
     updates, sizes = [], []
     for i, u in enumerate(tail):
         pd = {**base, "refSnapshotId": "snapshot-b"}
-        if heads:  # heads that would name nothing are left out (docs/protocol.md)
+        signer, clock = lb.SIGNER, i
+        if first_by is not None:
+            signer, clock = (first_by, 0) if i == 0 else (lb.SIGNER, i - 1)
+            pd["pubKey"] = signer.public_key_b64
+        if heads and signer is lb.SIGNER:  # heads naming nothing are left out (docs/protocol.md)
             pd["heads"] = {"clocks": heads}
-        wire = create_update(serialize_updates([u]), pd, lb.KEY, lb.SIGNER, i).to_json()
+        wire = create_update(serialize_updates([u]), pd, lb.KEY, signer, clock).to_json()
         updates.append(wire)
         sizes.append(len(json.dumps({**wire, "type": "update"}, separators=(",", ":"))))
     frame = {"type": "document", "snapshot": snap.to_json(), "updates": updates}
@@ -172,7 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     text_plain, _ = update_frames(data, lb.DOC_ID, None)
     text_one, _ = update_frames(data, lb.DOC_ID, dict(list(heads.items())[:1]))
     text_heads, _ = update_frames(data, lb.DOC_ID, heads)
-    res_b = {"no heads": [], "heads, 1 author new": [], f"heads, all {args.authors - 1} new": []}
+    seen = SigningKeyPair.from_seed(bytes(range(1, 33)))
+    text_seen, _ = update_frames(data, lb.DOC_ID, {seen.public_key_b64: 0}, first_by=seen)
+    # "new" variants name clocks the frame does not hold (never written): every update is a
+    # withheld detection (801, one report per load); "seen": a clock the reader received
+    res_b = {
+        "no heads": [],
+        "heads, 1 author new": [],
+        f"heads, all {args.authors - 1} new": [],
+        "heads, 1 author seen": [],
+    }
     # ---- load (a) with a log of 50
     a_plain = mlb.frames(data, lb.DOC_ID)["a"]
     a_log = mlb.frames(data, log_state.doc_id, log_head, entries)["a"]
@@ -181,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     a_delta = json.dumps(a_delta, separators=(",", ":"))
     remembered = {"snapshot": None, "logHead": log_head, "log": entries}
     res_a = {"no log": [], "log of 50, first open": [], "log of 50, remembered state": []}
-    runs_b = list(zip(res_b, (text_plain, text_one, text_heads), strict=True))
+    runs_b = list(zip(res_b, (text_plain, text_one, text_heads, text_seen), strict=True))
     runs_a = list(
         zip(
             res_a,
@@ -193,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
             strict=True,
         )
     )
+    for text, errors in ((text_seen, False), (text_one, True)):  # what the variants measure
+        engine = SyncEngine(lb.DOC_ID, lb.KEY, YDocAdapter(Doc()), lb.SIGNER)
+        engine.connecting()
+        engine.connected()
+        engine.receive(text)
+        assert engine.document_state == "complete"
+        assert any(e.code == "SECSYNC_ERROR_801" for e in engine.errors) is errors, engine.errors
     for round_no in range(args.repeat):
         for name, text in rotated(runs_b, round_no):
             elapsed, got = without_gc(lambda text=text: load(lb.DOC_ID, text, clock))

@@ -8,8 +8,10 @@ Each load goes through the sync engine as a connection does (decode the ``docume
 check ahead, verify, apply); variants are interleaved, the CPU time of the load (threads
 included; ``--wall``: elapsed time) is kept, and the best and median ratios to the document
 without a log are printed. With a log the frames carry the log (``logFrom`` 0: a first open,
-the whole log is verified) and every message names ``publicData.logHead`` (and updates carry
-heads, as our clients write them in documents with a log). ``plain + fields``: the same public
+the whole log is verified) and every message names ``publicData.logHead``; updates carry no
+``heads``: a writer alone names nothing, and heads that would name nothing are left out as our
+clients do since session 5 (``--empty-heads``: every update carries ``"heads": {"clocks": {}}``
+as before; heads that name authors: ``heads_bench.py``). ``plain + fields``: the same public
 data in a document without a log (no membership checks): what the bigger public data alone
 costs. ``--breakdown`` adds the longest log with its signatures skipped (what parsing, chain,
 roles and the ``logHead`` checks cost) and checked one by one instead of in the verify threads
@@ -70,7 +72,7 @@ def make_rotated_log(n: int):
 
 
 def frames(
-    data: dict, doc_id: str, log_head=None, log=None, key=None, epoch=None
+    data: dict, doc_id: str, log_head=None, log=None, key=None, epoch=None, empty_heads=False
 ) -> dict[str, str]:
     key = lb.KEY if key is None else key
     yjs = data["yjs"]
@@ -92,7 +94,7 @@ def frames(
     updates = []
     for i, u in enumerate(tail):
         p = pd(refSnapshotId="snapshot-b")
-        if log_head is not None:
+        if log_head is not None and empty_heads:  # before session 5 (now left out)
             p["heads"] = {"clocks": {}}
         updates.append(create_update(serialize_updates([u]), p, key, lb.SIGNER, i).to_json())
     out = {}
@@ -136,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", default="3,50", help="log sizes (default 3,50)")
     ap.add_argument("--wall", action="store_true", help="elapsed time instead of CPU time")
     ap.add_argument(
+        "--empty-heads",
+        action="store_true",
+        help='every update of a document with a log carries "heads": {"clocks": {}} (as our'
+        " clients wrote before session 5; now left out)",
+    )
+    ap.add_argument(
         "--breakdown",
         action="store_true",
         help="also the largest log with its signatures skipped and checked one by one (where a"
@@ -144,22 +152,29 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cached = lb.cache_dir() / "data-all.json"
     data = lb.build(None) if not cached.exists() else json.loads(cached.read_text())
+    eh = args.empty_heads
     variants = {"no log": (lb.DOC_ID, frames(data, lb.DOC_ID))}
     for n in (int(x) for x in args.entries.split(",")):
         state, entries = make_log(n)
         variants[f"log of {n}"] = (
             state.doc_id,
-            frames(data, state.doc_id, state.head.to_json(), entries),
+            frames(data, state.doc_id, state.head.to_json(), entries, empty_heads=eh),
         )
     state, entries = make_log(4)
-    variants["log of 4"] = (state.doc_id, frames(data, state.doc_id, state.head.to_json(), entries))
+    variants["log of 4"] = (
+        state.doc_id,
+        frames(data, state.doc_id, state.head.to_json(), entries, empty_heads=eh),
+    )
     state, entries = make_rotated_log(3)
     variants["rotated (epoch 1)"] = (
         state.doc_id,
-        frames(data, state.doc_id, state.head.to_json(), entries, EPOCH_KEY, 1),
+        frames(data, state.doc_id, state.head.to_json(), entries, EPOCH_KEY, 1, empty_heads=eh),
     )
     state, _ = make_log(3)
-    variants["plain + fields"] = (lb.DOC_ID, frames(data, lb.DOC_ID, state.head.to_json()))
+    variants["plain + fields"] = (
+        lb.DOC_ID,
+        frames(data, lb.DOC_ID, state.head.to_json(), empty_heads=eh),
+    )
     checks = {}
     if args.breakdown:
         n = max(int(x) for x in args.entries.split(","))
