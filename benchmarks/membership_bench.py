@@ -198,6 +198,20 @@ def timed(fn, runs: int, cpu: list[float] | None = None) -> list[float]:
     return out
 
 
+def interleaved(fns, setup, runs: int) -> list[tuple[list[float], list[float]]]:
+    """``runs`` rounds of every ``fn(setup())`` (the order rotated each round; ``setup`` not
+    timed): per fn, its wall times and this process's CPU times in ms."""
+    out: list[tuple[list[float], list[float]]] = [([], []) for _ in fns]
+    for r in range(runs):
+        for i in [(r + k) % len(fns) for k in range(len(fns))]:
+            arg = setup()
+            c, t = time.process_time(), time.perf_counter()
+            fns[i](arg)
+            out[i][0].append((time.perf_counter() - t) * 1000)
+            out[i][1].append((time.process_time() - c) * 1000)
+    return out
+
+
 def row(label: str, times: list[float], unit: str = "ms", cpu: list[float] | None = None) -> None:
     median = statistics.median(times)
     extra = f"   CPU median {statistics.median(cpu):8.2f} ms" if cpu else ""
@@ -248,12 +262,6 @@ def main() -> None:
     def fresh():  # verify from JSON as received (nothing cached in the dicts)
         return json.loads(json.dumps(log))
 
-    copies = [fresh() for _ in range(args.runs)]
-    it = iter(copies)
-    seq_cpu: list[float] = []
-    seq = timed(lambda: verify_log(next(it), doc_id), args.runs, seq_cpu)
-    row(f"Python verify_log, {n} entries, one by one", seq, cpu=seq_cpu)
-
     from secsync_jupyter.client import precheck
 
     # what the Python client does by default (SecsyncDocument sets the engine's
@@ -261,13 +269,6 @@ def main() -> None:
     # not running (a client that has not loaded a very large frame), the verify threads
     assert precheck._running_pool() is None
     client = precheck.check_signatures_in_processes
-    copies = [fresh() for _ in range(args.runs)]
-    it = iter(copies)
-    default_cpu: list[float] = []
-    default = timed(
-        lambda: verify_log(next(it), doc_id, check_signatures=client), args.runs, default_cpu
-    )
-    row(f"client default, {n} entries (this thread + verify pool)", default, cpu=default_cpu)
 
     with ThreadPoolExecutor(2) as pool:
 
@@ -278,9 +279,19 @@ def main() -> None:
             )
             return [ok for part in parts for ok in part]
 
-        copies = [fresh() for _ in range(args.runs)]
-        it = iter(copies)
-        par = timed(lambda: verify_log(next(it), doc_id, check_signatures=bulk), args.runs)
+        # the three rows take turns (each round in another order), so that a machine whose
+        # load changes during the run weighs on all three alike
+        (seq, seq_cpu), (default, default_cpu), (par, _) = interleaved(
+            [
+                lambda entries: verify_log(entries, doc_id),
+                lambda entries: verify_log(entries, doc_id, check_signatures=client),
+                lambda entries: verify_log(entries, doc_id, check_signatures=bulk),
+            ],
+            fresh,
+            args.runs,
+        )
+    row(f"Python verify_log, {n} entries, one by one", seq, cpu=seq_cpu)
+    row(f"client default, {n} entries (this thread + verify pool)", default, cpu=default_cpu)
     row(f"Python verify_log, {n} entries, signatures, 2 threads", par)
 
     t = time.perf_counter()
