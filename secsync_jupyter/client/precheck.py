@@ -19,6 +19,7 @@ state; it reads what :meth:`SyncEngine.precheck_basis` tells it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -413,22 +414,34 @@ def verify_signatures_chunk(items: Sequence[tuple[bytes, bytes, bytes]]) -> list
     ]
 
 
+#: a long log's signatures are checked in about this many chunks per verify thread, taken
+#: in turn by whichever thread is free (a core busy with something else delays the end by
+#: a share of one chunk, not by half the log)
+LOG_CHUNKS_PER_THREAD = 8
+
+
 def check_signatures_in_threads(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """``verify_log(check_signatures=…)``: Ed25519 checks of many log entries, split between
-    this thread and the verify pool (libsodium releases the GIL); a short list is checked
-    right here."""
+    """``verify_log(check_signatures=…)``: Ed25519 checks of many log entries by this thread
+    and the verify pool together (libsodium releases the GIL), in chunks each takes in turn;
+    a short list is checked right here. Results in the order of ``items``."""
     n = len(items)
     if n < LOG_PARALLEL_THRESHOLD:
         return verify_signatures_chunk(items)
-    pool = verify_pool()
-    size = -(-n // _workers())  # one part here, the others in the verify threads
-    futures = [
-        pool.submit(verify_signatures_chunk, items[i : i + size]) for i in range(size, n, size)
-    ]
-    results = verify_signatures_chunk(items[:size])
-    for future in futures:
-        results.extend(future.result())
-    return results
+    workers = _workers()
+    size = max(LOG_PARALLEL_THRESHOLD // 2, -(-n // (workers * LOG_CHUNKS_PER_THREAD)))
+    parts: list[list[bool] | None] = [None] * -(-n // size)
+    turns = itertools.count()  # its next() is atomic: each chunk goes to one thread
+
+    def work() -> None:
+        while (k := next(turns)) < len(parts):
+            parts[k] = verify_signatures_chunk(items[k * size : (k + 1) * size])
+
+    helpers = [verify_pool().submit(work) for _ in range(workers - 1)]
+    work()
+    for helper in helpers:  # one that has not started (a busy pool) is not waited for
+        if not helper.cancel():
+            helper.result()
+    return [ok for part in parts for ok in part]  # type: ignore[union-attr]
 
 
 _POOL_READY: Any = None

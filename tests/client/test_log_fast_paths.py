@@ -389,3 +389,32 @@ def test_worker_processes_results_in_order_and_the_pool_replaced_when_broken():
             assert _error(damaged, doc_id, check) == _error(damaged, doc_id, None)
     finally:
         precheck._reset_process_pool()
+
+
+def test_threads_take_chunks_in_turn_results_in_order_busy_pool_not_waited_for():
+    """check_signatures_in_threads: chunks taken in turn by this thread and the verify pool,
+    answers in item order (a forged item in a middle chunk and in the short last one); with
+    every verify thread busy elsewhere this thread checks everything itself and returns."""
+    import threading
+
+    items = _items(301)
+    items[150] = (items[151][0], items[150][1], items[150][2])
+    items[300] = (items[300][0], items[300][1] + b"!", items[300][2])
+    expected = [verify_detached(*x) for x in items]
+    assert expected.count(False) == 2
+    assert precheck.check_signatures_in_threads(items) == expected
+    pool = precheck.verify_pool()
+    gate = threading.Event()
+    blockers = [pool.submit(gate.wait) for _ in range(precheck._workers())]
+    try:
+        answer: list = []
+        checker = threading.Thread(
+            target=lambda: answer.append(precheck.check_signatures_in_threads(items))
+        )
+        checker.start()
+        checker.join(60)  # bounded: it must not wait for the busy pool
+        assert answer == [expected]
+    finally:
+        gate.set()
+        for blocker in blockers:
+            blocker.result()
