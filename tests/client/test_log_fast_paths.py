@@ -328,6 +328,7 @@ def test_client_checks_give_the_one_by_one_results(n):
     """The client's default check (pool not running: this thread + the verify pool), the
     verify threads and a lazily consumed check: same state, same error, index and field."""
     log, doc_id = _long_log(n)
+    precheck._reset_process_pool()  # e.g. started by test_fast_paths.py's large frames
     assert precheck._running_pool() is None
     checks = (precheck.check_signatures_in_processes, precheck.check_signatures_in_threads, _lazy)
     expected = _error(log, doc_id, None)
