@@ -147,32 +147,26 @@ def _plain(value: Any) -> bool:
     string ASCII — checked once on the output instead of string by string)."""
     t = type(value)
     if t is dict:
-        for k, v in value.items():
+        for k in value:
             if type(k) is not str:
                 return False
-            t = type(v)
-            if t is str or t is bool or v is None:
-                continue
-            if t is int:
-                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    return False
-            elif not _plain(v):
-                return False
-        return True
-    if t is list:
-        for v in value:
-            t = type(v)
-            if t is str or t is bool or v is None:
-                continue
-            if t is int:
-                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    return False
-            elif not _plain(v):
-                return False
-        return True
-    if t is int:
+        items = value.values()
+    elif t is list:
+        items = value
+    elif t is int:
         return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
-    return t is str or t is bool or value is None
+    else:
+        return t is str or t is bool or value is None
+    for v in items:
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                return False
+        elif not _plain(v):
+            return False
+    return True
 
 
 def canonicalize(value: Any, *, field: str = "value") -> bytes:
