@@ -465,6 +465,49 @@ def _ident(pubkeys: dict[str, int], text: str) -> tuple[int, int] | None:
     return pubkeys[text[i + 10 : i + 53]], int(text[j + 8 : end])
 
 
+async def _send_paced(
+    w: int, updates: list, send, sem, window, rate, t_go: float, stop_sending, sends: list
+) -> None:
+    """Writer ``w``'s sends: ``window`` in flight (each acknowledgement releases ``sem``) or
+    ``rate`` per second from ``t_go``; a send is timed before it is written (``send`` may be a
+    coroutine function or a plain one)."""
+    mono = time.monotonic
+    i = 0
+    next_t = t_go + random.random() / rate if rate else 0
+    while not stop_sending.is_set() and i < len(updates):
+        if window is not None:
+            await sem.acquire()
+        else:
+            delay = next_t - mono()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_t += 1 / rate
+        if stop_sending.is_set():
+            break
+        sends.append((w, i, mono()))
+        sent = send(updates[i])
+        if sent is not None:
+            await sent
+        i += 1
+    await asyncio.sleep(1.0)  # let in-flight ones land
+
+
+async def _timed_run(t_go: float, t_start: float, t_end: float, start, stop_sending) -> float:
+    """Starts the connections' tasks (``start()`` returns those to wait for) at ``t_go``,
+    measures this process's CPU from ``t_start`` to ``t_end``, then stops the sending and
+    waits for the tasks; returns the CPU seconds."""
+    mono = time.monotonic
+    await asyncio.sleep(max(0.0, t_go - mono()))
+    tasks = start()
+    await asyncio.sleep(max(0.0, t_start - mono()))
+    cpu0 = psutil.Process().cpu_times()
+    await asyncio.sleep(max(0.0, t_end - mono()))
+    cpu1 = psutil.Process().cpu_times()
+    stop_sending.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    return cpu1.user + cpu1.system - cpu0.user - cpu0.system
+
+
 async def _drive(spec: dict, pipe) -> None:
     """One generator process's share of a workload (connections ``spec["conns"]``): connect,
     read the document frames, say ready, start at the time the parent sends, and send back
@@ -517,42 +560,22 @@ async def _drive(spec: dict, pipe) -> None:
             sem.release()
 
         rtask = asyncio.ensure_future(reader_loop(w, ws, on_ack))
-        i = 0
-        next_t = t_go + random.random() / rate if rate else 0
-        while not stop_sending.is_set() and i < len(updates):
-            if window is not None:
-                await sem.acquire()
-            else:
-                delay = next_t - mono()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                next_t += 1 / rate
-            if stop_sending.is_set():
-                break
-            sends.append((w, i, mono()))
-            await ws.send(updates[i])
-            i += 1
-        await asyncio.sleep(1.0)  # let in-flight ones land
+        await _send_paced(w, updates, ws.send, sem, window, rate, t_go, stop_sending, sends)
         rtask.cancel()
 
-    await asyncio.sleep(max(0.0, t_go - mono()))
-    readers = [
-        asyncio.ensure_future(reader_loop(i, ws, lambda now: None))
-        for i, ws in conns.items()
-        if i >= writers
-    ]
-    tasks = [asyncio.ensure_future(writer_loop(i, ws)) for i, ws in conns.items() if i < writers]
-    await asyncio.sleep(max(0.0, t_start - mono()))
-    cpu0 = psutil.Process().cpu_times()
-    await asyncio.sleep(max(0.0, t_end - mono()))
-    cpu1 = psutil.Process().cpu_times()
-    stop_sending.set()
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    readers: list[asyncio.Future] = []
+
+    def start() -> list[asyncio.Future]:
+        for i, ws in conns.items():
+            if i >= writers:
+                readers.append(asyncio.ensure_future(reader_loop(i, ws, lambda now: None)))
+        return [asyncio.ensure_future(writer_loop(i, ws)) for i, ws in conns.items() if i < writers]
+
+    cpu = await _timed_run(t_go, t_start, t_end, start, stop_sending)
     for t in readers:
         t.cancel()
     for ws in conns.values():
         await ws.close()
-    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     pipe.send({"sends": sends, "recvs": recvs, "acks": acks, "cpu_s": cpu})
 
 
@@ -709,7 +732,6 @@ async def _drive_lean(spec: dict, pipe) -> None:
     kind, rooms, n_proc = spec["kind"], spec["rooms"], len(spec["rooms"])
     writers, window, rate = spec["writers"], spec["window"], spec["rate"]
     pubkeys = {k.encode(): v for k, v in spec["pubkeys"].items()}
-    mono = time.monotonic
     conns: dict[int, LeanClient] = {}
     for i in spec["conns"]:
         c = await lean_connect(rooms[i % n_proc])
@@ -759,37 +781,20 @@ async def _drive_lean(spec: dict, pipe) -> None:
     for idx, c in conns.items():
         c.handler = handler_for(idx)
 
-    async def writer_loop(w: int, c: LeanClient) -> None:
-        updates = spec["updates"][w]
-        sem = sems[w]
-        i = 0
-        next_t = t_go + random.random() / rate if rate else 0
-        while not stop_sending.is_set() and i < len(updates):
-            if window is not None:
-                await sem.acquire()
-            else:
-                delay = next_t - mono()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                next_t += 1 / rate
-            if stop_sending.is_set():
-                break
-            sends.append((w, i, mono()))
-            c.send(updates[i])
-            i += 1
-        await asyncio.sleep(1.0)  # let in-flight ones land
+    def start() -> list[asyncio.Future]:
+        return [
+            asyncio.ensure_future(
+                _send_paced(
+                    i, spec["updates"][i], c.send, sems[i], window, rate, t_go, stop_sending, sends
+                )
+            )
+            for i, c in conns.items()
+            if i < writers
+        ]
 
-    await asyncio.sleep(max(0.0, t_go - mono()))
-    tasks = [asyncio.ensure_future(writer_loop(i, c)) for i, c in conns.items() if i < writers]
-    await asyncio.sleep(max(0.0, t_start - mono()))
-    cpu0 = psutil.Process().cpu_times()
-    await asyncio.sleep(max(0.0, t_end - mono()))
-    cpu1 = psutil.Process().cpu_times()
-    stop_sending.set()
-    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    cpu = await _timed_run(t_go, t_start, t_end, start, stop_sending)
     for c in conns.values():
         c.close()
-    cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     pipe.send({"sends": sends, "recvs": recvs, "acks": acks, "cpu_s": cpu})
 
 
