@@ -374,9 +374,25 @@ class SQLiteStore(RelayStore):
         loop = asyncio.get_running_loop()
         for t in self._threads:
             await loop.run_in_executor(None, t.join)
+        await loop.run_in_executor(None, self._fold_wal)
         # the writer resolved its last futures with call_soon_threadsafe: let them run
         await asyncio.sleep(0)
         self._open = False
+
+    def _fold_wal(self) -> None:
+        """Every thread's connection is closed: one last connection copies the WAL into the
+        database and removes it. (SQLite does that when the last connection closes, but
+        threads closing at the same moment can each still see another one open.)"""
+        if self._start_error is not None or not os.path.exists(self.path):
+            return
+        try:
+            conn = self._connect("normal")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            self.log.warning("final checkpoint failed: %s", exc)
 
     # ------------------------------------------------------------------ threads
     def _thread_connect(self, synchronous: str | None = None) -> sqlite3.Connection | None:
