@@ -77,6 +77,7 @@ from .heads import (
     Remembered,
     decode_heads,
     encode_heads,
+    member_positions,
     remembered_from_json,
 )
 from .precheck import PARALLEL_THRESHOLD, Precheck, PrecheckBasis, Rejected, Unparsable
@@ -105,9 +106,13 @@ MAX_UPDATE_SAVE_FAILURES = 5
 MAX_UPDATES_IN_FLIGHT = 16
 #: an update names at most this many other authors' clocks in its heads (both clients)
 MAX_HEADS = 64
-#: the public-data field of the heads our clients write: ``{"clocks": {pubKey: clock}}``
-#: (``"log"``, the membership log head, is reserved for when a document has one)
+#: the public-data field of the heads our clients write: ``{"members": {position: clock}}``
+#: in a document with a membership log (authors by member position), ``{"clocks": {pubKey:
+#: clock}}`` without one (``"log"`` is reserved)
 HEADS_FIELD = "heads"
+#: the heads' object naming authors by member position (decimal strings: the ``seq`` of the
+#: log entry that first made the author a member)
+HEADS_MEMBERS = "members"
 #: the public-data field naming the membership-log head a message was written under
 LOG_HEAD_FIELD = "logHead"
 #: roles that may write snapshots and updates
@@ -415,6 +420,10 @@ class SyncEngine:
         self.write_refused = False
         #: (state, {(author, logHead.seq): may write}) — role lookups of the current state
         self._writers: tuple[MembershipState | None, dict[tuple[str, int], bool]] = (None, {})
+        #: the member positions of a verified log (heads by position): (state, by key, by pos)
+        self._positions: tuple[
+            MembershipState | None, dict[str, int], dict[str, tuple[int, str]]
+        ] = (None, {}, {})
         #: our pending root went out on this connection (after the reader proof): a relay
         #: that serves the document without challenging us has no membership support (706)
         self._root_sent = False
@@ -1713,13 +1722,19 @@ class SyncEngine:
                 fatal = content
                 break
             heads = pd.raw.get(HEADS_FIELD)
-            if heads is not None and related is not None:
-                if type(heads) is dict:  # as parsed from JSON: no ABC check
-                    named = heads.get("clocks")
-                    if type(named) is not dict or named:  # an empty dict names nothing
+            if (
+                heads is not None
+                and related is not None
+                and (type(heads) is dict or isinstance(heads, Mapping))  # dict: no ABC check
+            ):
+                named = heads.get("clocks")
+                if type(named) is not dict or named:  # an empty dict names nothing
+                    withheld += self._missing(related, named, pd.pub_key)
+                named = heads.get(HEADS_MEMBERS)
+                if named is not None and log_seq >= 0:  # positions need the log
+                    named = self._by_position(named, log_seq)
+                    if named:
                         withheld += self._missing(related, named, pd.pub_key)
-                elif isinstance(heads, Mapping):
-                    withheld += self._missing(related, heads.get("clocks"), pd.pub_key)
             for info in self.snapshots:
                 if info.snapshot_id == related_id:
                     if info.update_clocks.get(pd.pub_key, -1) < pd.clock:
@@ -1859,7 +1874,7 @@ class SyncEngine:
             }
             heads = self._heads(active) if self.write_heads else {}
             if heads:  # heads that would name nothing are left out (docs/protocol.md)
-                public_data[HEADS_FIELD] = {"clocks": heads}
+                public_data[HEADS_FIELD] = self._heads_json(heads)
             if self.log is not None:
                 public_data[LOG_HEAD_FIELD] = self.log.head.to_json()
             update = create_update(
@@ -1892,9 +1907,54 @@ class SyncEngine:
             for k, v in active.update_clocks.items()
             if k != self.pub_key and v > named.get(k, -1)
         ]
-        if len(clocks) > MAX_HEADS:
-            clocks = sorted(clocks, key=lambda kv: (-kv[1], kv[0]))[:MAX_HEADS]
+        if len(clocks) > MAX_HEADS:  # highest clocks, then member position, then pubKey
+            pos = self._member_positions()[0]
+            clocks = sorted(
+                clocks,
+                key=lambda kv: (
+                    (-kv[1], 0, pos[kv[0]], "") if kv[0] in pos else (-kv[1], 1, 0, kv[0])
+                ),
+            )[:MAX_HEADS]
         return dict(sorted(clocks))
+
+    def _member_positions(self) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
+        """Our verified log's member positions (:func:`.heads.member_positions`), cached per
+        log state (none without a log)."""
+        cache = self._positions
+        if cache[0] is not self.log:
+            if self.log is None:
+                return {}, {}
+            cache = self._positions = (self.log, *member_positions(self.log))
+        return cache[1], cache[2]
+
+    def _heads_json(self, heads: dict[str, int]) -> dict[str, Any]:
+        """The ``heads`` field of our update: authors by member position (``members``) in a
+        document with a log; by public key (``clocks``) where there is no log, and for an
+        author without a position (none in practice: we applied its update under our log)."""
+        if self.log is None:
+            return {"clocks": heads}
+        pos = self._member_positions()[0]
+        members = {str(pos[k]): v for k, v in heads.items() if k in pos}
+        out: dict[str, Any] = {HEADS_MEMBERS: members} if members else {}
+        if len(members) < len(heads):
+            out["clocks"] = {k: v for k, v in heads.items() if k not in pos}
+        return out
+
+    def _by_position(self, named: Any, log_seq: int) -> dict[str, Any]:
+        """A heads' ``members`` object (untrusted shape) resolved to public keys: a position
+        names the key whose first adding entry it is, if that entry is at or before the
+        update's ``logHead.seq``; anything else (not an object, not a position of our log, a
+        non-canonical number, beyond the update's log head) names nothing, as heads of an
+        unknown shape. The update's own author and bad clocks are left to :meth:`_missing`."""
+        if type(named) is not dict and not isinstance(named, Mapping):
+            return {}
+        by_pos = self._member_positions()[1]
+        out: dict[str, Any] = {}
+        for p, clock in named.items():
+            member = by_pos.get(p) if type(p) is str else None
+            if member is not None and member[0] <= log_seq:
+                out[member[1]] = clock
+        return out
 
     def _received_clock(self, info: KnownSnapshot, author: str) -> int:
         """The highest clock of ``author`` on ``info`` this client has (its own: sent)."""

@@ -12,6 +12,10 @@ prefix: UTF-8 JSON ``{"snapshotId", "chain", "clocks", "log"?}``.
 
 **Remembered state**: what a client verified of one document, kept across loads
 (:func:`remembered_from_json`).
+
+**Member positions** (heads inside updates, docs/protocol.md "Causal heads"): in a document
+with a membership log an update's heads name each other author by its position, the ``seq``
+of the log entry that first made its key a member (:func:`member_positions`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.membership import LogHead, parse_log_head
+from ..protocol.membership import LogHead, MembershipState, parse_log_head
 
 __all__ = [
     "HEADS_GRACE_SECONDS",
@@ -35,6 +39,7 @@ __all__ = [
     "Remembered",
     "decode_heads",
     "encode_heads",
+    "member_positions",
     "remembered_from_json",
 ]
 
@@ -55,6 +60,25 @@ MAX_CHAIN_IDS = 16
 MAX_HEADS_CLOCKS = 64
 #: a heads message larger than this is malformed (307)
 MAX_HEADS_BYTES = 16 * 1024
+
+
+def member_positions(
+    state: MembershipState,
+) -> tuple[dict[str, int], dict[str, tuple[int, str]]]:
+    """Every key that was ever a member of the verified log ``state`` and its **position**:
+    the ``seq`` of the entry that first made it a member (the ``create`` for the creator, else
+    its first ``add-member``; a member removed and added again keeps its first position).
+    Returns (public key -> position, position as a decimal string -> (position, public key)).
+    The log is append-only, so a position never changes and names the same key for everyone
+    holding the log up to it; a writer can only have applied an author's update after
+    verifying that author's adding entry."""
+    by_key: dict[str, int] = {}
+    by_pos: dict[str, tuple[int, str]] = {}
+    for key, changes in state.history.items():  # the first change of a key is its adding
+        seq = changes[0][0]
+        by_key[key] = seq
+        by_pos[str(seq)] = (seq, key)
+    return by_key, by_pos
 
 
 @dataclass(frozen=True)

@@ -200,10 +200,12 @@ class Scenario:
         doc_id: str | None = None,
         heads: Any = None,
         log_head: dict[str, Any] | None = None,
+        raw_heads: Any = None,
     ) -> Upd:
         """``heads``: a dict of author name -> clock (written as the heads' clocks), or any
-        other value written as the ``heads`` field as it is. ``log_head``: the membership log
-        head the author names (``publicData.logHead``)."""
+        other value written as the ``heads`` field as it is; ``raw_heads``: the ``heads``
+        field as it is (e.g. ``{"members": …}``). ``log_head``: the membership log head the
+        author names (``publicData.logHead``)."""
         doc_id = doc_id or self.doc_id
         pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
         if log_head is not None:
@@ -212,6 +214,8 @@ class Scenario:
             pd["heads"] = {"clocks": {PUB.get(k, k): v for k, v in heads.items()}}
         elif heads is not None:
             pd["heads"] = heads
+        if raw_heads is not None:
+            pd["heads"] = raw_heads
         content = serialize_updates(changes)
         message = create_update(content, pd, key, SIGNERS[signer], clock, nonce=self.nonce())
         return Upd(message, changes)
@@ -2874,6 +2878,162 @@ def membership_load_and_write() -> Scenario:
         logHead=log.head(3),
     )
     return sc
+
+
+def _positions_log(label: str) -> Log:
+    """Member positions (heads in a document with a log): B creates (position 0), adds C as
+    editor (1) and A (2); C is removed (3) and added again (4: not a position, C keeps 1)."""
+    log = Log(label)
+    log.append("B", "add-member", "C", "editor")
+    log.append("B", "add-member", "A", "editor")
+    log.append("B", "remove-member", "C")
+    log.append("B", "add-member", "C", "editor")
+    return log
+
+
+def _positions_start(sc: Scenario, log: Log) -> tuple[Writer, Snap, Upd]:
+    """S1 ("Hello" by B, under entry 1) and B's update 0 (" world"), loaded with the log."""
+    b = Writer("B")
+    b.append("Hello")
+    s1 = sc.snapshot("S1", b.state(), log_head=log.head(1))
+    u0 = sc.update([b.append(" world")], s1, 0, log_head=log.head(1))
+    sc.connect()
+    sc.receive(challenge(sc), sent=[PROOF])
+    sc.document(
+        s1,
+        [u0],
+        log=list(log.entries),
+        sent=[{**INIT, "publicData": {"docId": sc.doc_id, "logHead": log.head()}}],
+        documentState="complete",
+        text="Hello world",
+        activeClocks={"$B": 0},
+        logHead=log.head(),
+    )
+    return b, s1, u0
+
+
+@scenario
+def heads_members_written() -> Scenario:
+    log = _positions_log("positions")
+    sc = log_scenario(
+        "heads-members-written-and-read",
+        "In a document with a membership log, heads name each other author by its member"
+        " position: the seq of the log entry that first made its key a member (B 0, C 1 — not"
+        ' 4, its second adding —, A 2), as {"members": {"<seq>": clock}}. A position names'
+        " nothing (no alarm, as heads of an unknown shape) when it is beyond the update's"
+        " logHead (C's update under entry 1 naming 2), not a first adding (3: a removal, 4: C's"
+        " re-adding), beyond the log (7), not canonical (00, -0, 1.0, ' 0'), the update's own"
+        " author (C naming 1), or when its clock or the members object is malformed. Our"
+        " update names B and C by position (0, 1), then only what advanced.",
+        ["rule:heads-members", "rule:heads-written-with-log", "rule:heads-check"],
+        log,
+    )
+    b, s1, _u0 = _positions_start(sc, log)
+    c = Writer("C", b.state())
+    head = log.head()
+    # under entry 1, position 2 (A, added at 2) names nothing: else our clock 5 is missing
+    c0 = sc.update(
+        [c.insert(0, ">")],
+        s1,
+        0,
+        signer="C",
+        log_head=log.head(1),
+        raw_heads={"members": {"0": 0, "2": 5}},
+    )
+    bad = {"1": 9, "3": 9, "4": 9, "7": 9, "00": 9, "-0": 9, "1.0": 9, " 0": 9}
+    c1 = sc.update([c.insert(0, ">")], s1, 1, signer="C", log_head=head, raw_heads={"members": bad})
+    c2 = sc.update(
+        [c.insert(0, ">")],
+        s1,
+        2,
+        signer="C",
+        log_head=head,
+        raw_heads={"members": {"0": "9", "2": -1}, "clocks": {}},
+    )
+    c3 = sc.update(
+        [c.insert(0, ">")], s1, 3, signer="C", log_head=head, raw_heads={"members": ["0"]}
+    )
+    for i, u in enumerate((c0, c1, c2, c3)):
+        sc.receive(
+            u.wire(type="update"),
+            mirror={"apply": [b64(u.changes[0])]},
+            errors=[],
+            reconnectRequested=False,
+            text=">" * (i + 1) + "Hello world",
+        )
+    sc.edit((15, "!"))
+    sent = sent_log_update(sc, head, s1.id, 0, text=">>>>Hello world!")
+    sent["publicData"]["heads"] = {"members": {"0": 0, "1": 3}}
+    sc.flush(sent=[sent])
+    sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0, "$B": 0, "$C": 3})
+    c4 = sc.update(
+        [c.insert(0, ">")], s1, 4, signer="C", log_head=head, raw_heads={"members": {"2": 0}}
+    )
+    sc.receive(c4.wire(type="update"), mirror={"apply": [b64(c4.changes[0])]}, errors=[])
+    sc.edit((0, "<"))
+    sent = sent_log_update(sc, head, s1.id, 1, text="<>>>>>Hello world!")
+    sent["publicData"]["heads"] = {"members": {"1": 4}}
+    sc.flush(sent=[sent])
+    return sc
+
+
+def _positions_withheld(name: str, description: str, covers: list[str], heads: Any) -> Scenario:
+    """C's update (under the log's head) names, with ``heads``, B's clock 1, which the relay
+    never delivered: 801 naming B, and a complete reload."""
+    log = _positions_log("positions")
+    sc = log_scenario(name, description, covers, log)
+    b, s1, _u0 = _positions_start(sc, log)
+    b.append("?")  # B's update 1: withheld
+    c = Writer("C", b.state())
+    c0 = sc.update([c.insert(0, ">")], s1, 0, signer="C", log_head=log.head(), raw_heads=heads)
+    sc.receive(
+        c0.wire(type="update"),
+        mirror={"apply": [b64(c0.changes[0])]},
+        errors=["SECSYNC_ERROR_801"],
+        events=[
+            ev("remote-change", kind="updates", count=1),
+            ev("error", code="SECSYNC_ERROR_801", fatal=False),
+            ev("withheld", authors=["$B"], missing=[["$B", 1]]),
+            ev("reconnect"),
+        ],
+        text=">Hello world",
+        reconnectRequested=True,
+        state="connected",
+    )
+    sc.disconnect(
+        connectionParams={
+            "mode": "complete",
+            "knownSnapshotId": s1.id,
+            "knownSnapshotUpdateClocks": {},
+            "knownLogSeq": "4",
+            "knownLogHash": log.head()["hash"],
+        }
+    )
+    return sc
+
+
+@scenario
+def heads_members_801() -> Scenario:
+    return _positions_withheld(
+        "heads-members-801-withheld",
+        "In a document with a log, C's update names B by its member position (0) with clock 1,"
+        " which the relay never delivered: 801 naming B (the position resolved through our"
+        " verified log), the verified content is kept and the client reloads completely.",
+        ["SECSYNC_ERROR_801", "rule:heads-members", "rule:heads-check"],
+        {"members": {"0": 1}},
+    )
+
+
+@scenario
+def heads_members_801_old_form() -> Scenario:
+    return _positions_withheld(
+        "heads-members-801-old-form",
+        'Heads written before member positions (authors by public key, {"clocks": {pubKey:'
+        " clock}}) are still read in a document with a log, exactly as before: C's update"
+        " names B's clock 1 by key, which the relay never delivered: 801 naming B.",
+        ["SECSYNC_ERROR_801", "rule:heads-members", "rule:heads-check"],
+        {"clocks": {PUB["B"]: 1}},
+    )
 
 
 @scenario

@@ -5,6 +5,7 @@
  * engineCore.ts (state, sending) and engine.ts (receiving); one object, three files.
  */
 import { LogGuard, RootRefused } from './engineLog';
+import { memberPositions } from './engineHeads';
 import { SecsyncError, SecsyncErrorCode } from './errors';
 import { isPlainObject } from './parse';
 import {
@@ -301,6 +302,29 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
       const have = this._receivedClock(info, author);
       if (have < clock) {
         out.push([author, clock, have]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * A heads' `members` object (untrusted shape) resolved to public keys: a position names
+   * the key whose first adding entry it is, if that entry is at or before the update's
+   * `logHead.seq`; anything else (not an object, not a position of our log, a non-canonical
+   * number, beyond the update's log head) names nothing, as heads of an unknown shape. The
+   * update's own author and bad clocks are left to `_missing`.
+   */
+  protected _byPosition(named: unknown, logSeq: number): Record<string, unknown> {
+    const state = this.log?.state ?? null;
+    if (!isPlainObject(named) || state === null) {
+      return {};
+    }
+    const byPos = memberPositions(state).byPos;
+    const out: Record<string, unknown> = {};
+    for (const [p, clock] of Object.entries(named)) {
+      const member = byPos.get(p);
+      if (member !== undefined && member[0] <= logSeq) {
+        out[member[1]] = clock;
       }
     }
     return out;

@@ -10,7 +10,7 @@ import { createEphemeralMessage, createEphemeralSession, EphemeralMessageType, E
 import { SecsyncError, SecsyncErrorCode } from './errors';
 import { LogGuard } from './engineLog';
 import type { EpochKeys } from './engineEpochs';
-import { HeadsTracker, parseRemembered, RememberedState } from './engineHeads';
+import { HeadsTracker, memberPositions, parseRemembered, RememberedState } from './engineHeads';
 import { clockOf, KnownSnapshot } from './knownSnapshot';
 import { isLogDocId, LogHead } from './membership';
 import { createInitialSnapshot, createSnapshot } from './snapshot';
@@ -28,10 +28,16 @@ export const MAX_UPDATE_SAVE_FAILURES = 5;
 /** an update names at most this many other authors' clocks in its heads (both clients) */
 export const MAX_HEADS = 64;
 /**
- * the public-data field of the heads our clients write: `{clocks: {pubKey: clock}}` (`log`,
- * the membership log head, is reserved for when a document has one)
+ * the public-data field of the heads our clients write: `{members: {position: clock}}` in a
+ * document with a membership log (authors by member position), `{clocks: {pubKey: clock}}`
+ * without one (`log` is reserved)
  */
 export const HEADS_FIELD = 'heads';
+/**
+ * the heads' object naming authors by member position (decimal strings: the `seq` of the log
+ * entry that first made the author a member)
+ */
+export const HEADS_MEMBERS = 'members';
 /** at most this many of our updates are sent and not yet acknowledged (both clients) */
 export const MAX_UPDATES_IN_FLIGHT = 16;
 /** the longest wait between two connection attempts, in ms (both clients) */
@@ -746,9 +752,7 @@ export abstract class EngineCore<C = Uint8Array> {
           pubKey: this.pubKey,
           ...this._logField(),
           // heads that would name nothing are left out (docs/protocol.md)
-          ...(this.writeHeads && Object.keys(heads).length > 0
-            ? { [HEADS_FIELD]: { clocks: heads } }
-            : {})
+          ...(this.writeHeads && Object.keys(heads).length > 0 ? { [HEADS_FIELD]: this._headsJson(heads) } : {})
         },
         this.keyFor(active),
         this.signingKey,
@@ -783,8 +787,20 @@ export abstract class EngineCore<C = Uint8Array> {
       ([k, v]) => k !== this.pubKey && v > clockOf(named, k)
     );
     if (clocks.length > MAX_HEADS) {
+      // highest clocks, then member position, then pubKey (authors without a position last)
+      const pos = this._memberPositions()?.byKey ?? new Map<string, number>();
       clocks = clocks
-        .sort(([ka, va], [kb, vb]) => vb - va || (ka < kb ? -1 : ka > kb ? 1 : 0))
+        .sort(([ka, va], [kb, vb]) => {
+          const pa = pos.get(ka);
+          const pb = pos.get(kb);
+          if (vb !== va) {
+            return vb - va;
+          }
+          if (pa !== undefined || pb !== undefined) {
+            return pa === undefined ? 1 : pb === undefined ? -1 : pa - pb;
+          }
+          return ka < kb ? -1 : ka > kb ? 1 : 0;
+        })
         .slice(0, MAX_HEADS);
     }
     const out: Record<string, number> = {};
@@ -792,6 +808,40 @@ export abstract class EngineCore<C = Uint8Array> {
       out[k] = v;
     }
     return out;
+  }
+
+  /** Our verified log's member positions (null without a verified log). */
+  protected _memberPositions(): ReturnType<typeof memberPositions> | null {
+    const state = this.log?.state ?? null;
+    return state === null ? null : memberPositions(state);
+  }
+
+  /**
+   * The `heads` field of our update: authors by member position (`members`) in a document
+   * with a log; by public key (`clocks`) where there is no log, and for an author without a
+   * position (none in practice: we applied its update under our log).
+   */
+  protected _headsJson(heads: Record<string, number>): Record<string, Record<string, number>> {
+    const pos = this._memberPositions()?.byKey;
+    if (pos === undefined) {
+      return { clocks: heads };
+    }
+    const members: Record<string, number> = {};
+    const clocks: Record<string, number> = {};
+    let named = 0;
+    for (const [k, v] of Object.entries(heads)) {
+      const p = pos.get(k);
+      if (p === undefined) {
+        clocks[k] = v;
+      } else {
+        members[String(p)] = v;
+        named += 1;
+      }
+    }
+    return {
+      ...(named > 0 ? { [HEADS_MEMBERS]: members } : {}),
+      ...(named < Object.keys(heads).length ? { clocks } : {})
+    };
   }
 
   /** Send ephemeral content (e.g. an awareness update) on the current session. */

@@ -12,7 +12,7 @@
  */
 import { SecsyncError, SecsyncErrorCode } from './errors';
 import { clockOf, KnownSnapshot } from './knownSnapshot';
-import { LogHead, parseLogHead } from './membership';
+import { LogHead, MembershipState, parseLogHead } from './membership';
 import { isPlainObject, parseSnapshot, parseSnapshotProofChain } from './parse';
 import { isValidAncestorSnapshot } from './snapshot';
 import type { SnapshotInfoWithUpdateClocks, SnapshotProofChainEntry } from './types';
@@ -30,6 +30,35 @@ export const MAX_CHAIN_IDS = 16;
 /** and at most this many authors' clocks */
 export const MAX_HEADS_CLOCKS = 64;
 const MAX_HEADS_BYTES = 16 * 1024;
+
+/**
+ * Member positions of a verified log (heads inside updates name authors by them in a
+ * document with a log): `byKey` public key -> position, `byPos` position as a decimal string
+ * -> [position, public key]. A key's position is the `seq` of the entry that first made it a
+ * member (the `create` for the creator, else its first `add-member`; a member removed and
+ * added again keeps its first position). The twin of heads.py's `member_positions`.
+ */
+export interface MemberPositions {
+  byKey: Map<string, number>;
+  byPos: Map<string, [number, string]>;
+}
+
+const positionsCache = new WeakMap<MembershipState, MemberPositions>();
+
+/** The member positions of `state` (cached per state: states never change). */
+export function memberPositions(state: MembershipState): MemberPositions {
+  let out = positionsCache.get(state);
+  if (out === undefined) {
+    out = { byKey: new Map(), byPos: new Map() };
+    for (const [key, changes] of state.history) {
+      const seq = changes[0][0]; // the first change of a key is its adding
+      out.byKey.set(key, seq);
+      out.byPos.set(String(seq), [seq, key]);
+    }
+    positionsCache.set(state, out);
+  }
+  return out;
+}
 
 /** What a collaborator says it has applied. */
 export interface PeerHeads {
