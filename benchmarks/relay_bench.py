@@ -54,6 +54,9 @@ from websockets.asyncio.client import connect
 HOST = "127.0.0.1"
 #: --trace: (time, "sent"|"recv", docId, author key prefix, clock, receiving connection)
 TRACE: list[tuple] | None = None
+#: --pg-stats: the benchmark database's URL (set per server); A/B then print PostgreSQL's CPU
+#: per accepted update by connection role and its statements per accepted update
+PG_STATS: str | None = None
 MARK_RE = re.compile(rb"<(\d+):(\d+)>")
 
 
@@ -399,6 +402,7 @@ async def run_workload(
     ]
     writer_tasks = [asyncio.ensure_future(writer_loop(w, conns[w])) for w in range(writers)]
     await asyncio.sleep(min(2.0, duration / 4))  # warm-up
+    pg_stats = await PgStats.begin(db) if PG_STATS and db is not None else None
     measuring = True
     cpu0 = [p.cpu_times() for p in procs]
     me0 = psutil.Process().cpu_times()
@@ -412,6 +416,8 @@ async def run_workload(
     me1 = psutil.Process().cpu_times()
     db1 = db_cpu_seconds(db)
     machine1 = psutil.cpu_times()
+    if pg_stats is not None:
+        await pg_stats.end(stats.accepted)
     rss = sum(p.memory_info().rss for p in procs)
     stop_sending.set()
     await asyncio.wait_for(asyncio.gather(*writer_tasks, return_exceptions=True), 60)
@@ -924,6 +930,78 @@ def db_cpu_seconds(db: psutil.Process | None) -> float:
     return total
 
 
+class PgStats:
+    """``--pg-stats``: PostgreSQL's CPU in the measured window by the role of each server
+    process (the relay's pooled connections, its flush barrier, its LISTEN and ephemeral
+    connections by ``application_name``; the server's own processes by ``backend_type``), and
+    ``pg_stat_statements`` (every statement, nested ones too) per accepted update. Printed."""
+
+    def __init__(self, db: psutil.Process, roles: dict[int, str]):
+        self.db = db
+        self.roles = roles
+        self.cpu0 = self._cpu()
+
+    @classmethod
+    async def begin(cls, db: psutil.Process) -> PgStats:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_STATS)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid, application_name, backend_type FROM pg_stat_activity"
+            )
+            await conn.execute("SELECT pg_stat_statements_reset()")
+        finally:
+            await conn.close()
+        roles = {}
+        for pid, app, kind in rows:
+            app = re.sub(r"-\d+$", "", app or "")
+            roles[pid] = app if app.startswith("secsync") else kind
+        return cls(db, roles)
+
+    def _cpu(self) -> dict[int, float]:
+        out = {}
+        for p in [self.db, *self.db.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    async def end(self, accepted: int) -> None:
+        import asyncpg
+
+        cpu1 = self._cpu()
+        conn = await asyncpg.connect(PG_STATS)
+        try:
+            rows = await conn.fetch(
+                "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements "
+                "ORDER BY total_exec_time DESC LIMIT 14"
+            )
+        finally:
+            await conn.close()
+        by_role: dict[str, float] = {}
+        for pid, t in cpu1.items():
+            role = self.roles.get(pid, "postmaster/new")
+            by_role[role] = by_role.get(role, 0.0) + t - self.cpu0.get(pid, 0.0)
+        n = max(1, accepted)
+        print(
+            f"  {'':9s}    PostgreSQL CPU per accepted update by role ({accepted} accepted): "
+            + ", ".join(
+                f"{r} {s / n * 1e6:.0f} µs" for r, s in sorted(by_role.items(), key=lambda x: -x[1])
+            ),
+            flush=True,
+        )
+        for calls, ms, nrows, query in rows:
+            q = " ".join(query.split())[:110]
+            print(
+                f"  {'':9s}      {calls / n:7.3f} calls {ms * 1000 / n:6.1f} µs "
+                f"{nrows / n:6.2f} rows per update: {q}",
+                flush=True,
+            )
+
+
 async def idle_memory(kind: str, url: str, proc: psutil.Process, n: int) -> dict:
     """Open n documents, each with a small state and one idle client; RSS growth per doc."""
     import gc
@@ -1250,6 +1328,18 @@ WORKLOADS = {
 }
 
 
+async def _pg_stats_on(db_url: str) -> None:
+    import asyncpg
+
+    global PG_STATS
+    PG_STATS = db_url
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    finally:
+        await conn.close()
+
+
 async def bench(args) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
@@ -1260,6 +1350,11 @@ async def bench(args) -> dict:
             pg_servers = [(lb.replace("ours", "ours-pg"), sync) for lb, sync in servers]
             servers = pg_servers if args.store == "postgres" else servers + pg_servers
             logs = {"log_autovacuum_min_duration": "0", "log_checkpoints": "on"}
+            if args.pg_stats:
+                logs.update(
+                    shared_preload_libraries="'pg_stat_statements'",
+                    **{"pg_stat_statements.track": "all"},
+                )
             pg = _test_utilities("pg").PgCluster(fsync=True, settings=logs).start()
             atexit.register(pg.stop)
             if args.trace:  # its log (checkpoints, lock waits) next to the trace; before stop
@@ -1271,6 +1366,8 @@ async def bench(args) -> dict:
             kind = "pycrdt" if label == "pycrdt" else "ours"
             on_pg = label.startswith("ours-pg")
             store = db_url = pg.url(pg.create_database("bench")) if on_pg else ""
+            if on_pg and args.pg_stats:
+                await _pg_stats_on(db_url)
             if on_pg and args.doorbell:
                 store += ("&" if "?" in store else "?") + f"doorbell={args.doorbell}"
             n_proc = args.processes if on_pg else 1
@@ -1699,6 +1796,13 @@ def main() -> None:
         help="with --generators: the generators' WebSocket client; lean (a minimal client in "
         "this file, far less CPU per received frame) or websockets (the library, as before "
         "session 6); default: %(default)s",
+    )
+    p.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="PostgreSQL: print the database server's CPU per accepted update by connection "
+        "role and its statements per accepted update (pg_stat_statements, nested statements "
+        "too: adds some CPU of its own)",
     )
     p.add_argument(
         "--doorbell",

@@ -86,7 +86,8 @@ _MASK = (1 << VERSION_BITS) - 1
 #: a document's position: its active snapshot and that snapshot's last version
 _POSITION = """
 SELECT (d.active_snapshot << 32) | COALESCE(
-           (SELECT max(u.version) FROM updates u WHERE u.snapshot_seq = d.active_snapshot), 0)
+           (SELECT u.version FROM updates u WHERE u.snapshot_seq = d.active_snapshot
+            ORDER BY u.version DESC LIMIT 1), 0)
 FROM documents d WHERE d.doc_id = $1
 """
 
@@ -880,7 +881,8 @@ def _doorbell(args: tuple, result) -> str:
 #: the stored position of each document of ``$1`` (those with a snapshot)
 _POSITIONS = """
 SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE(
-           (SELECT max(u.version) FROM updates u WHERE u.snapshot_seq = d.active_snapshot), 0)
+           (SELECT u.version FROM updates u WHERE u.snapshot_seq = d.active_snapshot
+            ORDER BY u.version DESC LIMIT 1), 0)
 FROM documents d WHERE d.doc_id = ANY($1::text[]) AND d.active_snapshot IS NOT NULL
 """
 
@@ -921,10 +923,12 @@ def _apply(room: Room, r: Row) -> None:
 
 
 async def _positions(conn, doc_ids: list[str]) -> list[tuple[str, int]]:
-    """The stored position of each of ``doc_ids`` (see :data:`_POSITION`)."""
+    """The stored position of each of ``doc_ids`` (see :data:`_POSITION`; the last version
+    by ``ORDER BY … LIMIT 1``, a backward index scan, where ``max()`` may read every row)."""
     rows = await conn.fetch(
-        "SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE((SELECT max(u.version) FROM "
-        "updates u WHERE u.snapshot_seq = d.active_snapshot), 0) FROM documents d "
+        "SELECT d.doc_id, (d.active_snapshot << 32) | COALESCE((SELECT u.version FROM "
+        "updates u WHERE u.snapshot_seq = d.active_snapshot ORDER BY u.version DESC LIMIT 1), 0) "
+        "FROM documents d "
         "WHERE d.doc_id = ANY($1::text[])",
         doc_ids,
     )
