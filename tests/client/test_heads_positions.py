@@ -88,3 +88,40 @@ def test_without_a_log_heads_name_authors_by_key():
     other = person(1).public_key_b64
     active = KnownSnapshot("s", "h", "p", update_clocks={other: 2})
     assert engine._heads_json(engine._heads(active)) == {"clocks": {other: 2}}
+
+
+def test_the_one_pass_members_check_answers_as_the_two_steps():
+    """``_missing_members`` (dicts as parsed from JSON, in one pass) gives what resolving the
+    positions (``_by_position``) and then ``_missing`` give, for every shape."""
+    from collections import OrderedDict
+
+    engine, others = _engine_with_log(4)  # positions: 0 us, 1..4 others
+    active = KnownSnapshot("s", "h", "p", update_clocks={others[0]: 3, others[1]: 0})
+    engine.snapshots.append(active)  # our own clock: the one we sent
+    engine.local_clock = 2
+    shapes = [
+        {},
+        {"1": 3},
+        {"1": 4},
+        {"1": 4, "2": 1, "3": 0, "4": 7},
+        {"0": 2},  # us: sent
+        {"0": 5},  # us: never sent
+        {"2": 5},  # the writer (skip)
+        {"01": 9, "1.0": 9, " 1": 9, "-1": 9, "9": 9},
+        {"3": "1", "4": -1, "1": True, "2": 1.5, "0": None},
+        {"4": 2},  # beyond the update's logHead (3)
+        OrderedDict([("1", 9), ("3", 1)]),
+        ["1"],
+        "1",
+        None,
+    ]
+    for named in shapes:
+        for log_seq in (3, 4):
+            skip = others[1]
+            resolved = engine._by_position(named, log_seq)
+            two_steps = engine._missing(active, resolved, skip) if resolved else []
+            assert engine._missing_members(active, named, skip, log_seq) == two_steps, named
+    assert engine._missing_members(active, {"1": 4, "3": 1}, others[1], 4) == [
+        (others[0], 4, 3),
+        (others[2], 1, -1),
+    ]
