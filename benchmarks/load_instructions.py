@@ -42,6 +42,15 @@ VARIANTS = {
     ),
     "heads, 1 author seen": ("no log", "heads name another author's received clock (13's goal)"),
     "heads, 1 author new": ("no log", "heads name a clock never received: an 801 per load"),
+    "log: no heads": (None, "a 3-entry log, heads_bench's frame (logHead, no heads)"),
+    "log: 1 author seen by position": (
+        "log: no heads",
+        'heads name another member\'s received clock: {"members": {"1": 0}} (13, session 7)',
+    ),
+    "log: 1 author seen by key": (
+        "log: no heads",
+        'the same by public key: {"clocks": {pubKey: 0}} (before session 7)',
+    ),
 }
 
 
@@ -59,6 +68,9 @@ def build(out: pathlib.Path, names: list[str]) -> None:
     head = state.head.to_json()
     seen = SigningKeyPair.from_seed(bytes(range(1, 33)))
     other = next(iter(hb.others(1)))
+    member = SigningKeyPair.from_seed((0).to_bytes(32, "little"))  # make_log's first editor
+    named = {member.public_key_b64: 0}
+    pos = {member.public_key_b64: 1}
     makers = {
         "no log": lambda: (lb.DOC_ID, mlb.frames(data, lb.DOC_ID)["b"]),
         "plain + logHead": lambda: (lb.DOC_ID, mlb.frames(data, lb.DOC_ID, head)["b"]),
@@ -74,6 +86,18 @@ def build(out: pathlib.Path, names: list[str]) -> None:
         "heads, 1 author new": lambda: (
             lb.DOC_ID,
             hb.update_frames(data, lb.DOC_ID, {other: 1000})[0],
+        ),
+        "log: no heads": lambda: (
+            state.doc_id,
+            hb.update_frames(data, state.doc_id, None, head, log=entries)[0],
+        ),
+        "log: 1 author seen by position": lambda: (
+            state.doc_id,
+            hb.update_frames(data, state.doc_id, named, head, member, pos, entries)[0],
+        ),
+        "log: 1 author seen by key": lambda: (
+            state.doc_id,
+            hb.update_frames(data, state.doc_id, named, head, member, None, entries)[0],
         ),
     }
     for i, name in enumerate(names):
