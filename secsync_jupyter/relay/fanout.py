@@ -6,16 +6,17 @@ others, in position order (see :mod:`.store`), without loss. The database is the
 of truth:
 
 * **The doorbell.** A trigger on the store's ``snapshots`` and ``updates`` tables (installed
-  idempotently by :meth:`FanOut.start`, not a store migration) calls ``pg_notify`` with
-  ``p <docId> <position>`` for every inserted row; PostgreSQL delivers it when, and only if,
-  the transaction commits. With the store option ``doorbell=writer`` a process's updates are
-  the exception: the trigger leaves them to their writer (``secsync.writer_notifies``), which
-  rings right after the commit (:meth:`.pg_store.PostgresStore._ring`), so its write
-  transactions take no notification lock (PostgreSQL holds it through the WAL flush of every
-  notifying commit of the cluster). Each process LISTENs on one dedicated connection
-  (reconnected with back-off; a ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a
-  silently dead one, then a *sweep* compares every open room with the store, so rows whose
-  doorbell never came are read within two sweeps).
+  idempotently by :meth:`FanOut.start`, not a store migration) calls ``pg_notify`` with ``p
+  <docId> <position>`` for every inserted row (on ``updates`` one trigger call per statement, a
+  batch, notifying its rows in position order); PostgreSQL delivers it when, and only if, the
+  transaction commits. With the store option ``doorbell=writer`` a process's updates are the
+  exception: the trigger leaves them to their writer (``secsync.writer_notifies``), which rings
+  right after the commit (:meth:`.pg_store.PostgresStore._ring`), so its write transactions take
+  no notification lock (PostgreSQL holds it through the WAL flush of every notifying commit of
+  the cluster). Each process LISTENs on one dedicated connection (reconnected with back-off; a
+  ``SELECT 1`` every :data:`HEALTH_INTERVAL` seconds finds a silently dead one, then a *sweep*
+  compares every open room with the store, so rows whose doorbell never came are read within two
+  sweeps).
   An update whose notification fits PostgreSQL's 8000-byte payload travels whole
   (``u <docId> <position> <snapshotId> <pubKey> <clock> <message>``): when its position directly
   follows the delivered one it is delivered from the notification, without a read; otherwise
@@ -112,11 +113,6 @@ def _trigger_sql(schema: str, channel: str) -> str:
     return f"""
     CREATE OR REPLACE FUNCTION {schema}.fanout_notify() RETURNS trigger
     LANGUAGE plpgsql AS $$
-    DECLARE
-        v_doc text;
-        v_sid text;
-        v_pos text;
-        v_row text;
     BEGIN
         IF TG_TABLE_NAME = 'snapshots' THEN
             PERFORM pg_notify('{channel}', 'p ' || NEW.doc_id || ' ' || (NEW.seq << 32)::text);
@@ -124,23 +120,28 @@ def _trigger_sql(schema: str, channel: str) -> str:
             PERFORM pg_notify('{channel}', 'l ' || NEW.doc_id || ' ' || NEW.seq::text);
         ELSIF TG_TABLE_NAME = 'lockboxes' THEN
             PERFORM pg_notify('{channel}', 'k ' || NEW.doc_id || ' ' || NEW.recipient);
-        ELSIF current_setting('secsync.writer_notifies', true) = 'on' THEN
-            -- an update of a relay process that rings for its updates after their commit
-            -- (doorbell=writer): its transaction takes no notification lock
-            NULL;
-        ELSE
-            SELECT s.doc_id, s.snapshot_id INTO v_doc, v_sid
-              FROM {schema}.snapshots s WHERE s.seq = NEW.snapshot_seq;
-            v_pos := ((NEW.snapshot_seq << 32) | NEW.version)::text;
-            -- a small update travels whole (no read needed), a large one rings the bell only
-            v_row := 'u ' || v_doc || ' ' || v_pos || ' ' || v_sid || ' ' || NEW.pub_key || ' '
-                     || NEW.clock::text || ' ' || NEW.message;
-            IF octet_length(v_row) < 8000 THEN
-                PERFORM pg_notify('{channel}', v_row);
-            ELSE
-                PERFORM pg_notify('{channel}', 'p ' || v_doc || ' ' || v_pos);
-            END IF;
         END IF;
+        RETURN NULL;
+    END $$;
+
+    -- updates: once per statement (a batch of updates is one INSERT), in position order
+    CREATE OR REPLACE FUNCTION {schema}.fanout_notify_updates() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF current_setting('secsync.writer_notifies', true) = 'on' THEN
+            -- updates of a relay process that rings for its updates after their commit
+            -- (doorbell=writer): its transaction takes no notification lock
+            RETURN NULL;
+        END IF;
+        -- a small update travels whole (no read needed), a large one rings the bell only
+        PERFORM pg_notify('{channel}', CASE WHEN octet_length(t.r) < 8000 THEN t.r
+                                            ELSE 'p ' || t.doc_id || ' ' || t.pos END)
+           FROM (SELECT s.doc_id, ((n.snapshot_seq << 32) | n.version)::text AS pos,
+                        'u ' || s.doc_id || ' ' || ((n.snapshot_seq << 32) | n.version)::text
+                        || ' ' || s.snapshot_id || ' ' || n.pub_key || ' ' || n.clock::text
+                        || ' ' || n.message AS r
+                   FROM new_updates n JOIN {schema}.snapshots s ON s.seq = n.snapshot_seq
+                  ORDER BY n.snapshot_seq, n.version OFFSET 0) t;
         RETURN NULL;
     END $$;
     """
@@ -329,15 +330,21 @@ class FanOut:
                     name = f"{store.schema}.{table}"
                     if await conn.fetchval("SELECT to_regclass($1)", name) is None:
                         continue  # a store without membership logs
+                    trigger, how = "fanout_notify", "FOR EACH ROW"
+                    if table == "updates":  # one trigger call per statement (a batch)
+                        # (the row trigger of earlier versions: replaced)
+                        await conn.execute(f"DROP TRIGGER IF EXISTS fanout_notify ON {name}")
+                        trigger = "fanout_notify_updates"
+                        how = "REFERENCING NEW TABLE AS new_updates FOR EACH STATEMENT"
                     exists = await conn.fetchval(
-                        "SELECT 1 FROM pg_trigger WHERE tgname = 'fanout_notify' "
-                        "AND tgrelid = $1::regclass",
+                        "SELECT 1 FROM pg_trigger WHERE tgname = $2 AND tgrelid = $1::regclass",
                         name,
+                        trigger,
                     )
                     if not exists:
                         await conn.execute(
-                            f"CREATE TRIGGER fanout_notify AFTER INSERT ON {store.schema}.{table}"
-                            f" FOR EACH ROW EXECUTE FUNCTION {store.schema}.fanout_notify()"
+                            f"CREATE TRIGGER {trigger} AFTER INSERT ON {name} {how} "
+                            f"EXECUTE FUNCTION {store.schema}.{trigger}()"
                         )
         finally:
             await conn.close()
