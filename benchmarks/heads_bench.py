@@ -11,7 +11,7 @@ On load_bench's Yjs data (built by ``benchmarks/load_bench.py`` first, cached):
   wire JSON bytes. Heads name only the authors whose clock advanced since the writer's
   previous acknowledged update: none (a writer alone, or nobody else typed meanwhile), one,
   and the worst case, all ``authors - 1`` others (4-digit clocks); authors by member position
-  (``{"members": {"41": clock}}``, what our clients write in a document with a log since
+  (``"heads": {"41": clock}``, what our clients write in a document with a log since
   session 7; 2-digit positions of a 50-entry log) and by public key (``{"clocks": …}``, before,
   and still in documents without a log);
 * load (b): one snapshot + 1,000 updates, each update carrying heads (one author, and the worst
@@ -77,7 +77,8 @@ def update_frames(
     and the others (load_bench's signer, clocks from 0) name it in their heads (``heads``
     is then ``{first_by: 0}``: a clock the reader received, as in an honest session).
     ``positions`` (public key -> member position): heads name authors by position
-    (``{"members": …}``) instead of by key; ``log``: the log's entries, in the frame."""
+    (``"heads": {"<position>": clock}``) instead of by key; ``log``: the log's entries, in
+    the frame."""
     yjs = data["yjs"]
     head = bytes.fromhex(yjs["b_snapshot"])
     tail = [bytes.fromhex(u) for u in yjs["tail"]]
@@ -96,7 +97,7 @@ def update_frames(
             if positions is None:
                 pd["heads"] = {"clocks": heads}
             else:
-                pd["heads"] = {"members": {str(positions[k]): v for k, v in heads.items()}}
+                pd["heads"] = {str(positions[k]): v for k, v in heads.items()}
         wire = create_update(serialize_updates([u]), pd, lb.KEY, signer, clock).to_json()
         updates.append(wire)
         sizes.append(len(json.dumps({**wire, "type": "update"}, separators=(",", ":"))))
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     positions = {k: log_state.head.seq - i for i, k in enumerate(heads)}
     forms = (("by position", positions), ("by key", None))
     for form, pos in forms:
-        print(f"  authors {form} ({'members' if pos else 'clocks'}):")
+        print(f"  authors {form} ({'heads: {position: clock}' if pos else 'clocks'}):")
         means = {}
         for label, named in (("none new", {}), ("1 author new", one), ("all 9 new", heads)):
             # "none new": the field is left out, the update is the same as without heads

@@ -106,13 +106,11 @@ MAX_UPDATE_SAVE_FAILURES = 5
 MAX_UPDATES_IN_FLIGHT = 16
 #: an update names at most this many other authors' clocks in its heads (both clients)
 MAX_HEADS = 64
-#: the public-data field of the heads our clients write: ``{"members": {position: clock}}``
-#: in a document with a membership log (authors by member position), ``{"clocks": {pubKey:
-#: clock}}`` without one (``"log"`` is reserved)
+#: the public-data field of the heads our clients write: ``{position: clock}`` in a document
+#: with a membership log (authors by member position: the ``seq`` of the log entry that first
+#: made the author a member, as a decimal string), ``{"clocks": {pubKey: clock}}`` without one
+#: (``"log"`` is reserved)
 HEADS_FIELD = "heads"
-#: the heads' object naming authors by member position (decimal strings: the ``seq`` of the
-#: log entry that first made the author a member)
-HEADS_MEMBERS = "members"
 #: the public-data field naming the membership-log head a message was written under
 LOG_HEAD_FIELD = "logHead"
 #: roles that may write snapshots and updates
@@ -1730,9 +1728,8 @@ class SyncEngine:
                 named = heads.get("clocks")
                 if named is not None and (type(named) is not dict or named):  # {} names nothing
                     withheld += self._missing(related, named, pd.pub_key)
-                named = heads.get(HEADS_MEMBERS)
-                if named is not None and log_seq >= 0:  # positions need the log
-                    withheld += self._missing_members(related, named, pd.pub_key, log_seq)
+                if log_seq >= 0 and len(heads) > (named is not None):  # positions: log only
+                    withheld += self._missing_members(related, heads, pd.pub_key, log_seq)
             for info in self.snapshots:
                 if info.snapshot_id == related_id:
                     if info.update_clocks.get(pd.pub_key, -1) < pd.clock:
@@ -1926,24 +1923,24 @@ class SyncEngine:
         return cache[1], cache[2]
 
     def _heads_json(self, heads: dict[str, int]) -> dict[str, Any]:
-        """The ``heads`` field of our update: authors by member position (``members``) in a
-        document with a log; by public key (``clocks``) where there is no log, and for an
+        """The ``heads`` field of our update: authors by member position (the field's keys)
+        in a document with a log; by public key (``clocks``) where there is no log, and for an
         author without a position (none in practice: we applied its update under our log)."""
         if self.log is None:
             return {"clocks": heads}
         pos = self._member_positions()[0]
-        members = {str(pos[k]): v for k, v in heads.items() if k in pos}
-        out: dict[str, Any] = {HEADS_MEMBERS: members} if members else {}
-        if len(members) < len(heads):
+        out: dict[str, Any] = {str(pos[k]): v for k, v in heads.items() if k in pos}
+        if len(out) < len(heads):
             out["clocks"] = {k: v for k, v in heads.items() if k not in pos}
         return out
 
     def _by_position(self, named: Any, log_seq: int) -> dict[str, Any]:
-        """A heads' ``members`` object (untrusted shape) resolved to public keys: a position
-        names the key whose first adding entry it is, if that entry is at or before the
-        update's ``logHead.seq``; anything else (not an object, not a position of our log, a
-        non-canonical number, beyond the update's log head) names nothing, as heads of an
-        unknown shape. The update's own author and bad clocks are left to :meth:`_missing`."""
+        """A ``heads`` object (untrusted shape) resolved to public keys: a key that is a
+        position names the member whose first adding entry it is, if that entry is at or
+        before the update's ``logHead.seq``; anything else (not an object, ``clocks``, ``log``,
+        not a position of our log, a non-canonical number, beyond the update's log head) names
+        nothing, as heads of an unknown shape. The update's own author and bad clocks are left
+        to :meth:`_missing`."""
         if type(named) is not dict and not isinstance(named, Mapping):
             return {}
         by_pos = self._member_positions()[1]
@@ -1957,7 +1954,7 @@ class SyncEngine:
     def _missing_members(
         self, info: KnownSnapshot, named: Any, skip: str, log_seq: int
     ) -> list[tuple[str, int, int]]:
-        """:meth:`_missing` of a heads' ``members`` object: :meth:`_by_position` then
+        """:meth:`_missing` of the positions of a ``heads`` object: :meth:`_by_position` then
         :meth:`_missing`, in one pass for an object as parsed from JSON (the same answers;
         another shape takes the two steps)."""
         if type(named) is not dict:

@@ -71,14 +71,14 @@ def test_beyond_64_authors_the_highest_clocks_then_the_lowest_positions():
     by_key = sorted(named, key=lambda kv: (-kv[1], kv[0]))[:MAX_HEADS]
     assert {k for k, _ in by_key} != set(heads)
     written = engine._heads_json(heads)
-    assert written == {"members": {str(i + 1): 5 for i in range(63)} | {"70": 9}}
+    assert written == {str(i + 1): 5 for i in range(63)} | {"70": 9}
 
 
 def test_an_author_without_a_position_is_named_by_key():
     engine, others = _engine_with_log(2)
     stranger = person(99).public_key_b64
     written = engine._heads_json({others[1]: 3, stranger: 4})
-    assert written == {"members": {"2": 3}, "clocks": {stranger: 4}}
+    assert written == {"2": 3, "clocks": {stranger: 4}}
     assert engine._heads_json({stranger: 4}) == {"clocks": {stranger: 4}}
 
 
@@ -92,7 +92,7 @@ def test_without_a_log_heads_name_authors_by_key():
 
 def test_the_one_pass_members_check_answers_as_the_two_steps():
     """``_missing_members`` (dicts as parsed from JSON, in one pass) gives what resolving the
-    positions (``_by_position``) and then ``_missing`` give, for every shape."""
+    positions (``_by_position``) and then ``_missing`` give, for every shape of heads."""
     from collections import OrderedDict
 
     engine, others = _engine_with_log(4)  # positions: 0 us, 1..4 others
@@ -110,6 +110,7 @@ def test_the_one_pass_members_check_answers_as_the_two_steps():
         {"01": 9, "1.0": 9, " 1": 9, "-1": 9, "9": 9},
         {"3": "1", "4": -1, "1": True, "2": 1.5, "0": None},
         {"4": 2},  # beyond the update's logHead (3)
+        {"1": 4, "clocks": {"x": 1}, "log": {"seq": 0}},
         OrderedDict([("1", 9), ("3", 1)]),
         ["1"],
         "1",

@@ -204,7 +204,7 @@ class Scenario:
     ) -> Upd:
         """``heads``: a dict of author name -> clock (written as the heads' clocks), or any
         other value written as the ``heads`` field as it is; ``raw_heads``: the ``heads``
-        field as it is (e.g. ``{"members": …}``). ``log_head``: the membership log head the
+        field as it is (e.g. ``{"3": 0}``). ``log_head``: the membership log head the
         author names (``publicData.logHead``)."""
         doc_id = doc_id or self.doc_id
         pd: dict[str, Any] = {"docId": doc_id, "pubKey": PUB[signer], "refSnapshotId": ref.id}
@@ -2919,11 +2919,11 @@ def heads_members_written() -> Scenario:
         "heads-members-written-and-read",
         "In a document with a membership log, heads name each other author by its member"
         " position: the seq of the log entry that first made its key a member (B 0, C 1 — not"
-        ' 4, its second adding —, A 2), as {"members": {"<seq>": clock}}. A position names'
+        ' 4, its second adding —, A 2), as the keys of heads: {"<seq>": clock}. A key names'
         " nothing (no alarm, as heads of an unknown shape) when it is beyond the update's"
         " logHead (C's update under entry 1 naming 2), not a first adding (3: a removal, 4: C's"
-        " re-adding), beyond the log (7), not canonical (00, -0, 1.0, ' 0'), the update's own"
-        " author (C naming 1), or when its clock or the members object is malformed. Our"
+        " re-adding), beyond the log (7), not canonical (00, -0, 1.0, ' 0'), log, the update's"
+        " own author (C naming 1), or when its clock is not a non-negative integer. Our"
         " update names B and C by position (0, 1), then only what advanced.",
         ["rule:heads-members", "rule:heads-written-with-log", "rule:heads-check"],
         log,
@@ -2938,20 +2938,20 @@ def heads_members_written() -> Scenario:
         0,
         signer="C",
         log_head=log.head(1),
-        raw_heads={"members": {"0": 0, "2": 5}},
+        raw_heads={"0": 0, "2": 5},
     )
-    bad = {"1": 9, "3": 9, "4": 9, "7": 9, "00": 9, "-0": 9, "1.0": 9, " 0": 9}
-    c1 = sc.update([c.insert(0, ">")], s1, 1, signer="C", log_head=head, raw_heads={"members": bad})
+    bad = {"1": 9, "3": 9, "4": 9, "7": 9, "00": 9, "-0": 9, "1.0": 9, " 0": 9, "log": 9}
+    c1 = sc.update([c.insert(0, ">")], s1, 1, signer="C", log_head=head, raw_heads=bad)
     c2 = sc.update(
         [c.insert(0, ">")],
         s1,
         2,
         signer="C",
         log_head=head,
-        raw_heads={"members": {"0": "9", "2": -1}, "clocks": {}},
+        raw_heads={"0": "9", "2": -1, "clocks": {}},
     )
     c3 = sc.update(
-        [c.insert(0, ">")], s1, 3, signer="C", log_head=head, raw_heads={"members": ["0"]}
+        [c.insert(0, ">")], s1, 3, signer="C", log_head=head, raw_heads={"0": {"0": 9}, "2": [9]}
     )
     for i, u in enumerate((c0, c1, c2, c3)):
         sc.receive(
@@ -2963,16 +2963,14 @@ def heads_members_written() -> Scenario:
         )
     sc.edit((15, "!"))
     sent = sent_log_update(sc, head, s1.id, 0, text=">>>>Hello world!")
-    sent["publicData"]["heads"] = {"members": {"0": 0, "1": 3}}
+    sent["publicData"]["heads"] = {"0": 0, "1": 3}
     sc.flush(sent=[sent])
     sc.receive(saved(s1.id, 0), isSynced=True, activeClocks={"$A": 0, "$B": 0, "$C": 3})
-    c4 = sc.update(
-        [c.insert(0, ">")], s1, 4, signer="C", log_head=head, raw_heads={"members": {"2": 0}}
-    )
+    c4 = sc.update([c.insert(0, ">")], s1, 4, signer="C", log_head=head, raw_heads={"2": 0})
     sc.receive(c4.wire(type="update"), mirror={"apply": [b64(c4.changes[0])]}, errors=[])
     sc.edit((0, "<"))
     sent = sent_log_update(sc, head, s1.id, 1, text="<>>>>>Hello world!")
-    sent["publicData"]["heads"] = {"members": {"1": 4}}
+    sent["publicData"]["heads"] = {"1": 4}
     sc.flush(sent=[sent])
     return sc
 
@@ -3020,7 +3018,7 @@ def heads_members_801() -> Scenario:
         " which the relay never delivered: 801 naming B (the position resolved through our"
         " verified log), the verified content is kept and the client reloads completely.",
         ["SECSYNC_ERROR_801", "rule:heads-members", "rule:heads-check"],
-        {"members": {"0": 1}},
+        {"0": 1},
     )
 
 

@@ -56,7 +56,6 @@ import {
   FAILED,
   Frame,
   HEADS_FIELD,
-  HEADS_MEMBERS,
   KnownSnapshot,
   MAX_SNAPSHOT_SAVE_FAILURES,
   PARTIAL,
@@ -680,10 +679,10 @@ export class SyncEngine<C = Uint8Array> extends EngineAcks<C> {
         const heads = pd[HEADS_FIELD];
         if (isPlainObject(heads)) {
           withheld.push(...this._missing(related, heads.clocks, pd.pubKey));
-          if (heads[HEADS_MEMBERS] !== undefined && this.log !== null) {
+          if (this.log !== null) {
             // positions need the log; deny() checked that logHead is an entry of it
             const logSeq = (pd.logHead as { seq: number }).seq;
-            withheld.push(...this._missing(related, this._byPosition(heads[HEADS_MEMBERS], logSeq), pd.pubKey));
+            withheld.push(...this._missing(related, this._byPosition(heads, logSeq), pd.pubKey));
           }
         }
       }

@@ -308,11 +308,11 @@ export abstract class EngineAcks<C = Uint8Array> extends EngineCore<C> {
   }
 
   /**
-   * A heads' `members` object (untrusted shape) resolved to public keys: a position names
-   * the key whose first adding entry it is, if that entry is at or before the update's
-   * `logHead.seq`; anything else (not an object, not a position of our log, a non-canonical
-   * number, beyond the update's log head) names nothing, as heads of an unknown shape. The
-   * update's own author and bad clocks are left to `_missing`.
+   * A `heads` object (untrusted shape) resolved to public keys: a key that is a position
+   * names the member whose first adding entry it is, if that entry is at or before the
+   * update's `logHead.seq`; anything else (not an object, `clocks`, `log`, not a position of
+   * our log, a non-canonical number, beyond the update's log head) names nothing, as heads of
+   * an unknown shape. The update's own author and bad clocks are left to `_missing`.
    */
   protected _byPosition(named: unknown, logSeq: number): Record<string, unknown> {
     const state = this.log?.state ?? null;

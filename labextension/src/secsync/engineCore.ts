@@ -28,16 +28,12 @@ export const MAX_UPDATE_SAVE_FAILURES = 5;
 /** an update names at most this many other authors' clocks in its heads (both clients) */
 export const MAX_HEADS = 64;
 /**
- * the public-data field of the heads our clients write: `{members: {position: clock}}` in a
- * document with a membership log (authors by member position), `{clocks: {pubKey: clock}}`
- * without one (`log` is reserved)
+ * the public-data field of the heads our clients write: `{position: clock}` in a document
+ * with a membership log (authors by member position: the `seq` of the log entry that first
+ * made the author a member, as a decimal string), `{clocks: {pubKey: clock}}` without one
+ * (`log` is reserved)
  */
 export const HEADS_FIELD = 'heads';
-/**
- * the heads' object naming authors by member position (decimal strings: the `seq` of the log
- * entry that first made the author a member)
- */
-export const HEADS_MEMBERS = 'members';
 /** at most this many of our updates are sent and not yet acknowledged (both clients) */
 export const MAX_UPDATES_IN_FLIGHT = 16;
 /** the longest wait between two connection attempts, in ms (both clients) */
@@ -817,31 +813,31 @@ export abstract class EngineCore<C = Uint8Array> {
   }
 
   /**
-   * The `heads` field of our update: authors by member position (`members`) in a document
-   * with a log; by public key (`clocks`) where there is no log, and for an author without a
-   * position (none in practice: we applied its update under our log).
+   * The `heads` field of our update: authors by member position (the field's keys) in a
+   * document with a log; by public key (`clocks`) where there is no log, and for an author
+   * without a position (none in practice: we applied its update under our log).
    */
-  protected _headsJson(heads: Record<string, number>): Record<string, Record<string, number>> {
+  protected _headsJson(heads: Record<string, number>): Record<string, number | Record<string, number>> {
     const pos = this._memberPositions()?.byKey;
     if (pos === undefined) {
       return { clocks: heads };
     }
-    const members: Record<string, number> = {};
+    const out: Record<string, number | Record<string, number>> = {};
     const clocks: Record<string, number> = {};
-    let named = 0;
+    let unnamed = 0;
     for (const [k, v] of Object.entries(heads)) {
       const p = pos.get(k);
       if (p === undefined) {
         clocks[k] = v;
+        unnamed += 1;
       } else {
-        members[String(p)] = v;
-        named += 1;
+        out[String(p)] = v;
       }
     }
-    return {
-      ...(named > 0 ? { [HEADS_MEMBERS]: members } : {}),
-      ...(named < Object.keys(heads).length ? { clocks } : {})
-    };
+    if (unnamed > 0) {
+      out.clocks = clocks;
+    }
+    return out;
   }
 
   /** Send ephemeral content (e.g. an awareness update) on the current session. */
