@@ -1340,6 +1340,79 @@ async def _pg_stats_on(db_url: str) -> None:
         await conn.close()
 
 
+async def paired_stores(args) -> None:
+    """``--paired``: workload A (or the first of ``--workloads`` among A/B) on one SQLite relay
+    process and on ``--processes`` PostgreSQL relay processes, all started once, the runs taking
+    turns (SQLite first in even rounds, PostgreSQL first in odd ones), so a load that changes
+    during the benchmark weighs on both alike; prints each pair's ratios (PostgreSQL / SQLite:
+    accepted updates/s, CPU per accepted update relay + PostgreSQL) and their medians."""
+    name = next((w for w in args.workloads if w in WORKLOADS), "A")
+    sync = args.synchronous if args.synchronous != "both" else "full"
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        pg = _test_utilities("pg").PgCluster(fsync=True).start()
+        atexit.register(pg.stop)
+        db = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
+        store = pg.url(pg.create_database("bench"))
+        if args.doorbell:
+            store += ("&" if "?" in store else "?") + f"doorbell={args.doorbell}"
+        sqlite_proc, sqlite_url = start_ours(tmp, sync)
+        pg_started = [start_ours(tmp, sync, store) for _ in range(args.processes)]
+        popens = [sqlite_proc, *(p for p, _ in pg_started)]
+        sides = {
+            "sqlite": ([sqlite_url], [psutil.Process(sqlite_proc.pid)], None),
+            "postgres": (
+                [u for _, u in pg_started],
+                [psutil.Process(p.pid) for p, _ in pg_started],
+                db,
+            ),
+        }
+        pairs = []
+        try:
+            for rep in range(args.repeat):
+                order = ["sqlite", "postgres"] if rep % 2 == 0 else ["postgres", "sqlite"]
+                pair = {}
+                for side in order:
+                    urls, procs, side_db = sides[side]
+                    pair[side] = await run_workload(
+                        "ours",
+                        urls if len(urls) > 1 else urls[0],
+                        duration=args.duration,
+                        payload=args.payload,
+                        proc=procs if len(procs) > 1 else procs[0],
+                        db=side_db,
+                        **WORKLOADS[name],
+                    )
+                s_, p_ = pair["sqlite"], pair["postgres"]
+                s_cpu = s_["relay_us_per_accepted"]
+                p_cpu = p_["relay_us_per_accepted"] + p_["db_us_per_accepted"]
+                pairs.append((p_["accepted_per_s"] / s_["accepted_per_s"], p_cpu / s_cpu))
+                print(
+                    f"  pair {rep + 1} ({' then '.join(order)}, load {os.getloadavg()[0]:.2f}): "
+                    f"{name} SQLite {s_['accepted_per_s']:.0f}/s, {s_cpu:.0f} µs per accepted "
+                    f"update (other processes {s_['other_cpu_pct']:.0f}%); PostgreSQL x"
+                    f"{args.processes} {p_['accepted_per_s']:.0f}/s, relay "
+                    f"{p_['relay_us_per_accepted']:.0f} + PostgreSQL "
+                    f"{p_['db_us_per_accepted']:.0f} µs (other processes "
+                    f"{p_['other_cpu_pct']:.0f}%); throughput x{pairs[-1][0]:.3f}, CPU "
+                    f"x{pairs[-1][1]:.3f}",
+                    flush=True,
+                )
+        finally:
+            for x in popens:
+                x.terminate()
+                x.wait(20)
+    thr = sorted(p[0] for p in pairs)
+    cpu = sorted(p[1] for p in pairs)
+    print(
+        f"PostgreSQL ({args.processes} processes) / SQLite (1 process), {name}, medians of "
+        f"{len(pairs)} pairs: accepted updates/s x{thr[len(thr) // 2]:.3f} "
+        f"[{', '.join(f'{x:.3f}' for x in thr)}] (goal >= 1); CPU per accepted update "
+        f"(relay + PostgreSQL) x{cpu[len(cpu) // 2]:.3f} [{', '.join(f'{x:.3f}' for x in cpu)}] "
+        "(goal <= 1.5)",
+        flush=True,
+    )
+
+
 async def bench(args) -> dict:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
@@ -1798,6 +1871,14 @@ def main() -> None:
         "session 6); default: %(default)s",
     )
     p.add_argument(
+        "--paired",
+        action="store_true",
+        help="issue 14's A goals: one SQLite relay process and --processes PostgreSQL relay "
+        "processes started once, A runs taking turns (--repeat pairs); prints each pair's "
+        "PostgreSQL/SQLite ratios of accepted updates/s and CPU per accepted update, and their "
+        "medians",
+    )
+    p.add_argument(
         "--pg-stats",
         action="store_true",
         help="PostgreSQL: print the database server's CPU per accepted update by connection "
@@ -1858,6 +1939,9 @@ def main() -> None:
         + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         flush=True,
     )
+    if args.paired:
+        asyncio.run(paired_stores(args))
+        return
     results = asyncio.run(bench(args))
     if TRACE:
         with open(os.path.join(args.trace, f"generator-{os.getpid()}.tsv"), "w") as f:

@@ -498,8 +498,8 @@ JOIN updates u ON u.snapshot_seq = s.seq AND u.pub_key = b.pub_key AND u.clock =
 #: ``synchronous_commit``, so its commit waits for the WAL up to its own commit record, which
 #: follows the commit records of every write transaction that had committed before it began
 _BARRIER = """
-INSERT INTO flush_barrier AS b (backend, barriers) VALUES (pg_backend_pid(), 1)
-ON CONFLICT (backend) DO UPDATE SET barriers = b.barriers + 1
+INSERT INTO flush_barrier AS b (backend, barriers) VALUES (pg_backend_pid(), $1)
+ON CONFLICT (backend) DO UPDATE SET barriers = b.barriers + $1
 """
 _SQL = {
     "update": _SAVE_UPDATE,
@@ -1004,7 +1004,9 @@ class PostgresStore(RelayStore):
         too): commit one transaction that writes WAL, synchronously, on the barrier's
         connection ``conn``. Raises when it cannot (tests replace this method to hold or
         break it)."""
-        await conn.execute(_BARRIER)
+        # with an argument: a prepared statement, planned once per connection (without one
+        # asyncpg sends a simple query, parsed and planned at every barrier)
+        await conn.execute(_BARRIER, 1)
 
     async def _barrier_connection(self):
         """The barrier's own connection (with the server's ``synchronous_commit``), opened
