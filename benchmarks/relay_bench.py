@@ -1932,7 +1932,9 @@ def main() -> None:
         TRACE = []
     print(
         f"relay benchmark: {os.cpu_count()} cores, {args.duration:.0f} s per run, "
-        f"payload {args.payload} chars, store {args.store}, synchronous={args.synchronous}, "
+        f"payload {args.payload} chars, "
+        + ("paired SQLite / PostgreSQL" if args.paired else f"store {args.store}")
+        + f", synchronous={args.synchronous}, "
         f"processes {args.processes}, B from {args.generators} generator process(es)"
         + (f" ({args.client} client), " if args.generators > 1 else ", ")
         + f"doorbell {args.doorbell or 'default'}, load average "
