@@ -1135,7 +1135,7 @@ async def many_documents(
     tasks = [asyncio.ensure_future(reader(d, r)) for d, (_, r) in enumerate(pairs)]
     tasks += [asyncio.ensure_future(acks(w)) for w, _ in pairs]
     t0 = perf()
-    cpu0 = me0 = db0 = None
+    cpu0 = me0 = db0 = pg_stats = None
     t_start = t_end = 0.0
     for k in range(per_doc):
         now = perf()
@@ -1144,6 +1144,7 @@ async def many_documents(
             cpu0 = [p.cpu_times() for p in procs]
             me0 = psutil.Process().cpu_times()
             db0 = db_cpu_seconds(db)
+            pg_stats = await PgStats.begin(db) if PG_STATS and db is not None else None
             t_start = now
         if measuring and now - t_start >= duration:
             break
@@ -1160,6 +1161,8 @@ async def many_documents(
     cpu1 = [p.cpu_times() for p in procs]
     me1 = psutil.Process().cpu_times()
     db1 = db_cpu_seconds(db)
+    if pg_stats is not None:
+        await pg_stats.end(accepted)
     rss2 = sum(p.memory_info().rss for p in procs)
     await asyncio.sleep(1.0)
     for t in tasks:

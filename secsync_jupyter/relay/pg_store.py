@@ -419,10 +419,13 @@ MIGRATIONS: tuple[str, ...] = (
         END IF;
         PERFORM lock_documents(p_docs);
         -- every row's active snapshot (NULL: the document has none, or another one is active)
-        SELECT array_agg(s.seq ORDER BY b.i) INTO v_seq
-          FROM unnest(p_docs, p_snapshots) WITH ORDINALITY AS b (doc_id, snapshot_id, i)
-          LEFT JOIN documents d ON d.doc_id = b.doc_id
-          LEFT JOIN snapshots s ON s.seq = d.active_snapshot AND s.snapshot_id = b.snapshot_id;
+        -- (a subquery per row: two primary-key lookups, whatever the planner estimates for
+        -- unnest; a join may scan every document)
+        SELECT array_agg((SELECT s.seq FROM documents d
+                            JOIN snapshots s ON s.seq = d.active_snapshot
+                           WHERE d.doc_id = b.doc_id AND s.snapshot_id = b.snapshot_id)
+                         ORDER BY b.i) INTO v_seq
+          FROM unnest(p_docs, p_snapshots) WITH ORDINALITY AS b (doc_id, snapshot_id, i);
         -- the clocks, per (snapshot, author) in the batch's order
         FOR r IN SELECT b.i, b.pub_key, b.clock, v_seq[b.i] AS seq
                    FROM unnest(p_pubs, p_clocks) WITH ORDINALITY AS b (pub_key, clock, i)
@@ -469,11 +472,12 @@ MIGRATIONS: tuple[str, ...] = (
                     AS b (pub_key, clock, message, i)
               WHERE v_version[b.i] IS NOT NULL
               ORDER BY b.i;
-        UPDATE documents d SET active_bytes = d.active_bytes + a.bytes
-          FROM (SELECT b.doc_id, sum(octet_length(b.message)) AS bytes
-                  FROM unnest(p_docs, p_messages) WITH ORDINALITY AS b (doc_id, message, i)
-                 WHERE v_version[b.i] IS NOT NULL GROUP BY b.doc_id) a
-         WHERE d.doc_id = a.doc_id;
+        -- one UPDATE per document (by its primary key)
+        FOR r IN SELECT b.doc_id, sum(octet_length(b.message)) AS bytes
+                   FROM unnest(p_docs, p_messages) WITH ORDINALITY AS b (doc_id, message, i)
+                  WHERE v_version[b.i] IS NOT NULL GROUP BY b.doc_id LOOP
+            UPDATE documents SET active_bytes = active_bytes + r.bytes WHERE doc_id = r.doc_id;
+        END LOOP;
         RETURN QUERY SELECT v_code[b.i], v_seq[b.i], v_version[b.i]
                        FROM generate_subscripts(p_docs, 1) AS b (i) ORDER BY b.i;
     END $$;
