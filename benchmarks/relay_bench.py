@@ -158,7 +158,8 @@ class OursMessages:
     ``heads``: every update carries causal heads (issue 13, ``publicData.heads``) as our
     clients write them when every other author moved since the writer's previous update (the
     case of workload A): the clocks of all other writers, here ``max(0, clock - 8)`` (the
-    window in flight)."""
+    window in flight) — by member position (``{"<seq>": clock}``) in a document with a log, as
+    our clients write them there, else by key (``{"clocks": {pubKey: clock}}``)."""
 
     def __init__(
         self,
@@ -185,6 +186,8 @@ class OursMessages:
         self.keys = [SigningKeyPair.generate() for _ in range(writers + readers)]
         self.entries: list[dict] = []
         extra: dict = {}
+        #: member position (seq of the adding entry) of each key, in a document with a log
+        position: dict[str, int] = {}
         if members:
             root, state = create_log(owner)
             self.entries.append(root.to_json())
@@ -194,6 +197,7 @@ class OursMessages:
                 role = "editor" if i < writers else "viewer"
                 entry, state = create_entry(state, owner, "add-member", kp.public_key_b64, role)
                 self.entries.append(entry.to_json())
+                position[kp.public_key_b64] = state.head.seq
             extra = {"logHead": state.head.to_json()}
         self.doc_id = doc_id
         self.owner = owner
@@ -214,7 +218,9 @@ class OursMessages:
             msgs = []
             for clock in range(per_writer):
                 content = f'["<{w}:{clock}>{"x" * payload}"]'.encode()
-                if heads:
+                if heads and position:
+                    pd["heads"] = {str(position[o]): max(0, clock - 8) for o in others}
+                elif heads:
                     pd["heads"] = {"clocks": {o: max(0, clock - 8) for o in others}}
                 u = create_update(content, pd, self.key, kp, clock)
                 msgs.append(json.dumps(u.to_json(), separators=(",", ":")))
