@@ -108,15 +108,45 @@ def relay(request, tmp_path_factory):
     r.stop()
 
 
+#: ``ref-client.mjs`` with one addition: the reference sync machine's own option for
+#: application fields in an update's public data (``additionalAuthenticationDataValidations``,
+#: a zod schema), declaring our causal ``heads`` (issue 13). Without a declaration the
+#: reference client parses public data with a strict schema that drops unknown fields, so the
+#: signature no longer matches (212): docs/protocol.md, "Causal heads".
+_DECLARE_HEADS = (
+    ('import * as Y from "yjs";\n', 'import * as Y from "yjs";\nimport { z } from "zod";\n'),
+    (
+        "    sodium,\n    logging:",
+        "    sodium,\n    additionalAuthenticationDataValidations: {\n"
+        "      update: z.object({ heads: z.record(z.unknown()) }).partial(),\n    },\n    logging:",
+    ),
+)
+
+
+def _ref_client_declaring_heads(home: pathlib.Path) -> pathlib.Path:
+    script = home / "ref-client-heads.mjs"
+    text = (home / "ref-client.mjs").read_text()
+    for old, new in _DECLARE_HEADS:
+        if text.count(old) != 1:
+            pytest.fail(f"ref-client.mjs changed: cannot declare heads at {old!r}", pytrace=False)
+        text = text.replace(old, new)
+    script.write_text(text)
+    return script
+
+
 @pytest.fixture(scope="session")
 def ref_client():
-    """Run the reference Yjs client (``ref-client.mjs``) with the given arguments."""
+    """Run the reference Yjs client (``ref-client.mjs``) with the given arguments
+    (``declare_heads=True``: the same client declaring ``heads`` as an application field)."""
     home = _harness_ready()
+    scripts = {False: home / "ref-client.mjs", True: _ref_client_declaring_heads(home)}
 
-    async def run(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    async def run(
+        *args: str, timeout: float = 60.0, declare_heads: bool = False
+    ) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
             "node",
-            str(home / "ref-client.mjs"),
+            str(scripts[declare_heads]),
             *map(str, args),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -12,6 +12,7 @@ import os
 import pytest
 from pycrdt import Text
 
+from secsync_jupyter import new_document_key
 from secsync_jupyter.client import SyncFailed, open_document
 from secsync_jupyter.client.heads import HEADS_PREFIX, decode_heads, encode_heads
 from secsync_jupyter.client.state_file import StateFileError, load_remembered, save_remembered
@@ -431,3 +432,62 @@ async def test_heads_messages_round_trip_and_malformed_ones_are_refused():
     ):
         with pytest.raises(ValueError):
             decode_heads(HEADS_PREFIX + body)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_reference_client_reads_and_writes_documents_with_heads(ours, ref_client):
+    """Issue 13: updates carrying causal heads in their signed public data (written here by
+    opting in, in a document without a membership log — the kind the reference client can
+    open) are read and extended by the reference 0.5.0 client once it declares the field
+    through its own option for application public data, and we read its updates. Without
+    the declaration the reference client refuses them (212): why heads stay off by default
+    in documents without a log. (The reference relay, undeclared, refuses them too —
+    update-save-failed — so this runs on ours.)"""
+    doc_id, key = f"doc-{generate_id()}", new_document_key()  # no leading "-" for the CLI
+    async with open_document(ours.url, doc_id, key) as a:
+        a.engine.write_heads = True
+        sent: list[dict] = []
+        send = a.engine._send
+
+        def record(message, extra=None):
+            wire = message.to_json() if hasattr(message, "to_json") else {}
+            if isinstance(wire, dict) and isinstance(wire.get("publicData"), dict):
+                sent.append(wire["publicData"])
+            return send(message, extra)
+
+        a.engine._send = record
+        t = a.doc.get("content", type=Text)
+        t += "one;"
+        await a.synced(10)
+        code, _, err = await ref_client(ours.url, doc_id, key.hex(), "--yjs-v1", "--insert", "ref;")
+        assert code == 0, err
+        await until(lambda: str(t) == "one;ref;", a)
+        t += "two;"
+        await a.synced(10)
+        # our update after the reference client's names its clock in heads
+        heads = [pd["heads"] for pd in sent if "heads" in pd]
+        assert len(heads) == 1 and list(heads[0]) == ["clocks"], sent
+        (ref_key,) = heads[0]["clocks"]
+        assert ref_key != a.engine.pub_key and heads[0]["clocks"][ref_key] >= 0
+        code, out, err = await ref_client(ours.url, doc_id, key.hex(), "--yjs-v1", "--read")
+        assert code == 3 and "SECSYNC_ERROR_212" in err, (code, out, err)
+        code, out, err = await ref_client(
+            ours.url, doc_id, key.hex(), "--yjs-v1", "--read", declare_heads=True
+        )
+        assert code == 0, err
+        assert out.strip() == "one;ref;two;"
+        code, _, err = await ref_client(
+            ours.url,
+            doc_id,
+            key.hex(),
+            "--yjs-v1",
+            "--insert",
+            "ref2;",
+            "--snapshot-after",
+            declare_heads=True,
+        )
+        assert code == 0, err
+        await until(lambda: str(t) == "one;ref;two;ref2;", a)
+        assert not a.errors, a.errors
+    async with open_document(ours.url, doc_id, key) as b:
+        assert str(b.doc.get("content", type=Text)) == "one;ref;two;ref2;"
