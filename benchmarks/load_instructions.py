@@ -40,6 +40,9 @@ VARIANTS = {
         "no log",
         'logHead + "heads": {"clocks": {}} as written before session 5',
     ),
+    "(a) no log": (None, "load_bench (a): one snapshot, no log"),
+    "(a) log of 3": ("(a) no log", "(a) with a 3-entry log (a new document's): issue 11's goal"),
+    "(a) log of 50": ("(a) no log", "(a), a first open of a 50-entry log (its 50 signatures)"),
     "heads, 1 author seen": ("no log", "heads name another author's received clock (13's goal)"),
     "heads, 1 author new": ("no log", "heads name a clock never received: an 801 per load"),
     "log: no heads": (None, "a 3-entry log, heads_bench's frame (logHead, no heads)"),
@@ -65,6 +68,7 @@ def build(out: pathlib.Path, names: list[str]) -> None:
     cached = lb.cache_dir() / "data-all.json"
     data = lb.build(None) if not cached.exists() else json.loads(cached.read_text())
     state, entries = mlb.make_log(3)
+    state50, entries50 = mlb.make_log(50)
     head = state.head.to_json()
     seen = SigningKeyPair.from_seed(bytes(range(1, 33)))
     other = next(iter(hb.others(1)))
@@ -75,6 +79,12 @@ def build(out: pathlib.Path, names: list[str]) -> None:
         "no log": lambda: (lb.DOC_ID, mlb.frames(data, lb.DOC_ID)["b"]),
         "plain + logHead": lambda: (lb.DOC_ID, mlb.frames(data, lb.DOC_ID, head)["b"]),
         "log of 3": lambda: (state.doc_id, mlb.frames(data, state.doc_id, head, entries)["b"]),
+        "(a) no log": lambda: (lb.DOC_ID, mlb.frames(data, lb.DOC_ID)["a"]),
+        "(a) log of 3": lambda: (state.doc_id, mlb.frames(data, state.doc_id, head, entries)["a"]),
+        "(a) log of 50": lambda: (
+            state50.doc_id,
+            mlb.frames(data, state50.doc_id, state50.head.to_json(), entries50)["a"],
+        ),
         "plain + fields (empty heads)": lambda: (
             lb.DOC_ID,
             mlb.frames(data, lb.DOC_ID, head, empty_heads=True)["b"],
@@ -182,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     build(out, names)
     counts: dict[str, int] = {}
-    print("instructions per load (b) (callgrind, one load after an untimed one)")
+    print("instructions per load ((b) unless named (a); callgrind, one load after an untimed one)")
     for i, name in enumerate(names):
         counts[name] = count(out / f"{i}.json")
         base = VARIANTS[name][0]
