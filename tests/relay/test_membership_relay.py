@@ -16,6 +16,7 @@ from .conftest import start_relay
 from .membership_util import (
     Team,
     append,
+    connect,
     join,
     next_fields,
     remove_and_see_closed,
@@ -470,3 +471,67 @@ async def removal_on_another_relay(first, second) -> None:
     assert second_frame["type"] == "snapshot"
     await remove_and_see_closed(team, owner, viewer, viewer_keys.public_key_b64)
     await owner.close()
+
+
+async def test_the_log_and_its_rules_survive_a_restart_of_the_relay(relays, db_path):
+    """Accepted entries are stored durably: a relay started again on the same database (and
+    empty caches) serves the same log, enforces the roles it says (a removed member refused
+    on connect, a demoted one's write refused), continues the chain after its head and
+    refuses a second entry on the same parent."""
+    first = await relays(db_path)
+    team = Team()
+    owner = await create(first.url, team)
+    snap = team.owner.initial_snapshot()
+    await owner.send(snap)
+    await owner.next("snapshot-saved")
+    editor_keys = await add(team, owner, "editor")  # seq 1
+    gone_keys = await add(team, owner, "viewer")  # seq 2
+    assert (
+        await append(
+            owner, team.entry(team.owner_keys, "set-role", editor_keys.public_key_b64, "viewer")
+        )
+    )["type"] == "log-entry-saved"  # seq 3
+    gone = team.member(gone_keys)
+    assert (await append(owner, team.entry(team.owner_keys, "remove-member", gone.pub)))[
+        "type"
+    ] == "log-entry-saved"  # seq 4
+    await owner.close()
+    before = team.state
+    await first.server.stop(timeout=2)
+
+    second = await relays(db_path)
+    owner, doc = await join(second.url, team.doc_id, team.owner_keys)
+    assert doc["log"] == [e.to_json() for e in team.entries] and doc["logFrom"] == 0
+    assert doc["snapshot"]["publicData"]["snapshotId"] == snap.public_data.snapshot_id
+    # the removed member gets nothing (722: not a member)
+    refused = await connect(second.url, team.doc_id, gone_keys)
+    assert await refused.wait_closed() == 1008
+    assert [f["type"] for f in refused.frames] == ["reader-challenge", "unauthorized"]
+    assert refused.frames[1]["code"] == code(722)
+    # the demoted editor reads, and its write is refused
+    editor = team.member(editor_keys)
+    editor_conn, doc = await join(second.url, team.doc_id, editor_keys)
+    assert [e["seq"] for e in doc["log"]] == [0, 1, 2, 3, 4]
+    await editor_conn.send(editor.update(snap, 0))
+    frame = await editor_conn.next("write-refused")
+    assert frame["of"] == "update" and frame["code"] == code(724)
+    # the chain continues after the stored head; a second entry on that parent is a fork (707)
+    fork, _ = create_entry(
+        before,
+        team.owner_keys,
+        "add-member",
+        SigningKeyPair.generate().public_key_b64,
+        "editor",
+    )
+    nxt = team.entry(
+        team.owner_keys, "add-member", SigningKeyPair.generate().public_key_b64, "editor"
+    )
+    assert (await append(owner, nxt)) == {"type": "log-entry-saved", "seq": 5, "hash": nxt.hash}
+    failed = await append(owner, fork)
+    assert failed["type"] == "log-entry-failed" and failed["code"] == code(707), failed
+    assert (await editor_conn.next("log-entry"))["entry"] == nxt.to_json()
+    rows = await second.relay.store.read_log(team.doc_id)
+    assert [(r.seq, r.hash) for r in rows] == [(e.seq, e.hash) for e in team.entries]
+    await nothing_more(owner, editor_conn)
+    for c in (owner, editor_conn):
+        await c.close()
