@@ -147,9 +147,9 @@ def test_members_list_add_set_role_remove(relay, tmp_path, capsys, identity_file
     assert len(lines) == 2 and lines[1].startswith("viewer") and "Bob" in lines[1]
     assert bob.fingerprint in lines[1] and "added by Test" in lines[1]
 
-    # Bob reads it (a member), cannot change members (not an admin): 712
-    assert main(["cat", "--link-file", str(link_file)]) == 0  # as the owner
-    capsys.readouterr()
+    # Bob reads it (a member, as a viewer), cannot change members (not an admin): 712
+    assert main(["cat", "--link-file", str(link_file), "--identity", str(bob_path)]) == 0
+    assert "x = 1" in capsys.readouterr().out
     assert (
         main(
             [
