@@ -189,7 +189,9 @@ class MembersBody extends MembershipDialogBody<'row' | 'add'> {
       row.dataset.pubkey = m.pubKey;
       row.dataset.role = m.role;
       const name = m.name || trans.__('(no name)');
-      row.insertCell().textContent = name + (m.pubKey === me ? ' ' + trans.__('(you)') : '');
+      const nameCell = row.insertCell();
+      nameCell.className = 'jp-secsync-Member-name';
+      nameCell.textContent = name + (m.pubKey === me ? ' ' + trans.__('(you)') : '');
       const fp = row.insertCell();
       fp.className = 'jp-secsync-Member-fingerprint';
       fp.textContent = fingerprintGroups(m.pubKey);
@@ -244,9 +246,14 @@ class MembersBody extends MembershipDialogBody<'row' | 'add'> {
       } else {
         role.textContent = roleLabel(m, m.role, trans);
       }
-      row.insertCell().textContent =
-        m.seq === 0 ? trans.__('(created the notebook)') : nameOf(m.addedBy);
-      row.insertCell().textContent = new Date(m.at).toLocaleString();
+      const addedBy = row.insertCell();
+      addedBy.className = 'jp-secsync-Member-addedBy';
+      addedBy.textContent = m.seq === 0 ? trans.__('(created the notebook)') : nameOf(m.addedBy);
+      const added = row.insertCell();
+      added.className = 'jp-secsync-Member-addedAt';
+      // (the entry's time, machine-readable for tests and tools)
+      added.dataset.at = String(m.at);
+      added.textContent = new Date(m.at).toLocaleString();
       row.append(actions);
     }
     if (this._error?.place === 'row') {
