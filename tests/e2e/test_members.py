@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+import urllib.parse
 
 import pytest
 
@@ -42,6 +44,7 @@ from .helpers import (
     _type_at_end,
     _wait_app,
     _wait_cell_text,
+    _wait_kernel_ready,
     _with_token,
     python_identity,
 )
@@ -54,8 +57,60 @@ READ_ONLY = f"{NB}.jp-secsync-mod-readOnly"
 NOT_MEMBER = f"{NB} .jp-secsync-NotMember"
 
 
+# The notebook commands that run cells or clear their outputs: disabled for a viewer.
+RUN_COMMANDS = [
+    "notebook:run-cell",
+    "notebook:run-cell-and-select-next",
+    "notebook:run-all-cells",
+    "notebook:clear-all-cell-outputs",
+]
+ENABLED_COMMANDS = "(ids) => ids.filter((id) => window.jupyterapp.commands.isEnabled(id))"
+# Every cell's execution count and outputs, as the notebook's shared model holds them.
+RUN_STATE = """() => window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells
+  .map((c) => { const j = c.toJSON(); return [j.execution_count ?? null, j.outputs ?? null]; })"""
+DISPLAY_NAME = """() => { const u = window.jupyterapp.serviceManager.user.identity;
+  return u.display_name || u.name || ''; }"""
+
+
 def _session(browser, name: str):
     return _browser_session(browser, "e2e-members", name)
+
+
+def _allow_clipboard(lab, page) -> None:
+    """The page's browser context may use the system clipboard (read back by the test)."""
+    origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(lab.url))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+
+
+def _set_clipboard(page, text: str) -> None:
+    page.evaluate("(t) => navigator.clipboard.writeText(t)", text)
+    assert _clipboard(page) == text
+
+
+def _clipboard(page) -> str:
+    return page.evaluate("() => navigator.clipboard.readText()")
+
+
+def _identity_name(identity: str) -> str | None:
+    """The display name at the end of an identity string (percent-decoded), if any."""
+    parts = identity.split(":")
+    return urllib.parse.unquote(parts[4]) if len(parts) > 4 else None
+
+
+def _copied_identity(page) -> str:
+    """My identity (the command): the string shown is the one put on the clipboard, and it
+    carries this browser's display name."""
+    _set_clipboard(page, "untouched")
+    identity = _my_identity(page)
+    assert _clipboard(page) == identity
+    name = page.evaluate(DISPLAY_NAME)
+    assert name, "JupyterLab gives every user a display name"
+    assert _identity_name(identity) == name, (identity, name)
+    return identity
+
+
+def _outputs_text(state) -> str:
+    return repr([outputs for _, outputs in state])
 
 
 def _cell_count(page) -> int:
@@ -80,16 +135,33 @@ def _remove(page, identity: str) -> None:
     _close_members(page)
 
 
-def _assert_read_only_view(page, owner, marker: str) -> None:
-    """A viewer's typing, cell commands and runs change nothing (here or for the owner)."""
+def _assert_read_only_view(page, owner, marker: str, *, ran: str) -> None:
+    """A viewer's typing, cell commands and runs change nothing (here or for the owner).
+
+    The viewer has a kernel to run with (here: the notebook's kernel session on this Jupyter
+    server, which the owner started; a viewer starts none, it joins a running one), and cell 0
+    was run before: its outputs hold `ran`. Shift+Enter on it would print again: its execution
+    count and outputs stay as they are, on both sides."""
     page.locator(READ_ONLY).wait_for(timeout=30_000)
     badge = page.locator(f"{NB} .jp-secsync-ReadOnlyBadge")
     assert badge.inner_text() == "Viewer — read only"
     page.locator(ROLE, has_text="viewer — read only").wait_for(timeout=30_000)
+    # (the viewer joins the running kernel session once it loaded: connected, idle)
+    _wait_kernel_ready(page)
+    # running cells and clearing outputs is disabled here (menus, toolbar, shortcuts), not
+    # for the owner
+    assert page.evaluate(ENABLED_COMMANDS, RUN_COMMANDS) == []
+    assert owner.evaluate(ENABLED_COMMANDS, RUN_COMMANDS) == RUN_COMMANDS
+    ran_state = page.evaluate(RUN_STATE)
+    assert ran in _outputs_text(ran_state), ran_state
+    assert ran_state[0][0] is not None, ran_state
+    assert owner.evaluate(RUN_STATE) == ran_state
     cells = _cell_count(page)
     typed = f"VIEWERTYPED-{secrets.token_hex(3)}"
     _type_at_end(page, 0, typed)
     page.keyboard.press("Escape")
+    # (the keys below act on cell 0, the cell that prints)
+    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == 0
     for key in ("b", "a", "Shift+Enter", "Control+Enter", "d", "d", "x", "Control+v"):
         page.keyboard.press(key)
     assert not page.evaluate(
@@ -102,6 +174,10 @@ def _assert_read_only_view(page, owner, marker: str) -> None:
     assert typed not in _cells_text(page)
     assert typed not in _cells_text(owner)
     assert _cell_count(page) == cells == _cell_count(owner)
+    # Shift+Enter / Control+Enter on cell 0 (it prints) ran nothing: the same execution
+    # count and outputs here and at the owner
+    assert page.evaluate(RUN_STATE) == ran_state
+    assert owner.evaluate(RUN_STATE) == ran_state
     # nothing waits to be sent either (it would go out on a promotion)
     page.wait_for_selector(SYNCED, timeout=30_000)
 
@@ -113,18 +189,32 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         _execute(a, "secsync:new-notebook")
         a.wait_for_selector(SYNCED, timeout=60_000)
         a.locator(ROLE, has_text="owner").wait_for(timeout=30_000)
-        _type_at_end(a, 0, f"x = '{canary}'")
+        # a cell that prints: the owner runs it (a viewer's Shift+Enter will not)
+        _type_at_end(a, 0, f"x = '{canary}'; print('RAN-' + x)")
+        _wait_kernel_ready(a)
+        a.keyboard.press("Escape")
+        a.keyboard.press("Control+Enter")
+        a.wait_for_function(
+            f"(t) => JSON.stringify(({RUN_STATE})()[0]).includes(t)",
+            arg=f"RAN-{canary}",
+            timeout=120_000,
+        )
         a.wait_for_selector(SYNCED, timeout=30_000)
         link = _share_link(a)
         assert "/secsync/open/m1_" in link, link
 
-        # My identity, also from the status bar's popup: the same string.
-        me = _my_identity(a)
+        # My identity copies this browser's identity string (with its display name), also
+        # from the status bar's popup: the same string.
+        _allow_clipboard(lab, a)
+        me = _copied_identity(a)
+        _set_clipboard(a, "untouched")
         a.click(".jp-secsync-StatusItem")
         a.locator(".jp-secsync-Collaborators-myIdentity").click()
         field = a.locator(".jp-secsync-Identity-string")
         field.wait_for(timeout=20_000)
         assert field.input_value() == me
+        assert "Your identity string is copied" in a.locator(".jp-secsync-Identity").inner_text()
+        assert _clipboard(a) == me
         a.keyboard.press("Escape")
         field.wait_for(state="detached", timeout=20_000)
 
@@ -141,11 +231,19 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         )
         fingerprint = " ".join(me.split(":")[3][i : i + 4] for i in range(0, 16, 4))
         assert own_row.locator(".jp-secsync-Member-fingerprint").inner_text() == fingerprint
+        assert own_row.locator(".jp-secsync-Member-name").inner_text() == (
+            f"{_identity_name(me)} (you)"
+        )
+        assert own_row.locator(".jp-secsync-Member-addedBy").inner_text() == (
+            "(created the notebook)"
+        )
         _close_members(a)
 
         # B copies its identity in its own UI; wrong strings are answered in words.
         _start(lab, b, "b")
-        identity_b = _my_identity(b)
+        _allow_clipboard(lab, b)
+        identity_b = _copied_identity(b)
+        assert _identity_name(identity_b) != _identity_name(me)
         _open_members(a)
         field = a.locator(f"{MEMBERS} .jp-secsync-Members-identity")
         error = a.locator(f"{MEMBERS} .jp-secsync-Members-addError")
@@ -163,12 +261,25 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         assert _member_row(a, identity_b).count() == 0
         _close_members(a)
 
-        # Added as a viewer: B reads, read-only.
+        # Added as a viewer: the owner's dialog shows B's name, who added B, and when.
+        added_after = int(time.time() * 1000)
         _add_member(a, identity_b, "viewer")
+        added_before = int(time.time() * 1000)
+        _open_members(a)
+        row_b = _member_row(a, identity_b, "viewer")
+        assert row_b.locator(".jp-secsync-Member-name").inner_text() == _identity_name(identity_b)
+        assert row_b.locator(".jp-secsync-Member-addedBy").inner_text() == _identity_name(me)
+        added = row_b.locator(".jp-secsync-Member-addedAt")
+        assert added.inner_text().strip()
+        # (the entry's own time, on this machine's clock: between the test's two readings)
+        assert added_after <= int(added.get_attribute("data-at")) <= added_before
+        _close_members(a)
+
+        # B reads, read-only: typing, cell commands and Shift+Enter change nothing.
         b.goto(_with_token(link))
         _wait_app(b)
         _wait_cell_text(b, 0, canary, timeout=60_000)
-        _assert_read_only_view(b, a, "# seen-by-viewer")
+        _assert_read_only_view(b, a, "# seen-by-viewer", ran=f"RAN-{canary}")
 
         # B is not an admin: it sees the members, not the controls.
         _open_members(b)
@@ -185,13 +296,29 @@ def test_owner_adds_viewer_promotes_and_removes(lab, browser):
         b.locator(ROLE, has_text="editor").wait_for(timeout=30_000)
         assert b.locator(f"{NB} .jp-secsync-ReadOnlyBadge").count() == 0
         from_b = f"FROMB-{secrets.token_hex(3)}"
-        _type_at_end(b, 0, f" # {from_b}")
+        _type_at_end(b, 0, f"\nprint('{from_b}')")
         _wait_cell_text(a, 0, from_b, timeout=30_000)
         b.wait_for_selector(SYNCED, timeout=30_000)
+        # B runs the cell (on the kernel it joined): the new outputs reach A
+        b.keyboard.press("Escape")
+        b.keyboard.press("Control+Enter")
+        b.wait_for_function(
+            f"""(t) => {{ const c = ({RUN_STATE})()[0];
+              return c[0] !== null && JSON.stringify(c[1]).includes(t); }}""",
+            arg=from_b,
+            timeout=120_000,
+        )
+        _wait_kernel_ready(b)
+        b.wait_for_selector(SYNCED, timeout=30_000)
+        a.wait_for_function(
+            f"(s) => JSON.stringify(({RUN_STATE})()) === JSON.stringify(s)",
+            arg=b.evaluate(RUN_STATE),
+            timeout=30_000,
+        )
 
-        # Demoted again, live: read-only at once.
+        # Demoted again, live: read-only at once; its kernel is left running, and runs nothing.
         _set_role(a, identity_b, "viewer")
-        _assert_read_only_view(b, a, "# demoted")
+        _assert_read_only_view(b, a, "# demoted", ran=from_b)
 
         # Removed: B's panel says so, no dialog; B receives nothing more.
         _remove(a, identity_b)
