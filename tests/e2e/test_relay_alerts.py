@@ -377,6 +377,11 @@ def _two_groups(lab, a, b, forking: bool):
     # Ctrl+S; A's notebook is still untitled: its Ctrl+S would ask for a name first).
     text_a, text_b = f"GROUP-A-{secrets.token_hex(3)}", f"GROUP-B-{secrets.token_hex(3)}"
     _type_at_end(a, 0, f" # {text_a}")
+    if not forking:
+        # one history: B types once A's text has arrived (typing at the end while A's last
+        # keystrokes are still on their way puts B's text inside A's: Yjs orders concurrent
+        # inserts at one place by client id)
+        _wait_cell_text(b, 0, text_a, timeout=60_000)
     _type_at_end(b, 0, f" # {text_b}")
     for page in (a, b):
         _execute(page, "secsync:snapshot-now")
