@@ -49,6 +49,15 @@ const app = { serviceManager: { serverSettings: {} } } as any;
 const executor = () => cellExecutorPlugin.activate(app) as INotebookCellExecutor;
 const added: any[] = [];
 
+/** A session of a new shared model, in the registry until the test ends. */
+function registered(readOnly: boolean, role: string) {
+  const model = {};
+  const s = session(model, readOnly, role);
+  registry.add(s);
+  added.push(s);
+  return { model, s };
+}
+
 afterEach(() => {
   for (const s of added.splice(0)) {
     registry.remove(s);
@@ -58,20 +67,14 @@ afterEach(() => {
 
 describe('the cell executor of encrypted notebooks', () => {
   test("a viewer's run returns false and executes nothing", async () => {
-    const model = {};
-    const viewer = session(model, true, 'viewer');
-    registry.add(viewer);
-    added.push(viewer);
+    const { model, s: viewer } = registered(true, 'viewer');
     expect(registry.forModel(model as any)).toBe(viewer);
     await expect(executor().runCell(runOptions(model))).resolves.toBe(false);
     expect(stockRunCell).not.toHaveBeenCalled();
   });
 
   test('a run that waits for the kernel session runs nothing if the browser became a viewer', async () => {
-    const model = {};
-    const member = session(model, false, 'editor');
-    registry.add(member);
-    added.push(member);
+    const { model, s: member } = registered(false, 'editor');
     let ready!: () => void;
     const options = runOptions(model);
     options.sessionContext = { isReady: false, ready: new Promise<void>(r => (ready = r)) };
@@ -83,10 +86,7 @@ describe('the cell executor of encrypted notebooks', () => {
   });
 
   test("an editor's run goes to JupyterLab's runCell", async () => {
-    const model = {};
-    const editor = session(model, false, 'editor');
-    registry.add(editor);
-    added.push(editor);
+    const { model } = registered(false, 'editor');
     const options = runOptions(model);
     await expect(executor().runCell(options)).resolves.toBe(true);
     expect(stockRunCell).toHaveBeenCalledTimes(1);
